@@ -1,0 +1,185 @@
+//! The per-type histogram and the report it becomes (the `--json` schema; add fields, never rename).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::heap::objects::TypeInfo;
+use crate::heap::{gc, ObjectRecord, Sink};
+
+/// One row of the report: all live objects of one type (by qualified name).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeRow {
+    #[serde(rename = "type")]
+    pub name: String,
+    pub count: u64,
+    /// How many are tracked by the GC (in any generation, the permanent one included).
+    pub gc_tracked: u64,
+    /// How many are in the permanent generation (`gc.freeze()`).
+    #[serde(default)]
+    pub frozen: u64,
+    /// Sum of `sys.getsizeof`.
+    pub bytes: u64,
+    /// Sum of refcounts (immortal objects count as `sys.getrefcount` shows them).
+    pub refcount: u64,
+    pub immortal: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+struct Acc {
+    count: u64,
+    gc_tracked: u64,
+    frozen: u64,
+    bytes: u64,
+    refcount: u64,
+    immortal: u64,
+}
+
+/// Accumulates objects per type while walking.
+#[derive(Default)]
+pub struct Histogram {
+    by_type: HashMap<u64, Acc>,
+    names: HashMap<u64, String>,
+}
+
+impl Histogram {
+    pub fn new() -> Self {
+        Histogram::default()
+    }
+
+    pub fn clear(&mut self) {
+        self.by_type.clear();
+        self.names.clear();
+    }
+
+    pub fn add(&mut self, rec: &ObjectRecord, ty: &TypeInfo, gc_tracked: bool) {
+        let a = self.by_type.entry(rec.type_addr).or_default();
+        a.count += 1;
+        if gc_tracked {
+            a.gc_tracked += 1;
+        }
+        if rec.list == gc::PERMANENT {
+            a.frozen += 1;
+        }
+        a.bytes += rec.size;
+        a.refcount = a.refcount.saturating_add(rec.refcount);
+        if rec.immortal {
+            a.immortal += 1;
+        }
+        if !self.names.contains_key(&rec.type_addr) {
+            self.names.insert(rec.type_addr, ty.name.clone());
+        }
+    }
+
+    /// Rows by qualified name (distinct type objects with the same name are merged, as
+    /// `Counter(f"{t.__module__}.{t.__qualname__}")` would), sorted by bytes, then count, then name.
+    pub fn rows(&self) -> Vec<TypeRow> {
+        let mut merged: HashMap<&str, TypeRow> = HashMap::new();
+        for (addr, a) in &self.by_type {
+            let name = self.names.get(addr).map(String::as_str).unwrap_or("?");
+            let r = merged.entry(name).or_insert_with(|| TypeRow { name: name.to_string(), ..Default::default() });
+            r.count += a.count;
+            r.gc_tracked += a.gc_tracked;
+            r.frozen += a.frozen;
+            r.bytes += a.bytes;
+            r.refcount = r.refcount.saturating_add(a.refcount);
+            r.immortal += a.immortal;
+        }
+        let mut rows: Vec<TypeRow> = merged.into_values().collect();
+        sort_rows(&mut rows, SortKey::Bytes);
+        rows
+    }
+}
+
+impl Sink for Histogram {
+    fn reset(&mut self) {
+        self.clear();
+    }
+    fn object(&mut self, rec: &ObjectRecord, ty: &TypeInfo) {
+        self.add(rec, ty, true);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SortKey {
+    Bytes,
+    Count,
+}
+
+pub fn sort_rows(rows: &mut [TypeRow], key: SortKey) {
+    rows.sort_by(|a, b| {
+        let (ka, kb) = match key {
+            SortKey::Bytes => ((a.bytes, a.count), (b.bytes, b.count)),
+            SortKey::Count => ((a.count, a.bytes), (b.count, b.bytes)),
+        };
+        kb.cmp(&ka).then_with(|| a.name.cmp(&b.name))
+    });
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PythonInfo {
+    pub version: String,
+    pub executable: String,
+    pub free_threaded: bool,
+    #[serde(default)]
+    pub debug: bool,
+    /// "static" (runtime in the executable) or "shared" (in libpython).
+    #[serde(default)]
+    pub linkage: String,
+    /// The file holding the runtime has no symbol table.
+    #[serde(default)]
+    pub stripped: bool,
+    /// The file holding the runtime.
+    #[serde(default)]
+    pub binary: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Totals {
+    pub objects: u64,
+    pub bytes: u64,
+    pub gc_tracked: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct GcCounts {
+    pub generations: [u64; 3],
+    pub permanent: u64,
+}
+
+/// The report `memspy top --json` prints.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub pid: i32,
+    pub python: PythonInfo,
+    /// "gc-tracked" (the GC lists) or "full-heap" (every object).
+    pub coverage: String,
+    /// The figures may be inconsistent: read without pausing, or cut short.
+    #[serde(default)]
+    pub approximate: bool,
+    /// The walk was cut short (pause budget or timeout) and covers only part of the heap.
+    #[serde(default)]
+    pub partial: bool,
+    pub pause_ms: f64,
+    pub elapsed_ms: f64,
+    /// Seconds since the Unix epoch when the snapshot was taken.
+    #[serde(default)]
+    pub timestamp: f64,
+    /// The target's resident set size in bytes, when readable.
+    #[serde(default)]
+    pub rss: Option<u64>,
+    pub totals: Totals,
+    pub gc: GcCounts,
+    pub types: Vec<TypeRow>,
+}
+
+impl Report {
+    pub fn finish_totals(&mut self) {
+        self.totals = Totals {
+            objects: self.types.iter().map(|r| r.count).sum(),
+            bytes: self.types.iter().map(|r| r.bytes).sum(),
+            gc_tracked: self.types.iter().map(|r| r.gc_tracked).sum(),
+        };
+    }
+}

@@ -1,0 +1,151 @@
+//! The commands behind the CLI: each takes parsed options and prints to stdout.
+
+pub mod top;
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::analysis::histogram::{GcCounts, PythonInfo};
+use crate::analysis::{Histogram, Report};
+use crate::discovery::{self, Interpreter, Linkage};
+use crate::error::{Error, Result};
+use crate::heap::{self, SnapshotOptions};
+use crate::process::{self, RemoteMemory, Target};
+
+/// An attached target and its interpreter, found once and reused across snapshots.
+pub struct Session {
+    pub target: Target,
+    pub interp: Interpreter,
+}
+
+impl Session {
+    pub fn attach(pid: i32) -> Result<Session> {
+        let target = Target::open(pid)?;
+        let interp = discovery::discover(&target, &RemoteMemory::new(pid)).map_err(|e| target.explain(e))?;
+        log::info!(
+            "PID {pid}: Python {} ({:?}, {}{}) runtime at {:#x} in {} [{}; version from {}]",
+            interp.version,
+            interp.linkage,
+            if interp.stripped { "stripped" } else { "with symbols" },
+            if interp.debug_build { ", debug build" } else { "" },
+            interp.runtime,
+            interp.binary,
+            interp.runtime_source,
+            interp.version_source
+        );
+        Ok(Session { target, interp })
+    }
+
+    pub fn python_info(&self) -> PythonInfo {
+        PythonInfo {
+            version: self.interp.version.to_string(),
+            executable: self.interp.executable.clone(),
+            free_threaded: false,
+            debug: self.interp.debug_build,
+            linkage: match self.interp.linkage {
+                Linkage::Static => "static".into(),
+                Linkage::Shared => "shared".into(),
+            },
+            stripped: self.interp.stripped,
+            binary: self.interp.binary.clone(),
+        }
+    }
+
+    /// One snapshot of the GC-tracked heap as a report.
+    pub fn report(&self, opts: &SnapshotOptions) -> Result<Report> {
+        let mut hist = Histogram::new();
+        let walked = heap::snapshot(&self.target, &self.interp, opts, &mut hist)?;
+        let s = &walked.summary;
+        if s.unreadable > 0 {
+            log::warn!("{} objects could not be read and were skipped", s.unreadable);
+        }
+        if s.approximate_sizes > 0 {
+            log::info!("{} objects have their own __sizeof__; their bytes are approximated", s.approximate_sizes);
+        }
+        let mut report = Report {
+            pid: self.target.pid,
+            python: self.python_info(),
+            coverage: "gc-tracked".into(),
+            approximate: opts.nonblocking || walked.pause_budget_spent || s.broken_lists > 0,
+            partial: walked.pause_budget_spent,
+            pause_ms: walked.pause.as_secs_f64() * 1000.0,
+            elapsed_ms: walked.elapsed.as_secs_f64() * 1000.0,
+            timestamp: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+            rss: process::rss_bytes(self.target.pid),
+            totals: Default::default(),
+            gc: GcCounts { generations: s.generations, permanent: s.permanent },
+            types: hist.rows(),
+        };
+        report.finish_totals();
+        Ok(report)
+    }
+}
+
+/// A program memspy started (`memspy top -- python app.py`); killed when dropped.
+pub struct Spawned {
+    pub child: Child,
+}
+
+impl Spawned {
+    pub fn start(argv: &[String]) -> Result<Spawned> {
+        let (prog, args) = argv.split_first().ok_or_else(|| Error::Other("no command given after --".into()))?;
+        let child = Command::new(prog)
+            .args(args)
+            .spawn()
+            .map_err(|e| Error::Other(format!("could not start {prog}: {e}")))?;
+        Ok(Spawned { child })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits until the program's interpreter is up (its runtime has an interpreter with a valid GC
+    /// state), then returns a session on it.
+    pub fn wait_for_python(&mut self, timeout: Duration) -> Result<Session> {
+        let start = Instant::now();
+        let mut last = None;
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(Error::Other(format!("the program exited ({status}) before memspy could inspect it")));
+            }
+            match Session::attach(self.pid()) {
+                Ok(s) => {
+                    let mem = RemoteMemory::new(s.target.pid);
+                    let ready = discovery::interpreters(&mem, &s.interp)
+                        .ok()
+                        .and_then(|ips| ips.first().copied())
+                        .and_then(|ip| heap::gc::GcState::read(&mem, &s.interp.layout, ip).ok())
+                        .is_some_and(|g| g.validate(&mem).is_ok());
+                    if ready {
+                        return Ok(s);
+                    }
+                }
+                Err(e @ (Error::UnsupportedVersion { .. } | Error::FreeThreaded { .. } | Error::PermissionDenied { .. })) => {
+                    return Err(e)
+                }
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(last.unwrap_or_else(|| Error::Other("timed out waiting for the program's Python runtime".into())))
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let pid = nix::unistd::Pid::from_raw(self.pid());
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let until = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < until {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

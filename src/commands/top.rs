@@ -1,0 +1,129 @@
+//! `memspy top`: the type histogram, once or refreshing.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::analysis::histogram::SortKey;
+use crate::commands::{Session, Spawned};
+use crate::error::{Error, Result};
+use crate::heap::SnapshotOptions;
+use crate::report;
+
+#[derive(Clone, Debug)]
+pub struct TopOptions {
+    pub pid: Option<i32>,
+    pub command: Vec<String>,
+    pub once: bool,
+    pub json: bool,
+    pub limit: usize,
+    pub sort: SortKey,
+    pub rate: Duration,
+    /// With a command: how long to let it run before the (first) snapshot.
+    pub delay: Duration,
+    pub snapshot: SnapshotOptions,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Ctrl-C / SIGTERM end the refresh loop cleanly (the target is never paused between walks).
+pub fn install_interrupt_handler() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_interrupt as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_interrupt as *const () as libc::sighandler_t);
+    }
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+pub fn run(opts: &TopOptions) -> Result<()> {
+    let mut spawned = None;
+    let session = match (opts.pid, opts.command.is_empty()) {
+        (Some(pid), true) => Session::attach(pid)?,
+        (None, false) => {
+            let mut s = Spawned::start(&opts.command)?;
+            let session = s.wait_for_python(opts.snapshot.timeout)?;
+            spawned = Some(s);
+            sleep_unless_interrupted(opts.delay);
+            session
+        }
+        (Some(_), false) => return Err(Error::Other("give either a PID or a command after --, not both".into())),
+        (None, true) => return Err(Error::Other("give a PID (memspy top PID) or a command (memspy top -- python app.py)".into())),
+    };
+    if opts.once {
+        return print_once(&session, opts);
+    }
+    if opts.json {
+        // A refreshing JSON view makes no sense: print one JSON report per refresh, one per line.
+        install_interrupt_handler();
+        loop {
+            let r = session.report(&opts.snapshot)?;
+            println!("{}", serde_json::to_string(&r).expect("serializes"));
+            if !wait_or_exit(opts.rate, &session, spawned.as_mut()) {
+                return Ok(());
+            }
+        }
+    }
+    install_interrupt_handler();
+    let tty = std::io::stdout().is_terminal();
+    loop {
+        let r = session.report(&opts.snapshot)?;
+        let mut out = std::io::stdout().lock();
+        if tty {
+            // Clear the screen and home the cursor.
+            let _ = write!(out, "\x1b[2J\x1b[H");
+        }
+        let _ = write!(out, "{}", report::table(&r, opts.sort, opts.limit));
+        if !tty {
+            let _ = writeln!(out);
+        }
+        let _ = out.flush();
+        drop(out);
+        if !wait_or_exit(opts.rate, &session, spawned.as_mut()) {
+            return Ok(());
+        }
+    }
+}
+
+fn print_once(session: &Session, opts: &TopOptions) -> Result<()> {
+    let r = session.report(&opts.snapshot)?;
+    if opts.json {
+        println!("{}", report::json(&r));
+    } else {
+        print!("{}", report::table(&r, opts.sort, opts.limit));
+    }
+    Ok(())
+}
+
+fn sleep_unless_interrupted(d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until && !interrupted() {
+        std::thread::sleep(Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())));
+    }
+}
+
+/// Sleeps until the next refresh; false when it is time to stop (Ctrl-C, or the target is gone).
+fn wait_or_exit(rate: Duration, session: &Session, spawned: Option<&mut Spawned>) -> bool {
+    sleep_unless_interrupted(rate);
+    if interrupted() {
+        return false;
+    }
+    if let Some(s) = spawned {
+        if let Ok(Some(_)) = s.child.try_wait() {
+            eprintln!("memspy: the program exited");
+            return false;
+        }
+    }
+    if !session.target.alive() {
+        eprintln!("memspy: PID {} exited", session.target.pid);
+        return false;
+    }
+    true
+}

@@ -1,0 +1,261 @@
+//! Interpreter discovery: find `_PyRuntime` in the target's python executable or libpython, tell the
+//! version and build, and fill one [`Layout`] for it (built-in tables, overridden on 3.13+ by the
+//! target's own `_Py_DebugOffsets`).
+
+pub mod elf;
+
+use python_bindings::{debug_offsets, Layout, Version, NEWEST_MINOR, OLDEST_MINOR};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::heap::objects::{dict_get_str, read_str};
+use crate::process::{Memory, ReadExt, Target};
+use elf::ElfInfo;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Linkage {
+    /// The runtime is in the executable (Debian's python3.X, `--disable-shared` builds).
+    Static,
+    /// The runtime is in a mapped libpython (pyenv, `--enable-shared`).
+    Shared,
+}
+
+/// A CPython runtime found in a target.
+#[derive(Clone, Debug)]
+pub struct Interpreter {
+    /// Address of `_PyRuntime` in the target.
+    pub runtime: u64,
+    pub version: Version,
+    pub layout: Layout,
+    /// The target's executable.
+    pub executable: String,
+    /// The file holding `_PyRuntime` (the executable or libpython).
+    pub binary: String,
+    pub linkage: Linkage,
+    /// The file holding `_PyRuntime` has no `.symtab`.
+    pub stripped: bool,
+    pub debug_build: bool,
+    /// Where the version came from.
+    pub version_source: &'static str,
+    pub runtime_source: &'static str,
+    /// Whether the layout took values from `_Py_DebugOffsets`.
+    pub used_debug_offsets: bool,
+}
+
+fn unsupported(pid: i32, version: impl ToString) -> Error {
+    Error::UnsupportedVersion { pid, version: version.to_string() }
+}
+
+/// Recognises Python 2 and other runtimes memspy cannot read, from file names alone.
+fn python2_name(files: &[&str]) -> Option<String> {
+    for f in files {
+        let base = f.rsplit('/').next().unwrap_or(f);
+        if let Some(at) = base.find("python2.") {
+            let v: String = base[at + 6..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+            return Some(v.trim_end_matches('.').to_string());
+        }
+    }
+    None
+}
+
+/// Finds the interpreter in `target`, reading through `mem`.
+pub fn discover<M: Memory + ?Sized>(target: &Target, mem: &M) -> Result<Interpreter> {
+    let pid = target.pid;
+    let files = target.maps.files();
+    let mut found: Option<(ElfInfo, u64)> = None;
+    for path in elf::candidates(&target.maps, &target.exe) {
+        let bytes = match elf::read_target_file(pid, path) {
+            Ok(b) => b,
+            Err(e) => {
+                log::debug!("cannot open {path}: {e}");
+                continue;
+            }
+        };
+        let info = match ElfInfo::parse(path, &bytes) {
+            Ok(i) => i,
+            Err(e) => {
+                log::debug!("{e}");
+                continue;
+            }
+        };
+        log::debug!(
+            "{path}: runtime {:?} ({}), Py_Version {:?}, symtab {}, debug symbol {}",
+            info.runtime,
+            info.runtime_source,
+            info.py_version,
+            info.has_symtab,
+            info.debug_symbol
+        );
+        if let Some(rt) = info.runtime {
+            let bias = info.load_bias(&target.maps).ok_or_else(|| Error::Layout {
+                pid,
+                detail: format!("{path} holds _PyRuntime but is not mapped at file offset 0"),
+            })?;
+            found = Some((info, rt + bias));
+            break;
+        }
+    }
+    let Some((info, runtime)) = found else {
+        if let Some(v) = python2_name(&files) {
+            return Err(unsupported(pid, format!("{v} (Python 2)")));
+        }
+        if let Some((minor, _, _)) = files.iter().find_map(|f| elf::version_from_name(f)) {
+            if minor < OLDEST_MINOR {
+                return Err(unsupported(pid, format!("3.{minor}")));
+            }
+        }
+        return Err(Error::NotPython { pid, exe: target.exe.clone() });
+    };
+    let bias = runtime - info.runtime.unwrap_or(runtime);
+    let name_hint = elf::version_from_name(&info.path).or_else(|| elf::version_from_name(&target.exe));
+    log::debug!("_PyRuntime at {runtime:#x} in {} (hint {name_hint:?})", info.path);
+
+    // 1. 3.13+: the debug offsets table at the start of _PyRuntime.
+    let head = mem.bytes_at(runtime, debug_offsets::READ_SIZE, "_PyRuntime").map_err(|e| target.explain(e))?;
+    let mut debug = None;
+    let mut version_source = "";
+    let mut version = None;
+    if debug_offsets::has_cookie(&head) {
+        match debug_offsets::parse(&head) {
+            Ok(d) => {
+                let v = d.version();
+                if d.free_threaded {
+                    return Err(Error::FreeThreaded { pid, version: v.to_string() });
+                }
+                version = Some(v);
+                version_source = "_Py_DebugOffsets";
+                debug = Some(d);
+            }
+            Err(debug_offsets::DebugOffsetsError::UnknownSchema(v)) => return Err(unsupported(pid, v)),
+            Err(e) => return Err(Error::Layout { pid, detail: e.to_string() }),
+        }
+    }
+    // 2. 3.11+: Py_Version.
+    if version.is_none() {
+        if let Some(sym) = info.py_version {
+            let hex = mem.u64_at(sym + bias, "Py_Version").map_err(|e| target.explain(e))?;
+            let v = Version::from_hex(hex & 0xffff_ffff)
+                .ok_or_else(|| Error::Layout { pid, detail: format!("Py_Version reads {hex:#x}") })?;
+            version = Some(v);
+            version_source = "Py_Version";
+        }
+    }
+    // 3. 3.9/3.10 (and anything else): the minor version from the file name, or by trying the 3.9/3.10
+    //    layout (identical interpreter offsets), then sys.version for the micro version.
+    if version.is_none() {
+        let minor = match name_hint {
+            Some((m, _, _)) if m < OLDEST_MINOR => return Err(unsupported(pid, format!("3.{m}"))),
+            Some((m, _, _)) => m,
+            None => 10,
+        };
+        if minor > 10 {
+            return Err(Error::Layout {
+                pid,
+                detail: format!("file name says 3.{minor} but the build has neither Py_Version nor debug offsets"),
+            });
+        }
+        let tentative = Layout::builtin(Version::new(3, minor, 0)).expect("3.9/3.10 layouts exist");
+        match sys_version(mem, &tentative, runtime) {
+            Ok(v) => {
+                version = Some(v);
+                version_source = "sys.version";
+            }
+            Err(e) => {
+                if !target.alive() {
+                    return Err(Error::TargetExited { pid });
+                }
+                log::warn!("could not read sys.version ({e}); assuming 3.{minor}.0");
+                version = Some(Version::new(3, minor, 0));
+                version_source = "file name";
+            }
+        }
+    }
+    let version = version.expect("set above");
+    if version.major != 3 || version.minor < OLDEST_MINOR || version.minor > NEWEST_MINOR {
+        return Err(unsupported(pid, version));
+    }
+    if name_hint.is_some_and(|(_, _, ft)| ft) && debug.is_none() {
+        return Err(Error::FreeThreaded { pid, version: version.to_string() });
+    }
+    let mut layout = Layout::builtin(version).ok_or_else(|| unsupported(pid, version))?;
+    if let Some(d) = &debug {
+        apply_debug_offsets(&mut layout, d).map_err(|detail| Error::Layout { pid, detail })?;
+    }
+    layout.debug_build = info.debug_symbol || name_hint.is_some_and(|(_, d, _)| d);
+    let linkage = if info.path.trim_end_matches(" (deleted)") == target.exe { Linkage::Static } else { Linkage::Shared };
+    Ok(Interpreter {
+        runtime,
+        version,
+        debug_build: layout.debug_build,
+        layout,
+        executable: target.exe.clone(),
+        binary: info.path.clone(),
+        linkage,
+        stripped: !info.has_symtab,
+        version_source,
+        runtime_source: info.runtime_source,
+        used_debug_offsets: debug.is_some(),
+    })
+}
+
+/// Reads `sys.version` through `interp->sysdict` of the first interpreter.
+fn sys_version<M: Memory + ?Sized>(mem: &M, l: &Layout, runtime: u64) -> Result<Version> {
+    let interp = mem.u64_at(runtime + l.runtime_interpreters_head, "interpreters.head")?;
+    if interp == 0 {
+        return Err(Error::Corrupt("no interpreter yet".into()));
+    }
+    let sysdict = mem.u64_at(interp + l.interp_sysdict, "interp->sysdict")?;
+    let v = dict_get_str(mem, l, sysdict, "version")?.ok_or_else(|| Error::Corrupt("sys.version missing".into()))?;
+    let s = read_str(mem, l, v)?;
+    Version::parse(&s).ok_or_else(|| Error::Corrupt(format!("sys.version is {s:?}")))
+}
+
+/// Takes every offset the target's debug table offers.
+fn apply_debug_offsets(l: &mut Layout, d: &debug_offsets::DebugOffsets) -> std::result::Result<(), String> {
+    l.runtime_interpreters_head = d.interpreters_head;
+    l.interp_next = d.interp_next;
+    l.interp_threads_head = d.interp_threads_head;
+    l.interp_gc = d.interp_gc;
+    l.interp_modules = d.interp_modules;
+    l.interp_sysdict = d.interp_sysdict;
+    l.interp_builtins = d.interp_builtins;
+    l.ob_type = d.ob_type;
+    l.type_size = d.type_size;
+    l.tp_name = d.tp_name;
+    l.tp_flags = d.tp_flags;
+    l.tuple_item = d.tuple_item;
+    l.list_item = d.list_item;
+    l.dict_keys = d.dict_keys;
+    l.dict_values = d.dict_values;
+    l.unicode.state = d.unicode_state;
+    l.unicode.length = d.unicode_length;
+    l.unicode.ascii_size = d.unicode_ascii_size;
+    let mut gc = l
+        .gc_layout_for_size(d.gc_size)
+        .ok_or_else(|| format!("unknown GC state layout for Python {} (gc.size = {})", l.version, d.gc_size))?;
+    gc.collecting = d.gc_collecting;
+    if let Some(f) = d.gc_frame {
+        gc.frame = Some(f);
+    }
+    if let Some(s) = d.gc_generation_stats {
+        gc.stats_ptr = Some(s);
+    }
+    l.gc = gc;
+    Ok(())
+}
+
+/// Every interpreter of the runtime: `interpreters.head` then `next`, bounded.
+pub fn interpreters<M: Memory + ?Sized>(mem: &M, interp: &Interpreter) -> Result<Vec<u64>> {
+    let l = &interp.layout;
+    let mut out = Vec::new();
+    let mut at = mem.u64_at(interp.runtime + l.runtime_interpreters_head, "interpreters.head")?;
+    while at != 0 {
+        if out.len() >= 4096 || out.contains(&at) {
+            return Err(Error::Corrupt("interpreter list does not end".into()));
+        }
+        out.push(at);
+        at = mem.u64_at(at + l.interp_next, "interp->next")?;
+    }
+    Ok(out)
+}

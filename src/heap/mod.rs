@@ -1,0 +1,227 @@
+//! The heap walk: visit every object of every GC generation of every interpreter, and describe each one
+//! (its type, `sys.getsizeof`, refcount) to a sink.
+
+pub mod gc;
+pub mod objects;
+
+use std::time::{Duration, Instant};
+
+use crate::discovery::{self, Interpreter};
+use crate::error::{Error, Result};
+use crate::process::{CachedMemory, Memory, RemoteMemory, Target};
+use objects::{getsizeof, Types, HEAD_BYTES};
+
+/// One object, as the walk describes it.
+#[derive(Clone, Copy, Debug)]
+pub struct ObjectRecord {
+    pub addr: u64,
+    pub type_addr: u64,
+    pub size: u64,
+    pub size_exact: bool,
+    pub refcount: u64,
+    pub immortal: bool,
+    /// 0, 1, 2 for the generations, [`gc::PERMANENT`] for the permanent generation.
+    pub list: usize,
+}
+
+/// What a walk of the GC lists found, besides the objects.
+#[derive(Clone, Debug, Default)]
+pub struct WalkSummary {
+    pub generations: [u64; 3],
+    pub permanent: u64,
+    pub interpreters: usize,
+    /// A list broke off (only in `--nonblocking` mode).
+    pub broken_lists: u64,
+    /// Objects whose type or size could not be read (skipped).
+    pub unreadable: u64,
+    /// Objects sized by an approximation (types with their own `__sizeof__`).
+    pub approximate_sizes: u64,
+    /// A collection was running during the walk (only possible in `--nonblocking` mode).
+    pub collecting: bool,
+}
+
+/// Walks the GC lists of every interpreter. With `strict`, inconsistent lists are an error (the target
+/// is paused, so they mean memspy misread the layout); without, the walk keeps what it could read.
+pub fn walk_gc<M: Memory + ?Sized>(
+    mem: &M,
+    interp: &Interpreter,
+    types: &mut Types,
+    strict: bool,
+    deadline: Option<Instant>,
+    summary: &mut WalkSummary,
+    mut sink: impl FnMut(&ObjectRecord, &objects::TypeInfo),
+) -> Result<()> {
+    let l = &interp.layout;
+    let interps = discovery::interpreters(mem, interp)?;
+    summary.interpreters = interps.len();
+    let mut head = [0u8; HEAD_BYTES];
+    for ip in interps {
+        let state = gc::GcState::read(mem, l, ip)?;
+        summary.collecting |= state.collecting;
+        if strict {
+            state.validate(mem)?;
+        }
+        for (list, head_addr) in state.heads.iter().enumerate() {
+            let mut n_seen = 0u64;
+            let end = gc::walk_list(mem, *head_addr, l.gc_head_size, strict, |obj| {
+                n_seen += 1;
+                if n_seen % 4096 == 0 {
+                    if let Some(d) = deadline {
+                        if Instant::now() > d {
+                            return Err(Error::Timeout { seconds: 0.0, what: "walking the GC lists".into() });
+                        }
+                    }
+                }
+                if mem.read(obj, &mut head).is_err() {
+                    // The header straddles the end of a mapping: read the 16-byte object header alone.
+                    head.fill(0);
+                    if mem.read(obj, &mut head[..24]).is_err() {
+                        summary.unreadable += 1;
+                        return Ok(());
+                    }
+                }
+                let raw_ref = u64::from_le_bytes(head[0..8].try_into().expect("8"));
+                let type_addr = u64::from_le_bytes(head[l.ob_type as usize..l.ob_type as usize + 8].try_into().expect("8"));
+                let info = match types.get(mem, type_addr) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        log::debug!("object {obj:#x}: type {type_addr:#x}: {e}");
+                        summary.unreadable += 1;
+                        return Ok(());
+                    }
+                };
+                let (size, exact) = match getsizeof(mem, l, obj, &head, info) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::debug!("object {obj:#x} ({}): size: {e}", info.name);
+                        (info.basicsize, false)
+                    }
+                };
+                if !exact {
+                    summary.approximate_sizes += 1;
+                }
+                let (refcount, immortal) = l.decode_refcount(raw_ref);
+                let rec = ObjectRecord { addr: obj, type_addr, size, size_exact: exact, refcount, immortal, list };
+                sink(&rec, info);
+                Ok(())
+            })?;
+            if end.broken {
+                summary.broken_lists += 1;
+            }
+            if list == gc::PERMANENT {
+                summary.permanent += end.objects;
+            } else {
+                summary.generations[list] += end.objects;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How to take a snapshot.
+#[derive(Clone, Debug)]
+pub struct SnapshotOptions {
+    /// Read without stopping the target (results may be inconsistent).
+    pub nonblocking: bool,
+    /// Give up on the whole snapshot after this long.
+    pub timeout: Duration,
+    /// Most time the target may stay stopped; the walk is cut short (and says so) past it.
+    pub max_pause: Duration,
+    /// How many times to retry while a collection is running.
+    pub collection_retries: u32,
+    /// Bytes the page cache may hold.
+    pub cache_bytes: u64,
+}
+
+impl Default for SnapshotOptions {
+    fn default() -> Self {
+        SnapshotOptions {
+            nonblocking: false,
+            timeout: Duration::from_secs(60),
+            max_pause: Duration::from_secs(10),
+            collection_retries: 50,
+            cache_bytes: 256 << 20,
+        }
+    }
+}
+
+/// The result of one walk, before aggregation.
+pub struct Walked {
+    pub summary: WalkSummary,
+    pub pause: Duration,
+    pub elapsed: Duration,
+    /// The pause budget ran out and the walk was cut short.
+    pub pause_budget_spent: bool,
+}
+
+/// What receives the objects of a walk.
+pub trait Sink {
+    /// Forget what was received so far (the walk starts over).
+    fn reset(&mut self);
+    fn object(&mut self, rec: &ObjectRecord, ty: &objects::TypeInfo);
+}
+
+/// Takes one snapshot of the GC-tracked heap: pauses the target (unless non-blocking), walks, resumes.
+/// Retries while a collection runs.
+pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, sink: &mut dyn Sink) -> Result<Walked> {
+    let start = Instant::now();
+    let deadline = start + opts.timeout;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let mem = CachedMemory::new(RemoteMemory::new(target.pid), opts.cache_bytes);
+        let mut types = Types::new(&interp.layout);
+        let pause = if opts.nonblocking { None } else { Some(target.pause()?) };
+        // Check for a running collection before walking: its lists are in flux.
+        let collecting = discovery::interpreters(&mem, interp).and_then(|ips| {
+            let mut any = false;
+            for ip in ips {
+                any |= gc::GcState::read(&mem, &interp.layout, ip)?.collecting;
+            }
+            Ok(any)
+        });
+        let collecting = collecting.map_err(|e| target.explain(e))?;
+        if collecting && !opts.nonblocking {
+            drop(pause);
+            if tries > opts.collection_retries || Instant::now() > deadline {
+                return Err(Error::CollectionInProgress { pid: target.pid, tries });
+            }
+            log::debug!("a collection is running; retrying ({tries})");
+            std::thread::sleep(Duration::from_millis(2 * tries as u64));
+            continue;
+        }
+        sink.reset();
+        let walk_deadline = if opts.nonblocking { deadline } else { deadline.min(Instant::now() + opts.max_pause) };
+        let mut summary = WalkSummary::default();
+        let result = walk_gc(&mem, interp, &mut types, !opts.nonblocking, Some(walk_deadline), &mut summary, |r, t| sink.object(r, t));
+        let paused = pause.map(|p| p.resume()).unwrap_or_default();
+        log::debug!("walk: {:?}, cache {:?}, {} types", start.elapsed(), mem.stats(), types.len());
+        match result {
+            Ok(()) => {
+                return Ok(Walked { summary, pause: paused, elapsed: start.elapsed(), pause_budget_spent: false })
+            }
+            // The pause budget ran out (not the overall timeout): the target is resumed, and what was
+            // read so far is reported as partial.
+            Err(Error::Timeout { .. }) if Instant::now() < deadline && !opts.nonblocking => {
+                log::warn!("pause budget of {:?} spent; reporting a partial walk", opts.max_pause);
+                return Ok(Walked { summary, pause: paused, elapsed: start.elapsed(), pause_budget_spent: true });
+            }
+            Err(Error::Timeout { .. }) => {
+                return Err(Error::Timeout { seconds: opts.timeout.as_secs_f64(), what: "walking the GC lists".into() })
+            }
+            Err(e) if e.is_read() || matches!(e, Error::Corrupt(_)) => {
+                let e = target.explain(e);
+                if matches!(e, Error::TargetExited { .. }) {
+                    return Err(e);
+                }
+                // A strict walk of a paused target should not fail; retry once in case a collection
+                // started between the check and the pause.
+                if tries > 2 || Instant::now() > deadline {
+                    return Err(e);
+                }
+                log::debug!("walk failed ({e}); retrying");
+            }
+            Err(e) => return Err(target.explain(e)),
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! Decoding single objects: type information (qualified names, how to size instances), strings, dicts,
+//! and `sys.getsizeof` recomputed from the outside. Everything is read explicitly, field by field, with
+//! bounds; nothing remote is ever cast into a Rust struct.
+
+use std::collections::HashMap;
+
+use python_bindings::{flags, DictLayout, Layout, LongLayout};
+
+use crate::error::{Error, Result};
+use crate::process::memory::{le_u32, le_u64};
+use crate::process::{Memory, ReadExt};
+
+/// Longest string memspy decodes for names (type names, module names, `sys.version`).
+pub const MAX_NAME: usize = 4096;
+/// Most entries memspy reads from one dict while looking up a name.
+const MAX_DICT_ENTRIES: u64 = 1 << 20;
+/// Deepest `tp_base` chain followed.
+const MAX_BASES: usize = 64;
+/// How many bytes of each object memspy reads up front (every fixed field it needs lies within).
+pub const HEAD_BYTES: usize = 80;
+
+/// How `sys.getsizeof` sizes instances of a type: the `__sizeof__` the type inherits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeKind {
+    /// `object.__sizeof__`: basicsize + itemsize × ob_size.
+    Default,
+    List,
+    Dict,
+    Set,
+    Int,
+    Str,
+    ByteArray,
+    Type,
+    /// A type (or base) with its own `__sizeof__` memspy does not model: the default formula is used and
+    /// the result is an approximation.
+    Custom,
+}
+
+/// What memspy knows about one type object.
+#[derive(Clone, Debug)]
+pub struct TypeInfo {
+    pub addr: u64,
+    /// `f"{t.__module__}.{t.__qualname__}"`.
+    pub name: String,
+    pub flags: u64,
+    pub basicsize: u64,
+    pub itemsize: u64,
+    pub kind: SizeKind,
+    /// Instances are type objects (the type is `type` or a metaclass).
+    pub is_metatype: bool,
+    /// This is `type` itself.
+    pub is_type_type: bool,
+}
+
+/// Caches type information while walking one snapshot.
+pub struct Types<'l> {
+    pub layout: &'l Layout,
+    cache: HashMap<u64, TypeInfo>,
+}
+
+impl<'l> Types<'l> {
+    pub fn new(layout: &'l Layout) -> Self {
+        Types { layout, cache: HashMap::new() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
+    /// Type information for the type object at `addr`, read once per snapshot.
+    pub fn get<M: Memory + ?Sized>(&mut self, mem: &M, addr: u64) -> Result<&TypeInfo> {
+        if !self.cache.contains_key(&addr) {
+            let info = self.read(mem, addr)?;
+            self.cache.insert(addr, info);
+        }
+        Ok(&self.cache[&addr])
+    }
+
+    fn read<M: Memory + ?Sized>(&mut self, mem: &M, addr: u64) -> Result<TypeInfo> {
+        let l = self.layout;
+        if addr == 0 || addr % 8 != 0 {
+            return Err(Error::Corrupt(format!("type pointer {addr:#x} is not aligned")));
+        }
+        let flags = mem.u64_at(addr + l.tp_flags, "tp_flags")?;
+        let basicsize = mem.u64_at(addr + l.tp_basicsize, "tp_basicsize")?;
+        let itemsize = mem.u64_at(addr + l.tp_itemsize, "tp_itemsize")?;
+        if basicsize == 0 || basicsize > 1 << 24 || itemsize > 1 << 16 {
+            return Err(Error::Corrupt(format!(
+                "type at {addr:#x}: implausible basicsize {basicsize} / itemsize {itemsize}"
+            )));
+        }
+        let name = type_name(mem, l, addr, flags)?;
+        let (kind, is_metatype) = self.size_kind(mem, addr)?;
+        let is_type_type = flags & flags::HEAPTYPE == 0 && name == "builtins.type";
+        Ok(TypeInfo { addr, name, flags, basicsize, itemsize, kind, is_metatype, is_type_type })
+    }
+
+    /// Walks `tp_base` to find which `__sizeof__` instances get, and whether they are type objects.
+    fn size_kind<M: Memory + ?Sized>(&mut self, mem: &M, addr: u64) -> Result<(SizeKind, bool)> {
+        let l = self.layout;
+        let mut kind = None;
+        let mut t = addr;
+        for _ in 0..MAX_BASES {
+            if t == 0 {
+                break;
+            }
+            let f = mem.u64_at(t + l.tp_flags, "tp_flags")?;
+            if f & flags::HEAPTYPE != 0 {
+                if kind.is_none() && heap_type_defines(mem, l, t, "__sizeof__")? {
+                    kind = Some(SizeKind::Custom);
+                }
+            } else {
+                let tp_name_ptr = mem.u64_at(t + l.tp_name, "tp_name")?;
+                let name = mem.cstr_at(tp_name_ptr, MAX_NAME, "tp_name")?;
+                let known = match name.as_str() {
+                    "list" => Some(SizeKind::List),
+                    "dict" => Some(SizeKind::Dict),
+                    "set" | "frozenset" => Some(SizeKind::Set),
+                    "int" | "bool" => Some(SizeKind::Int),
+                    "str" => Some(SizeKind::Str),
+                    "bytearray" => Some(SizeKind::ByteArray),
+                    "type" => Some(SizeKind::Type),
+                    "object" | "tuple" | "bytes" | "float" | "complex" | "function" | "BaseException" => {
+                        Some(SizeKind::Default)
+                    }
+                    _ => None,
+                };
+                if name == "type" {
+                    // Instances of `type` or of any subclass of it are type objects.
+                    return Ok((kind.unwrap_or(SizeKind::Type), true));
+                }
+                if let Some(k) = known {
+                    return Ok((kind.unwrap_or(k), false));
+                }
+            }
+            t = mem.u64_at(t + l.tp_base, "tp_base")?;
+        }
+        Ok((kind.unwrap_or(SizeKind::Default), false))
+    }
+}
+
+/// `f"{t.__module__}.{t.__qualname__}"` for the type object at `addr`.
+pub fn type_name<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, flags: u64) -> Result<String> {
+    if flags & flags::HEAPTYPE != 0 {
+        let qualname_ptr = mem.u64_at(addr + l.ht_qualname, "ht_qualname")?;
+        let qualname = read_str(mem, l, qualname_ptr).unwrap_or_else(|_| "?".to_string());
+        let dict = mem.u64_at(addr + l.tp_dict, "tp_dict")?;
+        let module = match dict_get_str(mem, l, dict, "__module__") {
+            Ok(Some(m)) => read_str(mem, l, m).unwrap_or_else(|_| "?".to_string()),
+            _ => "?".to_string(),
+        };
+        Ok(format!("{module}.{qualname}"))
+    } else {
+        let tp_name_ptr = mem.u64_at(addr + l.tp_name, "tp_name")?;
+        let tp_name = mem.cstr_at(tp_name_ptr, MAX_NAME, "tp_name")?;
+        Ok(if tp_name.contains('.') { tp_name } else { format!("builtins.{tp_name}") })
+    }
+}
+
+/// Whether a heap type's own dict has `name`.
+fn heap_type_defines<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, name: &str) -> Result<bool> {
+    let dict = mem.u64_at(addr + l.tp_dict, "tp_dict")?;
+    Ok(dict != 0 && dict_get_str(mem, l, dict, name)?.is_some())
+}
+
+/// Decoded `str` header fields.
+#[derive(Clone, Copy, Debug)]
+pub struct StrHeader {
+    pub length: u64,
+    pub kind: u64,
+    pub compact: bool,
+    pub ascii: bool,
+    /// Address of the characters.
+    pub data: u64,
+}
+
+pub fn str_header(l: &Layout, addr: u64, head: &[u8], mem: &(impl Memory + ?Sized)) -> Result<StrHeader> {
+    let u = &l.unicode;
+    let length = le_u64(head, u.length).ok_or_else(|| Error::Corrupt("str header".into()))?;
+    let state = le_u32(head, u.state).ok_or_else(|| Error::Corrupt("str header".into()))? as u64;
+    let kind = (state >> 2) & 7;
+    let compact = state & (1 << 5) != 0;
+    let ascii = state & (1 << 6) != 0;
+    if !matches!(kind, 1 | 2 | 4) && !(kind == 0 && !compact) || length > 1 << 40 {
+        return Err(Error::Corrupt(format!("str at {addr:#x}: state {state:#x} length {length}")));
+    }
+    let data = if compact {
+        addr + if ascii { u.ascii_size } else { u.compact_size }
+    } else {
+        mem.u64_at(addr + u.compact_size, "str data")?
+    };
+    Ok(StrHeader { length, kind, compact, ascii, data })
+}
+
+/// Reads a `str` object's text (names: bounded by [`MAX_NAME`] characters).
+pub fn read_str<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64) -> Result<String> {
+    if addr == 0 {
+        return Err(Error::Corrupt("NULL str".into()));
+    }
+    let head = mem.bytes_at(addr, HEAD_BYTES, "str header")?;
+    let h = str_header(l, addr, &head, mem)?;
+    if h.kind == 0 {
+        return Err(Error::Corrupt(format!("str at {addr:#x} is not ready")));
+    }
+    let n = h.length.min(MAX_NAME as u64) as usize;
+    let raw = mem.bytes_at(h.data, n * h.kind as usize, "str data")?;
+    Ok(match h.kind {
+        1 => raw.iter().map(|&b| b as char).collect(),
+        2 => raw
+            .chunks_exact(2)
+            .map(|c| char::from_u32(u16::from_le_bytes([c[0], c[1]]) as u32).unwrap_or('\u{fffd}'))
+            .collect(),
+        _ => raw
+            .chunks_exact(4)
+            .map(|c| char::from_u32(u32::from_le_bytes([c[0], c[1], c[2], c[3]])).unwrap_or('\u{fffd}'))
+            .collect(),
+    })
+}
+
+/// The header of a `PyDictKeysObject`, decoded for any version.
+#[derive(Clone, Copy, Debug)]
+pub struct DictKeys {
+    pub refcnt: u64,
+    /// Number of slots (a power of two).
+    pub size: u64,
+    pub usable: u64,
+    pub nentries: u64,
+    /// 0 general, 1 unicode, 2 split (3.11+; 3.9/3.10 always report 0).
+    pub kind: u8,
+    /// Bytes of the index table.
+    pub index_bytes: u64,
+    /// Where the entries start, and how big each is.
+    pub entries: u64,
+    pub entry_size: u64,
+}
+
+pub fn dict_keys<M: Memory + ?Sized>(mem: &M, l: &Layout, keys: u64) -> Result<DictKeys> {
+    let b = mem.bytes_at(keys, 40, "dict keys header")?;
+    let g = |at| le_u64(&b, at).expect("in bounds");
+    let k = match l.dict_layout {
+        DictLayout::V39 => {
+            let size = g(8);
+            if !size.is_power_of_two() || size > 1 << 40 {
+                return Err(Error::Corrupt(format!("dict keys at {keys:#x}: size {size}")));
+            }
+            let ix = if size <= 0xff {
+                1
+            } else if size <= 0xffff {
+                2
+            } else if size <= 0xffff_ffff {
+                4
+            } else {
+                8
+            };
+            DictKeys {
+                refcnt: g(0),
+                size,
+                usable: g(24),
+                nentries: g(32),
+                kind: 0,
+                index_bytes: ix * size,
+                entries: keys + 40 + ix * size,
+                entry_size: 24,
+            }
+        }
+        DictLayout::V311 | DictLayout::V313 => {
+            let log2_size = b[8] as u64;
+            let log2_index = b[9] as u64;
+            let kind = b[10];
+            if log2_size > 40 || log2_index > 43 || kind > 2 {
+                return Err(Error::Corrupt(format!("dict keys at {keys:#x}: log2 {log2_size} kind {kind}")));
+            }
+            DictKeys {
+                refcnt: g(0),
+                size: 1 << log2_size,
+                usable: g(16),
+                nentries: g(24),
+                kind,
+                index_bytes: 1 << log2_index,
+                entries: keys + 32 + (1 << log2_index),
+                entry_size: if kind == 0 { 24 } else { 16 },
+            }
+        }
+    };
+    if k.nentries > k.size || k.nentries > MAX_DICT_ENTRIES * 64 {
+        return Err(Error::Corrupt(format!("dict keys at {keys:#x}: {} entries in {} slots", k.nentries, k.size)));
+    }
+    Ok(k)
+}
+
+impl DictKeys {
+    /// `_PyDict_KeysSize`.
+    pub fn alloc_size(&self, l: &Layout) -> u64 {
+        let usable = (self.size << 1) / 3;
+        match l.dict_layout {
+            DictLayout::V39 => 40 + self.index_bytes + usable * 24,
+            _ => 32 + self.index_bytes + usable * self.entry_size,
+        }
+    }
+
+    /// How many value slots a split dict using these keys has.
+    pub fn split_values(&self, l: &Layout) -> u64 {
+        match l.dict_layout {
+            DictLayout::V39 => (self.size << 1) / 3,
+            _ => self.nentries + self.usable,
+        }
+    }
+}
+
+/// Address of the value slot `i` of a split dict's values.
+pub fn split_value_slot(l: &Layout, values: u64, i: u64) -> u64 {
+    match l.dict_layout {
+        DictLayout::V39 | DictLayout::V311 => values + 8 * i,
+        DictLayout::V313 => values + 8 + 8 * i,
+    }
+}
+
+/// Visits the (key, value) pairs of the dict at `dict` (values may be 0 for deleted entries of split
+/// tables, which are skipped). `f` returns false to stop early.
+pub fn dict_for_each<M: Memory + ?Sized>(
+    mem: &M,
+    l: &Layout,
+    dict: u64,
+    mut f: impl FnMut(u64, u64) -> Result<bool>,
+) -> Result<()> {
+    let keys_ptr = mem.u64_at(dict + l.dict_keys, "ma_keys")?;
+    let values = mem.u64_at(dict + l.dict_values, "ma_values")?;
+    let keys = dict_keys(mem, l, keys_ptr)?;
+    let n = keys.nentries.min(MAX_DICT_ENTRIES);
+    if n == 0 {
+        return Ok(());
+    }
+    let entries = mem.bytes_at(keys.entries, (n * keys.entry_size) as usize, "dict entries")?;
+    let vals = if values != 0 {
+        let cap = keys.split_values(l).max(n);
+        Some(mem.bytes_at(split_value_slot(l, values, 0), (cap * 8) as usize, "dict split values")?)
+    } else {
+        None
+    };
+    for i in 0..n {
+        let e = i * keys.entry_size;
+        let (key, value) = if keys.entry_size == 24 {
+            (le_u64(&entries, e + 8).unwrap_or(0), le_u64(&entries, e + 16).unwrap_or(0))
+        } else {
+            (le_u64(&entries, e).unwrap_or(0), le_u64(&entries, e + 8).unwrap_or(0))
+        };
+        let value = match &vals {
+            Some(v) => le_u64(v, i * 8).unwrap_or(0),
+            None => value,
+        };
+        if key == 0 || value == 0 {
+            continue;
+        }
+        if !f(key, value)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Looks up a str key in a dict by comparing text (no hashing): for small dicts such as a type's.
+pub fn dict_get_str<M: Memory + ?Sized>(mem: &M, l: &Layout, dict: u64, name: &str) -> Result<Option<u64>> {
+    if dict == 0 {
+        return Ok(None);
+    }
+    let mut found = None;
+    dict_for_each(mem, l, dict, |k, v| {
+        // Keys of type dicts are str; compare lengths first to avoid decoding most of them.
+        let head = mem.bytes_at(k, HEAD_BYTES, "dict key")?;
+        if le_u64(&head, l.unicode.length) == Some(name.len() as u64) {
+            if let Ok(s) = read_str(mem, l, k) {
+                if s == name {
+                    found = Some(v);
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    })?;
+    Ok(found)
+}
+
+/// `sys.getsizeof(obj)`, recomputed from the object's bytes. `head` holds the first [`HEAD_BYTES`] of the
+/// object; `ty` is its type. Returns (size, exact): exact is false where memspy approximates.
+pub fn getsizeof<M: Memory + ?Sized>(
+    mem: &M,
+    l: &Layout,
+    addr: u64,
+    head: &[u8],
+    ty: &TypeInfo,
+) -> Result<(u64, bool)> {
+    let field = |at: u64| le_u64(head, at).ok_or_else(|| Error::Corrupt("object header".into()));
+    let ob_size = || field(l.ob_size).map(|v| v as i64);
+    let default = || -> Result<u64> {
+        let mut n = ty.basicsize;
+        if ty.itemsize > 0 {
+            n += ty.itemsize * ob_size()?.max(0) as u64;
+        }
+        Ok(n)
+    };
+    let mut exact = true;
+    let sizeof = match ty.kind {
+        SizeKind::Default => default()?,
+        SizeKind::Custom => {
+            exact = false;
+            default()?
+        }
+        SizeKind::List => ty.basicsize + 8 * field(l.list_allocated)?.min(1 << 40),
+        SizeKind::Set => {
+            let table = field(l.set_table)?;
+            if table != addr + l.set_smalltable {
+                ty.basicsize + (field(l.set_mask)?.min(1 << 40) + 1) * 16
+            } else {
+                ty.basicsize
+            }
+        }
+        SizeKind::Dict => {
+            let keys_ptr = field(l.dict_keys)?;
+            let values = field(l.dict_values)?;
+            let keys = dict_keys(mem, l, keys_ptr)?;
+            let mut n = ty.basicsize;
+            if values != 0 {
+                n += keys.split_values(l) * 8;
+            }
+            if keys.refcnt == 1 {
+                n += keys.alloc_size(l);
+            }
+            n
+        }
+        SizeKind::Int => match l.long {
+            LongLayout::ObSize => {
+                let digits = ob_size()?.unsigned_abs();
+                if l.version.minor >= 11 {
+                    24 + 4 * digits.max(1)
+                } else {
+                    24 + 4 * digits
+                }
+            }
+            LongLayout::LvTag => ty.basicsize + ty.itemsize * (field(l.ob_size)? >> 3).max(1),
+        },
+        SizeKind::Str => str_sizeof(mem, l, addr, head)?,
+        SizeKind::ByteArray => {
+            if l.version.minor >= 15 {
+                exact = false;
+            }
+            ty.basicsize + field(l.bytearray_alloc)?.min(1 << 48)
+        }
+        SizeKind::Type => {
+            let own_flags = mem.u64_at(addr + l.tp_flags, "tp_flags")?;
+            if own_flags & flags::HEAPTYPE != 0 {
+                let cached = mem.u64_at(addr + l.ht_cached_keys, "ht_cached_keys")?;
+                let keys = if cached != 0 { dict_keys(mem, l, cached)?.alloc_size(l) } else { 0 };
+                l.heap_type_size + keys
+            } else {
+                l.type_size
+            }
+        }
+    };
+    let own_flags = if ty.is_metatype { mem.u64_at(addr + l.tp_flags, "tp_flags")? } else { 0 };
+    let pre = l.getsizeof_preheader(ty.flags, ty.is_metatype, ty.is_type_type, own_flags);
+    Ok((sizeof + pre, exact))
+}
+
+/// `str.__sizeof__`.
+fn str_sizeof<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, head: &[u8]) -> Result<u64> {
+    let u = &l.unicode;
+    let h = str_header(l, addr, head, mem)?;
+    let mut size = if h.compact && h.ascii {
+        u.ascii_size + h.length + 1
+    } else if h.compact {
+        u.compact_size + (h.length + 1) * h.kind
+    } else {
+        let data = le_u64(head, u.compact_size).unwrap_or(0);
+        u.compact_size + 8 + if data != 0 { (h.length + 1) * h.kind } else { 0 }
+    };
+    if !(h.compact && h.ascii) {
+        let utf8 = le_u64(head, u.utf8).unwrap_or(0);
+        if utf8 != 0 && utf8 != h.data {
+            size += le_u64(head, u.utf8_length).unwrap_or(0) + 1;
+        }
+    }
+    if let (Some(wstr_at), Some(wlen_at)) = (u.wstr, u.wstr_length) {
+        let wstr = le_u64(head, wstr_at).unwrap_or(0);
+        let ready = le_u32(head, u.state).unwrap_or(0) & (1 << 7) != 0;
+        if wstr != 0 && (!ready || wstr != h.data) {
+            let wlen = if h.compact && h.ascii { h.length } else { le_u64(head, wlen_at).unwrap_or(0) };
+            size += (wlen + 1) * 4;
+        }
+    }
+    Ok(size)
+}

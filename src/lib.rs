@@ -1,0 +1,15 @@
+//! memspy: inspect the heap of a running CPython process from outside, read-only.
+//!
+//! Layers (see ARCHITECTURE.md): [`process`] (attach, pause, read memory) → [`discovery`] (find the
+//! runtime, version, layout) → [`heap`] (walk the GC lists, decode objects) → [`analysis`] (histograms)
+//! → [`report`] (tables, JSON); [`commands`] ties them together for the CLI.
+
+pub mod analysis;
+pub mod commands;
+pub mod discovery;
+pub mod error;
+pub mod heap;
+pub mod process;
+pub mod report;
+
+pub use error::{Error, Result};

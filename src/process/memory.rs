@@ -1,0 +1,268 @@
+//! Reading target memory: the [`Memory`] trait, the live reader (`process_vm_readv`), and a page cache
+//! for walks done while the target is paused. Every read names what it reads, for the error message.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+
+use crate::error::{Error, Result};
+
+/// A source of target memory: the live process, a cache in front of it, or a synthetic image in tests.
+pub trait Memory {
+    /// Fills `buf` from `addr`, wholly or not at all.
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()>;
+}
+
+impl<M: Memory + ?Sized> Memory for &M {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        (**self).read(addr, buf)
+    }
+}
+
+/// The live target, read with `process_vm_readv`. It only ever reads.
+#[derive(Clone, Copy, Debug)]
+pub struct RemoteMemory {
+    pid: i32,
+}
+
+impl RemoteMemory {
+    pub fn new(pid: i32) -> RemoteMemory {
+        RemoteMemory { pid }
+    }
+}
+
+impl Memory for RemoteMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if addr == 0 || addr.checked_add(buf.len() as u64).is_none() {
+            return Err(io::Error::from_raw_os_error(libc::EFAULT));
+        }
+        let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let remote = libc::iovec { iov_base: addr as usize as *mut libc::c_void, iov_len: buf.len() };
+        // SAFETY: `local` describes `buf`, which we exclusively borrow for the call; the remote iovec is
+        // only read by the kernel, which checks it against the target's address space.
+        let n = unsafe { libc::process_vm_readv(self.pid, &local, 1, &remote, 1, 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n as usize != buf.len() {
+            return Err(io::Error::from_raw_os_error(libc::EFAULT));
+        }
+        Ok(())
+    }
+}
+
+const PAGE: u64 = 4096;
+
+/// A page cache in front of another [`Memory`]. Only valid while the target does not change (paused), or
+/// for an approximate read (`--nonblocking`). Bounded: when `max_pages` is reached it starts over.
+pub struct CachedMemory<M: Memory> {
+    inner: M,
+    pages: RefCell<HashMap<u64, Box<[u8]>>>,
+    max_pages: usize,
+    stats: RefCell<CacheStats>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub direct: u64,
+}
+
+impl<M: Memory> CachedMemory<M> {
+    pub fn new(inner: M, max_bytes: u64) -> Self {
+        CachedMemory {
+            inner,
+            pages: RefCell::new(HashMap::new()),
+            max_pages: (max_bytes / PAGE).max(16) as usize,
+            stats: RefCell::new(CacheStats::default()),
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        *self.stats.borrow()
+    }
+
+    pub fn clear(&self) {
+        self.pages.borrow_mut().clear();
+    }
+}
+
+impl<M: Memory> Memory for CachedMemory<M> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        let len = buf.len() as u64;
+        if len == 0 {
+            return Ok(());
+        }
+        let end = addr.checked_add(len).ok_or_else(|| io::Error::from_raw_os_error(libc::EFAULT))?;
+        // Large reads bypass the cache.
+        if len > 4 * PAGE {
+            self.stats.borrow_mut().direct += 1;
+            return self.inner.read(addr, buf);
+        }
+        let mut pages = self.pages.borrow_mut();
+        let mut at = addr;
+        while at < end {
+            let page = at & !(PAGE - 1);
+            let within = (at - page) as usize;
+            let n = ((page + PAGE).min(end) - at) as usize;
+            let out = &mut buf[(at - addr) as usize..(at - addr) as usize + n];
+            if let Some(p) = pages.get(&page) {
+                self.stats.borrow_mut().hits += 1;
+                out.copy_from_slice(&p[within..within + n]);
+            } else {
+                self.stats.borrow_mut().misses += 1;
+                let mut p = vec![0u8; PAGE as usize].into_boxed_slice();
+                match self.inner.read(page, &mut p) {
+                    Ok(()) => {
+                        out.copy_from_slice(&p[within..within + n]);
+                        if pages.len() >= self.max_pages {
+                            pages.clear();
+                        }
+                        pages.insert(page, p);
+                    }
+                    // Part of the page may be unmapped: read just what was asked for.
+                    Err(_) => self.inner.read(at, out)?,
+                }
+            }
+            at += n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Typed reads with context for the error, on any [`Memory`].
+pub trait ReadExt {
+    fn bytes_at(&self, addr: u64, len: usize, what: &'static str) -> Result<Vec<u8>>;
+    fn read_into(&self, addr: u64, buf: &mut [u8], what: &'static str) -> Result<()>;
+    fn u64_at(&self, addr: u64, what: &'static str) -> Result<u64> {
+        let mut b = [0u8; 8];
+        self.read_into(addr, &mut b, what)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn i64_at(&self, addr: u64, what: &'static str) -> Result<i64> {
+        Ok(self.u64_at(addr, what)? as i64)
+    }
+    fn u32_at(&self, addr: u64, what: &'static str) -> Result<u32> {
+        let mut b = [0u8; 4];
+        self.read_into(addr, &mut b, what)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn u8_at(&self, addr: u64, what: &'static str) -> Result<u8> {
+        let mut b = [0u8; 1];
+        self.read_into(addr, &mut b, what)?;
+        Ok(b[0])
+    }
+    /// A NUL-terminated string of at most `max` bytes.
+    fn cstr_at(&self, addr: u64, max: usize, what: &'static str) -> Result<String> {
+        let mut out = Vec::new();
+        let mut at = addr;
+        while out.len() < max {
+            // Read up to the end of the page, so as not to cross into an unmapped one.
+            let chunk = ((PAGE - (at % PAGE)) as usize).min(max - out.len()).min(64);
+            let b = self.bytes_at(at, chunk, what)?;
+            if let Some(nul) = b.iter().position(|c| *c == 0) {
+                out.extend_from_slice(&b[..nul]);
+                return Ok(String::from_utf8_lossy(&out).into_owned());
+            }
+            out.extend_from_slice(&b);
+            at += chunk as u64;
+        }
+        Err(Error::Corrupt(format!("{what} at {addr:#x}: no NUL within {max} bytes")))
+    }
+}
+
+impl<M: Memory + ?Sized> ReadExt for M {
+    fn bytes_at(&self, addr: u64, len: usize, what: &'static str) -> Result<Vec<u8>> {
+        let mut b = vec![0u8; len];
+        self.read_into(addr, &mut b, what)?;
+        Ok(b)
+    }
+    fn read_into(&self, addr: u64, buf: &mut [u8], what: &'static str) -> Result<()> {
+        self.read(addr, buf).map_err(|source| Error::Read { addr, len: buf.len(), what, source })
+    }
+}
+
+/// Little-endian field access on a byte buffer already read, with bounds.
+pub fn le_u64(buf: &[u8], at: u64) -> Option<u64> {
+    let at = at as usize;
+    buf.get(at..at.checked_add(8)?).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+}
+
+pub fn le_u32(buf: &[u8], at: u64) -> Option<u32> {
+    let at = at as usize;
+    buf.get(at..at.checked_add(4)?).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+}
+
+/// A synthetic address space for unit tests and fuzzing: a few regions of bytes.
+#[derive(Clone, Debug, Default)]
+pub struct FakeMemory {
+    pub regions: Vec<(u64, Vec<u8>)>,
+}
+
+impl FakeMemory {
+    pub fn new() -> Self {
+        FakeMemory::default()
+    }
+    pub fn add(&mut self, addr: u64, bytes: Vec<u8>) {
+        self.regions.push((addr, bytes));
+    }
+    pub fn put_u64(&mut self, addr: u64, v: u64) {
+        self.write(addr, &v.to_le_bytes());
+    }
+    pub fn write(&mut self, addr: u64, data: &[u8]) {
+        for (start, bytes) in &mut self.regions {
+            if *start <= addr && addr + data.len() as u64 <= *start + bytes.len() as u64 {
+                let o = (addr - *start) as usize;
+                bytes[o..o + data.len()].copy_from_slice(data);
+                return;
+            }
+        }
+        panic!("FakeMemory::write outside regions at {addr:#x}");
+    }
+}
+
+impl Memory for FakeMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        for (start, bytes) in &self.regions {
+            let end = *start + bytes.len() as u64;
+            if *start <= addr && addr.checked_add(buf.len() as u64).is_some_and(|e| e <= end) {
+                let o = (addr - *start) as usize;
+                buf.copy_from_slice(&bytes[o..o + buf.len()]);
+                return Ok(());
+            }
+        }
+        Err(io::Error::from_raw_os_error(libc::EFAULT))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_reads_across_pages_and_falls_back() {
+        let mut f = FakeMemory::new();
+        f.add(0x10000, (0..3 * PAGE).map(|i| i as u8).collect());
+        let c = CachedMemory::new(&f, 1 << 20);
+        let mut b = [0u8; 16];
+        c.read(0x10000 + PAGE - 8, &mut b).unwrap();
+        assert_eq!(b[0], ((PAGE - 8) % 256) as u8);
+        assert_eq!(b[8], 0);
+        assert!(c.read(0x10000 + 3 * PAGE - 4, &mut b).is_err());
+        assert_eq!(c.u32_at(0x10004, "x").unwrap(), u32::from_le_bytes([4, 5, 6, 7]));
+        assert!(matches!(c.u64_at(0x5, "nothing"), Err(Error::Read { what: "nothing", .. })));
+    }
+
+    #[test]
+    fn cstr_bounded() {
+        let mut f = FakeMemory::new();
+        f.add(0x1000, b"builtins.dict\0xxxx".to_vec());
+        assert_eq!(f.cstr_at(0x1000, 100, "tp_name").unwrap(), "builtins.dict");
+        f.add(0x9000, vec![b'a'; 300]);
+        assert!(f.cstr_at(0x9000, 200, "tp_name").is_err());
+    }
+}

@@ -1,0 +1,164 @@
+//! Process access: open a target, read its memory (read-only, `process_vm_readv`), pause and resume it.
+//!
+//! Nothing in memspy writes to the target: there is no `process_vm_writev`, no `PTRACE_POKE*` and no write
+//! to `/proc/PID/mem` anywhere (a test scans the source for them).
+
+pub mod maps;
+pub mod memory;
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+pub use maps::{MapEntry, Maps};
+pub use memory::{CachedMemory, Memory, ReadExt, RemoteMemory};
+
+/// A process memspy inspects.
+pub struct Target {
+    pub pid: i32,
+    /// What `/proc/PID/exe` points to, as the target sees it.
+    pub exe: String,
+    pub maps: Maps,
+    process: remoteprocess::Process,
+}
+
+/// The one-letter state from `/proc/PID/stat` ('R', 'S', 'T', 'Z', …), or None if the process is gone.
+pub fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rfind(')')?;
+    stat[after + 1..].trim_start().chars().next()
+}
+
+/// Resident set size of a process in bytes (from /proc/PID/statm), if readable.
+pub fn rss_bytes(pid: i32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size())
+}
+
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if v > 0 {
+        v as u64
+    } else {
+        4096
+    }
+}
+
+fn io_to_error(pid: i32, e: std::io::Error, what: &str) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ESRCH) => {
+            if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                Error::TargetExited { pid }
+            } else {
+                Error::NoSuchProcess(pid)
+            }
+        }
+        Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { pid, detail: format!("{what}: {e}") },
+        _ => Error::Other(format!("PID {pid}: {what}: {e}")),
+    }
+}
+
+impl Target {
+    /// Opens a target: checks that it exists, is not a zombie nor memspy itself, and that its memory can
+    /// be read; reads its memory map.
+    pub fn open(pid: i32) -> Result<Target> {
+        if pid <= 0 {
+            return Err(Error::NoSuchProcess(pid));
+        }
+        if pid == std::process::id() as i32 {
+            return Err(Error::SelfTarget(pid));
+        }
+        match process_state(pid) {
+            None => return Err(Error::NoSuchProcess(pid)),
+            Some('Z') | Some('X') => return Err(Error::Zombie { pid }),
+            Some(_) => {}
+        }
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .map_err(|e| io_to_error(pid, e, "reading /proc/PID/exe"))?
+            .to_string_lossy()
+            .into_owned();
+        let maps = Maps::read(pid).map_err(|e| io_to_error(pid, e, "reading /proc/PID/maps"))?;
+        let process = remoteprocess::Process::new(pid).map_err(|e| Error::Other(format!("PID {pid}: {e}")))?;
+        let target = Target { pid, exe, maps, process };
+        // Check now that memory can be read at all, so that permission problems surface as such.
+        if let Some(m) = target.maps.entries.iter().find(|m| m.readable() && m.path.is_some()) {
+            let mut b = [0u8; 8];
+            RemoteMemory::new(pid).read(m.start, &mut b).map_err(|e| match e.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => {
+                    Error::PermissionDenied { pid, detail: format!("process_vm_readv: {e}") }
+                }
+                Some(libc::ESRCH) => Error::TargetExited { pid },
+                _ => Error::Other(format!("PID {pid}: process_vm_readv: {e}")),
+            })?;
+        }
+        Ok(target)
+    }
+
+    pub fn memory(&self) -> RemoteMemory {
+        RemoteMemory::new(self.pid)
+    }
+
+    /// Whether the target still exists (and is not a zombie).
+    pub fn alive(&self) -> bool {
+        !matches!(process_state(self.pid), None | Some('Z') | Some('X'))
+    }
+
+    /// Turns an error met while reading into "the target exited" when that is what happened.
+    pub fn explain(&self, e: Error) -> Error {
+        if !self.alive() {
+            Error::TargetExited { pid: self.pid }
+        } else {
+            e
+        }
+    }
+
+    /// Stops every thread of the target (ptrace seize + interrupt). The guard resumes them when dropped,
+    /// and the kernel detaches (resuming the threads) if memspy dies: the target is never left stopped.
+    pub fn pause(&self) -> Result<Pause> {
+        let start = Instant::now();
+        let lock = self.process.lock().map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("EPERM") || msg.contains("Operation not permitted") {
+                Error::PermissionDenied { pid: self.pid, detail: format!("ptrace: {msg}") }
+            } else if !self.alive() {
+                Error::TargetExited { pid: self.pid }
+            } else {
+                Error::Other(format!("could not pause PID {}: {msg}", self.pid))
+            }
+        })?;
+        log::debug!("paused PID {} in {:?}", self.pid, start.elapsed());
+        Ok(Pause { _lock: Some(lock), since: Instant::now(), total: Duration::ZERO })
+    }
+}
+
+/// The target's threads are stopped while this lives.
+pub struct Pause {
+    _lock: Option<remoteprocess::Lock>,
+    since: Instant,
+    total: Duration,
+}
+
+impl Pause {
+    /// Resumes the target now; returns for how long it was stopped.
+    pub fn resume(mut self) -> Duration {
+        self.release()
+    }
+
+    fn release(&mut self) -> Duration {
+        if self._lock.take().is_some() {
+            self.total = self.since.elapsed();
+        }
+        self.total
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.since.elapsed()
+    }
+}
+
+impl Drop for Pause {
+    fn drop(&mut self) {
+        self.release();
+    }
+}

@@ -1,0 +1,97 @@
+//! Presentation: plain tables for people, JSON for scripts.
+
+use std::fmt::Write as _;
+
+use crate::analysis::histogram::{sort_rows, Report, SortKey};
+
+/// `12345678` → `11.8 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// The one-line header above a table.
+pub fn header(r: &Report) -> String {
+    let mut s = format!(
+        "PID {}  Python {}{}  {}: {} objects, {}",
+        r.pid,
+        r.python.version,
+        if r.python.debug { " (debug)" } else { "" },
+        r.coverage,
+        r.totals.objects,
+        human_bytes(r.totals.bytes)
+    );
+    if let Some(rss) = r.rss {
+        let _ = write!(s, "  RSS {}", human_bytes(rss));
+    }
+    let _ = write!(
+        s,
+        "  gen {}/{}/{} perm {}  paused {:.1} ms, took {:.1} ms",
+        r.gc.generations[0], r.gc.generations[1], r.gc.generations[2], r.gc.permanent, r.pause_ms, r.elapsed_ms
+    );
+    if r.partial {
+        s.push_str("  [PARTIAL: cut short]");
+    } else if r.approximate {
+        s.push_str("  [approximate: read without pausing]");
+    }
+    s
+}
+
+/// The table of types: the top `limit` rows by `sort`.
+pub fn table(r: &Report, sort: SortKey, limit: usize) -> String {
+    let mut rows = r.types.clone();
+    sort_rows(&mut rows, sort);
+    let total_bytes = r.totals.bytes.max(1);
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", header(r));
+    let _ = writeln!(
+        out,
+        "{:>10} {:>10} {:>12} {:>6} {:>12} {:>9}  TYPE",
+        "COUNT", "GC", "BYTES", "%", "REFCOUNT", "IMMORTAL"
+    );
+    for row in rows.iter().take(limit) {
+        let _ = writeln!(
+            out,
+            "{:>10} {:>10} {:>12} {:>5.1}% {:>12} {:>9}  {}",
+            row.count,
+            row.gc_tracked,
+            human_bytes(row.bytes),
+            row.bytes as f64 * 100.0 / total_bytes as f64,
+            row.refcount,
+            row.immortal,
+            row.name
+        );
+    }
+    if rows.len() > limit {
+        let rest: u64 = rows[limit..].iter().map(|r| r.bytes).sum();
+        let n: u64 = rows[limit..].iter().map(|r| r.count).sum();
+        let _ = writeln!(out, "{:>10} {:>10} {:>12}         ({} more types)", n, "", human_bytes(rest), rows.len() - limit);
+    }
+    out
+}
+
+pub fn json(r: &Report) -> String {
+    serde_json::to_string_pretty(r).expect("reports serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes() {
+        assert_eq!(human_bytes(10), "10 B");
+        assert_eq!(human_bytes(2048), "2.0 KiB");
+        assert_eq!(human_bytes(5 << 30), "5.0 GiB");
+    }
+}
