@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 use crate::process::{CachedMemory, Memory, RemoteMemory, Target};
 use objects::{getsizeof, Types, HEAD_BYTES};
 
+/// Mappings are page-granular.
+const PAGE: u64 = 4096;
+
 /// One object, as the walk describes it.
 #[derive(Clone, Copy, Debug)]
 pub struct ObjectRecord {
@@ -73,9 +76,11 @@ pub fn walk_gc<M: Memory + ?Sized>(
                     }
                 }
                 if mem.read(obj, &mut head).is_err() {
-                    // The header straddles the end of a mapping: read the 16-byte object header alone.
+                    // The object sits at the end of a mapping: read up to the end of its page (mappings
+                    // are page-granular), so every field of a small object is still there.
                     head.fill(0);
-                    if mem.read(obj, &mut head[..24]).is_err() {
+                    let avail = (PAGE - (obj % PAGE)).min(HEAD_BYTES as u64) as usize;
+                    if avail < 16 || mem.read(obj, &mut head[..avail]).is_err() {
                         summary.unreadable += 1;
                         return Ok(());
                     }

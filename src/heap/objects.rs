@@ -31,6 +31,8 @@ pub enum SizeKind {
     Str,
     ByteArray,
     Type,
+    /// 3.9/3.10 frame objects: `f_localsplus[1]` is in the basic size, so one item less.
+    Frame,
 }
 
 /// What memspy knows about one type object.
@@ -125,6 +127,7 @@ impl<'l> Types<'l> {
                     "str" => Some(SizeKind::Str),
                     "bytearray" => Some(SizeKind::ByteArray),
                     "type" => Some(SizeKind::Type),
+                    "frame" if l.version.minor <= 10 => Some(SizeKind::Frame),
                     "object" | "tuple" | "bytes" | "float" | "complex" | "function" | "BaseException" => {
                         Some(SizeKind::Default)
                     }
@@ -138,7 +141,7 @@ impl<'l> Types<'l> {
                     | "_io.StringIO" | "array.array" | "_struct.Struct" | "mmap.mmap" | "itertools.tee"
                     | "_pickle.Pickler" | "_pickle.Unpickler" | "_elementtree.Element" | "_decimal.Decimal"
                     | "decimal.Decimal" | "_random.Random" | "memoryview"
-                );
+                ) || (name == "frame" && l.version.minor >= 11);
                 approx |= custom;
                 if name == "type" {
                     // Instances of `type` or of any subclass of it are type objects.
@@ -424,6 +427,7 @@ pub fn getsizeof<M: Memory + ?Sized>(
     };
     let sizeof = match ty.kind {
         SizeKind::Default => default()?,
+        SizeKind::Frame => default()?.saturating_sub(ty.itemsize).max(ty.basicsize),
         SizeKind::List => ty.basicsize + 8 * field(l.list_allocated)?.min(1 << 40),
         SizeKind::Set => {
             let table = field(l.set_table)?;
