@@ -1,5 +1,10 @@
 //! Presentation: plain tables for people, JSON for scripts.
 
+pub mod diff;
+pub mod growth;
+pub mod plot;
+pub mod tui;
+
 use std::fmt::Write as _;
 
 use crate::analysis::histogram::{sort_rows, Report, SortKey};

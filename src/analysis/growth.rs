@@ -1,0 +1,168 @@
+//! Growth over a series of reports (`memspy growth`): per-type counts and bytes at each sample, ranked
+//! by how much they grew, with the types that grew in every interval marked as leak suspects.
+//! Pure computation; the table and the SVG chart live in `report::`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::diff::signed;
+use crate::analysis::histogram::Report;
+
+/// Whole-process figures at one sample.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Seconds since the first sample.
+    pub t: f64,
+    /// Resident set size in bytes (0 when unreadable).
+    pub rss: u64,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+/// One type across the samples.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TypeGrowth {
+    #[serde(rename = "type")]
+    pub name: String,
+    /// Objects at each sample (0 where the type was absent).
+    pub counts: Vec<u64>,
+    /// Bytes at each sample.
+    pub bytes: Vec<u64>,
+    /// Last count minus first count.
+    pub delta: i64,
+    /// Last bytes minus first bytes.
+    pub delta_bytes: i64,
+    /// `delta` per second over the whole run.
+    pub per_second: f64,
+    /// The count grew in every interval (a leak suspect). False with fewer than two samples.
+    pub monotonic: bool,
+}
+
+/// The `memspy growth --json` document.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Growth {
+    pub pid: i32,
+    /// The requested interval between samples.
+    pub interval_s: f64,
+    #[serde(default)]
+    pub python: String,
+    #[serde(default)]
+    pub coverage: String,
+    pub samples: Vec<Sample>,
+    /// Every type seen in any sample, by `delta` descending, then `delta_bytes` descending, then name.
+    pub types: Vec<TypeGrowth>,
+}
+
+impl Growth {
+    /// Builds the growth table from reports taken in order.
+    pub fn from_reports(interval_s: f64, reports: &[Report]) -> Growth {
+        let t0 = reports.first().map(|r| r.timestamp).unwrap_or(0.0);
+        let samples: Vec<Sample> = reports
+            .iter()
+            .map(|r| Sample {
+                t: r.timestamp - t0,
+                rss: r.rss.unwrap_or(0),
+                objects: r.totals.objects,
+                bytes: r.totals.bytes,
+            })
+            .collect();
+        let n = reports.len();
+        let mut by_name: BTreeMap<&str, (Vec<u64>, Vec<u64>)> = BTreeMap::new();
+        for (i, r) in reports.iter().enumerate() {
+            for row in &r.types {
+                let e = by_name.entry(&row.name).or_insert_with(|| (vec![0; n], vec![0; n]));
+                e.0[i] += row.count;
+                e.1[i] += row.bytes;
+            }
+        }
+        let span = samples.last().map(|s| s.t).unwrap_or(0.0);
+        let mut types: Vec<TypeGrowth> = by_name
+            .into_iter()
+            .map(|(name, (counts, bytes))| {
+                let delta = signed(*counts.last().unwrap_or(&0), *counts.first().unwrap_or(&0));
+                let delta_bytes = signed(*bytes.last().unwrap_or(&0), *bytes.first().unwrap_or(&0));
+                TypeGrowth {
+                    name: name.to_string(),
+                    monotonic: counts.len() >= 2 && counts.windows(2).all(|w| w[1] > w[0]),
+                    per_second: if span > 0.0 { delta as f64 / span } else { 0.0 },
+                    counts,
+                    bytes,
+                    delta,
+                    delta_bytes,
+                }
+            })
+            .collect();
+        types.sort_by(|x, y| {
+            (y.delta, y.delta_bytes).cmp(&(x.delta, x.delta_bytes)).then_with(|| x.name.cmp(&y.name))
+        });
+        Growth {
+            pid: reports.first().map(|r| r.pid).unwrap_or(0),
+            interval_s,
+            python: reports.first().map(|r| r.python.version.clone()).unwrap_or_default(),
+            coverage: reports.first().map(|r| r.coverage.clone()).unwrap_or_default(),
+            samples,
+            types,
+        }
+    }
+
+    /// The types that grew in every interval.
+    pub fn suspects(&self) -> impl Iterator<Item = &TypeGrowth> {
+        self.types.iter().filter(|t| t.monotonic)
+    }
+
+    /// Seconds from the first to the last sample.
+    pub fn span_s(&self) -> f64 {
+        self.samples.last().map(|s| s.t).unwrap_or(0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::histogram::TypeRow;
+
+    fn report(ts: f64, rows: &[(&str, u64)]) -> Report {
+        let mut r = Report {
+            pid: 7,
+            timestamp: ts,
+            rss: Some(4096),
+            types: rows
+                .iter()
+                .map(|(n, c)| TypeRow { name: n.to_string(), count: *c, bytes: c * 10, ..Default::default() })
+                .collect(),
+            ..Default::default()
+        };
+        r.finish_totals();
+        r
+    }
+
+    #[test]
+    fn ranks_by_growth_and_marks_monotonic() {
+        let reports = [
+            report(100.0, &[("m.Leak", 10), ("m.Churn", 50), ("m.Gone", 3)]),
+            report(110.0, &[("m.Leak", 20), ("m.Churn", 80), ("m.New", 1)]),
+            report(120.0, &[("m.Leak", 30), ("m.Churn", 60), ("m.New", 1)]),
+        ];
+        let g = Growth::from_reports(10.0, &reports);
+        assert_eq!(g.pid, 7);
+        assert_eq!(g.samples.iter().map(|s| s.t).collect::<Vec<_>>(), [0.0, 10.0, 20.0]);
+        let names: Vec<&str> = g.types.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["m.Leak", "m.Churn", "m.New", "m.Gone"]);
+        let leak = &g.types[0];
+        assert_eq!((leak.counts.clone(), leak.delta, leak.delta_bytes), (vec![10, 20, 30], 20, 200));
+        assert_eq!(leak.per_second, 1.0);
+        assert!(leak.monotonic);
+        assert!(!g.types[1].monotonic, "grew then shrank");
+        assert!(!g.types[2].monotonic, "grew only once");
+        assert_eq!(g.types[3].counts, [3, 0, 0]);
+        assert_eq!(g.suspects().count(), 1);
+    }
+
+    #[test]
+    fn one_sample_has_no_suspects() {
+        let g = Growth::from_reports(1.0, &[report(5.0, &[("m.A", 1)])]);
+        assert_eq!(g.suspects().count(), 0);
+        assert_eq!(g.types[0].per_second, 0.0);
+    }
+}
