@@ -6,6 +6,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use memspy::analysis::histogram::SortKey;
+use memspy::commands::diff::{self, DiffOptions};
+use memspy::commands::growth::{self, GrowthOptions};
+use memspy::commands::snapshot::{self, SnapshotCmdOptions};
 use memspy::commands::top::{self, TopOptions};
 use memspy::heap::SnapshotOptions;
 
@@ -80,6 +83,51 @@ enum Cmd {
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// Sample the heap at an interval and rank the types by growth (leak suspects grew every time).
+    Growth {
+        /// PID of the Python process to inspect.
+        pid: i32,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+        interval: f64,
+        /// How many samples to take (at least 2 to see growth).
+        #[arg(long, default_value_t = 6)]
+        samples: usize,
+        /// Print JSON (every type, with its counts and bytes at each sample).
+        #[arg(long)]
+        json: bool,
+        /// Rows in the table.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Also draw RSS and the top types' bytes over time into this SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        walk: WalkArgs,
+    },
+    /// Save one report (types, totals, timestamp, RSS) to a file for `memspy diff`.
+    Snapshot {
+        /// PID of the Python process to inspect.
+        pid: i32,
+        /// The file to write (default: stdout).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        walk: WalkArgs,
+    },
+    /// What changed between two snapshots: per-type differences of counts and bytes.
+    Diff {
+        /// The earlier snapshot.
+        a: String,
+        /// The later snapshot.
+        b: String,
+        /// Print JSON (every type of either snapshot).
+        #[arg(long)]
+        json: bool,
+        /// Rows in the table.
+        #[arg(long, default_value_t = 25)]
+        limit: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -103,6 +151,19 @@ fn main() -> ExitCode {
             delay: Duration::from_secs_f64(delay.max(0.0)),
             snapshot: walk.options(),
         }),
+        Cmd::Growth { pid, interval, samples, json, limit, plot, walk } => growth::run(&GrowthOptions {
+            pid,
+            interval: Duration::from_secs_f64(interval.max(0.01)),
+            samples,
+            json,
+            limit,
+            plot,
+            snapshot: walk.options(),
+        }),
+        Cmd::Snapshot { pid, output, walk } => {
+            snapshot::run(&SnapshotCmdOptions { pid, output, snapshot: walk.options() })
+        }
+        Cmd::Diff { a, b, json, limit } => diff::run(&DiffOptions { a, b, json, limit }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,8 @@
 //! The commands behind the CLI: each takes parsed options and prints to stdout.
 
+pub mod diff;
+pub mod growth;
+pub mod snapshot;
 pub mod top;
 
 use std::process::{Child, Command};

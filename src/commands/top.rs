@@ -4,11 +4,14 @@ use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::analysis::diff::{diff_reports, Diff};
 use crate::analysis::histogram::SortKey;
+use crate::commands::growth::progress;
 use crate::commands::{Session, Spawned};
 use crate::error::{Error, Result};
 use crate::heap::SnapshotOptions;
 use crate::report;
+use crate::report::tui::{self, Frame, TerminalGuard, ViewSort, ViewState};
 
 #[derive(Clone, Debug)]
 pub struct TopOptions {
@@ -73,6 +76,9 @@ pub fn run(opts: &TopOptions) -> Result<()> {
     }
     install_interrupt_handler();
     let tty = std::io::stdout().is_terminal();
+    if tty && std::io::stdin().is_terminal() {
+        return live_view(&session, opts, spawned.as_mut());
+    }
     loop {
         let r = session.report(&opts.snapshot)?;
         let mut out = std::io::stdout().lock();
@@ -126,4 +132,66 @@ fn wait_or_exit(rate: Duration, session: &Session, spawned: Option<&mut Spawned>
         return false;
     }
     true
+}
+
+/// The full-screen view (stdin and stdout are terminals). The terminal is restored when this returns,
+/// whatever the path (the guard's drop; a panic hook covers panics).
+fn live_view(session: &Session, opts: &TopOptions, mut spawned: Option<&mut Spawned>) -> Result<()> {
+    let pb = progress(None, &format!("reading the heap of PID {}", session.target.pid));
+    let first = session.report(&opts.snapshot);
+    pb.finish_and_clear();
+    let first = first?;
+    let term = TerminalGuard::enter().map_err(|e| Error::Other(format!("cannot set up the terminal: {e}")))?;
+    let mut state = ViewState::new(match opts.sort {
+        SortKey::Bytes => ViewSort::Bytes,
+        SortKey::Count => ViewSort::Count,
+    });
+    let start = first.clone();
+    let mut current = first;
+    let mut since_start = diff_reports(&start, &current);
+    let mut since_last: Option<Diff> = None;
+    let mut refreshes = 1u64;
+    let mut next = Instant::now() + opts.rate;
+    let mut gone: Option<String> = None;
+    loop {
+        let draw = |state: &ViewState, note: &str, current: &crate::analysis::Report, since_start: &Diff, since_last: Option<&Diff>| {
+            let (w, h) = term.size();
+            let frame = Frame { report: current, since_start, since_last, refreshes, rate_s: opts.rate.as_secs_f64(), note };
+            term.draw(&tui::render(state, &frame, w, h));
+        };
+        draw(&state, "", &current, &since_start, since_last.as_ref());
+        if state.quit || interrupted() {
+            break;
+        }
+        let now = Instant::now();
+        if state.refresh || (!state.paused && now >= next) {
+            state.refresh = false;
+            if let Some(s) = spawned.as_deref_mut() {
+                if let Ok(Some(_)) = s.child.try_wait() {
+                    gone = Some("the program exited".into());
+                    break;
+                }
+            }
+            if !session.target.alive() {
+                gone = Some(format!("PID {} exited", session.target.pid));
+                break;
+            }
+            draw(&state, "sampling…", &current, &since_start, since_last.as_ref());
+            let r = session.report(&opts.snapshot)?;
+            since_start = diff_reports(&start, &r);
+            since_last = Some(diff_reports(&current, &r));
+            current = r;
+            refreshes += 1;
+            next = Instant::now() + opts.rate;
+            continue;
+        }
+        let wait_ms = if state.paused { 500 } else { next.saturating_duration_since(now).as_millis().min(500) as i32 };
+        let keys = term.read_keys(wait_ms);
+        state.keys(&keys);
+    }
+    drop(term);
+    if let Some(msg) = gone {
+        eprintln!("memspy: {msg}");
+    }
+    Ok(())
 }

@@ -1,0 +1,95 @@
+//! `memspy growth PID`: samples the heap at an interval and ranks the types by growth.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::analysis::growth::Growth;
+use crate::commands::top::{install_interrupt_handler, interrupted};
+use crate::commands::Session;
+use crate::error::{Error, Result};
+use crate::heap::SnapshotOptions;
+use crate::report;
+
+#[derive(Clone, Debug)]
+pub struct GrowthOptions {
+    pub pid: i32,
+    pub interval: Duration,
+    pub samples: usize,
+    pub json: bool,
+    pub limit: usize,
+    pub plot: Option<PathBuf>,
+    pub snapshot: SnapshotOptions,
+}
+
+/// A progress bar on stderr when it is a terminal; hidden otherwise.
+pub fn progress(len: Option<u64>, msg: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = match len {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        ),
+        None => ProgressBar::new_spinner(),
+    };
+    pb.set_message(msg.to_string());
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
+/// Takes the samples (all of them, or as many as were taken before Ctrl-C).
+pub fn sample(session: &Session, opts: &GrowthOptions) -> Result<Growth> {
+    install_interrupt_handler();
+    let n = opts.samples.max(1);
+    let pb = progress(Some(n as u64), &format!("sampling PID {} every {:.1} s", opts.pid, opts.interval.as_secs_f64()));
+    let start = Instant::now();
+    let mut reports = Vec::with_capacity(n);
+    for i in 0..n {
+        if i > 0 {
+            // Samples on a fixed schedule (no drift from walk times).
+            let due = start + opts.interval * i as u32;
+            while Instant::now() < due && !interrupted() {
+                std::thread::sleep((due - Instant::now()).min(Duration::from_millis(50)));
+            }
+            if interrupted() {
+                pb.println(format!("memspy: interrupted after {i} samples"));
+                break;
+            }
+            if !session.target.alive() {
+                pb.finish_and_clear();
+                return Err(Error::TargetExited { pid: opts.pid });
+            }
+        }
+        let r = session.report(&opts.snapshot)?;
+        if r.partial {
+            pb.println(format!("memspy: sample {} is partial (--max-pause reached)", i + 1));
+        }
+        reports.push(r);
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok(Growth::from_reports(opts.interval.as_secs_f64(), &reports))
+}
+
+pub fn run(opts: &GrowthOptions) -> Result<()> {
+    let session = Session::attach(opts.pid)?;
+    let g = sample(&session, opts)?;
+    if let Some(path) = &opts.plot {
+        std::fs::write(path, report::plot::svg(&g))
+            .map_err(|e| Error::Other(format!("could not write the chart to {}: {e}", path.display())))?;
+        if !opts.json {
+            eprintln!("memspy: chart written to {}", path.display());
+        }
+    }
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(&g).expect("growth serializes"));
+    } else {
+        print!("{}", report::growth::table(&g, opts.limit));
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! `memspy snapshot PID -o FILE`: saves one report (with its timestamp and RSS) for a later `memspy diff`.
+
+use std::path::PathBuf;
+
+use crate::commands::growth::progress;
+use crate::commands::Session;
+use crate::error::{Error, Result};
+use crate::heap::SnapshotOptions;
+use crate::report;
+
+#[derive(Clone, Debug)]
+pub struct SnapshotCmdOptions {
+    pub pid: i32,
+    /// Where to write; stdout when None.
+    pub output: Option<PathBuf>,
+    pub snapshot: SnapshotOptions,
+}
+
+pub fn run(opts: &SnapshotCmdOptions) -> Result<()> {
+    let session = Session::attach(opts.pid)?;
+    let pb = progress(None, &format!("reading the heap of PID {}", opts.pid));
+    let r = session.report(&opts.snapshot);
+    pb.finish_and_clear();
+    let r = r?;
+    let text = report::json(&r) + "\n";
+    match &opts.output {
+        Some(path) => {
+            std::fs::write(path, text)
+                .map_err(|e| Error::Other(format!("could not write the snapshot to {}: {e}", path.display())))?;
+            eprintln!(
+                "memspy: snapshot of PID {} ({} types, {} objects, {}) written to {}",
+                r.pid,
+                r.types.len(),
+                r.totals.objects,
+                report::human_bytes(r.totals.bytes),
+                path.display()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
