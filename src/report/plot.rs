@@ -82,7 +82,7 @@ fn draw_panel(out: &mut String, p: &Panel, times: &[f64], t_max: f64) {
     }
     // x ticks.
     let mut t = 0.0;
-    while t <= t_max + x_step / 2.0 {
+    while t <= t_max * (1.0 + 1e-9) {
         let xx = x(t);
         let _ = writeln!(out, r##"<line x1="{xx:.1}" y1="{:.1}" x2="{xx:.1}" y2="{:.1}" stroke="#999"/>"##, p.y0 + p.height, p.y0 + p.height + 5.0);
         let _ = writeln!(out, r#"<text x="{xx:.1}" y="{:.1}" font-size="12" text-anchor="middle">{}</text>"#, p.y0 + p.height + 18.0, fmt_tick(t, x_step));

@@ -1,0 +1,505 @@
+//! Watching a leak: `memspy growth`, `snapshot` + `diff`, and the full-screen `top`, against
+//! fixtures/leaky.py, which leaks exactly PER_TICK `Leaked` objects per tick and counts its ticks in the
+//! heap (one `Tick` object per tick). Ticks run while the GC says a collection is running, which memspy
+//! waits out, so every snapshot sees whole ticks and the checks below are exact.
+//!
+//! Env: MEMSPY_TEST_PYTHONS=path:path limits the interpreters (growth runs on every one found; the
+//! snapshot/diff and terminal tests on one).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const FIXTURE: &str = "leaky.py";
+const LEAKED: &str = "__main__.Leaked";
+const TICK: &str = "__main__.Tick";
+const CHURN: &str = "__main__.Churn";
+
+struct Leaky {
+    fixture: Fixture,
+    per_tick: u64,
+    churn_even: u64,
+    churn_odd: u64,
+}
+
+impl Leaky {
+    fn start(interp: &Interpreter) -> Result<Leaky, String> {
+        let mut fixture = Fixture::spawn(interp, FIXTURE, &[])?;
+        let state = fixture.wait_for_truth(FIXTURE_TIMEOUT)?;
+        Ok(Leaky {
+            per_tick: get_u64(&state, "per_tick")?,
+            churn_even: get_u64(&state, "churn_even")?,
+            churn_odd: get_u64(&state, "churn_odd")?,
+            fixture,
+        })
+    }
+
+    fn pid(&self) -> String {
+        self.fixture.pid.to_string()
+    }
+
+    /// The fixture's own tick counter, from its state file.
+    fn ticks(&self) -> Result<u64, String> {
+        let text = fs::read_to_string(&self.fixture.truth_path).map_err(|e| e.to_string())?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        get_u64(&v, "ticks")
+    }
+
+    fn churn_after(&self, ticks: u64) -> u64 {
+        if ticks.is_multiple_of(2) {
+            self.churn_even
+        } else {
+            self.churn_odd
+        }
+    }
+
+    /// Alive and not left stopped by memspy.
+    fn check_running(&mut self, errors: &mut Vec<String>) {
+        if let Some(s) = self.fixture.exited() {
+            errors.push(format!("fixture died: {}; stderr: {}", describe_exit(s), tail(&self.fixture.stderr_text(), 500)));
+        } else {
+            thread::sleep(Duration::from_millis(20));
+            if matches!(self.fixture.proc_state(), Some('T') | Some('t')) {
+                errors.push("memspy left the fixture stopped".into());
+            }
+        }
+    }
+}
+
+fn type_entry<'a>(g: &'a Value, name: &str) -> Option<&'a Value> {
+    g["types"].as_array()?.iter().find(|t| t["type"] == name)
+}
+
+fn u64s(v: &Value) -> Vec<u64> {
+    v.as_array().map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default()
+}
+
+/// `memspy growth` on one interpreter; returns the mismatches.
+fn check_growth(interp: &Interpreter, samples: usize, interval: f64, plot: Option<&std::path::Path>) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut leaky = match Leaky::start(interp) {
+        Ok(l) => l,
+        Err(e) => return vec![e],
+    };
+    let mut args = vec![
+        "growth".to_string(),
+        leaky.pid(),
+        "--interval".into(),
+        interval.to_string(),
+        "--samples".into(),
+        samples.to_string(),
+        "--json".into(),
+    ];
+    if let Some(p) = plot {
+        args.push("--plot".into());
+        args.push(p.display().to_string());
+    }
+    let out = match run_memspy(&args) {
+        Ok(o) => o,
+        Err(e) => return vec![format!("running memspy: {e}")],
+    };
+    leaky.check_running(&mut errors);
+    if !out.success() {
+        errors.push(format!("memspy growth failed: {}; stderr: {}", out.describe_status(), tail(&out.stderr, 1000)));
+        return errors;
+    }
+    let g: Value = match serde_json::from_str(&out.stdout) {
+        Ok(v) => v,
+        Err(e) => return vec![format!("growth output is not JSON ({e}): {}", tail(&out.stdout, 500))],
+    };
+    let final_ticks = leaky.ticks().unwrap_or(0);
+    if g["pid"].as_u64() != Some(leaky.fixture.pid as u64) {
+        errors.push(format!("pid {} (expected {})", g["pid"], leaky.fixture.pid));
+    }
+    if g["interval_s"].as_f64() != Some(interval) {
+        errors.push(format!("interval_s {} (expected {interval})", g["interval_s"]));
+    }
+    let n = g["samples"].as_array().map(|a| a.len()).unwrap_or(0);
+    if n != samples {
+        errors.push(format!("{n} samples (expected {samples})"));
+    }
+    let ts: Vec<f64> = g["samples"].as_array().map(|a| a.iter().filter_map(|s| s["t"].as_f64()).collect()).unwrap_or_default();
+    if ts.first() != Some(&0.0) || ts.windows(2).any(|w| w[1] <= w[0]) {
+        errors.push(format!("sample times {ts:?} do not start at 0 and increase"));
+    }
+    for s in g["samples"].as_array().into_iter().flatten() {
+        if s["rss"].as_u64().unwrap_or(0) == 0 || s["objects"].as_u64().unwrap_or(0) == 0 {
+            errors.push(format!("sample without rss or objects: {s}"));
+        }
+    }
+    // Sorted by delta, descending; the leak first.
+    let deltas: Vec<i64> = g["types"].as_array().into_iter().flatten().filter_map(|t| t["delta"].as_i64()).collect();
+    if deltas.windows(2).any(|w| w[0] < w[1]) {
+        errors.push("types are not sorted by delta descending".into());
+    }
+    if g["types"][0]["type"] != LEAKED {
+        errors.push(format!("first type is {} (expected {LEAKED})", g["types"][0]["type"]));
+    }
+    let (Some(leaked), Some(tick), Some(churn)) = (type_entry(&g, LEAKED), type_entry(&g, TICK), type_entry(&g, CHURN)) else {
+        errors.push("Leaked, Tick or Churn missing from the growth report".into());
+        return errors;
+    };
+    let (lc, tc, cc) = (u64s(&leaked["counts"]), u64s(&tick["counts"]), u64s(&churn["counts"]));
+    if lc.len() != samples || tc.len() != samples || cc.len() != samples {
+        errors.push(format!("counts of the wrong length: {lc:?} {tc:?} {cc:?}"));
+        return errors;
+    }
+    // Exact, per sample: the leak is PER_TICK times the fixture's own counter at that instant, the churn
+    // is what that tick left, and the counter never runs ahead of the fixture's file.
+    for i in 0..samples {
+        if lc[i] != leaky.per_tick * tc[i] {
+            errors.push(format!("sample {i}: {} Leaked, expected {} x {} Tick = {}", lc[i], leaky.per_tick, tc[i], leaky.per_tick * tc[i]));
+        }
+        if cc[i] != leaky.churn_after(tc[i]) {
+            errors.push(format!("sample {i}: {} Churn, expected {} after tick {}", cc[i], leaky.churn_after(tc[i]), tc[i]));
+        }
+        if tc[i] == 0 || tc[i] > final_ticks {
+            errors.push(format!("sample {i}: tick {} outside 1..={final_ticks} (the fixture's counter)", tc[i]));
+        }
+    }
+    let lb = u64s(&leaked["bytes"]);
+    let per_obj = lb.first().copied().unwrap_or(0) / lc[0].max(1);
+    if per_obj == 0 || lb.iter().zip(&lc).any(|(b, c)| *b != c * per_obj) {
+        errors.push(format!("Leaked bytes {lb:?} are not counts {lc:?} times one object's size"));
+    }
+    let want_delta = (lc[samples - 1] - lc[0]) as i64;
+    if leaked["delta"].as_i64() != Some(want_delta) || want_delta != (leaky.per_tick * (tc[samples - 1] - tc[0])) as i64 {
+        errors.push(format!("Leaked delta {} (counts {lc:?}, ticks {tc:?})", leaked["delta"]));
+    }
+    if leaked["delta_bytes"].as_i64() != Some(lb[samples - 1] as i64 - lb[0] as i64) {
+        errors.push(format!("Leaked delta_bytes {}", leaked["delta_bytes"]));
+    }
+    let span = ts.last().copied().unwrap_or(0.0);
+    let ps = leaked["per_second"].as_f64().unwrap_or(-1.0);
+    if span > 0.0 && (ps - want_delta as f64 / span).abs() > 1e-6 * ps.abs().max(1.0) {
+        errors.push(format!("per_second {ps}, expected {}", want_delta as f64 / span));
+    }
+    let grew_every_time = lc.windows(2).all(|w| w[1] > w[0]);
+    if leaked["monotonic"] != Value::Bool(grew_every_time) || !grew_every_time {
+        errors.push(format!("Leaked counts {lc:?}, monotonic {} (the fixture ticks 20 times per interval)", leaked["monotonic"]));
+    }
+    if tick["monotonic"] != Value::Bool(true) {
+        errors.push(format!("Tick counts {tc:?} not marked monotonic"));
+    }
+    if churn["monotonic"] != Value::Bool(false) {
+        errors.push(format!("Churn counts {cc:?} marked monotonic"));
+    }
+    if let Some(p) = plot {
+        match fs::read_to_string(p) {
+            Ok(svg) => {
+                for want in ["<svg", "</svg>", "memory (", "time since the first sample (s)", LEAKED, "RSS", &format!("PID {}", leaky.fixture.pid)] {
+                    if !svg.contains(want) {
+                        errors.push(format!("chart lacks {want:?}"));
+                    }
+                }
+            }
+            Err(e) => errors.push(format!("no chart at {}: {e}", p.display())),
+        }
+    }
+    errors
+}
+
+#[test]
+fn growth_ranks_the_leak_exactly() {
+    let d = discover_interpreters();
+    assert!(!d.interpreters.is_empty(), "no interpreter found");
+    let dir = artifact_dir("growth");
+    let mut failures = Vec::new();
+    eprintln!("\n== growth ==");
+    for (i, interp) in d.interpreters.iter().enumerate() {
+        let plot = (i == 0).then(|| dir.join("growth.svg"));
+        let errors = check_growth(interp, 4, 0.4, plot.as_deref());
+        eprintln!("{:<10} {:<52} {}", interp.label(), interp.path.display().to_string(), if errors.is_empty() { "PASS".to_string() } else { format!("FAIL ({})", errors.len()) });
+        for e in &errors {
+            eprintln!("   {e}");
+            failures.push(format!("{}: {e}", interp.label()));
+        }
+    }
+    assert!(failures.is_empty(), "growth failed:\n  {}", failures.join("\n  "));
+}
+
+#[test]
+fn growth_table_marks_suspects() {
+    let interp = &discover_interpreters().interpreters[0];
+    let mut leaky = Leaky::start(interp).expect("fixture");
+    let out = run_memspy(["growth", &leaky.pid(), "--interval", "0.3", "--samples", "3"]).expect("memspy");
+    let mut errors = Vec::new();
+    leaky.check_running(&mut errors);
+    assert!(out.success(), "{}: {}", out.describe_status(), out.stderr);
+    assert!(errors.is_empty(), "{errors:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with(&format!("PID {}", leaky.fixture.pid)), "{}", out.stdout);
+    assert!(lines[1].contains("DELTA") && lines[1].contains("SUSPECT"), "{}", out.stdout);
+    assert!(lines[2].ends_with(LEAKED) && lines[2].contains("LEAK?"), "{}", out.stdout);
+    let churn = lines.iter().find(|l| l.ends_with(CHURN));
+    assert!(churn.is_none_or(|l| !l.contains("LEAK?")), "{}", out.stdout);
+}
+
+// ---------------------------------------------------------------------------
+// snapshot + diff
+
+#[test]
+fn diff_is_the_difference_of_the_histograms() {
+    let interp = &discover_interpreters().interpreters[0];
+    let mut leaky = Leaky::start(interp).expect("fixture");
+    let tmp = TempDir::new("diff").expect("tmp");
+    let (a, b) = (tmp.path().join("a.json"), tmp.path().join("b.json"));
+    for (i, p) in [&a, &b].into_iter().enumerate() {
+        if i == 1 {
+            thread::sleep(Duration::from_millis(400));
+        }
+        let out = run_memspy(["snapshot", &leaky.pid(), "-o", &p.display().to_string()]).expect("memspy");
+        assert!(out.success(), "snapshot: {}: {}", out.describe_status(), out.stderr);
+        assert!(out.stdout.is_empty(), "snapshot -o prints nothing on stdout");
+    }
+    let mut errors = Vec::new();
+    leaky.check_running(&mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+    let load = |p: &std::path::Path| -> Value { serde_json::from_str(&fs::read_to_string(p).unwrap()).unwrap() };
+    let (ra, rb) = (load(&a), load(&b));
+    for r in [&ra, &rb] {
+        assert!(r["timestamp"].as_f64().unwrap_or(0.0) > 1e9 && r["rss"].as_u64().unwrap_or(0) > 0, "timestamp and rss: {r}");
+        assert_eq!(r["pid"].as_u64(), Some(leaky.fixture.pid as u64));
+    }
+    let hist = |r: &Value| -> BTreeMap<String, (u64, u64)> {
+        let mut m = BTreeMap::new();
+        for t in r["types"].as_array().unwrap() {
+            let e = m.entry(t["type"].as_str().unwrap().to_string()).or_insert((0, 0));
+            e.0 += t["count"].as_u64().unwrap();
+            e.1 += t["bytes"].as_u64().unwrap();
+        }
+        m
+    };
+    let (ha, hb) = (hist(&ra), hist(&rb));
+
+    let out = run_memspy(["diff", &a.display().to_string(), &b.display().to_string(), "--json"]).expect("memspy");
+    assert!(out.success(), "diff: {}: {}", out.describe_status(), out.stderr);
+    let d: Value = serde_json::from_str(&out.stdout).expect("diff JSON");
+    // Every type of either side, once, with b - a.
+    let names: BTreeSet<&String> = ha.keys().chain(hb.keys()).collect();
+    let types = d["types"].as_array().unwrap();
+    assert_eq!(types.len(), names.len(), "one row per type of either snapshot");
+    for t in types {
+        let name = t["type"].as_str().unwrap().to_string();
+        let (ca, ba) = ha.get(&name).copied().unwrap_or((0, 0));
+        let (cb, bb) = hb.get(&name).copied().unwrap_or((0, 0));
+        let got = (t["count_a"].as_u64(), t["count_b"].as_u64(), t["bytes_a"].as_u64(), t["bytes_b"].as_u64(), t["delta"].as_i64(), t["delta_bytes"].as_i64());
+        let want = (Some(ca), Some(cb), Some(ba), Some(bb), Some(cb as i64 - ca as i64), Some(bb as i64 - ba as i64));
+        assert_eq!(got, want, "{name}");
+    }
+    let total = |r: &Value, k: &str| r["totals"][k].as_i64().unwrap();
+    assert_eq!(d["objects_delta"].as_i64(), Some(total(&rb, "objects") - total(&ra, "objects")));
+    assert_eq!(d["bytes_delta"].as_i64(), Some(total(&rb, "bytes") - total(&ra, "bytes")));
+    assert_eq!(d["rss_delta"].as_i64(), Some(rb["rss"].as_i64().unwrap() - ra["rss"].as_i64().unwrap()));
+    assert_eq!(d["elapsed_s"].as_f64(), Some(rb["timestamp"].as_f64().unwrap() - ra["timestamp"].as_f64().unwrap()));
+    // And the leak shows: whole ticks between the snapshots.
+    let row = |n: &str| types.iter().find(|t| t["type"] == n).unwrap();
+    let dl = row(LEAKED)["delta"].as_i64().unwrap();
+    assert!(dl > 0 && dl == leaky.per_tick as i64 * row(TICK)["delta"].as_i64().unwrap(), "Leaked delta {dl}");
+
+    // The table: the same file names, the leak among the changes.
+    let out = run_memspy(["diff", &a.display().to_string(), &b.display().to_string()]).expect("memspy");
+    assert!(out.success());
+    assert!(out.stdout.starts_with(&format!("A {}", a.display())), "{}", out.stdout);
+    assert!(out.stdout.lines().any(|l| l.ends_with(LEAKED) && l.contains(&format!("+{dl}"))), "{}", out.stdout);
+
+    // A file that is not a snapshot: one line, failure.
+    fs::write(tmp.path().join("bad.json"), "{}").unwrap();
+    let out = run_memspy(["diff", &a.display().to_string(), &tmp.path().join("bad.json").display().to_string()]).expect("memspy");
+    assert!(!out.success());
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("bad.json is not a memspy snapshot"), "{}", out.stderr);
+}
+
+// ---------------------------------------------------------------------------
+// The full-screen view, driven in a pseudo-terminal
+
+const ENTER_ALT: &str = "\x1b[?1049h";
+const LEAVE_ALT: &str = "\x1b[?1049l";
+const SHOW_CURSOR: &str = "\x1b[?25h";
+
+struct Pty {
+    child: std::process::Child,
+    master: std::fs::File,
+    slave: OwnedFd,
+    output: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Pty {
+    fn spawn(args: &[&str]) -> Pty {
+        let ws = nix::pty::Winsize { ws_row: 40, ws_col: 140, ws_xpixel: 0, ws_ypixel: 0 };
+        let pty = nix::pty::openpty(Some(&ws), None).expect("openpty");
+        let io = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("dup"));
+        let child = Command::new(memspy_bin())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(io(&pty.slave))
+            .stdout(io(&pty.slave))
+            .stderr(io(&pty.slave))
+            .spawn()
+            .expect("spawn memspy");
+        let master = std::fs::File::from(pty.master);
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (mut reader, sink) = (master.try_clone().expect("dup"), output.clone());
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Pty { child, master, slave: pty.slave, output }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    /// The lines of the last complete frame (frames start with cursor-home and end with clear-below).
+    fn last_frame(&self) -> Vec<String> {
+        let t = self.text();
+        let Some(end) = t.rfind("\x1b[J") else { return Vec::new() };
+        let start = t[..end].rfind("\x1b[H").map(|i| i + 3).unwrap_or(0);
+        t[start..end].split("\r\n").map(|l| l.replace("\x1b[K", "")).collect()
+    }
+
+    fn send(&mut self, keys: &str) {
+        self.master.write_all(keys.as_bytes()).expect("write keys");
+    }
+
+    /// Waits (bounded) for a frame satisfying `ok`.
+    fn wait_frame(&self, what: &str, ok: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let start = Instant::now();
+        loop {
+            let f = self.last_frame();
+            if ok(&f) {
+                return f;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                panic!("no frame with {what}; last frame:\n{}\n(raw tail: {:?})", f.join("\n"), tail(&self.text(), 600));
+            }
+            thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                thread::sleep(Duration::from_millis(100)); // let the reader drain
+                return s;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = self.child.kill();
+                panic!("memspy did not exit; output tail: {:?}", tail(&self.text(), 600));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The terminal is back: the alternate screen left after it was entered, the cursor shown, and
+    /// line editing and echo on again.
+    fn assert_restored(&self) {
+        let t = self.text();
+        let entered = t.find(ENTER_ALT).expect("alternate screen never entered");
+        let left = t.rfind(LEAVE_ALT).expect("alternate screen not left");
+        assert!(left > entered, "left before entering");
+        assert!(t[entered..].contains(SHOW_CURSOR), "cursor not shown again");
+        let attrs = nix::sys::termios::tcgetattr(self.slave.as_fd()).expect("tcgetattr");
+        use nix::sys::termios::LocalFlags as L;
+        assert!(attrs.local_flags.contains(L::ICANON | L::ECHO | L::ISIG), "terminal modes not restored: {:?}", attrs.local_flags);
+    }
+}
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The rows of a frame: (count, name).
+fn rows(frame: &[String]) -> Vec<(u64, String)> {
+    frame
+        .iter()
+        .skip(4)
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let count = w.first()?.parse().ok()?;
+            Some((count, w.last()?.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn live_top_in_a_terminal() {
+    let interp = &discover_interpreters().interpreters[0];
+    let mut leaky = Leaky::start(interp).expect("fixture");
+    let pid = leaky.pid();
+    let mut t = Pty::spawn(&["top", &pid, "--rate", "0.3"]);
+    let f = t.wait_frame("the leak row after a refresh", |f| {
+        f.first().is_some_and(|l| l.contains(&format!("PID {pid}")) && l.contains("RSS"))
+            && f.iter().any(|l| l.contains("refresh #3"))
+            && rows(f).iter().any(|r| r.1 == LEAKED)
+    });
+    assert!(f[1].contains("last pause") && f[2].contains("sort: bytes"), "{}", f.join("\n"));
+    assert!(f[3].contains("ΔCOUNT") && f[3].contains("ΔC LAST"), "{}", f.join("\n"));
+    assert!(f.last().unwrap().contains("q quit"));
+
+    t.send("c");
+    let f = t.wait_frame("sort: count", |f| f.get(2).is_some_and(|l| l.contains("sort: count")));
+    let counts: Vec<u64> = rows(&f).iter().map(|r| r.0).collect();
+    assert!(counts.len() > 3 && counts.windows(2).all(|w| w[0] >= w[1]), "not by count: {}", f.join("\n"));
+
+    t.send("g");
+    t.wait_frame("sort: growth, the leak first", |f| {
+        f.get(2).is_some_and(|l| l.contains("sort: growth")) && rows(f).first().is_some_and(|r| r.1 == LEAKED)
+    });
+
+    t.send("/churn\r");
+    let f = t.wait_frame("filter: churn", |f| f.get(2).is_some_and(|l| l.contains("filter: churn") && !l.contains('_')));
+    let r = rows(&f);
+    assert!(!r.is_empty() && r.iter().all(|r| r.1.to_lowercase().contains("churn")), "filter: {}", f.join("\n"));
+
+    t.send("p");
+    t.wait_frame("[PAUSED]", |f| f.get(2).is_some_and(|l| l.contains("[PAUSED]")));
+
+    t.send("q");
+    let status = t.wait_exit();
+    assert!(status.success(), "exit {status:?}");
+    t.assert_restored();
+    let mut errors = Vec::new();
+    leaky.check_running(&mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+
+    // Ctrl-C quits cleanly too.
+    let mut t = Pty::spawn(&["top", &pid, "--rate", "0.3"]);
+    t.wait_frame("a frame", |f| rows(f).iter().any(|r| r.1 == LEAKED));
+    t.send("\x03");
+    assert!(t.wait_exit().success());
+    t.assert_restored();
+
+    // The target exiting under the view: the terminal is restored and memspy says why.
+    let mut t = Pty::spawn(&["top", &pid, "--rate", "0.2"]);
+    t.wait_frame("a frame", |f| rows(f).iter().any(|r| r.1 == LEAKED));
+    drop(leaky);
+    t.wait_exit();
+    t.assert_restored();
+    let after = t.text();
+    let after = &after[after.rfind(LEAVE_ALT).unwrap()..];
+    assert!(after.contains(&format!("PID {pid}")) && after.contains("memspy"), "no message after leaving: {after:?}");
+}
