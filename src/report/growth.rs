@@ -79,7 +79,13 @@ pub fn table(g: &Growth, limit: usize) -> String {
     }
     let n = g.suspects().count();
     if n > 0 {
-        let _ = writeln!(out, "LEAK? = grew in every one of the {} intervals ({n} types)", g.samples.len().saturating_sub(1));
+        let intervals = g.samples.len().saturating_sub(1);
+        let _ = writeln!(
+            out,
+            "LEAK? = grew in every one of the {intervals} interval{} ({n} type{})",
+            if intervals == 1 { "" } else { "s" },
+            if n == 1 { "" } else { "s" }
+        );
     }
     out
 }
