@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use memspy::analysis::histogram::SortKey;
 use memspy::commands::top::{self, TopOptions};
+use memspy::commands::{gc, stat};
 use memspy::heap::SnapshotOptions;
 
 #[derive(Parser, Debug)]
@@ -80,6 +81,28 @@ enum Cmd {
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// The cyclic GC: enabled, thresholds, counts, objects per generation, collections, gc.garbage.
+    Gc {
+        /// PID of the Python process to inspect.
+        pid: i32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+        timeout: f64,
+    },
+    /// Where the memory went: RSS/PSS/USS, pymalloc arenas and size classes, Python objects vs native,
+    /// cgroup and rlimit headroom.
+    Stat {
+        /// PID of the Python process to inspect.
+        pid: i32,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        walk: WalkArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -103,6 +126,10 @@ fn main() -> ExitCode {
             delay: Duration::from_secs_f64(delay.max(0.0)),
             snapshot: walk.options(),
         }),
+        Cmd::Gc { pid, json, timeout } => {
+            gc::run(&gc::GcOptions { pid, json, timeout: Duration::from_secs_f64(timeout.max(0.1)) })
+        }
+        Cmd::Stat { pid, json, walk } => stat::run(&stat::StatOptions { pid, json, snapshot: walk.options() }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,7 @@
 //! The commands behind the CLI: each takes parsed options and prints to stdout.
 
+pub mod gc;
+pub mod stat;
 pub mod top;
 
 use std::process::{Child, Command};
