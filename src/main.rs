@@ -10,6 +10,7 @@ use memspy::commands::diff::{self, DiffOptions};
 use memspy::commands::growth::{self, GrowthOptions};
 use memspy::commands::snapshot::{self, SnapshotCmdOptions};
 use memspy::commands::top::{self, TopOptions};
+use memspy::commands::{gc, stat};
 use memspy::heap::SnapshotOptions;
 
 #[derive(Parser, Debug)]
@@ -128,6 +129,28 @@ enum Cmd {
         #[arg(long, default_value_t = 25)]
         limit: usize,
     },
+    /// The cyclic GC: enabled, thresholds, counts, objects per generation, collections, gc.garbage.
+    Gc {
+        /// PID of the Python process to inspect.
+        pid: i32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+        timeout: f64,
+    },
+    /// Where the memory went: RSS/PSS/USS, pymalloc arenas and size classes, Python objects vs native,
+    /// cgroup and rlimit headroom.
+    Stat {
+        /// PID of the Python process to inspect.
+        pid: i32,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        walk: WalkArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -164,6 +187,10 @@ fn main() -> ExitCode {
             snapshot::run(&SnapshotCmdOptions { pid, output, snapshot: walk.options() })
         }
         Cmd::Diff { a, b, json, limit } => diff::run(&DiffOptions { a, b, json, limit }),
+        Cmd::Gc { pid, json, timeout } => {
+            gc::run(&gc::GcOptions { pid, json, timeout: Duration::from_secs_f64(timeout.max(0.1)) })
+        }
+        Cmd::Stat { pid, json, walk } => stat::run(&stat::StatOptions { pid, json, snapshot: walk.options() }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

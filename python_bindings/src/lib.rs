@@ -185,7 +185,116 @@ pub struct GcLayout {
     /// 3.14.0–3.14.4 incremental collector: `visited_space`, which of old[0]/old[1] is
     /// `gc.get_objects(1)`.
     pub visited_space: Option<u64>,
+    /// `struct gc_generation {PyGC_Head head; int threshold; int count}`: offsets from a list head.
+    pub gen_threshold: u64,
+    pub gen_count: u64,
+    /// Size of one embedded `gc_generation_stats` entry (`stats`); fields at 0, 8, 16.
+    pub stats_entry_size: u64,
+    /// 3.15: the layout of the `struct gc_stats` ring buffers behind `stats_ptr`.
+    pub stats_ring: Option<GcStatsRing>,
 }
+
+/// 3.15's `struct gc_stats` (1120 bytes): `young {items[11]; int8 index}` @0, `old[2] {items[3]; int8
+/// index}` @712 (200 bytes each). Each item is a `gc_generation_stats` of 64 bytes with *cumulative*
+/// `collections @16, collected @24, uncollectable @32`; `gc.get_stats()[0]` is `young.items[young.index]`,
+/// `[1]`/`[2]` are `old[0]`/`old[1]` at their own index. [V: DWARF of Debian 3.15.2 and a live target]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GcStatsRing {
+    pub size: u64,
+    pub item_size: u64,
+    pub collections: u64,
+    pub collected: u64,
+    pub uncollectable: u64,
+    pub young: u64,
+    pub young_items: u64,
+    pub young_index: u64,
+    pub old: u64,
+    pub old_size: u64,
+    pub old_items: u64,
+    pub old_index: u64,
+}
+
+pub const GC_STATS_RING_315: GcStatsRing = GcStatsRing {
+    size: 1120,
+    item_size: 64,
+    collections: 16,
+    collected: 24,
+    uncollectable: 32,
+    young: 0,
+    young_items: 11,
+    young_index: 704,
+    old: 712,
+    old_size: 200,
+    old_items: 3,
+    old_index: 192,
+};
+
+/// Where the pymalloc (obmalloc) state of an interpreter is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObmallocLocation {
+    /// 3.9–3.11: static globals of `Objects/obmalloc.c` (`arenas`, `maxarenas`, `usedpools`, …), local
+    /// symbols found only in a `.symtab` (the binary's, or its build-id debug file's; LTO adds
+    /// `.lto_priv.N` suffixes).
+    StaticSymbols,
+    /// 3.12: `struct _obmalloc_state` embedded in `PyInterpreterState` at this offset.
+    Embedded { release: u64, debug: u64 },
+    /// 3.13+: `PyInterpreterState.obmalloc` is a pointer to it at this offset (not in `_Py_DebugOffsets`).
+    Pointer { release: u64, debug: u64 },
+}
+
+/// pymalloc's structures. `struct _obmalloc_state` (3.12+) offsets; the same fields are separate
+/// globals on 3.9–3.11. [V: DWARF of 3.12.1, 3.13.0, 3.13.5, 3.14.10, 3.15.2 and their debug builds]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObmallocLayout {
+    pub location: ObmallocLocation,
+    pub pool_size: u64,
+    pub arena_size: u64,
+    /// `POOL_OVERHEAD`: the pool header rounded up to the alignment.
+    pub pool_overhead: u64,
+    /// Size classes (`NB_SMALL_SIZE_CLASSES`) and their step (`ALIGNMENT`).
+    pub size_classes: u64,
+    pub alignment: u64,
+    // struct _obmalloc_state
+    pub state_size: u64,
+    pub usedpools: u64,
+    pub arenas: u64,
+    pub maxarenas: u64,
+    pub narenas_currently_allocated: u64,
+    pub ntimes_arena_allocated: u64,
+    pub narenas_highwater: u64,
+    // struct arena_object
+    pub arena_object_size: u64,
+    pub ao_address: u64,
+    pub ao_pool_address: u64,
+    pub ao_nfreepools: u64,
+    pub ao_ntotalpools: u64,
+    // struct pool_header
+    pub pool_count: u64,
+    pub pool_szidx: u64,
+}
+
+const OBMALLOC_310: ObmallocLayout = ObmallocLayout {
+    location: ObmallocLocation::StaticSymbols,
+    pool_size: 16 << 10,
+    arena_size: 1 << 20,
+    pool_overhead: 48,
+    size_classes: 32,
+    alignment: 16,
+    state_size: 263248,
+    usedpools: 0,
+    arenas: 0x200,
+    maxarenas: 0x208,
+    narenas_currently_allocated: 0x428,
+    ntimes_arena_allocated: 0x430,
+    narenas_highwater: 0x438,
+    arena_object_size: 48,
+    ao_address: 0,
+    ao_pool_address: 8,
+    ao_nfreepools: 0x10,
+    ao_ntotalpools: 0x14,
+    pool_count: 0,
+    pool_szidx: 0x24,
+};
 
 /// Everything memspy needs to know about one build's memory layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -237,6 +346,8 @@ pub struct Layout {
     pub bytearray_alloc: u64,
     pub unicode: UnicodeLayout,
     pub long: LongLayout,
+    /// pymalloc's state and structures.
+    pub obmalloc: ObmallocLayout,
 }
 
 /// Type flags (`tp_flags`).
@@ -270,6 +381,10 @@ const CLASSIC_GC: GcLayout = GcLayout {
     callbacks: 0xd8,
     frame: None,
     visited_space: None,
+    gen_threshold: 16,
+    gen_count: 20,
+    stats_entry_size: 24,
+    stats_ring: None,
 };
 
 /// 3.14.0–3.14.4: the incremental collector (young, old[0], old[1]).
@@ -287,6 +402,10 @@ const INCREMENTAL_314_GC: GcLayout = GcLayout {
     callbacks: 0xd0,
     frame: None,
     visited_space: Some(0xe8),
+    gen_threshold: 16,
+    gen_count: 20,
+    stats_entry_size: 24,
+    stats_ring: None,
 };
 
 /// 3.14.5+: the generational collector forward-ported, struct grown to 264 bytes.
@@ -304,6 +423,10 @@ const GENERATIONAL_314_GC: GcLayout = GcLayout {
     callbacks: 0xd0,
     frame: None,
     visited_space: None,
+    gen_threshold: 16,
+    gen_count: 20,
+    stats_entry_size: 24,
+    stats_ring: None,
 };
 
 /// 3.15.0b1+: compacted struct, stats behind a pointer.
@@ -321,6 +444,10 @@ const GC_315: GcLayout = GcLayout {
     callbacks: 0x88,
     frame: Some(0x78),
     visited_space: None,
+    gen_threshold: 16,
+    gen_count: 20,
+    stats_entry_size: 64,
+    stats_ring: Some(GC_STATS_RING_315),
 };
 
 const UNICODE_OLD: UnicodeLayout = UnicodeLayout {
@@ -395,9 +522,14 @@ impl Layout {
             bytearray_alloc: 24,
             unicode: UNICODE_OLD,
             long: LongLayout::ObSize,
+            obmalloc: OBMALLOC_310,
         };
         match m {
-            9 => {}
+            9 => {
+                // 3.9: no large pools/arenas yet.
+                l.obmalloc.pool_size = 4 << 10;
+                l.obmalloc.arena_size = 256 << 10;
+            }
             10 => {
                 l.heap_type_size = 888;
                 l.ht_qualname = 864;
@@ -434,6 +566,7 @@ impl Layout {
                 l.dict_layout = DictLayout::V311;
                 l.unicode = UNICODE_312;
                 l.long = LongLayout::LvTag;
+                l.obmalloc.location = ObmallocLocation::Embedded { release: 3960, debug: 3960 };
             }
             _ => {
                 // 3.13+: the interpreter-level offsets are placeholders from 3.13.0 (pyenv); discovery
@@ -455,7 +588,10 @@ impl Layout {
                 l.dict_layout = DictLayout::V313;
                 l.unicode = UNICODE_312;
                 l.long = LongLayout::LvTag;
+                // Debug builds have one more pointer before it (`_PyInterpreterState` grows by 8).
+                l.obmalloc.location = ObmallocLocation::Pointer { release: 0x2a30, debug: 0x2a38 };
                 if m >= 14 {
+                    l.obmalloc.location = ObmallocLocation::Pointer { release: 0x2a98, debug: 0x2aa0 };
                     l.heap_type_size = 936;
                     l.tuple_item = 32;
                     l.gc = if version.at_least(14, 5) {
@@ -470,6 +606,7 @@ impl Layout {
                     l.ht_qualname = 880;
                     l.ht_cached_keys = 888;
                     l.gc = GC_315;
+                    l.obmalloc.location = ObmallocLocation::Pointer { release: 0x2a80, debug: 0x2a88 };
                 }
             }
         }

@@ -1,8 +1,10 @@
 //! The commands behind the CLI: each takes parsed options and prints to stdout.
 
 pub mod diff;
+pub mod gc;
 pub mod growth;
 pub mod snapshot;
+pub mod stat;
 pub mod top;
 
 use std::process::{Child, Command};

@@ -3,6 +3,7 @@
 //! target's own `_Py_DebugOffsets`).
 
 pub mod elf;
+pub mod symbols;
 
 use python_bindings::{debug_offsets, Layout, Version, NEWEST_MINOR, OLDEST_MINOR};
 use serde::Serialize;

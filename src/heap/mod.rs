@@ -1,7 +1,9 @@
 //! The heap walk: visit every object of every GC generation of every interpreter, and describe each one
 //! (its type, `sys.getsizeof`, refcount) to a sink.
 
+pub mod allocator;
 pub mod gc;
+pub mod gc_stats;
 pub mod objects;
 
 use std::time::{Duration, Instant};

@@ -5,6 +5,7 @@
 
 pub mod maps;
 pub mod memory;
+pub mod usage;
 
 use std::time::{Duration, Instant};
 

@@ -913,3 +913,38 @@ pub fn lookup<'a>(v: &'a Value, path: &str) -> Result<&'a Value, String> {
     }
     Ok(cur)
 }
+
+// ---------------------------------------------------------------------------
+// Fixtures with extra environment (appended for tests/gc_stat.rs)
+
+impl Fixture {
+    /// Like [`Fixture::spawn`], with extra environment variables (e.g. PYTHONMALLOC=malloc).
+    pub fn spawn_with_env(
+        interp: &Interpreter,
+        script: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Fixture, String> {
+        let dir = TempDir::new(&format!("{}-{}-env", interp.label(), script))
+            .map_err(|e| format!("temp dir: {}", e))?;
+        let truth_path = dir.path().join("truth.json");
+        let stderr_path = dir.path().join("stderr.txt");
+        let stdout_path = dir.path().join("stdout.txt");
+        let errf = fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
+        let outf = fs::File::create(&stdout_path).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(&interp.path);
+        // Not -I: it would ignore PYTHON* variables (PYTHONMALLOC); -s still skips the user site.
+        cmd.arg("-s").arg(fixture_script(script)).arg(&truth_path).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null()).stdout(outf).stderr(errf);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {}", interp.path.display(), e))?;
+        let pid = child.id();
+        let envs: Vec<String> = env.iter().map(|(k, v)| format!("{}={}", k, v)).collect();
+        let description = format!("{} {} {} {}", envs.join(" "), interp.path.display(), script, args.join(" "));
+        Ok(Fixture { child, pid, truth_path, stderr_path, stdout_path, description, dir })
+    }
+}

@@ -1,0 +1,132 @@
+//! `memspy gc PID [--json]`: the cyclic GC's state as the target's `gc` module would report it.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::analysis::histogram::PythonInfo;
+use crate::commands::Session;
+use crate::discovery;
+use crate::error::{Error, Result};
+use crate::heap::gc_stats::{self, GcFigures, GenerationStats};
+use crate::process::{CachedMemory, RemoteMemory};
+
+/// How many times to retry while a collection is running.
+const COLLECTION_RETRIES: u32 = 50;
+
+#[derive(Clone, Debug)]
+pub struct GcOptions {
+    pub pid: i32,
+    pub json: bool,
+    pub timeout: Duration,
+}
+
+/// The `memspy gc --json` schema (fields are only ever added).
+#[derive(Clone, Debug, Serialize)]
+pub struct GcReport {
+    pub pid: i32,
+    pub python: PythonInfo,
+    /// Interpreters in the process; the figures are the main interpreter's.
+    pub interpreters: usize,
+    pub enabled: bool,
+    pub collecting: bool,
+    /// `gc.get_debug()`.
+    pub debug: u32,
+    pub thresholds: [i64; 3],
+    pub counts: [i64; 3],
+    pub generations: [u64; 3],
+    pub permanent: u64,
+    pub garbage: u64,
+    pub callbacks: u64,
+    pub stats: Vec<GenerationStats>,
+    pub pause_ms: f64,
+}
+
+/// Reads the main interpreter's GC figures with the target paused (retrying while a collection runs).
+pub fn read(session: &Session, timeout: Duration) -> Result<(GcFigures, usize, Duration)> {
+    let target = &session.target;
+    let deadline = Instant::now() + timeout;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let mem = CachedMemory::new(RemoteMemory::new(target.pid), 64 << 20);
+        let pause = target.pause()?;
+        let result = discovery::interpreters(&mem, &session.interp).and_then(|ips| {
+            let main = *ips.last().ok_or_else(|| Error::Corrupt("the runtime has no interpreter".into()))?;
+            let state = crate::heap::gc::GcState::read(&mem, &session.interp.layout, main)?;
+            if state.collecting {
+                return Ok(None);
+            }
+            Ok(Some((gc_stats::read(&mem, &session.interp.layout, main, true)?, ips.len())))
+        });
+        let paused = pause.resume();
+        match result.map_err(|e| target.explain(e))? {
+            Some((f, n)) => return Ok((f, n, paused)),
+            None if tries > COLLECTION_RETRIES || Instant::now() > deadline => {
+                return Err(Error::CollectionInProgress { pid: target.pid, tries })
+            }
+            None => std::thread::sleep(Duration::from_millis(2 * tries as u64)),
+        }
+    }
+}
+
+pub fn report(session: &Session, timeout: Duration) -> Result<GcReport> {
+    let (f, interpreters, paused) = read(session, timeout)?;
+    Ok(GcReport {
+        pid: session.target.pid,
+        python: session.python_info(),
+        interpreters,
+        enabled: f.enabled,
+        collecting: f.collecting,
+        debug: f.debug_flags,
+        thresholds: f.thresholds,
+        counts: f.counts,
+        generations: f.generations,
+        permanent: f.permanent,
+        garbage: f.garbage,
+        callbacks: f.callbacks,
+        stats: f.stats,
+        pause_ms: paused.as_secs_f64() * 1000.0,
+    })
+}
+
+pub fn text(r: &GcReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "PID {}  Python {}{}  GC {}{}{}",
+        r.pid,
+        r.python.version,
+        if r.python.debug { " (debug)" } else { "" },
+        if r.enabled { "enabled" } else { "DISABLED" },
+        if r.collecting { ", collecting now" } else { "" },
+        if r.debug != 0 { format!(", debug flags {:#x}", r.debug) } else { String::new() },
+    );
+    let _ = writeln!(s, "{:<12} {:>10} {:>10} {:>12} {:>12} {:>12} {:>14}", "GENERATION", "THRESHOLD", "COUNT", "OBJECTS", "COLLECTIONS", "COLLECTED", "UNCOLLECTABLE");
+    for i in 0..3 {
+        let st = r.stats.get(i).copied().unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "{:<12} {:>10} {:>10} {:>12} {:>12} {:>12} {:>14}",
+            i, r.thresholds[i], r.counts[i], r.generations[i], st.collections, st.collected, st.uncollectable
+        );
+    }
+    let _ = writeln!(s, "{:<12} {:>10} {:>10} {:>12}", "permanent", "", "", r.permanent);
+    let _ = writeln!(s, "gc.garbage: {} objects   gc.callbacks: {}   paused {:.1} ms", r.garbage, r.callbacks, r.pause_ms);
+    if r.interpreters > 1 {
+        let _ = writeln!(s, "({} interpreters; figures of the main one)", r.interpreters);
+    }
+    s
+}
+
+pub fn run(opts: &GcOptions) -> Result<()> {
+    let session = Session::attach(opts.pid)?;
+    let r = report(&session, opts.timeout)?;
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(&r).expect("serializes"));
+    } else {
+        print!("{}", text(&r));
+    }
+    Ok(())
+}

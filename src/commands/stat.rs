@@ -1,0 +1,255 @@
+//! `memspy stat PID [--json]`: where the memory went. The kernel's view (RSS, PSS, USS, anonymous vs
+//! file-backed), pymalloc's arenas, pools and size classes, the bytes of (GC-tracked) Python objects,
+//! and the limits that apply (cgroup memory, RLIMIT_AS, RLIMIT_DATA) with the headroom left.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::analysis::histogram::PythonInfo;
+use crate::commands::Session;
+use crate::error::Result;
+use crate::heap::allocator::{self, Pymalloc, PymallocStats};
+use crate::heap::objects::TypeInfo;
+use crate::heap::{self, ObjectRecord, SnapshotOptions, Sink};
+use crate::process::usage::{self, CgroupMemory, Limits, Rollup};
+use crate::process::{CachedMemory, RemoteMemory};
+use crate::report::human_bytes;
+
+#[derive(Clone, Debug)]
+pub struct StatOptions {
+    pub pid: i32,
+    pub json: bool,
+    pub snapshot: SnapshotOptions,
+}
+
+/// pymalloc in the report: the figures, or why there are none.
+#[derive(Clone, Debug, Serialize)]
+pub struct PymallocReport {
+    /// "ok", "not_in_use" or "unreachable".
+    pub status: String,
+    /// How the state was found, or why not.
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<PymallocStats>,
+}
+
+/// Bytes of the Python objects memspy walked.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ObjectBytes {
+    /// "gc-tracked": containers only (str, int, bytes, float are not counted yet).
+    pub coverage: String,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+/// RSS split by who holds it (bytes; see README).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Breakdown {
+    pub python_objects: u64,
+    /// Held by pymalloc but not in allocated blocks (free blocks, unused pools, headers, alignment).
+    pub pymalloc_free: Option<u64>,
+    pub file_backed: u64,
+    /// The rest: C extensions, glibc malloc, interpreter structures, untracked objects.
+    pub native_remainder: u64,
+    /// Share of RSS outside Python objects (0..1).
+    pub outside_python_objects: f64,
+}
+
+/// The `memspy stat --json` schema (fields are only ever added).
+#[derive(Clone, Debug, Serialize)]
+pub struct StatReport {
+    pub pid: i32,
+    pub python: PythonInfo,
+    pub summary: String,
+    pub memory: Option<Rollup>,
+    pub pymalloc: PymallocReport,
+    pub python_objects: ObjectBytes,
+    pub breakdown: Breakdown,
+    pub cgroup: Option<CgroupMemory>,
+    pub limits: Option<Limits>,
+}
+
+#[derive(Default)]
+struct Bytes {
+    objects: u64,
+    bytes: u64,
+}
+
+impl Sink for Bytes {
+    fn reset(&mut self) {
+        *self = Bytes::default();
+    }
+    fn object(&mut self, rec: &ObjectRecord, _ty: &TypeInfo) {
+        self.objects += 1;
+        self.bytes += rec.size;
+    }
+}
+
+pub fn report(session: &Session, opts: &SnapshotOptions) -> Result<StatReport> {
+    let pid = session.target.pid;
+    let memory = usage::rollup(pid).map_err(|e| log::warn!("smaps_rollup: {e}")).ok();
+    let cgroup = usage::cgroup_memory(pid);
+    let limits = usage::limits(pid).map_err(|e| log::warn!("limits: {e}")).ok();
+    // pymalloc first, in its own short pause; then the object walk (which pauses by itself).
+    let pymalloc = {
+        let mem = CachedMemory::new(RemoteMemory::new(pid), 16 << 20);
+        let pause = if opts.nonblocking { None } else { Some(session.target.pause()?) };
+        let r = allocator::pymalloc(&session.target, &mem, &session.interp);
+        drop(pause);
+        match r.map_err(|e| session.target.explain(e))? {
+            Pymalloc::Stats { stats, how } => PymallocReport { status: "ok".into(), detail: how, stats: Some(stats) },
+            Pymalloc::NotInUse(d) => PymallocReport { status: "not_in_use".into(), detail: d, stats: None },
+            Pymalloc::Unreachable(d) => PymallocReport { status: "unreachable".into(), detail: d, stats: None },
+        }
+    };
+    let mut sink = Bytes::default();
+    heap::snapshot(&session.target, &session.interp, opts, &mut sink)?;
+    let python_objects = ObjectBytes { coverage: "gc-tracked".into(), objects: sink.objects, bytes: sink.bytes };
+    let rss = memory.map(|m| m.rss).or_else(|| crate::process::rss_bytes(pid)).unwrap_or(0);
+    let file_backed = memory.map(|m| m.file_backed).unwrap_or(0);
+    let pymalloc_free = pymalloc.stats.as_ref().map(|s| s.arena_bytes.saturating_sub(s.bytes_in_use));
+    let native_remainder = rss
+        .saturating_sub(file_backed)
+        .saturating_sub(python_objects.bytes)
+        .saturating_sub(pymalloc_free.unwrap_or(0));
+    let outside = if rss > 0 { 1.0 - (python_objects.bytes.min(rss) as f64 / rss as f64) } else { 0.0 };
+    let breakdown = Breakdown { python_objects: python_objects.bytes, pymalloc_free, file_backed, native_remainder, outside_python_objects: outside };
+    let summary = summary_line(rss, &breakdown, &pymalloc);
+    Ok(StatReport {
+        pid,
+        python: session.python_info(),
+        summary,
+        memory,
+        pymalloc,
+        python_objects,
+        breakdown,
+        cgroup,
+        limits,
+    })
+}
+
+fn summary_line(rss: u64, b: &Breakdown, p: &PymallocReport) -> String {
+    if rss == 0 {
+        return "RSS unknown (smaps_rollup and statm unreadable)".into();
+    }
+    let mut parts = Vec::new();
+    if let Some(f) = b.pymalloc_free {
+        parts.push(format!("{} free inside pymalloc", human_bytes(f)));
+    }
+    parts.push(format!("{} file-backed (code, libraries)", human_bytes(b.file_backed)));
+    parts.push(format!("{} native/other (C extensions, glibc, untracked str/int/bytes)", human_bytes(b.native_remainder)));
+    let mut s = format!(
+        "{:.0}% of RSS ({}) is outside GC-tracked Python objects: {}",
+        b.outside_python_objects * 100.0,
+        human_bytes(rss),
+        parts.join(", ")
+    );
+    if p.stats.is_none() {
+        let _ = write!(s, " (pymalloc {})", p.status.replace('_', " "));
+    }
+    s
+}
+
+fn opt_bytes(v: Option<u64>) -> String {
+    v.map(human_bytes).unwrap_or_else(|| "unlimited".into())
+}
+
+pub fn text(r: &StatReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "PID {}  Python {}{}", r.pid, r.python.version, if r.python.debug { " (debug)" } else { "" });
+    let _ = writeln!(s, "{}", r.summary);
+    let _ = writeln!(s);
+    if let Some(m) = &r.memory {
+        let _ = writeln!(
+            s,
+            "memory     RSS {}  PSS {}  USS {}  anonymous {}  file-backed {}  swap {}",
+            human_bytes(m.rss),
+            human_bytes(m.pss),
+            human_bytes(m.uss),
+            human_bytes(m.anonymous),
+            human_bytes(m.file_backed),
+            human_bytes(m.swap)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "objects    {} in {} GC-tracked Python objects (sys.getsizeof)",
+        human_bytes(r.python_objects.bytes),
+        r.python_objects.objects
+    );
+    match &r.pymalloc.stats {
+        Some(p) => {
+            let _ = writeln!(
+                s,
+                "pymalloc   arenas {} in use ({} each, {} held), high-water {}, allocated {} / reclaimed {} in total",
+                p.arenas_current,
+                human_bytes(p.arena_size),
+                human_bytes(p.arena_bytes),
+                p.arenas_highwater,
+                p.arenas_allocated_total,
+                p.arenas_reclaimed
+            );
+            let _ = writeln!(
+                s,
+                "           blocks: {} used, {} free in used pools; {} unused pools ({}); headers {}, quantization {}, alignment {}; fragmentation {:.1}%",
+                human_bytes(p.bytes_in_use),
+                human_bytes(p.bytes_free),
+                p.unused_pools,
+                human_bytes(p.unused_pool_bytes),
+                human_bytes(p.pool_header_bytes),
+                human_bytes(p.quantization_bytes),
+                human_bytes(p.arena_alignment_bytes),
+                p.fragmentation() * 100.0
+            );
+            let _ = writeln!(s, "           {:>5} {:>5} {:>7} {:>12} {:>12}", "CLASS", "SIZE", "POOLS", "BLOCKS USED", "BLOCKS FREE");
+            for c in &p.classes {
+                let _ = writeln!(s, "           {:>5} {:>5} {:>7} {:>12} {:>12}", c.class, c.size, c.pools, c.blocks_in_use, c.blocks_free);
+            }
+        }
+        None => {
+            let _ = writeln!(s, "pymalloc   {}", r.pymalloc.detail);
+        }
+    }
+    match &r.cgroup {
+        Some(c) => {
+            let _ = writeln!(
+                s,
+                "cgroup     {} {}: usage {}, limit {}{}{}",
+                c.version,
+                c.path,
+                opt_bytes(c.usage),
+                opt_bytes(c.limit),
+                c.limit_from.as_ref().filter(|f| **f != c.path).map(|f| format!(" (set on {f})")).unwrap_or_default(),
+                c.headroom.map(|h| format!(", headroom {}", human_bytes(h))).unwrap_or_default()
+            );
+        }
+        None => {
+            let _ = writeln!(s, "cgroup     no readable memory controller");
+        }
+    }
+    if let Some(l) = &r.limits {
+        for (name, x) in [("RLIMIT_AS", &l.address_space), ("RLIMIT_DATA", &l.data)] {
+            let _ = writeln!(
+                s,
+                "{name:<11}{} (hard {}), using {}{}",
+                opt_bytes(x.soft),
+                opt_bytes(x.hard),
+                opt_bytes(x.used),
+                x.headroom.map(|h| format!(", headroom {}", human_bytes(h))).unwrap_or_default()
+            );
+        }
+    }
+    s
+}
+
+pub fn run(opts: &StatOptions) -> Result<()> {
+    let session = Session::attach(opts.pid)?;
+    let r = report(&session, &opts.snapshot)?;
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(&r).expect("serializes"));
+    } else {
+        print!("{}", text(&r));
+    }
+    Ok(())
+}

@@ -1,0 +1,348 @@
+//! pymalloc (obmalloc): find the allocator state of the main interpreter and compute what
+//! `sys._debugmallocstats()` prints: arenas allocated / reclaimed / high-water / current, pools and
+//! blocks per size class, bytes in used and free blocks, unused pools, pool headers, quantization and
+//! arena alignment.
+//!
+//! Where the state is ([`ObmallocLocation`]): 3.9–3.11 static globals (found in a `.symtab`, see
+//! [`crate::discovery::symbols`]); 3.12 embedded in `PyInterpreterState`; 3.13+ behind the
+//! `interp->obmalloc` pointer. Every candidate is validated by the shape of `usedpools` (each empty size
+//! class points to itself minus two pointers; a used one to a pool-aligned header) before anything is
+//! trusted; when the table offset fails, nearby offsets are scanned (bounded).
+//!
+//! The walk reads the arena array and one pool header per carved pool (both bounded by `maxarenas` and
+//! the arena size). Call it with the target paused.
+
+use python_bindings::{Layout, ObmallocLayout, ObmallocLocation};
+use serde::Serialize;
+
+use crate::discovery::{self, symbols, Interpreter};
+use crate::error::{Error, Result};
+use crate::process::memory::{le_u32, le_u64};
+use crate::process::{Memory, ReadExt, Target};
+
+/// Most arena slots memspy believes (1 Ti of 1 MiB arenas).
+const MAX_ARENAS: u64 = 1 << 20;
+/// How far around the table offset to look for `interp->obmalloc` (bytes, each way).
+const SCAN_WINDOW: u64 = 0x400;
+
+/// Where the allocator state was found.
+#[derive(Clone, Debug)]
+pub enum StateAddrs {
+    /// 3.12+: one `struct _obmalloc_state`.
+    Struct(u64),
+    /// 3.9–3.11: the globals.
+    Globals { usedpools: u64, arenas: u64, maxarenas: u64, current: u64, total: u64, highwater: u64 },
+}
+
+/// pymalloc, located.
+#[derive(Clone, Debug)]
+pub struct Located {
+    pub addrs: StateAddrs,
+    /// How it was found ("interp->obmalloc at +0x2a30", "symbols from /usr/lib/debug/…").
+    pub how: String,
+}
+
+/// One size class, as the table of `sys._debugmallocstats()`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SizeClass {
+    pub class: u32,
+    pub size: u64,
+    pub pools: u64,
+    pub blocks_in_use: u64,
+    pub blocks_free: u64,
+}
+
+/// pymalloc's state, as `sys._debugmallocstats()` reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PymallocStats {
+    pub arena_size: u64,
+    pub pool_size: u64,
+    /// `# arenas allocated total`, `reclaimed`, `highwater mark`, `allocated current`.
+    pub arenas_allocated_total: u64,
+    pub arenas_reclaimed: u64,
+    pub arenas_highwater: u64,
+    pub arenas_current: u64,
+    /// `arenas_current × arena_size`: what pymalloc holds from the system.
+    pub arena_bytes: u64,
+    /// Size classes with at least one pool in use.
+    pub classes: Vec<SizeClass>,
+    pub pools_in_use: u64,
+    pub unused_pools: u64,
+    /// Bytes in allocated blocks (used) and in free blocks of used pools.
+    pub bytes_in_use: u64,
+    pub bytes_free: u64,
+    pub unused_pool_bytes: u64,
+    pub pool_header_bytes: u64,
+    pub quantization_bytes: u64,
+    pub arena_alignment_bytes: u64,
+}
+
+impl PymallocStats {
+    /// Share of what pymalloc holds that is not in allocated blocks (0..1).
+    pub fn fragmentation(&self) -> f64 {
+        if self.arena_bytes == 0 {
+            0.0
+        } else {
+            1.0 - self.bytes_in_use as f64 / self.arena_bytes as f64
+        }
+    }
+}
+
+/// The answer for one target: the stats, or why there are none.
+#[derive(Clone, Debug)]
+pub enum Pymalloc {
+    Stats { stats: PymallocStats, how: String },
+    /// The process does not allocate through pymalloc (`PYTHONMALLOC=malloc`, …).
+    NotInUse(String),
+    /// The state could not be found (stripped binary without debug file, …).
+    Unreachable(String),
+}
+
+/// Does `at` look like a `usedpools` array? Returns how many size classes are empty.
+fn usedpools_shape<M: Memory + ?Sized>(mem: &M, o: &ObmallocLayout, at: u64) -> Option<u64> {
+    let n = o.size_classes;
+    let buf = mem.bytes_at(at, (16 * n) as usize, "usedpools").ok()?;
+    let mut empty = 0;
+    for i in 0..n {
+        let a = le_u64(&buf, 16 * i)?;
+        let b = le_u64(&buf, 16 * i + 8)?;
+        let own = (at + 16 * i).wrapping_sub(16);
+        if a == own && b == own {
+            empty += 1;
+        } else if a == 0 || b == 0 || a % o.pool_size != 0 || b % o.pool_size != 0 {
+            return None;
+        }
+    }
+    Some(empty)
+}
+
+/// A plausible `struct _obmalloc_state` at `at`?
+fn valid_state<M: Memory + ?Sized>(mem: &M, o: &ObmallocLayout, at: u64) -> bool {
+    if at == 0 || at % 8 != 0 || usedpools_shape(mem, o, at + o.usedpools).is_none() {
+        return false;
+    }
+    let max = mem.u32_at(at + o.maxarenas, "maxarenas").unwrap_or(u32::MAX) as u64;
+    let cur = mem.u64_at(at + o.narenas_currently_allocated, "narenas").unwrap_or(u64::MAX);
+    max <= MAX_ARENAS && cur <= max
+}
+
+/// Finds the main interpreter's allocator state.
+pub fn locate<M: Memory + ?Sized>(target: &Target, mem: &M, interp: &Interpreter) -> Result<Located> {
+    let l = &interp.layout;
+    let o = &l.obmalloc;
+    let unreachable = |detail: String| Error::Other(format!("pymalloc state not reachable: {detail}"));
+    let main = main_interpreter(mem, interp)?;
+    match o.location {
+        ObmallocLocation::StaticSymbols => {
+            let names = ["usedpools", "arenas", "maxarenas", "narenas_currently_allocated", "ntimes_arena_allocated", "narenas_highwater"];
+            let found = symbols::find(target.pid, &target.maps, &interp.binary, &names).map_err(unreachable)?;
+            let a = |n: &str| found.addrs[n];
+            if usedpools_shape(mem, o, a("usedpools")).is_none() {
+                return Err(unreachable(format!("usedpools at {:#x} (from {}) does not look like one", a("usedpools"), found.source)));
+            }
+            Ok(Located {
+                addrs: StateAddrs::Globals {
+                    usedpools: a("usedpools"),
+                    arenas: a("arenas"),
+                    maxarenas: a("maxarenas"),
+                    current: a("narenas_currently_allocated"),
+                    total: a("ntimes_arena_allocated"),
+                    highwater: a("narenas_highwater"),
+                },
+                how: format!("static symbols from {}", found.source),
+            })
+        }
+        ObmallocLocation::Embedded { release, debug } => {
+            let off = if l.debug_build { debug } else { release };
+            let hit = scan(mem, o, main, off, |at| Ok(at))?;
+            hit.map(|(off, at)| Located { addrs: StateAddrs::Struct(at), how: format!("embedded at interp+{off:#x}") })
+                .ok_or_else(|| unreachable(format!("no allocator state around interp+{off:#x}")))
+        }
+        ObmallocLocation::Pointer { release, debug } => {
+            let off = if l.debug_build { debug } else { release };
+            let hit = scan(mem, o, main, off, |at| mem.u64_at(at, "interp->obmalloc"))?;
+            hit.map(|(off, at)| Located { addrs: StateAddrs::Struct(at), how: format!("interp->obmalloc at +{off:#x}") })
+                .ok_or_else(|| unreachable(format!("no interp->obmalloc pointer around interp+{off:#x}")))
+        }
+    }
+}
+
+/// Tries `interp + off` first, then offsets around it (8-byte steps, bounded); `deref` turns the field
+/// address into the state address.
+fn scan<M: Memory + ?Sized>(
+    mem: &M,
+    o: &ObmallocLayout,
+    interp: u64,
+    off: u64,
+    deref: impl Fn(u64) -> Result<u64>,
+) -> Result<Option<(u64, u64)>> {
+    let mut tries = vec![off];
+    for d in (8..=SCAN_WINDOW).step_by(8) {
+        tries.push(off + d);
+        if let Some(x) = off.checked_sub(d) {
+            tries.push(x);
+        }
+    }
+    for t in tries {
+        let Ok(at) = deref(interp + t) else { continue };
+        if valid_state(mem, o, at) {
+            if t != off {
+                log::info!("allocator state found at interp+{t:#x}, not the table's +{off:#x}");
+            }
+            return Ok(Some((t, at)));
+        }
+    }
+    Ok(None)
+}
+
+/// The main interpreter: the last of the list (new interpreters are prepended).
+fn main_interpreter<M: Memory + ?Sized>(mem: &M, interp: &Interpreter) -> Result<u64> {
+    discovery::interpreters(mem, interp)?
+        .last()
+        .copied()
+        .ok_or_else(|| Error::Corrupt("the runtime has no interpreter".into()))
+}
+
+/// Reads the allocator figures from a located state.
+pub fn read_stats<M: Memory + ?Sized>(mem: &M, l: &Layout, at: &Located) -> Result<Option<PymallocStats>> {
+    let o = &l.obmalloc;
+    let (arenas, maxarenas, current, total, highwater) = match at.addrs {
+        StateAddrs::Struct(s) => (
+            mem.u64_at(s + o.arenas, "obmalloc arenas")?,
+            mem.u32_at(s + o.maxarenas, "obmalloc maxarenas")? as u64,
+            mem.u64_at(s + o.narenas_currently_allocated, "narenas_currently_allocated")?,
+            mem.u64_at(s + o.ntimes_arena_allocated, "ntimes_arena_allocated")?,
+            mem.u64_at(s + o.narenas_highwater, "narenas_highwater")?,
+        ),
+        StateAddrs::Globals { arenas, maxarenas, current, total, highwater, .. } => (
+            mem.u64_at(arenas, "arenas")?,
+            mem.u32_at(maxarenas, "maxarenas")? as u64,
+            mem.u64_at(current, "narenas_currently_allocated")?,
+            mem.u64_at(total, "ntimes_arena_allocated")?,
+            mem.u64_at(highwater, "narenas_highwater")?,
+        ),
+    };
+    // pymalloc allocates its first arena on the first small request; a running interpreter that never
+    // did allocates through something else.
+    if total == 0 || arenas == 0 {
+        return Ok(None);
+    }
+    if maxarenas > MAX_ARENAS || current > maxarenas || highwater > total.max(maxarenas) {
+        return Err(Error::Corrupt(format!(
+            "pymalloc counters implausible: maxarenas {maxarenas}, current {current}, highwater {highwater}"
+        )));
+    }
+    let table = mem.bytes_at(arenas, (maxarenas * o.arena_object_size) as usize, "arena_object array")?;
+    let n = o.size_classes as usize;
+    let mut classes: Vec<SizeClass> = (0..n)
+        .map(|i| SizeClass { class: i as u32, size: (i as u64 + 1) * o.alignment, ..Default::default() })
+        .collect();
+    let mut s = PymallocStats {
+        arena_size: o.arena_size,
+        pool_size: o.pool_size,
+        arenas_allocated_total: total,
+        arenas_reclaimed: total.saturating_sub(current),
+        arenas_highwater: highwater,
+        ..Default::default()
+    };
+    let pools_per_arena = o.arena_size / o.pool_size;
+    let mut header = [0u8; 48];
+    for i in 0..maxarenas {
+        let ao = i * o.arena_object_size;
+        let address = le_u64(&table, ao + o.ao_address).unwrap_or(0);
+        if address == 0 {
+            continue;
+        }
+        s.arenas_current += 1;
+        s.unused_pools += le_u32(&table, ao + o.ao_nfreepools).unwrap_or(0) as u64;
+        let pool_address = le_u64(&table, ao + o.ao_pool_address).unwrap_or(0);
+        let mut base = address;
+        if base % o.pool_size != 0 {
+            s.arena_alignment_bytes += o.pool_size;
+            base += o.pool_size - base % o.pool_size;
+        }
+        if pool_address < base || pool_address > address + o.arena_size {
+            return Err(Error::Corrupt(format!("arena {i}: pool_address {pool_address:#x} outside {address:#x}")));
+        }
+        let mut pool = base;
+        let mut k = 0;
+        while pool < pool_address && k < pools_per_arena {
+            k += 1;
+            mem.read_into(pool, &mut header, "pool_header")?;
+            let count = le_u32(&header, o.pool_count).unwrap_or(0) as u64;
+            let szidx = le_u32(&header, o.pool_szidx).unwrap_or(0) as usize;
+            pool += o.pool_size;
+            if count == 0 {
+                continue;
+            }
+            let Some(c) = classes.get_mut(szidx) else {
+                return Err(Error::Corrupt(format!("pool at {:#x}: size class {szidx}", pool - o.pool_size)));
+            };
+            let capacity = (o.pool_size - o.pool_overhead) / c.size;
+            if count > capacity {
+                return Err(Error::Corrupt(format!("pool at {:#x}: {count} blocks of {} bytes", pool - o.pool_size, c.size)));
+            }
+            c.pools += 1;
+            c.blocks_in_use += count;
+            c.blocks_free += capacity - count;
+        }
+    }
+    for c in &classes {
+        s.pools_in_use += c.pools;
+        s.bytes_in_use += c.blocks_in_use * c.size;
+        s.bytes_free += c.blocks_free * c.size;
+        s.pool_header_bytes += c.pools * o.pool_overhead;
+        s.quantization_bytes += c.pools * ((o.pool_size - o.pool_overhead) % c.size);
+    }
+    s.unused_pool_bytes = s.unused_pools * o.pool_size;
+    s.arena_bytes = s.arenas_current * o.arena_size;
+    if s.arenas_current != current {
+        log::warn!("pymalloc: {} arenas in the table but narenas_currently_allocated = {current}", s.arenas_current);
+    }
+    s.classes = classes.into_iter().filter(|c| c.pools > 0).collect();
+    Ok(Some(s))
+}
+
+/// Locates and reads pymalloc; never fails for "not there", only says why.
+pub fn pymalloc<M: Memory + ?Sized>(target: &Target, mem: &M, interp: &Interpreter) -> Result<Pymalloc> {
+    let located = match locate(target, mem, interp) {
+        Ok(x) => x,
+        Err(Error::Other(msg)) => return Ok(Pymalloc::Unreachable(msg)),
+        Err(e) => return Err(e),
+    };
+    log::info!("pymalloc state: {}", located.how);
+    Ok(match read_stats(mem, &interp.layout, &located)? {
+        Some(stats) => Pymalloc::Stats { stats, how: located.how },
+        None => Pymalloc::NotInUse(
+            "pymalloc is not in use: no arena was ever allocated (the process runs with PYTHONMALLOC=malloc or \
+             another allocator)"
+                .into(),
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::memory::FakeMemory;
+    use python_bindings::Version;
+
+    #[test]
+    fn usedpools_signature() {
+        let l = Layout::builtin(Version::new(3, 13, 0)).unwrap();
+        let o = &l.obmalloc;
+        let at = 0x10000;
+        let mut f = FakeMemory::new();
+        f.add(at, vec![0; 0x1000]);
+        for i in 0..32u64 {
+            f.put_u64(at + 16 * i, at + 16 * i - 16);
+            f.put_u64(at + 16 * i + 8, at + 16 * i - 16);
+        }
+        assert_eq!(usedpools_shape(&f, o, at), Some(32));
+        f.put_u64(at + 16, 0x7f00_0000_4000);
+        f.put_u64(at + 24, 0x7f00_0000_8000);
+        assert_eq!(usedpools_shape(&f, o, at), Some(31));
+        f.put_u64(at + 24, 0x7f00_0000_8010);
+        assert_eq!(usedpools_shape(&f, o, at), None);
+    }
+}
