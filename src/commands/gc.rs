@@ -9,7 +9,7 @@ use crate::analysis::histogram::PythonInfo;
 use crate::commands::Session;
 use crate::discovery;
 use crate::error::{Error, Result};
-use crate::heap::gc_stats::{self, GcFigures, GenerationStats};
+use crate::heap::gc_stats::{self, GcFigures};
 use crate::process::{CachedMemory, RemoteMemory};
 
 /// How many times to retry while a collection is running.
@@ -29,17 +29,8 @@ pub struct GcReport {
     pub python: PythonInfo,
     /// Interpreters in the process; the figures are the main interpreter's.
     pub interpreters: usize,
-    pub enabled: bool,
-    pub collecting: bool,
-    /// `gc.get_debug()`.
-    pub debug: u32,
-    pub thresholds: [i64; 3],
-    pub counts: [i64; 3],
-    pub generations: [u64; 3],
-    pub permanent: u64,
-    pub garbage: u64,
-    pub callbacks: u64,
-    pub stats: Vec<GenerationStats>,
+    #[serde(flatten)]
+    pub gc: GcFigures,
     pub pause_ms: f64,
 }
 
@@ -77,21 +68,13 @@ pub fn report(session: &Session, timeout: Duration) -> Result<GcReport> {
         pid: session.target.pid,
         python: session.python_info(),
         interpreters,
-        enabled: f.enabled,
-        collecting: f.collecting,
-        debug: f.debug_flags,
-        thresholds: f.thresholds,
-        counts: f.counts,
-        generations: f.generations,
-        permanent: f.permanent,
-        garbage: f.garbage,
-        callbacks: f.callbacks,
-        stats: f.stats,
+        gc: f,
         pause_ms: paused.as_secs_f64() * 1000.0,
     })
 }
 
 pub fn text(r: &GcReport) -> String {
+    let g = &r.gc;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -99,21 +82,21 @@ pub fn text(r: &GcReport) -> String {
         r.pid,
         r.python.version,
         if r.python.debug { " (debug)" } else { "" },
-        if r.enabled { "enabled" } else { "DISABLED" },
-        if r.collecting { ", collecting now" } else { "" },
-        if r.debug != 0 { format!(", debug flags {:#x}", r.debug) } else { String::new() },
+        if g.enabled { "enabled" } else { "DISABLED" },
+        if g.collecting { ", collecting now" } else { "" },
+        if g.debug_flags != 0 { format!(", debug flags {:#x}", g.debug_flags) } else { String::new() },
     );
     let _ = writeln!(s, "{:<12} {:>10} {:>10} {:>12} {:>12} {:>12} {:>14}", "GENERATION", "THRESHOLD", "COUNT", "OBJECTS", "COLLECTIONS", "COLLECTED", "UNCOLLECTABLE");
     for i in 0..3 {
-        let st = r.stats.get(i).copied().unwrap_or_default();
+        let st = g.stats.get(i).copied().unwrap_or_default();
         let _ = writeln!(
             s,
             "{:<12} {:>10} {:>10} {:>12} {:>12} {:>12} {:>14}",
-            i, r.thresholds[i], r.counts[i], r.generations[i], st.collections, st.collected, st.uncollectable
+            i, g.thresholds[i], g.counts[i], g.generations[i], st.collections, st.collected, st.uncollectable
         );
     }
-    let _ = writeln!(s, "{:<12} {:>10} {:>10} {:>12}", "permanent", "", "", r.permanent);
-    let _ = writeln!(s, "gc.garbage: {} objects   gc.callbacks: {}   paused {:.1} ms", r.garbage, r.callbacks, r.pause_ms);
+    let _ = writeln!(s, "{:<12} {:>10} {:>10} {:>12}", "permanent", "", "", g.permanent);
+    let _ = writeln!(s, "gc.garbage: {} objects   gc.callbacks: {}   paused {:.1} ms", g.garbage, g.callbacks, r.pause_ms);
     if r.interpreters > 1 {
         let _ = writeln!(s, "({} interpreters; figures of the main one)", r.interpreters);
     }

@@ -30,6 +30,8 @@ pub struct GenerationStats {
 pub struct GcFigures {
     pub enabled: bool,
     pub collecting: bool,
+    /// `gc.get_debug()`.
+    #[serde(rename = "debug")]
     pub debug_flags: u32,
     pub thresholds: [i64; 3],
     pub counts: [i64; 3],
