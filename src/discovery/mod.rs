@@ -205,6 +205,7 @@ fn sys_version<M: Memory + ?Sized>(mem: &M, l: &Layout, runtime: u64) -> Result<
     if interp == 0 {
         return Err(Error::Corrupt("no interpreter yet".into()));
     }
+    crate::process::memory::check_ptr(interp, "interpreter state")?;
     let sysdict = mem.u64_at(interp + l.interp_sysdict, "interp->sysdict")?;
     let v = dict_get_str(mem, l, sysdict, "version")?.ok_or_else(|| Error::Corrupt("sys.version missing".into()))?;
     let s = read_str(mem, l, v)?;
@@ -254,6 +255,7 @@ pub fn interpreters<M: Memory + ?Sized>(mem: &M, interp: &Interpreter) -> Result
         if out.len() >= 4096 || out.contains(&at) {
             return Err(Error::Corrupt("interpreter list does not end".into()));
         }
+        crate::process::memory::check_ptr(at, "interpreter state")?;
         out.push(at);
         at = mem.u64_at(at + l.interp_next, "interp->next")?;
     }
