@@ -220,7 +220,7 @@ fn sys_version<M: Memory + ?Sized>(mem: &M, l: &Layout, runtime: u64) -> Result<
 }
 
 /// Takes every offset the target's debug table offers.
-fn apply_debug_offsets(l: &mut Layout, d: &debug_offsets::DebugOffsets) -> std::result::Result<(), String> {
+pub fn apply_debug_offsets(l: &mut Layout, d: &debug_offsets::DebugOffsets) -> std::result::Result<(), String> {
     l.runtime_interpreters_head = d.interpreters_head;
     l.interp_next = d.interp_next;
     l.interp_threads_head = d.interp_threads_head;
