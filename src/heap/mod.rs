@@ -28,6 +28,10 @@ pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
+/// Set while a snapshot runs when its target dies (a watcher thread polls it): the walk stops at the
+/// next object instead of reading on from a target that is stopped with a SIGKILL pending.
+static TARGET_GONE: AtomicBool = AtomicBool::new(false);
+
 /// Hidden knobs for memspy's own tests (not documented for users; they never change what is read):
 /// `MEMSPY_TEST_WALK_DELAY_US=N` sleeps N µs per object walked, to catch a walk in the middle;
 /// `MEMSPY_TEST_PANIC_IN_WALK=N` panics at the N-th object (default 1000), with the target paused.
@@ -117,6 +121,9 @@ pub fn walk_gc<M: Memory + ?Sized>(
                 }
                 if stop_requested() {
                     return Err(Error::Interrupted);
+                }
+                if TARGET_GONE.load(Ordering::Relaxed) {
+                    return Err(Error::Corrupt("the target went away during the walk".into()));
                 }
                 if n_walked % 256 == 0 || hooks.delay.is_some() {
                     if let Some(d) = deadline {
@@ -251,7 +258,35 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
         sink.reset();
         let walk_deadline = if opts.nonblocking { deadline } else { deadline.min(Instant::now() + opts.max_pause) };
         let mut summary = WalkSummary::default();
-        let result = walk_gc(&mem, interp, &mut types, !opts.nonblocking, Some(walk_deadline), &mut summary, |r, t| sink.object(r, t));
+        TARGET_GONE.store(false, Ordering::SeqCst);
+        let walking = AtomicBool::new(true);
+        let result = std::thread::scope(|scope| {
+            // Watch the target while walking: if it dies, stop the walk.
+            scope.spawn(|| {
+                while walking.load(Ordering::SeqCst) {
+                    if !target.alive() {
+                        TARGET_GONE.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+            // Ends the watcher however the walk ends (a panic too: the scope joins the watcher first).
+            struct Done<'a>(&'a AtomicBool);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.store(false, Ordering::SeqCst);
+                }
+            }
+            let _done = Done(&walking);
+            walk_gc(&mem, interp, &mut types, !opts.nonblocking, Some(walk_deadline), &mut summary, |r, t| {
+                sink.object(r, t)
+            })
+        });
+        let result = match result {
+            Ok(()) | Err(Error::Timeout { .. }) if !target.alive() => Err(Error::TargetExited { pid: target.pid }),
+            r => r,
+        };
         let paused = pause.map(|p| p.resume()).unwrap_or_default();
         log::debug!("walk: {:?}, cache {:?}, {} types", start.elapsed(), mem.stats(), types.len());
         match result {
