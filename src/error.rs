@@ -53,6 +53,9 @@ pub enum Error {
     #[error("gave up after {seconds:.1} s (--timeout): {what}")]
     Timeout { seconds: f64, what: String },
 
+    #[error("interrupted; the target was resumed")]
+    Interrupted,
+
     #[error("{0}")]
     Other(String),
 }

@@ -6,6 +6,8 @@
 
 pub mod analysis;
 pub mod commands;
+#[doc(hidden)]
+pub mod debug;
 pub mod discovery;
 pub mod error;
 pub mod heap;

@@ -154,6 +154,18 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // A bug must not print a backtrace at the user: one line, exit status 101. Unwinding still runs
+    // the pause guard, so the target is resumed.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("memspy: internal error (a bug; please report it): {}{at}", msg.replace('\n', " "));
+    }));
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => log::LevelFilter::Off,
@@ -194,8 +206,12 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(memspy::Error::Interrupted) => {
+            eprintln!("memspy: {}", memspy::Error::Interrupted);
+            ExitCode::from(130)
+        }
         Err(e) => {
-            eprintln!("memspy: error: {e}");
+            eprintln!("memspy: error: {}", e.to_string().replace('\n', " "));
             ExitCode::FAILURE
         }
     }

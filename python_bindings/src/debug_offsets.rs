@@ -274,7 +274,7 @@ impl DebugOffsets {
                 return bad(what, v);
             }
         }
-        if self.interp_gc + self.gc_size > self.interp_size || !(64..=4096).contains(&self.gc_size) {
+        if self.interp_gc.saturating_add(self.gc_size) > self.interp_size || !(64..=4096).contains(&self.gc_size) {
             return bad("gc.size", self.gc_size);
         }
         if !(256..=1024).contains(&self.type_size) || self.tp_flags >= self.type_size {
@@ -285,6 +285,49 @@ impl DebugOffsets {
         }
         Ok(())
     }
+}
+
+/// A plausible `_Py_DebugOffsets` table (values of a 3.13/3.14 x86_64 build) for tests of memspy that
+/// need one in a synthetic memory image, e.g. to check that free-threaded builds are refused.
+#[doc(hidden)]
+pub fn synthetic_table(version_hex: u64, free_threaded: bool) -> Option<Vec<u8>> {
+    let schema = match Version::from_hex(version_hex)?.minor {
+        13 => &SCHEMA_313,
+        14 => &SCHEMA_314,
+        15 => &SCHEMA_315,
+        _ => return None,
+    };
+    let header: u64 = if free_threaded { 32 } else { 16 };
+    let mut b = vec![0u8; READ_SIZE];
+    b[..8].copy_from_slice(COOKIE);
+    let mut put = |at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    put(8, version_hex);
+    put(0x10, free_threaded as u64);
+    for (at, v) in [
+        (schema.runtime_size, 316616),
+        (schema.interpreters_head, 808),
+        (schema.interp_size, 225864),
+        (schema.interp_next, 7272),
+        (schema.interp_threads_head, 7344),
+        (schema.interp_gc, 7408),
+        (schema.interp_modules, 7688),
+        (schema.interp_sysdict, 7672),
+        (schema.interp_builtins, 7680),
+        (schema.pyobject_size, header),
+        (schema.ob_type, header - 8),
+        (schema.type_size, 416),
+        (schema.tp_name, 24),
+        (schema.tp_flags, 168),
+        (schema.tuple_item, 32),
+        (schema.list_item, 24),
+        (schema.dict_keys, 32),
+        (schema.dict_values, 40),
+        (schema.gc_size, 264),
+        (schema.gc_collecting, 192),
+    ] {
+        put(at, v);
+    }
+    Some(b)
 }
 
 #[cfg(test)]
@@ -330,6 +373,20 @@ mod tests {
         assert_eq!(d.interp_gc, 7408);
         assert_eq!(d.gc_size, 264);
         assert!(!d.free_threaded);
+    }
+
+    #[test]
+    fn synthetic_tables_parse() {
+        let d = parse(&synthetic_table(0x30d00f0, true).unwrap()).unwrap();
+        assert!(d.free_threaded);
+        assert_eq!(d.ob_type, 24);
+        let d = parse(&synthetic_table(0x30e0af0, false).unwrap()).unwrap();
+        assert!(!d.free_threaded);
+        assert!(synthetic_table(0x30c01f0, false).is_none());
+        // A huge gc.size from garbage is refused, not an overflow.
+        let mut b = synthetic_table(0x30e0af0, false).unwrap();
+        b[SCHEMA_314.gc_size..SCHEMA_314.gc_size + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(parse(&b), Err(DebugOffsetsError::Implausible(_))));
     }
 
     #[test]

@@ -61,7 +61,7 @@ impl Histogram {
         if rec.list == gc::PERMANENT {
             a.frozen += 1;
         }
-        a.bytes += rec.size;
+        a.bytes = a.bytes.saturating_add(rec.size);
         a.refcount = a.refcount.saturating_add(rec.refcount);
         if rec.immortal {
             a.immortal += 1;
@@ -81,7 +81,7 @@ impl Histogram {
             r.count += a.count;
             r.gc_tracked += a.gc_tracked;
             r.frozen += a.frozen;
-            r.bytes += a.bytes;
+            r.bytes = r.bytes.saturating_add(a.bytes);
             r.refcount = r.refcount.saturating_add(a.refcount);
             r.immortal += a.immortal;
         }
@@ -178,7 +178,7 @@ impl Report {
     pub fn finish_totals(&mut self) {
         self.totals = Totals {
             objects: self.types.iter().map(|r| r.count).sum(),
-            bytes: self.types.iter().map(|r| r.bytes).sum(),
+            bytes: self.types.iter().fold(0u64, |s, r| s.saturating_add(r.bytes)),
             gc_tracked: self.types.iter().map(|r| r.gc_tracked).sum(),
         };
     }

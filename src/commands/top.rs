@@ -31,9 +31,12 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_interrupt(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
+    // A walk in progress stops at the next object and resumes the target.
+    crate::heap::request_stop();
 }
 
-/// Ctrl-C / SIGTERM end the refresh loop cleanly (the target is never paused between walks).
+/// Ctrl-C / SIGTERM end the refresh loop cleanly (the target is never paused between walks), and stop a
+/// walk in progress (the target is resumed before memspy exits).
 pub fn install_interrupt_handler() {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
@@ -61,13 +64,17 @@ pub fn run(opts: &TopOptions) -> Result<()> {
         (None, true) => return Err(Error::Other("give a PID (memspy top PID) or a command (memspy top -- python app.py)".into())),
     };
     if opts.once {
+        install_interrupt_handler();
         return print_once(&session, opts);
     }
     if opts.json {
         // A refreshing JSON view makes no sense: print one JSON report per refresh, one per line.
         install_interrupt_handler();
         loop {
-            let r = session.report(&opts.snapshot)?;
+            let r = match session.report(&opts.snapshot) {
+                Err(Error::Interrupted) => return Ok(()),
+                r => r?,
+            };
             println!("{}", serde_json::to_string(&r).expect("serializes"));
             if !wait_or_exit(opts.rate, &session, spawned.as_mut()) {
                 return Ok(());
@@ -80,7 +87,10 @@ pub fn run(opts: &TopOptions) -> Result<()> {
         return live_view(&session, opts, spawned.as_mut());
     }
     loop {
-        let r = session.report(&opts.snapshot)?;
+        let r = match session.report(&opts.snapshot) {
+            Err(Error::Interrupted) => return Ok(()),
+            r => r?,
+        };
         let mut out = std::io::stdout().lock();
         if tty {
             // Clear the screen and home the cursor.

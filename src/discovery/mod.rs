@@ -113,24 +113,12 @@ pub fn discover<M: Memory + ?Sized>(target: &Target, mem: &M) -> Result<Interpre
     log::debug!("_PyRuntime at {runtime:#x} in {} (hint {name_hint:?})", info.path);
 
     // 1. 3.13+: the debug offsets table at the start of _PyRuntime.
-    let head = mem.bytes_at(runtime, debug_offsets::READ_SIZE, "_PyRuntime").map_err(|e| target.explain(e))?;
-    let mut debug = None;
+    let debug = runtime_debug_offsets(mem, pid, runtime).map_err(|e| target.explain(e))?;
     let mut version_source = "";
     let mut version = None;
-    if debug_offsets::has_cookie(&head) {
-        match debug_offsets::parse(&head) {
-            Ok(d) => {
-                let v = d.version();
-                if d.free_threaded {
-                    return Err(Error::FreeThreaded { pid, version: v.to_string() });
-                }
-                version = Some(v);
-                version_source = "_Py_DebugOffsets";
-                debug = Some(d);
-            }
-            Err(debug_offsets::DebugOffsetsError::UnknownSchema(v)) => return Err(unsupported(pid, v)),
-            Err(e) => return Err(Error::Layout { pid, detail: e.to_string() }),
-        }
+    if let Some(d) = &debug {
+        version = Some(d.version());
+        version_source = "_Py_DebugOffsets";
     }
     // 2. 3.11+: Py_Version.
     if version.is_none() {
@@ -200,12 +188,32 @@ pub fn discover<M: Memory + ?Sized>(target: &Target, mem: &M) -> Result<Interpre
     })
 }
 
+/// The `_Py_DebugOffsets` table at the start of `_PyRuntime` (3.13+), if there is one. Free-threaded
+/// builds and unknown schemas are refused here, each with its own one-line error.
+pub fn runtime_debug_offsets<M: Memory + ?Sized>(
+    mem: &M,
+    pid: i32,
+    runtime: u64,
+) -> Result<Option<debug_offsets::DebugOffsets>> {
+    let head = mem.bytes_at(runtime, debug_offsets::READ_SIZE, "_PyRuntime")?;
+    if !debug_offsets::has_cookie(&head) {
+        return Ok(None);
+    }
+    match debug_offsets::parse(&head) {
+        Ok(d) if d.free_threaded => Err(Error::FreeThreaded { pid, version: d.version().to_string() }),
+        Ok(d) => Ok(Some(d)),
+        Err(debug_offsets::DebugOffsetsError::UnknownSchema(v)) => Err(unsupported(pid, v)),
+        Err(e) => Err(Error::Layout { pid, detail: e.to_string() }),
+    }
+}
+
 /// Reads `sys.version` through `interp->sysdict` of the first interpreter.
 fn sys_version<M: Memory + ?Sized>(mem: &M, l: &Layout, runtime: u64) -> Result<Version> {
     let interp = mem.u64_at(runtime + l.runtime_interpreters_head, "interpreters.head")?;
     if interp == 0 {
         return Err(Error::Corrupt("no interpreter yet".into()));
     }
+    crate::process::memory::check_ptr(interp, "interpreter state")?;
     let sysdict = mem.u64_at(interp + l.interp_sysdict, "interp->sysdict")?;
     let v = dict_get_str(mem, l, sysdict, "version")?.ok_or_else(|| Error::Corrupt("sys.version missing".into()))?;
     let s = read_str(mem, l, v)?;
@@ -213,7 +221,7 @@ fn sys_version<M: Memory + ?Sized>(mem: &M, l: &Layout, runtime: u64) -> Result<
 }
 
 /// Takes every offset the target's debug table offers.
-fn apply_debug_offsets(l: &mut Layout, d: &debug_offsets::DebugOffsets) -> std::result::Result<(), String> {
+pub fn apply_debug_offsets(l: &mut Layout, d: &debug_offsets::DebugOffsets) -> std::result::Result<(), String> {
     l.runtime_interpreters_head = d.interpreters_head;
     l.interp_next = d.interp_next;
     l.interp_threads_head = d.interp_threads_head;
@@ -255,8 +263,50 @@ pub fn interpreters<M: Memory + ?Sized>(mem: &M, interp: &Interpreter) -> Result
         if out.len() >= 4096 || out.contains(&at) {
             return Err(Error::Corrupt("interpreter list does not end".into()));
         }
+        crate::process::memory::check_ptr(at, "interpreter state")?;
         out.push(at);
         at = mem.u64_at(at + l.interp_next, "interp->next")?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::memory::FakeMemory;
+
+    #[test]
+    fn free_threaded_debug_offsets_are_refused() {
+        let runtime = 0x7f00_0000_0000;
+        let mut f = FakeMemory::new();
+        f.add(runtime, debug_offsets::synthetic_table(0x30d00f0, true).unwrap());
+        let e = runtime_debug_offsets(&f, 42, runtime).unwrap_err();
+        assert!(matches!(e, Error::FreeThreaded { pid: 42, .. }), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("free-threaded") && msg.contains("3.13.0") && !msg.contains('\n'), "{msg}");
+
+        // The same table with the GIL is accepted.
+        let mut f = FakeMemory::new();
+        f.add(runtime, debug_offsets::synthetic_table(0x30d00f0, false).unwrap());
+        assert_eq!(runtime_debug_offsets(&f, 42, runtime).unwrap().unwrap().version().to_string(), "3.13.0");
+
+        // No cookie: not 3.13+ (no table), not an error.
+        let mut f = FakeMemory::new();
+        f.add(runtime, vec![0; debug_offsets::READ_SIZE]);
+        assert!(runtime_debug_offsets(&f, 42, runtime).unwrap().is_none());
+
+        // A 3.16 table: no schema, refused naming the version.
+        let mut t = debug_offsets::synthetic_table(0x30e00f0, false).unwrap();
+        t[8..16].copy_from_slice(&0x31000f0u64.to_le_bytes());
+        let mut f = FakeMemory::new();
+        f.add(runtime, t);
+        let e = runtime_debug_offsets(&f, 42, runtime).unwrap_err();
+        assert!(matches!(e, Error::UnsupportedVersion { .. }) && e.to_string().contains("3.16"), "{e}");
+    }
+
+    #[test]
+    fn free_threaded_file_names() {
+        assert_eq!(elf::version_from_name("/opt/bin/python3.13t"), Some((13, false, true)));
+        assert_eq!(elf::version_from_name("/opt/lib/libpython3.14td.so.1.0"), Some((14, true, true)));
+    }
 }

@@ -3,6 +3,7 @@
 use python_bindings::Layout;
 
 use crate::error::{Error, Result};
+use crate::process::memory::MAX_USER_ADDR;
 use crate::process::{Memory, ReadExt};
 
 /// Most objects memspy follows in one GC list before calling it corrupt.
@@ -25,13 +26,14 @@ pub const PERMANENT: usize = 3;
 
 impl GcState {
     pub fn read<M: Memory + ?Sized>(mem: &M, l: &Layout, interp: u64) -> Result<GcState> {
+        crate::process::memory::check_ptr(interp, "interpreter state")?;
         let addr = interp + l.interp_gc;
         let g = &l.gc;
         let mut gens = g.generations;
         // The Debian 3.13 GC-head patch moves the generations array: trust the generation0 pointer.
         if let Some(ptr_off) = g.generation0_ptr {
             let gen0 = mem.u64_at(addr + ptr_off, "gc.generation0")?;
-            if gen0 >= addr && gen0 < addr + g.size && gen0 != addr + gens[0] {
+            if gen0 >= addr && gen0 < addr.saturating_add(g.size) && gen0 != addr + gens[0] {
                 let moved = gen0 - addr;
                 log::debug!("generation0 at gc+{moved:#x} instead of gc+{:#x}: shifted layout", gens[0]);
                 gens = [moved, moved + 24, moved + 48];
@@ -60,6 +62,7 @@ impl GcState {
     pub fn validate<M: Memory + ?Sized>(&self, mem: &M) -> Result<()> {
         for head in self.heads {
             let next = mem.u64_at(head, "gc list head")? & !3;
+            let next = crate::process::memory::check_ptr(next, "gc list head")?;
             let prev_of_next = mem.u64_at(next + 8, "gc list")? & !3;
             if prev_of_next != head {
                 return Err(Error::Corrupt(format!(
@@ -86,14 +89,59 @@ pub fn walk_list<M: Memory + ?Sized>(
     head: u64,
     head_size: u64,
     strict: bool,
+    visit: impl FnMut(u64) -> Result<()>,
+) -> Result<ListEnd> {
+    walk_list_until(mem, head, head_size, strict, &[], visit)
+}
+
+/// [`walk_list`], also stopping (as a broken list) at any of `other_heads`: the heads of the other GC
+/// lists. In a target that runs while it is read, objects can move to another list between two reads,
+/// and the walk would then go round that other list forever. A cycle that never returns to `head`
+/// (corrupt memory, or a list spliced away mid-walk) is found by Brent's algorithm in O(1) memory.
+pub fn walk_list_until<M: Memory + ?Sized>(
+    mem: &M,
+    head: u64,
+    head_size: u64,
+    strict: bool,
+    other_heads: &[u64],
     mut visit: impl FnMut(u64) -> Result<()>,
 ) -> Result<ListEnd> {
     let mut end = ListEnd::default();
     let mut prev = head;
     let mut node = mem.u64_at(head, "gc list head")? & !3;
+    // Brent: `mark` is a node seen at step `power`; meeting it again means a cycle without `head`.
+    let mut mark = head;
+    let mut power = 1u64;
+    let mut steps = 0u64;
+    let broken = |end: &mut ListEnd, why: String| -> Result<()> {
+        if strict {
+            return Err(Error::Corrupt(format!("GC list at {head:#x}: {why}")));
+        }
+        log::debug!("GC list at {head:#x} broke off: {why}");
+        end.broken = true;
+        Ok(())
+    };
     while node != head {
         if end.objects >= MAX_LIST {
             return Err(Error::Corrupt(format!("GC list at {head:#x} has more than {MAX_LIST} objects")));
+        }
+        if node == mark {
+            broken(&mut end, format!("cycle through {node:#x} that does not return to the head"))?;
+            break;
+        }
+        if other_heads.contains(&node) {
+            broken(&mut end, format!("ran into another list's head {node:#x}"))?;
+            break;
+        }
+        steps += 1;
+        if steps == power {
+            mark = node;
+            power = power.saturating_mul(2);
+            steps = 0;
+        }
+        if node >= MAX_USER_ADDR {
+            broken(&mut end, format!("wild pointer {node:#x}"))?;
+            break;
         }
         let links = match mem.bytes_at(node, 16, "PyGC_Head") {
             Ok(b) => b,
@@ -106,7 +154,7 @@ pub fn walk_list<M: Memory + ?Sized>(
         };
         let next = u64::from_le_bytes(links[0..8].try_into().expect("8")) & !3;
         let back = u64::from_le_bytes(links[8..16].try_into().expect("8")) & !3;
-        if back != prev || node % 8 != 0 || next == 0 {
+        if back != prev || node % 8 != 0 || next == 0 || next >= MAX_USER_ADDR {
             if strict {
                 return Err(Error::Corrupt(format!(
                     "GC list at {head:#x}: object {node:#x} links back to {back:#x}, expected {prev:#x}"

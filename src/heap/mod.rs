@@ -6,6 +6,8 @@ pub mod gc;
 pub mod gc_stats;
 pub mod objects;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::discovery::{self, Interpreter};
@@ -15,6 +17,42 @@ use objects::{getsizeof, Types, HEAD_BYTES};
 
 /// Mappings are page-granular.
 const PAGE: u64 = 4096;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Asks a running walk to stop as soon as possible (async-signal-safe: SIGINT/SIGTERM handlers call it).
+/// The walk returns [`Error::Interrupted`] and the target is resumed as usual.
+pub fn request_stop() {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// Set while a snapshot runs when its target dies (a watcher thread polls it): the walk stops at the
+/// next object instead of reading on from a target that is stopped with a SIGKILL pending.
+static TARGET_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Hidden knobs for memspy's own tests (not documented for users; they never change what is read):
+/// `MEMSPY_TEST_WALK_DELAY_US=N` sleeps N µs per object walked, to catch a walk in the middle;
+/// `MEMSPY_TEST_PANIC_IN_WALK=N` panics at the N-th object (default 1000), with the target paused.
+#[derive(Clone, Copy, Debug, Default)]
+struct TestHooks {
+    delay: Option<Duration>,
+    panic_at: Option<u64>,
+}
+
+fn test_hooks() -> TestHooks {
+    static HOOKS: OnceLock<TestHooks> = OnceLock::new();
+    *HOOKS.get_or_init(|| {
+        let num = |name: &str| std::env::var(name).ok().map(|v| v.trim().parse::<u64>().unwrap_or(1000));
+        TestHooks {
+            delay: num("MEMSPY_TEST_WALK_DELAY_US").filter(|us| *us > 0).map(Duration::from_micros),
+            panic_at: num("MEMSPY_TEST_PANIC_IN_WALK").map(|n| n.max(1)),
+        }
+    })
+}
 
 /// One object, as the walk describes it.
 #[derive(Clone, Copy, Debug)]
@@ -60,17 +98,36 @@ pub fn walk_gc<M: Memory + ?Sized>(
     let interps = discovery::interpreters(mem, interp)?;
     summary.interpreters = interps.len();
     let mut head = [0u8; HEAD_BYTES];
+    let hooks = test_hooks();
+    let mut n_walked = 0u64;
+    let mut states = Vec::with_capacity(interps.len());
     for ip in interps {
-        let state = gc::GcState::read(mem, l, ip)?;
+        states.push(gc::GcState::read(mem, l, ip)?);
+    }
+    // Every list head of every interpreter: a walk that reaches another list's head has left its own.
+    let all_heads: Vec<u64> = states.iter().flat_map(|s| s.heads).collect();
+    for state in states {
         summary.collecting |= state.collecting;
         if strict {
             state.validate(mem)?;
         }
         for (list, head_addr) in state.heads.iter().enumerate() {
-            let mut n_seen = 0u64;
-            let end = gc::walk_list(mem, *head_addr, l.gc_head_size, strict, |obj| {
-                n_seen += 1;
-                if n_seen % 4096 == 0 {
+            let others: Vec<u64> = all_heads.iter().copied().filter(|h| h != head_addr).collect();
+            let end = gc::walk_list_until(mem, *head_addr, l.gc_head_size, strict, &others, |obj| {
+                n_walked += 1;
+                if let Some(d) = hooks.delay {
+                    std::thread::sleep(d);
+                }
+                if hooks.panic_at == Some(n_walked) {
+                    panic!("MEMSPY_TEST_PANIC_IN_WALK: panicking at object {n_walked} of the walk, as asked");
+                }
+                if stop_requested() {
+                    return Err(Error::Interrupted);
+                }
+                if TARGET_GONE.load(Ordering::Relaxed) {
+                    return Err(Error::Corrupt("the target went away during the walk".into()));
+                }
+                if n_walked % 256 == 0 || hooks.delay.is_some() {
                     if let Some(d) = deadline {
                         if Instant::now() > d {
                             return Err(Error::Timeout { seconds: 0.0, what: "walking the GC lists".into() });
@@ -176,6 +233,9 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
     let mut tries = 0;
     loop {
         tries += 1;
+        if stop_requested() {
+            return Err(Error::Interrupted);
+        }
         let mem = CachedMemory::new(RemoteMemory::new(target.pid), opts.cache_bytes);
         let mut types = Types::new(&interp.layout);
         let pause = if opts.nonblocking { None } else { Some(target.pause()?) };
@@ -200,7 +260,35 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
         sink.reset();
         let walk_deadline = if opts.nonblocking { deadline } else { deadline.min(Instant::now() + opts.max_pause) };
         let mut summary = WalkSummary::default();
-        let result = walk_gc(&mem, interp, &mut types, !opts.nonblocking, Some(walk_deadline), &mut summary, |r, t| sink.object(r, t));
+        TARGET_GONE.store(false, Ordering::SeqCst);
+        let walking = AtomicBool::new(true);
+        let result = std::thread::scope(|scope| {
+            // Watch the target while walking: if it dies, stop the walk.
+            scope.spawn(|| {
+                while walking.load(Ordering::SeqCst) {
+                    if !target.alive() {
+                        TARGET_GONE.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+            // Ends the watcher however the walk ends (a panic too: the scope joins the watcher first).
+            struct Done<'a>(&'a AtomicBool);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.store(false, Ordering::SeqCst);
+                }
+            }
+            let _done = Done(&walking);
+            walk_gc(&mem, interp, &mut types, !opts.nonblocking, Some(walk_deadline), &mut summary, |r, t| {
+                sink.object(r, t)
+            })
+        });
+        let result = match result {
+            Ok(()) | Err(Error::Timeout { .. }) if !target.alive() => Err(Error::TargetExited { pid: target.pid }),
+            r => r,
+        };
         let paused = pause.map(|p| p.resume()).unwrap_or_default();
         log::debug!("walk: {:?}, cache {:?}, {} types", start.elapsed(), mem.stats(), types.len());
         match result {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use python_bindings::{flags, DictLayout, Layout, LongLayout};
 
 use crate::error::{Error, Result};
-use crate::process::memory::{le_u32, le_u64};
+use crate::process::memory::{check_ptr, le_u32, le_u64, MAX_USER_ADDR};
 use crate::process::{Memory, ReadExt};
 
 /// Longest string memspy decodes for names (type names, module names, `sys.version`).
@@ -84,7 +84,7 @@ impl<'l> Types<'l> {
 
     fn read<M: Memory + ?Sized>(&mut self, mem: &M, addr: u64) -> Result<TypeInfo> {
         let l = self.layout;
-        if addr == 0 || addr % 8 != 0 {
+        if addr == 0 || addr % 8 != 0 || addr >= MAX_USER_ADDR {
             return Err(Error::Corrupt(format!("type pointer {addr:#x} is not aligned")));
         }
         let flags = mem.u64_at(addr + l.tp_flags, "tp_flags")?;
@@ -152,6 +152,9 @@ impl<'l> Types<'l> {
                 }
             }
             t = mem.u64_at(t + l.tp_base, "tp_base")?;
+            if t >= MAX_USER_ADDR {
+                return Err(Error::Corrupt(format!("type at {addr:#x}: implausible tp_base {t:#x}")));
+            }
         }
         Ok((SizeKind::Default, approx, false))
     }
@@ -202,19 +205,22 @@ pub fn str_header(l: &Layout, addr: u64, head: &[u8], mem: &(impl Memory + ?Size
     if !matches!(kind, 1 | 2 | 4) && !(kind == 0 && !compact) || length > 1 << 40 {
         return Err(Error::Corrupt(format!("str at {addr:#x}: state {state:#x} length {length}")));
     }
+    check_ptr(addr, "str")?;
     let data = if compact {
         addr + if ascii { u.ascii_size } else { u.compact_size }
     } else {
-        mem.u64_at(addr + u.compact_size, "str data")?
+        let p = mem.u64_at(addr + u.compact_size, "str data")?;
+        if p >= MAX_USER_ADDR {
+            return Err(Error::Corrupt(format!("str at {addr:#x}: data pointer {p:#x}")));
+        }
+        p
     };
     Ok(StrHeader { length, kind, compact, ascii, data })
 }
 
 /// Reads a `str` object's text (names: bounded by [`MAX_NAME`] characters).
 pub fn read_str<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64) -> Result<String> {
-    if addr == 0 {
-        return Err(Error::Corrupt("NULL str".into()));
-    }
+    check_ptr(addr, "str")?;
     let head = mem.bytes_at(addr, HEAD_BYTES, "str header")?;
     let h = str_header(l, addr, &head, mem)?;
     if h.kind == 0 {
@@ -253,6 +259,7 @@ pub struct DictKeys {
 }
 
 pub fn dict_keys<M: Memory + ?Sized>(mem: &M, l: &Layout, keys: u64) -> Result<DictKeys> {
+    check_ptr(keys, "dict keys")?;
     let b = mem.bytes_at(keys, 40, "dict keys header")?;
     let g = |at| le_u64(&b, at).expect("in bounds");
     let k = match l.dict_layout {
@@ -300,7 +307,7 @@ pub fn dict_keys<M: Memory + ?Sized>(mem: &M, l: &Layout, keys: u64) -> Result<D
             }
         }
     };
-    if k.nentries > k.size || k.nentries > MAX_DICT_ENTRIES * 64 {
+    if k.nentries > k.size || k.nentries > MAX_DICT_ENTRIES * 64 || k.usable > k.size {
         return Err(Error::Corrupt(format!("dict keys at {keys:#x}: {} entries in {} slots", k.nentries, k.size)));
     }
     Ok(k)
@@ -341,8 +348,12 @@ pub fn dict_for_each<M: Memory + ?Sized>(
     dict: u64,
     mut f: impl FnMut(u64, u64) -> Result<bool>,
 ) -> Result<()> {
+    check_ptr(dict, "dict")?;
     let keys_ptr = mem.u64_at(dict + l.dict_keys, "ma_keys")?;
     let values = mem.u64_at(dict + l.dict_values, "ma_values")?;
+    if values >= MAX_USER_ADDR {
+        return Err(Error::Corrupt(format!("dict at {dict:#x}: ma_values {values:#x}")));
+    }
     let keys = dict_keys(mem, l, keys_ptr)?;
     let n = keys.nentries.min(MAX_DICT_ENTRIES);
     if n == 0 {
@@ -350,7 +361,7 @@ pub fn dict_for_each<M: Memory + ?Sized>(
     }
     let entries = mem.bytes_at(keys.entries, (n * keys.entry_size) as usize, "dict entries")?;
     let vals = if values != 0 {
-        let cap = keys.split_values(l).max(n);
+        let cap = keys.split_values(l).max(n).min(MAX_DICT_ENTRIES);
         Some(mem.bytes_at(split_value_slot(l, values, 0), (cap * 8) as usize, "dict split values")?)
     } else {
         None
@@ -443,23 +454,23 @@ pub fn getsizeof<M: Memory + ?Sized>(
             let keys = dict_keys(mem, l, keys_ptr)?;
             let mut n = ty.basicsize;
             if values != 0 {
-                n += keys.split_values(l) * 8;
+                n = n.saturating_add(keys.split_values(l).saturating_mul(8));
             }
             if keys.refcnt == 1 {
-                n += keys.alloc_size(l);
+                n = n.saturating_add(keys.alloc_size(l));
             }
             n
         }
         SizeKind::Int => match l.long {
             LongLayout::ObSize => {
-                let digits = ob_size()?.unsigned_abs();
+                let digits = ob_size()?.unsigned_abs().min(1 << 40);
                 if l.version.minor >= 11 {
                     24 + 4 * digits.max(1)
                 } else {
                     24 + 4 * digits
                 }
             }
-            LongLayout::LvTag => ty.basicsize + ty.itemsize * (field(l.ob_size)? >> 3).max(1),
+            LongLayout::LvTag => ty.basicsize + ty.itemsize * (field(l.ob_size)? >> 3).clamp(1, 1 << 40),
         },
         SizeKind::Str => str_sizeof(mem, l, addr, head)?,
         SizeKind::ByteArray => {
@@ -473,7 +484,7 @@ pub fn getsizeof<M: Memory + ?Sized>(
             if own_flags & flags::HEAPTYPE != 0 {
                 let cached = mem.u64_at(addr + l.ht_cached_keys, "ht_cached_keys")?;
                 let keys = if cached != 0 { dict_keys(mem, l, cached)?.alloc_size(l) } else { 0 };
-                l.heap_type_size + keys
+                l.heap_type_size.saturating_add(keys)
             } else {
                 l.type_size
             }
@@ -484,7 +495,7 @@ pub fn getsizeof<M: Memory + ?Sized>(
     }
     let own_flags = if ty.is_metatype { mem.u64_at(addr + l.tp_flags, "tp_flags")? } else { 0 };
     let pre = l.getsizeof_preheader(ty.flags, ty.is_metatype, ty.is_type_type, own_flags);
-    Ok((sizeof + pre, exact))
+    Ok((sizeof.saturating_add(pre), exact))
 }
 
 /// `str.__sizeof__`.
@@ -502,7 +513,7 @@ fn str_sizeof<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, head: &[u8]) -
     if !(h.compact && h.ascii) {
         let utf8 = le_u64(head, u.utf8).unwrap_or(0);
         if utf8 != 0 && utf8 != h.data {
-            size += le_u64(head, u.utf8_length).unwrap_or(0) + 1;
+            size = size.saturating_add(le_u64(head, u.utf8_length).unwrap_or(0).saturating_add(1));
         }
     }
     if let (Some(wstr_at), Some(wlen_at)) = (u.wstr, u.wstr_length) {
@@ -510,7 +521,7 @@ fn str_sizeof<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, head: &[u8]) -
         let ready = le_u32(head, u.state).unwrap_or(0) & (1 << 7) != 0;
         if wstr != 0 && (!ready || wstr != h.data) {
             let wlen = if h.compact && h.ascii { h.length } else { le_u64(head, wlen_at).unwrap_or(0) };
-            size += (wlen + 1) * 4;
+            size = size.saturating_add(wlen.saturating_add(1).saturating_mul(4));
         }
     }
     Ok(size)

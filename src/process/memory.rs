@@ -56,6 +56,23 @@ impl Memory for RemoteMemory {
 
 const PAGE: u64 = 4096;
 
+/// Largest single read memspy makes. Lengths often come from the target's own (possibly corrupt or
+/// changing) data: a length past this is refused before anything is allocated.
+pub const MAX_READ: usize = 64 << 20;
+
+/// Highest user-space address on x86_64 (47-bit canonical lower half). A pointer read from the target
+/// above it cannot be valid, and adding a field offset to it could overflow.
+pub const MAX_USER_ADDR: u64 = 1 << 47;
+
+/// Checks that a pointer read from the target can be a user-space address (non-NULL, below
+/// [`MAX_USER_ADDR`]), so that `ptr + field_offset` neither overflows nor wraps around.
+pub fn check_ptr(ptr: u64, what: &'static str) -> Result<u64> {
+    if ptr == 0 || ptr >= MAX_USER_ADDR {
+        return Err(Error::Corrupt(format!("{what}: implausible pointer {ptr:#x}")));
+    }
+    Ok(ptr)
+}
+
 /// A page cache in front of another [`Memory`]. Only valid while the target does not change (paused), or
 /// for an approximate read (`--nonblocking`). Bounded: when `max_pages` is reached it starts over.
 pub struct CachedMemory<M: Memory> {
@@ -184,6 +201,9 @@ pub trait ReadExt {
 
 impl<M: Memory + ?Sized> ReadExt for M {
     fn bytes_at(&self, addr: u64, len: usize, what: &'static str) -> Result<Vec<u8>> {
+        if len > MAX_READ {
+            return Err(Error::Corrupt(format!("{what} at {addr:#x}: refusing to read {len} bytes")));
+        }
         let mut b = vec![0u8; len];
         self.read_into(addr, &mut b, what)?;
         Ok(b)
@@ -214,8 +234,10 @@ impl FakeMemory {
     pub fn new() -> Self {
         FakeMemory::default()
     }
+    /// Adds a region; regions are kept sorted by address (reads use a binary search).
     pub fn add(&mut self, addr: u64, bytes: Vec<u8>) {
-        self.regions.push((addr, bytes));
+        let at = self.regions.partition_point(|(s, _)| *s <= addr);
+        self.regions.insert(at, (addr, bytes));
     }
     pub fn put_u64(&mut self, addr: u64, v: u64) {
         self.write(addr, &v.to_le_bytes());
@@ -234,6 +256,22 @@ impl FakeMemory {
 
 impl Memory for FakeMemory {
     fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        let fits = |start: u64, bytes: &Vec<u8>| {
+            let end = start + bytes.len() as u64;
+            start <= addr && addr.checked_add(buf.len() as u64).is_some_and(|e| e <= end)
+        };
+        // Fast path: regions added with `add` are sorted; the candidate is the last one starting at or
+        // before `addr`.
+        let at = self.regions.partition_point(|(s, _)| *s <= addr);
+        if at > 0 {
+            let (start, bytes) = &self.regions[at - 1];
+            if fits(*start, bytes) {
+                let o = (addr - *start) as usize;
+                buf.copy_from_slice(&bytes[o..o + buf.len()]);
+                return Ok(());
+            }
+        }
+        // Regions pushed directly (unsorted or overlapping): scan them all.
         for (start, bytes) in &self.regions {
             let end = *start + bytes.len() as u64;
             if *start <= addr && addr.checked_add(buf.len() as u64).is_some_and(|e| e <= end) {

@@ -29,6 +29,16 @@ pub fn process_state(pid: i32) -> Option<char> {
     stat[after + 1..].trim_start().chars().next()
 }
 
+/// Whether a SIGKILL is pending for the process: it is being killed. A target that memspy holds stopped
+/// stays stopped (and readable) with the signal pending until memspy lets go, so it looks alive; it is not.
+pub fn being_killed(pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
+    status.lines().filter(|l| l.starts_with("ShdPnd:") || l.starts_with("SigPnd:")).any(|l| {
+        u64::from_str_radix(l.split_whitespace().nth(1).unwrap_or("0"), 16)
+            .is_ok_and(|mask| mask & (1 << (libc::SIGKILL - 1)) != 0)
+    })
+}
+
 /// Resident set size of a process in bytes (from /proc/PID/statm), if readable.
 pub fn rss_bytes(pid: i32) -> Option<u64> {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
@@ -102,7 +112,7 @@ impl Target {
 
     /// Whether the target still exists (and is not a zombie).
     pub fn alive(&self) -> bool {
-        !matches!(process_state(self.pid), None | Some('Z') | Some('X'))
+        !matches!(process_state(self.pid), None | Some('Z') | Some('X')) && !being_killed(self.pid)
     }
 
     /// Turns an error met while reading into "the target exited" when that is what happened.

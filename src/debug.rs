@@ -1,0 +1,344 @@
+//! Tools for testing memspy itself (hidden from the docs): heap images of a live target that a
+//! [`FakeMemory`] can load, a fuzzing entry point that walks an image, a small mutator for the stable
+//! fuzz harness, and a builder of synthetic heaps.
+//!
+//! Image format (little-endian): `MSPYIMG1`, version hex, `_PyRuntime` address, flags (bit 0: the layout
+//! takes `_Py_DebugOffsets`, bit 1: debug build), region count N, N × (address, length), then the regions'
+//! bytes one after the other.
+
+use std::time::{Duration, Instant};
+
+use python_bindings::{Layout, Version};
+
+use crate::analysis::Histogram;
+use crate::discovery::{self, Interpreter, Linkage};
+use crate::error::{Error, Result};
+use crate::heap::{self, objects::Types, WalkSummary};
+use crate::process::memory::FakeMemory;
+use crate::process::{CachedMemory, Memory, RemoteMemory, Target};
+
+const MAGIC: &[u8; 8] = b"MSPYIMG1";
+/// Most regions and bytes an image may describe (images come from files: bound them like remote data).
+const MAX_REGIONS: u64 = 1 << 20;
+
+/// A captured (or synthetic) heap image.
+#[derive(Clone, Debug)]
+pub struct Image {
+    pub version: Version,
+    pub runtime: u64,
+    pub debug_offsets: bool,
+    pub debug_build: bool,
+    pub mem: FakeMemory,
+}
+
+/// Records every successful read, to be saved as an image.
+struct Recorder<M: Memory> {
+    inner: M,
+    reads: std::cell::RefCell<Vec<(u64, Vec<u8>)>>,
+}
+
+impl<M: Memory> Memory for Recorder<M> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read(addr, buf)?;
+        self.reads.borrow_mut().push((addr, buf.to_vec()));
+        Ok(())
+    }
+}
+
+/// Merges overlapping or adjacent reads into regions.
+fn coalesce(mut reads: Vec<(u64, Vec<u8>)>) -> FakeMemory {
+    reads.sort_by_key(|(a, b)| (*a, std::cmp::Reverse(b.len())));
+    let mut regions: Vec<(u64, Vec<u8>)> = Vec::new();
+    for (addr, bytes) in reads {
+        if let Some((start, data)) = regions.last_mut() {
+            let end = *start + data.len() as u64;
+            if addr <= end {
+                let new_end = addr + bytes.len() as u64;
+                if new_end > end {
+                    data.extend_from_slice(&bytes[(end - addr) as usize..]);
+                }
+                continue;
+            }
+        }
+        regions.push((addr, bytes));
+    }
+    FakeMemory { regions }
+}
+
+impl Image {
+    /// Captures what a walk of `interp` in `target` reads (the runtime's head, the GC lists, every object
+    /// header, type and name it decodes), with the target paused.
+    pub fn capture(target: &Target, interp: &Interpreter, max_pause: Duration) -> Result<Image> {
+        let rec = Recorder { inner: CachedMemory::new(RemoteMemory::new(target.pid), 256 << 20), reads: Default::default() };
+        let pause = target.pause()?;
+        let mut summary = WalkSummary::default();
+        let mut types = Types::new(&interp.layout);
+        let result = discovery::runtime_debug_offsets(&rec, target.pid, interp.runtime).and_then(|_| {
+            heap::walk_gc(&rec, interp, &mut types, true, Some(Instant::now() + max_pause), &mut summary, |_, _| {})
+        });
+        drop(pause);
+        result.map_err(|e| target.explain(e))?;
+        Ok(Image {
+            version: interp.version,
+            runtime: interp.runtime,
+            debug_offsets: interp.used_debug_offsets,
+            debug_build: interp.debug_build,
+            mem: coalesce(rec.reads.into_inner()),
+        })
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        let flags = self.debug_offsets as u64 | (self.debug_build as u64) << 1;
+        for v in [self.version.hex(), self.runtime, flags, self.mem.regions.len() as u64] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for (addr, bytes) in &self.mem.regions {
+            out.extend_from_slice(&addr.to_le_bytes());
+            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        }
+        for (_, bytes) in &self.mem.regions {
+            out.extend_from_slice(bytes);
+        }
+        out
+    }
+
+    /// Parses an image; any inconsistency is an error (never a panic, never an allocation larger than
+    /// the input).
+    pub fn from_bytes(b: &[u8]) -> Result<Image> {
+        let bad = |what: &str| Error::Corrupt(format!("heap image: {what}"));
+        let u = |at: usize| -> Result<u64> {
+            b.get(at..at.checked_add(8).ok_or_else(|| bad("offset"))?)
+                .map(|s| u64::from_le_bytes(s.try_into().expect("8")))
+                .ok_or_else(|| bad("truncated"))
+        };
+        if b.len() < 40 || &b[..8] != MAGIC {
+            return Err(bad("no MSPYIMG1 header"));
+        }
+        let version = Version::from_hex(u(8)?).ok_or_else(|| bad("version"))?;
+        let runtime = u(16)?;
+        let flags = u(24)?;
+        let n = u(32)?;
+        if n > MAX_REGIONS || n * 16 > b.len() as u64 {
+            return Err(bad("region count"));
+        }
+        let mut data_at = 40 + 16 * n as usize;
+        let mut mem = FakeMemory::new();
+        for i in 0..n as usize {
+            let addr = u(40 + 16 * i)?;
+            let len = u(48 + 16 * i)?;
+            let end = (data_at as u64).checked_add(len).filter(|e| *e <= b.len() as u64).ok_or_else(|| bad("region length"))?;
+            if addr.checked_add(len).is_none() {
+                return Err(bad("region address"));
+            }
+            mem.add(addr, b[data_at..end as usize].to_vec());
+            data_at = end as usize;
+        }
+        Ok(Image { version, runtime, debug_offsets: flags & 1 != 0, debug_build: flags & 2 != 0, mem })
+    }
+
+    /// The interpreter description a walk of this image needs (the layout as discovery would fill it).
+    pub fn interpreter(&self) -> Result<Interpreter> {
+        let unsupported = || Error::UnsupportedVersion { pid: 0, version: self.version.to_string() };
+        let mut layout = Layout::builtin(self.version).ok_or_else(unsupported)?;
+        if self.debug_offsets {
+            let d = discovery::runtime_debug_offsets(&self.mem, 0, self.runtime)?
+                .ok_or_else(|| Error::Corrupt("heap image: no _Py_DebugOffsets".into()))?;
+            discovery::apply_debug_offsets(&mut layout, &d).map_err(|detail| Error::Layout { pid: 0, detail })?;
+        }
+        layout.debug_build = self.debug_build;
+        Ok(Interpreter {
+            runtime: self.runtime,
+            version: self.version,
+            debug_build: self.debug_build,
+            layout,
+            executable: "(image)".into(),
+            binary: "(image)".into(),
+            linkage: Linkage::Static,
+            stripped: true,
+            version_source: "image",
+            runtime_source: "image",
+            used_debug_offsets: self.debug_offsets,
+        })
+    }
+
+    /// Walks the image (strict, as when paused, or not) into a histogram.
+    pub fn walk(&self, strict: bool, budget: Duration) -> Result<(Histogram, WalkSummary)> {
+        let interp = self.interpreter()?;
+        let mut hist = Histogram::new();
+        let mut summary = WalkSummary::default();
+        let mut types = Types::new(&interp.layout);
+        heap::walk_gc(&self.mem, &interp, &mut types, strict, Some(Instant::now() + budget), &mut summary, |r, t| {
+            hist.add(r, t, true)
+        })?;
+        Ok((hist, summary))
+    }
+}
+
+/// The fuzzing entry point: `data` is a heap image (usually a mutated capture). Whatever it holds, this
+/// must return (within the walk's time budget) without panicking or allocating without bound.
+pub fn fuzz_one(data: &[u8]) {
+    if let Ok(img) = Image::from_bytes(data) {
+        for strict in [true, false] {
+            let _ = img.walk(strict, Duration::from_secs(2));
+        }
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*) for the stable fuzz harness.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+}
+
+/// Mutates an image in place the way hostile memory would look: flipped bits, words replaced by
+/// interesting values (0, -1, huge, pointers elsewhere in the image, pointers to themselves).
+pub fn mutate(img: &mut Image, rng: &mut Rng, rounds: u32) {
+    if img.mem.regions.is_empty() {
+        return;
+    }
+    let addrs: Vec<u64> = img.mem.regions.iter().map(|(a, _)| *a).collect();
+    for _ in 0..rounds {
+        let r = rng.below(img.mem.regions.len() as u64) as usize;
+        let (start, bytes) = &mut img.mem.regions[r];
+        if bytes.len() < 8 {
+            continue;
+        }
+        let at = (rng.below(bytes.len() as u64 - 7) & !7) as usize;
+        let here = *start + at as u64;
+        let v = match rng.below(10) {
+            0 => 0,
+            1 => u64::MAX,
+            2 => 1 << rng.below(64),
+            3 => here,
+            4 => addrs[rng.below(addrs.len() as u64) as usize] + (rng.below(64) & !7),
+            5 => here.wrapping_add(rng.below(512)).wrapping_sub(256),
+            6 => u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8")) ^ (1 << rng.below(64)),
+            7 => rng.next(),
+            8 => i64::MIN as u64,
+            _ => {
+                // Overwrite one byte (names, flags, log2 sizes).
+                bytes[at + rng.below(8) as usize] = rng.next() as u8;
+                continue;
+            }
+        };
+        bytes[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Builds synthetic heaps for a 3.12 layout (no debug offsets needed): a runtime, one interpreter, its
+/// GC state, type objects and GC objects linked into generation lists.
+pub struct Synth {
+    pub layout: Layout,
+    pub mem: FakeMemory,
+    pub runtime: u64,
+    pub interp: u64,
+    next_free: u64,
+    /// Objects added per list (GC head addresses), in order.
+    lists: [Vec<u64>; 4],
+}
+
+impl Default for Synth {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Synth {
+    pub const ARENA: u64 = 0x10_0000;
+    pub const ARENA_SIZE: usize = 4 << 20;
+
+    pub fn new() -> Synth {
+        let layout = Layout::builtin(Version::new(3, 12, 1)).expect("3.12 layout");
+        let mut mem = FakeMemory::new();
+        mem.add(Self::ARENA, vec![0; Self::ARENA_SIZE]);
+        let runtime = Self::ARENA;
+        let interp = Self::ARENA + 0x1000;
+        mem.put_u64(runtime + layout.runtime_interpreters_head, interp);
+        mem.put_u64(interp + layout.interp_next, 0);
+        let mut s = Synth { layout, mem, runtime, interp, next_free: Self::ARENA + 0x10000, lists: Default::default() };
+        for h in s.heads() {
+            s.mem.put_u64(h, h);
+            s.mem.put_u64(h + 8, h);
+        }
+        s
+    }
+
+    pub fn heads(&self) -> [u64; 4] {
+        let gc = self.interp + self.layout.interp_gc;
+        let g = &self.layout.gc;
+        [gc + g.generations[0], gc + g.generations[1], gc + g.generations[2], gc + g.permanent]
+    }
+
+    /// Reserves `n` zeroed bytes (8-aligned).
+    pub fn alloc(&mut self, n: u64) -> u64 {
+        let at = self.next_free;
+        self.next_free += (n + 15) & !15;
+        assert!(self.next_free < Self::ARENA + Self::ARENA_SIZE as u64, "synthetic arena full");
+        at
+    }
+
+    pub fn cstr(&mut self, s: &str) -> u64 {
+        let at = self.alloc(s.len() as u64 + 1);
+        self.mem.write(at, s.as_bytes());
+        at
+    }
+
+    /// A static type object named `name` (`tp_name`), with its basic and item sizes.
+    pub fn static_type(&mut self, name: &str, basicsize: u64, itemsize: u64) -> u64 {
+        let l = self.layout.clone();
+        let t = self.alloc(l.type_size);
+        let n = self.cstr(name);
+        self.mem.put_u64(t + l.tp_name, n);
+        self.mem.put_u64(t + l.tp_basicsize, basicsize);
+        self.mem.put_u64(t + l.tp_itemsize, itemsize);
+        self.mem.put_u64(t + l.tp_flags, python_bindings::flags::HAVE_GC);
+        t
+    }
+
+    /// A GC object of `ty` with `size` bytes after its GC head, appended to `list` (0–2, 3 permanent).
+    /// Returns the object's address (after the GC head).
+    pub fn object(&mut self, ty: u64, size: u64, list: usize) -> u64 {
+        let l = self.layout.clone();
+        let gc = self.alloc(l.gc_head_size + size.max(l.ob_size + 8));
+        let obj = gc + l.gc_head_size;
+        self.mem.put_u64(obj + l.ob_refcnt, 1);
+        self.mem.put_u64(obj + l.ob_type, ty);
+        let head = self.heads()[list];
+        let last = *self.lists[list].last().unwrap_or(&head);
+        self.mem.put_u64(last, gc);
+        self.mem.put_u64(gc + 8, last);
+        self.mem.put_u64(gc, head);
+        self.mem.put_u64(head + 8, gc);
+        self.lists[list].push(gc);
+        obj
+    }
+
+    /// GC heads of the objects of one list, in order.
+    pub fn list(&self, list: usize) -> &[u64] {
+        &self.lists[list]
+    }
+
+    pub fn image(&self) -> Image {
+        Image {
+            version: self.layout.version,
+            runtime: self.runtime,
+            debug_offsets: false,
+            debug_build: false,
+            mem: self.mem.clone(),
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! The walker against synthetic and corrupt memory: valid synthetic heaps give exact answers; corrupt
+//! ones (cycles, wild pointers, huge sizes, unterminated names, self-referencing bases, absurd dict
+//! keys) give an error or a partial answer, never a panic, a hang or an unbounded allocation. Also: heap
+//! images captured from a live target walk like the target itself, and a stable-toolchain fuzz run over
+//! the corpus in fuzz/corpus/walk.
+//!
+//! Every test here runs under an allocator that records the largest single allocation.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use memspy::debug::{fuzz_one, mutate, Image, Rng, Synth};
+use memspy::process::memory::{FakeMemory, MAX_READ};
+use memspy::process::ReadExt;
+
+struct Watch;
+static LARGEST: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Watch {
+    unsafe fn alloc(&self, l: AllocLayout) -> *mut u8 {
+        LARGEST.fetch_max(l.size(), Ordering::Relaxed);
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: AllocLayout) {
+        System.dealloc(p, l)
+    }
+    unsafe fn alloc_zeroed(&self, l: AllocLayout) -> *mut u8 {
+        LARGEST.fetch_max(l.size(), Ordering::Relaxed);
+        System.alloc_zeroed(l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: AllocLayout, n: usize) -> *mut u8 {
+        LARGEST.fetch_max(n, Ordering::Relaxed);
+        System.realloc(p, l, n)
+    }
+}
+
+#[global_allocator]
+static ALLOC: Watch = Watch;
+
+/// No allocation anywhere in this test binary may exceed this (the synthetic arena is 4 MiB; memspy's
+/// read cap is 64 MiB).
+const ALLOC_CAP: usize = MAX_READ + (1 << 20);
+
+fn assert_allocations_bounded() {
+    let max = LARGEST.load(Ordering::Relaxed);
+    assert!(max <= ALLOC_CAP, "an allocation of {max} bytes happened (cap {ALLOC_CAP})");
+}
+
+/// A heap with two types: 5 `list`s in gen 0, 3 `demo.Thing`s in gen 2, 1 frozen `demo.Thing`.
+fn sample() -> (Synth, u64, u64) {
+    let mut s = Synth::new();
+    let list_t = s.static_type("list", 40, 0);
+    let thing_t = s.static_type("demo.Thing", 48, 0);
+    for _ in 0..5 {
+        let o = s.object(list_t, 40, 0);
+        let l = s.layout.clone();
+        s.mem.put_u64(o + l.list_allocated, 4);
+    }
+    for _ in 0..3 {
+        s.object(thing_t, 48, 2);
+    }
+    s.object(thing_t, 48, 3);
+    (s, list_t, thing_t)
+}
+
+/// Walks an image strictly and leniently, in bounded time, without panicking; returns the strict result.
+fn walk_both(img: &Image) -> Result<(memspy::analysis::Histogram, memspy::heap::WalkSummary), memspy::Error> {
+    let start = Instant::now();
+    let strict = img.walk(true, Duration::from_secs(5));
+    let _ = img.walk(false, Duration::from_secs(5));
+    assert!(start.elapsed() < Duration::from_secs(12), "walk took {:?}", start.elapsed());
+    assert_allocations_bounded();
+    strict
+}
+
+#[test]
+fn synthetic_heap_is_walked_exactly() {
+    let (s, _, _) = sample();
+    let (hist, summary) = walk_both(&s.image()).expect("valid synthetic heap");
+    assert_eq!(summary.generations, [5, 0, 3]);
+    assert_eq!(summary.permanent, 1);
+    assert_eq!(summary.unreadable, 0);
+    let rows = hist.rows();
+    let list = rows.iter().find(|r| r.name == "builtins.list").expect("list row");
+    assert_eq!((list.count, list.bytes), (5, 5 * (40 + 8 * 4 + 16)));
+    let thing = rows.iter().find(|r| r.name == "demo.Thing").expect("Thing row");
+    assert_eq!((thing.count, thing.frozen, thing.bytes), (4, 1, 4 * (48 + 16)));
+}
+
+#[test]
+fn cycle_that_never_returns_to_the_head() {
+    let (mut s, _, _) = sample();
+    let g = s.list(0).to_vec();
+    // g[4] -> g[1], with consistent back links along the loop g1 -> g2 -> g3 -> g4 -> g1: only the head's
+    // own links still point into it.
+    s.mem.put_u64(g[4], g[1]);
+    s.mem.put_u64(g[1] + 8, g[4]);
+    let img = s.image();
+    assert!(img.walk(true, Duration::from_secs(5)).is_err(), "strict walk must refuse a cycle");
+    let start = Instant::now();
+    let (_, summary) = img.walk(false, Duration::from_secs(30)).expect("lenient walk keeps what it read");
+    assert!(start.elapsed() < Duration::from_secs(5), "cycle detection took {:?}", start.elapsed());
+    assert_eq!(summary.broken_lists, 1);
+    assert!(summary.generations[0] <= 5, "{:?}", summary.generations);
+    assert_allocations_bounded();
+}
+
+#[test]
+fn a_list_that_runs_into_another_lists_head() {
+    let (mut s, _, _) = sample();
+    let g0 = s.list(0).to_vec();
+    let gen1 = s.heads()[1];
+    // The last object of gen 0 now links to gen 1's (empty) head, as after a splice mid-walk.
+    s.mem.put_u64(g0[4], gen1);
+    s.mem.put_u64(gen1 + 8, g0[4]);
+    let img = s.image();
+    assert!(img.walk(true, Duration::from_secs(5)).is_err());
+    let (_, summary) = img.walk(false, Duration::from_secs(5)).expect("lenient");
+    assert_eq!(summary.broken_lists, 1);
+    assert_eq!(summary.generations[0], 5);
+}
+
+#[test]
+fn wild_pointers() {
+    for wild in [0xdead_beef_0000u64, u64::MAX & !7, 1 << 63, 8, 0x7fff_ffff_fff8] {
+        // In a list link.
+        let (mut s, _, _) = sample();
+        let g = s.list(2).to_vec();
+        s.mem.put_u64(g[1], wild);
+        let _ = walk_both(&s.image());
+        // As an object's type.
+        let (mut s, _, _) = sample();
+        let o = s.list(0)[2] + s.layout.gc_head_size;
+        s.mem.put_u64(o + s.layout.ob_type, wild);
+        let (_, summary) = walk_both(&s.image()).expect("an unreadable object is skipped");
+        assert_eq!(summary.unreadable, 1);
+        // As the interpreter pointer and a type's name.
+        let (mut s, _, thing) = sample();
+        s.mem.put_u64(s.runtime + s.layout.runtime_interpreters_head, wild);
+        assert!(walk_both(&s.image()).is_err());
+        let (mut s, _, _) = sample();
+        s.mem.put_u64(thing + s.layout.tp_name, wild);
+        let (_, summary) = walk_both(&s.image()).expect("objects of an unreadable type are skipped");
+        assert_eq!(summary.unreadable, 4);
+    }
+}
+
+#[test]
+fn huge_sizes() {
+    let (mut s, list_t, thing_t) = sample();
+    let l = s.layout.clone();
+    // A list claiming 2^62 slots, a type claiming an absurd basic size, a var-sized type with a huge
+    // item count.
+    let o = s.list(0)[0] + l.gc_head_size;
+    s.mem.put_u64(o + l.list_allocated, 1 << 62);
+    s.mem.put_u64(thing_t + l.tp_basicsize, 1 << 60);
+    let var_t = s.static_type("demo.Var", 32, 8);
+    let v = s.object(var_t, 32, 1);
+    s.mem.put_u64(v + l.ob_size, u64::MAX);
+    let (hist, summary) = walk_both(&s.image()).expect("absurd sizes are contained");
+    assert_eq!(summary.unreadable, 4, "the 4 objects of the absurd type are skipped");
+    assert!(hist.rows().iter().all(|r| r.bytes < 1 << 50), "{:?}", hist.rows());
+    let _ = list_t;
+}
+
+#[test]
+fn unterminated_tp_name() {
+    let (mut s, _, thing) = sample();
+    let at = s.alloc(64 << 10);
+    s.mem.write(at, &vec![b'a'; 64 << 10]);
+    s.mem.put_u64(thing + s.layout.tp_name, at);
+    let (_, summary) = walk_both(&s.image()).expect("walk goes on");
+    assert_eq!(summary.unreadable, 4);
+    // Also right at the end of readable memory: no NUL, no more bytes.
+    let (mut s, _, thing) = sample();
+    let end = Synth::ARENA + Synth::ARENA_SIZE as u64;
+    s.mem.write(end - 10, b"abcdefghij");
+    s.mem.put_u64(thing + s.layout.tp_name, end - 10);
+    let (_, summary) = walk_both(&s.image()).expect("walk goes on");
+    assert_eq!(summary.unreadable, 4);
+}
+
+#[test]
+fn self_referencing_tp_base() {
+    let (mut s, _, thing) = sample();
+    s.mem.put_u64(thing + s.layout.tp_base, thing);
+    let (hist, _) = walk_both(&s.image()).expect("the base chain is bounded");
+    assert!(hist.rows().iter().any(|r| r.name == "demo.Thing" && r.count == 4));
+    // Two types that are each other's base.
+    let (mut s, list_t, thing) = sample();
+    s.mem.put_u64(thing + s.layout.tp_base, list_t);
+    s.mem.put_u64(list_t + s.layout.tp_base, thing);
+    walk_both(&s.image()).expect("bounded");
+}
+
+#[test]
+fn dict_keys_with_absurd_sizes() {
+    let mut s = Synth::new();
+    let l = s.layout.clone();
+    let dict_t = s.static_type("dict", 48, 0);
+    // Keys claiming 2^40 slots and more entries than slots; a values array whose size comes from a huge
+    // dk_usable; log2 sizes past 64.
+    let cases: [(u8, u8, u64, u64); 4] =
+        [(40, 43, u64::MAX, 1 << 40), (63, 63, 1, 1), (3, 3, 2, u64::MAX), (200, 255, 0, 0)];
+    for (log2_size, log2_index, usable, nentries) in cases {
+        let keys = s.alloc(64);
+        s.mem.put_u64(keys, 1);
+        s.mem.write(keys + 8, &[log2_size, log2_index, 1]);
+        s.mem.put_u64(keys + 16, usable);
+        s.mem.put_u64(keys + 24, nentries);
+        let d = s.object(dict_t, 48, 0);
+        s.mem.put_u64(d + l.dict_keys, keys);
+        s.mem.put_u64(d + l.dict_values, keys);
+    }
+    // A heap type whose tp_dict is such a dict (its name and __sizeof__ lookups read the dict).
+    let heap_t = s.static_type("ignored", 32, 0);
+    s.mem.put_u64(heap_t + l.tp_flags, python_bindings::flags::HEAPTYPE | python_bindings::flags::HAVE_GC);
+    let bad_dict = s.object(dict_t, 48, 1);
+    let keys = s.alloc(64);
+    s.mem.write(keys + 8, &[30, 32, 1]);
+    s.mem.put_u64(keys + 24, 1 << 29);
+    s.mem.put_u64(bad_dict + l.dict_keys, keys);
+    s.mem.put_u64(heap_t + l.tp_dict, bad_dict);
+    s.object(heap_t, 32, 2);
+    let (hist, summary) = walk_both(&s.image()).expect("absurd dicts are contained");
+    assert_eq!(summary.generations, [4, 1, 1]);
+    assert!(hist.rows().iter().all(|r| r.bytes < 1 << 50), "{:?}", hist.rows());
+}
+
+#[test]
+fn reads_with_remote_lengths_are_capped_before_allocating() {
+    let mut f = FakeMemory::new();
+    f.add(0x1000, vec![0; 4096]);
+    for len in [MAX_READ + 1, usize::MAX / 2, usize::MAX] {
+        let e = f.bytes_at(0x1000, len, "test").unwrap_err();
+        assert!(e.to_string().contains("refusing"), "{e}");
+    }
+    assert_allocations_bounded();
+}
+
+#[test]
+fn truncated_and_garbage_images_are_refused() {
+    let (s, _, _) = sample();
+    let bytes = s.image().to_bytes();
+    let back = Image::from_bytes(&bytes).expect("round trip");
+    assert_eq!(back.mem.regions.len(), s.mem.regions.len());
+    for cut in [0, 7, 39, 41, bytes.len() / 2, bytes.len() - 1] {
+        assert!(Image::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+    let mut huge = bytes.clone();
+    huge[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(Image::from_bytes(&huge).is_err());
+    let mut long = bytes.clone();
+    long[48..56].copy_from_slice(&(u64::MAX - 3).to_le_bytes());
+    assert!(Image::from_bytes(&long).is_err());
+    assert_allocations_bounded();
+}
+
+fn corpus_dir() -> PathBuf {
+    common::repo_root().join("fuzz").join("corpus").join("walk")
+}
+
+fn corpus() -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(corpus_dir())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// The corpus holds real captures (small interpreters of several versions); each one walks cleanly.
+#[test]
+fn corpus_images_walk_cleanly() {
+    let corpus = corpus();
+    assert!(corpus.len() >= 2, "fuzz/corpus/walk should hold captured images, found {}", corpus.len());
+    let total: usize = corpus.iter().map(|(_, b)| b.len()).sum();
+    assert!(total < 1 << 20, "corpus is {total} bytes; keep it under 1 MiB");
+    for (name, bytes) in &corpus {
+        let img = Image::from_bytes(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (hist, summary) = img.walk(true, Duration::from_secs(10)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(summary.unreadable, 0, "{name}");
+        assert_eq!(summary.broken_lists, 0, "{name}");
+        let rows = hist.rows();
+        assert!(rows.iter().any(|r| r.name == "builtins.dict"), "{name}: {:?}", &rows[..rows.len().min(5)]);
+    }
+}
+
+/// The stable fuzz harness (the same entry point as the cargo-fuzz target in fuzz/): mutate corpus and
+/// synthetic images, walk them. Iterations via MEMSPY_FUZZ_ITERS (default 300); seed via MEMSPY_FUZZ_SEED.
+#[test]
+fn fuzz_walk_smoke() {
+    let iters: u64 = std::env::var("MEMSPY_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let seed: u64 = std::env::var("MEMSPY_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed);
+    let mut bases: Vec<Image> = corpus().iter().filter_map(|(_, b)| Image::from_bytes(b).ok()).collect();
+    bases.push(sample().0.image());
+    let mut rng = Rng(seed | 1);
+    let start = Instant::now();
+    for i in 0..iters {
+        let mut img = bases[(i % bases.len() as u64) as usize].clone();
+        let rounds = 1 + rng.below(16) as u32;
+        mutate(&mut img, &mut rng, rounds);
+        let t = Instant::now();
+        fuzz_one(&img.to_bytes());
+        assert!(t.elapsed() < Duration::from_secs(10), "iteration {i} took {:?}", t.elapsed());
+    }
+    assert_allocations_bounded();
+    eprintln!("fuzz_walk_smoke: {iters} executions in {:?} (seed {seed})", start.elapsed());
+}
+
+/// A capture of a live target walks like the target: same per-type counts as memspy's own report.
+#[test]
+fn captured_image_matches_the_live_target() {
+    let d = common::discover_interpreters();
+    let Some(interp) = d.interpreters.iter().find(|i| !i.debug).or(d.interpreters.first()) else {
+        eprintln!("no interpreter found; skipping");
+        return;
+    };
+    let mut fx = common::Fixture::spawn(interp, "gc_heap.py", &[]).expect("fixture");
+    fx.wait_for_truth(common::FIXTURE_TIMEOUT).expect("truth");
+    let session = memspy::commands::Session::attach(fx.pid as i32).expect("attach");
+    let img = Image::capture(&session.target, &session.interp, Duration::from_secs(30)).expect("capture");
+    let img = Image::from_bytes(&img.to_bytes()).expect("reload");
+    let (hist, summary) = img.walk(true, Duration::from_secs(30)).expect("walk image");
+    assert_eq!(summary.unreadable, 0);
+    let (live, _) = common::memspy_top_json(fx.pid).expect("live report");
+    let live_rows: std::collections::BTreeMap<String, u64> = live["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["type"].as_str().unwrap().to_string(), t["count"].as_u64().unwrap()))
+        .collect();
+    let img_rows: std::collections::BTreeMap<String, u64> = hist.rows().into_iter().map(|r| (r.name, r.count)).collect();
+    assert_eq!(img_rows, live_rows, "{}", interp.label());
+}
+
+/// Regenerates fuzz/corpus/walk from small live interpreters: `cargo test --test hostile_memory -- --ignored`.
+#[test]
+#[ignore]
+fn capture_corpus() {
+    let dir = corpus_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = common::discover_interpreters();
+    // Two versions (classic layout; debug offsets + 3.14 GC) keep the corpus under 1 MiB.
+    for want in ["3.9", "3.14"] {
+        let Some(interp) = d.interpreters.iter().find(|i| i.version_string().starts_with(&format!("{want}.")) && !i.debug)
+        else {
+            continue;
+        };
+        let mut child = std::process::Command::new(&interp.path)
+            .args(["-I", "-S", "-c", "import sys; sys.stdin.read()"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let start = Instant::now();
+        let img = loop {
+            std::thread::sleep(Duration::from_millis(100));
+            if let Ok(s) = memspy::commands::Session::attach(pid) {
+                if let Ok(img) = Image::capture(&s.target, &s.interp, Duration::from_secs(30)) {
+                    break img;
+                }
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "cannot capture {}", interp.label());
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        let bytes = img.to_bytes();
+        eprintln!("{}: {} regions, {} bytes", interp.label(), img.mem.regions.len(), bytes.len());
+        std::fs::write(dir.join(format!("py{}.img", interp.version_string())), bytes).unwrap();
+    }
+}
