@@ -78,6 +78,7 @@ pub struct FullWalk<'a, M: Memory + ?Sized> {
     pub found: u64,
     pub decode_errors: u64,
     pub deadline: Option<Instant>,
+    /// The object being decoded (0 while scanning roots), for trace logs.
     current: u64,
 }
 
@@ -223,9 +224,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         }
         let (refcount, immortal) = l.decode_refcount(raw);
         let rec = ObjectRecord { addr: p, type_addr: t, size, size_exact: exact, refcount, immortal, list: gc::UNTRACKED };
-        if std::env::var_os("MEMSPY_DUMP_STR").is_some() && info.name == "builtins.str" {
-            eprintln!("STR {:?} via {:#x}", super::objects::read_str(self.mem, l, p).unwrap_or_default(), self.current);
-        }
+        log::trace!("{p:#x} {} (referenced from {:#x})", info.name, self.current);
         sink(&rec, info);
     }
 
