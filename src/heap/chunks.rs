@@ -5,9 +5,9 @@
 //! `max_bytes` the cache starts over.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io;
 
+use super::fasthash::AddrMap;
 use crate::process::{Maps, Memory};
 
 pub const CHUNK: u64 = 64 * 1024;
@@ -32,7 +32,7 @@ pub struct ChunkCache<M: Memory> {
     inner: M,
     /// Readable address ranges, sorted and merged.
     ranges: Vec<(u64, u64)>,
-    chunks: RefCell<HashMap<u64, Chunk>>,
+    chunks: RefCell<AddrMap<Chunk>>,
     max_chunks: usize,
     stats: RefCell<ChunkStats>,
 }
@@ -61,7 +61,7 @@ impl<M: Memory> ChunkCache<M> {
         ChunkCache {
             inner,
             ranges,
-            chunks: RefCell::new(HashMap::new()),
+            chunks: RefCell::new(AddrMap::default()),
             max_chunks: (max_bytes / CHUNK).max(16) as usize,
             stats: RefCell::new(ChunkStats::default()),
         }

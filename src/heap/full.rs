@@ -18,7 +18,6 @@
 //! buffers of C types, e.g. `collections.deque` blocks) are not found, nor unreachable garbage; a
 //! conservative scan may, rarely, take a stale word for a reference to a live object.
 
-use std::collections::HashSet;
 use std::time::Instant;
 
 use python_bindings::{flags, Layout, RefcountScheme, ThreadFrame};
@@ -28,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::process::memory::le_u64;
 use crate::process::{Memory, ReadExt};
 
+use super::fasthash::AddrSet;
 use super::objects::{getsizeof, SizeKind, TypeInfo, Types, HEAD_BYTES};
 use super::refs::{self, RefInfos};
 use super::visited::Visited;
@@ -70,10 +70,10 @@ pub struct FullWalk<'a, M: Memory + ?Sized> {
     pub visited: Visited,
     stack: Vec<u64>,
     refinfos: RefInfos,
-    good_types: HashSet<u64>,
-    bad_types: HashSet<u64>,
+    good_types: AddrSet,
+    bad_types: AddrSet,
     type_type: u64,
-    seen_keys: HashSet<u64>,
+    seen_keys: AddrSet,
     scratch: Vec<u64>,
     pub found: u64,
     pub decode_errors: u64,
@@ -90,10 +90,10 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             visited: Visited::new(),
             stack: Vec::new(),
             refinfos: RefInfos::default(),
-            good_types: HashSet::new(),
-            bad_types: HashSet::new(),
+            good_types: AddrSet::default(),
+            bad_types: AddrSet::default(),
             type_type: 0,
-            seen_keys: HashSet::new(),
+            seen_keys: AddrSet::default(),
             scratch: Vec::new(),
             found: 0,
             decode_errors: 0,
@@ -282,7 +282,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         for ip in discovery::interpreters(self.mem, interp)? {
             self.scan_region(types, summary, ip, l.interp_size, sink);
             let mut ts = self.mem.u64_at(ip + l.interp_threads_head, "threads.head")?;
-            let mut seen = HashSet::new();
+            let mut seen = AddrSet::default();
             while ts != 0 && seen.len() < MAX_THREADS && seen.insert(ts) {
                 self.scan_region(types, summary, ts, l.tstate_size, sink);
                 let frame = match l.thread_frame {

@@ -2,6 +2,7 @@
 //! (its type, `sys.getsizeof`, refcount) to a sink.
 
 pub mod chunks;
+pub mod fasthash;
 pub mod full;
 pub mod gc;
 pub mod objects;

@@ -6,7 +6,6 @@
 //! variable part) is a candidate, kept only if it passes the walk's validation (a plausible refcount and
 //! a type pointer that is a real type object). See `full.rs` for the validation and its limits.
 
-use std::collections::HashMap;
 
 use python_bindings::{flags, Layout, ManagedDict};
 
@@ -14,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::process::memory::le_u64;
 use crate::process::{Memory, ReadExt};
 
+use super::fasthash::AddrMap;
 use super::objects::{dict_keys, split_value_slot, MAX_NAME};
 
 /// Deepest `tp_base` chain followed.
@@ -61,7 +61,7 @@ pub struct RefInfo {
 
 #[derive(Default)]
 pub struct RefInfos {
-    cache: HashMap<u64, RefInfo>,
+    cache: AddrMap<RefInfo>,
 }
 
 impl RefInfos {

@@ -2,7 +2,7 @@
 //! 1 MiB blocks allocated on first use. A heap of N MiB costs at most N × 16 KiB (1/64 of the heap),
 //! however many objects it holds; lookups are one hash probe per block plus a bit test.
 
-use std::collections::HashMap;
+use super::fasthash::AddrMap;
 
 /// Address space covered by one block of bits.
 const BLOCK_SHIFT: u32 = 20;
@@ -11,7 +11,7 @@ const WORDS_PER_BLOCK: usize = (1 << BLOCK_SHIFT) / 8 / 64;
 #[derive(Default)]
 pub struct Visited {
     /// Block number (address >> 20) → index into `slab`.
-    blocks: HashMap<u64, u32>,
+    blocks: AddrMap<u32>,
     slab: Vec<Box<[u64]>>,
     count: u64,
     /// The block of the last lookup (addresses close to each other are common).
