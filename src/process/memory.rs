@@ -162,8 +162,15 @@ pub trait ReadExt {
         let mut at = addr;
         while out.len() < max {
             // Read up to the end of the page, so as not to cross into an unmapped one.
-            let chunk = ((PAGE - (at % PAGE)) as usize).min(max - out.len()).min(64);
-            let b = self.bytes_at(at, chunk, what)?;
+            let mut chunk = ((PAGE - (at % PAGE)) as usize).min(max - out.len()).min(64);
+            // Memory that ends inside the page (synthetic images): shorter reads, down to one byte.
+            let b = loop {
+                match self.bytes_at(at, chunk, what) {
+                    Ok(b) => break b,
+                    Err(_) if chunk > 1 => chunk /= 2,
+                    Err(e) => return Err(e),
+                }
+            };
             if let Some(nul) = b.iter().position(|c| *c == 0) {
                 out.extend_from_slice(&b[..nul]);
                 return Ok(String::from_utf8_lossy(&out).into_owned());
