@@ -41,6 +41,12 @@ struct WalkArgs {
     /// Longest the target may stay stopped per snapshot; the walk is cut short (and marked partial) past it.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     max_pause: f64,
+    /// Count every reachable object: strings, numbers, untracked tuples and dicts, … (the default).
+    #[arg(long, conflicts_with = "gc_only")]
+    full: bool,
+    /// Count only the objects in the GC lists (what gc.get_objects() sees): faster on huge heaps.
+    #[arg(long)]
+    gc_only: bool,
 }
 
 impl WalkArgs {
@@ -49,6 +55,7 @@ impl WalkArgs {
             nonblocking: self.nonblocking,
             timeout: Duration::from_secs_f64(self.timeout.max(0.1)),
             max_pause: Duration::from_secs_f64(self.max_pause.max(0.001)),
+            full: !self.gc_only,
             ..Default::default()
         }
     }

@@ -522,7 +522,7 @@ fn check_interpreter(interp: &Interpreter, mode: Mode) -> Outcome {
             .push(format!("inspecting the fixture process: {}", e)),
     }
 
-    let result = memspy_top_json(fixture.pid);
+    let result = memspy_top_json_with(fixture.pid, &["--gc-only"]);
 
     // memspy must leave the target as it found it: alive, not stopped.
     if let Some(status) = fixture.exited() {

@@ -296,6 +296,53 @@ const OBMALLOC_310: ObmallocLayout = ObmallocLayout {
     pool_szidx: 0x24,
 };
 
+/// How a thread state points to its innermost frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadFrame {
+    /// 3.9/3.10: `PyFrameObject *frame` at this offset (frames are GC-tracked objects).
+    Object(u64),
+    /// 3.11/3.12: `_PyCFrame *cframe` at `cframe`, whose `current_frame` is at `current`.
+    CFrame { cframe: u64, current: u64 },
+    /// 3.13+: `_PyInterpreterFrame *current_frame` at this offset.
+    Direct(u64),
+}
+
+/// `_PyInterpreterFrame` (3.11+): frames that are not objects. Offsets of the fields holding objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterpFrameLayout {
+    pub code: u64,
+    pub previous: u64,
+    pub func: u64,
+    pub globals: u64,
+    pub builtins: u64,
+    pub locals: u64,
+    pub frame_obj: u64,
+    /// `int stacktop` (3.11–3.13: number of used `localsplus` slots) or, when `stack_pointer`,
+    /// `_PyStackRef *stackpointer` (3.14+).
+    pub stacktop: u64,
+    pub stack_pointer: bool,
+    pub localsplus: u64,
+    /// Slots are `_PyStackRef`s (3.14+): bit 0 is a tag, `bits & 3 == 3` a tagged int, `bits == 1` NULL.
+    pub tagged: bool,
+    /// Where a generator/coroutine embeds its frame (`gi_iframe`).
+    pub gen_iframe: u64,
+    /// `PyFrameObject.f_frame`.
+    pub frame_object_frame: u64,
+}
+
+/// Where an instance's `__dict__` (or its values without a dict) lives for `MANAGED_DICT` types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManagedDict {
+    /// ≤3.10: no managed dicts (`tp_dictoffset` inside the object).
+    None,
+    /// 3.11: `PyObject *dict` at o-24, `PyDictValues *values` (a plain array) at o-32.
+    Split311,
+    /// 3.12: one tagged word at o-24: bit 0 set → values at `word + 1`, else a dict.
+    Tagged312,
+    /// 3.13+: dict at o-24; values inline at `o + tp_basicsize` (`INLINE_VALUES` types).
+    Inline313,
+}
+
 /// Everything memspy needs to know about one build's memory layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -348,6 +395,19 @@ pub struct Layout {
     pub long: LongLayout,
     /// pymalloc's state and structures.
     pub obmalloc: ObmallocLayout,
+    // Full-heap walk
+    pub tp_dictoffset: u64,
+    /// Bytes of `_PyRuntimeState`, `PyInterpreterState` and the thread state (`_PyThreadStateImpl` on
+    /// 3.13+), largest among the builds checked: the walk scans them for object pointers (roots).
+    pub runtime_size: u64,
+    pub interp_size: u64,
+    pub tstate_size: u64,
+    pub tstate_next: u64,
+    pub thread_frame: ThreadFrame,
+    pub iframe: Option<InterpFrameLayout>,
+    pub managed_dict: ManagedDict,
+    /// 3.15: `PyByteArrayObject.ob_bytes_object`.
+    pub bytearray_bytes_object: Option<u64>,
 }
 
 /// Type flags (`tp_flags`).
@@ -523,6 +583,30 @@ impl Layout {
             unicode: UNICODE_OLD,
             long: LongLayout::ObSize,
             obmalloc: OBMALLOC_310,
+            tp_dictoffset: 288,
+            runtime_size: 656,
+            interp_size: 5656,
+            tstate_size: 264,
+            tstate_next: 8,
+            thread_frame: ThreadFrame::Object(24),
+            iframe: None,
+            managed_dict: ManagedDict::None,
+            bytearray_bytes_object: None,
+        };
+        let iframe_312 = InterpFrameLayout {
+            code: 0,
+            previous: 8,
+            func: 16,
+            globals: 24,
+            builtins: 32,
+            locals: 40,
+            frame_obj: 48,
+            stacktop: 64,
+            stack_pointer: false,
+            localsplus: 72,
+            tagged: false,
+            gen_iframe: 72,
+            frame_object_frame: 24,
         };
         match m {
             9 => {
@@ -531,6 +615,9 @@ impl Layout {
                 l.obmalloc.arena_size = 256 << 10;
             }
             10 => {
+                l.runtime_size = 672;
+                l.interp_size = 113528;
+                l.tstate_size = 280;
                 l.heap_type_size = 888;
                 l.ht_qualname = 864;
                 l.ht_cached_keys = 872;
@@ -548,6 +635,26 @@ impl Layout {
                 l.ht_qualname = 864;
                 l.ht_cached_keys = 872;
                 l.dict_layout = DictLayout::V311;
+                l.runtime_size = 166688;
+                l.interp_size = 107752;
+                l.tstate_size = 360;
+                l.thread_frame = ThreadFrame::CFrame { cframe: 56, current: 8 };
+                l.iframe = Some(InterpFrameLayout {
+                    code: 32,
+                    previous: 48,
+                    func: 0,
+                    globals: 8,
+                    builtins: 16,
+                    locals: 24,
+                    frame_obj: 40,
+                    stacktop: 64,
+                    stack_pointer: false,
+                    localsplus: 72,
+                    tagged: false,
+                    gen_iframe: 80,
+                    frame_object_frame: 24,
+                });
+                l.managed_dict = ManagedDict::Split311;
             }
             12 => {
                 l.runtime_interpreters_head = 40;
@@ -567,6 +674,12 @@ impl Layout {
                 l.unicode = UNICODE_312;
                 l.long = LongLayout::LvTag;
                 l.obmalloc.location = ObmallocLocation::Embedded { release: 3960, debug: 3960 };
+                l.runtime_size = 459944;
+                l.interp_size = 383552;
+                l.tstate_size = 288;
+                l.thread_frame = ThreadFrame::CFrame { cframe: 56, current: 0 };
+                l.iframe = Some(iframe_312);
+                l.managed_dict = ManagedDict::Tagged312;
             }
             _ => {
                 // 3.13+: the interpreter-level offsets are placeholders from 3.13.0 (pyenv); discovery
@@ -590,8 +703,23 @@ impl Layout {
                 l.long = LongLayout::LvTag;
                 // Debug builds have one more pointer before it (`_PyInterpreterState` grows by 8).
                 l.obmalloc.location = ObmallocLocation::Pointer { release: 0x2a30, debug: 0x2a38 };
+                l.runtime_size = 283320;
+                l.interp_size = 194976;
+                l.tstate_size = 336;
+                l.thread_frame = ThreadFrame::Direct(72);
+                l.iframe = Some(iframe_312);
+                l.managed_dict = ManagedDict::Inline313;
                 if m >= 14 {
                     l.obmalloc.location = ObmallocLocation::Pointer { release: 0x2a98, debug: 0x2aa0 };
+                    l.runtime_size = 332632;
+                    l.interp_size = 225880;
+                    l.tstate_size = 936;
+                    l.iframe = Some(InterpFrameLayout {
+                        stack_pointer: true,
+                        localsplus: 80,
+                        tagged: true,
+                        ..iframe_312
+                    });
                     l.heap_type_size = 936;
                     l.tuple_item = 32;
                     l.gc = if version.at_least(14, 5) {
@@ -607,6 +735,10 @@ impl Layout {
                     l.ht_cached_keys = 888;
                     l.gc = GC_315;
                     l.obmalloc.location = ObmallocLocation::Pointer { release: 0x2a80, debug: 0x2a88 };
+                    l.runtime_size = 346568;
+                    l.interp_size = 226240;
+                    l.tstate_size = 1104;
+                    l.bytearray_bytes_object = Some(56);
                 }
             }
         }

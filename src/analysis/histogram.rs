@@ -96,7 +96,7 @@ impl Sink for Histogram {
         self.clear();
     }
     fn object(&mut self, rec: &ObjectRecord, ty: &TypeInfo) {
-        self.add(rec, ty, true);
+        self.add(rec, ty, rec.list != gc::UNTRACKED);
     }
 }
 

@@ -56,7 +56,7 @@ impl Session {
         }
     }
 
-    /// One snapshot of the GC-tracked heap as a report.
+    /// One snapshot of the heap as a report (the GC lists, or every reachable object with `opts.full`).
     pub fn report(&self, opts: &SnapshotOptions) -> Result<Report> {
         let mut hist = Histogram::new();
         let walked = heap::snapshot(&self.target, &self.interp, opts, &mut hist)?;
@@ -64,13 +64,16 @@ impl Session {
         if s.unreadable > 0 {
             log::warn!("{} objects could not be read and were skipped", s.unreadable);
         }
+        if s.decode_errors > 0 {
+            log::info!("{} objects could not be decoded; what they reference may be missing", s.decode_errors);
+        }
         if s.approximate_sizes > 0 {
             log::info!("{} objects have their own __sizeof__; their bytes are approximated", s.approximate_sizes);
         }
         let mut report = Report {
             pid: self.target.pid,
             python: self.python_info(),
-            coverage: "gc-tracked".into(),
+            coverage: if s.full { "full-heap".into() } else { "gc-tracked".into() },
             approximate: opts.nonblocking || walked.pause_budget_spent || s.broken_lists > 0,
             partial: walked.pause_budget_spent,
             pause_ms: walked.pause.as_secs_f64() * 1000.0,

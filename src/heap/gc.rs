@@ -23,6 +23,8 @@ pub struct GcState {
 
 /// Which list an object was found in.
 pub const PERMANENT: usize = 3;
+/// Not in any GC list (found by the full-heap walk).
+pub const UNTRACKED: usize = usize::MAX;
 
 impl GcState {
     pub fn read<M: Memory + ?Sized>(mem: &M, l: &Layout, interp: u64) -> Result<GcState> {

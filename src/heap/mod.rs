@@ -2,9 +2,14 @@
 //! (its type, `sys.getsizeof`, refcount) to a sink.
 
 pub mod allocator;
+pub mod chunks;
+pub mod fasthash;
+pub mod full;
 pub mod gc;
 pub mod gc_stats;
 pub mod objects;
+pub mod refs;
+pub mod visited;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -12,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::discovery::{self, Interpreter};
 use crate::error::{Error, Result};
-use crate::process::{CachedMemory, Memory, RemoteMemory, Target};
+use crate::process::{CachedMemory, Maps, Memory, RemoteMemory, Target};
 use objects::{getsizeof, Types, HEAD_BYTES};
 
 /// Mappings are page-granular.
@@ -63,7 +68,8 @@ pub struct ObjectRecord {
     pub size_exact: bool,
     pub refcount: u64,
     pub immortal: bool,
-    /// 0, 1, 2 for the generations, [`gc::PERMANENT`] for the permanent generation.
+    /// 0, 1, 2 for the generations, [`gc::PERMANENT`] for the permanent generation, [`gc::UNTRACKED`]
+    /// for objects the full-heap walk found outside the GC lists.
     pub list: usize,
 }
 
@@ -81,6 +87,12 @@ pub struct WalkSummary {
     pub approximate_sizes: u64,
     /// A collection was running during the walk (only possible in `--nonblocking` mode).
     pub collecting: bool,
+    /// Full-heap walk: objects found beyond the GC lists.
+    pub untracked: u64,
+    /// Full-heap walk: objects whose references could not be decoded (their referents may be missing).
+    pub decode_errors: u64,
+    /// The walk covered the whole heap (not only the GC lists).
+    pub full: bool,
 }
 
 /// Walks the GC lists of every interpreter. With `strict`, inconsistent lists are an error (the target
@@ -195,6 +207,8 @@ pub struct SnapshotOptions {
     pub collection_retries: u32,
     /// Bytes the page cache may hold.
     pub cache_bytes: u64,
+    /// Walk every reachable object (coverage "full-heap"), not only the GC lists ("gc-tracked").
+    pub full: bool,
 }
 
 impl Default for SnapshotOptions {
@@ -205,6 +219,7 @@ impl Default for SnapshotOptions {
             max_pause: Duration::from_secs(10),
             collection_retries: 50,
             cache_bytes: 256 << 20,
+            full: false,
         }
     }
 }
@@ -225,8 +240,8 @@ pub trait Sink {
     fn object(&mut self, rec: &ObjectRecord, ty: &objects::TypeInfo);
 }
 
-/// Takes one snapshot of the GC-tracked heap: pauses the target (unless non-blocking), walks, resumes.
-/// Retries while a collection runs.
+/// Takes one snapshot of the heap (the GC lists, or with `opts.full` every reachable object): pauses the
+/// target (unless non-blocking), walks, resumes. Retries while a collection runs.
 pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, sink: &mut dyn Sink) -> Result<Walked> {
     let start = Instant::now();
     let deadline = start + opts.timeout;
@@ -236,87 +251,145 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
         if stop_requested() {
             return Err(Error::Interrupted);
         }
-        let mem = CachedMemory::new(RemoteMemory::new(target.pid), opts.cache_bytes);
-        let mut types = Types::new(&interp.layout);
-        let pause = if opts.nonblocking { None } else { Some(target.pause()?) };
-        // Check for a running collection before walking: its lists are in flux.
-        let collecting = discovery::interpreters(&mem, interp).and_then(|ips| {
-            let mut any = false;
-            for ip in ips {
-                any |= gc::GcState::read(&mem, &interp.layout, ip)?.collecting;
-            }
-            Ok(any)
-        });
-        let collecting = collecting.map_err(|e| target.explain(e))?;
-        if collecting && !opts.nonblocking {
-            drop(pause);
-            if tries > opts.collection_retries || Instant::now() > deadline {
-                return Err(Error::CollectionInProgress { pid: target.pid, tries });
-            }
-            log::debug!("a collection is running; retrying ({tries})");
-            std::thread::sleep(Duration::from_millis(2 * tries as u64));
-            continue;
+        let outcome = if opts.full {
+            let maps = Maps::read(target.pid).map_err(|e| Error::Other(format!("PID {}: reading maps: {e}", target.pid)))?;
+            // The cache may hold a quarter of the target's resident memory (at least 64 MiB).
+            let budget = crate::process::rss_bytes(target.pid).map(|r| (r / 4).max(64 << 20)).unwrap_or(opts.cache_bytes);
+            let mem = chunks::ChunkCache::new(RemoteMemory::new(target.pid), chunks::readable_ranges(&maps), budget.min(opts.cache_bytes.max(64 << 20)));
+            let r = attempt(&mem, target, interp, opts, sink, start, deadline, tries);
+            log::debug!("walk: {:?}, chunk cache {:?}", start.elapsed(), mem.stats());
+            r
+        } else {
+            let mem = CachedMemory::new(RemoteMemory::new(target.pid), opts.cache_bytes);
+            let r = attempt(&mem, target, interp, opts, sink, start, deadline, tries);
+            log::debug!("walk: {:?}, cache {:?}", start.elapsed(), mem.stats());
+            r
+        };
+        match outcome {
+            Attempt::Done(r) => return r,
+            Attempt::Retry => continue,
         }
-        sink.reset();
-        let walk_deadline = if opts.nonblocking { deadline } else { deadline.min(Instant::now() + opts.max_pause) };
-        let mut summary = WalkSummary::default();
-        TARGET_GONE.store(false, Ordering::SeqCst);
-        let walking = AtomicBool::new(true);
-        let result = std::thread::scope(|scope| {
-            // Watch the target while walking: if it dies, stop the walk.
-            scope.spawn(|| {
-                while walking.load(Ordering::SeqCst) {
-                    if !target.alive() {
-                        TARGET_GONE.store(true, Ordering::SeqCst);
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+enum Attempt {
+    Done(Result<Walked>),
+    Retry,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attempt<M: Memory>(
+    mem: &M,
+    target: &Target,
+    interp: &Interpreter,
+    opts: &SnapshotOptions,
+    sink: &mut dyn Sink,
+    start: Instant,
+    deadline: Instant,
+    tries: u32,
+) -> Attempt {
+    let mut types = Types::new(&interp.layout);
+    let pause = if opts.nonblocking {
+        None
+    } else {
+        match target.pause() {
+            Ok(p) => Some(p),
+            Err(e) => return Attempt::Done(Err(e)),
+        }
+    };
+    // Check for a running collection before walking: its lists are in flux.
+    let collecting = discovery::interpreters(mem, interp).and_then(|ips| {
+        let mut any = false;
+        for ip in ips {
+            any |= gc::GcState::read(mem, &interp.layout, ip)?.collecting;
+        }
+        Ok(any)
+    });
+    let collecting = match collecting {
+        Ok(c) => c,
+        Err(e) => return Attempt::Done(Err(target.explain(e))),
+    };
+    if collecting && !opts.nonblocking {
+        drop(pause);
+        if tries > opts.collection_retries || Instant::now() > deadline {
+            return Attempt::Done(Err(Error::CollectionInProgress { pid: target.pid, tries }));
+        }
+        log::debug!("a collection is running; retrying ({tries})");
+        std::thread::sleep(Duration::from_millis(2 * tries as u64));
+        return Attempt::Retry;
+    }
+    sink.reset();
+    let walk_deadline = if opts.nonblocking { deadline } else { deadline.min(Instant::now() + opts.max_pause) };
+    let mut summary = WalkSummary { full: opts.full, ..Default::default() };
+    TARGET_GONE.store(false, Ordering::SeqCst);
+    let walking = AtomicBool::new(true);
+    let result = std::thread::scope(|scope| {
+        // Watch the target while walking: if it dies, stop the walk.
+        scope.spawn(|| {
+            while walking.load(Ordering::SeqCst) {
+                if !target.alive() {
+                    TARGET_GONE.store(true, Ordering::SeqCst);
+                    return;
                 }
-            });
-            // Ends the watcher however the walk ends (a panic too: the scope joins the watcher first).
-            struct Done<'a>(&'a AtomicBool);
-            impl Drop for Done<'_> {
-                fn drop(&mut self) {
-                    self.0.store(false, Ordering::SeqCst);
-                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            let _done = Done(&walking);
-            walk_gc(&mem, interp, &mut types, !opts.nonblocking, Some(walk_deadline), &mut summary, |r, t| {
+        });
+        // Ends the watcher however the walk ends (a panic too: the scope joins the watcher first).
+        struct Done<'a>(&'a AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::SeqCst);
+            }
+        }
+        let _done = Done(&walking);
+        if opts.full {
+            let mut fw = full::FullWalk::new(mem, &interp.layout);
+            fw.deadline = Some(walk_deadline);
+            let r = walk_gc(mem, interp, &mut types, !opts.nonblocking, Some(walk_deadline), &mut summary, |r, t| {
+                fw.learn_type_type(r.addr);
+                fw.mark_tracked(r.addr, r.type_addr);
+                sink.object(r, t)
+            });
+            r.and_then(|()| {
+                full::walk_rest(mem, interp, &mut types, &mut fw, &mut summary, &mut |r, t| sink.object(r, t))
+            })
+        } else {
+            walk_gc(mem, interp, &mut types, !opts.nonblocking, Some(walk_deadline), &mut summary, |r, t| {
                 sink.object(r, t)
             })
-        });
-        let result = match result {
-            Ok(()) | Err(Error::Timeout { .. }) if !target.alive() => Err(Error::TargetExited { pid: target.pid }),
-            r => r,
-        };
-        let paused = pause.map(|p| p.resume()).unwrap_or_default();
-        log::debug!("walk: {:?}, cache {:?}, {} types", start.elapsed(), mem.stats(), types.len());
-        match result {
-            Ok(()) => {
-                return Ok(Walked { summary, pause: paused, elapsed: start.elapsed(), pause_budget_spent: false })
-            }
-            // The pause budget ran out (not the overall timeout): the target is resumed, and what was
-            // read so far is reported as partial.
-            Err(Error::Timeout { .. }) if Instant::now() < deadline && !opts.nonblocking => {
-                log::warn!("pause budget of {:?} spent; reporting a partial walk", opts.max_pause);
-                return Ok(Walked { summary, pause: paused, elapsed: start.elapsed(), pause_budget_spent: true });
-            }
-            Err(Error::Timeout { .. }) => {
-                return Err(Error::Timeout { seconds: opts.timeout.as_secs_f64(), what: "walking the GC lists".into() })
-            }
-            Err(e) if e.is_read() || matches!(e, Error::Corrupt(_)) => {
-                let e = target.explain(e);
-                if matches!(e, Error::TargetExited { .. }) {
-                    return Err(e);
-                }
-                // A strict walk of a paused target should not fail; retry once in case a collection
-                // started between the check and the pause.
-                if tries > 2 || Instant::now() > deadline {
-                    return Err(e);
-                }
-                log::debug!("walk failed ({e}); retrying");
-            }
-            Err(e) => return Err(target.explain(e)),
         }
+    });
+    let result = match result {
+        Ok(()) | Err(Error::Timeout { .. }) if !target.alive() => Err(Error::TargetExited { pid: target.pid }),
+        r => r,
+    };
+    let paused = pause.map(|p| p.resume()).unwrap_or_default();
+    log::debug!("{} types", types.len());
+    let what = if opts.full { "walking the heap" } else { "walking the GC lists" };
+    match result {
+        Ok(()) => Attempt::Done(Ok(Walked { summary, pause: paused, elapsed: start.elapsed(), pause_budget_spent: false })),
+        // The pause budget ran out (not the overall timeout): the target is resumed, and what was
+        // read so far is reported as partial.
+        Err(Error::Timeout { .. }) if Instant::now() < deadline && !opts.nonblocking => {
+            log::warn!("pause budget of {:?} spent; reporting a partial walk", opts.max_pause);
+            Attempt::Done(Ok(Walked { summary, pause: paused, elapsed: start.elapsed(), pause_budget_spent: true }))
+        }
+        Err(Error::Timeout { .. }) => {
+            Attempt::Done(Err(Error::Timeout { seconds: opts.timeout.as_secs_f64(), what: what.into() }))
+        }
+        Err(e) if e.is_read() || matches!(e, Error::Corrupt(_)) => {
+            let e = target.explain(e);
+            if matches!(e, Error::TargetExited { .. }) {
+                return Attempt::Done(Err(e));
+            }
+            // A strict walk of a paused target should not fail; retry once in case a collection
+            // started between the check and the pause.
+            if tries > 2 || Instant::now() > deadline {
+                return Attempt::Done(Err(e));
+            }
+            log::debug!("walk failed ({e}); retrying");
+            Attempt::Retry
+        }
+        Err(e) => Attempt::Done(Err(target.explain(e))),
     }
 }

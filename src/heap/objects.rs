@@ -2,7 +2,6 @@
 //! and `sys.getsizeof` recomputed from the outside. Everything is read explicitly, field by field, with
 //! bounds; nothing remote is ever cast into a Rust struct.
 
-use std::collections::HashMap;
 
 use python_bindings::{flags, DictLayout, Layout, LongLayout};
 
@@ -57,12 +56,12 @@ pub struct TypeInfo {
 /// Caches type information while walking one snapshot.
 pub struct Types<'l> {
     pub layout: &'l Layout,
-    cache: HashMap<u64, TypeInfo>,
+    cache: super::fasthash::AddrMap<TypeInfo>,
 }
 
 impl<'l> Types<'l> {
     pub fn new(layout: &'l Layout) -> Self {
-        Types { layout, cache: HashMap::new() }
+        Types { layout, cache: Default::default() }
     }
 
     pub fn len(&self) -> usize {

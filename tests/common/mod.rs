@@ -948,3 +948,30 @@ impl Fixture {
         Ok(Fixture { child, pid, truth_path, stderr_path, stdout_path, description, dir })
     }
 }
+
+// ---------------------------------------------------------------------------
+// memspy with extra options (full-heap work)
+
+/// `memspy top PID --once --json EXTRA...`, parsed.  Errors carry the exit status and stderr.
+pub fn memspy_top_json_with(pid: u32, extra: &[&str]) -> Result<(Value, CmdOutput), String> {
+    let mut args: Vec<String> = vec!["top".into(), pid.to_string(), "--once".into(), "--json".into()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = run_memspy(&args).map_err(|e| format!("could not run {}: {}", memspy_bin().display(), e))?;
+    if !out.success() {
+        return Err(format!(
+            "`memspy {}` failed: {}; stderr: {}",
+            args.join(" "),
+            out.describe_status(),
+            tail(&out.stderr, 2000)
+        ));
+    }
+    match serde_json::from_str::<Value>(&out.stdout) {
+        Ok(v) => Ok((v, out)),
+        Err(e) => Err(format!(
+            "memspy stdout is not JSON ({}): {}; stderr: {}",
+            e,
+            tail(&out.stdout, 1000),
+            tail(&out.stderr, 1000)
+        )),
+    }
+}

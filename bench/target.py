@@ -1,0 +1,111 @@
+"""Benchmark target: N records, a 1 ms heartbeat thread, and in-process measurements on request.
+
+Usage: python target.py N     then commands on stdin, one per line, each answered by one JSON line:
+  reset      forget the longest heartbeat gap so far
+  gap        the longest gap (ms) since the last reset, and RSS
+  gcobjects  time gc.get_objects() + Counter by type
+  closure    time the closure of gc.get_objects() under gc.get_referents() (+ dict keys): objects, bytes
+  heapy      time guppy3's hpy().heap(): objects, bytes (if guppy is importable)
+"""
+
+import gc
+import json
+import os
+import sys
+import threading
+import time
+from collections import Counter
+
+
+class Record:
+    def __init__(self, i):
+        self.id = i
+        self.name = "record-%d" % i
+        self.values = [i * 0.5, "v%d" % i]
+        self.meta = {"k": i}
+
+
+MAX_GAP = 0.0
+
+
+def heartbeat():
+    global MAX_GAP
+    last = time.perf_counter()
+    while True:
+        time.sleep(0.001)
+        now = time.perf_counter()
+        if now - last > MAX_GAP:
+            MAX_GAP = now - last
+        last = now
+
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def closure():
+    objs = gc.get_objects()
+    seen = {id(objs)}
+    stack = []
+    for o in objs:
+        if id(o) not in seen:
+            seen.add(id(o))
+            stack.append(o)
+    objs = None
+    n = size = 0
+    getsizeof = sys.getsizeof
+    while stack:
+        o = stack.pop()
+        n += 1
+        size += getsizeof(o)
+        refs = gc.get_referents(o)
+        if type(o) is dict:
+            refs.extend(o.keys())
+        for r in refs:
+            if id(r) not in seen:
+                seen.add(id(r))
+                stack.append(r)
+    return n, size
+
+
+def main():
+    n = int(sys.argv[1])
+    records = [Record(i) for i in range(n)]  # noqa: F841 (kept alive by this frame)
+    gc.collect()
+    threading.Thread(target=heartbeat, daemon=True).start()
+    print(json.dumps({"ready": True, "pid": os.getpid(), "rss": rss()}), flush=True)
+    global MAX_GAP
+    for line in sys.stdin:
+        cmd = line.strip()
+        out = {}
+        if cmd == "reset":
+            MAX_GAP = 0.0
+        elif cmd == "gap":
+            out = {"gap_ms": MAX_GAP * 1000, "rss": rss()}
+        elif cmd == "gcobjects":
+            t = time.perf_counter()
+            c = Counter(type(o) for o in gc.get_objects())
+            out = {"seconds": time.perf_counter() - t, "objects": sum(c.values())}
+            c = None
+        elif cmd == "closure":
+            t = time.perf_counter()
+            objects, size = closure()
+            out = {"seconds": time.perf_counter() - t, "objects": objects, "bytes": size}
+        elif cmd == "heapy":
+            try:
+                from guppy import hpy
+            except ImportError as e:
+                out = {"error": str(e)}
+            else:
+                t = time.perf_counter()
+                h = hpy().heap()
+                out = {"seconds": time.perf_counter() - t, "objects": h.count, "bytes": h.size}
+                h = None
+        elif cmd == "quit":
+            break
+        print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,426 @@
+//! The full-heap walk: every object reachable from the GC lists and the interpreter's roots, not only
+//! the GC-tracked containers.
+//!
+//! 1. The GC lists are walked as in the gc-tracked mode; each object is reported and marked.
+//! 2. Roots are scanned for object pointers: `_PyRuntime`, every `PyInterpreterState` (modules, sys,
+//!    builtins, interned strings, the per-interpreter dicts of static types, caches) and every thread
+//!    state, conservatively; then every thread's frames (3.11+: `_PyInterpreterFrame`s, which are not
+//!    objects: their code, function, globals, locals and value stack up to the stack top).
+//! 3. A depth-first worklist follows the references of every object found ([`refs`]): exact decoding for
+//!    the built-in containers, a conservative scan of the fields of everything else.
+//!
+//! Every candidate pointer is validated before it counts: 8-aligned, inside a readable mapping, a
+//! plausible refcount (≥ 1, below 2^40, or an immortal pattern: freed memory fails here, its first word
+//! is an allocator link or zero) and a type pointer that is a ready type object whose own type is
+//! `type` or a metaclass. The visited set is a bitmap (1 bit per 8 bytes of touched address space).
+//!
+//! Limits: objects reachable only from C memory that is not an object (C extension globals, malloc'd
+//! buffers of C types, e.g. `collections.deque` blocks) are not found, nor unreachable garbage; a
+//! conservative scan may, rarely, take a stale word for a reference to a live object.
+
+use std::time::Instant;
+
+use python_bindings::{flags, Layout, RefcountScheme, ThreadFrame};
+
+use crate::discovery::{self, Interpreter};
+use crate::error::{Error, Result};
+use crate::process::memory::le_u64;
+use crate::process::{Memory, ReadExt};
+
+use super::fasthash::AddrSet;
+use super::objects::{getsizeof, SizeKind, TypeInfo, Types, HEAD_BYTES};
+use super::refs::{self, RefInfos};
+use super::visited::Visited;
+use super::{gc, ObjectRecord, WalkSummary, PAGE};
+
+/// Most threads and frames per thread followed.
+const MAX_THREADS: usize = 1 << 16;
+const MAX_FRAMES: usize = 1 << 20;
+/// Largest object body scanned conservatively.
+const MAX_SCAN: u64 = 1 << 20;
+
+/// Reads the first [`HEAD_BYTES`] of an object; at the end of a mapping, what is there.
+pub fn read_head<M: Memory + ?Sized>(mem: &M, addr: u64, head: &mut [u8; HEAD_BYTES]) -> bool {
+    if mem.read(addr, head).is_ok() {
+        return true;
+    }
+    head.fill(0);
+    let avail = (PAGE - (addr % PAGE)).min(HEAD_BYTES as u64) as usize;
+    avail >= 16 && mem.read(addr, &mut head[..avail]).is_ok()
+}
+
+/// Whether a raw `ob_refcnt` word is one a live object can have.
+#[inline]
+pub fn plausible_refcount(l: &Layout, raw: u64) -> bool {
+    match l.refcount {
+        RefcountScheme::Plain => raw >= 1 && raw < 1 << 40,
+        RefcountScheme::Immortal32 => {
+            let low = raw as u32;
+            let high = raw >> 32;
+            // 3.12/3.13: the high word is 0; 3.14+: ob_overflow (u16, 0) and ob_flags (u16, small).
+            low >= 1 && (high & 0xffff) == 0 && high >> 16 < 0x100
+        }
+    }
+}
+
+/// The state of one full walk.
+pub struct FullWalk<'a, M: Memory + ?Sized> {
+    mem: &'a M,
+    l: &'a Layout,
+    pub visited: Visited,
+    stack: Vec<u64>,
+    refinfos: RefInfos,
+    good_types: AddrSet,
+    bad_types: AddrSet,
+    type_type: u64,
+    seen_keys: AddrSet,
+    scratch: Vec<u64>,
+    pub found: u64,
+    pub decode_errors: u64,
+    pub deadline: Option<Instant>,
+    /// The object being decoded (0 while scanning roots), for trace logs.
+    current: u64,
+}
+
+impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
+    pub fn new(mem: &'a M, l: &'a Layout) -> Self {
+        FullWalk {
+            mem,
+            l,
+            visited: Visited::new(),
+            stack: Vec::new(),
+            refinfos: RefInfos::default(),
+            good_types: AddrSet::default(),
+            bad_types: AddrSet::default(),
+            type_type: 0,
+            seen_keys: AddrSet::default(),
+            scratch: Vec::new(),
+            found: 0,
+            decode_errors: 0,
+            deadline: None,
+            current: 0,
+        }
+    }
+
+    /// Learns `type`'s address: the fixed point of `ob_type` from any object.
+    pub fn learn_type_type(&mut self, obj: u64) {
+        if self.type_type != 0 {
+            return;
+        }
+        let Ok(mut t) = self.mem.u64_at(obj + self.l.ob_type, "ob_type") else { return };
+        for _ in 0..8 {
+            match self.mem.u64_at(t + self.l.ob_type, "ob_type") {
+                Ok(m) if m == t => {
+                    self.type_type = t;
+                    self.good_types.insert(t);
+                    return;
+                }
+                Ok(m) => t = m,
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Marks an object the GC walk reported; it will be decoded by [`Self::run`].
+    pub fn mark_tracked(&mut self, addr: u64, type_addr: u64) {
+        if self.visited.insert(addr) {
+            self.stack.push(addr);
+        }
+        self.good_types.insert(type_addr);
+    }
+
+    fn valid_type(&mut self, types: &mut Types, t: u64, depth: u32) -> bool {
+        if self.good_types.contains(&t) {
+            return true;
+        }
+        if self.bad_types.contains(&t) || depth > 4 || t % 8 != 0 || t < 4096 {
+            return false;
+        }
+        let l = self.l;
+        let ok = (|| {
+            let mut h = [0u8; 16];
+            self.mem.read(t, &mut h).ok()?;
+            let raw = le_u64(&h, 0)?;
+            let meta = le_u64(&h, 8)?;
+            if !plausible_refcount(l, raw) {
+                return None;
+            }
+            let f = self.mem.u64_at(t + l.tp_flags, "tp_flags").ok()?;
+            const READY: u64 = 1 << 12;
+            if f & READY == 0 {
+                return None;
+            }
+            if meta != self.type_type {
+                if meta == t || !self.valid_type(types, meta, depth + 1) {
+                    return None;
+                }
+                let mf = self.mem.u64_at(meta + l.tp_flags, "tp_flags").ok()?;
+                if mf & flags::TYPE_SUBCLASS == 0 {
+                    return None;
+                }
+            }
+            types.get(self.mem, t).ok()?;
+            Some(())
+        })()
+        .is_some();
+        if ok {
+            self.good_types.insert(t);
+        } else {
+            if self.bad_types.len() > 1 << 20 {
+                self.bad_types.clear();
+            }
+            self.bad_types.insert(t);
+        }
+        ok
+    }
+
+    /// Considers one word as a reference: when it points to a live object not seen yet, reports the
+    /// object and queues it.
+    fn candidate(
+        &mut self,
+        types: &mut Types,
+        summary: &mut WalkSummary,
+        w: u64,
+        sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo),
+    ) {
+        let p = refs::untag(self.l, w);
+        if p < 4096 || self.visited.contains(p) {
+            return;
+        }
+        let mut head = [0u8; HEAD_BYTES];
+        if !read_head(self.mem, p, &mut head) {
+            return;
+        }
+        let l = self.l;
+        let raw = le_u64(&head, l.ob_refcnt).unwrap_or(0);
+        if !plausible_refcount(l, raw) {
+            return;
+        }
+        let t = le_u64(&head, l.ob_type).unwrap_or(0);
+        if !self.valid_type(types, t, 0) {
+            return;
+        }
+        let Ok(info) = types.get(self.mem, t) else { return };
+        // The whole fixed part must be readable.
+        if self.mem.read(p + info.basicsize.min(MAX_SCAN) - 1, &mut [0u8; 1]).is_err() {
+            return;
+        }
+        let (size, exact) = match getsizeof(self.mem, l, p, &head, info) {
+            Ok(s) => s,
+            Err(_) => (info.basicsize, false),
+        };
+        // An object whose items lie inline must fit in readable memory (rejects garbage sizes).
+        if matches!(info.kind, SizeKind::Default | SizeKind::Int | SizeKind::Frame) && size > info.basicsize + 64 {
+            let body = size.saturating_sub(l.preheader_size(info.flags));
+            if body == 0 || self.mem.read(p + body - 1, &mut [0u8; 1]).is_err() {
+                return;
+            }
+        }
+        self.visited.insert(p);
+        self.stack.push(p);
+        self.found += 1;
+        if !exact {
+            summary.approximate_sizes += 1;
+        }
+        let (refcount, immortal) = l.decode_refcount(raw);
+        let rec = ObjectRecord { addr: p, type_addr: t, size, size_exact: exact, refcount, immortal, list: gc::UNTRACKED };
+        log::trace!("{p:#x} {} (referenced from {:#x})", info.name, self.current);
+        sink(&rec, info);
+    }
+
+    fn flush(&mut self, types: &mut Types, summary: &mut WalkSummary, sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo)) {
+        let refs = std::mem::take(&mut self.scratch);
+        for &w in &refs {
+            self.candidate(types, summary, w, sink);
+        }
+        self.scratch = refs;
+        self.scratch.clear();
+    }
+
+    /// Scans a region (not an object) for object pointers: roots.
+    pub fn scan_region(
+        &mut self,
+        types: &mut Types,
+        summary: &mut WalkSummary,
+        addr: u64,
+        len: u64,
+        sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo),
+    ) {
+        let mut at = addr;
+        let end = addr + len;
+        while at < end {
+            let n = (end - at).min(64 * 1024);
+            match self.mem.bytes_at(at, n as usize, "root region") {
+                Ok(b) => refs::words(&b, &mut self.scratch),
+                Err(_) => {
+                    // Partly unmapped (a struct at the end of a mapping): page by page.
+                    let mut p = at;
+                    while p < at + n {
+                        let q = ((p & !(PAGE - 1)) + PAGE).min(at + n);
+                        if let Ok(b) = self.mem.bytes_at(p, (q - p) as usize, "root region") {
+                            refs::words(&b, &mut self.scratch);
+                        }
+                        p = q;
+                    }
+                }
+            }
+            self.flush(types, summary, sink);
+            at += n;
+        }
+    }
+
+    /// The roots of every interpreter: runtime, interpreter and thread states, and thread frames.
+    pub fn scan_roots(
+        &mut self,
+        interp: &Interpreter,
+        types: &mut Types,
+        summary: &mut WalkSummary,
+        sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo),
+    ) -> Result<()> {
+        let l = self.l;
+        self.scan_region(types, summary, interp.runtime, l.runtime_size, sink);
+        for ip in discovery::interpreters(self.mem, interp)? {
+            self.scan_region(types, summary, ip, l.interp_size, sink);
+            let mut ts = self.mem.u64_at(ip + l.interp_threads_head, "threads.head")?;
+            let mut seen = AddrSet::default();
+            while ts != 0 && seen.len() < MAX_THREADS && seen.insert(ts) {
+                self.scan_region(types, summary, ts, l.tstate_size, sink);
+                let frame = match l.thread_frame {
+                    ThreadFrame::Object(off) => {
+                        let f = self.mem.u64_at(ts + off, "tstate->frame").unwrap_or(0);
+                        self.scratch.push(f);
+                        0
+                    }
+                    ThreadFrame::CFrame { cframe, current } => {
+                        let cf = self.mem.u64_at(ts + cframe, "tstate->cframe").unwrap_or(0);
+                        if cf == 0 {
+                            0
+                        } else {
+                            self.mem.u64_at(cf + current, "cframe->current_frame").unwrap_or(0)
+                        }
+                    }
+                    ThreadFrame::Direct(off) => self.mem.u64_at(ts + off, "tstate->current_frame").unwrap_or(0),
+                };
+                self.walk_frames(frame, types, summary, sink);
+                ts = self.mem.u64_at(ts + l.tstate_next, "tstate->next").unwrap_or(0);
+            }
+        }
+        Ok(())
+    }
+
+    fn walk_frames(
+        &mut self,
+        mut f: u64,
+        types: &mut Types,
+        summary: &mut WalkSummary,
+        sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo),
+    ) {
+        let Some(fl) = self.l.iframe else {
+            self.flush(types, summary, sink);
+            return;
+        };
+        let mut n = 0;
+        while f != 0 && f % 8 == 0 && n < MAX_FRAMES {
+            if let Err(e) = refs::iframe_refs(self.mem, self.l, f, &mut self.scratch) {
+                log::debug!("frame at {f:#x}: {e}");
+                self.decode_errors += 1;
+                break;
+            }
+            self.flush(types, summary, sink);
+            f = self.mem.u64_at(f + fl.previous, "frame->previous").unwrap_or(0);
+            n += 1;
+        }
+    }
+
+    /// Follows references until every reachable object has been found.
+    pub fn run(
+        &mut self,
+        types: &mut Types,
+        summary: &mut WalkSummary,
+        sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo),
+    ) -> Result<()> {
+        let l = self.l;
+        let mut head = [0u8; HEAD_BYTES];
+        let mut n = 0u64;
+        while let Some(p) = self.stack.pop() {
+            n += 1;
+            if n % 4096 == 0 {
+                if let Some(d) = self.deadline {
+                    if Instant::now() > d {
+                        return Err(Error::Timeout { seconds: 0.0, what: "walking the heap".into() });
+                    }
+                }
+            }
+            if !read_head(self.mem, p, &mut head) {
+                continue;
+            }
+            self.current = p;
+            let t = le_u64(&head, l.ob_type).unwrap_or(0);
+            // The type is an object too.
+            self.scratch.push(t);
+            let ri = match self.refinfos.get(self.mem, l, t) {
+                Ok(r) => r,
+                Err(e) => {
+                    log::debug!("object {p:#x}: type {t:#x}: {e}");
+                    self.decode_errors += 1;
+                    self.flush(types, summary, sink);
+                    continue;
+                }
+            };
+            let seen_keys = &mut self.seen_keys;
+            let mut first_time = |k: u64| seen_keys.insert(k);
+            if let Err(e) = refs::object_refs(self.mem, l, p, &head, &ri, &mut first_time, &mut self.scratch) {
+                log::debug!("object {p:#x} ({:?}): {e}", ri.kind);
+                self.decode_errors += 1;
+            }
+            self.flush(types, summary, sink);
+        }
+        Ok(())
+    }
+}
+
+/// Runs the full walk after [`super::walk_gc`]: `tracked` holds the (address, type) of every object the
+/// GC walk reported.
+pub fn walk_rest<M: Memory + ?Sized>(
+    mem: &M,
+    interp: &Interpreter,
+    types: &mut Types,
+    walk: &mut FullWalk<'_, M>,
+    summary: &mut WalkSummary,
+    sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo),
+) -> Result<()> {
+    let _ = mem;
+    walk.scan_roots(interp, types, summary, sink)?;
+    walk.run(types, summary, sink)?;
+    summary.untracked += walk.found;
+    summary.decode_errors += walk.decode_errors;
+    log::debug!(
+        "full walk: {} objects beyond the GC lists, visited bitmap {} KiB, {} types, {} decode errors",
+        walk.found,
+        walk.visited.bytes() / 1024,
+        walk.good_types.len(),
+        walk.decode_errors
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use python_bindings::Version;
+
+    #[test]
+    fn refcount_plausibility() {
+        let l39 = Layout::builtin(Version::new(3, 9, 0)).unwrap();
+        assert!(plausible_refcount(&l39, 1));
+        assert!(!plausible_refcount(&l39, 0));
+        assert!(!plausible_refcount(&l39, 0x7f12_3456_7890));
+        let l314 = Layout::builtin(Version::new(3, 14, 0)).unwrap();
+        assert!(plausible_refcount(&l314, 0x0005_0000_c000_0000));
+        assert!(plausible_refcount(&l314, 3));
+        assert!(!plausible_refcount(&l314, 0x5555_5555_0000));
+        let l312 = Layout::builtin(Version::new(3, 12, 1)).unwrap();
+        assert!(plausible_refcount(&l312, 0xffff_ffff));
+        assert!(!plausible_refcount(&l312, 0x1_0000_0001));
+    }
+}

@@ -1,0 +1,406 @@
+//! Which words of an object hold references, per layout kind: the decoding half of the full-heap walk.
+//!
+//! Built-in containers are decoded exactly (only live slots: list items up to `ob_size`, dict entries
+//! up to `dk_nentries`, set table slots, tuple items, frame slots up to the stack top). Everything else
+//! is scanned *conservatively*: every aligned word of the object's fixed part (and of a pointer-sized
+//! variable part) is a candidate, kept only if it passes the walk's validation (a plausible refcount and
+//! a type pointer that is a real type object). See `full.rs` for the validation and its limits.
+
+
+use python_bindings::{flags, Layout, ManagedDict};
+
+use crate::error::{Error, Result};
+use crate::process::memory::le_u64;
+use crate::process::{Memory, ReadExt};
+
+use super::fasthash::AddrMap;
+use super::objects::{dict_keys, split_value_slot, MAX_NAME};
+
+/// Deepest `tp_base` chain followed.
+const MAX_BASES: usize = 64;
+/// Items read per remote read when decoding big containers.
+pub const BATCH: u64 = 8192;
+
+/// How the references of instances of a type are found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefKind {
+    /// int, bool, float, complex, str, bytes: no references.
+    Leaf,
+    /// bytearray (3.15: its buffer is a `bytes` object).
+    ByteArray,
+    Tuple,
+    List,
+    Dict,
+    Set,
+    /// A type object (`type` or a metaclass instance).
+    Type,
+    /// 3.11+ generator, coroutine, async generator: an embedded interpreter frame.
+    Gen,
+    /// 3.11+ frame object: its interpreter frame is behind `f_frame`.
+    FrameObject,
+    /// Anything else: the body is scanned conservatively.
+    Object,
+}
+
+/// What the walk knows about one type for decoding its instances.
+#[derive(Clone, Copy, Debug)]
+pub struct RefInfo {
+    pub kind: RefKind,
+    pub flags: u64,
+    pub basicsize: u64,
+    pub itemsize: u64,
+    /// `tp_basicsize` of the base that gives `kind`: the type's own fields (slots, `__dict__`,
+    /// `__weakref__`, or an unknown C type's fields) are at [base_basicsize, basicsize).
+    pub base_basicsize: u64,
+    pub dictoffset: i64,
+    /// `ht_cached_keys` (heap types; 0 otherwise).
+    pub cached_keys: u64,
+    /// Value slots of instances without a materialised dict (3.11/3.12 `MANAGED_DICT` types).
+    pub shared_values: u64,
+}
+
+#[derive(Default)]
+pub struct RefInfos {
+    cache: AddrMap<RefInfo>,
+}
+
+impl RefInfos {
+    pub fn get<M: Memory + ?Sized>(&mut self, mem: &M, l: &Layout, t: u64) -> Result<RefInfo> {
+        if let Some(r) = self.cache.get(&t) {
+            return Ok(*r);
+        }
+        let r = read_ref_info(mem, l, t)?;
+        self.cache.insert(t, r);
+        Ok(r)
+    }
+}
+
+fn kind_of(l: &Layout, name: &str) -> Option<RefKind> {
+    Some(match name {
+        "int" | "bool" | "float" | "complex" | "str" | "bytes" => RefKind::Leaf,
+        "bytearray" => RefKind::ByteArray,
+        "tuple" => RefKind::Tuple,
+        "list" => RefKind::List,
+        "dict" => RefKind::Dict,
+        "set" | "frozenset" => RefKind::Set,
+        "type" => RefKind::Type,
+        "generator" | "coroutine" | "async_generator" if l.iframe.is_some() => RefKind::Gen,
+        "frame" if l.iframe.is_some() => RefKind::FrameObject,
+        "object" => RefKind::Object,
+        _ => return None,
+    })
+}
+
+fn read_ref_info<M: Memory + ?Sized>(mem: &M, l: &Layout, t: u64) -> Result<RefInfo> {
+    let tf = mem.u64_at(t + l.tp_flags, "tp_flags")?;
+    let basicsize = mem.u64_at(t + l.tp_basicsize, "tp_basicsize")?;
+    let itemsize = mem.u64_at(t + l.tp_itemsize, "tp_itemsize")?;
+    let dictoffset = mem.i64_at(t + l.tp_dictoffset, "tp_dictoffset")?;
+    let heap = tf & flags::HEAPTYPE != 0;
+    let cached_keys = if heap { mem.u64_at(t + l.ht_cached_keys, "ht_cached_keys")? } else { 0 };
+    let mut shared_values = 0;
+    if cached_keys != 0 && matches!(l.managed_dict, ManagedDict::Split311 | ManagedDict::Tagged312) {
+        if let Ok(k) = dict_keys(mem, l, cached_keys) {
+            shared_values = k.nentries.min(1 << 16);
+        }
+    }
+    let mut kind = RefKind::Object;
+    let mut base_basicsize = 16;
+    let mut b = t;
+    for _ in 0..MAX_BASES {
+        if b == 0 {
+            break;
+        }
+        let bf = mem.u64_at(b + l.tp_flags, "tp_flags")?;
+        if bf & flags::HEAPTYPE == 0 {
+            let name_ptr = mem.u64_at(b + l.tp_name, "tp_name")?;
+            let name = mem.cstr_at(name_ptr, MAX_NAME, "tp_name")?;
+            if let Some(k) = kind_of(l, &name) {
+                kind = k;
+                base_basicsize = mem.u64_at(b + l.tp_basicsize, "tp_basicsize")?;
+                break;
+            }
+        }
+        b = mem.u64_at(b + l.tp_base, "tp_base")?;
+    }
+    if base_basicsize > basicsize || basicsize > 1 << 24 {
+        return Err(Error::Corrupt(format!("type at {t:#x}: basicsize {basicsize} < base {base_basicsize}")));
+    }
+    Ok(RefInfo { kind, flags: tf, basicsize, itemsize, base_basicsize, dictoffset, cached_keys, shared_values })
+}
+
+/// Untags a word that may be a reference: on 3.14+ frames hold `_PyStackRef`s (bit 0 a tag, `bits & 3
+/// == 3` a tagged int). Returns 0 for words that cannot be object pointers.
+#[inline]
+pub fn untag(l: &Layout, w: u64) -> u64 {
+    let tagged = l.iframe.is_some_and(|f| f.tagged);
+    if w & 7 == 0 {
+        w
+    } else if tagged && w & 7 == 1 {
+        w - 1
+    } else {
+        0
+    }
+}
+
+/// Pushes every word of `bytes` (8-aligned words) to `out`.
+pub fn words(bytes: &[u8], out: &mut Vec<u64>) {
+    for c in bytes.chunks_exact(8) {
+        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        if w >= 4096 {
+            out.push(w);
+        }
+    }
+}
+
+/// Reads `n` pointer-sized slots at `at`, in batches, into `out`.
+pub fn slots<M: Memory + ?Sized>(mem: &M, at: u64, n: u64, out: &mut Vec<u64>) -> Result<()> {
+    let mut i = 0;
+    while i < n {
+        let k = (n - i).min(BATCH);
+        let b = mem.bytes_at(at + 8 * i, (8 * k) as usize, "object slots")?;
+        words(&b, out);
+        i += k;
+    }
+    Ok(())
+}
+
+/// The keys and values of the dict at `d` (keys of shared split tables only when `keys_wanted`).
+pub fn dict_refs<M: Memory + ?Sized>(
+    mem: &M,
+    l: &Layout,
+    d: u64,
+    head: &[u8],
+    seen_keys: &mut impl FnMut(u64) -> bool,
+    out: &mut Vec<u64>,
+) -> Result<()> {
+    let keys_ptr = le_u64(head, l.dict_keys).unwrap_or(0);
+    let values = le_u64(head, l.dict_values).unwrap_or(0);
+    if keys_ptr == 0 {
+        return Ok(());
+    }
+    let k = dict_keys(mem, l, keys_ptr)?;
+    if values != 0 {
+        slots(mem, split_value_slot(l, values, 0), k.nentries, out)?;
+        if seen_keys(keys_ptr) {
+            keys_refs(mem, &k, out)?;
+        }
+        let _ = d;
+        return Ok(());
+    }
+    let mut i = 0;
+    while i < k.nentries {
+        let n = (k.nentries - i).min(BATCH);
+        let b = mem.bytes_at(k.entries + i * k.entry_size, (n * k.entry_size) as usize, "dict entries")?;
+        for e in b.chunks_exact(k.entry_size as usize) {
+            // General entries are {hash, key, value}; unicode ones {key, value}.
+            let skip = if k.entry_size == 24 { 8 } else { 0 };
+            words(&e[skip..], out);
+        }
+        i += n;
+    }
+    Ok(())
+}
+
+/// The keys of a keys object (shared split keys, `ht_cached_keys`).
+pub fn keys_refs<M: Memory + ?Sized>(mem: &M, k: &super::objects::DictKeys, out: &mut Vec<u64>) -> Result<()> {
+    let mut i = 0;
+    while i < k.nentries {
+        let n = (k.nentries - i).min(BATCH);
+        let b = mem.bytes_at(k.entries + i * k.entry_size, (n * k.entry_size) as usize, "dict keys")?;
+        for e in b.chunks_exact(k.entry_size as usize) {
+            let at = if k.entry_size == 24 { 8 } else { 0 };
+            words(&e[at..at + 8], out);
+        }
+        i += n;
+    }
+    Ok(())
+}
+
+/// The references of an interpreter frame (3.11+) at `f`: code, function, globals, builtins, locals,
+/// frame object, and the `localsplus` slots up to the stack top.
+pub fn iframe_refs<M: Memory + ?Sized>(mem: &M, l: &Layout, f: u64, out: &mut Vec<u64>) -> Result<()> {
+    let Some(fl) = l.iframe else { return Ok(()) };
+    let head = mem.bytes_at(f, fl.localsplus as usize, "interpreter frame")?;
+    for off in [fl.code, fl.func, fl.globals, fl.builtins, fl.locals, fl.frame_obj] {
+        if let Some(w) = le_u64(&head, off) {
+            let w = untag(l, w);
+            if w != 0 {
+                out.push(w);
+            }
+        }
+    }
+    let n = if fl.stack_pointer {
+        let sp = le_u64(&head, fl.stacktop).unwrap_or(0);
+        let base = f + fl.localsplus;
+        if sp < base || (sp - base) % 8 != 0 {
+            0
+        } else {
+            (sp - base) / 8
+        }
+    } else {
+        let top = crate::process::memory::le_u32(&head, fl.stacktop).unwrap_or(0) as i32;
+        top.max(0) as u64
+    };
+    if n > 1 << 16 {
+        return Err(Error::Corrupt(format!("interpreter frame at {f:#x}: {n} slots")));
+    }
+    let before = out.len();
+    slots(mem, f + fl.localsplus, n, out)?;
+    if fl.tagged {
+        for w in &mut out[before..] {
+            *w = untag(l, *w);
+        }
+    }
+    Ok(())
+}
+
+/// The references of the object at `addr` (whose first bytes are `head`), per its type's kind.
+#[allow(clippy::too_many_arguments)]
+pub fn object_refs<M: Memory + ?Sized>(
+    mem: &M,
+    l: &Layout,
+    addr: u64,
+    head: &[u8],
+    ri: &RefInfo,
+    seen_keys: &mut impl FnMut(u64) -> bool,
+    out: &mut Vec<u64>,
+) -> Result<()> {
+    let field = |at: u64| le_u64(head, at).unwrap_or(0);
+    let ob_size = field(l.ob_size) as i64;
+    // The kind's own references.
+    match ri.kind {
+        RefKind::Leaf => {}
+        RefKind::ByteArray => {
+            if let Some(off) = l.bytearray_bytes_object {
+                out.push(mem.u64_at(addr + off, "ob_bytes_object")?);
+            }
+        }
+        RefKind::Tuple => {
+            if !(0..1 << 32).contains(&ob_size) {
+                return Err(Error::Corrupt(format!("tuple at {addr:#x}: size {ob_size}")));
+            }
+            slots(mem, addr + l.tuple_item, ob_size as u64, out)?;
+        }
+        RefKind::List => {
+            if !(0..1 << 36).contains(&ob_size) {
+                return Err(Error::Corrupt(format!("list at {addr:#x}: size {ob_size}")));
+            }
+            let items = field(l.list_item);
+            if items != 0 {
+                slots(mem, items, ob_size as u64, out)?;
+            }
+        }
+        RefKind::Dict => dict_refs(mem, l, addr, head, seen_keys, out)?,
+        RefKind::Set => {
+            let mask = field(l.set_mask);
+            let table = field(l.set_table);
+            if mask >= 1 << 36 {
+                return Err(Error::Corrupt(format!("set at {addr:#x}: mask {mask}")));
+            }
+            let mut i = 0;
+            while i <= mask {
+                let n = (mask + 1 - i).min(BATCH);
+                let b = mem.bytes_at(table + 16 * i, (16 * n) as usize, "set table")?;
+                for e in b.chunks_exact(16) {
+                    words(&e[..8], out);
+                }
+                i += n;
+            }
+        }
+        RefKind::Type => {
+            let own = mem.u64_at(addr + l.tp_flags, "tp_flags")?;
+            let size = if own & flags::HEAPTYPE != 0 { l.heap_type_size } else { l.type_size };
+            let size = size.max(ri.basicsize);
+            let b = mem.bytes_at(addr + 16, (size - 16) as usize, "type object")?;
+            words(&b, out);
+            if own & flags::HEAPTYPE != 0 {
+                let ck = mem.u64_at(addr + l.ht_cached_keys, "ht_cached_keys")?;
+                if ck != 0 && seen_keys(ck) {
+                    if let Ok(k) = dict_keys(mem, l, ck) {
+                        keys_refs(mem, &k, out)?;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        RefKind::Gen => {
+            let fl = l.iframe.expect("Gen only with frames");
+            let b = mem.bytes_at(addr + 16, (fl.gen_iframe - 16) as usize, "generator")?;
+            words(&b, out);
+            iframe_refs(mem, l, addr + fl.gen_iframe, out)?;
+        }
+        RefKind::FrameObject => {
+            let fl = l.iframe.expect("FrameObject only with frames");
+            let b = mem.bytes_at(addr + 16, (ri.base_basicsize.max(24) - 16) as usize, "frame object")?;
+            words(&b, out);
+            let f = field(fl.frame_object_frame);
+            if f != 0 {
+                iframe_refs(mem, l, f, out)?;
+            }
+        }
+        RefKind::Object => {}
+    }
+    // The type's own fields beyond its base: slots, __dict__, __weakref__ (heap types), or the whole
+    // body of a C type memspy has no layout for (conservative).
+    let start = if ri.kind == RefKind::Object { 16 } else { ri.base_basicsize };
+    if ri.basicsize > start {
+        let b = mem.bytes_at(addr + start, (ri.basicsize - start) as usize, "object fields")?;
+        words(&b, out);
+    }
+    if ri.kind == RefKind::Object && ri.itemsize == 8 && (1..1 << 20).contains(&ob_size) {
+        slots(mem, addr + ri.basicsize, ob_size as u64, out)?;
+    }
+    // A __dict__ at tp_dictoffset in variable-sized instances (int/tuple/str subclasses, ≤3.11).
+    if ri.itemsize > 0 && ri.dictoffset != 0 && ri.flags & flags::MANAGED_DICT == 0 && ri.kind != RefKind::Type {
+        let off = if ri.dictoffset > 0 {
+            Some(ri.dictoffset as u64)
+        } else if (0..1 << 32).contains(&ob_size.abs()) {
+            let size = (ri.basicsize + ri.itemsize * ob_size.unsigned_abs() + 7) & !7;
+            size.checked_sub(ri.dictoffset.unsigned_abs())
+        } else {
+            None
+        };
+        if let Some(off) = off {
+            if let Ok(w) = mem.u64_at(addr + off, "instance dict") {
+                out.push(w);
+            }
+        }
+    }
+    // Managed dicts and values (3.11+).
+    if ri.flags & flags::MANAGED_DICT != 0 {
+        match l.managed_dict {
+            ManagedDict::None => {}
+            ManagedDict::Split311 => {
+                let pre = mem.bytes_at(addr - 32, 16, "managed dict")?;
+                let values = le_u64(&pre, 0).unwrap_or(0);
+                out.push(le_u64(&pre, 8).unwrap_or(0));
+                if values != 0 && values % 8 == 0 {
+                    slots(mem, values, ri.shared_values, out)?;
+                }
+            }
+            ManagedDict::Tagged312 => {
+                let w = mem.u64_at(addr - 24, "managed dict")?;
+                if w & 1 == 1 {
+                    slots(mem, w.wrapping_add(1), ri.shared_values, out)?;
+                } else {
+                    out.push(w);
+                }
+            }
+            ManagedDict::Inline313 => {
+                out.push(mem.u64_at(addr - 24, "managed dict")?);
+                if ri.flags & flags::INLINE_VALUES != 0 {
+                    let h = mem.bytes_at(addr + ri.basicsize, 8, "inline values")?;
+                    let (capacity, valid) = (h[0] as u64, h[3]);
+                    if valid != 0 {
+                        slots(mem, addr + ri.basicsize + 8, capacity, out)?;
+                    }
+                }
+            }
+        }
+    }
+    if ri.flags & flags::MANAGED_WEAKREF != 0 && !matches!(l.managed_dict, ManagedDict::None | ManagedDict::Split311) {
+        out.push(mem.u64_at(addr - 32, "managed weakref")?);
+    }
+    Ok(())
+}
