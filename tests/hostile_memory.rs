@@ -330,7 +330,8 @@ fn captured_image_matches_the_live_target() {
     let img = Image::from_bytes(&img.to_bytes()).expect("reload");
     let (hist, summary) = img.walk(true, Duration::from_secs(30)).expect("walk image");
     assert_eq!(summary.unreadable, 0);
-    let (live, _) = common::memspy_top_json(fx.pid).expect("live report");
+    // The image holds what a GC-list walk reads, so compare with a --gc-only report.
+    let (live, _) = common::memspy_top_json_with(fx.pid, &["--gc-only"]).expect("live report");
     let live_rows: std::collections::BTreeMap<String, u64> = live["types"]
         .as_array()
         .unwrap()
