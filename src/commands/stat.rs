@@ -37,7 +37,7 @@ pub struct PymallocReport {
 /// Bytes of the Python objects memspy walked.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ObjectBytes {
-    /// "gc-tracked": containers only (str, int, bytes, float are not counted yet).
+    /// "full-heap" (every object memspy reaches) or "gc-tracked" (`--gc-only`: containers only).
     pub coverage: String,
     pub objects: u64,
     pub bytes: u64,
@@ -105,7 +105,8 @@ pub fn report(session: &Session, opts: &SnapshotOptions) -> Result<StatReport> {
     };
     let mut sink = Bytes::default();
     heap::snapshot(&session.target, &session.interp, opts, &mut sink)?;
-    let python_objects = ObjectBytes { coverage: "gc-tracked".into(), objects: sink.objects, bytes: sink.bytes };
+    let coverage = if opts.full { "full-heap" } else { "gc-tracked" };
+    let python_objects = ObjectBytes { coverage: coverage.into(), objects: sink.objects, bytes: sink.bytes };
     let rss = memory.map(|m| m.rss).or_else(|| crate::process::rss_bytes(pid)).unwrap_or(0);
     let file_backed = memory.map(|m| m.file_backed).unwrap_or(0);
     let pymalloc_free = pymalloc.stats.as_ref().map(|s| s.arena_bytes.saturating_sub(s.bytes_in_use));
@@ -115,7 +116,7 @@ pub fn report(session: &Session, opts: &SnapshotOptions) -> Result<StatReport> {
         .saturating_sub(pymalloc_free.unwrap_or(0));
     let outside = if rss > 0 { 1.0 - (python_objects.bytes.min(rss) as f64 / rss as f64) } else { 0.0 };
     let breakdown = Breakdown { python_objects: python_objects.bytes, pymalloc_free, file_backed, native_remainder, outside_python_objects: outside };
-    let summary = summary_line(rss, &breakdown, &pymalloc);
+    let summary = summary_line(rss, &breakdown, &pymalloc, &python_objects.coverage);
     Ok(StatReport {
         pid,
         python: session.python_info(),
@@ -129,7 +130,7 @@ pub fn report(session: &Session, opts: &SnapshotOptions) -> Result<StatReport> {
     })
 }
 
-fn summary_line(rss: u64, b: &Breakdown, p: &PymallocReport) -> String {
+fn summary_line(rss: u64, b: &Breakdown, p: &PymallocReport, coverage: &str) -> String {
     if rss == 0 {
         return "RSS unknown (smaps_rollup and statm unreadable)".into();
     }
@@ -138,9 +139,14 @@ fn summary_line(rss: u64, b: &Breakdown, p: &PymallocReport) -> String {
         parts.push(format!("{} free inside pymalloc", human_bytes(f)));
     }
     parts.push(format!("{} file-backed (code, libraries)", human_bytes(b.file_backed)));
-    parts.push(format!("{} native/other (C extensions, glibc, untracked str/int/bytes)", human_bytes(b.native_remainder)));
+    let (objects, other) = if coverage == "gc-tracked" {
+        ("GC-tracked Python objects", "native/other (C extensions, glibc, untracked str/int/bytes)")
+    } else {
+        ("Python objects", "native/other (C extensions, glibc, interpreter)")
+    };
+    parts.push(format!("{} {other}", human_bytes(b.native_remainder)));
     let mut s = format!(
-        "{:.0}% of RSS ({}) is outside GC-tracked Python objects: {}",
+        "{:.0}% of RSS ({}) is outside {objects}: {}",
         b.outside_python_objects * 100.0,
         human_bytes(rss),
         parts.join(", ")
@@ -174,9 +180,10 @@ pub fn text(r: &StatReport) -> String {
     }
     let _ = writeln!(
         s,
-        "objects    {} in {} GC-tracked Python objects (sys.getsizeof)",
+        "objects    {} in {} {} Python objects (sys.getsizeof)",
         human_bytes(r.python_objects.bytes),
-        r.python_objects.objects
+        r.python_objects.objects,
+        if r.python_objects.coverage == "gc-tracked" { "GC-tracked" } else { "live" }
     );
     match &r.pymalloc.stats {
         Some(p) => {
