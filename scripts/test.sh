@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs the Debian interpreters the tests run against
 # (3.9, 3.11, 3.13, 3.14, 3.15 and their debug builds; pyenv's builds come with the machine image),
-# builds memspy and runs every test. Prints which interpreters were covered.
+# builds memspy and runs every test. The tests print which interpreters they covered.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-pythons.sh
 cargo build --workspace --all-targets
-cargo test --workspace -- --nocapture
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace -- --nocapture 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run: the sums of every test binary's "test result" line.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
