@@ -218,25 +218,7 @@ where
 
 /// `memspy top PID --once --json`, parsed.  Errors carry the exit status and stderr.
 pub fn memspy_top_json(pid: u32) -> Result<(Value, CmdOutput), String> {
-    let out = run_memspy(["top", &pid.to_string(), "--once", "--json"])
-        .map_err(|e| format!("could not run {}: {}", memspy_bin().display(), e))?;
-    if !out.success() {
-        return Err(format!(
-            "`memspy top {} --once --json` failed: {}; stderr: {}",
-            pid,
-            out.describe_status(),
-            tail(&out.stderr, 2000)
-        ));
-    }
-    match serde_json::from_str::<Value>(&out.stdout) {
-        Ok(v) => Ok((v, out)),
-        Err(e) => Err(format!(
-            "memspy stdout is not JSON ({}): {}; stderr: {}",
-            e,
-            tail(&out.stdout, 1000),
-            tail(&out.stderr, 1000)
-        )),
-    }
+    memspy_top_json_with(pid, &[])
 }
 
 /// The last `max` bytes of `s` (on a char boundary), trimmed.
