@@ -39,6 +39,14 @@ const MAX_FRAMES: usize = 1 << 20;
 /// Largest object body scanned conservatively.
 const MAX_SCAN: u64 = 1 << 20;
 
+/// Entries of the direct-mapped front of the set of validated types (a power of two).
+const GOOD_FAST: usize = 1024;
+
+#[inline]
+fn good_slot(t: u64) -> usize {
+    ((t >> 4) ^ (t >> 14)) as usize & (GOOD_FAST - 1)
+}
+
 /// Reads the first [`HEAD_BYTES`] of an object; at the end of a mapping, what is there.
 pub fn read_head<M: Memory + ?Sized>(mem: &M, addr: u64, head: &mut [u8; HEAD_BYTES]) -> bool {
     if mem.read(addr, head).is_ok() {
@@ -71,6 +79,8 @@ pub struct FullWalk<'a, M: Memory + ?Sized> {
     stack: Vec<u64>,
     refinfos: RefInfos,
     good_types: AddrSet,
+    /// Direct-mapped front of `good_types` (a type address per slot, 0 when empty).
+    good_fast: Box<[u64]>,
     bad_types: AddrSet,
     type_type: u64,
     seen_keys: AddrSet,
@@ -91,6 +101,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             stack: Vec::new(),
             refinfos: RefInfos::default(),
             good_types: AddrSet::default(),
+            good_fast: vec![0; GOOD_FAST].into_boxed_slice(),
             bad_types: AddrSet::default(),
             type_type: 0,
             seen_keys: AddrSet::default(),
@@ -130,7 +141,12 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
     }
 
     fn valid_type(&mut self, types: &mut Types, t: u64, depth: u32) -> bool {
+        let g = good_slot(t);
+        if self.good_fast[g] == t && t != 0 {
+            return true;
+        }
         if self.good_types.contains(&t) {
+            self.good_fast[g] = t;
             return true;
         }
         if self.bad_types.contains(&t) || depth > 4 || t % 8 != 0 || t < 4096 {

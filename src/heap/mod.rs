@@ -253,8 +253,9 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
         }
         let outcome = if opts.full {
             let maps = Maps::read(target.pid).map_err(|e| Error::Other(format!("PID {}: reading maps: {e}", target.pid)))?;
-            // The cache may hold a quarter of the target's resident memory (at least 64 MiB).
-            let budget = crate::process::rss_bytes(target.pid).map(|r| (r / 4).max(64 << 20)).unwrap_or(opts.cache_bytes);
+            // The cache may hold 3/8 of the target's resident memory (at least 64 MiB): with the visited
+            // bitmap and the work stack, memspy stays under half the target's RSS.
+            let budget = crate::process::rss_bytes(target.pid).map(|r| (r / 8 * 3).max(64 << 20)).unwrap_or(opts.cache_bytes);
             let mem = chunks::ChunkCache::new(RemoteMemory::new(target.pid), chunks::readable_ranges(&maps), budget.min(opts.cache_bytes.max(64 << 20)));
             let r = attempt(&mem, target, interp, opts, sink, start, deadline, tries);
             log::debug!("walk: {:?}, chunk cache {:?}", start.elapsed(), mem.stats());
