@@ -2,7 +2,9 @@
 """memspy full-heap benchmark: a target with N records (an instance with an id, a name str, a list
 [float, str] and a dict {"k": i} each), measured side by side with in-process tools.
 
-Usage: python3 bench/run.py [--records N] [--no-heapy] PYTHON...    (default: python3, N = 1000000)
+Usage: python3 bench/run.py [--records N] [--no-heapy] [--max-memory MIB] PYTHON...
+       (default: python3, N = 1000000; --max-memory is passed to memspy: with a budget that holds the
+       target's writable memory, memspy copies it while the target is stopped and walks the copy)
 
 For each interpreter it prints: memspy's wall time, its peak RSS, how long the target was frozen
 (the longest gap of a 1 ms heartbeat thread inside the target), memspy's totals, and the same totals
@@ -58,10 +60,10 @@ class Target:
         self.p.wait()
 
 
-def run_memspy(pid):
+def run_memspy(pid, extra):
     exe = os.path.join(ROOT, "target", "release", "memspy")
     t = time.perf_counter()
-    p = subprocess.Popen([exe, "top", str(pid), "--once", "--json"], stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen([exe, "top", str(pid), "--once", "--json"] + extra, stdout=subprocess.PIPE, text=True)
     out = p.stdout.read()
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t
@@ -74,13 +76,13 @@ def mib(b):
     return "%.1f MiB" % (b / 2**20)
 
 
-def bench(python, n, heapy):
+def bench(python, n, heapy, extra):
     vpy = venv_with_guppy(python) if heapy else None
     t = Target(vpy or python, n)
     try:
         pid = t.hello["pid"]
         t.ask("reset")
-        report, wall, peak = run_memspy(pid)
+        report, wall, peak = run_memspy(pid, extra)
         gap = t.ask("gap")
         gco = t.ask("gcobjects")
         clo = t.ask("closure")
@@ -95,7 +97,8 @@ def bench(python, n, heapy):
     ]
     if "seconds" in hpy:
         rows.append(("guppy3 hpy().heap()", hpy["seconds"], hpy["objects"], hpy["bytes"]))
-    print("\n%s (Python %s), %d records, target RSS %s" % (python, report["python"]["version"], n, mib(gap["rss"])))
+    print("\n%s (Python %s), %d records, target RSS %s%s" % (python, report["python"]["version"], n, mib(gap["rss"]),
+                                                          ("  [memspy %s]" % " ".join(extra)) if extra else ""))
     print("  %-24s %10s %12s %14s" % ("tool", "seconds", "objects", "bytes"))
     for name, s, o, b in rows:
         print("  %-24s %10.2f %12d %14s" % (name, s, o, "-" if b is None else mib(b)))
@@ -120,6 +123,7 @@ def bench(python, n, heapy):
 def main(argv):
     n = 1000000
     heapy = True
+    extra = []
     pythons = []
     it = iter(argv)
     for a in it:
@@ -127,11 +131,13 @@ def main(argv):
             n = int(next(it))
         elif a == "--no-heapy":
             heapy = False
+        elif a == "--max-memory":
+            extra = ["--max-memory", next(it)]
         else:
             pythons.append(a)
     subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
     for py in pythons or ["python3"]:
-        bench(py, n, heapy)
+        bench(py, n, heapy, extra)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,11 @@ struct WalkArgs {
     /// Count only the objects in the GC lists (what gc.get_objects() sees): faster on huge heaps.
     #[arg(long)]
     gc_only: bool,
+    /// Full walk: when the target's writable memory fits in this many MiB, copy it while the target is
+    /// stopped (a short freeze) and walk the copy after resuming it; otherwise walk while it is
+    /// stopped. Default: half the target's RSS (0: never copy).
+    #[arg(long, value_name = "MIB")]
+    max_memory: Option<u64>,
 }
 
 impl WalkArgs {
@@ -56,6 +61,7 @@ impl WalkArgs {
             timeout: Duration::from_secs_f64(self.timeout.max(0.1)),
             max_pause: Duration::from_secs_f64(self.max_pause.max(0.001)),
             full: !self.gc_only,
+            max_memory: self.max_memory.map(|m| m.saturating_mul(1 << 20)),
             ..Default::default()
         }
     }

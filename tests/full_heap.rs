@@ -52,7 +52,10 @@ struct Run {
     report: Value,
 }
 
-fn run(interp: &Interpreter, k: u64, oracle: bool) -> Result<Run, String> {
+/// `extra`: memspy options; K1 is walked with the target stopped (`--max-memory 0`), K2 on a copy
+/// taken while it was stopped (`--max-memory` ample), so the exact differences also check that both
+/// ways of walking agree.
+fn run(interp: &Interpreter, k: u64, oracle: bool, extra: &[&str]) -> Result<Run, String> {
     // Same width for both sizes: the argument strings stay alive in sys.argv.
     let ks = format!("{k:06}");
     let mut args = vec![ks.as_str()];
@@ -61,7 +64,7 @@ fn run(interp: &Interpreter, k: u64, oracle: bool) -> Result<Run, String> {
     }
     let mut fixture = Fixture::spawn(interp, FIXTURE, &args)?;
     let truth = fixture.wait_for_truth(FIXTURE_TIMEOUT)?;
-    let (report, _) = memspy_top_json(fixture.pid)?;
+    let (report, _) = memspy_top_json_with(fixture.pid, extra)?;
     Ok(Run { truth, report })
 }
 
@@ -100,7 +103,7 @@ fn check_report(label: &str, r: &Value, errors: &mut Vec<String>) {
 fn check_interpreter(interp: &Interpreter) -> Vec<String> {
     let mut errors = Vec::new();
     // Both run the oracle, so that the two processes execute the same code and differ only in K.
-    let (a, b) = match (run(interp, K1, true), run(interp, K2, true)) {
+    let (a, b) = match (run(interp, K1, true, &["--max-memory", "0"]), run(interp, K2, true, &["--max-memory", "1000000"])) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return vec![e],
     };

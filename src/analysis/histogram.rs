@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::heap::fasthash::AddrMap;
 use crate::heap::objects::TypeInfo;
 use crate::heap::{gc, ObjectRecord, Sink};
 
@@ -38,8 +39,8 @@ struct Acc {
 /// Accumulates objects per type while walking.
 #[derive(Default)]
 pub struct Histogram {
-    by_type: HashMap<u64, Acc>,
-    names: HashMap<u64, String>,
+    by_type: AddrMap<Acc>,
+    names: AddrMap<String>,
 }
 
 impl Histogram {
@@ -53,7 +54,13 @@ impl Histogram {
     }
 
     pub fn add(&mut self, rec: &ObjectRecord, ty: &TypeInfo, gc_tracked: bool) {
-        let a = self.by_type.entry(rec.type_addr).or_default();
+        let a = match self.by_type.get_mut(&rec.type_addr) {
+            Some(a) => a,
+            None => {
+                self.names.insert(rec.type_addr, ty.name.clone());
+                self.by_type.entry(rec.type_addr).or_default()
+            }
+        };
         a.count += 1;
         if gc_tracked {
             a.gc_tracked += 1;
@@ -65,9 +72,6 @@ impl Histogram {
         a.refcount = a.refcount.saturating_add(rec.refcount);
         if rec.immortal {
             a.immortal += 1;
-        }
-        if !self.names.contains_key(&rec.type_addr) {
-            self.names.insert(rec.type_addr, ty.name.clone());
         }
     }
 

@@ -1,23 +1,33 @@
 //! A read cache for the full-heap walk: target memory is copied in 64 KiB chunks (one
 //! `process_vm_readv` each, clipped to the readable mappings of `/proc/PID/maps`), so that walking
 //! millions of small objects costs a few thousand system calls. Reads outside readable mappings fail
-//! at once without touching the target, which makes probing candidate pointers cheap. Bounded: past
-//! `max_bytes` the cache starts over.
+//! at once without touching the target, which makes probing candidate pointers cheap.
+//!
+//! Lookups avoid hashing on the hot path: the last chunk hit is remembered, and chunks are found in a
+//! two-level table (1 GiB directory → 16,384 slot numbers). Bounded: past `max_bytes` the oldest chunk
+//! is evicted and its buffer reused (first in, first out), so the cache never reallocates.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 
 use super::fasthash::AddrMap;
 use crate::process::{Maps, Memory};
 
 pub const CHUNK: u64 = 64 * 1024;
+const CHUNK_SHIFT: u32 = 16;
 const PAGE: u64 = 4096;
 const PAGES_PER_CHUNK: u64 = CHUNK / PAGE;
+/// Address space covered by one second-level table.
+const DIR_SHIFT: u32 = 30;
+const PER_DIR: usize = 1 << (DIR_SHIFT - CHUNK_SHIFT);
+/// No slot.
+const NONE: u32 = u32::MAX;
 
-struct Chunk {
+struct Slot {
     data: Box<[u8]>,
     /// Bit i: page i of the chunk was read.
     valid: u16,
+    base: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -28,13 +38,25 @@ pub struct ChunkStats {
     pub evictions: u64,
 }
 
+struct State {
+    /// addr >> 30 → index into `tables`.
+    dir: AddrMap<u32>,
+    /// Chunk number within its GiB → slot number (or NONE).
+    tables: Vec<Box<[u32]>>,
+    slots: Vec<Slot>,
+    /// Next slot to evict once `slots` is full.
+    victim: usize,
+    stats: ChunkStats,
+}
+
 pub struct ChunkCache<M: Memory> {
     inner: M,
     /// Readable address ranges, sorted and merged.
     ranges: Vec<(u64, u64)>,
-    chunks: RefCell<AddrMap<Chunk>>,
+    state: RefCell<State>,
+    /// (chunk base, slot) of the last hit.
+    last: Cell<(u64, u32)>,
     max_chunks: usize,
-    stats: RefCell<ChunkStats>,
 }
 
 /// Readable ranges of a process map, sorted, adjacent ones merged.
@@ -61,14 +83,20 @@ impl<M: Memory> ChunkCache<M> {
         ChunkCache {
             inner,
             ranges,
-            chunks: RefCell::new(AddrMap::default()),
+            state: RefCell::new(State {
+                dir: AddrMap::default(),
+                tables: Vec::new(),
+                slots: Vec::new(),
+                victim: 0,
+                stats: ChunkStats::default(),
+            }),
+            last: Cell::new((u64::MAX, NONE)),
             max_chunks: (max_bytes / CHUNK).max(16) as usize,
-            stats: RefCell::new(ChunkStats::default()),
         }
     }
 
     pub fn stats(&self) -> ChunkStats {
-        *self.stats.borrow()
+        self.state.borrow().stats
     }
 
     /// Whether [addr, addr+len) lies inside one readable range.
@@ -80,12 +108,17 @@ impl<M: Memory> ChunkCache<M> {
         }
     }
 
-    fn load(&self, base: u64) -> Chunk {
-        let mut data = vec![0u8; CHUNK as usize].into_boxed_slice();
+    /// Whether any readable range overlaps the chunk at `base`.
+    fn chunk_readable(&self, base: u64) -> bool {
+        let i = self.ranges.partition_point(|r| r.1 <= base);
+        self.ranges.get(i).is_some_and(|&(s, _)| s < base + CHUNK)
+    }
+
+    /// Fills `data` with the chunk at `base`; returns the valid-page bits.
+    fn load(&self, base: u64, data: &mut [u8], stats: &mut ChunkStats) -> u16 {
         let mut valid = 0u16;
         let end = base + CHUNK;
         let mut i = self.ranges.partition_point(|r| r.1 <= base);
-        let mut stats = self.stats.borrow_mut();
         while let Some(&(s, e)) = self.ranges.get(i) {
             if s >= end {
                 break;
@@ -117,7 +150,61 @@ impl<M: Memory> ChunkCache<M> {
             }
             i += 1;
         }
-        Chunk { data, valid }
+        valid
+    }
+
+    /// The slot holding the chunk at `base`, loading it (evicting the oldest) when needed; None when
+    /// no readable mapping overlaps the chunk.
+    fn slot(&self, base: u64) -> Option<u32> {
+        let (lb, ls) = self.last.get();
+        if lb == base {
+            return Some(ls);
+        }
+        let mut st = self.state.borrow_mut();
+        let st = &mut *st;
+        let dkey = base >> DIR_SHIFT;
+        let within = ((base >> CHUNK_SHIFT) as usize) & (PER_DIR - 1);
+        let ti = match st.dir.get(&dkey) {
+            Some(&t) => t as usize,
+            None => {
+                if !self.chunk_readable(base) {
+                    return None;
+                }
+                st.tables.push(vec![NONE; PER_DIR].into_boxed_slice());
+                let t = st.tables.len() - 1;
+                st.dir.insert(dkey, t as u32);
+                t
+            }
+        };
+        let s = st.tables[ti][within];
+        if s != NONE {
+            self.last.set((base, s));
+            return Some(s);
+        }
+        if !self.chunk_readable(base) {
+            return None;
+        }
+        let s = if st.slots.len() < self.max_chunks {
+            st.slots.push(Slot { data: vec![0u8; CHUNK as usize].into_boxed_slice(), valid: 0, base });
+            st.slots.len() - 1
+        } else {
+            // Evict the oldest chunk and reuse its buffer.
+            let v = st.victim;
+            st.victim = (v + 1) % st.slots.len();
+            let old = st.slots[v].base;
+            if let Some(&ot) = st.dir.get(&(old >> DIR_SHIFT)) {
+                st.tables[ot as usize][((old >> CHUNK_SHIFT) as usize) & (PER_DIR - 1)] = NONE;
+            }
+            st.stats.evictions += 1;
+            v
+        };
+        let mut data = std::mem::take(&mut st.slots[s].data);
+        // Pages not read are never handed out (their valid bit is clear): no need to zero the buffer.
+        let valid = self.load(base, &mut data, &mut st.stats);
+        st.slots[s] = Slot { data, valid, base };
+        st.tables[ti][within] = s as u32;
+        self.last.set((base, s as u32));
+        Some(s as u32)
     }
 }
 
@@ -127,34 +214,32 @@ impl<M: Memory> Memory for ChunkCache<M> {
         if len == 0 {
             return Ok(());
         }
-        if !self.readable(addr, len) {
-            return Err(io::Error::from_raw_os_error(libc::EFAULT));
+        let efault = || io::Error::from_raw_os_error(libc::EFAULT);
+        let end = addr.checked_add(len).ok_or_else(efault)?;
+        // No mapping lies this high (and chunk arithmetic below stays far from overflow).
+        if end > 1 << 57 {
+            return Err(efault());
         }
         // Large reads (list item arrays, dict entry tables) go straight to the target.
         if len > CHUNK {
+            if !self.readable(addr, len) {
+                return Err(efault());
+            }
             return self.inner.read(addr, buf);
         }
-        let end = addr + len;
-        let mut chunks = self.chunks.borrow_mut();
         let mut at = addr;
         while at < end {
             let base = at & !(CHUNK - 1);
             let n = ((base + CHUNK).min(end) - at) as usize;
-            if !chunks.contains_key(&base) {
-                if chunks.len() >= self.max_chunks {
-                    chunks.clear();
-                    self.stats.borrow_mut().evictions += 1;
-                }
-                let c = self.load(base);
-                chunks.insert(base, c);
-            }
-            let c = &chunks[&base];
+            let s = self.slot(base).ok_or_else(efault)?;
+            let st = self.state.borrow();
+            let c = &st.slots[s as usize];
             let within = at - base;
             let first = within / PAGE;
             let last = (within + n as u64 - 1) / PAGE;
             for p in first..=last.min(PAGES_PER_CHUNK - 1) {
                 if c.valid & (1 << p) == 0 {
-                    return Err(io::Error::from_raw_os_error(libc::EFAULT));
+                    return Err(efault());
                 }
             }
             let o = (at - addr) as usize;
@@ -183,5 +268,23 @@ mod tests {
         assert!(c.u64_at(0x500, "unmapped").is_err());
         assert!(c.readable(0x10000, 16));
         assert!(!c.readable(0x10000 + 3 * CHUNK, 1));
+    }
+
+    #[test]
+    fn evicts_oldest_and_stays_correct() {
+        let mut f = FakeMemory::new();
+        let n = 40 * CHUNK;
+        f.add(0x100000, (0..n).map(|i| (i / 8 % 251) as u8).collect());
+        // Room for 16 chunks only: every chunk is read twice over, evicting as it goes.
+        let c = ChunkCache::new(&f, vec![(0x100000, 0x100000 + n)], 16 * CHUNK);
+        for round in 0..2 {
+            for k in 0..40 {
+                let a = 0x100000 + k * CHUNK + 8 * (k + round);
+                assert_eq!(c.u8_at(a, "x").unwrap(), ((a - 0x100000) / 8 % 251) as u8);
+            }
+        }
+        assert!(c.stats().evictions > 0);
+        assert!(c.u64_at(0x100000 + n, "past the end").is_err());
+        assert!(c.u64_at(0x1_0000_0000, "other GiB").is_err());
     }
 }

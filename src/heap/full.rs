@@ -39,6 +39,14 @@ const MAX_FRAMES: usize = 1 << 20;
 /// Largest object body scanned conservatively.
 const MAX_SCAN: u64 = 1 << 20;
 
+/// Entries of the direct-mapped front of the set of validated types (a power of two).
+const GOOD_FAST: usize = 1024;
+
+#[inline]
+fn good_slot(t: u64) -> usize {
+    ((t >> 4) ^ (t >> 14)) as usize & (GOOD_FAST - 1)
+}
+
 /// Reads the first [`HEAD_BYTES`] of an object; at the end of a mapping, what is there.
 pub fn read_head<M: Memory + ?Sized>(mem: &M, addr: u64, head: &mut [u8; HEAD_BYTES]) -> bool {
     if mem.read(addr, head).is_ok() {
@@ -71,6 +79,8 @@ pub struct FullWalk<'a, M: Memory + ?Sized> {
     stack: Vec<u64>,
     refinfos: RefInfos,
     good_types: AddrSet,
+    /// Direct-mapped front of `good_types` (a type address per slot, 0 when empty).
+    good_fast: Box<[u64]>,
     bad_types: AddrSet,
     type_type: u64,
     seen_keys: AddrSet,
@@ -91,6 +101,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             stack: Vec::new(),
             refinfos: RefInfos::default(),
             good_types: AddrSet::default(),
+            good_fast: vec![0; GOOD_FAST].into_boxed_slice(),
             bad_types: AddrSet::default(),
             type_type: 0,
             seen_keys: AddrSet::default(),
@@ -124,13 +135,18 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
     /// Marks an object the GC walk reported; it will be decoded by [`Self::run`].
     pub fn mark_tracked(&mut self, addr: u64, type_addr: u64) {
         if self.visited.insert(addr) {
-            self.stack.push(addr);
+            self.stack.push(addr | 1);
         }
         self.good_types.insert(type_addr);
     }
 
     fn valid_type(&mut self, types: &mut Types, t: u64, depth: u32) -> bool {
+        let g = good_slot(t);
+        if self.good_fast[g] == t && t != 0 {
+            return true;
+        }
         if self.good_types.contains(&t) {
+            self.good_fast[g] = t;
             return true;
         }
         if self.bad_types.contains(&t) || depth > 4 || t % 8 != 0 || t < 4096 {
@@ -174,38 +190,34 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         ok
     }
 
-    /// Considers one word as a reference: when it points to a live object not seen yet, reports the
-    /// object and queues it.
+    /// Validates the candidate at `p` (not visited yet): when it is a live object, reads its head into
+    /// `head`, marks it, reports it and returns true.
     fn candidate(
         &mut self,
         types: &mut Types,
         summary: &mut WalkSummary,
-        w: u64,
+        p: u64,
+        head: &mut [u8; HEAD_BYTES],
         sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo),
-    ) {
-        let p = refs::untag(self.l, w);
-        if p < 4096 || self.visited.contains(p) {
-            return;
-        }
-        let mut head = [0u8; HEAD_BYTES];
-        if !read_head(self.mem, p, &mut head) {
-            return;
+    ) -> bool {
+        if !read_head(self.mem, p, head) {
+            return false;
         }
         let l = self.l;
-        let raw = le_u64(&head, l.ob_refcnt).unwrap_or(0);
+        let raw = le_u64(head, l.ob_refcnt).unwrap_or(0);
         if !plausible_refcount(l, raw) {
-            return;
+            return false;
         }
-        let t = le_u64(&head, l.ob_type).unwrap_or(0);
+        let t = le_u64(head, l.ob_type).unwrap_or(0);
         if !self.valid_type(types, t, 0) {
-            return;
+            return false;
         }
-        let Ok(info) = types.get(self.mem, t) else { return };
+        let Ok(info) = types.get(self.mem, t) else { return false };
         // The whole fixed part must be readable.
         if self.mem.read(p + info.basicsize.min(MAX_SCAN) - 1, &mut [0u8; 1]).is_err() {
-            return;
+            return false;
         }
-        let (size, exact) = match getsizeof(self.mem, l, p, &head, info) {
+        let (size, exact) = match getsizeof(self.mem, l, p, head, info) {
             Ok(s) => s,
             Err(_) => (info.basicsize, false),
         };
@@ -213,11 +225,10 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         if matches!(info.kind, SizeKind::Default | SizeKind::Int | SizeKind::Frame) && size > info.basicsize + 64 {
             let body = size.saturating_sub(l.preheader_size(info.flags));
             if body == 0 || self.mem.read(p + body - 1, &mut [0u8; 1]).is_err() {
-                return;
+                return false;
             }
         }
         self.visited.insert(p);
-        self.stack.push(p);
         self.found += 1;
         if !exact {
             summary.approximate_sizes += 1;
@@ -226,26 +237,24 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         let rec = ObjectRecord { addr: p, type_addr: t, size, size_exact: exact, refcount, immortal, list: gc::UNTRACKED };
         log::trace!("{p:#x} {} (referenced from {:#x})", info.name, self.current);
         sink(&rec, info);
+        true
     }
 
-    fn flush(&mut self, types: &mut Types, summary: &mut WalkSummary, sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo)) {
-        let refs = std::mem::take(&mut self.scratch);
-        for &w in &refs {
-            self.candidate(types, summary, w, sink);
+    /// Queues the words gathered in `scratch` that may point to objects not seen yet; they are
+    /// validated when [`Self::run`] takes them off the stack. Queued in reverse, so that they come
+    /// off in the order they were found (forward through containers, which keeps reads sequential).
+    fn flush(&mut self) {
+        for &w in self.scratch.iter().rev() {
+            let p = refs::untag(self.l, w);
+            if p >= 4096 && !self.visited.contains(p) {
+                self.stack.push(p);
+            }
         }
-        self.scratch = refs;
         self.scratch.clear();
     }
 
     /// Scans a region (not an object) for object pointers: roots.
-    pub fn scan_region(
-        &mut self,
-        types: &mut Types,
-        summary: &mut WalkSummary,
-        addr: u64,
-        len: u64,
-        sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo),
-    ) {
+    pub fn scan_region(&mut self, addr: u64, len: u64) {
         let mut at = addr;
         let end = addr + len;
         while at < end {
@@ -264,27 +273,21 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
                     }
                 }
             }
-            self.flush(types, summary, sink);
+            self.flush();
             at += n;
         }
     }
 
     /// The roots of every interpreter: runtime, interpreter and thread states, and thread frames.
-    pub fn scan_roots(
-        &mut self,
-        interp: &Interpreter,
-        types: &mut Types,
-        summary: &mut WalkSummary,
-        sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo),
-    ) -> Result<()> {
+    pub fn scan_roots(&mut self, interp: &Interpreter) -> Result<()> {
         let l = self.l;
-        self.scan_region(types, summary, interp.runtime, l.runtime_size, sink);
+        self.scan_region(interp.runtime, l.runtime_size);
         for ip in discovery::interpreters(self.mem, interp)? {
-            self.scan_region(types, summary, ip, l.interp_size, sink);
+            self.scan_region(ip, l.interp_size);
             let mut ts = self.mem.u64_at(ip + l.interp_threads_head, "threads.head")?;
             let mut seen = AddrSet::default();
             while ts != 0 && seen.len() < MAX_THREADS && seen.insert(ts) {
-                self.scan_region(types, summary, ts, l.tstate_size, sink);
+                self.scan_region(ts, l.tstate_size);
                 let frame = match l.thread_frame {
                     ThreadFrame::Object(off) => {
                         let f = self.mem.u64_at(ts + off, "tstate->frame").unwrap_or(0);
@@ -301,22 +304,16 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
                     }
                     ThreadFrame::Direct(off) => self.mem.u64_at(ts + off, "tstate->current_frame").unwrap_or(0),
                 };
-                self.walk_frames(frame, types, summary, sink);
+                self.walk_frames(frame);
                 ts = self.mem.u64_at(ts + l.tstate_next, "tstate->next").unwrap_or(0);
             }
         }
         Ok(())
     }
 
-    fn walk_frames(
-        &mut self,
-        mut f: u64,
-        types: &mut Types,
-        summary: &mut WalkSummary,
-        sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo),
-    ) {
+    fn walk_frames(&mut self, mut f: u64) {
         let Some(fl) = self.l.iframe else {
-            self.flush(types, summary, sink);
+            self.flush();
             return;
         };
         let mut n = 0;
@@ -326,7 +323,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
                 self.decode_errors += 1;
                 break;
             }
-            self.flush(types, summary, sink);
+            self.flush();
             f = self.mem.u64_at(f + fl.previous, "frame->previous").unwrap_or(0);
             n += 1;
         }
@@ -342,7 +339,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         let l = self.l;
         let mut head = [0u8; HEAD_BYTES];
         let mut n = 0u64;
-        while let Some(p) = self.stack.pop() {
+        while let Some(e) = self.stack.pop() {
             n += 1;
             if n % 4096 == 0 {
                 if let Some(d) = self.deadline {
@@ -351,7 +348,13 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
                     }
                 }
             }
-            if !read_head(self.mem, p, &mut head) {
+            // Bit 0 marks an object the GC walk already reported; others are candidates.
+            let p = e & !1;
+            if e & 1 == 0 {
+                if self.visited.contains(p) || !self.candidate(types, summary, p, &mut head, sink) {
+                    continue;
+                }
+            } else if !read_head(self.mem, p, &mut head) {
                 continue;
             }
             self.current = p;
@@ -363,7 +366,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
                 Err(e) => {
                     log::debug!("object {p:#x}: type {t:#x}: {e}");
                     self.decode_errors += 1;
-                    self.flush(types, summary, sink);
+                    self.flush();
                     continue;
                 }
             };
@@ -373,7 +376,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
                 log::debug!("object {p:#x} ({:?}): {e}", ri.kind);
                 self.decode_errors += 1;
             }
-            self.flush(types, summary, sink);
+            self.flush();
         }
         Ok(())
     }
@@ -390,7 +393,7 @@ pub fn walk_rest<M: Memory + ?Sized>(
     sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo),
 ) -> Result<()> {
     let _ = mem;
-    walk.scan_roots(interp, types, summary, sink)?;
+    walk.scan_roots(interp)?;
     walk.run(types, summary, sink)?;
     summary.untracked += walk.found;
     summary.decode_errors += walk.decode_errors;

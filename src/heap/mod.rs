@@ -3,6 +3,7 @@
 
 pub mod allocator;
 pub mod chunks;
+pub mod copy;
 pub mod fasthash;
 pub mod full;
 pub mod gc;
@@ -209,6 +210,9 @@ pub struct SnapshotOptions {
     pub cache_bytes: u64,
     /// Walk every reachable object (coverage "full-heap"), not only the GC lists ("gc-tracked").
     pub full: bool,
+    /// Full walk: copy the target's writable memory while it is stopped and walk the copy after
+    /// resuming it, when that copy takes at most this many bytes (None: half the target's RSS).
+    pub max_memory: Option<u64>,
 }
 
 impl Default for SnapshotOptions {
@@ -220,6 +224,7 @@ impl Default for SnapshotOptions {
             collection_retries: 50,
             cache_bytes: 256 << 20,
             full: false,
+            max_memory: None,
         }
     }
 }
@@ -251,17 +256,20 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
         if stop_requested() {
             return Err(Error::Interrupted);
         }
-        let outcome = if opts.full {
+        let outcome = if let Some(regions) = copy_plan(target, opts) {
+            copy_attempt(target, interp, opts, sink, start, deadline, tries, &regions)
+        } else if opts.full {
             let maps = Maps::read(target.pid).map_err(|e| Error::Other(format!("PID {}: reading maps: {e}", target.pid)))?;
-            // The cache may hold a quarter of the target's resident memory (at least 64 MiB).
-            let budget = crate::process::rss_bytes(target.pid).map(|r| (r / 4).max(64 << 20)).unwrap_or(opts.cache_bytes);
+            // The cache may hold 3/8 of the target's resident memory (at least 64 MiB): with the visited
+            // bitmap and the work stack, memspy stays under half the target's RSS.
+            let budget = crate::process::rss_bytes(target.pid).map(|r| (r / 8 * 3).max(64 << 20)).unwrap_or(opts.cache_bytes);
             let mem = chunks::ChunkCache::new(RemoteMemory::new(target.pid), chunks::readable_ranges(&maps), budget.min(opts.cache_bytes.max(64 << 20)));
-            let r = attempt(&mem, target, interp, opts, sink, start, deadline, tries);
+            let r = attempt(&mem, target, interp, opts, sink, start, deadline, tries, None);
             log::debug!("walk: {:?}, chunk cache {:?}", start.elapsed(), mem.stats());
             r
         } else {
             let mem = CachedMemory::new(RemoteMemory::new(target.pid), opts.cache_bytes);
-            let r = attempt(&mem, target, interp, opts, sink, start, deadline, tries);
+            let r = attempt(&mem, target, interp, opts, sink, start, deadline, tries, None);
             log::debug!("walk: {:?}, cache {:?}", start.elapsed(), mem.stats());
             r
         };
@@ -277,6 +285,69 @@ enum Attempt {
     Retry,
 }
 
+/// The mappings to copy for a copy-then-walk snapshot, when it applies: a full, blocking walk whose
+/// copy fits in the memory budget (`max_memory`, by default half the target's RSS).
+fn copy_plan(target: &Target, opts: &SnapshotOptions) -> Option<Vec<(u64, u64)>> {
+    let hooks = test_hooks();
+    if !opts.full || opts.nonblocking || hooks.delay.is_some() || hooks.panic_at.is_some() {
+        return None;
+    }
+    let maps = Maps::read(target.pid).ok()?;
+    let regions = copy::regions_to_copy(&maps);
+    let size = copy::copy_size(&regions);
+    let limit = match opts.max_memory {
+        Some(m) => m,
+        None => crate::process::rss_bytes(target.pid)? / 2,
+    };
+    log::debug!("copy of the writable mappings: {} MiB, budget {} MiB", size >> 20, limit >> 20);
+    (size <= limit).then_some(regions)
+}
+
+/// Copy-then-walk: pause, check no collection runs, copy the writable mappings, resume, walk the copy.
+#[allow(clippy::too_many_arguments)]
+fn copy_attempt(
+    target: &Target,
+    interp: &Interpreter,
+    opts: &SnapshotOptions,
+    sink: &mut dyn Sink,
+    start: Instant,
+    deadline: Instant,
+    tries: u32,
+    regions: &[(u64, u64)],
+) -> Attempt {
+    let live = RemoteMemory::new(target.pid);
+    // Buffers allocated (and faulted in) before the target is stopped.
+    let mut mem = copy::CopiedMemory::prepare(live, regions);
+    let pause = match target.pause() {
+        Ok(p) => p,
+        Err(e) => return Attempt::Done(Err(e)),
+    };
+    let collecting = discovery::interpreters(&live, interp).and_then(|ips| {
+        let mut any = false;
+        for ip in ips {
+            any |= gc::GcState::read(&live, &interp.layout, ip)?.collecting;
+        }
+        Ok(any)
+    });
+    match collecting {
+        Ok(false) => {}
+        Ok(true) => {
+            drop(pause);
+            if tries > opts.collection_retries || Instant::now() > deadline {
+                return Attempt::Done(Err(Error::CollectionInProgress { pid: target.pid, tries }));
+            }
+            std::thread::sleep(Duration::from_millis(2 * tries as u64));
+            return Attempt::Retry;
+        }
+        Err(e) => return Attempt::Done(Err(target.explain(e))),
+    }
+    mem.fill();
+    let paused = pause.resume();
+    let r = attempt(&mem, target, interp, opts, sink, start, deadline, tries, Some(paused));
+    log::debug!("walk of the copy: {:?} (target stopped {:?})", start.elapsed(), paused);
+    r
+}
+
 #[allow(clippy::too_many_arguments)]
 fn attempt<M: Memory>(
     mem: &M,
@@ -287,9 +358,10 @@ fn attempt<M: Memory>(
     start: Instant,
     deadline: Instant,
     tries: u32,
+    copied: Option<Duration>,
 ) -> Attempt {
     let mut types = Types::new(&interp.layout);
-    let pause = if opts.nonblocking {
+    let pause = if opts.nonblocking || copied.is_some() {
         None
     } else {
         match target.pause() {
@@ -319,7 +391,9 @@ fn attempt<M: Memory>(
         return Attempt::Retry;
     }
     sink.reset();
-    let walk_deadline = if opts.nonblocking { deadline } else { deadline.min(Instant::now() + opts.max_pause) };
+    // A copy is walked while the target runs: only the overall timeout applies.
+    let walk_deadline =
+        if opts.nonblocking || copied.is_some() { deadline } else { deadline.min(Instant::now() + opts.max_pause) };
     let mut summary = WalkSummary { full: opts.full, ..Default::default() };
     TARGET_GONE.store(false, Ordering::SeqCst);
     let walking = AtomicBool::new(true);
@@ -363,7 +437,7 @@ fn attempt<M: Memory>(
         Ok(()) | Err(Error::Timeout { .. }) if !target.alive() => Err(Error::TargetExited { pid: target.pid }),
         r => r,
     };
-    let paused = pause.map(|p| p.resume()).unwrap_or_default();
+    let paused = pause.map(|p| p.resume()).or(copied).unwrap_or_default();
     log::debug!("{} types", types.len());
     let what = if opts.full { "walking the heap" } else { "walking the GC lists" };
     match result {

@@ -56,29 +56,54 @@ pub struct TypeInfo {
 /// Caches type information while walking one snapshot.
 pub struct Types<'l> {
     pub layout: &'l Layout,
-    cache: super::fasthash::AddrMap<TypeInfo>,
+    /// Type address → index into `infos`.
+    index: super::fasthash::AddrMap<u32>,
+    infos: Vec<TypeInfo>,
+    /// Direct-mapped front of `index` (type address, index): most lookups need no hashing.
+    fast: Box<[(u64, u32)]>,
+}
+
+/// Entries of [`Types`]' direct-mapped front table (a power of two).
+const FAST_TYPES: usize = 1024;
+
+#[inline]
+fn fast_slot(addr: u64) -> usize {
+    ((addr >> 4) ^ (addr >> 14)) as usize & (FAST_TYPES - 1)
 }
 
 impl<'l> Types<'l> {
     pub fn new(layout: &'l Layout) -> Self {
-        Types { layout, cache: Default::default() }
+        Types { layout, index: Default::default(), infos: Vec::new(), fast: vec![(0, 0); FAST_TYPES].into_boxed_slice() }
     }
 
     pub fn len(&self) -> usize {
-        self.cache.len()
+        self.infos.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cache.is_empty()
+        self.infos.is_empty()
     }
 
     /// Type information for the type object at `addr`, read once per snapshot.
+    #[inline]
     pub fn get<M: Memory + ?Sized>(&mut self, mem: &M, addr: u64) -> Result<&TypeInfo> {
-        if !self.cache.contains_key(&addr) {
-            let info = self.read(mem, addr)?;
-            self.cache.insert(addr, info);
+        let f = fast_slot(addr);
+        let (a, i) = self.fast[f];
+        if a == addr && addr != 0 {
+            return Ok(&self.infos[i as usize]);
         }
-        Ok(&self.cache[&addr])
+        let i = match self.index.get(&addr) {
+            Some(&i) => i,
+            None => {
+                let info = self.read(mem, addr)?;
+                self.infos.push(info);
+                let i = (self.infos.len() - 1) as u32;
+                self.index.insert(addr, i);
+                i
+            }
+        };
+        self.fast[f] = (addr, i);
+        Ok(&self.infos[i as usize])
     }
 
     fn read<M: Memory + ?Sized>(&mut self, mem: &M, addr: u64) -> Result<TypeInfo> {

@@ -59,18 +59,38 @@ pub struct RefInfo {
     pub shared_values: u64,
 }
 
-#[derive(Default)]
 pub struct RefInfos {
     cache: AddrMap<RefInfo>,
+    /// Direct-mapped front of `cache`: (type address, info); most lookups need no hashing.
+    fast: Box<[(u64, Option<RefInfo>)]>,
+}
+
+const FAST_INFOS: usize = 512;
+
+impl Default for RefInfos {
+    fn default() -> Self {
+        RefInfos { cache: AddrMap::default(), fast: vec![(0, None); FAST_INFOS].into_boxed_slice() }
+    }
 }
 
 impl RefInfos {
+    #[inline]
     pub fn get<M: Memory + ?Sized>(&mut self, mem: &M, l: &Layout, t: u64) -> Result<RefInfo> {
-        if let Some(r) = self.cache.get(&t) {
-            return Ok(*r);
+        let f = ((t >> 4) ^ (t >> 13)) as usize & (FAST_INFOS - 1);
+        if let (a, Some(r)) = self.fast[f] {
+            if a == t {
+                return Ok(r);
+            }
         }
-        let r = read_ref_info(mem, l, t)?;
-        self.cache.insert(t, r);
+        let r = match self.cache.get(&t) {
+            Some(r) => *r,
+            None => {
+                let r = read_ref_info(mem, l, t)?;
+                self.cache.insert(t, r);
+                r
+            }
+        };
+        self.fast[f] = (t, Some(r));
         Ok(r)
     }
 }

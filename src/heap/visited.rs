@@ -56,6 +56,11 @@ impl Visited {
     pub fn contains(&self, addr: u64) -> bool {
         let key = addr >> BLOCK_SHIFT;
         let bit = ((addr >> 3) as usize) & ((1 << (BLOCK_SHIFT - 3)) - 1);
+        if let Some((k, i)) = self.last {
+            if k == key {
+                return self.slab[i][bit / 64] & (1u64 << (bit % 64)) != 0;
+            }
+        }
         match self.blocks.get(&key) {
             Some(&i) => self.slab[i as usize][bit / 64] & (1u64 << (bit % 64)) != 0,
             None => false,

@@ -1,0 +1,175 @@
+//! Copy-then-walk: while the target is stopped, copy its writable and anonymous mappings (where every
+//! object lives) with large batched reads, resume it, then walk the copy. The target is frozen only
+//! for the copy (at memory-copy speed) instead of the whole walk, at the price of memspy holding a
+//! copy of those mappings: used only when they fit in the memory budget (`--max-memory`; by default
+//! half the target's RSS). Mappings that are not copied (read-only files: code, constant strings such
+//! as `tp_name`) do not change while the target runs and are read live.
+
+use std::io;
+use std::time::Instant;
+
+use crate::process::{Maps, Memory};
+
+const PAGE: u64 = 4096;
+/// Largest single read while copying (one `process_vm_readv`).
+const PIECE: u64 = 8 << 20;
+
+/// Mappings to copy: readable, and writable or anonymous (not `[vvar]`/`[vsyscall]`), sorted.
+pub fn regions_to_copy(maps: &Maps) -> Vec<(u64, u64)> {
+    let mut r: Vec<(u64, u64)> = maps
+        .entries
+        .iter()
+        .filter(|m| m.readable())
+        .filter(|m| !matches!(m.path.as_deref(), Some("[vvar]") | Some("[vvar_vclock]") | Some("[vsyscall]") | Some("[vdso]")))
+        .filter(|m| m.perms.as_bytes().get(1) == Some(&b'w') || m.path.is_none() || m.inode == 0)
+        .map(|m| (m.start, m.end))
+        .collect();
+    r.sort_unstable();
+    r
+}
+
+/// Bytes a copy of `regions` takes.
+pub fn copy_size(regions: &[(u64, u64)]) -> u64 {
+    regions.iter().map(|(s, e)| e - s).sum()
+}
+
+struct Region {
+    start: u64,
+    data: Vec<u8>,
+    /// Pages that could not be read (sorted addresses); reads touching them fail.
+    holes: Vec<u64>,
+}
+
+/// A copy of the target's writable memory, in front of the live target for everything else.
+pub struct CopiedMemory<M: Memory> {
+    regions: Vec<Region>,
+    live: M,
+}
+
+impl<M: Memory> CopiedMemory<M> {
+    /// Allocates the copy of `regions` and touches every page of it, so that the copy itself (done
+    /// while the target is stopped) is only memory traffic, not page faults. Bounded by the regions'
+    /// total size, which the caller has checked against the budget.
+    pub fn prepare(live: M, regions: &[(u64, u64)]) -> Self {
+        let t = Instant::now();
+        let regions = regions
+            .iter()
+            .map(|&(start, end)| {
+                let mut data = vec![0u8; (end - start) as usize];
+                for p in data.iter_mut().step_by(PAGE as usize) {
+                    // A write faults the page in now rather than during the copy (volatile: not elided).
+                    // SAFETY: `p` is a valid, exclusive reference to a byte of `data`.
+                    unsafe { std::ptr::write_volatile(p, 0) };
+                }
+                Region { start, data, holes: Vec::new() }
+            })
+            .collect();
+        log::debug!("copy buffers ready in {:?}", t.elapsed());
+        CopiedMemory { regions, live }
+    }
+
+    /// Copies the regions from the target (which must be stopped), in pieces of up to 8 MiB per
+    /// `process_vm_readv`; pages that cannot be read become holes.
+    pub fn fill(&mut self) {
+        let t = Instant::now();
+        let mut holes_total = 0usize;
+        let mut bytes = 0u64;
+        for r in &mut self.regions {
+            let start = r.start;
+            let end = start + r.data.len() as u64;
+            bytes += end - start;
+            let mut at = start;
+            while at < end {
+                let n = (end - at).min(PIECE);
+                let buf = &mut r.data[(at - start) as usize..(at - start + n) as usize];
+                if self.live.read(at, buf).is_err() {
+                    // Part of the mapping cannot be read: page by page.
+                    let mut p = at;
+                    while p < at + n {
+                        let q = (p + PAGE).min(at + n);
+                        if self.live.read(p, &mut r.data[(p - start) as usize..(q - start) as usize]).is_err() {
+                            r.holes.push(p & !(PAGE - 1));
+                        }
+                        p = q;
+                    }
+                }
+                at += n;
+            }
+            holes_total += r.holes.len();
+        }
+        log::debug!(
+            "copied {} mappings, {} MiB, {} unreadable pages, in {:?}",
+            self.regions.len(),
+            bytes >> 20,
+            holes_total,
+            t.elapsed()
+        );
+    }
+
+    /// [`Self::prepare`] then [`Self::fill`].
+    pub fn copy(live: M, regions: &[(u64, u64)]) -> Self {
+        let mut c = Self::prepare(live, regions);
+        c.fill();
+        c
+    }
+}
+
+impl<M: Memory> Memory for CopiedMemory<M> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        let len = buf.len() as u64;
+        if len == 0 {
+            return Ok(());
+        }
+        let efault = || io::Error::from_raw_os_error(libc::EFAULT);
+        let end = addr.checked_add(len).ok_or_else(efault)?;
+        let i = self.regions.partition_point(|r| r.start <= addr);
+        if i > 0 {
+            let r = &self.regions[i - 1];
+            let rend = r.start + r.data.len() as u64;
+            if addr < rend {
+                if end > rend {
+                    // Mappings are copied one by one; a read spanning two is served piecewise.
+                    let n = (rend - addr) as usize;
+                    let (a, b) = buf.split_at_mut(n);
+                    self.read(addr, a)?;
+                    return self.read(rend, b);
+                }
+                if !r.holes.is_empty() {
+                    let h = r.holes.partition_point(|&p| p + PAGE <= addr);
+                    if r.holes.get(h).is_some_and(|&p| p < end) {
+                        return Err(efault());
+                    }
+                }
+                let o = (addr - r.start) as usize;
+                buf.copy_from_slice(&r.data[o..o + buf.len()]);
+                return Ok(());
+            }
+        }
+        // Not copied: read-only file mappings, which do not change.
+        self.live.read(addr, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::memory::FakeMemory;
+    use crate::process::ReadExt;
+
+    #[test]
+    fn copy_serves_reads_and_falls_back_to_live() {
+        let mut f = FakeMemory::new();
+        f.add(0x10000, (0..3 * PAGE).map(|i| (i / 8) as u8).collect());
+        f.add(0x10000 + 3 * PAGE, (0..PAGE).map(|i| (i / 8) as u8).collect());
+        f.add(0x90000, vec![7u8; PAGE as usize]);
+        // The second region's last page is missing: it becomes a hole.
+        let c = CopiedMemory::copy(&f, &[(0x10000, 0x10000 + 3 * PAGE), (0x10000 + 3 * PAGE, 0x10000 + 5 * PAGE)]);
+        assert_eq!(c.u8_at(0x10000 + 80, "x").unwrap(), 10);
+        // Across the two copied mappings.
+        let b = c.bytes_at(0x10000 + 3 * PAGE - 8, 16, "across").unwrap();
+        assert_eq!(b[0], ((3 * PAGE - 8) / 8) as u8);
+        assert!(c.u64_at(0x10000 + 4 * PAGE + 8, "hole").is_err());
+        assert_eq!(c.u8_at(0x90010, "live").unwrap(), 7);
+        assert!(c.u64_at(0x500, "unmapped").is_err());
+    }
+}
