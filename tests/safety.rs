@@ -424,8 +424,16 @@ fn permission_denied_names_the_remedies() {
     }
     let Some(interp) = one_interpreter() else { return };
     let fx = spawn_target(&interp, &["--objects", "1000"]);
+    // The unprivileged user may not be able to reach the build directory (a checkout under /root):
+    // run a world-executable copy of the binary from a fresh directory instead.
+    let dir = TempDir::new("perm").expect("temp dir");
+    let bin = dir.path().join("memspy");
+    std::fs::copy(memspy_bin(), &bin).expect("copy memspy");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod memspy");
     let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(memspy_bin()).args([
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&bin).args([
         "top",
         &fx.pid.to_string(),
         "--once",
