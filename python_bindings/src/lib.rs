@@ -460,6 +460,9 @@ pub struct SizeofLayout {
     pub struct_basicsize: u64,
     pub struct_codes: u64,
     pub formatcode_size: u64,
+    /// 3.15: a bytearray's buffer is a bytes object: `__sizeof__` adds its header
+    /// (`PyBytesObject_SIZE`, 33) to a non-zero `ob_alloc`. 0 before.
+    pub bytearray_bytes_header: u64,
 }
 
 const SIZEOF_39: SizeofLayout = SizeofLayout {
@@ -491,6 +494,7 @@ const SIZEOF_39: SizeofLayout = SizeofLayout {
     struct_basicsize: 56,
     struct_codes: 32,
     formatcode_size: 32,
+    bytearray_bytes_header: 0,
 };
 
 /// Type flags (`tp_flags`).
@@ -837,6 +841,8 @@ impl Layout {
                     l.tstate_size = 1104;
                     l.bytearray_bytes_object = Some(56);
                     l.sizeof.struct_basicsize = 64;
+                    // `bytearray_sizeof` 3.15.2: `basicsize + (ob_alloc > 0 ? ob_alloc + 33 : 0)`.
+                    l.sizeof.bytearray_bytes_header = 33;
                 }
             }
         }
@@ -942,6 +948,20 @@ mod tests {
     fn gc_314_patch_series() {
         assert_eq!(Layout::builtin(Version::new(3, 14, 4)).unwrap().gc.size, 240);
         assert_eq!(Layout::builtin(Version::new(3, 14, 10)).unwrap().gc.size, 264);
+    }
+
+    #[test]
+    fn sizeof_layouts() {
+        let l = Layout::builtin(Version::new(3, 10, 13)).unwrap();
+        assert_eq!((l.sizeof.code_nlocalsplus, l.sizeof.frame_data, l.sizeof.deque_basicsize), (None, None, 80));
+        for (m, frame_data, nlocals) in [(11, 48, 76), (12, 48, 72), (13, 64, 72), (14, 72, 72), (15, 72, 72)] {
+            let l = Layout::builtin(Version::new(3, m, 0)).unwrap();
+            assert_eq!(l.sizeof.frame_data, Some(frame_data), "3.{m}");
+            assert_eq!(l.sizeof.code_nlocalsplus, Some(nlocals), "3.{m}");
+            assert_eq!(l.sizeof.deque_basicsize, 216, "3.{m}");
+            assert_eq!(l.sizeof.bytearray_bytes_header, if m >= 15 { 33 } else { 0 }, "3.{m}");
+            assert_eq!(l.sizeof.struct_basicsize, if m >= 15 { 64 } else { 56 }, "3.{m}");
+        }
     }
 
     #[test]

@@ -654,8 +654,10 @@ pub fn getsizeof<M: Memory + ?Sized>(
             LongLayout::LvTag => ty.basicsize + ty.itemsize * (field(l.ob_size)? >> 3).clamp(1, 1 << 40),
         },
         SizeKind::Str => str_sizeof(mem, l, addr, head)?,
-        // 3.15: `ob_alloc` is what the inner bytes object holds for it, the same formula.
-        SizeKind::ByteArray => ty.basicsize + field(l.bytearray_alloc)?.min(1 << 48),
+        SizeKind::ByteArray => {
+            let alloc = field(l.bytearray_alloc)? as i64;
+            ty.basicsize + if alloc > 0 { alloc.min(1 << 48) as u64 + l.sizeof.bytearray_bytes_header } else { 0 }
+        }
         SizeKind::Type => {
             let own_flags = mem.u64_at(addr + l.tp_flags, "tp_flags")?;
             if own_flags & flags::HEAPTYPE != 0 {
