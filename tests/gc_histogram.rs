@@ -83,6 +83,18 @@ fn bytes_compared(name: &str) -> bool {
             | "builtins.function"
             | "builtins.type"
             | "builtins.tuple"
+            // types with their own __sizeof__ that memspy recomputes
+            | "builtins.generator"
+            | "builtins.coroutine"
+            | "builtins.async_generator"
+            | "builtins.frame"
+            | "collections.deque"
+            | "collections.OrderedDict"
+            | "_io.BytesIO"
+            | "_io.BufferedReader"
+            | "_io.BufferedWriter"
+            | "_io.BufferedRandom"
+            | "_struct.Struct"
     ) || name.starts_with("__main__.")
 }
 

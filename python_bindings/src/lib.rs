@@ -408,7 +408,94 @@ pub struct Layout {
     pub managed_dict: ManagedDict,
     /// 3.15: `PyByteArrayObject.ob_bytes_object`.
     pub bytearray_bytes_object: Option<u64>,
+    /// Objects whose own `__sizeof__` memspy recomputes (beyond the core containers).
+    pub sizeof: SizeofLayout,
 }
+
+/// What the `__sizeof__` of generators, frames and some standard-library C types read.
+///
+/// Each `*_basicsize` is the `tp_basicsize` of the C type itself: memspy recognises the type by name
+/// and then checks that its basic size is this one before trusting the offsets.
+/// [V: DWARF (`ptype /o`) of pyenv 3.9.18–3.13.0 (libpython, array/_struct/_decimal .so) and Debian
+/// 3.9, 3.11, 3.13, 3.14, 3.15 and their debug builds]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SizeofLayout {
+    /// `PyCodeObject.co_stacksize` and `co_nlocalsplus` (3.11+; `int`s): a frame has
+    /// `co_nlocalsplus + co_stacksize` slots (`_PyFrame_NumSlotsForCodeObject`).
+    pub code_stacksize: u64,
+    pub code_nlocalsplus: Option<u64>,
+    /// 3.11+: `offsetof(PyFrameObject, _f_frame_data)` (the embedded `_PyInterpreterFrame`).
+    pub frame_data: Option<u64>,
+    /// `dequeobject`: `leftindex`; blocks of `deque_block_size` bytes holding `deque_block_len` items.
+    pub deque_basicsize: u64,
+    pub deque_leftindex: u64,
+    pub deque_block_size: u64,
+    pub deque_block_len: u64,
+    /// `PyODictObject`: `od_first`, `od_fast_nodes_size`; one `_ODictNode` per item.
+    pub odict_basicsize: u64,
+    pub odict_first: u64,
+    pub odict_fast_nodes_size: u64,
+    pub odict_node_size: u64,
+    /// `arrayobject`: `allocated`, `ob_descr`; `struct arraydescr.itemsize` (`int`).
+    pub array_basicsize: u64,
+    pub array_allocated: u64,
+    pub array_descr: u64,
+    pub arraydescr_itemsize: u64,
+    /// `PyDecObject.dec` (an `mpd_t`: `uint8_t flags @0`, `mpd_ssize_t alloc @32`); digits are
+    /// `mpd_uint_t` (8 bytes); they count unless a flag of `MPD_DATAFLAGS` says static/shared/const.
+    pub decimal_basicsize: u64,
+    pub decimal_mpd: u64,
+    pub mpd_flags: u64,
+    pub mpd_alloc: u64,
+    pub mpd_dataflags: u8,
+    /// `buffered` (`_io.Buffered*`): `char *buffer`, `Py_ssize_t buffer_size`.
+    pub buffered_basicsize: u64,
+    pub buffered_buffer: u64,
+    pub buffered_buffer_size: u64,
+    /// `bytesio`: `PyObject *buf` (a bytes object, counted unless shared: refcount > 1).
+    pub bytesio_basicsize: u64,
+    pub bytesio_buf: u64,
+    /// `PyStructObject.s_codes`: `formatcode[]` (`formatcode_size` bytes each, `fmtdef @0`), ended by a
+    /// NULL `fmtdef`.
+    pub struct_basicsize: u64,
+    pub struct_codes: u64,
+    pub formatcode_size: u64,
+    /// 3.15: a bytearray's buffer is a bytes object: `__sizeof__` adds its header
+    /// (`PyBytesObject_SIZE`, 33) to a non-zero `ob_alloc`. 0 before.
+    pub bytearray_bytes_header: u64,
+}
+
+const SIZEOF_39: SizeofLayout = SizeofLayout {
+    code_stacksize: 32,
+    code_nlocalsplus: None,
+    frame_data: None,
+    deque_basicsize: 80,
+    deque_leftindex: 40,
+    deque_block_size: 528,
+    deque_block_len: 64,
+    odict_basicsize: 112,
+    odict_first: 48,
+    odict_fast_nodes_size: 72,
+    odict_node_size: 32,
+    array_basicsize: 64,
+    array_allocated: 32,
+    array_descr: 40,
+    arraydescr_itemsize: 4,
+    decimal_basicsize: 104,
+    decimal_mpd: 24,
+    mpd_flags: 0,
+    mpd_alloc: 32,
+    mpd_dataflags: 32 | 64 | 128,
+    buffered_basicsize: 152,
+    buffered_buffer: 56,
+    buffered_buffer_size: 120,
+    bytesio_basicsize: 64,
+    bytesio_buf: 16,
+    struct_basicsize: 56,
+    struct_codes: 32,
+    formatcode_size: 32,
+    bytearray_bytes_header: 0,
+};
 
 /// Type flags (`tp_flags`).
 pub mod flags {
@@ -592,6 +679,7 @@ impl Layout {
             iframe: None,
             managed_dict: ManagedDict::None,
             bytearray_bytes_object: None,
+            sizeof: SIZEOF_39,
         };
         let iframe_312 = InterpFrameLayout {
             code: 0,
@@ -655,6 +743,10 @@ impl Layout {
                     frame_object_frame: 24,
                 });
                 l.managed_dict = ManagedDict::Split311;
+                l.sizeof.code_stacksize = 68;
+                l.sizeof.code_nlocalsplus = Some(76);
+                l.sizeof.frame_data = Some(48);
+                l.sizeof.deque_basicsize = 216;
             }
             12 => {
                 l.runtime_interpreters_head = 40;
@@ -680,6 +772,10 @@ impl Layout {
                 l.thread_frame = ThreadFrame::CFrame { cframe: 56, current: 0 };
                 l.iframe = Some(iframe_312);
                 l.managed_dict = ManagedDict::Tagged312;
+                l.sizeof.code_stacksize = 64;
+                l.sizeof.code_nlocalsplus = Some(72);
+                l.sizeof.frame_data = Some(48);
+                l.sizeof.deque_basicsize = 216;
             }
             _ => {
                 // 3.13+: the interpreter-level offsets are placeholders from 3.13.0 (pyenv); discovery
@@ -709,7 +805,12 @@ impl Layout {
                 l.thread_frame = ThreadFrame::Direct(72);
                 l.iframe = Some(iframe_312);
                 l.managed_dict = ManagedDict::Inline313;
+                l.sizeof.code_stacksize = 64;
+                l.sizeof.code_nlocalsplus = Some(72);
+                l.sizeof.frame_data = Some(64);
+                l.sizeof.deque_basicsize = 216;
                 if m >= 14 {
+                    l.sizeof.frame_data = Some(72);
                     l.obmalloc.location = ObmallocLocation::Pointer { release: 0x2a98, debug: 0x2aa0 };
                     l.runtime_size = 332632;
                     l.interp_size = 225880;
@@ -739,6 +840,9 @@ impl Layout {
                     l.interp_size = 226240;
                     l.tstate_size = 1104;
                     l.bytearray_bytes_object = Some(56);
+                    l.sizeof.struct_basicsize = 64;
+                    // `bytearray_sizeof` 3.15.2: `basicsize + (ob_alloc > 0 ? ob_alloc + 33 : 0)`.
+                    l.sizeof.bytearray_bytes_header = 33;
                 }
             }
         }
@@ -844,6 +948,20 @@ mod tests {
     fn gc_314_patch_series() {
         assert_eq!(Layout::builtin(Version::new(3, 14, 4)).unwrap().gc.size, 240);
         assert_eq!(Layout::builtin(Version::new(3, 14, 10)).unwrap().gc.size, 264);
+    }
+
+    #[test]
+    fn sizeof_layouts() {
+        let l = Layout::builtin(Version::new(3, 10, 13)).unwrap();
+        assert_eq!((l.sizeof.code_nlocalsplus, l.sizeof.frame_data, l.sizeof.deque_basicsize), (None, None, 80));
+        for (m, frame_data, nlocals) in [(11, 48, 76), (12, 48, 72), (13, 64, 72), (14, 72, 72), (15, 72, 72)] {
+            let l = Layout::builtin(Version::new(3, m, 0)).unwrap();
+            assert_eq!(l.sizeof.frame_data, Some(frame_data), "3.{m}");
+            assert_eq!(l.sizeof.code_nlocalsplus, Some(nlocals), "3.{m}");
+            assert_eq!(l.sizeof.deque_basicsize, 216, "3.{m}");
+            assert_eq!(l.sizeof.bytearray_bytes_header, if m >= 15 { 33 } else { 0 }, "3.{m}");
+            assert_eq!(l.sizeof.struct_basicsize, if m >= 15 { 64 } else { 56 }, "3.{m}");
+        }
     }
 
     #[test]

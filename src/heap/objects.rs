@@ -32,6 +32,24 @@ pub enum SizeKind {
     Type,
     /// 3.9/3.10 frame objects: `f_localsplus[1]` is in the basic size, so one item less.
     Frame,
+    /// 3.11+ generators, coroutines and async generators: the embedded frame's slots, per its code.
+    Generator,
+    /// 3.11+ frame objects: the slots of the frame `f_frame` points to, per its code.
+    FrameObject,
+    /// `collections.deque`: its blocks.
+    Deque,
+    /// `collections.OrderedDict`: the dict plus its node array and linked list.
+    OrderedDict,
+    /// `array.array`: `allocated` items of the descriptor's size.
+    Array,
+    /// `decimal.Decimal`: the digits, when allocated separately.
+    Decimal,
+    /// `_io.BufferedReader`/`Writer`/`Random`: the buffer.
+    Buffered,
+    /// `_io.BytesIO`: its bytes object unless shared.
+    BytesIO,
+    /// `_struct.Struct`: its format codes.
+    Struct,
 }
 
 /// What memspy knows about one type object.
@@ -125,6 +143,23 @@ impl<'l> Types<'l> {
         Ok(TypeInfo { addr, name, flags, basicsize, itemsize, kind, approx, is_metatype, is_type_type })
     }
 
+    /// Whether the C type at `t` has the basic size memspy's offsets for `kind` were taken from.
+    fn basicsize_is<M: Memory + ?Sized>(&self, mem: &M, t: u64, kind: SizeKind) -> Result<bool> {
+        let s = &self.layout.sizeof;
+        let want = match kind {
+            SizeKind::Deque => s.deque_basicsize,
+            SizeKind::OrderedDict => s.odict_basicsize,
+            SizeKind::Array => s.array_basicsize,
+            SizeKind::Decimal => s.decimal_basicsize,
+            SizeKind::Buffered => s.buffered_basicsize,
+            SizeKind::BytesIO => s.bytesio_basicsize,
+            SizeKind::Struct => s.struct_basicsize,
+            // Sized from layout offsets alone.
+            _ => return Ok(true),
+        };
+        Ok(mem.u64_at(t + self.layout.tp_basicsize, "tp_basicsize")? == want)
+    }
+
     /// Walks `tp_base` to find which `__sizeof__` instances get: (formula, approximate, instances are
     /// type objects).
     fn size_kind<M: Memory + ?Sized>(&mut self, mem: &M, addr: u64) -> Result<(SizeKind, bool, bool)> {
@@ -137,7 +172,23 @@ impl<'l> Types<'l> {
             }
             let f = mem.u64_at(t + l.tp_flags, "tp_flags")?;
             if f & flags::HEAPTYPE != 0 {
-                if heap_type_defines(mem, l, t, "__sizeof__")? {
+                if let Some(sizeof) = heap_type_get(mem, l, t, "__sizeof__")? {
+                    // Extension types created from a spec (3.10+ array, 3.12+ deque, 3.13+ Decimal, …):
+                    // the full name, the C struct's basic size and a C `__sizeof__` must all agree;
+                    // a Python class of the same name never gets a C layout this way.
+                    // What cannot be read only leaves the size approximate.
+                    let recognised = (|| -> Result<Option<SizeKind>> {
+                        let name = mem.cstr_at(mem.u64_at(t + l.tp_name, "tp_name")?, MAX_NAME, "tp_name")?;
+                        Ok(match modelled_kind(l, &name) {
+                            Some(k) if self.basicsize_is(mem, t, k)? && is_method_descriptor(mem, l, sizeof)? => {
+                                Some(k)
+                            }
+                            _ => None,
+                        })
+                    })();
+                    if let Ok(Some(k)) = recognised {
+                        return Ok((k, approx, false));
+                    }
                     approx = true;
                 }
             } else {
@@ -145,7 +196,7 @@ impl<'l> Types<'l> {
                 let name = mem.cstr_at(tp_name_ptr, MAX_NAME, "tp_name")?;
                 let known = match name.as_str() {
                     "list" => Some(SizeKind::List),
-                    "dict" => Some(SizeKind::Dict),
+                    "dict" | "frozendict" => Some(SizeKind::Dict),
                     "set" | "frozenset" => Some(SizeKind::Set),
                     "int" | "bool" => Some(SizeKind::Int),
                     "str" => Some(SizeKind::Str),
@@ -157,15 +208,20 @@ impl<'l> Types<'l> {
                     }
                     _ => None,
                 };
-                // Static types with their own __sizeof__, not modelled yet: sized by their base's formula.
+                if let Some(k) = modelled_kind(l, &name) {
+                    // Static types of the core and of built-in extension modules.
+                    if self.basicsize_is(mem, t, k)? {
+                        return Ok((k, approx, false));
+                    }
+                    approx = true;
+                }
+                // Static types with their own __sizeof__, not modelled: sized by their base's formula.
                 let custom = matches!(
                     name.as_str(),
-                    "generator" | "coroutine" | "async_generator" | "collections.deque" | "collections.OrderedDict"
-                    | "_io.BufferedReader" | "_io.BufferedWriter" | "_io.BufferedRandom" | "_io.BytesIO"
-                    | "_io.StringIO" | "array.array" | "_struct.Struct" | "mmap.mmap" | "itertools.tee"
-                    | "_pickle.Pickler" | "_pickle.Unpickler" | "_elementtree.Element" | "_decimal.Decimal"
-                    | "decimal.Decimal" | "_random.Random" | "memoryview"
-                ) || (name == "frame" && l.version.minor >= 11);
+                    "_pickle.Pickler" | "_pickle.Unpickler" | "xml.etree.ElementTree.Element" | "StgDict"
+                    | "itertools.product" | "itertools.combinations" | "itertools.combinations_with_replacement"
+                    | "itertools.permutations"
+                );
                 approx |= custom;
                 if name == "type" {
                     // Instances of `type` or of any subclass of it are type objects.
@@ -182,6 +238,23 @@ impl<'l> Types<'l> {
         }
         Ok((SizeKind::Default, approx, false))
     }
+}
+
+/// The `__sizeof__` memspy recomputes for a C type of this `tp_name` (static types' names; types
+/// created from a spec carry the spec's full name), if any.
+fn modelled_kind(l: &Layout, name: &str) -> Option<SizeKind> {
+    Some(match name {
+        "generator" | "coroutine" | "async_generator" if l.iframe.is_some() => SizeKind::Generator,
+        "frame" if l.sizeof.frame_data.is_some() && l.iframe.is_some() => SizeKind::FrameObject,
+        "collections.deque" => SizeKind::Deque,
+        "collections.OrderedDict" => SizeKind::OrderedDict,
+        "array.array" => SizeKind::Array,
+        "decimal.Decimal" => SizeKind::Decimal,
+        "_io.BufferedReader" | "_io.BufferedWriter" | "_io.BufferedRandom" => SizeKind::Buffered,
+        "_io.BytesIO" => SizeKind::BytesIO,
+        "_struct.Struct" => SizeKind::Struct,
+        _ => return None,
+    })
 }
 
 /// `f"{t.__module__}.{t.__qualname__}"` for the type object at `addr`.
@@ -202,10 +275,22 @@ pub fn type_name<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, flags: u64)
     }
 }
 
-/// Whether a heap type's own dict has `name`.
-fn heap_type_defines<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, name: &str) -> Result<bool> {
+/// A heap type's own dict entry `name`.
+fn heap_type_get<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, name: &str) -> Result<Option<u64>> {
     let dict = mem.u64_at(addr + l.tp_dict, "tp_dict")?;
-    Ok(dict != 0 && dict_get_str(mem, l, dict, name)?.is_some())
+    dict_get_str(mem, l, dict, name)
+}
+
+/// Whether the object at `addr` is a `method_descriptor` (a method implemented in C).
+fn is_method_descriptor<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64) -> Result<bool> {
+    check_ptr(addr, "method")?;
+    let t = mem.u64_at(addr + l.ob_type, "ob_type")?;
+    check_ptr(t, "type")?;
+    if mem.u64_at(t + l.tp_flags, "tp_flags")? & flags::HEAPTYPE != 0 {
+        return Ok(false);
+    }
+    let name = mem.cstr_at(mem.u64_at(t + l.tp_name, "tp_name")?, MAX_NAME, "tp_name")?;
+    Ok(name == "method_descriptor")
 }
 
 /// Decoded `str` header fields.
@@ -472,18 +557,90 @@ pub fn getsizeof<M: Memory + ?Sized>(
                 ty.basicsize
             }
         }
-        SizeKind::Dict => {
-            let keys_ptr = field(l.dict_keys)?;
-            let values = field(l.dict_values)?;
-            let keys = dict_keys(mem, l, keys_ptr)?;
-            let mut n = ty.basicsize;
-            if values != 0 {
-                n = n.saturating_add(keys.split_values(l).saturating_mul(8));
-            }
-            if keys.refcnt == 1 {
-                n = n.saturating_add(keys.alloc_size(l));
+        SizeKind::Dict => dict_sizeof(mem, l, head, ty)?,
+        SizeKind::OrderedDict => {
+            let s = &l.sizeof;
+            let mut n = dict_sizeof(mem, l, head, ty)?;
+            n = n.saturating_add(8 * field(s.odict_fast_nodes_size)?.min(1 << 40));
+            if field(s.odict_first)? != 0 {
+                n = n.saturating_add(s.odict_node_size * field(l.dict_used)?.min(1 << 40));
             }
             n
+        }
+        SizeKind::Generator | SizeKind::FrameObject => {
+            let f = l.iframe.ok_or_else(|| Error::Corrupt("no frame layout".into()))?;
+            let (iframe, base) = if ty.kind == SizeKind::Generator {
+                (addr + f.gen_iframe, f.gen_iframe + f.localsplus)
+            } else {
+                let data = l.sizeof.frame_data.ok_or_else(|| Error::Corrupt("no frame layout".into()))?;
+                (mem.u64_at(addr + f.frame_object_frame, "f_frame")?, data + f.localsplus)
+            };
+            check_ptr(iframe, "frame")?;
+            // `f_executable` is a tagged `_PyStackRef` on 3.14+: clear the tag bits.
+            let code = mem.u64_at(iframe + f.code, "frame code")? & !7;
+            base + 8 * code_frame_slots(mem, l, code)?
+        }
+        SizeKind::Deque => {
+            let s = &l.sizeof;
+            let len = ob_size()?;
+            let left = field(s.deque_leftindex)? as i64;
+            if !(0..1 << 40).contains(&len) || !(0..s.deque_block_len as i64).contains(&left) {
+                return Err(Error::Corrupt(format!("deque at {addr:#x}: {len} items from index {left}")));
+            }
+            let blocks = (left as u64 + len as u64).div_ceil(s.deque_block_len);
+            ty.basicsize + blocks * s.deque_block_size
+        }
+        SizeKind::Array => {
+            let s = &l.sizeof;
+            let allocated = field(s.array_allocated)?.min(1 << 48);
+            let descr = field(s.array_descr)?;
+            let itemsize = if allocated == 0 {
+                0
+            } else {
+                check_ptr(descr, "array descriptor")?;
+                let b = mem.bytes_at(descr + s.arraydescr_itemsize, 4, "arraydescr.itemsize")?;
+                le_u32(&b, 0).unwrap_or(0) as u64
+            };
+            if itemsize > 16 {
+                return Err(Error::Corrupt(format!("array at {addr:#x}: item size {itemsize}")));
+            }
+            ty.basicsize + allocated * itemsize
+        }
+        SizeKind::Decimal => {
+            let s = &l.sizeof;
+            let mpd = mem.bytes_at(addr + s.decimal_mpd, (s.mpd_alloc + 8) as usize, "mpd_t")?;
+            let flags = mpd[s.mpd_flags as usize];
+            let alloc = le_u64(&mpd, s.mpd_alloc).unwrap_or(0).min(1 << 40);
+            ty.basicsize + if flags & s.mpd_dataflags == 0 { 8 * alloc } else { 0 }
+        }
+        SizeKind::Buffered => {
+            let s = &l.sizeof;
+            let buffer = mem.u64_at(addr + s.buffered_buffer, "buffered.buffer")?;
+            let size = mem.u64_at(addr + s.buffered_buffer_size, "buffered.buffer_size")? as i64;
+            ty.basicsize + if buffer != 0 { size.clamp(0, 1 << 40) as u64 } else { 0 }
+        }
+        SizeKind::BytesIO => {
+            let buf = field(l.sizeof.bytesio_buf)?;
+            let mut n = ty.basicsize;
+            if buf != 0 {
+                check_ptr(buf, "BytesIO buffer")?;
+                let b = mem.bytes_at(buf, 24, "BytesIO buffer")?;
+                let (refs, immortal) = l.decode_refcount(le_u64(&b, l.ob_refcnt).unwrap_or(0));
+                if refs <= 1 && !immortal {
+                    // `sys.getsizeof` of the bytes object (not a GC type: no pre-header).
+                    let bt = le_u64(&b, l.ob_type).unwrap_or(0);
+                    check_ptr(bt, "type")?;
+                    let basic = mem.u64_at(bt + l.tp_basicsize, "tp_basicsize")?;
+                    let items = le_u64(&b, l.ob_size).unwrap_or(0).min(1 << 48);
+                    n = n.saturating_add(basic.min(1 << 24) + items);
+                }
+            }
+            n
+        }
+        SizeKind::Struct => {
+            let s = &l.sizeof;
+            let codes = field(s.struct_codes)?;
+            ty.basicsize + s.formatcode_size * (1 + struct_codes(mem, l, codes)?)
         }
         SizeKind::Int => match l.long {
             LongLayout::ObSize => {
@@ -498,10 +655,8 @@ pub fn getsizeof<M: Memory + ?Sized>(
         },
         SizeKind::Str => str_sizeof(mem, l, addr, head)?,
         SizeKind::ByteArray => {
-            if l.version.minor >= 15 {
-                exact = false;
-            }
-            ty.basicsize + field(l.bytearray_alloc)?.min(1 << 48)
+            let alloc = field(l.bytearray_alloc)? as i64;
+            ty.basicsize + if alloc > 0 { alloc.min(1 << 48) as u64 + l.sizeof.bytearray_bytes_header } else { 0 }
         }
         SizeKind::Type => {
             let own_flags = mem.u64_at(addr + l.tp_flags, "tp_flags")?;
@@ -520,6 +675,62 @@ pub fn getsizeof<M: Memory + ?Sized>(
     let own_flags = if ty.is_metatype { mem.u64_at(addr + l.tp_flags, "tp_flags")? } else { 0 };
     let pre = l.getsizeof_preheader(ty.flags, ty.is_metatype, ty.is_type_type, own_flags);
     Ok((sizeof.saturating_add(pre), exact))
+}
+
+/// `dict.__sizeof__` (`_PyDict_SizeOf`), with the basic size of the object's own type.
+fn dict_sizeof<M: Memory + ?Sized>(mem: &M, l: &Layout, head: &[u8], ty: &TypeInfo) -> Result<u64> {
+    let field = |at: u64| le_u64(head, at).ok_or_else(|| Error::Corrupt("object header".into()));
+    let keys = dict_keys(mem, l, field(l.dict_keys)?)?;
+    let mut n = ty.basicsize;
+    if field(l.dict_values)? != 0 {
+        n = n.saturating_add(keys.split_values(l).saturating_mul(8));
+    }
+    if keys.refcnt == 1 {
+        n = n.saturating_add(keys.alloc_size(l));
+    }
+    Ok(n)
+}
+
+/// Most slots memspy believes one frame can have (`co_nlocalsplus + co_stacksize`).
+const MAX_FRAME_SLOTS: u64 = 1 << 20;
+
+/// `_PyFrame_NumSlotsForCodeObject`: `co_nlocalsplus + co_stacksize` of the code object at `code`.
+fn code_frame_slots<M: Memory + ?Sized>(mem: &M, l: &Layout, code: u64) -> Result<u64> {
+    let s = &l.sizeof;
+    let nlocals_at = s.code_nlocalsplus.ok_or_else(|| Error::Corrupt("no code layout".into()))?;
+    check_ptr(code, "code")?;
+    let lo = s.code_stacksize.min(nlocals_at);
+    let b = mem.bytes_at(code + lo, (s.code_stacksize.max(nlocals_at) - lo + 4) as usize, "code sizes")?;
+    let int_at = |at: u64| le_u32(&b, at - lo).map(|v| v as i32 as i64).unwrap_or(-1);
+    let (stack, nlocals) = (int_at(s.code_stacksize), int_at(nlocals_at));
+    let slots = stack + nlocals;
+    if stack < 0 || nlocals < 0 || slots as u64 > MAX_FRAME_SLOTS {
+        return Err(Error::Corrupt(format!("code at {code:#x}: {nlocals} locals, stack {stack}")));
+    }
+    Ok(slots as u64)
+}
+
+/// How many format codes a `_struct.Struct` has (its `s_codes` array up to the NULL `fmtdef`).
+fn struct_codes<M: Memory + ?Sized>(mem: &M, l: &Layout, codes: u64) -> Result<u64> {
+    const BATCH: u64 = 64;
+    const MAX_CODES: u64 = 1 << 20;
+    let size = l.sizeof.formatcode_size;
+    check_ptr(codes, "struct codes")?;
+    let mut n = 0;
+    while n < MAX_CODES {
+        // The array may end anywhere: read a batch, or what remains readable one entry at a time.
+        let b = match mem.bytes_at(codes + n * size, (BATCH * size) as usize, "struct codes") {
+            Ok(b) => b,
+            Err(_) => mem.bytes_at(codes + n * size, 8, "struct codes")?,
+        };
+        for i in 0..(b.len() as u64).div_ceil(size) {
+            if le_u64(&b, i * size).unwrap_or(0) == 0 {
+                return Ok(n + i);
+            }
+        }
+        n += (b.len() as u64).div_ceil(size);
+    }
+    Err(Error::Corrupt(format!("struct codes at {codes:#x}: no end")))
 }
 
 /// `str.__sizeof__`.
