@@ -64,6 +64,7 @@ fn run(interp: &Interpreter, k: u64, oracle: bool, extra: &[&str]) -> Result<Run
     }
     let mut fixture = Fixture::spawn(interp, FIXTURE, &args)?;
     let truth = fixture.wait_for_truth(FIXTURE_TIMEOUT)?;
+    fixture.wait_until_paused(FIXTURE_TIMEOUT)?;
     let (report, _) = memspy_top_json_with(fixture.pid, extra)?;
     Ok(Run { truth, report })
 }

@@ -513,6 +513,10 @@ fn check_interpreter(interp: &Interpreter, mode: Mode) -> Outcome {
             return out;
         }
     };
+    if let Err(e) = fixture.wait_until_paused(FIXTURE_TIMEOUT) {
+        out.errors.push(e);
+        return out;
+    }
     if truth["pid"].as_u64() != Some(fixture.pid as u64) {
         out.errors.push(format!(
             "truth pid {} is not the fixture's pid {}",

@@ -125,6 +125,10 @@ fn check(interp: &Interpreter) -> Outcome {
             return out;
         }
     };
+    if let Err(e) = fixture.wait_until_paused(FIXTURE_TIMEOUT) {
+        out.errors.push(e);
+        return out;
+    }
     if truth["rounds"].as_u64().unwrap_or(99) >= 20 {
         out.errors.push("fixture: its GC figures never settled".into());
     }
@@ -190,6 +194,7 @@ fn pymalloc_off_is_reported_plainly() {
     };
     let mut fixture = Fixture::spawn_with_env(interp, FIXTURE, &[], &[("PYTHONMALLOC", "malloc")]).expect("spawn");
     let truth = fixture.wait_for_truth(FIXTURE_TIMEOUT).expect("truth");
+    fixture.wait_until_paused(FIXTURE_TIMEOUT).expect("fixture pauses");
     assert_eq!(truth["pymalloc"]["found"], Value::Bool(false), "the target itself reports pymalloc stats");
     let got = memspy_json(&["stat", &fixture.pid.to_string(), "--json"]).expect("memspy stat");
     assert_eq!(got["pymalloc"]["status"], "not_in_use", "{}", got["pymalloc"]);

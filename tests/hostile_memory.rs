@@ -325,6 +325,7 @@ fn captured_image_matches_the_live_target() {
     };
     let mut fx = common::Fixture::spawn(interp, "gc_heap.py", &[]).expect("fixture");
     fx.wait_for_truth(common::FIXTURE_TIMEOUT).expect("truth");
+    fx.wait_until_paused(common::FIXTURE_TIMEOUT).expect("fixture pauses");
     let session = memspy::commands::Session::attach(fx.pid as i32).expect("attach");
     let img = Image::capture(&session.target, &session.interp, Duration::from_secs(30)).expect("capture");
     let img = Image::from_bytes(&img.to_bytes()).expect("reload");

@@ -581,6 +581,27 @@ impl Fixture {
         }
     }
 
+    /// Wait (bounded) until the fixture sits in `pause(2)` (fixtures that block in `signal.pause()` after
+    /// writing their truth): between the rename of the truth file and the pause, the temporaries of the
+    /// truth-taking may still be alive, and a loaded machine can deschedule the fixture right there.
+    pub fn wait_until_paused(&mut self, timeout: Duration) -> Result<(), String> {
+        let start = Instant::now();
+        loop {
+            let syscall = fs::read_to_string(format!("/proc/{}/syscall", self.pid)).unwrap_or_default();
+            // x86_64: syscall 34 is pause.
+            if syscall.split_whitespace().next() == Some("34") {
+                return Ok(());
+            }
+            if let Some(status) = self.exited() {
+                return Err(format!("fixture exited ({}) instead of pausing", describe_exit(status)));
+            }
+            if start.elapsed() > timeout {
+                return Err(format!("fixture did not reach pause() within {} s (syscall: {})", timeout.as_secs(), syscall.trim()));
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Wait (bounded) for the process to exit by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let start = Instant::now();
