@@ -420,6 +420,13 @@ pub struct Layout {
 /// 3.9, 3.11, 3.13, 3.14, 3.15 and their debug builds]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SizeofLayout {
+    /// `PyCodeObject.co_extra` (`_PyCodeObjectExtra {Py_ssize_t ce_size; void *ce_extras[ce_size]}`, set by
+    /// tools that use `_PyCode_SetExtra`): `code.__sizeof__` adds `16 + (ce_size - 1) * 8`.
+    pub code_extra: u64,
+    /// 3.9/3.10 `code.__sizeof__` also counts `co_cell2arg` (8 per cell variable), and the opcache
+    /// (`co_opcache_map`: one byte per code unit of `co_code`; `co_opcache_size` × 32-byte entries).
+    /// None from 3.11: the code is the object's items, rounded up to 8 bytes.
+    pub code_v39: Option<CodeSizeof39>,
     /// `PyCodeObject.co_stacksize` and `co_nlocalsplus` (3.11+; `int`s): a frame has
     /// `co_nlocalsplus + co_stacksize` slots (`_PyFrame_NumSlotsForCodeObject`).
     pub code_stacksize: u64,
@@ -465,7 +472,21 @@ pub struct SizeofLayout {
     pub bytearray_bytes_header: u64,
 }
 
+/// Fields of the 3.9/3.10 `PyCodeObject` that `code.__sizeof__` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CodeSizeof39 {
+    pub cellvars: u64,
+    pub cell2arg: u64,
+    pub code: u64,
+    pub opcache: u64,
+    /// `unsigned char`.
+    pub opcache_size: u64,
+    pub opcache_entry: u64,
+}
+
 const SIZEOF_39: SizeofLayout = SizeofLayout {
+    code_extra: 0x90,
+    code_v39: Some(CodeSizeof39 { cellvars: 0x58, cell2arg: 0x60, code: 0x30, opcache: 0xa0, opcache_size: 0xac, opcache_entry: 32 }),
     code_stacksize: 32,
     code_nlocalsplus: None,
     frame_data: None,
@@ -744,6 +765,8 @@ impl Layout {
                 });
                 l.managed_dict = ManagedDict::Split311;
                 l.sizeof.code_stacksize = 68;
+                l.sizeof.code_extra = 0xb0;
+                l.sizeof.code_v39 = None;
                 l.sizeof.code_nlocalsplus = Some(76);
                 l.sizeof.frame_data = Some(48);
                 l.sizeof.deque_basicsize = 216;
@@ -775,6 +798,8 @@ impl Layout {
                 l.sizeof.code_stacksize = 64;
                 l.sizeof.code_nlocalsplus = Some(72);
                 l.sizeof.frame_data = Some(48);
+                l.sizeof.code_extra = 0xb8;
+                l.sizeof.code_v39 = None;
                 l.sizeof.deque_basicsize = 216;
             }
             _ => {
@@ -808,9 +833,12 @@ impl Layout {
                 l.sizeof.code_stacksize = 64;
                 l.sizeof.code_nlocalsplus = Some(72);
                 l.sizeof.frame_data = Some(64);
+                l.sizeof.code_extra = 0xc0;
+                l.sizeof.code_v39 = None;
                 l.sizeof.deque_basicsize = 216;
                 if m >= 14 {
                     l.sizeof.frame_data = Some(72);
+                    l.sizeof.code_extra = 0xc8;
                     l.obmalloc.location = ObmallocLocation::Pointer { release: 0x2a98, debug: 0x2aa0 };
                     l.runtime_size = 332632;
                     l.interp_size = 225880;

@@ -50,6 +50,8 @@ pub enum SizeKind {
     BytesIO,
     /// `_struct.Struct`: its format codes.
     Struct,
+    /// `code`: 3.9/3.10 cell2arg and opcache; 3.11+ items rounded up to 8; `co_extra` in all.
+    Code,
 }
 
 /// What memspy knows about one type object.
@@ -253,6 +255,7 @@ fn modelled_kind(l: &Layout, name: &str) -> Option<SizeKind> {
         "_io.BufferedReader" | "_io.BufferedWriter" | "_io.BufferedRandom" => SizeKind::Buffered,
         "_io.BytesIO" => SizeKind::BytesIO,
         "_struct.Struct" => SizeKind::Struct,
+        "code" => SizeKind::Code,
         _ => return None,
     })
 }
@@ -637,6 +640,7 @@ pub fn getsizeof<M: Memory + ?Sized>(
             }
             n
         }
+        SizeKind::Code => code_sizeof(mem, l, addr, ty, default()?)?,
         SizeKind::Struct => {
             let s = &l.sizeof;
             let codes = field(s.struct_codes)?;
@@ -758,6 +762,34 @@ fn str_sizeof<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, head: &[u8]) -
             let wlen = if h.compact && h.ascii { h.length } else { le_u64(head, wlen_at).unwrap_or(0) };
             size = size.saturating_add(wlen.saturating_add(1).saturating_mul(4));
         }
+    }
+    Ok(size)
+}
+
+/// `code.__sizeof__`; `default` is basicsize + itemsize × ob_size.
+fn code_sizeof<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, ty: &TypeInfo, default: u64) -> Result<u64> {
+    let s = &l.sizeof;
+    let mut size = match &s.code_v39 {
+        // 3.11+: `_PyObject_VAR_SIZE`, rounded up to a pointer.
+        None => default.div_ceil(8) * 8,
+        Some(c) => {
+            let mut n = ty.basicsize;
+            let cellvars = mem.u64_at(addr + c.cellvars, "co_cellvars")?;
+            if mem.u64_at(addr + c.cell2arg, "co_cell2arg")? != 0 && cellvars != 0 {
+                n += 8 * mem.u64_at(cellvars + l.ob_size, "len(co_cellvars)")?.min(1 << 20);
+            }
+            if mem.u64_at(addr + c.opcache, "co_opcache")? != 0 {
+                let code = mem.u64_at(addr + c.code, "co_code")?;
+                n += mem.u64_at(code + l.ob_size, "len(co_code)")?.min(1 << 32) / 2;
+                n += c.opcache_entry * mem.u8_at(addr + c.opcache_size, "co_opcache_size")? as u64;
+            }
+            n
+        }
+    };
+    let extra = mem.u64_at(addr + s.code_extra, "co_extra")?;
+    if extra != 0 {
+        let n = mem.u64_at(extra, "co_extra.ce_size")?.min(1 << 16);
+        size += 16 + n.saturating_sub(1) * 8;
     }
     Ok(size)
 }
