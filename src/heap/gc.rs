@@ -145,8 +145,9 @@ pub fn walk_list_until<M: Memory + ?Sized>(
             broken(&mut end, format!("wild pointer {node:#x}"))?;
             break;
         }
-        let links = match mem.bytes_at(node, 16, "PyGC_Head") {
-            Ok(b) => b,
+        let mut links = [0u8; 16];
+        match mem.read_into(node, &mut links, "PyGC_Head") {
+            Ok(()) => {}
             Err(e) if !strict => {
                 log::debug!("GC list at {head:#x} broke off: {e}");
                 end.broken = true;

@@ -424,6 +424,7 @@ fn attempt<M: Memory>(
                 fw.mark_tracked(r.addr, r.type_addr);
                 sink.object(r, t)
             });
+            log::debug!("GC lists walked: {:?}", start.elapsed());
             r.and_then(|()| {
                 full::walk_rest(mem, interp, &mut types, &mut fw, &mut summary, &mut |r, t| sink.object(r, t))
             })
