@@ -303,6 +303,26 @@ fn copy_plan(target: &Target, opts: &SnapshotOptions) -> Option<Vec<(u64, u64)>>
     (size <= limit).then_some(regions)
 }
 
+/// Whether a collection is running in any interpreter (its lists are then in flux).
+fn collection_running<M: Memory + ?Sized>(mem: &M, interp: &Interpreter) -> Result<bool> {
+    let mut any = false;
+    for ip in discovery::interpreters(mem, interp)? {
+        any |= gc::GcState::read(mem, &interp.layout, ip)?.collecting;
+    }
+    Ok(any)
+}
+
+/// A collection was running (the target is resumed again): give up past the retries or the deadline,
+/// else wait a little longer each time and retry.
+fn retry_after_collection(target: &Target, opts: &SnapshotOptions, deadline: Instant, tries: u32) -> Attempt {
+    if tries > opts.collection_retries || Instant::now() > deadline {
+        return Attempt::Done(Err(Error::CollectionInProgress { pid: target.pid, tries }));
+    }
+    log::debug!("a collection is running; retrying ({tries})");
+    std::thread::sleep(Duration::from_millis(2 * tries as u64));
+    Attempt::Retry
+}
+
 /// Copy-then-walk: pause, check no collection runs, copy the writable mappings, resume, walk the copy.
 #[allow(clippy::too_many_arguments)]
 fn copy_attempt(
@@ -322,22 +342,11 @@ fn copy_attempt(
         Ok(p) => p,
         Err(e) => return Attempt::Done(Err(e)),
     };
-    let collecting = discovery::interpreters(&live, interp).and_then(|ips| {
-        let mut any = false;
-        for ip in ips {
-            any |= gc::GcState::read(&live, &interp.layout, ip)?.collecting;
-        }
-        Ok(any)
-    });
-    match collecting {
+    match collection_running(&live, interp) {
         Ok(false) => {}
         Ok(true) => {
             drop(pause);
-            if tries > opts.collection_retries || Instant::now() > deadline {
-                return Attempt::Done(Err(Error::CollectionInProgress { pid: target.pid, tries }));
-            }
-            std::thread::sleep(Duration::from_millis(2 * tries as u64));
-            return Attempt::Retry;
+            return retry_after_collection(target, opts, deadline, tries);
         }
         Err(e) => return Attempt::Done(Err(target.explain(e))),
     }
@@ -370,25 +379,13 @@ fn attempt<M: Memory>(
         }
     };
     // Check for a running collection before walking: its lists are in flux.
-    let collecting = discovery::interpreters(mem, interp).and_then(|ips| {
-        let mut any = false;
-        for ip in ips {
-            any |= gc::GcState::read(mem, &interp.layout, ip)?.collecting;
-        }
-        Ok(any)
-    });
-    let collecting = match collecting {
+    let collecting = match collection_running(mem, interp) {
         Ok(c) => c,
         Err(e) => return Attempt::Done(Err(target.explain(e))),
     };
     if collecting && !opts.nonblocking {
         drop(pause);
-        if tries > opts.collection_retries || Instant::now() > deadline {
-            return Attempt::Done(Err(Error::CollectionInProgress { pid: target.pid, tries }));
-        }
-        log::debug!("a collection is running; retrying ({tries})");
-        std::thread::sleep(Duration::from_millis(2 * tries as u64));
-        return Attempt::Retry;
+        return retry_after_collection(target, opts, deadline, tries);
     }
     sink.reset();
     // A copy is walked while the target runs: only the overall timeout applies.
