@@ -50,6 +50,22 @@ fn map_u64(v: &Value) -> BTreeMap<String, u64> {
 struct Run {
     truth: Value,
     report: Value,
+    /// The same walk with one thread and with two gave different rows.
+    threads_differ: Option<String>,
+}
+
+/// `memspy top --once --json` with the reference walk on `threads` threads (hidden test knob).
+fn report_with_threads(pid: u32, extra: &[&str], threads: &str) -> Result<Value, String> {
+    let out = std::process::Command::new(memspy_bin())
+        .args(["top", &pid.to_string(), "--once", "--json"])
+        .args(extra)
+        .env("MEMSPY_TEST_WALK_THREADS", threads)
+        .output()
+        .map_err(|e| format!("could not run memspy: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("memspy ({threads} threads) failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("memspy ({threads} threads): not JSON: {e}"))
 }
 
 /// `extra`: memspy options; K1 is walked with the target stopped (`--max-memory 0`), K2 on a copy
@@ -66,7 +82,18 @@ fn run(interp: &Interpreter, k: u64, oracle: bool, extra: &[&str]) -> Result<Run
     let truth = fixture.wait_for_truth(FIXTURE_TIMEOUT)?;
     fixture.wait_until_paused(FIXTURE_TIMEOUT)?;
     let (report, _) = memspy_top_json_with(fixture.pid, extra)?;
-    Ok(Run { truth, report })
+    // The parallel reference walk must give exactly what one thread gives (the fixture sits still).
+    let one = rows(&report_with_threads(fixture.pid, extra, "1")?)?;
+    let two = rows(&report_with_threads(fixture.pid, extra, "2")?)?;
+    let mut threads_differ = None;
+    for name in one.keys().chain(two.keys()) {
+        let (a, b) = (one.get(name).copied().unwrap_or_default(), two.get(name).copied().unwrap_or_default());
+        if (a.count, a.gc_tracked, a.bytes) != (b.count, b.gc_tracked, b.bytes) {
+            threads_differ = Some(format!("{name}: 1 thread {a:?}, 2 threads {b:?} (K={k}, {extra:?})"));
+            break;
+        }
+    }
+    Ok(Run { truth, report, threads_differ })
 }
 
 /// Checks that hold for any one report.
@@ -108,6 +135,8 @@ fn check_interpreter(interp: &Interpreter) -> Vec<String> {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return vec![e],
     };
+    errors.extend(a.threads_differ.clone());
+    errors.extend(b.threads_differ.clone());
     check_report(&format!("K={K1}"), &a.report, &mut errors);
     check_report(&format!("K={K2}"), &b.report, &mut errors);
     let (ra, rb) = match (rows(&a.report), rows(&b.report)) {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::heap::fasthash::AddrMap;
 use crate::heap::objects::TypeInfo;
-use crate::heap::{gc, ObjectRecord, Sink};
+use crate::heap::{gc, ObjectRecord, Sink, TypeTotals};
 
 /// One row of the report: all live objects of one type (by qualified name).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +101,17 @@ impl Sink for Histogram {
     }
     fn object(&mut self, rec: &ObjectRecord, ty: &TypeInfo) {
         self.add(rec, ty, rec.list != gc::UNTRACKED);
+    }
+    fn untracked(&mut self, t: &TypeTotals, ty: &TypeInfo) {
+        if t.count == 0 {
+            return;
+        }
+        self.names.entry(t.type_addr).or_insert_with(|| ty.name.clone());
+        let a = self.by_type.entry(t.type_addr).or_default();
+        a.count += t.count;
+        a.bytes = a.bytes.saturating_add(t.bytes);
+        a.refcount = a.refcount.saturating_add(t.refcount);
+        a.immortal += t.immortal;
     }
 }
 

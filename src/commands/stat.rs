@@ -84,6 +84,10 @@ impl Sink for Bytes {
         self.objects += 1;
         self.bytes += rec.size;
     }
+    fn untracked(&mut self, t: &heap::TypeTotals, _ty: &TypeInfo) {
+        self.objects += t.count;
+        self.bytes += t.bytes;
+    }
 }
 
 pub fn report(session: &Session, opts: &SnapshotOptions) -> Result<StatReport> {

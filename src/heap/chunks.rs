@@ -95,6 +95,50 @@ impl<M: Memory> ChunkCache<M> {
         }
     }
 
+    /// Splits the cache among `n` owners (one per walking thread): each gets 1/n of the budget and
+    /// the cached chunks `owner(base)` assigns to it, buffers reused. `self` is left empty.
+    pub fn split(&self, n: usize, owner: impl Fn(u64) -> usize) -> Vec<ChunkCache<M>>
+    where
+        M: Clone,
+    {
+        let n = n.max(1);
+        let parts: Vec<ChunkCache<M>> = (0..n)
+            .map(|_| ChunkCache::new(self.inner.clone(), self.ranges.clone(), (self.max_chunks / n) as u64 * CHUNK))
+            .collect();
+        let mut st = self.state.borrow_mut();
+        let slots = std::mem::take(&mut st.slots);
+        st.dir.clear();
+        st.tables.clear();
+        st.victim = 0;
+        self.last.set((u64::MAX, NONE));
+        for slot in slots {
+            let p = &parts[owner(slot.base) % n];
+            let mut ps = p.state.borrow_mut();
+            if ps.slots.len() >= p.max_chunks {
+                continue;
+            }
+            let ti = p.table_index(&mut ps, slot.base);
+            let within = ((slot.base >> CHUNK_SHIFT) as usize) & (PER_DIR - 1);
+            ps.slots.push(slot);
+            let s = (ps.slots.len() - 1) as u32;
+            ps.tables[ti][within] = s;
+        }
+        parts
+    }
+
+    fn table_index(&self, st: &mut State, base: u64) -> usize {
+        let dkey = base >> DIR_SHIFT;
+        match st.dir.get(&dkey) {
+            Some(&t) => t as usize,
+            None => {
+                st.tables.push(vec![NONE; PER_DIR].into_boxed_slice());
+                let t = st.tables.len() - 1;
+                st.dir.insert(dkey, t as u32);
+                t
+            }
+        }
+    }
+
     pub fn stats(&self) -> ChunkStats {
         self.state.borrow().stats
     }
@@ -286,5 +330,13 @@ mod tests {
         assert!(c.stats().evictions > 0);
         assert!(c.u64_at(0x100000 + n, "past the end").is_err());
         assert!(c.u64_at(0x1_0000_0000, "other GiB").is_err());
+        // Split in two: each half keeps its chunks and reads the rest again, correctly.
+        let parts = c.split(2, |b| (b >> 16) as usize & 1);
+        for (i, p) in parts.iter().enumerate() {
+            for k in 0..40 {
+                let a = 0x100000 + k * CHUNK + 8 * (k + i as u64);
+                assert_eq!(p.u8_at(a, "x").unwrap(), ((a - 0x100000) / 8 % 251) as u8);
+            }
+        }
     }
 }

@@ -18,6 +18,8 @@
 //! buffers of C types, e.g. `collections.deque` blocks) are not found, nor unreachable garbage; a
 //! conservative scan may, rarely, take a stale word for a reference to a live object.
 
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use python_bindings::{flags, Layout, RefcountScheme, ThreadFrame};
@@ -27,11 +29,11 @@ use crate::error::{Error, Result};
 use crate::process::memory::le_u64;
 use crate::process::{Memory, ReadExt};
 
-use super::fasthash::AddrSet;
+use super::fasthash::{AddrMap, AddrSet};
 use super::objects::{getsizeof, SizeKind, TypeInfo, Types, HEAD_BYTES};
 use super::refs::{self, RefInfos};
 use super::visited::Visited;
-use super::{gc, ObjectRecord, WalkSummary, PAGE};
+use super::{gc, Fork, ObjectRecord, Sink, TypeTotals, WalkSummary, PAGE};
 
 /// Most threads and frames per thread followed.
 const MAX_THREADS: usize = 1 << 16;
@@ -90,6 +92,123 @@ pub struct FullWalk<'a, M: Memory + ?Sized> {
     pub deadline: Option<Instant>,
     /// The object being decoded (0 while scanning roots), for trace logs.
     current: u64,
+    /// Set in a worker of the parallel walk: which addresses it owns, where the others' go.
+    part: Option<Part<'a>>,
+}
+
+/// Walking threads of the reference walk (after the GC lists), at most.
+pub const MAX_WORKERS: usize = 2;
+/// Candidates sent to another worker per batch.
+const SEND_BATCH: usize = 4096;
+/// Entries of the direct-mapped filter of addresses already sent to another worker (a power of two).
+const SENT_FILTER: usize = 4096;
+
+/// Which worker owns an address: 1 MiB stripes (the visited bitmap's blocks, a multiple of the read
+/// cache's chunks), spread by a multiplicative hash. An object is validated, marked and reported only
+/// by its owner, so each worker's visited bitmap and read cache hold only its own stripes.
+#[inline]
+pub fn owner(addr: u64, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    (((addr >> 20).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize) % n
+}
+
+/// What the workers of one parallel walk share: an inbox per worker (batches of candidate addresses
+/// it owns, found by the others), and termination: `outstanding` counts the active workers plus the
+/// batches in inboxes, so it reaches 0 exactly when every worker is idle and nothing is in flight.
+pub struct Shared {
+    inboxes: Vec<Mutex<Vec<Vec<u64>>>>,
+    idle: Vec<AtomicBool>,
+    outstanding: AtomicI64,
+    /// A worker failed, panicked or was told to stop: everyone stops.
+    abort: AtomicBool,
+    /// Objects reported by all workers (for the test knob `MEMSPY_TEST_PANIC_IN_WALK`).
+    objects: AtomicU64,
+    /// Objects reported before the parallel walk (the GC lists).
+    objects_before: u64,
+}
+
+impl Shared {
+    pub fn new(n: usize, objects_before: u64) -> Self {
+        Shared {
+            inboxes: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
+            idle: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            outstanding: AtomicI64::new(n as i64),
+            abort: AtomicBool::new(false),
+            objects: AtomicU64::new(0),
+            objects_before,
+        }
+    }
+
+    fn inbox(&self, i: usize) -> std::sync::MutexGuard<'_, Vec<Vec<u64>>> {
+        // A poisoned inbox only means another worker panicked; the walk is stopping anyway.
+        self.inboxes[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One worker's share of a parallel walk.
+pub struct Part<'a> {
+    me: usize,
+    n: usize,
+    shared: &'a Shared,
+    /// Candidates owned by each other worker, not sent yet.
+    outbox: Vec<Vec<u64>>,
+    sent: Box<[u64]>,
+}
+
+impl Part<'_> {
+    fn send(&mut self, to: usize) {
+        if self.outbox[to].is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.outbox[to]);
+        // Counted before it is visible, so that `outstanding` never reads 0 while it is in flight.
+        self.shared.outstanding.fetch_add(1, Ordering::SeqCst);
+        self.shared.inbox(to).push(batch);
+    }
+
+    fn send_all(&mut self) {
+        for to in 0..self.n {
+            if to != self.me {
+                self.send(to);
+            }
+        }
+    }
+}
+
+/// Stops the other workers when this one ends, however it ends (a panic too).
+struct AbortOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for AbortOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The type caches a worker starts from.
+struct Seed<'a> {
+    l: &'a Layout,
+    refinfos: RefInfos,
+    good_types: AddrSet,
+    good_fast: Box<[u64]>,
+    bad_types: AddrSet,
+    type_type: u64,
+    seen_keys: AddrSet,
+    deadline: Option<Instant>,
+}
+
+/// What one worker of a parallel walk hands back.
+struct WorkerOut {
+    found: u64,
+    decode_errors: u64,
+    approximate_sizes: u64,
+    visited_bytes: u64,
+    /// Per type: the objects it reported, and the type's information.
+    totals: Vec<(TypeTotals, TypeInfo)>,
+    cache: String,
+    /// The worker stopped early (what it found so far is still reported: a partial walk).
+    error: Option<Error>,
 }
 
 impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
@@ -110,6 +229,43 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             decode_errors: 0,
             deadline: None,
             current: 0,
+            part: None,
+        }
+    }
+
+    /// What a worker starts from: this walk's type caches.
+    fn seed(&self) -> Seed<'a> {
+        Seed {
+            l: self.l,
+            refinfos: self.refinfos.clone(),
+            good_types: self.good_types.clone(),
+            good_fast: self.good_fast.clone(),
+            bad_types: self.bad_types.clone(),
+            type_type: self.type_type,
+            seen_keys: self.seen_keys.clone(),
+            deadline: self.deadline,
+        }
+    }
+
+    /// A worker of a parallel walk over `mem`.
+    fn worker(mem: &'a M, seed: Seed<'a>, visited: Visited, stack: Vec<u64>, part: Part<'a>) -> Self {
+        FullWalk {
+            mem,
+            l: seed.l,
+            visited,
+            stack,
+            refinfos: seed.refinfos,
+            good_types: seed.good_types,
+            good_fast: seed.good_fast,
+            bad_types: seed.bad_types,
+            type_type: seed.type_type,
+            seen_keys: seed.seen_keys,
+            scratch: Vec::new(),
+            found: 0,
+            decode_errors: 0,
+            deadline: seed.deadline,
+            current: 0,
+            part: Some(part),
         }
     }
 
@@ -244,13 +400,111 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
     /// validated when [`Self::run`] takes them off the stack. Queued in reverse, so that they come
     /// off in the order they were found (forward through containers, which keeps reads sequential).
     fn flush(&mut self) {
+        let Some(part) = self.part.as_mut() else {
+            for &w in self.scratch.iter().rev() {
+                let p = refs::untag(self.l, w);
+                if p >= 4096 && !self.visited.contains(p) {
+                    self.stack.push(p);
+                }
+            }
+            self.scratch.clear();
+            return;
+        };
+        // A worker: candidates it owns go on its stack, the others to their owner (once each, as far
+        // as a small filter remembers: every object names its type, for one).
         for &w in self.scratch.iter().rev() {
             let p = refs::untag(self.l, w);
-            if p >= 4096 && !self.visited.contains(p) {
-                self.stack.push(p);
+            if p < 4096 {
+                continue;
+            }
+            let o = owner(p, part.n);
+            if o == part.me {
+                if !self.visited.contains(p) {
+                    self.stack.push(p);
+                }
+            } else {
+                let h = ((p >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) as usize & (SENT_FILTER - 1);
+                if part.sent[h] == p {
+                    continue;
+                }
+                part.sent[h] = p;
+                part.outbox[o].push(p);
+                if part.outbox[o].len() >= SEND_BATCH {
+                    part.send(o);
+                }
             }
         }
         self.scratch.clear();
+    }
+
+    /// A worker takes the batches sent to it; false when there were none.
+    fn receive(&mut self) -> bool {
+        let Some(part) = self.part.as_ref() else { return false };
+        let batches = std::mem::take(&mut *part.shared.inbox(part.me));
+        if batches.is_empty() {
+            return false;
+        }
+        let k = batches.len() as i64;
+        for b in batches {
+            for p in b {
+                if !self.visited.contains(p) {
+                    self.stack.push(p);
+                }
+            }
+        }
+        part.shared.outstanding.fetch_sub(k, Ordering::SeqCst);
+        true
+    }
+
+    /// Stop conditions shared by every worker: the deadline, a stop request, the target gone.
+    fn check_stop(&self) -> Result<()> {
+        if let Some(d) = self.deadline {
+            if Instant::now() > d {
+                return Err(Error::Timeout { seconds: 0.0, what: "walking the heap".into() });
+            }
+        }
+        if super::stop_requested() {
+            return Err(Error::Interrupted);
+        }
+        if super::TARGET_GONE.load(Ordering::Relaxed) {
+            return Err(Error::Corrupt("the target went away during the walk".into()));
+        }
+        Ok(())
+    }
+
+    /// A worker with nothing to do: waits for a batch (true) or the end of the walk (false).
+    fn wait_for_work(&mut self) -> Result<bool> {
+        let part = self.part.as_mut().expect("a worker");
+        part.send_all();
+        if self.receive() {
+            return Ok(true);
+        }
+        let part = self.part.as_ref().expect("a worker");
+        let shared = part.shared;
+        shared.idle[part.me].store(true, Ordering::SeqCst);
+        shared.outstanding.fetch_sub(1, Ordering::SeqCst);
+        let mut spins = 0u32;
+        loop {
+            if shared.abort.load(Ordering::SeqCst) {
+                return Ok(false);
+            }
+            if !shared.inbox(part.me).is_empty() {
+                shared.outstanding.fetch_add(1, Ordering::SeqCst);
+                shared.idle[part.me].store(false, Ordering::SeqCst);
+                self.receive();
+                return Ok(true);
+            }
+            if shared.outstanding.load(Ordering::SeqCst) == 0 {
+                return Ok(false);
+            }
+            self.check_stop()?;
+            spins += 1;
+            if spins < 64 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(20));
+            }
+        }
     }
 
     /// Scans a region (not an object) for object pointers: roots.
@@ -339,20 +593,44 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         let l = self.l;
         let mut head = [0u8; HEAD_BYTES];
         let mut n = 0u64;
-        while let Some(e) = self.stack.pop() {
+        let hooks = super::test_hooks();
+        loop {
+            let Some(e) = self.stack.pop() else {
+                // A worker ran dry: wait for what the others find for it, or for the end.
+                if self.part.is_some() && self.wait_for_work()? {
+                    continue;
+                }
+                break;
+            };
             n += 1;
-            if n % 4096 == 0 {
-                if let Some(d) = self.deadline {
-                    if Instant::now() > d {
-                        return Err(Error::Timeout { seconds: 0.0, what: "walking the heap".into() });
+            if n % 1024 == 0 {
+                self.check_stop()?;
+                if let Some(part) = self.part.as_mut() {
+                    if part.shared.abort.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    // Another worker ran dry: hand it what was found for it so far.
+                    for o in 0..part.n {
+                        if o != part.me && part.shared.idle[o].load(Ordering::Relaxed) {
+                            part.send(o);
+                        }
                     }
                 }
+            }
+            if let Some(d) = hooks.delay {
+                std::thread::sleep(d);
             }
             // Bit 0 marks an object the GC walk already reported; others are candidates.
             let p = e & !1;
             if e & 1 == 0 {
                 if self.visited.contains(p) || !self.candidate(types, summary, p, &mut head, sink) {
                     continue;
+                }
+                if let (Some(at), Some(part)) = (hooks.panic_at, self.part.as_ref()) {
+                    let k = part.shared.objects_before + part.shared.objects.fetch_add(1, Ordering::SeqCst) + 1;
+                    if k == at {
+                        panic!("MEMSPY_TEST_PANIC_IN_WALK: panicking at object {k} of the walk, as asked");
+                    }
                 }
             } else if !read_head(self.mem, p, &mut head) {
                 continue;
@@ -382,29 +660,115 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
     }
 }
 
-/// Runs the full walk after [`super::walk_gc`]: `tracked` holds the (address, type) of every object the
-/// GC walk reported.
-pub fn walk_rest<M: Memory + ?Sized>(
+/// Runs the full walk after [`super::walk_gc`] (which marked the objects of the GC lists in `walk`):
+/// scans the roots, then follows references, split among up to [`MAX_WORKERS`] threads when `mem`
+/// can be forked (each thread owns a share of the address space: see [`owner`]).
+pub fn walk_rest<M: Fork>(
     mem: &M,
     interp: &Interpreter,
     types: &mut Types,
     walk: &mut FullWalk<'_, M>,
     summary: &mut WalkSummary,
-    sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo),
+    sink: &mut dyn Sink,
 ) -> Result<()> {
-    let _ = mem;
     walk.scan_roots(interp)?;
-    walk.run(types, summary, sink)?;
-    summary.untracked += walk.found;
-    summary.decode_errors += walk.decode_errors;
-    log::debug!(
-        "full walk: {} objects beyond the GC lists, visited bitmap {} KiB, {} types, {} decode errors",
-        walk.found,
-        walk.visited.bytes() / 1024,
-        walk.good_types.len(),
-        walk.decode_errors
-    );
-    Ok(())
+    let n = super::test_hooks().threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).min(MAX_WORKERS)
+    });
+    let parts = if n > 1 { mem.fork(n, &|a| owner(a, n)) } else { Vec::new() };
+    if parts.len() < 2 {
+        walk.run(types, summary, &mut |r, t| sink.object(r, t))?;
+        summary.untracked += walk.found;
+        summary.decode_errors += walk.decode_errors;
+        log::debug!(
+            "full walk: {} objects beyond the GC lists, visited bitmap {} KiB, {} types, {} decode errors",
+            walk.found,
+            walk.visited.bytes() / 1024,
+            walk.good_types.len(),
+            walk.decode_errors
+        );
+        return Ok(());
+    }
+    let n = parts.len();
+    let mut stacks: Vec<Vec<u64>> = vec![Vec::new(); n];
+    for e in std::mem::take(&mut walk.stack) {
+        stacks[owner(e & !1, n)].push(e);
+    }
+    let visited = std::mem::take(&mut walk.visited).split(n, |a| owner(a, n));
+    let before = summary.generations.iter().sum::<u64>() + summary.permanent;
+    let shared = Shared::new(n, before);
+    let l = walk.l;
+    let seeds: Vec<Seed<'_>> = (0..n).map(|_| walk.seed()).collect();
+    let outs: Vec<std::thread::Result<Result<WorkerOut>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .zip(visited)
+            .zip(stacks)
+            .zip(seeds)
+            .enumerate()
+            .map(|(me, (((pm, vis), stack), seed))| {
+                let shared = &shared;
+                s.spawn(move || -> Result<WorkerOut> {
+                    let _stop_others = AbortOnDrop(&shared.abort);
+                    let part = Part { me, n, shared, outbox: vec![Vec::new(); n], sent: vec![0; SENT_FILTER].into_boxed_slice() };
+                    let mut w = FullWalk::worker(&pm, seed, vis, stack, part);
+                    let mut types = Types::new(l);
+                    let mut sum = WalkSummary::default();
+                    let mut totals: AddrMap<TypeTotals> = AddrMap::default();
+                    let r = w.run(&mut types, &mut sum, &mut |r, _| totals.entry(r.type_addr).or_default().add(r));
+                    let mut out = Vec::with_capacity(totals.len());
+                    for (t, mut tt) in totals {
+                        tt.type_addr = t;
+                        // Every type reported was read into `types` when its first object was.
+                        out.push((tt, types.get(&pm, t)?.clone()));
+                    }
+                    Ok(WorkerOut {
+                        error: r.err(),
+                        found: w.found,
+                        decode_errors: w.decode_errors,
+                        approximate_sizes: sum.approximate_sizes,
+                        visited_bytes: w.visited.bytes(),
+                        totals: out,
+                        cache: M::describe(&pm),
+                    })
+                })
+            })
+            .collect();
+        // Joined here, so that a worker's panic is re-raised below with its own message (the scope
+        // would replace it with a generic one).
+        handles.into_iter().map(|h| h.join()).collect()
+    });
+    let mut result = Ok(());
+    for out in outs {
+        match out {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(Err(e)) => {
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+            Ok(Ok(w)) => {
+                if let (Some(e), true) = (w.error, result.is_ok()) {
+                    result = Err(e);
+                }
+                summary.untracked += w.found;
+                summary.decode_errors += w.decode_errors;
+                summary.approximate_sizes += w.approximate_sizes;
+                log::debug!(
+                    "full walk, worker: {} objects beyond the GC lists, visited bitmap {} KiB, {} types, {} decode errors, cache {}",
+                    w.found,
+                    w.visited_bytes / 1024,
+                    w.totals.len(),
+                    w.decode_errors,
+                    w.cache
+                );
+                for (tt, info) in &w.totals {
+                    sink.untracked(tt, info);
+                }
+            }
+        }
+    }
+    result
 }
 
 #[cfg(test)]

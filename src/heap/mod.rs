@@ -47,6 +47,8 @@ static TARGET_GONE: AtomicBool = AtomicBool::new(false);
 struct TestHooks {
     delay: Option<Duration>,
     panic_at: Option<u64>,
+    /// `MEMSPY_TEST_WALK_THREADS=N`: threads of the full walk's reference phase (default: up to 2).
+    threads: Option<usize>,
 }
 
 fn test_hooks() -> TestHooks {
@@ -56,6 +58,7 @@ fn test_hooks() -> TestHooks {
         TestHooks {
             delay: num("MEMSPY_TEST_WALK_DELAY_US").filter(|us| *us > 0).map(Duration::from_micros),
             panic_at: num("MEMSPY_TEST_PANIC_IN_WALK").map(|n| n.max(1)),
+            threads: std::env::var("MEMSPY_TEST_WALK_THREADS").ok().and_then(|v| v.trim().parse::<usize>().ok()),
         }
     })
 }
@@ -243,6 +246,66 @@ pub trait Sink {
     /// Forget what was received so far (the walk starts over).
     fn reset(&mut self);
     fn object(&mut self, rec: &ObjectRecord, ty: &objects::TypeInfo);
+    /// Many objects outside the GC lists at once, all of type `ty` (the parallel full walk sums
+    /// them per type and thread): the same as `count` calls of [`Self::object`] with these totals.
+    fn untracked(&mut self, totals: &TypeTotals, ty: &objects::TypeInfo);
+}
+
+/// The sum of several objects of one type found outside the GC lists.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TypeTotals {
+    pub type_addr: u64,
+    pub count: u64,
+    pub bytes: u64,
+    pub refcount: u64,
+    pub immortal: u64,
+}
+
+impl TypeTotals {
+    pub fn add(&mut self, rec: &ObjectRecord) {
+        self.count += 1;
+        self.bytes = self.bytes.saturating_add(rec.size);
+        self.refcount = self.refcount.saturating_add(rec.refcount);
+        self.immortal += rec.immortal as u64;
+    }
+}
+
+/// A memory the full walk can read from several threads: `fork` gives one reader per thread (empty:
+/// walk in one thread). `owner` tells which thread owns an address, so a cache can hand each thread
+/// what it holds of that thread's share.
+pub trait Fork: Memory {
+    type Part<'s>: Memory + Send
+    where
+        Self: 's;
+    fn fork(&self, n: usize, owner: &dyn Fn(u64) -> usize) -> Vec<Self::Part<'_>>;
+    /// Statistics of one reader, for `-vv` logs.
+    fn describe(_part: &Self::Part<'_>) -> String {
+        String::new()
+    }
+}
+
+impl Fork for chunks::ChunkCache<RemoteMemory> {
+    type Part<'s> = chunks::ChunkCache<RemoteMemory>;
+    fn fork(&self, n: usize, owner: &dyn Fn(u64) -> usize) -> Vec<Self::Part<'_>> {
+        self.split(n, owner)
+    }
+    fn describe(part: &Self::Part<'_>) -> String {
+        format!("{:?}", part.stats())
+    }
+}
+
+impl Fork for copy::CopiedMemory<RemoteMemory> {
+    type Part<'s> = &'s copy::CopiedMemory<RemoteMemory>;
+    fn fork(&self, n: usize, _owner: &dyn Fn(u64) -> usize) -> Vec<Self::Part<'_>> {
+        vec![self; n]
+    }
+}
+
+impl Fork for CachedMemory<RemoteMemory> {
+    type Part<'s> = RemoteMemory;
+    fn fork(&self, _n: usize, _owner: &dyn Fn(u64) -> usize) -> Vec<Self::Part<'_>> {
+        Vec::new()
+    }
 }
 
 /// Takes one snapshot of the heap (the GC lists, or with `opts.full` every reachable object): pauses the
@@ -358,7 +421,7 @@ fn copy_attempt(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn attempt<M: Memory>(
+fn attempt<M: Fork>(
     mem: &M,
     target: &Target,
     interp: &Interpreter,
@@ -422,9 +485,7 @@ fn attempt<M: Memory>(
                 sink.object(r, t)
             });
             log::debug!("GC lists walked: {:?}", start.elapsed());
-            r.and_then(|()| {
-                full::walk_rest(mem, interp, &mut types, &mut fw, &mut summary, &mut |r, t| sink.object(r, t))
-            })
+            r.and_then(|()| full::walk_rest(mem, interp, &mut types, &mut fw, &mut summary, sink))
         } else {
             walk_gc(mem, interp, &mut types, !opts.nonblocking, Some(walk_deadline), &mut summary, |r, t| {
                 sink.object(r, t)

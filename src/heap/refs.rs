@@ -59,6 +59,7 @@ pub struct RefInfo {
     pub shared_values: u64,
 }
 
+#[derive(Clone)]
 pub struct RefInfos {
     cache: AddrMap<RefInfo>,
     /// Direct-mapped front of `cache`: (type address, info); most lookups need no hashing.

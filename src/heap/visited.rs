@@ -67,6 +67,20 @@ impl Visited {
         }
     }
 
+    /// Splits the set among `n` owners: each 1 MiB block (`addr >> 20`) goes to `owner(addr)`.
+    pub fn split(self, n: usize, owner: impl Fn(u64) -> usize) -> Vec<Visited> {
+        let mut out: Vec<Visited> = (0..n).map(|_| Visited::new()).collect();
+        let mut slab: Vec<Option<Box<[u64]>>> = self.slab.into_iter().map(Some).collect();
+        for (key, i) in self.blocks {
+            let Some(b) = slab[i as usize].take() else { continue };
+            let v = &mut out[owner(key << BLOCK_SHIFT) % n];
+            v.count += b.iter().map(|w| w.count_ones() as u64).sum::<u64>();
+            v.slab.push(b);
+            v.blocks.insert(key, (v.slab.len() - 1) as u32);
+        }
+        out
+    }
+
     /// Objects marked.
     pub fn len(&self) -> u64 {
         self.count
@@ -98,5 +112,9 @@ mod tests {
         assert!(v.contains(0x7f00_0000_1000));
         assert_eq!(v.len(), 3);
         assert_eq!(v.bytes(), 2 * 16 * 1024);
+        let parts = v.split(2, |a| (a >> 20) as usize & 1);
+        assert_eq!(parts.iter().map(|p| p.len()).sum::<u64>(), 3);
+        let p = parts.iter().find(|p| p.contains(0x7f00_0000_1000)).unwrap();
+        assert!(p.contains(0x7f00_0000_1008));
     }
 }
