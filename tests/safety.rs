@@ -261,6 +261,23 @@ fn panic_in_the_walk_resumes_the_target() {
     assert_runs(&fx, "panic in walk");
 }
 
+/// The same in the full walk's worker threads (past the GC lists): the panic reaches the main thread as
+/// one line and the target is resumed.
+#[test]
+fn panic_in_a_walk_worker_resumes_the_target() {
+    let Some(interp) = one_interpreter() else { return };
+    let fx = spawn_target(&interp, &[]);
+    let (report, _) = memspy_top_json_with(fx.pid, &["--gc-only"]).expect("gc-only report");
+    let tracked = report["totals"]["gc_tracked"].as_u64().expect("gc_tracked");
+    let at = (tracked + 2000).to_string();
+    let m = memspy_child(&["top", &fx.pid.to_string(), "--once"], &[("MEMSPY_TEST_PANIC_IN_WALK", at.as_str())]);
+    let (status, _, stderr) = finish(m, Duration::from_secs(60));
+    let line = assert_one_line_error(status, &stderr, "panic in a walk worker");
+    assert!(line.contains("internal error") && line.contains("MEMSPY_TEST_PANIC_IN_WALK"), "{line}");
+    assert_eq!(status.unwrap().code(), Some(101));
+    assert_runs(&fx, "panic in a walk worker");
+}
+
 // ---------------------------------------------------------------------------------------------------
 // The target exits mid-walk; time budgets
 
