@@ -621,8 +621,8 @@ fn report(
     eprintln!();
     eprintln!("== {} ==", title);
     eprintln!(
-        "{:<10} {:<52} {:<7} {:<6} {:<9} {}",
-        "version", "interpreter", "linkage", "debug", "stripped", "result"
+        "{:<10} {:<52} {:<7} {:<6} {:<9} result",
+        "version", "interpreter", "linkage", "debug", "stripped"
     );
     for o in outcomes {
         let (linkage, stripped) = match &o.binary {

@@ -118,7 +118,7 @@ fn usedpools_shape<M: Memory + ?Sized>(mem: &M, o: &ObmallocLayout, at: u64) -> 
 
 /// A plausible `struct _obmalloc_state` at `at`?
 fn valid_state<M: Memory + ?Sized>(mem: &M, o: &ObmallocLayout, at: u64) -> bool {
-    if at == 0 || at % 8 != 0 || usedpools_shape(mem, o, at + o.usedpools).is_none() {
+    if at == 0 || !at.is_multiple_of(8) || usedpools_shape(mem, o, at + o.usedpools).is_none() {
         return false;
     }
     let max = mem.u32_at(at + o.maxarenas, "maxarenas").unwrap_or(u32::MAX) as u64;
@@ -154,7 +154,7 @@ pub fn locate<M: Memory + ?Sized>(target: &Target, mem: &M, interp: &Interpreter
         }
         ObmallocLocation::Embedded { release, debug } => {
             let off = if l.debug_build { debug } else { release };
-            let hit = scan(mem, o, main, off, |at| Ok(at))?;
+            let hit = scan(mem, o, main, off, Ok)?;
             hit.map(|(off, at)| Located { addrs: StateAddrs::Struct(at), how: format!("embedded at interp+{off:#x}") })
                 .ok_or_else(|| unreachable(format!("no allocator state around interp+{off:#x}")))
         }
@@ -257,7 +257,7 @@ pub fn read_stats<M: Memory + ?Sized>(mem: &M, l: &Layout, at: &Located) -> Resu
         s.unused_pools += le_u32(&table, ao + o.ao_nfreepools).unwrap_or(0) as u64;
         let pool_address = le_u64(&table, ao + o.ao_pool_address).unwrap_or(0);
         let mut base = address;
-        if base % o.pool_size != 0 {
+        if !base.is_multiple_of(o.pool_size) {
             s.arena_alignment_bytes += o.pool_size;
             base += o.pool_size - base % o.pool_size;
         }

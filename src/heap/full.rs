@@ -63,7 +63,7 @@ pub fn read_head<M: Memory + ?Sized>(mem: &M, addr: u64, head: &mut [u8; HEAD_BY
 #[inline]
 pub fn plausible_refcount(l: &Layout, raw: u64) -> bool {
     match l.refcount {
-        RefcountScheme::Plain => raw >= 1 && raw < 1 << 40,
+        RefcountScheme::Plain => (1..1 << 40).contains(&raw),
         RefcountScheme::Immortal32 => {
             let low = raw as u32;
             let high = raw >> 32;
@@ -305,7 +305,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             self.good_fast[g] = t;
             return true;
         }
-        if self.bad_types.contains(&t) || depth > 4 || t % 8 != 0 || t < 4096 {
+        if self.bad_types.contains(&t) || depth > 4 || !t.is_multiple_of(8) || t < 4096 {
             return false;
         }
         let l = self.l;
@@ -571,7 +571,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             return;
         };
         let mut n = 0;
-        while f != 0 && f % 8 == 0 && n < MAX_FRAMES {
+        while f != 0 && f.is_multiple_of(8) && n < MAX_FRAMES {
             if let Err(e) = refs::iframe_refs(self.mem, self.l, f, &mut self.scratch) {
                 log::debug!("frame at {f:#x}: {e}");
                 self.decode_errors += 1;
@@ -603,7 +603,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
                 break;
             };
             n += 1;
-            if n % 1024 == 0 {
+            if n.is_multiple_of(1024) {
                 self.check_stop()?;
                 if let Some(part) = self.part.as_mut() {
                     if part.shared.abort.load(Ordering::Relaxed) {

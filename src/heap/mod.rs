@@ -143,7 +143,7 @@ pub fn walk_gc<M: Memory + ?Sized>(
                 if TARGET_GONE.load(Ordering::Relaxed) {
                     return Err(Error::Corrupt("the target went away during the walk".into()));
                 }
-                if n_walked % 256 == 0 || hooks.delay.is_some() {
+                if n_walked.is_multiple_of(256) || hooks.delay.is_some() {
                     if let Some(d) = deadline {
                         if Instant::now() > d {
                             return Err(Error::Timeout { seconds: 0.0, what: "walking the GC lists".into() });

@@ -128,7 +128,7 @@ impl<'l> Types<'l> {
 
     fn read<M: Memory + ?Sized>(&mut self, mem: &M, addr: u64) -> Result<TypeInfo> {
         let l = self.layout;
-        if addr == 0 || addr % 8 != 0 || addr >= MAX_USER_ADDR {
+        if addr == 0 || !addr.is_multiple_of(8) || addr >= MAX_USER_ADDR {
             return Err(Error::Corrupt(format!("type pointer {addr:#x} is not aligned")));
         }
         let flags = mem.u64_at(addr + l.tp_flags, "tp_flags")?;

@@ -254,7 +254,7 @@ pub fn iframe_refs<M: Memory + ?Sized>(mem: &M, l: &Layout, f: u64, out: &mut Ve
     let n = if fl.stack_pointer {
         let sp = le_u64(&head, fl.stacktop).unwrap_or(0);
         let base = f + fl.localsplus;
-        if sp < base || (sp - base) % 8 != 0 {
+        if sp < base || !(sp - base).is_multiple_of(8) {
             0
         } else {
             (sp - base) / 8
@@ -396,7 +396,7 @@ pub fn object_refs<M: Memory + ?Sized>(
                 let pre = mem.bytes_at(addr - 32, 16, "managed dict")?;
                 let values = le_u64(&pre, 0).unwrap_or(0);
                 out.push(le_u64(&pre, 8).unwrap_or(0));
-                if values != 0 && values % 8 == 0 {
+                if values != 0 && values.is_multiple_of(8) {
                     slots(mem, values, ri.shared_values, out)?;
                 }
             }

@@ -479,7 +479,7 @@ pub fn discover_interpreters() -> &'static Discovery {
             let (keep, drop): (Vec<_>, Vec<_>) = d
                 .interpreters
                 .into_iter()
-                .partition(|i| wanted.iter().any(|w| *w == i.path));
+                .partition(|i| wanted.contains(&i.path));
             d.interpreters = keep;
             d.skipped.extend(drop.into_iter().map(|i| Skipped {
                 path: i.path.clone(),
