@@ -458,24 +458,26 @@ fn attempt<M: Fork>(
     TARGET_GONE.store(false, Ordering::SeqCst);
     let walking = AtomicBool::new(true);
     let result = std::thread::scope(|scope| {
-        // Watch the target while walking: if it dies, stop the walk.
-        scope.spawn(|| {
+        // Watch the target while walking: if it dies, stop the walk. It parks between checks and is woken
+        // when the walk ends, so that the scope (and with it the pause) does not wait out its interval.
+        let watcher = scope.spawn(|| {
             while walking.load(Ordering::SeqCst) {
                 if !target.alive() {
                     TARGET_GONE.store(true, Ordering::SeqCst);
                     return;
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::park_timeout(Duration::from_millis(50));
             }
         });
         // Ends the watcher however the walk ends (a panic too: the scope joins the watcher first).
-        struct Done<'a>(&'a AtomicBool);
+        struct Done<'a>(&'a AtomicBool, std::thread::Thread);
         impl Drop for Done<'_> {
             fn drop(&mut self) {
                 self.0.store(false, Ordering::SeqCst);
+                self.1.unpark();
             }
         }
-        let _done = Done(&walking);
+        let _done = Done(&walking, watcher.thread().clone());
         if opts.full {
             let mut fw = full::FullWalk::new(mem, &interp.layout);
             fw.deadline = Some(walk_deadline);
