@@ -455,7 +455,17 @@ fn permission_denied_names_the_remedies() {
         &fx.pid.to_string(),
         "--once",
     ]);
-    let out = run_with_timeout(cmd, MEMSPY_TIMEOUT).unwrap();
+    let mut out = run_with_timeout(cmd, MEMSPY_TIMEOUT).unwrap();
+    // setpriv execs the copy itself: retry while that copy is still busy (see spawn_retrying).
+    for _ in 0..50 {
+        if !out.stderr.contains("Text file busy") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let mut again = Command::new("setpriv");
+        again.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&bin).args(["top", &fx.pid.to_string(), "--once"]);
+        out = run_with_timeout(again, MEMSPY_TIMEOUT).unwrap();
+    }
     let line = assert_one_line_error(out.status, &out.stderr, "permission denied");
     for needle in ["permission denied", "root", "CAP_SYS_PTRACE", "ptrace_scope"] {
         assert!(line.contains(needle), "missing {needle:?}: {line}");
@@ -490,7 +500,7 @@ fn start_plain(bin: &Path, dir: &Path, env: &[(&str, &str)]) -> Reaped {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let c = Reaped(cmd.spawn().unwrap());
+    let c = Reaped(spawn_retrying(&mut cmd).unwrap());
     assert!(wait_until(Duration::from_secs(30), || ready.exists()), "{} did not start", bin.display());
     c
 }

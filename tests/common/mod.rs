@@ -978,3 +978,26 @@ pub fn memspy_top_json_with(pid: u32, extra: &[&str]) -> Result<(Value, CmdOutpu
         )),
     }
 }
+
+// ---------------------------------------------------------------------------
+// Executing a freshly copied binary
+
+/// Spawns `cmd`, retrying while the kernel answers ETXTBSY: a binary the test just copied can still be
+/// open for writing in a child that another test thread forked during the copy (until that child execs).
+pub fn spawn_retrying(cmd: &mut Command) -> io::Result<std::process::Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc_etxtbsy()) && tries < 100 => {
+                tries += 1;
+                thread::sleep(Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// ETXTBSY on Linux.
+pub const fn libc_etxtbsy() -> i32 {
+    26
+}
