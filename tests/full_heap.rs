@@ -78,9 +78,7 @@ fn run(interp: &Interpreter, k: u64, oracle: bool, extra: &[&str]) -> Result<Run
     if oracle {
         args.push("--oracle");
     }
-    let mut fixture = Fixture::spawn(interp, FIXTURE, &args)?;
-    let truth = fixture.wait_for_truth(FIXTURE_TIMEOUT)?;
-    fixture.wait_until_paused(FIXTURE_TIMEOUT)?;
+    let (fixture, truth) = start_settled(interp, FIXTURE, &args)?;
     let (report, _) = memspy_top_json_with(fixture.pid, extra)?;
     // The parallel reference walk must give exactly what one thread gives (the fixture sits still).
     let one = rows(&report_with_threads(fixture.pid, extra, "1")?)?;

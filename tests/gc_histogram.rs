@@ -499,24 +499,13 @@ fn check_interpreter(interp: &Interpreter, mode: Mode) -> Outcome {
     let artifacts =
         artifact_dir("gc_histogram").join(format!("{}-{}", sanitize(&interp.label()), mode.name()));
     let _ = fs::remove_dir_all(&artifacts); // stale ones from an earlier run
-    let mut fixture = match Fixture::spawn(interp, FIXTURE, mode.args()) {
-        Ok(f) => f,
+    let (mut fixture, truth) = match start_settled(interp, FIXTURE, mode.args()) {
+        Ok(x) => x,
         Err(e) => {
             out.errors.push(e);
             return out;
         }
     };
-    let truth = match fixture.wait_for_truth(FIXTURE_TIMEOUT) {
-        Ok(t) => t,
-        Err(e) => {
-            out.errors.push(e);
-            return out;
-        }
-    };
-    if let Err(e) = fixture.wait_until_paused(FIXTURE_TIMEOUT) {
-        out.errors.push(e);
-        return out;
-    }
     if truth["pid"].as_u64() != Some(fixture.pid as u64) {
         out.errors.push(format!(
             "truth pid {} is not the fixture's pid {}",

@@ -111,24 +111,13 @@ struct Outcome {
 
 fn check(interp: &Interpreter) -> Outcome {
     let mut out = Outcome { label: interp.label(), errors: Vec::new(), pymalloc: String::new() };
-    let mut fixture = match Fixture::spawn(interp, FIXTURE, &[]) {
-        Ok(f) => f,
+    let (fixture, truth) = match start_settled(interp, FIXTURE, &[]) {
+        Ok(x) => x,
         Err(e) => {
             out.errors.push(e);
             return out;
         }
     };
-    let truth = match fixture.wait_for_truth(FIXTURE_TIMEOUT) {
-        Ok(t) => t,
-        Err(e) => {
-            out.errors.push(e);
-            return out;
-        }
-    };
-    if let Err(e) = fixture.wait_until_paused(FIXTURE_TIMEOUT) {
-        out.errors.push(e);
-        return out;
-    }
     if truth["rounds"].as_u64().unwrap_or(99) >= 20 {
         out.errors.push("fixture: its GC figures never settled".into());
     }

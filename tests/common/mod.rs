@@ -1001,3 +1001,15 @@ pub fn spawn_retrying(cmd: &mut Command) -> io::Result<std::process::Child> {
 pub const fn libc_etxtbsy() -> i32 {
     26
 }
+
+// ---------------------------------------------------------------------------
+// Fixtures that record their truth and then block in pause()
+
+/// Starts `script` under `interp`, waits for its truth and until it sits in `pause()`: the state every
+/// ground-truth comparison needs. Returns the running fixture and its truth.
+pub fn start_settled(interp: &Interpreter, script: &str, args: &[&str]) -> Result<(Fixture, Value), String> {
+    let mut fixture = Fixture::spawn(interp, script, args)?;
+    let truth = fixture.wait_for_truth(FIXTURE_TIMEOUT)?;
+    fixture.wait_until_paused(FIXTURE_TIMEOUT)?;
+    Ok((fixture, truth))
+}
