@@ -314,6 +314,7 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
     let start = Instant::now();
     let deadline = start + opts.timeout;
     let mut tries = 0;
+    let mut inconsistent = 0;
     loop {
         tries += 1;
         if stop_requested() {
@@ -339,13 +340,29 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
         match outcome {
             Attempt::Done(r) => return r,
             Attempt::Retry => continue,
+            Attempt::Inconsistent(e) => {
+                // A thread stopped in the middle of linking or unlinking an object (a handful of
+                // instructions in _PyObject_GC_TRACK/UNTRACK) leaves a list half-linked: pause again.
+                inconsistent += 1;
+                if inconsistent > MAX_INCONSISTENT_RETRIES || Instant::now() > deadline {
+                    return Err(e);
+                }
+                log::debug!("walk failed ({e}); retrying ({inconsistent})");
+                std::thread::sleep(Duration::from_millis(inconsistent as u64));
+            }
         }
     }
 }
 
+/// How many times a paused walk that found the lists mid-update is retried.
+const MAX_INCONSISTENT_RETRIES: u32 = 10;
+
 enum Attempt {
     Done(Result<Walked>),
+    /// A collection was running: retry (the caller already waited).
     Retry,
+    /// The walk of a stopped target found inconsistent data: retry.
+    Inconsistent(Error),
 }
 
 /// The mappings to copy for a copy-then-walk snapshot, when it applies: a full, blocking walk whose
@@ -517,13 +534,8 @@ fn attempt<M: Fork>(
             if matches!(e, Error::TargetExited { .. }) {
                 return Attempt::Done(Err(e));
             }
-            // A strict walk of a paused target should not fail; retry once in case a collection
-            // started between the check and the pause.
-            if tries > 2 || Instant::now() > deadline {
-                return Attempt::Done(Err(e));
-            }
-            log::debug!("walk failed ({e}); retrying");
-            Attempt::Retry
+            // Also without stopping the target, a read can race with a free: retry.
+            Attempt::Inconsistent(e)
         }
         Err(e) => Attempt::Done(Err(target.explain(e))),
     }
