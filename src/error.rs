@@ -53,6 +53,9 @@ pub enum Error {
     #[error("gave up after {seconds:.1} s (--timeout): {what}")]
     Timeout { seconds: f64, what: String },
 
+    #[error("cannot pause PID {pid}: {detail}; it was left running. Try again later, or use --nonblocking (reads without stopping it)")]
+    CannotStop { pid: i32, detail: String },
+
     #[error("interrupted; the target was resumed")]
     Interrupted,
 

@@ -373,6 +373,107 @@ fn moving_target_nonblocking_and_paused() {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// A thread that cannot be stopped
+
+/// The threads of `pid` in state D (uninterruptible sleep).
+fn threads_in_d(pid: u32) -> Vec<String> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|tid| {
+            fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('D'))
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_thread_in_uninterruptible_sleep_is_one_line_error_and_the_target_runs() {
+    let Some(interp) = one_interpreter() else {
+        return;
+    };
+    let tmp = TempDir::new("stuck").unwrap();
+    let fifo = tmp.path().join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let fx = spawn_target(
+        &interp,
+        &["--objects", "20000", "--stuck", &fifo.display().to_string()],
+    );
+    // The spawning thread waits in state D for its vfork child, which blocks opening the FIFO.
+    let mut stuck = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            stuck = threads_in_d(fx.pid);
+            !stuck.is_empty()
+        }),
+        "{}: no thread of the fixture in state D",
+        interp.label()
+    );
+    let tid = stuck[0].clone();
+    let pid = fx.pid.to_string();
+    // Found before pausing; and (with the check skipped) met while pausing: the watchdog gives up.
+    for (env, what) in [
+        (&[][..], "thread in D before the pause"),
+        (
+            &[("MEMSPY_TEST_SKIP_STOP_CHECK", "1")][..],
+            "thread in D during the pause",
+        ),
+    ] {
+        let start = Instant::now();
+        let m = memspy_child(&["top", pid.as_str(), "--once"], env);
+        let (status, _, stderr) = finish(m, Duration::from_secs(60));
+        let line = assert_one_line_error(status, &stderr, what);
+        assert!(
+            line.contains("uninterruptible sleep")
+                && line.contains(&format!("thread {tid} "))
+                && line.contains("--nonblocking"),
+            "{what}: {line}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{what}: took {:?}",
+            start.elapsed()
+        );
+        assert_runs(&fx, what);
+        assert!(
+            threads_in_d(fx.pid).contains(&tid),
+            "{what}: the stuck thread woke up"
+        );
+        eprintln!(
+            "{}: {what}: {:.2} s: {line}",
+            interp.label(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    // Reading without stopping works meanwhile.
+    let out = run_memspy(["top", pid.as_str(), "--once", "--json", "--nonblocking"]).unwrap();
+    assert!(out.success(), "--nonblocking: {}", out.stderr);
+    // Release the child (its open of the FIFO returns once a writer opens it): the thread wakes, and the
+    // target can be paused again.
+    let w = fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .expect("open the FIFO for writing");
+    drop(w);
+    assert!(
+        wait_until(Duration::from_secs(10), || !threads_in_d(fx.pid)
+            .contains(&tid)),
+        "the thread stays in D"
+    );
+    let out = run_memspy(["top", pid.as_str(), "--once", "--json"]).unwrap();
+    assert!(out.success(), "after the release: {}", out.stderr);
+    assert_runs(&fx, "after the release");
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Bad input: one line each
 
 fn memspy_error(args: &[&str], what: &str) -> String {

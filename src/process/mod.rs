@@ -5,6 +5,7 @@
 
 pub mod maps;
 pub mod memory;
+pub mod stop;
 pub mod usage;
 
 use std::time::{Duration, Instant};
@@ -126,11 +127,32 @@ impl Target {
 
     /// Stops every thread of the target (ptrace seize + interrupt). The guard resumes them when dropped,
     /// and the kernel detaches (resuming the threads) if memspy dies: the target is never left stopped.
+    ///
+    /// A thread in uninterruptible sleep cannot be stopped until it wakes: memspy then does not pause
+    /// (or, if one enters that state while memspy pauses, gives up after [`stop::STOP_LIMIT`]) and
+    /// says so. See [`stop`].
     pub fn pause(&self) -> Result<Pause> {
+        if std::env::var_os("MEMSPY_TEST_SKIP_STOP_CHECK").is_none() {
+            stop::wait_until_stoppable(self.pid)?;
+        }
         let start = Instant::now();
-        let lock = self.process.lock().map_err(|e| {
+        let dog = stop::Watchdog::arm(stop::STOP_LIMIT);
+        let lock = self.process.lock();
+        let fired = dog.disarm();
+        let lock = lock.map_err(|e| {
             let msg = e.to_string();
-            if msg.contains("EPERM") || msg.contains("Operation not permitted") {
+            if fired {
+                log::debug!("pausing PID {} interrupted after {:?}: {msg}", self.pid, start.elapsed());
+                // Name a thread that stays in D (others may pass through it meanwhile).
+                let stuck = stop::stuck_for(self.pid, Duration::from_millis(300));
+                match stuck.first() {
+                    Some(s) => stop::cannot_stop(self.pid, s, stuck.len(), true),
+                    None => Error::CannotStop {
+                        pid: self.pid,
+                        detail: format!("its threads did not all stop within {:.1} s", stop::STOP_LIMIT.as_secs_f64()),
+                    },
+                }
+            } else if msg.contains("EPERM") || msg.contains("Operation not permitted") {
                 Error::PermissionDenied { pid: self.pid, detail: format!("ptrace: {msg}") }
             } else if !self.alive() {
                 Error::TargetExited { pid: self.pid }
