@@ -346,12 +346,17 @@ struct Pty {
 
 impl Pty {
     fn spawn(args: &[&str]) -> Pty {
+        Pty::spawn_env(args, &[])
+    }
+
+    fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Pty {
         let ws = nix::pty::Winsize { ws_row: 40, ws_col: 140, ws_xpixel: 0, ws_ypixel: 0 };
         let pty = nix::pty::openpty(Some(&ws), None).expect("openpty");
         let io = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("dup"));
         let child = Command::new(memspy_bin())
             .args(args)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(io(&pty.slave))
             .stdout(io(&pty.slave))
             .stderr(io(&pty.slave))
@@ -501,6 +506,22 @@ fn live_top_in_a_terminal() {
     t.send("\x03");
     assert!(t.wait_exit().success());
     t.assert_restored();
+
+    // A bug under the view (a forced panic in the middle of the third walk, with the target stopped):
+    // the terminal is restored, one line says what happened, and the target runs on.
+    let knobs = [("MEMSPY_TEST_PANIC_IN_WALK", "50"), ("MEMSPY_TEST_PANIC_FROM_SNAPSHOT", "3")];
+    let mut t = Pty::spawn_env(&["top", &pid, "--rate", "0.2"], &knobs);
+    let status = t.wait_exit();
+    assert!(!status.success(), "a panic must fail: {status:?}");
+    t.assert_restored();
+    let all = t.text();
+    let after = &all[all.rfind(LEAVE_ALT).unwrap()..];
+    assert!(after.contains("memspy: internal error") && after.contains("MEMSPY_TEST_PANIC_IN_WALK"), "after leaving: {after:?}");
+    assert!(!after.contains("RUST_BACKTRACE"), "{after:?}");
+    assert!(all.contains("refresh #2"), "the view ran before the panic: {:?}", tail(&all, 600));
+    let mut errors = Vec::new();
+    leaky.check_running(&mut errors);
+    assert!(errors.is_empty(), "after a panic: {errors:?}");
 
     // The target exiting under the view: the terminal is restored and memspy says why.
     let mut t = Pty::spawn(&["top", &pid, "--rate", "0.2"]);

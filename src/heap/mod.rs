@@ -42,25 +42,35 @@ static TARGET_GONE: AtomicBool = AtomicBool::new(false);
 
 /// Hidden knobs for memspy's own tests (not documented for users; they never change what is read):
 /// `MEMSPY_TEST_WALK_DELAY_US=N` sleeps N µs per object walked, to catch a walk in the middle;
-/// `MEMSPY_TEST_PANIC_IN_WALK=N` panics at the N-th object (default 1000), with the target paused.
+/// `MEMSPY_TEST_PANIC_IN_WALK=N` panics at the N-th object (default 1000), with the target paused,
+/// from the K-th snapshot of the process on (`MEMSPY_TEST_PANIC_FROM_SNAPSHOT=K`, default 1).
 #[derive(Clone, Copy, Debug, Default)]
 struct TestHooks {
     delay: Option<Duration>,
     panic_at: Option<u64>,
+    panic_from: u64,
     /// `MEMSPY_TEST_WALK_THREADS=N`: threads of the full walk's reference phase (default: up to 2).
     threads: Option<usize>,
 }
 
+/// Snapshots taken by this process so far (for `MEMSPY_TEST_PANIC_FROM_SNAPSHOT`).
+static SNAPSHOTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn test_hooks() -> TestHooks {
     static HOOKS: OnceLock<TestHooks> = OnceLock::new();
-    *HOOKS.get_or_init(|| {
+    let mut hooks = *HOOKS.get_or_init(|| {
         let num = |name: &str| std::env::var(name).ok().map(|v| v.trim().parse::<u64>().unwrap_or(1000));
         TestHooks {
             delay: num("MEMSPY_TEST_WALK_DELAY_US").filter(|us| *us > 0).map(Duration::from_micros),
             panic_at: num("MEMSPY_TEST_PANIC_IN_WALK").map(|n| n.max(1)),
+            panic_from: num("MEMSPY_TEST_PANIC_FROM_SNAPSHOT").unwrap_or(1),
             threads: std::env::var("MEMSPY_TEST_WALK_THREADS").ok().and_then(|v| v.trim().parse::<usize>().ok()),
         }
-    })
+    });
+    if SNAPSHOTS.load(Ordering::SeqCst) < hooks.panic_from {
+        hooks.panic_at = None;
+    }
+    hooks
 }
 
 /// One object, as the walk describes it.
@@ -313,6 +323,7 @@ impl Fork for CachedMemory<RemoteMemory> {
 pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, sink: &mut dyn Sink) -> Result<Walked> {
     let start = Instant::now();
     let deadline = start + opts.timeout;
+    SNAPSHOTS.fetch_add(1, Ordering::SeqCst);
     let mut tries = 0;
     let mut inconsistent = 0;
     loop {
