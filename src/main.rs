@@ -100,7 +100,7 @@ enum Cmd {
     /// Sample the heap at an interval and rank the types by growth (leak suspects grew every time).
     Growth {
         /// PID of the Python process to inspect.
-        pid: i32,
+        pid: Option<i32>,
         /// Seconds between samples.
         #[arg(long, default_value_t = 10.0, value_name = "SECS")]
         interval: f64,
@@ -116,18 +116,30 @@ enum Cmd {
         /// Also draw RSS and the top types' bytes over time into this SVG file.
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<std::path::PathBuf>,
+        /// With a command: seconds to let it run before the first sample.
+        #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+        delay: f64,
         #[command(flatten)]
         walk: WalkArgs,
+        /// Start this program and sample it (sampling ends early if it exits): memspy growth -- python3 app.py
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
     },
     /// Save one report (types, totals, timestamp, RSS) to a file for `memspy diff`.
     Snapshot {
         /// PID of the Python process to inspect.
-        pid: i32,
+        pid: Option<i32>,
         /// The file to write (default: stdout).
         #[arg(short, long, value_name = "FILE")]
         output: Option<std::path::PathBuf>,
+        /// With a command: seconds to let it run before the snapshot.
+        #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+        delay: f64,
         #[command(flatten)]
         walk: WalkArgs,
+        /// Start this program, snapshot it after --delay, and stop it: memspy snapshot -o a.json -- python3 app.py
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
     },
     /// What changed between two snapshots: per-type differences of counts and bytes.
     Diff {
@@ -199,8 +211,10 @@ fn main() -> ExitCode {
             delay: Duration::from_secs_f64(delay.max(0.0)),
             snapshot: walk.options(),
         }),
-        Cmd::Growth { pid, interval, samples, json, limit, plot, walk } => growth::run(&GrowthOptions {
+        Cmd::Growth { pid, interval, samples, json, limit, plot, delay, walk, command } => growth::run(&GrowthOptions {
             pid,
+            command,
+            delay: Duration::from_secs_f64(delay.max(0.0)),
             interval: Duration::from_secs_f64(interval.max(0.01)),
             samples,
             json,
@@ -208,9 +222,13 @@ fn main() -> ExitCode {
             plot,
             snapshot: walk.options(),
         }),
-        Cmd::Snapshot { pid, output, walk } => {
-            snapshot::run(&SnapshotCmdOptions { pid, output, snapshot: walk.options() })
-        }
+        Cmd::Snapshot { pid, output, delay, walk, command } => snapshot::run(&SnapshotCmdOptions {
+            pid,
+            command,
+            delay: Duration::from_secs_f64(delay.max(0.0)),
+            output,
+            snapshot: walk.options(),
+        }),
         Cmd::Diff { a, b, json, limit } => diff::run(&DiffOptions { a, b, json, limit }),
         Cmd::Gc { pid, json, timeout } => {
             gc::run(&gc::GcOptions { pid, json, timeout: Duration::from_secs_f64(timeout.max(0.1)) })

@@ -10,6 +10,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::path::Path;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Command, Stdio};
@@ -532,4 +533,72 @@ fn live_top_in_a_terminal() {
     let after = t.text();
     let after = &after[after.rfind(LEAVE_ALT).unwrap()..];
     assert!(after.contains(&format!("PID {pid}")) && after.contains("memspy"), "no message after leaving: {after:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Commands that start the program (`memspy top|growth|snapshot -- python app.py`)
+
+/// Waits (bounded) for a process to be gone (memspy stops and reaps the program it started).
+fn gone(pid: u64) -> bool {
+    let start = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        if start.elapsed() > Duration::from_secs(10) {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+#[test]
+fn commands_that_start_the_program() {
+    let interp = &discover_interpreters().interpreters[0];
+    let py = interp.path.display().to_string();
+    let app = fixture_script("example_app.py").display().to_string();
+    let session_type = "__main__.Session";
+
+    // top --once: the program's heap, then the program is stopped.
+    let out = run_memspy(["top", "--once", "--json", "--delay", "0.5", "--", &py, &app]).expect("memspy");
+    assert!(out.success(), "top -- app: {}: {}", out.describe_status(), out.stderr);
+    let r: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let pid = r["pid"].as_u64().unwrap();
+    let sessions = r["types"].as_array().unwrap().iter().find(|t| t["type"] == session_type).map(|t| t["count"].as_u64().unwrap());
+    assert!(sessions.is_some_and(|n| n > 0), "no {session_type} in the report");
+    assert!(gone(pid), "top: the program {pid} is still running");
+
+    // growth: three samples; the never-pruned sessions grow in every interval.
+    let out = run_memspy(["growth", "--interval", "0.4", "--samples", "3", "--json", "--delay", "0.3", "--", &py, &app]).expect("memspy");
+    assert!(out.success(), "growth -- app: {}: {}", out.describe_status(), out.stderr);
+    let g: Value = serde_json::from_str(&out.stdout).expect("growth JSON");
+    assert_eq!(g["samples"].as_array().unwrap().len(), 3);
+    let row = g["types"].as_array().unwrap().iter().find(|t| t["type"] == session_type).expect("Session row");
+    assert!(row["monotonic"] == Value::Bool(true) && row["delta"].as_i64().unwrap() > 0, "{row}");
+    assert!(gone(g["pid"].as_u64().unwrap()), "growth: the program is still running");
+
+    // growth of a program that ends before the last sample: the samples taken so far.
+    let short = "import time\nkeep = [[i] for i in range(5000)]\ntime.sleep(1.5)\n";
+    let out = run_memspy(["growth", "--interval", "0.4", "--samples", "20", "--json", "--delay", "0.2", "--", &py, "-c", short])
+        .expect("memspy");
+    assert!(out.success(), "growth -- short program: {}: {}", out.describe_status(), out.stderr);
+    let g: Value = serde_json::from_str(&out.stdout).expect("growth JSON");
+    let n = g["samples"].as_array().unwrap().len();
+    assert!((1..20).contains(&n), "{n} samples of a program that ran ~1.5 s");
+    assert!(out.stderr.contains(&format!("exited after {n} samples")), "{}", out.stderr);
+
+    // snapshot -o: written, then usable by diff; the program is stopped.
+    let tmp = TempDir::new("snap-cmd").unwrap();
+    let file = tmp.path().join("a.json");
+    let out = run_memspy(["snapshot", "-o", &file.display().to_string(), "--delay", "0.3", "--", &py, &app]).expect("memspy");
+    assert!(out.success(), "snapshot -- app: {}: {}", out.describe_status(), out.stderr);
+    let s: Value = serde_json::from_str(&fs::read_to_string(&file).unwrap()).expect("snapshot JSON");
+    assert!(s["types"].as_array().unwrap().iter().any(|t| t["type"] == session_type));
+    assert!(gone(s["pid"].as_u64().unwrap()), "snapshot: the program is still running");
+    let out = run_memspy(["diff", &file.display().to_string(), &file.display().to_string(), "--json"]).expect("memspy");
+    assert!(out.success(), "{}", out.stderr);
+
+    // Both a PID and a command, or neither: one line.
+    for args in [&["growth", "1", "--", &py, &app][..], &["snapshot"][..]] {
+        let out = run_memspy(args).expect("memspy");
+        assert!(!out.success() && out.stderr.trim().lines().count() == 1, "{args:?}: {}", out.stderr);
+    }
 }

@@ -1,4 +1,4 @@
-//! `memspy growth PID`: samples the heap at an interval and ranks the types by growth.
+//! `memspy growth PID` (or `-- python app.py`): samples the heap at an interval and ranks the types by growth.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,7 +15,10 @@ use crate::report;
 
 #[derive(Clone, Debug)]
 pub struct GrowthOptions {
-    pub pid: i32,
+    pub pid: Option<i32>,
+    /// A program to start and sample (instead of a PID); sampling ends early when it exits.
+    pub command: Vec<String>,
+    pub delay: Duration,
     pub interval: Duration,
     pub samples: usize,
     pub json: bool,
@@ -46,7 +49,8 @@ pub fn progress(len: Option<u64>, msg: &str) -> ProgressBar {
 pub fn sample(session: &Session, opts: &GrowthOptions) -> Result<Growth> {
     install_interrupt_handler();
     let n = opts.samples.max(1);
-    let pb = progress(Some(n as u64), &format!("sampling PID {} every {:.1} s", opts.pid, opts.interval.as_secs_f64()));
+    let pid = session.target.pid;
+    let pb = progress(Some(n as u64), &format!("sampling PID {pid} every {:.1} s", opts.interval.as_secs_f64()));
     let start = Instant::now();
     let mut reports = Vec::with_capacity(n);
     for i in 0..n {
@@ -62,10 +66,22 @@ pub fn sample(session: &Session, opts: &GrowthOptions) -> Result<Growth> {
             }
             if !session.target.alive() {
                 pb.finish_and_clear();
-                return Err(Error::TargetExited { pid: opts.pid });
+                // A program memspy started may end on its own: report the samples taken.
+                if !opts.command.is_empty() {
+                    eprintln!("memspy: the program (PID {pid}) exited after {i} samples");
+                    break;
+                }
+                return Err(Error::TargetExited { pid });
             }
         }
-        let r = session.report(&opts.snapshot)?;
+        let r = match session.report(&opts.snapshot) {
+            Err(Error::TargetExited { .. }) if !opts.command.is_empty() && !reports.is_empty() => {
+                pb.finish_and_clear();
+                eprintln!("memspy: the program (PID {pid}) exited after {i} samples");
+                break;
+            }
+            r => r?,
+        };
         if r.partial {
             pb.println(format!("memspy: sample {} is partial (--max-pause reached)", i + 1));
         }
@@ -77,7 +93,7 @@ pub fn sample(session: &Session, opts: &GrowthOptions) -> Result<Growth> {
 }
 
 pub fn run(opts: &GrowthOptions) -> Result<()> {
-    let session = Session::attach(opts.pid)?;
+    let (session, _spawned) = super::open_target("growth", opts.pid, &opts.command, opts.snapshot.timeout, opts.delay)?;
     let g = sample(&session, opts)?;
     if let Some(path) = &opts.plot {
         std::fs::write(path, report::plot::svg(&g))

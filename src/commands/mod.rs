@@ -140,6 +140,33 @@ impl Spawned {
     }
 }
 
+/// The process a command inspects: a PID, or a program memspy starts (`-- python app.py`) and lets run
+/// for `delay` (then the `Spawned` handle, which stops the program when dropped).
+pub fn open_target(
+    name: &str,
+    pid: Option<i32>,
+    command: &[String],
+    timeout: Duration,
+    delay: Duration,
+) -> Result<(Session, Option<Spawned>)> {
+    match (pid, command.is_empty()) {
+        (Some(pid), true) => Ok((Session::attach(pid)?, None)),
+        (None, false) => {
+            let mut s = Spawned::start(command)?;
+            let session = s.wait_for_python(timeout)?;
+            let until = Instant::now() + delay;
+            while Instant::now() < until && !top::interrupted() {
+                std::thread::sleep(Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())));
+            }
+            Ok((session, Some(s)))
+        }
+        (Some(_), false) => Err(Error::Other("give either a PID or a command after --, not both".into())),
+        (None, true) => Err(Error::Other(format!(
+            "give a PID (memspy {name} PID) or a command (memspy {name} -- python app.py)"
+        ))),
+    }
+}
+
 impl Drop for Spawned {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {

@@ -1,24 +1,27 @@
-//! `memspy snapshot PID -o FILE`: saves one report (with its timestamp and RSS) for a later `memspy diff`.
+//! `memspy snapshot PID -o FILE` (or `-- python app.py`): saves one report (with its timestamp and RSS) for a later `memspy diff`.
 
 use std::path::PathBuf;
 
 use crate::commands::growth::progress;
-use crate::commands::Session;
 use crate::error::{Error, Result};
 use crate::heap::SnapshotOptions;
 use crate::report;
 
 #[derive(Clone, Debug)]
 pub struct SnapshotCmdOptions {
-    pub pid: i32,
+    pub pid: Option<i32>,
+    /// A program to start and snapshot after `delay` (instead of a PID).
+    pub command: Vec<String>,
+    pub delay: std::time::Duration,
     /// Where to write; stdout when None.
     pub output: Option<PathBuf>,
     pub snapshot: SnapshotOptions,
 }
 
 pub fn run(opts: &SnapshotCmdOptions) -> Result<()> {
-    let session = Session::attach(opts.pid)?;
-    let pb = progress(None, &format!("reading the heap of PID {}", opts.pid));
+    let (session, _spawned) =
+        super::open_target("snapshot", opts.pid, &opts.command, opts.snapshot.timeout, opts.delay)?;
+    let pb = progress(None, &format!("reading the heap of PID {}", session.target.pid));
     let r = session.report(&opts.snapshot);
     pb.finish_and_clear();
     let r = r?;

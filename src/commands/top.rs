@@ -50,19 +50,7 @@ pub fn interrupted() -> bool {
 }
 
 pub fn run(opts: &TopOptions) -> Result<()> {
-    let mut spawned = None;
-    let session = match (opts.pid, opts.command.is_empty()) {
-        (Some(pid), true) => Session::attach(pid)?,
-        (None, false) => {
-            let mut s = Spawned::start(&opts.command)?;
-            let session = s.wait_for_python(opts.snapshot.timeout)?;
-            spawned = Some(s);
-            sleep_unless_interrupted(opts.delay);
-            session
-        }
-        (Some(_), false) => return Err(Error::Other("give either a PID or a command after --, not both".into())),
-        (None, true) => return Err(Error::Other("give a PID (memspy top PID) or a command (memspy top -- python app.py)".into())),
-    };
+    let (session, mut spawned) = super::open_target("top", opts.pid, &opts.command, opts.snapshot.timeout, opts.delay)?;
     if opts.once {
         install_interrupt_handler();
         return print_once(&session, opts);
