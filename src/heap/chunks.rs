@@ -126,6 +126,39 @@ impl<M: Memory> ChunkCache<M> {
         parts
     }
 
+    /// Takes back the chunks (and adds the statistics) of caches made by [`Self::split`], up to this
+    /// cache's budget: the inverse of a split, so that a later split hands them to their new owners.
+    pub fn absorb(&self, parts: Vec<ChunkCache<M>>) {
+        let mut st = self.state.borrow_mut();
+        let st = &mut *st;
+        for part in parts {
+            let ps = part.state.into_inner();
+            st.stats.chunks_read += ps.stats.chunks_read;
+            st.stats.bytes_read += ps.stats.bytes_read;
+            st.stats.failed += ps.stats.failed;
+            st.stats.evictions += ps.stats.evictions;
+            for slot in ps.slots {
+                if st.slots.len() >= self.max_chunks {
+                    break;
+                }
+                let ti = self.table_index(st, slot.base);
+                let within = ((slot.base >> CHUNK_SHIFT) as usize) & (PER_DIR - 1);
+                if st.tables[ti][within] != NONE {
+                    continue;
+                }
+                st.slots.push(slot);
+                st.tables[ti][within] = (st.slots.len() - 1) as u32;
+            }
+        }
+        st.victim = 0;
+        self.last.set((u64::MAX, NONE));
+    }
+
+    /// The readable address ranges, sorted and merged.
+    pub fn ranges(&self) -> &[(u64, u64)] {
+        &self.ranges
+    }
+
     fn table_index(&self, st: &mut State, base: u64) -> usize {
         let dkey = base >> DIR_SHIFT;
         match st.dir.get(&dkey) {

@@ -296,6 +296,26 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         self.good_types.insert(type_addr);
     }
 
+    /// Marks objects of the GC lists (in list order) whose types are known good (see
+    /// [`Self::add_good_type`]); they will be decoded by [`Self::run`].
+    pub fn mark_tracked_all(&mut self, addrs: impl IntoIterator<Item = u64>) {
+        for addr in addrs {
+            if self.visited.insert(addr) {
+                self.stack.push(addr | 1);
+            }
+        }
+    }
+
+    /// A type of objects found in the GC lists.
+    pub fn add_good_type(&mut self, t: u64) {
+        self.good_types.insert(t);
+    }
+
+    /// Room for `n` more entries on the work stack.
+    pub fn reserve(&mut self, n: usize) {
+        self.stack.reserve_exact(n);
+    }
+
     fn valid_type(&mut self, types: &mut Types, t: u64, depth: u32) -> bool {
         let g = good_slot(t);
         if self.good_fast[g] == t && t != 0 {
