@@ -56,6 +56,8 @@ pub struct ChunkCache<M: Memory> {
     state: RefCell<State>,
     /// (chunk base, slot) of the last hit.
     last: Cell<(u64, u32)>,
+    /// (GiB number, index into `tables`) of the last lookup.
+    last_dir: Cell<(u64, u32)>,
     max_chunks: usize,
 }
 
@@ -91,6 +93,7 @@ impl<M: Memory> ChunkCache<M> {
                 stats: ChunkStats::default(),
             }),
             last: Cell::new((u64::MAX, NONE)),
+            last_dir: Cell::new((u64::MAX, NONE)),
             max_chunks: (max_bytes / CHUNK).max(16) as usize,
         }
     }
@@ -111,6 +114,7 @@ impl<M: Memory> ChunkCache<M> {
         st.tables.clear();
         st.victim = 0;
         self.last.set((u64::MAX, NONE));
+        self.last_dir.set((u64::MAX, NONE));
         for slot in slots {
             let p = &parts[owner(slot.base) % n];
             let mut ps = p.state.borrow_mut();
@@ -152,6 +156,7 @@ impl<M: Memory> ChunkCache<M> {
         }
         st.victim = 0;
         self.last.set((u64::MAX, NONE));
+        self.last_dir.set((u64::MAX, NONE));
     }
 
     /// The readable address ranges, sorted and merged.
@@ -241,17 +246,24 @@ impl<M: Memory> ChunkCache<M> {
         let st = &mut *st;
         let dkey = base >> DIR_SHIFT;
         let within = ((base >> CHUNK_SHIFT) as usize) & (PER_DIR - 1);
-        let ti = match st.dir.get(&dkey) {
-            Some(&t) => t as usize,
-            None => {
-                if !self.chunk_readable(base) {
-                    return None;
+        let (ld, lt) = self.last_dir.get();
+        let ti = if ld == dkey {
+            lt as usize
+        } else {
+            let t = match st.dir.get(&dkey) {
+                Some(&t) => t as usize,
+                None => {
+                    if !self.chunk_readable(base) {
+                        return None;
+                    }
+                    st.tables.push(vec![NONE; PER_DIR].into_boxed_slice());
+                    let t = st.tables.len() - 1;
+                    st.dir.insert(dkey, t as u32);
+                    t
                 }
-                st.tables.push(vec![NONE; PER_DIR].into_boxed_slice());
-                let t = st.tables.len() - 1;
-                st.dir.insert(dkey, t as u32);
-                t
-            }
+            };
+            self.last_dir.set((dkey, t as u32));
+            t
         };
         let s = st.tables[ti][within];
         if s != NONE {
