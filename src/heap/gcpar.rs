@@ -28,7 +28,7 @@ use crate::process::memory::{le_u64, MAX_USER_ADDR};
 use crate::process::{Memory, ReadExt};
 
 use super::fasthash::{AddrMap, AddrSet};
-use super::full::{read_head, FullWalk};
+use super::full::{self, read_head, FullWalk, MAX_WORKERS};
 use super::objects::{getsizeof, TypeInfo, Types, HEAD_BYTES};
 use super::{gc, Fork, ObjectRecord, Sink, TypeTotals, WalkSummary};
 
@@ -111,8 +111,9 @@ struct Leg {
 #[derive(Default)]
 struct DirOut {
     legs: Vec<Leg>,
-    /// Per list: the objects reported, in the order this direction reached them.
-    addrs: Vec<Vec<u64>>,
+    /// Per list and owner (see [`full::owner`]): the objects reported, in the order this direction
+    /// reached them.
+    addrs: Vec<[Vec<u64>; MAX_WORKERS]>,
     /// Per type: totals per list (0, 1, 2, permanent).
     totals: AddrMap<[TypeTotals; 4]>,
     infos: AddrMap<TypeInfo>,
@@ -155,7 +156,7 @@ fn walk_direction<M: Memory + ?Sized>(mem: &M, ctl: &Ctl<'_>, forward: bool, out
     let dir = if forward { "forward" } else { "backward" };
     for &(list, head_addr) in ctl.lists {
         let mut leg = Leg { last: head_addr, ..Default::default() };
-        let mut addrs = Vec::new();
+        let mut addrs: [Vec<u64>; MAX_WORKERS] = Default::default();
         let mut node = mem.u64_at(head_addr + ahead, "gc list head")? & !3;
         let corrupt = |why: String| Err(Error::Corrupt(format!("GC list at {head_addr:#x} ({dir}): {why}")));
         loop {
@@ -242,7 +243,7 @@ fn walk_direction<M: Memory + ?Sized>(mem: &M, ctl: &Ctl<'_>, forward: bool, out
                 Default::default()
             });
             per_list[list.min(3)].add(&rec);
-            addrs.push(obj);
+            addrs[full::owner(obj, MAX_WORKERS)].push(obj);
         }
         leg.end = node;
         out.legs.push(leg);
@@ -375,26 +376,30 @@ pub fn walk_gc_parallel<M: Fork>(
             fw.add_good_type(t);
         }
     }
-    // Marked so that the reference walk (last in, first out) starts where both directions ended, whose
-    // memory is still in the read cache, and works toward the ends of each list: the forward half in
-    // list order, then the backward half in the order it was walked.
-    let total: usize = outs.iter().flat_map(|o| o.addrs.iter()).map(Vec::len).sum();
-    fw.reserve(total);
-    let [mut fwd, mut bwd]: [DirOut; 2] = match outs.try_into() {
-        Ok(a) => a,
-        Err(_) => unreachable!("two directions"),
-    };
-    if let Some(&first) = fwd.addrs.iter().chain(bwd.addrs.iter()).flatten().next() {
+    // Left to the workers of the reference walk, which mark their own share. In stack order: the
+    // reference walk (last in, first out) starts where both directions ended, whose memory is still
+    // in the read cache, and works toward the ends of each list: per list, the forward half in list
+    // order, then the backward half in the order it was walked.
+    if let Some(&first) = outs.iter().flat_map(|o| o.addrs.iter()).flatten().flatten().next() {
         fw.learn_type_type(first);
     }
+    let mut pending: Vec<Vec<u64>> = (0..MAX_WORKERS)
+        .map(|o| {
+            let n = outs.iter().flat_map(|d| d.addrs.iter()).map(|a| a[o].len()).sum();
+            Vec::with_capacity(n)
+        })
+        .collect();
     for k in 0..lists.len() {
-        if let Some(a) = fwd.addrs.get_mut(k) {
-            fw.mark_tracked_all(std::mem::take(a));
-        }
-        if let Some(a) = bwd.addrs.get_mut(k) {
-            fw.mark_tracked_all(std::mem::take(a));
+        for out in outs.iter_mut() {
+            if let Some(a) = out.addrs.get_mut(k) {
+                for (o, share) in a.iter_mut().enumerate() {
+                    pending[o].extend_from_slice(share);
+                    *share = Vec::new();
+                }
+            }
         }
     }
+    fw.set_pending(pending);
     Some(result)
 }
 
