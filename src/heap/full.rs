@@ -760,13 +760,29 @@ pub fn walk_rest<M: Fork>(
                     w.mark_pending();
                     let mut types = Types::new(l);
                     let mut sum = WalkSummary::default();
-                    let mut totals: AddrMap<TypeTotals> = AddrMap::default();
-                    let r = w.run(&mut types, &mut sum, &mut |r, _| totals.entry(r.type_addr).or_default().add(r));
+                    // Sums per type, found through a small direct-mapped front (no hashing per object).
+                    let mut totals: Vec<TypeTotals> = Vec::new();
+                    let mut index: AddrMap<usize> = AddrMap::default();
+                    let mut front = [(0u64, 0usize); 64];
+                    let r = w.run(&mut types, &mut sum, &mut |r, _| {
+                        let t = r.type_addr;
+                        let h = ((t >> 4) ^ (t >> 10)) as usize & 63;
+                        let i = if front[h].0 == t && t != 0 {
+                            front[h].1
+                        } else {
+                            let i = *index.entry(t).or_insert_with(|| {
+                                totals.push(TypeTotals { type_addr: t, ..Default::default() });
+                                totals.len() - 1
+                            });
+                            front[h] = (t, i);
+                            i
+                        };
+                        totals[i].add(r);
+                    });
                     let mut out = Vec::with_capacity(totals.len());
-                    for (t, mut tt) in totals {
-                        tt.type_addr = t;
+                    for tt in totals {
                         // Every type reported was read into `types` when its first object was.
-                        out.push((tt, types.get(&pm, t)?.clone()));
+                        out.push((tt, types.get(&pm, tt.type_addr)?.clone()));
                     }
                     Ok(WorkerOut {
                         error: r.err(),
