@@ -252,6 +252,9 @@ fn walk_direction<M: Memory + ?Sized>(mem: &M, ctl: &Ctl<'_>, forward: bool, out
     Ok(())
 }
 
+/// What a direction's thread hands back: its reader (to rejoin the cache), its findings, how it ended.
+type Direction<'s, M> = (<M as Fork>::Part<'s>, DirOut, Result<()>);
+
 /// The objects of the list at `head`, from its forward and backward legs, which must meet exactly: each
 /// stopped where the other's last node is (the head when that one visited nothing).
 fn meet(head: u64, f: &Leg, b: &Leg) -> Result<u64> {
@@ -308,7 +311,7 @@ pub fn walk_gc_parallel<M: Fork>(
     let abort = AtomicBool::new(false);
     let walked = AtomicU64::new(0);
     let ctl = Ctl { l, lists: &lists, all_heads: &all_heads, claims: &claims, abort: &abort, walked: &walked, deadline };
-    let results: Vec<std::thread::Result<(M::Part<'_>, DirOut, Result<()>)>> = std::thread::scope(|s| {
+    let results: Vec<std::thread::Result<Direction<'_, M>>> = std::thread::scope(|s| {
         let handles: Vec<_> = parts
             .into_iter()
             .enumerate()
