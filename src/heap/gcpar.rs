@@ -119,6 +119,8 @@ struct DirOut {
     infos: AddrMap<TypeInfo>,
     unreadable: u64,
     approximate_sizes: u64,
+    /// Stopped because the other direction failed.
+    aborted: bool,
 }
 
 /// What both directions share.
@@ -135,12 +137,18 @@ struct Ctl<'a> {
     deadline: Option<Instant>,
 }
 
-/// Sets `abort` when a direction ends, however it ends (a panic too).
-struct AbortOnDrop<'a>(&'a AtomicBool);
+/// Sets `abort` when a direction ends early (an error or a panic), unless disarmed: a direction that
+/// ends normally must not stop the other, which may still be finishing the last list.
+struct AbortUnlessDone<'a> {
+    abort: &'a AtomicBool,
+    armed: bool,
+}
 
-impl Drop for AbortOnDrop<'_> {
+impl Drop for AbortUnlessDone<'_> {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
+        if self.armed {
+            self.abort.store(true, Ordering::SeqCst);
+        }
     }
 }
 
@@ -200,6 +208,7 @@ fn walk_direction<M: Memory + ?Sized>(mem: &M, ctl: &Ctl<'_>, forward: bool, out
             }
             if n.is_multiple_of(256) || hooks.delay.is_some() {
                 if ctl.abort.load(Ordering::Relaxed) {
+                    out.aborted = true;
                     return Ok(());
                 }
                 if let Some(d) = ctl.deadline {
@@ -318,9 +327,10 @@ pub fn walk_gc_parallel<M: Fork>(
             .map(|(i, pm)| {
                 let ctl = &ctl;
                 s.spawn(move || {
-                    let _stop_other = AbortOnDrop(ctl.abort);
+                    let mut stop_other = AbortUnlessDone { abort: ctl.abort, armed: true };
                     let mut out = DirOut::default();
                     let r = walk_direction(&pm, ctl, i == 0, &mut out);
+                    stop_other.armed = r.is_err();
                     (pm, out, r)
                 })
             })
@@ -347,6 +357,11 @@ pub fn walk_gc_parallel<M: Fork>(
     mem.rejoin(parts);
     if let Some(p) = panic {
         std::panic::resume_unwind(p);
+    }
+    // Only a failure stops the other direction, and that failure is the result; never report a walk
+    // cut short as complete.
+    if result.is_ok() && outs.iter().any(|o| o.aborted) {
+        result = Err(Error::Corrupt("the walk of the GC lists stopped early".into()));
     }
     let (fwd, bwd) = (&outs[0], &outs[1]);
     for (k, &(list, head)) in lists.iter().enumerate() {
