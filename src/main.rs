@@ -179,6 +179,15 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // A fixed threshold for serving allocations with their own mappings: glibc otherwise raises it
+    // (up to 32 MiB) each time such a block is freed, after which large short-lived buffers (work
+    // stacks, address lists of the walk) are carved from the heap and their memory stays resident
+    // after they are freed (measured: +13..40 MiB of peak RSS on a 7 M-object heap).
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread is started.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
     // A bug must not print a backtrace at the user: one line, exit status 101. Unwinding still runs
     // the pause guard, so the target is resumed.
     std::panic::set_hook(Box::new(|info| {

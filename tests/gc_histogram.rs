@@ -545,6 +545,16 @@ fn check_interpreter(interp: &Interpreter, mode: Mode) -> Outcome {
         }
     }
 
+    // The full-heap walk (the default; its GC lists are walked from both ends on two threads) must
+    // report exactly the GC figures of the --gc-only walk checked below: generations, the permanent
+    // generation, and per type the tracked and frozen counts.
+    if let Ok((gc_only, _)) = &result {
+        match memspy_top_json_with(fixture.pid, &[]) {
+            Ok((full, _)) => compare_gc_figures(gc_only, &full, &mut out.errors),
+            Err(e) => out.errors.push(format!("full-heap walk: {e}")),
+        }
+    }
+
     let report = match result {
         Ok((report, _)) => {
             compare(
@@ -584,6 +594,43 @@ fn check_interpreter(interp: &Interpreter, mode: Mode) -> Outcome {
     }
     drop(fixture); // kills it
     out
+}
+
+/// The GC figures of a full-heap report must equal those of the --gc-only report.
+fn compare_gc_figures(gc_only: &Value, full: &Value, errors: &mut Vec<String>) {
+    for path in ["gc.generations"] {
+        let (a, b) = (get_u64_array(gc_only, path), get_u64_array(full, path));
+        if a != b {
+            errors.push(format!("full-heap walk: {path} {b:?}, --gc-only {a:?}"));
+        }
+    }
+    let (a, b) = (lookup(gc_only, "gc.permanent").ok(), lookup(full, "gc.permanent").ok());
+    if a != b {
+        errors.push(format!("full-heap walk: gc.permanent {b:?}, --gc-only {a:?}"));
+    }
+    let per_type = |r: &Value| -> std::collections::BTreeMap<String, (u64, u64)> {
+        r["types"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|row| {
+                        let tracked = row["gc_tracked"].as_u64().unwrap_or(0);
+                        let frozen = row["frozen"].as_u64().unwrap_or(0);
+                        (tracked + frozen > 0).then(|| (row["type"].as_str().unwrap_or("?").to_string(), (tracked, frozen)))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (a, b) = (per_type(gc_only), per_type(full));
+    for name in a.keys().chain(b.keys()).collect::<std::collections::BTreeSet<_>>() {
+        let (x, y) = (a.get(name).copied().unwrap_or_default(), b.get(name).copied().unwrap_or_default());
+        if x != y {
+            errors.push(format!(
+                "full-heap walk: type {name}: gc_tracked/frozen {y:?}, --gc-only {x:?}"
+            ));
+        }
+    }
 }
 
 fn thread_sleep_ms(ms: u64) {

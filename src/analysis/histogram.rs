@@ -113,6 +113,21 @@ impl Sink for Histogram {
         a.refcount = a.refcount.saturating_add(t.refcount);
         a.immortal += t.immortal;
     }
+    fn tracked(&mut self, t: &TypeTotals, ty: &TypeInfo, list: usize) {
+        if t.count == 0 {
+            return;
+        }
+        self.names.entry(t.type_addr).or_insert_with(|| ty.name.clone());
+        let a = self.by_type.entry(t.type_addr).or_default();
+        a.count += t.count;
+        a.gc_tracked += t.count;
+        if list == gc::PERMANENT {
+            a.frozen += t.count;
+        }
+        a.bytes = a.bytes.saturating_add(t.bytes);
+        a.refcount = a.refcount.saturating_add(t.refcount);
+        a.immortal += t.immortal;
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]

@@ -88,6 +88,10 @@ impl Sink for Bytes {
         self.objects += t.count;
         self.bytes += t.bytes;
     }
+    fn tracked(&mut self, t: &heap::TypeTotals, _ty: &TypeInfo, _list: usize) {
+        self.objects += t.count;
+        self.bytes += t.bytes;
+    }
 }
 
 pub fn report(session: &Session, opts: &SnapshotOptions) -> Result<StatReport> {

@@ -56,6 +56,8 @@ pub struct ChunkCache<M: Memory> {
     state: RefCell<State>,
     /// (chunk base, slot) of the last hit.
     last: Cell<(u64, u32)>,
+    /// (GiB number, index into `tables`) of the last lookup.
+    last_dir: Cell<(u64, u32)>,
     max_chunks: usize,
 }
 
@@ -91,6 +93,7 @@ impl<M: Memory> ChunkCache<M> {
                 stats: ChunkStats::default(),
             }),
             last: Cell::new((u64::MAX, NONE)),
+            last_dir: Cell::new((u64::MAX, NONE)),
             max_chunks: (max_bytes / CHUNK).max(16) as usize,
         }
     }
@@ -111,6 +114,7 @@ impl<M: Memory> ChunkCache<M> {
         st.tables.clear();
         st.victim = 0;
         self.last.set((u64::MAX, NONE));
+        self.last_dir.set((u64::MAX, NONE));
         for slot in slots {
             let p = &parts[owner(slot.base) % n];
             let mut ps = p.state.borrow_mut();
@@ -124,6 +128,40 @@ impl<M: Memory> ChunkCache<M> {
             ps.tables[ti][within] = s;
         }
         parts
+    }
+
+    /// Takes back the chunks (and adds the statistics) of caches made by [`Self::split`], up to this
+    /// cache's budget: the inverse of a split, so that a later split hands them to their new owners.
+    pub fn absorb(&self, parts: Vec<ChunkCache<M>>) {
+        let mut st = self.state.borrow_mut();
+        let st = &mut *st;
+        for part in parts {
+            let ps = part.state.into_inner();
+            st.stats.chunks_read += ps.stats.chunks_read;
+            st.stats.bytes_read += ps.stats.bytes_read;
+            st.stats.failed += ps.stats.failed;
+            st.stats.evictions += ps.stats.evictions;
+            for slot in ps.slots {
+                if st.slots.len() >= self.max_chunks {
+                    break;
+                }
+                let ti = self.table_index(st, slot.base);
+                let within = ((slot.base >> CHUNK_SHIFT) as usize) & (PER_DIR - 1);
+                if st.tables[ti][within] != NONE {
+                    continue;
+                }
+                st.slots.push(slot);
+                st.tables[ti][within] = (st.slots.len() - 1) as u32;
+            }
+        }
+        st.victim = 0;
+        self.last.set((u64::MAX, NONE));
+        self.last_dir.set((u64::MAX, NONE));
+    }
+
+    /// The readable address ranges, sorted and merged.
+    pub fn ranges(&self) -> &[(u64, u64)] {
+        &self.ranges
     }
 
     fn table_index(&self, st: &mut State, base: u64) -> usize {
@@ -208,17 +246,24 @@ impl<M: Memory> ChunkCache<M> {
         let st = &mut *st;
         let dkey = base >> DIR_SHIFT;
         let within = ((base >> CHUNK_SHIFT) as usize) & (PER_DIR - 1);
-        let ti = match st.dir.get(&dkey) {
-            Some(&t) => t as usize,
-            None => {
-                if !self.chunk_readable(base) {
-                    return None;
+        let (ld, lt) = self.last_dir.get();
+        let ti = if ld == dkey {
+            lt as usize
+        } else {
+            let t = match st.dir.get(&dkey) {
+                Some(&t) => t as usize,
+                None => {
+                    if !self.chunk_readable(base) {
+                        return None;
+                    }
+                    st.tables.push(vec![NONE; PER_DIR].into_boxed_slice());
+                    let t = st.tables.len() - 1;
+                    st.dir.insert(dkey, t as u32);
+                    t
                 }
-                st.tables.push(vec![NONE; PER_DIR].into_boxed_slice());
-                let t = st.tables.len() - 1;
-                st.dir.insert(dkey, t as u32);
-                t
-            }
+            };
+            self.last_dir.set((dkey, t as u32));
+            t
         };
         let s = st.tables[ti][within];
         if s != NONE {

@@ -68,6 +68,11 @@ impl<M: Memory> CopiedMemory<M> {
         CopiedMemory { regions, live }
     }
 
+    /// The copied address ranges.
+    pub fn ranges(&self) -> Vec<(u64, u64)> {
+        self.regions.iter().map(|r| (r.start, r.start + r.data.len() as u64)).collect()
+    }
+
     /// Copies the regions from the target (which must be stopped), in pieces of up to 8 MiB per
     /// `process_vm_readv`; pages that cannot be read become holes.
     pub fn fill(&mut self) {

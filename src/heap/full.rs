@@ -79,6 +79,10 @@ pub struct FullWalk<'a, M: Memory + ?Sized> {
     l: &'a Layout,
     pub visited: Visited,
     stack: Vec<u64>,
+    /// Objects of the GC lists not marked yet, split by owner (see [`owner`] with [`MAX_WORKERS`]),
+    /// each in the order it goes on the stack: the parallel walk of the GC lists leaves them to the
+    /// workers, which mark their own share (see [`Self::set_pending`]).
+    pending: Vec<Vec<u64>>,
     refinfos: RefInfos,
     good_types: AddrSet,
     /// Direct-mapped front of `good_types` (a type address per slot, 0 when empty).
@@ -218,6 +222,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             l,
             visited: Visited::new(),
             stack: Vec::new(),
+            pending: Vec::new(),
             refinfos: RefInfos::default(),
             good_types: AddrSet::default(),
             good_fast: vec![0; GOOD_FAST].into_boxed_slice(),
@@ -254,6 +259,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             l: seed.l,
             visited,
             stack,
+            pending: Vec::new(),
             refinfos: seed.refinfos,
             good_types: seed.good_types,
             good_fast: seed.good_fast,
@@ -294,6 +300,35 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             self.stack.push(addr | 1);
         }
         self.good_types.insert(type_addr);
+    }
+
+    /// Objects of the GC lists (per owner among [`MAX_WORKERS`], each in stack order), to be marked and
+    /// decoded by the workers of [`walk_rest`] (or marked here first when it walks in one thread).
+    pub fn set_pending(&mut self, pending: Vec<Vec<u64>>) {
+        self.pending = pending;
+    }
+
+    /// Marks the objects left pending (in stack order, below what is on the stack already).
+    fn mark_pending(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            return;
+        }
+        let above = std::mem::take(&mut self.stack);
+        self.stack.reserve_exact(pending.iter().map(Vec::len).sum::<usize>() + above.len());
+        for share in pending {
+            for e in share {
+                if self.visited.insert(e & !1) {
+                    self.stack.push(e | 1);
+                }
+            }
+        }
+        self.stack.extend(above);
+    }
+
+    /// A type of objects found in the GC lists.
+    pub fn add_good_type(&mut self, t: u64) {
+        self.good_types.insert(t);
     }
 
     fn valid_type(&mut self, types: &mut Types, t: u64, depth: u32) -> bool {
@@ -676,6 +711,13 @@ pub fn walk_rest<M: Fork>(
         std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).min(MAX_WORKERS)
     });
     let parts = if n > 1 { mem.fork(n, &|a| owner(a, n)) } else { Vec::new() };
+    // The objects of the GC lists go to their owners unmarked (each marks its own, in parallel),
+    // unless the shares do not match the workers.
+    let mut pending = std::mem::take(&mut walk.pending);
+    if !pending.is_empty() && pending.len() != parts.len() {
+        walk.pending = std::mem::take(&mut pending);
+        walk.mark_pending();
+    }
     if parts.len() < 2 {
         walk.run(types, summary, &mut |r, t| sink.object(r, t))?;
         summary.untracked += walk.found;
@@ -694,6 +736,7 @@ pub fn walk_rest<M: Fork>(
     for e in std::mem::take(&mut walk.stack) {
         stacks[owner(e & !1, n)].push(e);
     }
+    let mut pending = pending.into_iter();
     let visited = std::mem::take(&mut walk.visited).split(n, |a| owner(a, n));
     let before = summary.generations.iter().sum::<u64>() + summary.permanent;
     let shared = Shared::new(n, before);
@@ -708,19 +751,38 @@ pub fn walk_rest<M: Fork>(
             .enumerate()
             .map(|(me, (((pm, vis), stack), seed))| {
                 let shared = &shared;
+                let mine = pending.next().unwrap_or_default();
                 s.spawn(move || -> Result<WorkerOut> {
                     let _stop_others = AbortOnDrop(&shared.abort);
                     let part = Part { me, n, shared, outbox: vec![Vec::new(); n], sent: vec![0; SENT_FILTER].into_boxed_slice() };
                     let mut w = FullWalk::worker(&pm, seed, vis, stack, part);
+                    w.pending = vec![mine];
+                    w.mark_pending();
                     let mut types = Types::new(l);
                     let mut sum = WalkSummary::default();
-                    let mut totals: AddrMap<TypeTotals> = AddrMap::default();
-                    let r = w.run(&mut types, &mut sum, &mut |r, _| totals.entry(r.type_addr).or_default().add(r));
+                    // Sums per type, found through a small direct-mapped front (no hashing per object).
+                    let mut totals: Vec<TypeTotals> = Vec::new();
+                    let mut index: AddrMap<usize> = AddrMap::default();
+                    let mut front = [(0u64, 0usize); 64];
+                    let r = w.run(&mut types, &mut sum, &mut |r, _| {
+                        let t = r.type_addr;
+                        let h = ((t >> 4) ^ (t >> 10)) as usize & 63;
+                        let i = if front[h].0 == t && t != 0 {
+                            front[h].1
+                        } else {
+                            let i = *index.entry(t).or_insert_with(|| {
+                                totals.push(TypeTotals { type_addr: t, ..Default::default() });
+                                totals.len() - 1
+                            });
+                            front[h] = (t, i);
+                            i
+                        };
+                        totals[i].add(r);
+                    });
                     let mut out = Vec::with_capacity(totals.len());
-                    for (t, mut tt) in totals {
-                        tt.type_addr = t;
+                    for tt in totals {
                         // Every type reported was read into `types` when its first object was.
-                        out.push((tt, types.get(&pm, t)?.clone()));
+                        out.push((tt, types.get(&pm, tt.type_addr)?.clone()));
                     }
                     Ok(WorkerOut {
                         error: r.err(),

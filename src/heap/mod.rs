@@ -7,6 +7,7 @@ pub mod copy;
 pub mod fasthash;
 pub mod full;
 pub mod gc;
+pub mod gcpar;
 pub mod gc_stats;
 pub mod objects;
 pub mod refs;
@@ -259,6 +260,10 @@ pub trait Sink {
     /// Many objects outside the GC lists at once, all of type `ty` (the parallel full walk sums
     /// them per type and thread): the same as `count` calls of [`Self::object`] with these totals.
     fn untracked(&mut self, totals: &TypeTotals, ty: &objects::TypeInfo);
+    /// Many objects of the GC list `list` at once, all of type `ty` (the parallel walk of the GC lists
+    /// sums them per type, list and thread): the same as `count` calls of [`Self::object`] with these
+    /// totals and `list`.
+    fn tracked(&mut self, totals: &TypeTotals, ty: &objects::TypeInfo, list: usize);
 }
 
 /// The sum of several objects of one type found outside the GC lists.
@@ -288,6 +293,13 @@ pub trait Fork: Memory {
     where
         Self: 's;
     fn fork(&self, n: usize, owner: &dyn Fn(u64) -> usize) -> Vec<Self::Part<'_>>;
+    /// Takes back what the readers of [`Self::fork`] cached (so that a later fork can hand it out again).
+    fn rejoin<'s>(&'s self, _parts: Vec<Self::Part<'s>>) {}
+    /// The address ranges that may hold objects (readable memory), for the parallel walk of the GC
+    /// lists; empty when unknown (the lists are then walked by one thread).
+    fn object_ranges(&self) -> Vec<(u64, u64)> {
+        Vec::new()
+    }
     /// Statistics of one reader, for `-vv` logs.
     fn describe(_part: &Self::Part<'_>) -> String {
         String::new()
@@ -299,6 +311,12 @@ impl Fork for chunks::ChunkCache<RemoteMemory> {
     fn fork(&self, n: usize, owner: &dyn Fn(u64) -> usize) -> Vec<Self::Part<'_>> {
         self.split(n, owner)
     }
+    fn rejoin<'s>(&'s self, parts: Vec<Self::Part<'s>>) {
+        self.absorb(parts)
+    }
+    fn object_ranges(&self) -> Vec<(u64, u64)> {
+        self.ranges().to_vec()
+    }
     fn describe(part: &Self::Part<'_>) -> String {
         format!("{:?}", part.stats())
     }
@@ -308,6 +326,9 @@ impl Fork for copy::CopiedMemory<RemoteMemory> {
     type Part<'s> = &'s copy::CopiedMemory<RemoteMemory>;
     fn fork(&self, n: usize, _owner: &dyn Fn(u64) -> usize) -> Vec<Self::Part<'_>> {
         vec![self; n]
+    }
+    fn object_ranges(&self) -> Vec<(u64, u64)> {
+        self.ranges()
     }
 }
 
@@ -509,11 +530,20 @@ fn attempt<M: Fork>(
         if opts.full {
             let mut fw = full::FullWalk::new(mem, &interp.layout);
             fw.deadline = Some(walk_deadline);
-            let r = walk_gc(mem, interp, &mut types, !opts.nonblocking, Some(walk_deadline), &mut summary, |r, t| {
-                fw.learn_type_type(r.addr);
-                fw.mark_tracked(r.addr, r.type_addr);
-                sink.object(r, t)
-            });
+            // A paused target's lists are walked from both ends on two threads when that can be done.
+            let parallel = if opts.nonblocking {
+                None
+            } else {
+                gcpar::walk_gc_parallel(mem, interp, &mut fw, Some(walk_deadline), &mut summary, &mut *sink)
+            };
+            let r = match parallel {
+                Some(r) => r,
+                None => walk_gc(mem, interp, &mut types, !opts.nonblocking, Some(walk_deadline), &mut summary, |r, t| {
+                    fw.learn_type_type(r.addr);
+                    fw.mark_tracked(r.addr, r.type_addr);
+                    sink.object(r, t)
+                }),
+            };
             log::debug!("GC lists walked: {:?}", start.elapsed());
             r.and_then(|()| full::walk_rest(mem, interp, &mut types, &mut fw, &mut summary, sink))
         } else {

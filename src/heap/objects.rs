@@ -372,7 +372,8 @@ pub struct DictKeys {
 
 pub fn dict_keys<M: Memory + ?Sized>(mem: &M, l: &Layout, keys: u64) -> Result<DictKeys> {
     check_ptr(keys, "dict keys")?;
-    let b = mem.bytes_at(keys, 40, "dict keys header")?;
+    let mut b = [0u8; 40];
+    mem.read_into(keys, &mut b, "dict keys header")?;
     let g = |at| le_u64(&b, at).expect("in bounds");
     let k = match l.dict_layout {
         DictLayout::V39 => {

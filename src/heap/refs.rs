@@ -174,13 +174,27 @@ pub fn words(bytes: &[u8], out: &mut Vec<u64>) {
     }
 }
 
+/// Largest read [`with_bytes`] serves from a buffer on the stack.
+const STACK_READ: usize = 512;
+
+/// Reads `len` bytes at `addr` and hands them to `f`; small reads (most objects) go through a buffer on
+/// the stack rather than an allocation.
+fn with_bytes<M: Memory + ?Sized, R>(mem: &M, addr: u64, len: usize, what: &'static str, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+    if len <= STACK_READ {
+        let mut buf = [0u8; STACK_READ];
+        mem.read_into(addr, &mut buf[..len], what)?;
+        Ok(f(&buf[..len]))
+    } else {
+        Ok(f(&mem.bytes_at(addr, len, what)?))
+    }
+}
+
 /// Reads `n` pointer-sized slots at `at`, in batches, into `out`.
 pub fn slots<M: Memory + ?Sized>(mem: &M, at: u64, n: u64, out: &mut Vec<u64>) -> Result<()> {
     let mut i = 0;
     while i < n {
         let k = (n - i).min(BATCH);
-        let b = mem.bytes_at(at + 8 * i, (8 * k) as usize, "object slots")?;
-        words(&b, out);
+        with_bytes(mem, at + 8 * i, (8 * k) as usize, "object slots", |b| words(b, out))?;
         i += k;
     }
     Ok(())
@@ -212,12 +226,13 @@ pub fn dict_refs<M: Memory + ?Sized>(
     let mut i = 0;
     while i < k.nentries {
         let n = (k.nentries - i).min(BATCH);
-        let b = mem.bytes_at(k.entries + i * k.entry_size, (n * k.entry_size) as usize, "dict entries")?;
-        for e in b.chunks_exact(k.entry_size as usize) {
-            // General entries are {hash, key, value}; unicode ones {key, value}.
-            let skip = if k.entry_size == 24 { 8 } else { 0 };
-            words(&e[skip..], out);
-        }
+        with_bytes(mem, k.entries + i * k.entry_size, (n * k.entry_size) as usize, "dict entries", |b| {
+            for e in b.chunks_exact(k.entry_size as usize) {
+                // General entries are {hash, key, value}; unicode ones {key, value}.
+                let skip = if k.entry_size == 24 { 8 } else { 0 };
+                words(&e[skip..], out);
+            }
+        })?;
         i += n;
     }
     Ok(())
@@ -228,11 +243,12 @@ pub fn keys_refs<M: Memory + ?Sized>(mem: &M, k: &super::objects::DictKeys, out:
     let mut i = 0;
     while i < k.nentries {
         let n = (k.nentries - i).min(BATCH);
-        let b = mem.bytes_at(k.entries + i * k.entry_size, (n * k.entry_size) as usize, "dict keys")?;
-        for e in b.chunks_exact(k.entry_size as usize) {
-            let at = if k.entry_size == 24 { 8 } else { 0 };
-            words(&e[at..at + 8], out);
-        }
+        with_bytes(mem, k.entries + i * k.entry_size, (n * k.entry_size) as usize, "dict keys", |b| {
+            for e in b.chunks_exact(k.entry_size as usize) {
+                let at = if k.entry_size == 24 { 8 } else { 0 };
+                words(&e[at..at + 8], out);
+            }
+        })?;
         i += n;
     }
     Ok(())
@@ -366,8 +382,7 @@ pub fn object_refs<M: Memory + ?Sized>(
     // body of a C type memspy has no layout for (conservative).
     let start = if ri.kind == RefKind::Object { 16 } else { ri.base_basicsize };
     if ri.basicsize > start {
-        let b = mem.bytes_at(addr + start, (ri.basicsize - start) as usize, "object fields")?;
-        words(&b, out);
+        with_bytes(mem, addr + start, (ri.basicsize - start) as usize, "object fields", |b| words(b, out))?;
     }
     if ri.kind == RefKind::Object && ri.itemsize == 8 && (1..1 << 20).contains(&ob_size) {
         slots(mem, addr + ri.basicsize, ob_size as u64, out)?;
@@ -393,7 +408,8 @@ pub fn object_refs<M: Memory + ?Sized>(
         match l.managed_dict {
             ManagedDict::None => {}
             ManagedDict::Split311 => {
-                let pre = mem.bytes_at(addr - 32, 16, "managed dict")?;
+                let mut pre = [0u8; 16];
+                mem.read_into(addr - 32, &mut pre, "managed dict")?;
                 let values = le_u64(&pre, 0).unwrap_or(0);
                 out.push(le_u64(&pre, 8).unwrap_or(0));
                 if values != 0 && values.is_multiple_of(8) {
@@ -411,7 +427,8 @@ pub fn object_refs<M: Memory + ?Sized>(
             ManagedDict::Inline313 => {
                 out.push(mem.u64_at(addr - 24, "managed dict")?);
                 if ri.flags & flags::INLINE_VALUES != 0 {
-                    let h = mem.bytes_at(addr + ri.basicsize, 8, "inline values")?;
+                    let mut h = [0u8; 8];
+                    mem.read_into(addr + ri.basicsize, &mut h, "inline values")?;
                     let (capacity, valid) = (h[0] as u64, h[3]);
                     if valid != 0 {
                         slots(mem, addr + ri.basicsize + 8, capacity, out)?;

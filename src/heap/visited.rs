@@ -1,21 +1,32 @@
 //! The set of objects a full-heap walk has already seen: one bit per 8-byte word of address space, in
 //! 1 MiB blocks allocated on first use. A heap of N MiB costs at most N × 16 KiB (1/64 of the heap),
-//! however many objects it holds; lookups are one hash probe per block plus a bit test.
+//! however many objects it holds. Blocks are found without hashing on the hot path: a table per GiB
+//! of address space (1,024 block numbers), the GiB of the last lookup remembered, and a hash probe
+//! only when the GiB changes.
+
+use std::cell::Cell;
 
 use super::fasthash::AddrMap;
 
 /// Address space covered by one block of bits.
 const BLOCK_SHIFT: u32 = 20;
 const WORDS_PER_BLOCK: usize = (1 << BLOCK_SHIFT) / 8 / 64;
+/// Address space covered by one table of blocks.
+const DIR_SHIFT: u32 = 30;
+const PER_DIR: usize = 1 << (DIR_SHIFT - BLOCK_SHIFT);
 
 #[derive(Default)]
 pub struct Visited {
-    /// Block number (address >> 20) → index into `slab`.
-    blocks: AddrMap<u32>,
+    /// GiB number (address >> 30) → index into `tables`.
+    dirs: AddrMap<u32>,
+    /// Per GiB: block number within it → index into `slab` plus 1 (0: none).
+    tables: Vec<Box<[u32]>>,
     slab: Vec<Box<[u64]>>,
+    /// The block number (address >> 20) of each block of `slab`.
+    keys: Vec<u64>,
     count: u64,
-    /// The block of the last lookup (addresses close to each other are common).
-    last: Option<(u64, usize)>,
+    /// (GiB number, table index) of the last lookup.
+    last_dir: Cell<Option<(u64, u32)>>,
 }
 
 impl Visited {
@@ -23,27 +34,51 @@ impl Visited {
         Visited::default()
     }
 
-    fn block(&mut self, key: u64) -> &mut [u64] {
-        if let Some((k, i)) = self.last {
-            if k == key {
-                return &mut self.slab[i];
+    /// The table of the GiB of `addr`, if any.
+    #[inline]
+    fn table(&self, addr: u64) -> Option<usize> {
+        let dkey = addr >> DIR_SHIFT;
+        if let Some((k, t)) = self.last_dir.get() {
+            if k == dkey {
+                return Some(t as usize);
             }
         }
-        let slab = &mut self.slab;
-        let i = *self.blocks.entry(key).or_insert_with(|| {
-            slab.push(vec![0u64; WORDS_PER_BLOCK].into_boxed_slice());
-            (slab.len() - 1) as u32
-        }) as usize;
-        self.last = Some((key, i));
-        &mut self.slab[i]
+        let t = *self.dirs.get(&dkey)?;
+        self.last_dir.set(Some((dkey, t)));
+        Some(t as usize)
+    }
+
+    fn block(&mut self, addr: u64) -> &mut [u64] {
+        self.block_or(addr, || vec![0u64; WORDS_PER_BLOCK].into_boxed_slice())
+    }
+
+    /// The block of `addr`, made from `new` when there is none.
+    fn block_or(&mut self, addr: u64, new: impl FnOnce() -> Box<[u64]>) -> &mut [u64] {
+        let t = match self.table(addr) {
+            Some(t) => t,
+            None => {
+                self.tables.push(vec![0u32; PER_DIR].into_boxed_slice());
+                let t = self.tables.len() - 1;
+                self.dirs.insert(addr >> DIR_SHIFT, t as u32);
+                self.last_dir.set(Some((addr >> DIR_SHIFT, t as u32)));
+                t
+            }
+        };
+        let within = ((addr >> BLOCK_SHIFT) as usize) & (PER_DIR - 1);
+        let mut s = self.tables[t][within] as usize;
+        if s == 0 {
+            self.slab.push(new());
+            self.keys.push(addr >> BLOCK_SHIFT);
+            s = self.slab.len();
+            self.tables[t][within] = s as u32;
+        }
+        &mut self.slab[s - 1]
     }
 
     /// Marks `addr`; true when it was not marked before.
     pub fn insert(&mut self, addr: u64) -> bool {
-        let word = addr >> 3;
-        let key = addr >> BLOCK_SHIFT;
-        let bit = (word as usize) & ((1 << (BLOCK_SHIFT - 3)) - 1);
-        let b = self.block(key);
+        let bit = ((addr >> 3) as usize) & ((1 << (BLOCK_SHIFT - 3)) - 1);
+        let b = self.block(addr);
         let (w, m) = (bit / 64, 1u64 << (bit % 64));
         if b[w] & m != 0 {
             return false;
@@ -53,30 +88,25 @@ impl Visited {
         true
     }
 
+    #[inline]
     pub fn contains(&self, addr: u64) -> bool {
-        let key = addr >> BLOCK_SHIFT;
+        let Some(t) = self.table(addr) else { return false };
+        let s = self.tables[t][((addr >> BLOCK_SHIFT) as usize) & (PER_DIR - 1)] as usize;
+        if s == 0 {
+            return false;
+        }
         let bit = ((addr >> 3) as usize) & ((1 << (BLOCK_SHIFT - 3)) - 1);
-        if let Some((k, i)) = self.last {
-            if k == key {
-                return self.slab[i][bit / 64] & (1u64 << (bit % 64)) != 0;
-            }
-        }
-        match self.blocks.get(&key) {
-            Some(&i) => self.slab[i as usize][bit / 64] & (1u64 << (bit % 64)) != 0,
-            None => false,
-        }
+        self.slab[s - 1][bit / 64] & (1u64 << (bit % 64)) != 0
     }
 
     /// Splits the set among `n` owners: each 1 MiB block (`addr >> 20`) goes to `owner(addr)`.
     pub fn split(self, n: usize, owner: impl Fn(u64) -> usize) -> Vec<Visited> {
         let mut out: Vec<Visited> = (0..n).map(|_| Visited::new()).collect();
-        let mut slab: Vec<Option<Box<[u64]>>> = self.slab.into_iter().map(Some).collect();
-        for (key, i) in self.blocks {
-            let Some(b) = slab[i as usize].take() else { continue };
-            let v = &mut out[owner(key << BLOCK_SHIFT) % n];
+        for (key, b) in self.keys.into_iter().zip(self.slab) {
+            let addr = key << BLOCK_SHIFT;
+            let v = &mut out[owner(addr) % n];
             v.count += b.iter().map(|w| w.count_ones() as u64).sum::<u64>();
-            v.slab.push(b);
-            v.blocks.insert(key, (v.slab.len() - 1) as u32);
+            v.block_or(addr, || b);
         }
         out
     }
