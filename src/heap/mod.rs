@@ -359,7 +359,13 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
             // The cache may hold 3/8 of the target's resident memory (at least 64 MiB): with the visited
             // bitmap and the work stack, memspy stays under half the target's RSS.
             let budget = crate::process::rss_bytes(target.pid).map(|r| (r / 8 * 3).max(64 << 20)).unwrap_or(opts.cache_bytes);
-            let mem = chunks::ChunkCache::new(RemoteMemory::new(target.pid), chunks::readable_ranges(&maps), budget.min(opts.cache_bytes.max(64 << 20)));
+            let budget = budget.min(opts.cache_bytes.max(64 << 20));
+            let mem = chunks::ChunkCache::new(RemoteMemory::new(target.pid), chunks::readable_ranges(&maps), budget);
+            // The buffers the walk will fill (at most the writable memory it can read) are allocated and
+            // faulted in while the target still runs, so that the pause pays for no page faults.
+            let t0 = Instant::now();
+            mem.prefault(copy::copy_size(&copy::regions_to_copy(&maps)).min(budget));
+            log::debug!("read cache faulted in: {:?}", t0.elapsed());
             let r = attempt(&mem, target, interp, opts, sink, start, deadline, tries, None);
             log::debug!("walk: {:?}, chunk cache {:?}", start.elapsed(), mem.stats());
             r
