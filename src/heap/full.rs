@@ -742,7 +742,7 @@ pub fn walk_rest<M: Fork>(
     let shared = Shared::new(n, before);
     let l = walk.l;
     let seeds: Vec<Seed<'_>> = (0..n).map(|_| walk.seed()).collect();
-    let outs: Vec<std::thread::Result<Result<WorkerOut>>> = std::thread::scope(|s| {
+    let outs: Vec<std::thread::Result<(M::Part<'_>, Result<WorkerOut>)>> = std::thread::scope(|s| {
         let handles: Vec<_> = parts
             .into_iter()
             .zip(visited)
@@ -752,8 +752,11 @@ pub fn walk_rest<M: Fork>(
             .map(|(me, (((pm, vis), stack), seed))| {
                 let shared = &shared;
                 let mine = pending.next().unwrap_or_default();
-                s.spawn(move || -> Result<WorkerOut> {
+                s.spawn(move || {
                     let _stop_others = AbortOnDrop(&shared.abort);
+                    // The reader is handed back (and rejoined below): freeing its buffers here would
+                    // cost the pause their unmapping.
+                    let r = (|| -> Result<WorkerOut> {
                     let part = Part { me, n, shared, outbox: vec![Vec::new(); n], sent: vec![0; SENT_FILTER].into_boxed_slice() };
                     let mut w = FullWalk::worker(&pm, seed, vis, stack, part);
                     w.pending = vec![mine];
@@ -793,6 +796,8 @@ pub fn walk_rest<M: Fork>(
                         totals: out,
                         cache: M::describe(&pm),
                     })
+                    })();
+                    (pm, r)
                 })
             })
             .collect();
@@ -801,6 +806,17 @@ pub fn walk_rest<M: Fork>(
         handles.into_iter().map(|h| h.join()).collect()
     });
     let mut result = Ok(());
+    let mut readers = Vec::with_capacity(n);
+    let outs: Vec<std::thread::Result<Result<WorkerOut>>> = outs
+        .into_iter()
+        .map(|o| {
+            o.map(|(pm, r)| {
+                readers.push(pm);
+                r
+            })
+        })
+        .collect();
+    mem.rejoin(readers);
     for out in outs {
         match out {
             Err(panic) => std::panic::resume_unwind(panic),
