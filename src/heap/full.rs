@@ -80,9 +80,9 @@ pub struct FullWalk<'a, M: Memory + ?Sized> {
     pub visited: Visited,
     stack: Vec<u64>,
     /// Objects of the GC lists not marked yet, split by owner (see [`owner`] with [`MAX_WORKERS`]),
-    /// each in the order it goes on the stack: the parallel walk of the GC lists leaves them to the
-    /// workers, which mark their own share (see [`Self::set_pending`]).
-    pending: Vec<Vec<u64>>,
+    /// each share a list of segments in the order they go on the stack: the parallel walk of the GC
+    /// lists leaves them to the workers, which mark their own share (see [`Self::set_pending`]).
+    pending: Vec<Vec<Vec<u64>>>,
     refinfos: RefInfos,
     good_types: AddrSet,
     /// Direct-mapped front of `good_types` (a type address per slot, 0 when empty).
@@ -302,28 +302,44 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         self.good_types.insert(type_addr);
     }
 
-    /// Objects of the GC lists (per owner among [`MAX_WORKERS`], each in stack order), to be marked and
-    /// decoded by the workers of [`walk_rest`] (or marked here first when it walks in one thread).
-    pub fn set_pending(&mut self, pending: Vec<Vec<u64>>) {
+    /// Objects of the GC lists (per owner among [`MAX_WORKERS`], each share segments in stack order),
+    /// to be marked and decoded by the workers of [`walk_rest`] (or marked here first when it walks in
+    /// one thread).
+    pub fn set_pending(&mut self, pending: Vec<Vec<Vec<u64>>>) {
         self.pending = pending;
     }
 
-    /// Marks the objects left pending (in stack order, below what is on the stack already).
+    /// Marks the objects left pending (in stack order, below what is on the stack already). The
+    /// largest segment becomes the bottom of the stack, filtered in place: its memory is faulted in
+    /// already, where a new stack would fault in as much again while the target is stopped. (Only the
+    /// order of the segments before it changes: they go above it, which changes no count.)
     fn mark_pending(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
-        if pending.is_empty() {
+        let mut segments: Vec<Vec<u64>> = std::mem::take(&mut self.pending).into_iter().flatten().collect();
+        if segments.is_empty() {
             return;
         }
         let above = std::mem::take(&mut self.stack);
-        self.stack.reserve_exact(pending.iter().map(Vec::len).sum::<usize>() + above.len());
-        for share in pending {
+        let big = (0..segments.len()).max_by_key(|&i| segments[i].len()).unwrap_or(0);
+        let mut stack = std::mem::take(&mut segments[big]);
+        let mut kept = 0;
+        for i in 0..stack.len() {
+            let e = stack[i];
+            if self.visited.insert(e & !1) {
+                stack[kept] = e | 1;
+                kept += 1;
+            }
+        }
+        stack.truncate(kept);
+        stack.reserve(segments.iter().map(Vec::len).sum::<usize>() + above.len());
+        for share in segments {
             for e in share {
                 if self.visited.insert(e & !1) {
-                    self.stack.push(e | 1);
+                    stack.push(e | 1);
                 }
             }
         }
-        self.stack.extend(above);
+        stack.extend(above);
+        self.stack = stack;
     }
 
     /// A type of objects found in the GC lists.

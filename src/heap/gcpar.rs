@@ -401,18 +401,16 @@ pub fn walk_gc_parallel<M: Fork>(
     if let Some(&first) = outs.iter().flat_map(|o| o.addrs.iter()).flatten().flatten().next() {
         fw.learn_type_type(first);
     }
-    let mut pending: Vec<Vec<u64>> = (0..MAX_WORKERS)
-        .map(|o| {
-            let n = outs.iter().flat_map(|d| d.addrs.iter()).map(|a| a[o].len()).sum();
-            Vec::with_capacity(n)
-        })
-        .collect();
+    // Per owner, the segments in that order (moved, not copied: copying would fault in fresh memory
+    // while the target is stopped).
+    let mut pending: Vec<Vec<Vec<u64>>> = vec![Vec::new(); MAX_WORKERS];
     for k in 0..lists.len() {
         for out in outs.iter_mut() {
             if let Some(a) = out.addrs.get_mut(k) {
                 for (o, share) in a.iter_mut().enumerate() {
-                    pending[o].extend_from_slice(share);
-                    *share = Vec::new();
+                    if !share.is_empty() {
+                        pending[o].push(std::mem::take(share));
+                    }
                 }
             }
         }
