@@ -358,20 +358,25 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
             let maps = Maps::read(target.pid).map_err(|e| Error::Other(format!("PID {}: reading maps: {e}", target.pid)))?;
             // The cache may hold 3/8 of the target's resident memory (at least 64 MiB): with the visited
             // bitmap and the work stack, memspy stays under half the target's RSS.
-            let budget = crate::process::rss_bytes(target.pid).map(|r| (r / 8 * 3).max(64 << 20)).unwrap_or(opts.cache_bytes);
+            let rss = crate::process::rss_bytes(target.pid);
+            let budget = rss.map(|r| (r / 8 * 3).max(64 << 20)).unwrap_or(opts.cache_bytes);
             let budget = budget.min(opts.cache_bytes.max(64 << 20));
             let mem = chunks::ChunkCache::new(RemoteMemory::new(target.pid), chunks::readable_ranges(&maps), budget);
-            // The buffers the walk will fill (at most the writable memory it can read) are allocated and
-            // faulted in while the target still runs, so that the pause pays for no page faults.
+            // The buffers the walk will fill (at most the writable memory it can read, the cache's
+            // budget) are allocated and faulted in while the target still runs, so that the pause pays
+            // for no page faults; so are the blocks of the visited bitmap (1/64 of the heap, at most
+            // the resident part of the writable memory).
             let t0 = Instant::now();
-            mem.prefault(copy::copy_size(&copy::regions_to_copy(&maps)).min(budget));
-            log::debug!("read cache faulted in: {:?}", t0.elapsed());
-            let r = attempt(&mem, target, interp, opts, sink, start, deadline, tries, None);
+            let heap = copy::copy_size(&copy::regions_to_copy(&maps));
+            mem.prefault(heap.min(budget));
+            let visited = visited::Visited::with_spare((heap.min(rss.unwrap_or(0)) >> 20) as usize);
+            log::debug!("read cache and visited bitmap faulted in: {:?}", t0.elapsed());
+            let r = attempt(&mem, target, interp, opts, sink, start, deadline, tries, None, visited);
             log::debug!("walk: {:?}, chunk cache {:?}", start.elapsed(), mem.stats());
             r
         } else {
             let mem = CachedMemory::new(RemoteMemory::new(target.pid), opts.cache_bytes);
-            let r = attempt(&mem, target, interp, opts, sink, start, deadline, tries, None);
+            let r = attempt(&mem, target, interp, opts, sink, start, deadline, tries, None, visited::Visited::new());
             log::debug!("walk: {:?}, cache {:?}", start.elapsed(), mem.stats());
             r
         };
@@ -470,7 +475,7 @@ fn copy_attempt(
     }
     mem.fill();
     let paused = pause.resume();
-    let r = attempt(&mem, target, interp, opts, sink, start, deadline, tries, Some(paused));
+    let r = attempt(&mem, target, interp, opts, sink, start, deadline, tries, Some(paused), visited::Visited::new());
     log::debug!("walk of the copy: {:?} (target stopped {:?})", start.elapsed(), paused);
     r
 }
@@ -486,6 +491,7 @@ fn attempt<M: Fork>(
     deadline: Instant,
     tries: u32,
     copied: Option<Duration>,
+    visited: visited::Visited,
 ) -> Attempt {
     let mut types = Types::new(&interp.layout);
     let pause = if opts.nonblocking || copied.is_some() {
@@ -535,6 +541,8 @@ fn attempt<M: Fork>(
         let _done = Done(&walking, watcher.thread().clone());
         if opts.full {
             let mut fw = full::FullWalk::new(mem, &interp.layout);
+            // With blocks faulted in ahead.
+            fw.visited = visited;
             fw.deadline = Some(walk_deadline);
             // A paused target's lists are walked from both ends on two threads when that can be done.
             let parallel = if opts.nonblocking {

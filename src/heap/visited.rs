@@ -27,6 +27,8 @@ pub struct Visited {
     count: u64,
     /// (GiB number, table index) of the last lookup.
     last_dir: Cell<Option<(u64, u32)>>,
+    /// Zeroed blocks allocated (and faulted in) ahead, used before new ones are allocated.
+    spare: Vec<Box<[u64]>>,
 }
 
 impl Visited {
@@ -48,12 +50,29 @@ impl Visited {
         Some(t as usize)
     }
 
-    fn block(&mut self, addr: u64) -> &mut [u64] {
-        self.block_or(addr, || vec![0u64; WORDS_PER_BLOCK].into_boxed_slice())
+    /// A set with `blocks` zeroed blocks allocated and faulted in now (call before the target is
+    /// stopped: writing to fresh memory costs the kernel a page fault per page).
+    pub fn with_spare(blocks: usize) -> Self {
+        let spare = (0..blocks)
+            .map(|_| {
+                let mut b = vec![0u64; WORDS_PER_BLOCK].into_boxed_slice();
+                for i in (0..WORDS_PER_BLOCK).step_by(512) {
+                    // SAFETY: i < b.len(); volatile, so that the write (of the value already there) is kept.
+                    unsafe { std::ptr::write_volatile(b.as_mut_ptr().add(i), 0) };
+                }
+                b
+            })
+            .collect();
+        Visited { spare, ..Visited::default() }
     }
 
-    /// The block of `addr`, made from `new` when there is none.
-    fn block_or(&mut self, addr: u64, new: impl FnOnce() -> Box<[u64]>) -> &mut [u64] {
+    fn block(&mut self, addr: u64) -> &mut [u64] {
+        self.block_or(addr, || None)
+    }
+
+    /// The block of `addr`, made from `new` when there is none (when it gives none: a spare block,
+    /// else a new one).
+    fn block_or(&mut self, addr: u64, new: impl FnOnce() -> Option<Box<[u64]>>) -> &mut [u64] {
         let t = match self.table(addr) {
             Some(t) => t,
             None => {
@@ -67,7 +86,8 @@ impl Visited {
         let within = ((addr >> BLOCK_SHIFT) as usize) & (PER_DIR - 1);
         let mut s = self.tables[t][within] as usize;
         if s == 0 {
-            self.slab.push(new());
+            let b = new().or_else(|| self.spare.pop()).unwrap_or_else(|| vec![0u64; WORDS_PER_BLOCK].into_boxed_slice());
+            self.slab.push(b);
             self.keys.push(addr >> BLOCK_SHIFT);
             s = self.slab.len();
             self.tables[t][within] = s as u32;
@@ -106,7 +126,10 @@ impl Visited {
             let addr = key << BLOCK_SHIFT;
             let v = &mut out[owner(addr) % n];
             v.count += b.iter().map(|w| w.count_ones() as u64).sum::<u64>();
-            v.block_or(addr, || b);
+            v.block_or(addr, || Some(b));
+        }
+        for (i, b) in self.spare.into_iter().enumerate() {
+            out[i % n].spare.push(b);
         }
         out
     }
@@ -146,5 +169,14 @@ mod tests {
         assert_eq!(parts.iter().map(|p| p.len()).sum::<u64>(), 3);
         let p = parts.iter().find(|p| p.contains(0x7f00_0000_1000)).unwrap();
         assert!(p.contains(0x7f00_0000_1008));
+        // Spare blocks are used first, and shared out by a split.
+        let mut v = Visited::with_spare(3);
+        assert!(v.insert(0x1000_0000));
+        assert!(v.insert(0x2000_0000));
+        assert!(!v.insert(0x1000_0000));
+        assert_eq!((v.spare.len(), v.bytes()), (1, 2 * 16 * 1024));
+        let parts = v.split(2, |a| (a >> 28) as usize & 1);
+        assert_eq!(parts.iter().map(|p| p.spare.len()).sum::<usize>(), 1);
+        assert_eq!(parts.iter().map(|p| p.len()).sum::<u64>(), 2);
     }
 }
