@@ -1,6 +1,8 @@
 """Benchmark target: N records, a 1 ms heartbeat thread, and in-process measurements on request.
 
-Usage: python target.py N     then commands on stdin, one per line, each answered by one JSON line:
+Usage: python target.py N [shuffled]     then commands on stdin, one per line, each answered by one JSON line
+(with `shuffled`, the records' name strings are reassigned in random order, so that the objects
+referenced from neighbouring records lie far apart: an adversarial heap for memspy's read cache):
   reset      forget the longest heartbeat gap so far
   gap        the longest gap (ms) since the last reset, and RSS
   gcobjects  time gc.get_objects() + Counter by type
@@ -72,6 +74,13 @@ def closure():
 def main():
     n = int(sys.argv[1])
     records = [Record(i) for i in range(n)]  # noqa: F841 (kept alive by this frame)
+    if sys.argv[2:3] == ["shuffled"]:
+        import random
+        names = [r.name for r in records]
+        random.Random(1).shuffle(names)
+        for r, name in zip(records, names):
+            r.name = name
+        names = None
     gc.collect()
     threading.Thread(target=heartbeat, daemon=True).start()
     print(json.dumps({"ready": True, "pid": os.getpid(), "rss": rss()}), flush=True)

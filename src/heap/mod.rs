@@ -558,7 +558,11 @@ fn attempt<M: Fork>(
                     sink.object(r, t)
                 }),
             };
-            log::debug!("GC lists walked: {:?}", start.elapsed());
+            log::debug!(
+                "GC lists walked: {:?} ({:?} into the pause)",
+                start.elapsed(),
+                pause.as_ref().map(|p| p.elapsed()).unwrap_or_default()
+            );
             r.and_then(|()| full::walk_rest(mem, interp, &mut types, &mut fw, &mut summary, sink))
         } else {
             walk_gc(mem, interp, &mut types, !opts.nonblocking, Some(walk_deadline), &mut summary, |r, t| {
