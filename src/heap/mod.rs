@@ -362,14 +362,14 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
             let budget = rss.map(|r| (r / 8 * 3).max(64 << 20)).unwrap_or(opts.cache_bytes);
             let budget = budget.min(opts.cache_bytes.max(64 << 20));
             let mem = chunks::ChunkCache::new(RemoteMemory::new(target.pid), chunks::readable_ranges(&maps), budget);
-            // The buffers the walk will fill (at most the writable memory it can read, the cache's
-            // budget) are allocated and faulted in while the target still runs, so that the pause pays
-            // for no page faults; so are the blocks of the visited bitmap (1/64 of the heap, at most
-            // the resident part of the writable memory).
+            // The buffers the walk will fill (at most the cache's budget, the writable memory and the
+            // target's resident memory: mapped is not resident, e.g. thread stacks) are allocated and
+            // faulted in while the target still runs, so that the pause pays for no page faults; so are
+            // the blocks of the visited bitmap (1 MiB of address space each, as many as that memory).
             let t0 = Instant::now();
-            let heap = copy::copy_size(&copy::regions_to_copy(&maps));
+            let heap = copy::copy_size(&copy::regions_to_copy(&maps)).min(rss.unwrap_or(0));
             mem.prefault(heap.min(budget));
-            let visited = visited::Visited::with_spare((heap.min(rss.unwrap_or(0)) >> 20) as usize);
+            let visited = visited::Visited::with_spare((heap >> 20) as usize);
             log::debug!("read cache and visited bitmap faulted in: {:?}", t0.elapsed());
             let r = attempt(&mem, target, interp, opts, sink, start, deadline, tries, None, visited);
             log::debug!("walk: {:?}, chunk cache {:?}", start.elapsed(), mem.stats());
