@@ -29,8 +29,8 @@ use crate::process::{Memory, ReadExt};
 
 use super::fasthash::{AddrMap, AddrSet};
 use super::full::{self, read_head, FullWalk, MAX_WORKERS};
-use super::objects::{getsizeof, TypeInfo, Types, HEAD_BYTES};
-use super::{gc, Fork, ObjectRecord, Sink, TypeTotals, WalkSummary};
+use super::objects::{TypeInfo, Types, HEAD_BYTES};
+use super::{gc, Fork, Sink, TypeTotals, WalkSummary};
 
 /// Most address space the claim bitmap covers (1 bit per 8 bytes, so 1/64 of it in virtual memory,
 /// of which only the pages around GC nodes are ever touched).
@@ -225,28 +225,14 @@ fn walk_direction<M: Memory + ?Sized>(mem: &M, ctl: &Ctl<'_>, forward: bool, out
                 out.unreadable += 1;
                 continue;
             }
-            let raw_ref = le_u64(&head, l.ob_refcnt).unwrap_or(0);
-            let type_addr = le_u64(&head, l.ob_type).unwrap_or(0);
-            let info = match types.get(mem, type_addr) {
-                Ok(i) => i,
-                Err(e) => {
-                    log::debug!("object {obj:#x}: type {type_addr:#x}: {e}");
-                    out.unreadable += 1;
-                    continue;
-                }
+            let Some((rec, info)) = super::decode_tracked(mem, l, &mut types, obj, &head, list) else {
+                out.unreadable += 1;
+                continue;
             };
-            let (size, exact) = match getsizeof(mem, l, obj, &head, info) {
-                Ok(s) => s,
-                Err(e) => {
-                    log::debug!("object {obj:#x} ({}): size: {e}", info.name);
-                    (info.basicsize, false)
-                }
-            };
-            if !exact {
+            if !rec.size_exact {
                 out.approximate_sizes += 1;
             }
-            let (refcount, immortal) = l.decode_refcount(raw_ref);
-            let rec = ObjectRecord { addr: obj, type_addr, size, size_exact: exact, refcount, immortal, list };
+            let type_addr = rec.type_addr;
             let per_list = out.totals.entry(type_addr).or_insert_with(|| {
                 out.infos.insert(type_addr, info.clone());
                 Default::default()

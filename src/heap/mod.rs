@@ -110,6 +110,37 @@ pub struct WalkSummary {
     pub full: bool,
 }
 
+/// Decodes a GC-tracked object of `list` whose head was read into `head`: its record (size as
+/// `sys.getsizeof` computes it, the type's basic size when that fails) and its type; None when the type
+/// cannot be read.
+pub(crate) fn decode_tracked<'t, M: Memory + ?Sized>(
+    mem: &M,
+    l: &python_bindings::Layout,
+    types: &'t mut Types,
+    obj: u64,
+    head: &[u8; HEAD_BYTES],
+    list: usize,
+) -> Option<(ObjectRecord, &'t objects::TypeInfo)> {
+    let raw_ref = crate::process::memory::le_u64(head, l.ob_refcnt).unwrap_or(0);
+    let type_addr = crate::process::memory::le_u64(head, l.ob_type).unwrap_or(0);
+    let info = match types.get(mem, type_addr) {
+        Ok(i) => i,
+        Err(e) => {
+            log::debug!("object {obj:#x}: type {type_addr:#x}: {e}");
+            return None;
+        }
+    };
+    let (size, exact) = match getsizeof(mem, l, obj, head, info) {
+        Ok(s) => s,
+        Err(e) => {
+            log::debug!("object {obj:#x} ({}): size: {e}", info.name);
+            (info.basicsize, false)
+        }
+    };
+    let (refcount, immortal) = l.decode_refcount(raw_ref);
+    Some((ObjectRecord { addr: obj, type_addr, size, size_exact: exact, refcount, immortal, list }, info))
+}
+
 /// Walks the GC lists of every interpreter. With `strict`, inconsistent lists are an error (the target
 /// is paused, so they mean memspy misread the layout); without, the walk keeps what it could read.
 pub fn walk_gc<M: Memory + ?Sized>(
@@ -171,28 +202,13 @@ pub fn walk_gc<M: Memory + ?Sized>(
                         return Ok(());
                     }
                 }
-                let raw_ref = u64::from_le_bytes(head[0..8].try_into().expect("8"));
-                let type_addr = u64::from_le_bytes(head[l.ob_type as usize..l.ob_type as usize + 8].try_into().expect("8"));
-                let info = match types.get(mem, type_addr) {
-                    Ok(i) => i,
-                    Err(e) => {
-                        log::debug!("object {obj:#x}: type {type_addr:#x}: {e}");
-                        summary.unreadable += 1;
-                        return Ok(());
-                    }
+                let Some((rec, info)) = decode_tracked(mem, l, types, obj, &head, list) else {
+                    summary.unreadable += 1;
+                    return Ok(());
                 };
-                let (size, exact) = match getsizeof(mem, l, obj, &head, info) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        log::debug!("object {obj:#x} ({}): size: {e}", info.name);
-                        (info.basicsize, false)
-                    }
-                };
-                if !exact {
+                if !rec.size_exact {
                     summary.approximate_sizes += 1;
                 }
-                let (refcount, immortal) = l.decode_refcount(raw_ref);
-                let rec = ObjectRecord { addr: obj, type_addr, size, size_exact: exact, refcount, immortal, list };
                 sink(&rec, info);
                 Ok(())
             })?;
