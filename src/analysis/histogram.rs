@@ -201,6 +201,9 @@ pub struct Report {
     pub rss: Option<u64>,
     pub totals: Totals,
     pub gc: GcCounts,
+    /// Interpreters whose heaps were walked (the main one and any subinterpreters).
+    #[serde(default)]
+    pub interpreters: usize,
     pub types: Vec<TypeRow>,
 }
 

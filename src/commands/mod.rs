@@ -82,6 +82,7 @@ impl Session {
             rss: process::rss_bytes(self.target.pid),
             totals: Default::default(),
             gc: GcCounts { generations: s.generations, permanent: s.permanent },
+            interpreters: s.interpreters,
             types: hist.rows(),
         };
         report.finish_totals();
