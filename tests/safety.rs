@@ -403,6 +403,15 @@ fn a_thread_in_uninterruptible_sleep_is_one_line_error_and_the_target_runs() {
         .status()
         .unwrap()
         .success());
+    // However the test ends, release the spawned child blocked opening the FIFO (else it outlives the test).
+    struct Release(PathBuf);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&self.0);
+        }
+    }
+    let _release = Release(fifo.clone());
     let fx = spawn_target(
         &interp,
         &["--objects", "20000", "--stuck", &fifo.display().to_string()],
