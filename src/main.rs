@@ -10,7 +10,7 @@ use memspy::commands::diff::{self, DiffOptions};
 use memspy::commands::growth::{self, GrowthOptions};
 use memspy::commands::snapshot::{self, SnapshotCmdOptions};
 use memspy::commands::top::{self, TopOptions};
-use memspy::commands::{gc, stat};
+use memspy::commands::{gc, stat, TargetSpec};
 use memspy::heap::SnapshotOptions;
 
 #[derive(Parser, Debug)]
@@ -67,12 +67,31 @@ impl WalkArgs {
     }
 }
 
+/// The process to inspect: a PID, or a program to start (`-- python3 app.py`).
+#[derive(clap::Args, Debug, Clone)]
+struct TargetArgs {
+    /// PID of the Python process to inspect.
+    pid: Option<i32>,
+    /// With a command: seconds to let it run before the first snapshot.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    delay: f64,
+    /// Start this program and inspect it, e.g. `-- python3 app.py` (it is stopped when memspy is done)
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+impl TargetArgs {
+    fn spec(self) -> TargetSpec {
+        TargetSpec { pid: self.pid, command: self.command, delay: Duration::from_secs_f64(self.delay.max(0.0)) }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Object types in the heap: count, bytes, refcounts (refreshing, or --once).
     Top {
-        /// PID of the Python process to inspect.
-        pid: Option<i32>,
+        #[command(flatten)]
+        target: TargetArgs,
         /// Print one table (or report) and exit.
         #[arg(long)]
         once: bool,
@@ -88,19 +107,13 @@ enum Cmd {
         /// Seconds between refreshes.
         #[arg(long, default_value_t = 2.0, value_name = "SECS")]
         rate: f64,
-        /// With a command: seconds to let it run before the first snapshot.
-        #[arg(long, default_value_t = 1.0, value_name = "SECS")]
-        delay: f64,
         #[command(flatten)]
         walk: WalkArgs,
-        /// Start this program and inspect it: memspy top -- python3 app.py
-        #[arg(last = true, value_name = "COMMAND")]
-        command: Vec<String>,
     },
     /// Sample the heap at an interval and rank the types by growth (leak suspects grew every time).
     Growth {
-        /// PID of the Python process to inspect.
-        pid: Option<i32>,
+        #[command(flatten)]
+        target: TargetArgs,
         /// Seconds between samples.
         #[arg(long, default_value_t = 10.0, value_name = "SECS")]
         interval: f64,
@@ -116,30 +129,18 @@ enum Cmd {
         /// Also draw RSS and the top types' bytes over time into this SVG file.
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<std::path::PathBuf>,
-        /// With a command: seconds to let it run before the first sample.
-        #[arg(long, default_value_t = 1.0, value_name = "SECS")]
-        delay: f64,
         #[command(flatten)]
         walk: WalkArgs,
-        /// Start this program and sample it (sampling ends early if it exits): memspy growth -- python3 app.py
-        #[arg(last = true, value_name = "COMMAND")]
-        command: Vec<String>,
     },
     /// Save one report (types, totals, timestamp, RSS) to a file for `memspy diff`.
     Snapshot {
-        /// PID of the Python process to inspect.
-        pid: Option<i32>,
+        #[command(flatten)]
+        target: TargetArgs,
         /// The file to write (default: stdout).
         #[arg(short, long, value_name = "FILE")]
         output: Option<std::path::PathBuf>,
-        /// With a command: seconds to let it run before the snapshot.
-        #[arg(long, default_value_t = 1.0, value_name = "SECS")]
-        delay: f64,
         #[command(flatten)]
         walk: WalkArgs,
-        /// Start this program, snapshot it after --delay, and stop it: memspy snapshot -o a.json -- python3 app.py
-        #[arg(last = true, value_name = "COMMAND")]
-        command: Vec<String>,
     },
     /// What changed between two snapshots: per-type differences of counts and bytes.
     Diff {
@@ -209,21 +210,17 @@ fn main() -> ExitCode {
     };
     env_logger::Builder::new().filter_level(level).format_timestamp_millis().init();
     let result = match cli.command {
-        Cmd::Top { pid, once, json, limit, sort, rate, delay, walk, command } => top::run(&TopOptions {
-            pid,
-            command,
+        Cmd::Top { target, once, json, limit, sort, rate, walk } => top::run(&TopOptions {
+            target: target.spec(),
             once,
             json,
             limit,
             sort,
             rate: Duration::from_secs_f64(rate.max(0.05)),
-            delay: Duration::from_secs_f64(delay.max(0.0)),
             snapshot: walk.options(),
         }),
-        Cmd::Growth { pid, interval, samples, json, limit, plot, delay, walk, command } => growth::run(&GrowthOptions {
-            pid,
-            command,
-            delay: Duration::from_secs_f64(delay.max(0.0)),
+        Cmd::Growth { target, interval, samples, json, limit, plot, walk } => growth::run(&GrowthOptions {
+            target: target.spec(),
             interval: Duration::from_secs_f64(interval.max(0.01)),
             samples,
             json,
@@ -231,10 +228,8 @@ fn main() -> ExitCode {
             plot,
             snapshot: walk.options(),
         }),
-        Cmd::Snapshot { pid, output, delay, walk, command } => snapshot::run(&SnapshotCmdOptions {
-            pid,
-            command,
-            delay: Duration::from_secs_f64(delay.max(0.0)),
+        Cmd::Snapshot { target, output, walk } => snapshot::run(&SnapshotCmdOptions {
+            target: target.spec(),
             output,
             snapshot: walk.options(),
         }),

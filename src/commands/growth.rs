@@ -8,17 +8,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::analysis::growth::Growth;
 use crate::commands::top::{install_interrupt_handler, interrupted};
-use crate::commands::Session;
+use crate::commands::{sleep_unless_interrupted, Session, TargetSpec};
 use crate::error::{Error, Result};
 use crate::heap::SnapshotOptions;
 use crate::report;
 
 #[derive(Clone, Debug)]
 pub struct GrowthOptions {
-    pub pid: Option<i32>,
-    /// A program to start and sample (instead of a PID); sampling ends early when it exits.
-    pub command: Vec<String>,
-    pub delay: Duration,
+    /// A PID, or a program to start and sample (sampling then ends early when it exits).
+    pub target: TargetSpec,
     pub interval: Duration,
     pub samples: usize,
     pub json: bool,
@@ -57,30 +55,29 @@ pub fn sample(session: &Session, opts: &GrowthOptions) -> Result<Growth> {
         if i > 0 {
             // Samples on a fixed schedule (no drift from walk times).
             let due = start + opts.interval * i as u32;
-            while Instant::now() < due && !interrupted() {
-                std::thread::sleep((due - Instant::now()).min(Duration::from_millis(50)));
-            }
+            sleep_unless_interrupted(due.saturating_duration_since(Instant::now()));
             if interrupted() {
                 pb.println(format!("memspy: interrupted after {i} samples"));
                 break;
             }
-            if !session.target.alive() {
-                pb.finish_and_clear();
-                // A program memspy started may end on its own: report the samples taken.
-                if !opts.command.is_empty() {
-                    eprintln!("memspy: the program (PID {pid}) exited after {i} samples");
-                    break;
-                }
-                return Err(Error::TargetExited { pid });
-            }
         }
-        let r = match session.report(&opts.snapshot) {
-            Err(Error::TargetExited { .. }) if !opts.command.is_empty() && !reports.is_empty() => {
+        let r = if i > 0 && !session.target.alive() {
+            Err(Error::TargetExited { pid })
+        } else {
+            session.report(&opts.snapshot)
+        };
+        let r = match r {
+            Ok(r) => r,
+            // A program memspy started may end on its own: report the samples taken.
+            Err(Error::TargetExited { .. }) if opts.target.starts_program() && !reports.is_empty() => {
                 pb.finish_and_clear();
                 eprintln!("memspy: the program (PID {pid}) exited after {i} samples");
                 break;
             }
-            r => r?,
+            Err(e) => {
+                pb.finish_and_clear();
+                return Err(e);
+            }
         };
         if r.partial {
             pb.println(format!("memspy: sample {} is partial (--max-pause reached)", i + 1));
@@ -93,7 +90,7 @@ pub fn sample(session: &Session, opts: &GrowthOptions) -> Result<Growth> {
 }
 
 pub fn run(opts: &GrowthOptions) -> Result<()> {
-    let (session, _spawned) = super::open_target("growth", opts.pid, &opts.command, opts.snapshot.timeout, opts.delay)?;
+    let (session, _spawned) = super::open_target("growth", &opts.target, opts.snapshot.timeout)?;
     let g = sample(&session, opts)?;
     if let Some(path) = &opts.plot {
         std::fs::write(path, report::plot::svg(&g))

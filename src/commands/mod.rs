@@ -142,29 +142,44 @@ impl Spawned {
 }
 
 /// The process a command inspects: a PID, or a program memspy starts (`-- python app.py`) and lets run
-/// for `delay` (then the `Spawned` handle, which stops the program when dropped).
-pub fn open_target(
-    name: &str,
-    pid: Option<i32>,
-    command: &[String],
-    timeout: Duration,
-    delay: Duration,
-) -> Result<(Session, Option<Spawned>)> {
-    match (pid, command.is_empty()) {
-        (Some(pid), true) => Ok((Session::attach(pid)?, None)),
-        (None, false) => {
-            let mut s = Spawned::start(command)?;
+/// for `delay` before the first snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct TargetSpec {
+    pub pid: Option<i32>,
+    pub command: Vec<String>,
+    pub delay: Duration,
+}
+
+impl TargetSpec {
+    /// Whether memspy starts the program (which may then end on its own).
+    pub fn starts_program(&self) -> bool {
+        !self.command.is_empty()
+    }
+}
+
+/// Opens the target of `memspy <name>`: a session, and the `Spawned` handle of a program memspy started
+/// (which stops the program when dropped).
+pub fn open_target(name: &str, spec: &TargetSpec, timeout: Duration) -> Result<(Session, Option<Spawned>)> {
+    match (spec.pid, spec.starts_program()) {
+        (Some(pid), false) => Ok((Session::attach(pid)?, None)),
+        (None, true) => {
+            let mut s = Spawned::start(&spec.command)?;
             let session = s.wait_for_python(timeout)?;
-            let until = Instant::now() + delay;
-            while Instant::now() < until && !top::interrupted() {
-                std::thread::sleep(Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())));
-            }
+            sleep_unless_interrupted(spec.delay);
             Ok((session, Some(s)))
         }
-        (Some(_), false) => Err(Error::Other("give either a PID or a command after --, not both".into())),
-        (None, true) => Err(Error::Other(format!(
+        (Some(_), true) => Err(Error::Other("give either a PID or a command after --, not both".into())),
+        (None, false) => Err(Error::Other(format!(
             "give a PID (memspy {name} PID) or a command (memspy {name} -- python app.py)"
         ))),
+    }
+}
+
+/// Sleeps for `d`, or less if Ctrl-C / SIGTERM arrives.
+pub fn sleep_unless_interrupted(d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until && !top::interrupted() {
+        std::thread::sleep(Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())));
     }
 }
 

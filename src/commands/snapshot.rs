@@ -9,10 +9,8 @@ use crate::report;
 
 #[derive(Clone, Debug)]
 pub struct SnapshotCmdOptions {
-    pub pid: Option<i32>,
-    /// A program to start and snapshot after `delay` (instead of a PID).
-    pub command: Vec<String>,
-    pub delay: std::time::Duration,
+    /// A PID, or a program to start and snapshot.
+    pub target: super::TargetSpec,
     /// Where to write; stdout when None.
     pub output: Option<PathBuf>,
     pub snapshot: SnapshotOptions,
@@ -20,7 +18,7 @@ pub struct SnapshotCmdOptions {
 
 pub fn run(opts: &SnapshotCmdOptions) -> Result<()> {
     let (session, _spawned) =
-        super::open_target("snapshot", opts.pid, &opts.command, opts.snapshot.timeout, opts.delay)?;
+        super::open_target("snapshot", &opts.target, opts.snapshot.timeout)?;
     let pb = progress(None, &format!("reading the heap of PID {}", session.target.pid));
     let r = session.report(&opts.snapshot);
     pb.finish_and_clear();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::analysis::diff::{diff_reports, Diff};
 use crate::analysis::histogram::SortKey;
 use crate::commands::growth::progress;
-use crate::commands::{Session, Spawned};
+use crate::commands::{sleep_unless_interrupted, Session, Spawned, TargetSpec};
 use crate::error::{Error, Result};
 use crate::heap::SnapshotOptions;
 use crate::report;
@@ -15,15 +15,12 @@ use crate::report::tui::{self, Frame, TerminalGuard, ViewSort, ViewState};
 
 #[derive(Clone, Debug)]
 pub struct TopOptions {
-    pub pid: Option<i32>,
-    pub command: Vec<String>,
+    pub target: TargetSpec,
     pub once: bool,
     pub json: bool,
     pub limit: usize,
     pub sort: SortKey,
     pub rate: Duration,
-    /// With a command: how long to let it run before the (first) snapshot.
-    pub delay: Duration,
     pub snapshot: SnapshotOptions,
 }
 
@@ -50,7 +47,7 @@ pub fn interrupted() -> bool {
 }
 
 pub fn run(opts: &TopOptions) -> Result<()> {
-    let (session, mut spawned) = super::open_target("top", opts.pid, &opts.command, opts.snapshot.timeout, opts.delay)?;
+    let (session, mut spawned) = super::open_target("top", &opts.target, opts.snapshot.timeout)?;
     if opts.once {
         install_interrupt_handler();
         return print_once(&session, opts);
@@ -104,13 +101,6 @@ fn print_once(session: &Session, opts: &TopOptions) -> Result<()> {
         print!("{}", report::table(&r, opts.sort, opts.limit));
     }
     Ok(())
-}
-
-fn sleep_unless_interrupted(d: Duration) {
-    let until = Instant::now() + d;
-    while Instant::now() < until && !interrupted() {
-        std::thread::sleep(Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())));
-    }
 }
 
 /// Sleeps until the next refresh; false when it is time to stop (Ctrl-C, or the target is gone).
