@@ -25,7 +25,12 @@ pub struct Target {
 
 /// The one-letter state from `/proc/PID/stat` ('R', 'S', 'T', 'Z', …), or None if the process is gone.
 pub fn process_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_state(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The state letter of a `/proc/.../stat` line (after the parenthesised command name, which may hold
+/// spaces and parentheses).
+pub fn stat_state(stat: &str) -> Option<char> {
     let after = stat.rfind(')')?;
     stat[after + 1..].trim_start().chars().next()
 }

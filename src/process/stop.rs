@@ -46,7 +46,7 @@ pub fn stuck_threads(pid: i32) -> Vec<Stuck> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) else {
             continue;
         };
-        if task_state(&stat) == Some('D') {
+        if super::stat_state(&stat) == Some('D') {
             let wchan = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan"))
                 .unwrap_or_default();
             let wchan = if wchan.trim() == "0" {
@@ -59,13 +59,6 @@ pub fn stuck_threads(pid: i32) -> Vec<Stuck> {
     }
     out.sort_by_key(|s| s.tid);
     out
-}
-
-/// The state letter of a `/proc/.../stat` line (after the parenthesised command name, which may hold
-/// spaces and parentheses).
-fn task_state(stat: &str) -> Option<char> {
-    let after = stat.rfind(')')?;
-    stat[after + 1..].trim_start().chars().next()
 }
 
 /// How long a thread has run, in ns (first field of `/proc/PID/task/TID/schedstat`), if readable.
@@ -235,9 +228,9 @@ mod tests {
 
     #[test]
     fn state_letter_after_odd_names() {
-        assert_eq!(task_state("123 (python3) S 1 2 3"), Some('S'));
-        assert_eq!(task_state("123 (a) b (c)) D 1 2 3"), Some('D'));
-        assert_eq!(task_state("garbage"), None);
+        assert_eq!(crate::process::stat_state("123 (python3) S 1 2 3"), Some('S'));
+        assert_eq!(crate::process::stat_state("123 (a) b (c)) D 1 2 3"), Some('D'));
+        assert_eq!(crate::process::stat_state("garbage"), None);
     }
 
     #[test]
