@@ -9,7 +9,6 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
 
 fn check(interp: &Interpreter) -> Result<String, String> {
     let (fixture, truth) = start_settled(interp, "subinterp.py", &[])?;
@@ -37,7 +36,7 @@ fn check(interp: &Interpreter) -> Result<String, String> {
                 return Err(format!("{coverage}: {name}: memspy {got:?}, target ({count}, {})", count * size));
             }
         }
-        if r["interpreters"] != Value::from(2u64) {
+        if r["interpreters"] != 2 {
             return Err(format!("{coverage}: interpreters {} (want 2)", r["interpreters"]));
         }
         seen.push(coverage);

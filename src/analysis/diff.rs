@@ -125,20 +125,9 @@ pub fn diff_named(a: &Report, file_a: &str, b: &Report, file_b: &str) -> Diff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::histogram::TypeRow;
 
     fn report(ts: f64, rows: &[(&str, u64, u64)]) -> Report {
-        let mut r = Report {
-            timestamp: ts,
-            rss: Some(1000),
-            types: rows
-                .iter()
-                .map(|(n, c, b)| TypeRow { name: n.to_string(), count: *c, bytes: *b, ..Default::default() })
-                .collect(),
-            ..Default::default()
-        };
-        r.finish_totals();
-        r
+        Report { timestamp: ts, rss: Some(1000), ..Report::from_rows(rows) }
     }
 
     #[test]

@@ -120,21 +120,10 @@ impl Growth {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::histogram::TypeRow;
 
     fn report(ts: f64, rows: &[(&str, u64)]) -> Report {
-        let mut r = Report {
-            pid: 7,
-            timestamp: ts,
-            rss: Some(4096),
-            types: rows
-                .iter()
-                .map(|(n, c)| TypeRow { name: n.to_string(), count: *c, bytes: c * 10, ..Default::default() })
-                .collect(),
-            ..Default::default()
-        };
-        r.finish_totals();
-        r
+        let rows: Vec<(&str, u64, u64)> = rows.iter().map(|&(n, c)| (n, c, c * 10)).collect();
+        Report { pid: 7, timestamp: ts, rss: Some(4096), ..Report::from_rows(&rows) }
     }
 
     #[test]

@@ -207,6 +207,22 @@ pub struct Report {
     pub types: Vec<TypeRow>,
 }
 
+#[cfg(test)]
+impl Report {
+    /// A report with these (type, count, bytes) rows and their totals, for unit tests.
+    pub(crate) fn from_rows(rows: &[(&str, u64, u64)]) -> Report {
+        let mut r = Report {
+            types: rows
+                .iter()
+                .map(|(n, c, b)| TypeRow { name: n.to_string(), count: *c, bytes: *b, ..Default::default() })
+                .collect(),
+            ..Default::default()
+        };
+        r.finish_totals();
+        r
+    }
+}
+
 impl Report {
     pub fn finish_totals(&mut self) {
         self.totals = Totals {

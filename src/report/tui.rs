@@ -352,19 +352,9 @@ impl Drop for TerminalGuard {
 mod tests {
     use super::*;
     use crate::analysis::diff::diff_reports;
-    use crate::analysis::histogram::TypeRow;
 
     fn report(rows: &[(&str, u64, u64)]) -> Report {
-        let mut r = Report {
-            pid: 9,
-            types: rows
-                .iter()
-                .map(|(n, c, b)| TypeRow { name: n.to_string(), count: *c, bytes: *b, ..Default::default() })
-                .collect(),
-            ..Default::default()
-        };
-        r.finish_totals();
-        r
+        Report { pid: 9, ..Report::from_rows(rows) }
     }
 
     #[test]
