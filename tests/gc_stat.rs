@@ -15,16 +15,7 @@ const FIXTURE: &str = "gc_stat.py";
 const PYMALLOC_TOLERANCE: f64 = 0.01;
 
 fn memspy_json(args: &[&str]) -> Result<Value, String> {
-    let out = run_memspy(args).map_err(|e| format!("could not run memspy: {}", e))?;
-    if !out.success() {
-        return Err(format!(
-            "`memspy {}` failed: {}; stderr: {}",
-            args.join(" "),
-            out.describe_status(),
-            tail(&out.stderr, 1500)
-        ));
-    }
-    serde_json::from_str(&out.stdout).map_err(|e| format!("memspy output is not JSON ({}): {}", e, tail(&out.stdout, 500)))
+    run_memspy_json(args).map(|(v, _)| v)
 }
 
 fn i64_array(v: &Value) -> Option<Vec<i64>> {

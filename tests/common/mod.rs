@@ -509,31 +509,32 @@ pub struct Fixture {
 impl Fixture {
     /// Start `interp -I fixtures/<script> <tmpdir>/truth.json <args...>`.
     pub fn spawn(interp: &Interpreter, script: &str, args: &[&str]) -> Result<Fixture, String> {
-        let dir = TempDir::new(&format!("{}-{}", interp.label(), script))
-            .map_err(|e| format!("temp dir: {}", e))?;
+        Fixture::spawn_with_env(interp, script, args, &[])
+    }
+
+    /// Like [`Fixture::spawn`], with extra environment variables (e.g. PYTHONMALLOC=malloc): then `-s`
+    /// instead of `-I`, which would ignore PYTHON* variables (`-s` still skips the user site).
+    pub fn spawn_with_env(
+        interp: &Interpreter,
+        script: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Fixture, String> {
+        let dir = TempDir::new(&format!("{}-{}", interp.label(), script)).map_err(|e| format!("temp dir: {}", e))?;
         let truth_path = dir.path().join("truth.json");
         let stderr_path = dir.path().join("stderr.txt");
         let stdout_path = dir.path().join("stdout.txt");
         let errf = fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
         let outf = fs::File::create(&stdout_path).map_err(|e| e.to_string())?;
-        let script_path = fixture_script(script);
         let mut cmd = Command::new(&interp.path);
-        cmd.arg("-I").arg(&script_path).arg(&truth_path).args(args);
+        cmd.arg(if env.is_empty() { "-I" } else { "-s" }).arg(fixture_script(script)).arg(&truth_path).args(args);
+        cmd.envs(env.iter().copied());
         cmd.stdin(Stdio::null()).stdout(outf).stderr(errf);
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {}", interp.path.display(), e))?;
+        let child = cmd.spawn().map_err(|e| format!("cannot start {}: {}", interp.path.display(), e))?;
         let pid = child.id();
-        let description = format!("{} {} {}", interp.path.display(), script, args.join(" "));
-        Ok(Fixture {
-            child,
-            pid,
-            truth_path,
-            stderr_path,
-            stdout_path,
-            description,
-            dir,
-        })
+        let envs: Vec<String> = env.iter().map(|(k, v)| format!("{}={} ", k, v)).collect();
+        let description = format!("{}{} {} {}", envs.concat(), interp.path.display(), script, args.join(" "));
+        Ok(Fixture { child, pid, truth_path, stderr_path, stdout_path, description, dir })
     }
 
     pub fn dir(&self) -> &Path {
@@ -918,47 +919,11 @@ pub fn lookup<'a>(v: &'a Value, path: &str) -> Result<&'a Value, String> {
 }
 
 // ---------------------------------------------------------------------------
-// Fixtures with extra environment (appended for tests/gc_stat.rs)
-
-impl Fixture {
-    /// Like [`Fixture::spawn`], with extra environment variables (e.g. PYTHONMALLOC=malloc).
-    pub fn spawn_with_env(
-        interp: &Interpreter,
-        script: &str,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> Result<Fixture, String> {
-        let dir = TempDir::new(&format!("{}-{}-env", interp.label(), script))
-            .map_err(|e| format!("temp dir: {}", e))?;
-        let truth_path = dir.path().join("truth.json");
-        let stderr_path = dir.path().join("stderr.txt");
-        let stdout_path = dir.path().join("stdout.txt");
-        let errf = fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
-        let outf = fs::File::create(&stdout_path).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(&interp.path);
-        // Not -I: it would ignore PYTHON* variables (PYTHONMALLOC); -s still skips the user site.
-        cmd.arg("-s").arg(fixture_script(script)).arg(&truth_path).args(args);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.stdin(Stdio::null()).stdout(outf).stderr(errf);
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {}", interp.path.display(), e))?;
-        let pid = child.id();
-        let envs: Vec<String> = env.iter().map(|(k, v)| format!("{}={}", k, v)).collect();
-        let description = format!("{} {} {} {}", envs.join(" "), interp.path.display(), script, args.join(" "));
-        Ok(Fixture { child, pid, truth_path, stderr_path, stdout_path, description, dir })
-    }
-}
-
-// ---------------------------------------------------------------------------
 // memspy with extra options (full-heap work)
 
-/// `memspy top PID --once --json EXTRA...`, parsed.  Errors carry the exit status and stderr.
-pub fn memspy_top_json_with(pid: u32, extra: &[&str]) -> Result<(Value, CmdOutput), String> {
-    let mut args: Vec<String> = vec!["top".into(), pid.to_string(), "--once".into(), "--json".into()];
-    args.extend(extra.iter().map(|s| s.to_string()));
+/// `memspy ARGS...`, its stdout parsed as JSON.  Errors carry the exit status and stderr.
+pub fn run_memspy_json<S: AsRef<str>>(args: &[S]) -> Result<(Value, CmdOutput), String> {
+    let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
     let out = run_memspy(&args).map_err(|e| format!("could not run {}: {}", memspy_bin().display(), e))?;
     if !out.success() {
         return Err(format!(
@@ -977,6 +942,14 @@ pub fn memspy_top_json_with(pid: u32, extra: &[&str]) -> Result<(Value, CmdOutpu
             tail(&out.stderr, 1000)
         )),
     }
+}
+
+/// `memspy top PID --once --json EXTRA...`, parsed.
+pub fn memspy_top_json_with(pid: u32, extra: &[&str]) -> Result<(Value, CmdOutput), String> {
+    let pid = pid.to_string();
+    let mut args = vec!["top", pid.as_str(), "--once", "--json"];
+    args.extend_from_slice(extra);
+    run_memspy_json(&args)
 }
 
 // ---------------------------------------------------------------------------
