@@ -83,13 +83,8 @@ pub struct FullWalk<'a, M: Memory + ?Sized> {
     /// each share a list of segments in the order they go on the stack: the parallel walk of the GC
     /// lists leaves them to the workers, which mark their own share (see [`Self::set_pending`]).
     pending: Vec<Vec<Vec<u64>>>,
-    refinfos: RefInfos,
-    good_types: AddrSet,
-    /// Direct-mapped front of `good_types` (a type address per slot, 0 when empty).
-    good_fast: Box<[u64]>,
-    bad_types: AddrSet,
-    type_type: u64,
-    seen_keys: AddrSet,
+    /// What the walk learned about types (copied into each worker of a parallel walk).
+    caches: TypeCaches,
     scratch: Vec<u64>,
     pub found: u64,
     pub decode_errors: u64,
@@ -190,16 +185,39 @@ impl Drop for AbortOnDrop<'_> {
     }
 }
 
-/// The type caches a worker starts from.
+/// What a worker of a parallel walk starts from: the layout, the type caches, the deadline.
 struct Seed<'a> {
     l: &'a Layout,
+    caches: TypeCaches,
+    deadline: Option<Instant>,
+}
+
+/// What a walk learns about types and shared keys as it goes.
+#[derive(Clone)]
+struct TypeCaches {
     refinfos: RefInfos,
+    /// Types validated as ready type objects.
     good_types: AddrSet,
+    /// Direct-mapped front of `good_types` (a type address per slot, 0 when empty).
     good_fast: Box<[u64]>,
     bad_types: AddrSet,
+    /// The address of `type` (0 until learned).
     type_type: u64,
+    /// Shared dict keys objects already followed.
     seen_keys: AddrSet,
-    deadline: Option<Instant>,
+}
+
+impl Default for TypeCaches {
+    fn default() -> Self {
+        TypeCaches {
+            refinfos: RefInfos::default(),
+            good_types: AddrSet::default(),
+            good_fast: vec![0; GOOD_FAST].into_boxed_slice(),
+            bad_types: AddrSet::default(),
+            type_type: 0,
+            seen_keys: AddrSet::default(),
+        }
+    }
 }
 
 /// What one worker of a parallel walk hands back.
@@ -223,12 +241,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             visited: Visited::new(),
             stack: Vec::new(),
             pending: Vec::new(),
-            refinfos: RefInfos::default(),
-            good_types: AddrSet::default(),
-            good_fast: vec![0; GOOD_FAST].into_boxed_slice(),
-            bad_types: AddrSet::default(),
-            type_type: 0,
-            seen_keys: AddrSet::default(),
+            caches: TypeCaches::default(),
             scratch: Vec::new(),
             found: 0,
             decode_errors: 0,
@@ -238,18 +251,8 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         }
     }
 
-    /// What a worker starts from: this walk's type caches.
     fn seed(&self) -> Seed<'a> {
-        Seed {
-            l: self.l,
-            refinfos: self.refinfos.clone(),
-            good_types: self.good_types.clone(),
-            good_fast: self.good_fast.clone(),
-            bad_types: self.bad_types.clone(),
-            type_type: self.type_type,
-            seen_keys: self.seen_keys.clone(),
-            deadline: self.deadline,
-        }
+        Seed { l: self.l, caches: self.caches.clone(), deadline: self.deadline }
     }
 
     /// A worker of a parallel walk over `mem`.
@@ -260,12 +263,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             visited,
             stack,
             pending: Vec::new(),
-            refinfos: seed.refinfos,
-            good_types: seed.good_types,
-            good_fast: seed.good_fast,
-            bad_types: seed.bad_types,
-            type_type: seed.type_type,
-            seen_keys: seed.seen_keys,
+            caches: seed.caches,
             scratch: Vec::new(),
             found: 0,
             decode_errors: 0,
@@ -277,15 +275,15 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
 
     /// Learns `type`'s address: the fixed point of `ob_type` from any object.
     pub fn learn_type_type(&mut self, obj: u64) {
-        if self.type_type != 0 {
+        if self.caches.type_type != 0 {
             return;
         }
         let Ok(mut t) = self.mem.u64_at(obj + self.l.ob_type, "ob_type") else { return };
         for _ in 0..8 {
             match self.mem.u64_at(t + self.l.ob_type, "ob_type") {
                 Ok(m) if m == t => {
-                    self.type_type = t;
-                    self.good_types.insert(t);
+                    self.caches.type_type = t;
+                    self.caches.good_types.insert(t);
                     return;
                 }
                 Ok(m) => t = m,
@@ -299,7 +297,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         if self.visited.insert(addr) {
             self.stack.push(addr | 1);
         }
-        self.good_types.insert(type_addr);
+        self.caches.good_types.insert(type_addr);
     }
 
     /// Objects of the GC lists (per owner among [`MAX_WORKERS`], each share segments in stack order),
@@ -344,19 +342,19 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
 
     /// A type of objects found in the GC lists.
     pub fn add_good_type(&mut self, t: u64) {
-        self.good_types.insert(t);
+        self.caches.good_types.insert(t);
     }
 
     fn valid_type(&mut self, types: &mut Types, t: u64, depth: u32) -> bool {
         let g = good_slot(t);
-        if self.good_fast[g] == t && t != 0 {
+        if self.caches.good_fast[g] == t && t != 0 {
             return true;
         }
-        if self.good_types.contains(&t) {
-            self.good_fast[g] = t;
+        if self.caches.good_types.contains(&t) {
+            self.caches.good_fast[g] = t;
             return true;
         }
-        if self.bad_types.contains(&t) || depth > 4 || !t.is_multiple_of(8) || t < 4096 {
+        if self.caches.bad_types.contains(&t) || depth > 4 || !t.is_multiple_of(8) || t < 4096 {
             return false;
         }
         let l = self.l;
@@ -373,7 +371,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             if f & READY == 0 {
                 return None;
             }
-            if meta != self.type_type {
+            if meta != self.caches.type_type {
                 if meta == t || !self.valid_type(types, meta, depth + 1) {
                     return None;
                 }
@@ -387,12 +385,12 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         })()
         .is_some();
         if ok {
-            self.good_types.insert(t);
+            self.caches.good_types.insert(t);
         } else {
-            if self.bad_types.len() > 1 << 20 {
-                self.bad_types.clear();
+            if self.caches.bad_types.len() > 1 << 20 {
+                self.caches.bad_types.clear();
             }
-            self.bad_types.insert(t);
+            self.caches.bad_types.insert(t);
         }
         ok
     }
@@ -690,7 +688,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             let t = le_u64(&head, l.ob_type).unwrap_or(0);
             // The type is an object too.
             self.scratch.push(t);
-            let ri = match self.refinfos.get(self.mem, l, t) {
+            let ri = match self.caches.refinfos.get(self.mem, l, t) {
                 Ok(r) => r,
                 Err(e) => {
                     log::debug!("object {p:#x}: type {t:#x}: {e}");
@@ -699,7 +697,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
                     continue;
                 }
             };
-            let seen_keys = &mut self.seen_keys;
+            let seen_keys = &mut self.caches.seen_keys;
             let mut first_time = |k: u64| seen_keys.insert(k);
             if let Err(e) = refs::object_refs(self.mem, l, p, &head, &ri, &mut first_time, &mut self.scratch) {
                 log::debug!("object {p:#x} ({:?}): {e}", ri.kind);
@@ -742,7 +740,7 @@ pub fn walk_rest<M: Fork>(
             "full walk: {} objects beyond the GC lists, visited bitmap {} KiB, {} types, {} decode errors",
             walk.found,
             walk.visited.bytes() / 1024,
-            walk.good_types.len(),
+            walk.caches.good_types.len(),
             walk.decode_errors
         );
         return Ok(());
