@@ -368,8 +368,9 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
         if stop_requested() {
             return Err(Error::Interrupted);
         }
+        let t = Try { target, interp, opts, start, deadline, tries };
         let outcome = if let Some(regions) = copy_plan(target, opts) {
-            copy_attempt(target, interp, opts, sink, start, deadline, tries, &regions)
+            copy_attempt(t, sink, &regions)
         } else if opts.full {
             let maps = Maps::read(target.pid).map_err(|e| Error::Other(format!("PID {}: reading maps: {e}", target.pid)))?;
             // The cache may hold 3/8 of the target's resident memory (at least 64 MiB): with the visited
@@ -387,12 +388,12 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
             mem.prefault(heap.min(budget));
             let visited = visited::Visited::with_spare((heap >> 20) as usize);
             log::debug!("read cache and visited bitmap faulted in: {:?}", t0.elapsed());
-            let r = attempt(&mem, target, interp, opts, sink, start, deadline, tries, None, visited);
+            let r = attempt(&mem, t, sink, None, visited);
             log::debug!("walk: {:?}, chunk cache {:?}", start.elapsed(), mem.stats());
             r
         } else {
             let mem = CachedMemory::new(RemoteMemory::new(target.pid), opts.cache_bytes);
-            let r = attempt(&mem, target, interp, opts, sink, start, deadline, tries, None, visited::Visited::new());
+            let r = attempt(&mem, t, sink, None, visited::Visited::new());
             log::debug!("walk: {:?}, cache {:?}", start.elapsed(), mem.stats());
             r
         };
@@ -451,29 +452,35 @@ fn collection_running<M: Memory + ?Sized>(mem: &M, interp: &Interpreter) -> Resu
     Ok(any)
 }
 
-/// A collection was running (the target is resumed again): give up past the retries or the deadline,
-/// else wait a little longer each time and retry.
-fn retry_after_collection(target: &Target, opts: &SnapshotOptions, deadline: Instant, tries: u32) -> Attempt {
-    if tries > opts.collection_retries || Instant::now() > deadline {
-        return Attempt::Done(Err(Error::CollectionInProgress { pid: target.pid, tries }));
+/// What every try of one snapshot works with.
+#[derive(Clone, Copy)]
+struct Try<'a> {
+    target: &'a Target,
+    interp: &'a Interpreter,
+    opts: &'a SnapshotOptions,
+    /// When the snapshot started, and when it must give up (`--timeout`).
+    start: Instant,
+    deadline: Instant,
+    /// This try's number, from 1.
+    tries: u32,
+}
+
+impl Try<'_> {
+    /// A collection was running (the target is resumed again): give up past the retries or the
+    /// deadline, else wait a little longer each time and retry.
+    fn retry_after_collection(&self) -> Attempt {
+        if self.tries > self.opts.collection_retries || Instant::now() > self.deadline {
+            return Attempt::Done(Err(Error::CollectionInProgress { pid: self.target.pid, tries: self.tries }));
+        }
+        log::debug!("a collection is running; retrying ({})", self.tries);
+        std::thread::sleep(Duration::from_millis(2 * self.tries as u64));
+        Attempt::Retry
     }
-    log::debug!("a collection is running; retrying ({tries})");
-    std::thread::sleep(Duration::from_millis(2 * tries as u64));
-    Attempt::Retry
 }
 
 /// Copy-then-walk: pause, check no collection runs, copy the writable mappings, resume, walk the copy.
-#[allow(clippy::too_many_arguments)]
-fn copy_attempt(
-    target: &Target,
-    interp: &Interpreter,
-    opts: &SnapshotOptions,
-    sink: &mut dyn Sink,
-    start: Instant,
-    deadline: Instant,
-    tries: u32,
-    regions: &[(u64, u64)],
-) -> Attempt {
+fn copy_attempt(t: Try<'_>, sink: &mut dyn Sink, regions: &[(u64, u64)]) -> Attempt {
+    let Try { target, interp, start, .. } = t;
     let live = RemoteMemory::new(target.pid);
     // Buffers allocated (and faulted in) before the target is stopped.
     let mut mem = copy::CopiedMemory::prepare(live, regions);
@@ -485,30 +492,19 @@ fn copy_attempt(
         Ok(false) => {}
         Ok(true) => {
             drop(pause);
-            return retry_after_collection(target, opts, deadline, tries);
+            return t.retry_after_collection();
         }
         Err(e) => return Attempt::Done(Err(target.explain(e))),
     }
     mem.fill();
     let paused = pause.resume();
-    let r = attempt(&mem, target, interp, opts, sink, start, deadline, tries, Some(paused), visited::Visited::new());
+    let r = attempt(&mem, t, sink, Some(paused), visited::Visited::new());
     log::debug!("walk of the copy: {:?} (target stopped {:?})", start.elapsed(), paused);
     r
 }
 
-#[allow(clippy::too_many_arguments)]
-fn attempt<M: Fork>(
-    mem: &M,
-    target: &Target,
-    interp: &Interpreter,
-    opts: &SnapshotOptions,
-    sink: &mut dyn Sink,
-    start: Instant,
-    deadline: Instant,
-    tries: u32,
-    copied: Option<Duration>,
-    visited: visited::Visited,
-) -> Attempt {
+fn attempt<M: Fork>(mem: &M, t: Try<'_>, sink: &mut dyn Sink, copied: Option<Duration>, visited: visited::Visited) -> Attempt {
+    let Try { target, interp, opts, start, deadline, .. } = t;
     let mut types = Types::new(&interp.layout);
     let pause = if opts.nonblocking || copied.is_some() {
         None
@@ -525,7 +521,7 @@ fn attempt<M: Fork>(
     };
     if collecting && !opts.nonblocking {
         drop(pause);
-        return retry_after_collection(target, opts, deadline, tries);
+        return t.retry_after_collection();
     }
     sink.reset();
     // A copy is walked while the target runs: only the overall timeout applies.
