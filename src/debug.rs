@@ -69,7 +69,8 @@ impl Image {
     /// Captures what a walk of `interp` in `target` reads (the runtime's head, the GC lists, every object
     /// header, type and name it decodes), with the target paused.
     pub fn capture(target: &Target, interp: &Interpreter, max_pause: Duration) -> Result<Image> {
-        let rec = Recorder { inner: CachedMemory::new(RemoteMemory::new(target.pid), 256 << 20), reads: Default::default() };
+        let rec =
+            Recorder { inner: CachedMemory::new(RemoteMemory::new(target.pid), 256 << 20), reads: Default::default() };
         let pause = target.pause()?;
         let mut summary = WalkSummary::default();
         let mut types = Types::new(&interp.layout);
@@ -127,7 +128,10 @@ impl Image {
         for i in 0..n as usize {
             let addr = u(40 + 16 * i)?;
             let len = u(48 + 16 * i)?;
-            let end = (data_at as u64).checked_add(len).filter(|e| *e <= b.len() as u64).ok_or_else(|| bad("region length"))?;
+            let end = (data_at as u64)
+                .checked_add(len)
+                .filter(|e| *e <= b.len() as u64)
+                .ok_or_else(|| bad("region length"))?;
             if addr.checked_add(len).is_none() {
                 return Err(bad("region address"));
             }

@@ -228,11 +228,9 @@ fn main() -> ExitCode {
             plot,
             snapshot: walk.options(),
         }),
-        Cmd::Snapshot { target, output, walk } => snapshot::run(&SnapshotCmdOptions {
-            target: target.spec(),
-            output,
-            snapshot: walk.options(),
-        }),
+        Cmd::Snapshot { target, output, walk } => {
+            snapshot::run(&SnapshotCmdOptions { target: target.spec(), output, snapshot: walk.options() })
+        }
         Cmd::Diff { a, b, json, limit } => diff::run(&DiffOptions { a, b, json, limit }),
         Cmd::Gc { pid, json, timeout } => {
             gc::run(&gc::GcOptions { pid, json, timeout: Duration::from_secs_f64(timeout.max(0.1)) })

@@ -129,10 +129,11 @@ fn check_report(label: &str, r: &Value, errors: &mut Vec<String>) {
 fn check_interpreter(interp: &Interpreter) -> Vec<String> {
     let mut errors = Vec::new();
     // Both run the oracle, so that the two processes execute the same code and differ only in K.
-    let (a, b) = match (run(interp, K1, true, &["--max-memory", "0"]), run(interp, K2, true, &["--max-memory", "1000000"])) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return vec![e],
-    };
+    let (a, b) =
+        match (run(interp, K1, true, &["--max-memory", "0"]), run(interp, K2, true, &["--max-memory", "1000000"])) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => return vec![e],
+        };
     errors.extend(a.threads_differ.clone());
     errors.extend(b.threads_differ.clone());
     check_report(&format!("K={K1}"), &a.report, &mut errors);
@@ -172,8 +173,14 @@ fn check_interpreter(interp: &Interpreter) -> Vec<String> {
         let dir = artifact_dir("full_heap").join(sanitize(&interp.label()));
         let _ = fs::create_dir_all(&dir);
         for (tag, r) in [("k1", &a), ("k2", &b)] {
-            let _ = fs::write(dir.join(format!("{tag}-truth.json")), serde_json::to_string_pretty(&r.truth).unwrap_or_default());
-            let _ = fs::write(dir.join(format!("{tag}-memspy.json")), serde_json::to_string_pretty(&r.report).unwrap_or_default());
+            let _ = fs::write(
+                dir.join(format!("{tag}-truth.json")),
+                serde_json::to_string_pretty(&r.truth).unwrap_or_default(),
+            );
+            let _ = fs::write(
+                dir.join(format!("{tag}-memspy.json")),
+                serde_json::to_string_pretty(&r.report).unwrap_or_default(),
+            );
         }
         errors.push(format!("artifacts in {}", dir.display()));
     }

@@ -58,13 +58,7 @@ struct Outcome {
 
 impl Outcome {
     fn new(interp: &Interpreter) -> Outcome {
-        Outcome {
-            interp: interp.clone(),
-            binary: None,
-            errors: Vec::new(),
-            warnings: Vec::new(),
-            artifacts: None,
-        }
+        Outcome { interp: interp.clone(), binary: None, errors: Vec::new(), warnings: Vec::new(), artifacts: None }
     }
 
     fn passed(&self) -> bool {
@@ -115,24 +109,16 @@ impl Row {
 
 fn u64_map(v: &Value, path: &str) -> Result<BTreeMap<String, u64>, String> {
     let x = lookup(v, path)?;
-    let obj = x
-        .as_object()
-        .ok_or_else(|| format!("truth `{}` is not an object", path))?;
+    let obj = x.as_object().ok_or_else(|| format!("truth `{}` is not an object", path))?;
     obj.iter()
         .map(|(k, v)| {
-            v.as_u64()
-                .map(|n| (k.clone(), n))
-                .ok_or_else(|| format!("truth `{}.{}` is not an integer", path, k))
+            v.as_u64().map(|n| (k.clone(), n)).ok_or_else(|| format!("truth `{}.{}` is not an integer", path, k))
         })
         .collect()
 }
 
 /// memspy's type rows, keyed by type name (rows with the same name are summed).
-fn memspy_rows(
-    report: &Value,
-    errors: &mut Vec<String>,
-    warnings: &mut Vec<String>,
-) -> BTreeMap<String, Row> {
+fn memspy_rows(report: &Value, errors: &mut Vec<String>, warnings: &mut Vec<String>) -> BTreeMap<String, Row> {
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     let types = match report.get("types").and_then(|t| t.as_array()) {
         Some(t) => t,
@@ -152,19 +138,11 @@ fn memspy_rows(
         let mut field = |f: &str| match t.get(f).and_then(|x| x.as_u64()) {
             Some(x) => x,
             None => {
-                errors.push(format!(
-                    "memspy type {}: field `{}` missing or not an unsigned integer: {}",
-                    name, f, t
-                ));
+                errors.push(format!("memspy type {}: field `{}` missing or not an unsigned integer: {}", name, f, t));
                 0
             }
         };
-        let (count, gc_tracked, frozen, bytes) = (
-            field("count"),
-            field("gc_tracked"),
-            field("frozen"),
-            field("bytes"),
-        );
+        let (count, gc_tracked, frozen, bytes) = (field("count"), field("gc_tracked"), field("frozen"), field("bytes"));
         let r = rows.entry(name.clone()).or_default();
         r.count += count;
         r.gc_tracked += gc_tracked;
@@ -172,10 +150,7 @@ fn memspy_rows(
         r.bytes = r.bytes.saturating_add(bytes);
         r.entries += 1;
         if frozen > gc_tracked {
-            errors.push(format!(
-                "memspy type {}: frozen {} > gc_tracked {}",
-                name, frozen, gc_tracked
-            ));
+            errors.push(format!("memspy type {}: frozen {} > gc_tracked {}", name, frozen, gc_tracked));
         }
         if count != gc_tracked {
             warnings.push(format!(
@@ -186,10 +161,7 @@ fn memspy_rows(
     }
     for (name, r) in &rows {
         if r.entries > 1 {
-            warnings.push(format!(
-                "memspy lists type name {} {} times (summed)",
-                name, r.entries
-            ));
+            warnings.push(format!("memspy lists type name {} {} times (summed)", name, r.entries));
         }
     }
     rows
@@ -223,10 +195,7 @@ fn compare(
         }),
     );
     let truth_version = truth["version"].as_str().unwrap_or_default().to_string();
-    let truth_full = truth["full_version"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let truth_full = truth["full_version"].as_str().unwrap_or_default().to_string();
     check(
         "python.version",
         get_str(report, "python.version").and_then(|v| {
@@ -278,12 +247,7 @@ fn compare(
                 if l == b.linkage {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "expected {} (_PyRuntime in {}) got {}",
-                        b.linkage,
-                        b.runtime_elf.display(),
-                        l
-                    ))
+                    Err(format!("expected {} (_PyRuntime in {}) got {}", b.linkage, b.runtime_elf.display(), l))
                 }
             }),
         );
@@ -293,12 +257,7 @@ fn compare(
                 if s == b.stripped {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "expected {} ({}) got {}",
-                        b.stripped,
-                        b.runtime_elf.display(),
-                        s
-                    ))
+                    Err(format!("expected {} ({}) got {}", b.stripped, b.runtime_elf.display(), s))
                 }
             }),
         );
@@ -316,14 +275,7 @@ fn compare(
     // Optional flags: a blocking snapshot of a quiet process is neither partial nor approximate.
     for flag in ["partial", "approximate"] {
         if let Some(v) = report.get(flag) {
-            check(
-                flag,
-                if v.as_bool() == Some(false) {
-                    Ok(())
-                } else {
-                    Err(format!("expected false got {}", v))
-                },
-            );
+            check(flag, if v.as_bool() == Some(false) { Ok(()) } else { Err(format!("expected false got {}", v)) });
         }
     }
 
@@ -348,10 +300,7 @@ fn compare(
             if p == truth_frozen {
                 Ok(())
             } else {
-                Err(format!(
-                    "expected {} (gc.get_freeze_count()) got {}",
-                    truth_frozen, p
-                ))
+                Err(format!("expected {} (gc.get_freeze_count()) got {}", truth_frozen, p))
             }
         }),
     );
@@ -378,17 +327,10 @@ fn compare(
                     "gc_tracked {} - frozen {}{}",
                     r.gc_tracked,
                     r.frozen,
-                    if want == 0 {
-                        "; type not in gc.get_objects()"
-                    } else {
-                        ""
-                    }
+                    if want == 0 { "; type not in gc.get_objects()" } else { "" }
                 ),
             };
-            errors.push(format!(
-                "type {}: expected {} in generations 0-2, got {} ({})",
-                name, want, got, detail
-            ));
+            errors.push(format!("type {}: expected {} in generations 0-2, got {} ({})", name, want, got, detail));
         }
     }
 
@@ -399,10 +341,7 @@ fn compare(
         let want = n * frozen_parts;
         let got = rows.get(name).map(|r| r.frozen).unwrap_or(0);
         if want != got {
-            errors.push(format!(
-                "type {}: expected {} frozen (permanent generation), got {}",
-                name, want, got
-            ));
+            errors.push(format!("type {}: expected {} frozen (permanent generation), got {}", name, want, got));
         }
     }
 
@@ -444,10 +383,7 @@ fn compare(
                 name,
                 row.bytes,
                 row.gc_tracked,
-                sizes
-                    .get(name)
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "n/a".into())
+                sizes.get(name).map(|s| s.to_string()).unwrap_or_else(|| "n/a".into())
             ));
         }
     }
@@ -458,20 +394,14 @@ fn compare(
     let sum_bytes: u128 = rows.values().map(|r| r.bytes as u128).sum();
     if let Ok(t) = get_u64(report, "totals.gc_tracked") {
         if t != sum_tracked {
-            errors.push(format!(
-                "memspy totals.gc_tracked {} != sum over types {}",
-                t, sum_tracked
-            ));
+            errors.push(format!("memspy totals.gc_tracked {} != sum over types {}", t, sum_tracked));
         }
     } else {
         errors.push("memspy JSON lacks totals.gc_tracked".into());
     }
     if let Ok(t) = get_u64(report, "totals.bytes") {
         if t as u128 != sum_bytes {
-            warnings.push(format!(
-                "memspy totals.bytes {} != sum over types {}",
-                t, sum_bytes
-            ));
+            warnings.push(format!("memspy totals.bytes {} != sum over types {}", t, sum_bytes));
         }
     }
     if let (Ok(g), Ok(p)) = (gens, permanent) {
@@ -486,18 +416,14 @@ fn compare(
             ));
         }
         if p != sum_frozen {
-            errors.push(format!(
-                "memspy inconsistent: gc.permanent {} but types' frozen sum to {}",
-                p, sum_frozen
-            ));
+            errors.push(format!("memspy inconsistent: gc.permanent {} but types' frozen sum to {}", p, sum_frozen));
         }
     }
 }
 
 fn check_interpreter(interp: &Interpreter, mode: Mode) -> Outcome {
     let mut out = Outcome::new(interp);
-    let artifacts =
-        artifact_dir("gc_histogram").join(format!("{}-{}", sanitize(&interp.label()), mode.name()));
+    let artifacts = artifact_dir("gc_histogram").join(format!("{}-{}", sanitize(&interp.label()), mode.name()));
     let _ = fs::remove_dir_all(&artifacts); // stale ones from an earlier run
     let (mut fixture, truth) = match start_settled(interp, FIXTURE, mode.args()) {
         Ok(x) => x,
@@ -507,10 +433,7 @@ fn check_interpreter(interp: &Interpreter, mode: Mode) -> Outcome {
         }
     };
     if truth["pid"].as_u64() != Some(fixture.pid as u64) {
-        out.errors.push(format!(
-            "truth pid {} is not the fixture's pid {}",
-            truth["pid"], fixture.pid
-        ));
+        out.errors.push(format!("truth pid {} is not the fixture's pid {}", truth["pid"], fixture.pid));
     }
     match inspect_process(fixture.pid) {
         Ok(b) => {
@@ -522,25 +445,18 @@ fn check_interpreter(interp: &Interpreter, mode: Mode) -> Outcome {
             }
             out.binary = Some(b);
         }
-        Err(e) => out
-            .errors
-            .push(format!("inspecting the fixture process: {}", e)),
+        Err(e) => out.errors.push(format!("inspecting the fixture process: {}", e)),
     }
 
     let result = memspy_top_json_with(fixture.pid, &["--gc-only"]);
 
     // memspy must leave the target as it found it: alive, not stopped.
     if let Some(status) = fixture.exited() {
-        out.errors.push(format!(
-            "fixture died while memspy ran: {}",
-            describe_exit(status)
-        ));
+        out.errors.push(format!("fixture died while memspy ran: {}", describe_exit(status)));
     } else {
         thread_sleep_ms(20);
         match fixture.proc_state() {
-            Some('T') | Some('t') => out
-                .errors
-                .push("memspy left the fixture stopped (state T)".into()),
+            Some('T') | Some('t') => out.errors.push("memspy left the fixture stopped (state T)".into()),
             _ => {}
         }
     }
@@ -578,15 +494,9 @@ fn check_interpreter(interp: &Interpreter, mode: Mode) -> Outcome {
     if !out.errors.is_empty() {
         let dir = artifacts;
         let _ = fs::create_dir_all(&dir);
-        let _ = fs::write(
-            dir.join("truth.json"),
-            serde_json::to_string_pretty(&truth).unwrap_or_default(),
-        );
+        let _ = fs::write(dir.join("truth.json"), serde_json::to_string_pretty(&truth).unwrap_or_default());
         if let Some(r) = &report {
-            let _ = fs::write(
-                dir.join("memspy.json"),
-                serde_json::to_string_pretty(r).unwrap_or_default(),
-            );
+            let _ = fs::write(dir.join("memspy.json"), serde_json::to_string_pretty(r).unwrap_or_default());
         }
         let _ = fs::write(dir.join("mismatches.txt"), out.errors.join("\n") + "\n");
         let _ = fs::write(dir.join("fixture-stderr.txt"), fixture.stderr_text());
@@ -616,7 +526,8 @@ fn compare_gc_figures(gc_only: &Value, full: &Value, errors: &mut Vec<String>) {
                     .filter_map(|row| {
                         let tracked = row["gc_tracked"].as_u64().unwrap_or(0);
                         let frozen = row["frozen"].as_u64().unwrap_or(0);
-                        (tracked + frozen > 0).then(|| (row["type"].as_str().unwrap_or("?").to_string(), (tracked, frozen)))
+                        (tracked + frozen > 0)
+                            .then(|| (row["type"].as_str().unwrap_or("?").to_string(), (tracked, frozen)))
                     })
                     .collect()
             })
@@ -626,9 +537,7 @@ fn compare_gc_figures(gc_only: &Value, full: &Value, errors: &mut Vec<String>) {
     for name in a.keys().chain(b.keys()).collect::<std::collections::BTreeSet<_>>() {
         let (x, y) = (a.get(name).copied().unwrap_or_default(), b.get(name).copied().unwrap_or_default());
         if x != y {
-            errors.push(format!(
-                "full-heap walk: type {name}: gc_tracked/frozen {y:?}, --gc-only {x:?}"
-            ));
+            errors.push(format!("full-heap walk: type {name}: gc_tracked/frozen {y:?}, --gc-only {x:?}"));
         }
     }
 }
@@ -647,19 +556,11 @@ fn yes_no(b: bool) -> &'static str {
 
 /// Print the table of interpreters, the mismatches and a summary line; return the
 /// list of problems that must fail the test.
-fn report(
-    title: &str,
-    outcomes: &[Outcome],
-    skipped: &[Skipped],
-    require_coverage: bool,
-) -> Vec<String> {
+fn report(title: &str, outcomes: &[Outcome], skipped: &[Skipped], require_coverage: bool) -> Vec<String> {
     let mut failures = Vec::new();
     eprintln!();
     eprintln!("== {} ==", title);
-    eprintln!(
-        "{:<10} {:<52} {:<7} {:<6} {:<9} result",
-        "version", "interpreter", "linkage", "debug", "stripped"
-    );
+    eprintln!("{:<10} {:<52} {:<7} {:<6} {:<9} result", "version", "interpreter", "linkage", "debug", "stripped");
     for o in outcomes {
         let (linkage, stripped) = match &o.binary {
             Some(b) => (b.linkage, yes_no(b.stripped)),
@@ -706,10 +607,7 @@ fn report(
             o.interp.path.display(),
             o.errors.len(),
             o.warnings.len(),
-            o.artifacts
-                .as_ref()
-                .map(|d| format!(" (artifacts in {})", d.display()))
-                .unwrap_or_default()
+            o.artifacts.as_ref().map(|d| format!(" (artifacts in {})", d.display())).unwrap_or_default()
         );
         for e in o.errors.iter().take(MAX_LINES) {
             eprintln!("   MISMATCH {}", e);
@@ -721,20 +619,12 @@ fn report(
             eprintln!("   warning  {}", w);
         }
         if o.warnings.len() > MAX_LINES / 2 {
-            eprintln!(
-                "   ... and {} more warnings",
-                o.warnings.len() - MAX_LINES / 2
-            );
+            eprintln!("   ... and {} more warnings", o.warnings.len() - MAX_LINES / 2);
         }
     }
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.passed()).collect();
     for o in &failed {
-        failures.push(format!(
-            "{} ({}): {} mismatches",
-            o.interp.label(),
-            o.interp.path.display(),
-            o.errors.len()
-        ));
+        failures.push(format!("{} ({}): {} mismatches", o.interp.label(), o.interp.path.display(), o.errors.len()));
     }
     if outcomes.is_empty() {
         failures.push("no interpreter (>= 3.9, GIL build) found".into());
@@ -750,9 +640,7 @@ fn report(
             outcomes.iter().any(|o| {
                 o.binary
                     .as_ref()
-                    .map(|b| {
-                        b.linkage == linkage && stripped.map(|s| s == b.stripped).unwrap_or(true)
-                    })
+                    .map(|b| b.linkage == linkage && stripped.map(|s| s == b.stripped).unwrap_or(true))
                     .unwrap_or(false)
             })
         };
@@ -771,39 +659,17 @@ fn report(
         outcomes.len() - failed.len(),
         failed.len(),
         skipped.len(),
-        if require_coverage {
-            " [CI coverage required]"
-        } else {
-            ""
-        },
-        if failures.is_empty() {
-            ""
-        } else {
-            " -- FAILED"
-        }
+        if require_coverage { " [CI coverage required]" } else { "" },
+        if failures.is_empty() { "" } else { " -- FAILED" }
     );
     failures
 }
 
 fn run_mode(mode: Mode) {
     let discovery = discover_interpreters();
-    let outcomes: Vec<Outcome> = discovery
-        .interpreters
-        .iter()
-        .map(|i| check_interpreter(i, mode))
-        .collect();
-    let failures = report(
-        &format!("gc_histogram [{}]", mode.name()),
-        &outcomes,
-        &discovery.skipped,
-        ci_mode(),
-    );
-    assert!(
-        failures.is_empty(),
-        "gc_histogram [{}] failed:\n  {}",
-        mode.name(),
-        failures.join("\n  ")
-    );
+    let outcomes: Vec<Outcome> = discovery.interpreters.iter().map(|i| check_interpreter(i, mode)).collect();
+    let failures = report(&format!("gc_histogram [{}]", mode.name()), &outcomes, &discovery.skipped, ci_mode());
+    assert!(failures.is_empty(), "gc_histogram [{}] failed:\n  {}", mode.name(), failures.join("\n  "));
 }
 
 #[test]
@@ -826,9 +692,7 @@ fn fixture_selfcheck() {
         let mut out = Outcome::new(interp);
         match inspect_interpreter(interp) {
             Ok(b) => out.binary = Some(b),
-            Err(e) => out
-                .errors
-                .push(format!("inspecting the interpreter: {}", e)),
+            Err(e) => out.errors.push(format!("inspecting the interpreter: {}", e)),
         }
         for mode in [Mode::Plain, Mode::Freeze] {
             let mut args = mode.args().to_vec();
@@ -843,25 +707,12 @@ fn fixture_selfcheck() {
             match fixture.wait_exit(FIXTURE_TIMEOUT) {
                 Some(s) if s.success() => {}
                 Some(s) => {
-                    let lines: Vec<String> = fixture
-                        .stderr_text()
-                        .lines()
-                        .map(|l| l.to_string())
-                        .collect();
-                    out.errors.push(format!(
-                        "[{}] selfcheck {}: {}",
-                        mode.name(),
-                        describe_exit(s),
-                        lines.join(" | ")
-                    ));
+                    let lines: Vec<String> = fixture.stderr_text().lines().map(|l| l.to_string()).collect();
+                    out.errors.push(format!("[{}] selfcheck {}: {}", mode.name(), describe_exit(s), lines.join(" | ")));
                     continue;
                 }
                 None => {
-                    out.errors.push(format!(
-                        "[{}] selfcheck did not finish within {:?}",
-                        mode.name(),
-                        FIXTURE_TIMEOUT
-                    ));
+                    out.errors.push(format!("[{}] selfcheck did not finish within {:?}", mode.name(), FIXTURE_TIMEOUT));
                     continue;
                 }
             }
@@ -871,8 +722,7 @@ fn fixture_selfcheck() {
             {
                 Ok(t) => t,
                 Err(e) => {
-                    out.errors
-                        .push(format!("[{}] truth file: {}", mode.name(), e));
+                    out.errors.push(format!("[{}] truth file: {}", mode.name(), e));
                     continue;
                 }
             };
@@ -880,10 +730,7 @@ fn fixture_selfcheck() {
             let gens = get_u64_array(&truth, "generations").unwrap_or_default();
             let total = truth["total"].as_u64().unwrap_or(0);
             let counts = u64_map(&truth, "gc_counts").unwrap_or_default();
-            if gens.len() != 3
-                || gens.iter().sum::<u64>() != total
-                || counts.values().sum::<u64>() != total
-            {
+            if gens.len() != 3 || gens.iter().sum::<u64>() != total || counts.values().sum::<u64>() != total {
                 out.errors.push(format!(
                     "[{}] truth inconsistent: generations {:?}, total {}, sum of counts {}",
                     mode.name(),
@@ -897,15 +744,8 @@ fn fixture_selfcheck() {
                 let got = counts.get(&name).copied().unwrap_or(0);
                 // Two parts, minus the frozen one; Rec also has young instances.
                 let want = n * (2 - frozen_parts);
-                if (name == "__main__.Rec" && got < want) || (name != "__main__.Rec" && got != want)
-                {
-                    out.errors.push(format!(
-                        "[{}] truth: {} count {} (expected {})",
-                        mode.name(),
-                        name,
-                        got,
-                        want
-                    ));
+                if (name == "__main__.Rec" && got < want) || (name != "__main__.Rec" && got != want) {
+                    out.errors.push(format!("[{}] truth: {} count {} (expected {})", mode.name(), name, got, want));
                 }
             }
             if mode == Mode::Freeze && truth["freeze_count"].as_u64().unwrap_or(0) == 0 {
@@ -914,15 +754,6 @@ fn fixture_selfcheck() {
         }
         outcomes.push(out);
     }
-    let failures = report(
-        "fixture selfcheck",
-        &outcomes,
-        &discovery.skipped,
-        ci_mode(),
-    );
-    assert!(
-        failures.is_empty(),
-        "fixture selfcheck failed:\n  {}",
-        failures.join("\n  ")
-    );
+    let failures = report("fixture selfcheck", &outcomes, &discovery.skipped, ci_mode());
+    assert!(failures.is_empty(), "fixture selfcheck failed:\n  {}", failures.join("\n  "));
 }

@@ -40,13 +40,22 @@ fn compare_gc(truth: &Value, got: &Value) -> Vec<String> {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|s| ["collections", "collected", "uncollectable"].iter().map(|k| s[*k].as_u64().unwrap_or(u64::MAX)).collect())
+                .map(|s| {
+                    ["collections", "collected", "uncollectable"]
+                        .iter()
+                        .map(|k| s[*k].as_u64().unwrap_or(u64::MAX))
+                        .collect()
+                })
                 .collect()
         })
         .unwrap_or_default();
     let want_stats: Vec<Vec<u64>> = truth["stats"]
         .as_array()
-        .map(|a| a.iter().map(|s| s.as_array().map(|x| x.iter().filter_map(|n| n.as_u64()).collect()).unwrap_or_default()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|s| s.as_array().map(|x| x.iter().filter_map(|n| n.as_u64()).collect()).unwrap_or_default())
+                .collect()
+        })
         .unwrap_or_default();
     if got_stats != want_stats {
         errs.push(format!("gc stats: memspy {:?} vs target {:?}", got_stats, want_stats));

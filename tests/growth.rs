@@ -10,9 +10,9 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::Path;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -67,7 +67,11 @@ impl Leaky {
     /// Alive and not left stopped by memspy.
     fn check_running(&mut self, errors: &mut Vec<String>) {
         if let Some(s) = self.fixture.exited() {
-            errors.push(format!("fixture died: {}; stderr: {}", describe_exit(s), tail(&self.fixture.stderr_text(), 500)));
+            errors.push(format!(
+                "fixture died: {}; stderr: {}",
+                describe_exit(s),
+                tail(&self.fixture.stderr_text(), 500)
+            ));
         } else {
             thread::sleep(Duration::from_millis(20));
             if matches!(self.fixture.proc_state(), Some('T') | Some('t')) {
@@ -136,7 +140,8 @@ fn check_growth(interp: &Interpreter, samples: usize, interval: f64, plot: Optio
     if n != samples {
         errors.push(format!("{n} samples (expected {samples})"));
     }
-    let ts: Vec<f64> = g["samples"].as_array().map(|a| a.iter().filter_map(|s| s["t"].as_f64()).collect()).unwrap_or_default();
+    let ts: Vec<f64> =
+        g["samples"].as_array().map(|a| a.iter().filter_map(|s| s["t"].as_f64()).collect()).unwrap_or_default();
     if ts.first() != Some(&0.0) || ts.windows(2).any(|w| w[1] <= w[0]) {
         errors.push(format!("sample times {ts:?} do not start at 0 and increase"));
     }
@@ -153,7 +158,8 @@ fn check_growth(interp: &Interpreter, samples: usize, interval: f64, plot: Optio
     if g["types"][0]["type"] != LEAKED {
         errors.push(format!("first type is {} (expected {LEAKED})", g["types"][0]["type"]));
     }
-    let (Some(leaked), Some(tick), Some(churn)) = (type_entry(&g, LEAKED), type_entry(&g, TICK), type_entry(&g, CHURN)) else {
+    let (Some(leaked), Some(tick), Some(churn)) = (type_entry(&g, LEAKED), type_entry(&g, TICK), type_entry(&g, CHURN))
+    else {
         errors.push("Leaked, Tick or Churn missing from the growth report".into());
         return errors;
     };
@@ -166,10 +172,21 @@ fn check_growth(interp: &Interpreter, samples: usize, interval: f64, plot: Optio
     // is what that tick left, and the counter never runs ahead of the fixture's file.
     for i in 0..samples {
         if lc[i] != leaky.per_tick * tc[i] {
-            errors.push(format!("sample {i}: {} Leaked, expected {} x {} Tick = {}", lc[i], leaky.per_tick, tc[i], leaky.per_tick * tc[i]));
+            errors.push(format!(
+                "sample {i}: {} Leaked, expected {} x {} Tick = {}",
+                lc[i],
+                leaky.per_tick,
+                tc[i],
+                leaky.per_tick * tc[i]
+            ));
         }
         if cc[i] != leaky.churn_after(tc[i]) {
-            errors.push(format!("sample {i}: {} Churn, expected {} after tick {}", cc[i], leaky.churn_after(tc[i]), tc[i]));
+            errors.push(format!(
+                "sample {i}: {} Churn, expected {} after tick {}",
+                cc[i],
+                leaky.churn_after(tc[i]),
+                tc[i]
+            ));
         }
         if tc[i] == 0 || tc[i] > final_ticks {
             errors.push(format!("sample {i}: tick {} outside 1..={final_ticks} (the fixture's counter)", tc[i]));
@@ -181,7 +198,8 @@ fn check_growth(interp: &Interpreter, samples: usize, interval: f64, plot: Optio
         errors.push(format!("Leaked bytes {lb:?} are not counts {lc:?} times one object's size"));
     }
     let want_delta = (lc[samples - 1] - lc[0]) as i64;
-    if leaked["delta"].as_i64() != Some(want_delta) || want_delta != (leaky.per_tick * (tc[samples - 1] - tc[0])) as i64 {
+    if leaked["delta"].as_i64() != Some(want_delta) || want_delta != (leaky.per_tick * (tc[samples - 1] - tc[0])) as i64
+    {
         errors.push(format!("Leaked delta {} (counts {lc:?}, ticks {tc:?})", leaked["delta"]));
     }
     if leaked["delta_bytes"].as_i64() != Some(lb[samples - 1] as i64 - lb[0] as i64) {
@@ -194,7 +212,10 @@ fn check_growth(interp: &Interpreter, samples: usize, interval: f64, plot: Optio
     }
     let grew_every_time = lc.windows(2).all(|w| w[1] > w[0]);
     if leaked["monotonic"] != Value::Bool(grew_every_time) || !grew_every_time {
-        errors.push(format!("Leaked counts {lc:?}, monotonic {} (the fixture ticks 20 times per interval)", leaked["monotonic"]));
+        errors.push(format!(
+            "Leaked counts {lc:?}, monotonic {} (the fixture ticks 20 times per interval)",
+            leaked["monotonic"]
+        ));
     }
     if tick["monotonic"] != Value::Bool(true) {
         errors.push(format!("Tick counts {tc:?} not marked monotonic"));
@@ -205,7 +226,15 @@ fn check_growth(interp: &Interpreter, samples: usize, interval: f64, plot: Optio
     if let Some(p) = plot {
         match fs::read_to_string(p) {
             Ok(svg) => {
-                for want in ["<svg", "</svg>", "memory (", "time since the first sample (s)", LEAKED, "RSS", &format!("PID {}", leaky.fixture.pid)] {
+                for want in [
+                    "<svg",
+                    "</svg>",
+                    "memory (",
+                    "time since the first sample (s)",
+                    LEAKED,
+                    "RSS",
+                    &format!("PID {}", leaky.fixture.pid),
+                ] {
                     if !svg.contains(want) {
                         errors.push(format!("chart lacks {want:?}"));
                     }
@@ -227,7 +256,12 @@ fn growth_ranks_the_leak_exactly() {
     for (i, interp) in d.interpreters.iter().enumerate() {
         let plot = (i == 0).then(|| dir.join("growth.svg"));
         let errors = check_growth(interp, 4, 0.4, plot.as_deref());
-        eprintln!("{:<10} {:<52} {}", interp.label(), interp.path.display().to_string(), if errors.is_empty() { "PASS".to_string() } else { format!("FAIL ({})", errors.len()) });
+        eprintln!(
+            "{:<10} {:<52} {}",
+            interp.label(),
+            interp.path.display().to_string(),
+            if errors.is_empty() { "PASS".to_string() } else { format!("FAIL ({})", errors.len()) }
+        );
         for e in &errors {
             eprintln!("   {e}");
             failures.push(format!("{}: {e}", interp.label()));
@@ -278,7 +312,10 @@ fn diff_is_the_difference_of_the_histograms() {
     let load = |p: &std::path::Path| -> Value { serde_json::from_str(&fs::read_to_string(p).unwrap()).unwrap() };
     let (ra, rb) = (load(&a), load(&b));
     for r in [&ra, &rb] {
-        assert!(r["timestamp"].as_f64().unwrap_or(0.0) > 1e9 && r["rss"].as_u64().unwrap_or(0) > 0, "timestamp and rss: {r}");
+        assert!(
+            r["timestamp"].as_f64().unwrap_or(0.0) > 1e9 && r["rss"].as_u64().unwrap_or(0) > 0,
+            "timestamp and rss: {r}"
+        );
         assert_eq!(r["pid"].as_u64(), Some(leaky.fixture.pid as u64));
     }
     let hist = |r: &Value| -> BTreeMap<String, (u64, u64)> {
@@ -303,7 +340,14 @@ fn diff_is_the_difference_of_the_histograms() {
         let name = t["type"].as_str().unwrap().to_string();
         let (ca, ba) = ha.get(&name).copied().unwrap_or((0, 0));
         let (cb, bb) = hb.get(&name).copied().unwrap_or((0, 0));
-        let got = (t["count_a"].as_u64(), t["count_b"].as_u64(), t["bytes_a"].as_u64(), t["bytes_b"].as_u64(), t["delta"].as_i64(), t["delta_bytes"].as_i64());
+        let got = (
+            t["count_a"].as_u64(),
+            t["count_b"].as_u64(),
+            t["bytes_a"].as_u64(),
+            t["bytes_b"].as_u64(),
+            t["delta"].as_i64(),
+            t["delta_bytes"].as_i64(),
+        );
         let want = (Some(ca), Some(cb), Some(ba), Some(bb), Some(cb as i64 - ca as i64), Some(bb as i64 - ba as i64));
         assert_eq!(got, want, "{name}");
     }
@@ -325,7 +369,8 @@ fn diff_is_the_difference_of_the_histograms() {
 
     // A file that is not a snapshot: one line, failure.
     fs::write(tmp.path().join("bad.json"), "{}").unwrap();
-    let out = run_memspy(["diff", &a.display().to_string(), &tmp.path().join("bad.json").display().to_string()]).expect("memspy");
+    let out = run_memspy(["diff", &a.display().to_string(), &tmp.path().join("bad.json").display().to_string()])
+        .expect("memspy");
     assert!(!out.success());
     assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
     assert!(out.stderr.contains("bad.json is not a memspy snapshot"), "{}", out.stderr);
@@ -403,7 +448,11 @@ impl Pty {
                 return f;
             }
             if start.elapsed() > Duration::from_secs(20) {
-                panic!("no frame with {what}; last frame:\n{}\n(raw tail: {:?})", f.join("\n"), tail(&self.text(), 600));
+                panic!(
+                    "no frame with {what}; last frame:\n{}\n(raw tail: {:?})",
+                    f.join("\n"),
+                    tail(&self.text(), 600)
+                );
             }
             thread::sleep(Duration::from_millis(30));
         }
@@ -434,7 +483,11 @@ impl Pty {
         assert!(t[entered..].contains(SHOW_CURSOR), "cursor not shown again");
         let attrs = nix::sys::termios::tcgetattr(self.slave.as_fd()).expect("tcgetattr");
         use nix::sys::termios::LocalFlags as L;
-        assert!(attrs.local_flags.contains(L::ICANON | L::ECHO | L::ISIG), "terminal modes not restored: {:?}", attrs.local_flags);
+        assert!(
+            attrs.local_flags.contains(L::ICANON | L::ECHO | L::ISIG),
+            "terminal modes not restored: {:?}",
+            attrs.local_flags
+        );
     }
 }
 
@@ -486,7 +539,8 @@ fn live_top_in_a_terminal() {
     });
 
     t.send("/churn\r");
-    let f = t.wait_frame("filter: churn", |f| f.get(2).is_some_and(|l| l.contains("filter: churn") && !l.contains('_')));
+    let f =
+        t.wait_frame("filter: churn", |f| f.get(2).is_some_and(|l| l.contains("filter: churn") && !l.contains('_')));
     let r = rows(&f);
     assert!(!r.is_empty() && r.iter().all(|r| r.1.to_lowercase().contains("churn")), "filter: {}", f.join("\n"));
 
@@ -517,7 +571,10 @@ fn live_top_in_a_terminal() {
     t.assert_restored();
     let all = t.text();
     let after = &all[all.rfind(LEAVE_ALT).unwrap()..];
-    assert!(after.contains("memspy: internal error") && after.contains("MEMSPY_TEST_PANIC_IN_WALK"), "after leaving: {after:?}");
+    assert!(
+        after.contains("memspy: internal error") && after.contains("MEMSPY_TEST_PANIC_IN_WALK"),
+        "after leaving: {after:?}"
+    );
     assert!(!after.contains("RUST_BACKTRACE"), "{after:?}");
     assert!(all.contains("refresh #2"), "the view ran before the panic: {:?}", tail(&all, 600));
     let mut errors = Vec::new();
@@ -562,12 +619,15 @@ fn commands_that_start_the_program() {
     assert!(out.success(), "top -- app: {}: {}", out.describe_status(), out.stderr);
     let r: Value = serde_json::from_str(&out.stdout).expect("JSON");
     let pid = r["pid"].as_u64().unwrap();
-    let sessions = r["types"].as_array().unwrap().iter().find(|t| t["type"] == session_type).map(|t| t["count"].as_u64().unwrap());
+    let sessions =
+        r["types"].as_array().unwrap().iter().find(|t| t["type"] == session_type).map(|t| t["count"].as_u64().unwrap());
     assert!(sessions.is_some_and(|n| n > 0), "no {session_type} in the report");
     assert!(gone(pid), "top: the program {pid} is still running");
 
     // growth: three samples; the never-pruned sessions grow in every interval.
-    let out = run_memspy(["growth", "--interval", "0.4", "--samples", "3", "--json", "--delay", "0.3", "--", &py, &app]).expect("memspy");
+    let out =
+        run_memspy(["growth", "--interval", "0.4", "--samples", "3", "--json", "--delay", "0.3", "--", &py, &app])
+            .expect("memspy");
     assert!(out.success(), "growth -- app: {}: {}", out.describe_status(), out.stderr);
     let g: Value = serde_json::from_str(&out.stdout).expect("growth JSON");
     assert_eq!(g["samples"].as_array().unwrap().len(), 3);
@@ -577,8 +637,21 @@ fn commands_that_start_the_program() {
 
     // growth of a program that ends before the last sample: the samples taken so far.
     let short = "import time\nkeep = [[i] for i in range(5000)]\ntime.sleep(1.5)\n";
-    let out = run_memspy(["growth", "--interval", "0.4", "--samples", "20", "--json", "--delay", "0.2", "--", &py, "-c", short])
-        .expect("memspy");
+    let out = run_memspy([
+        "growth",
+        "--interval",
+        "0.4",
+        "--samples",
+        "20",
+        "--json",
+        "--delay",
+        "0.2",
+        "--",
+        &py,
+        "-c",
+        short,
+    ])
+    .expect("memspy");
     assert!(out.success(), "growth -- short program: {}: {}", out.describe_status(), out.stderr);
     let g: Value = serde_json::from_str(&out.stdout).expect("growth JSON");
     let n = g["samples"].as_array().unwrap().len();
@@ -588,7 +661,8 @@ fn commands_that_start_the_program() {
     // snapshot -o: written, then usable by diff; the program is stopped.
     let tmp = TempDir::new("snap-cmd").unwrap();
     let file = tmp.path().join("a.json");
-    let out = run_memspy(["snapshot", "-o", &file.display().to_string(), "--delay", "0.3", "--", &py, &app]).expect("memspy");
+    let out =
+        run_memspy(["snapshot", "-o", &file.display().to_string(), "--delay", "0.3", "--", &py, &app]).expect("memspy");
     assert!(out.success(), "snapshot -- app: {}: {}", out.describe_status(), out.stderr);
     let s: Value = serde_json::from_str(&fs::read_to_string(&file).unwrap()).expect("snapshot JSON");
     assert!(s["types"].as_array().unwrap().iter().any(|t| t["type"] == session_type));

@@ -339,7 +339,8 @@ fn captured_image_matches_the_live_target() {
         .iter()
         .map(|t| (t["type"].as_str().unwrap().to_string(), t["count"].as_u64().unwrap()))
         .collect();
-    let img_rows: std::collections::BTreeMap<String, u64> = hist.rows().into_iter().map(|r| (r.name, r.count)).collect();
+    let img_rows: std::collections::BTreeMap<String, u64> =
+        hist.rows().into_iter().map(|r| (r.name, r.count)).collect();
     assert_eq!(img_rows, live_rows, "{}", interp.label());
 }
 
@@ -352,7 +353,8 @@ fn capture_corpus() {
     let d = common::discover_interpreters();
     // Two versions (classic layout; debug offsets + 3.14 GC) keep the corpus under 1 MiB.
     for want in ["3.9", "3.14"] {
-        let Some(interp) = d.interpreters.iter().find(|i| i.version_string().starts_with(&format!("{want}.")) && !i.debug)
+        let Some(interp) =
+            d.interpreters.iter().find(|i| i.version_string().starts_with(&format!("{want}.")) && !i.debug)
         else {
             continue;
         };

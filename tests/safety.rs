@@ -344,7 +344,8 @@ fn moving_target_nonblocking_and_paused() {
         let pid = fx.pid.to_string();
         for i in 0..3 {
             let start = Instant::now();
-            let out = run_memspy(["top", pid.as_str(), "--once", "--json", "--nonblocking", "--timeout", "30"]).unwrap();
+            let out =
+                run_memspy(["top", pid.as_str(), "--once", "--json", "--nonblocking", "--timeout", "30"]).unwrap();
             assert!(out.success(), "{} nonblocking run {i}: {} {}", interp.label(), out.describe_status(), out.stderr);
             assert!(start.elapsed() < Duration::from_secs(40));
             let r: Value = serde_json::from_str(&out.stdout).expect("JSON");
@@ -362,8 +363,8 @@ fn moving_target_nonblocking_and_paused() {
             let sum = |f: &str| types.iter().map(|t| t[f].as_u64().unwrap()).sum::<u64>();
             assert_eq!(r["totals"]["objects"].as_u64(), Some(sum("count")));
             assert_eq!(r["totals"]["bytes"].as_u64(), Some(sum("bytes")));
-            let gens: u64 = get_u64_array(&r, "gc.generations").unwrap().iter().sum::<u64>()
-                + get_u64(&r, "gc.permanent").unwrap();
+            let gens: u64 =
+                get_u64_array(&r, "gc.generations").unwrap().iter().sum::<u64>() + get_u64(&r, "gc.permanent").unwrap();
             assert_eq!(gens, get_u64(&r, "totals.gc_tracked").unwrap(), "{}", interp.label());
             assert!(sum("count") >= 30_000, "{}: {} objects", interp.label(), sum("count"));
         }
@@ -383,10 +384,8 @@ fn threads_in_d(pid: u32) -> Vec<String> {
     dir.flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|tid| {
-            fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).is_ok_and(|s| {
-                s.rsplit_once(')')
-                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('D'))
-            })
+            fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))
+                .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('D')))
         })
         .collect()
 }
@@ -398,11 +397,7 @@ fn a_thread_in_uninterruptible_sleep_is_one_line_error_and_the_target_runs() {
     };
     let tmp = TempDir::new("stuck").unwrap();
     let fifo = tmp.path().join("fifo");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     // However the test ends, release the spawned child blocked opening the FIFO (else it outlives the test).
     struct Release(PathBuf);
     impl Drop for Release {
@@ -412,10 +407,7 @@ fn a_thread_in_uninterruptible_sleep_is_one_line_error_and_the_target_runs() {
         }
     }
     let _release = Release(fifo.clone());
-    let fx = spawn_target(
-        &interp,
-        &["--objects", "20000", "--stuck", &fifo.display().to_string()],
-    );
+    let fx = spawn_target(&interp, &["--objects", "20000", "--stuck", &fifo.display().to_string()]);
     // The spawning thread waits in state D for its vfork child, which blocks opening the FIFO.
     let mut stuck = Vec::new();
     assert!(
@@ -431,10 +423,7 @@ fn a_thread_in_uninterruptible_sleep_is_one_line_error_and_the_target_runs() {
     // Found before pausing; and (with the check skipped) met while pausing: the watchdog gives up.
     for (env, what) in [
         (&[][..], "thread in D before the pause"),
-        (
-            &[("MEMSPY_TEST_SKIP_STOP_CHECK", "1")][..],
-            "thread in D during the pause",
-        ),
+        (&[("MEMSPY_TEST_SKIP_STOP_CHECK", "1")][..], "thread in D during the pause"),
     ] {
         let start = Instant::now();
         let m = memspy_child(&["top", pid.as_str(), "--once"], env);
@@ -446,37 +435,19 @@ fn a_thread_in_uninterruptible_sleep_is_one_line_error_and_the_target_runs() {
                 && line.contains("--nonblocking"),
             "{what}: {line}"
         );
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{what}: took {:?}",
-            start.elapsed()
-        );
+        assert!(start.elapsed() < Duration::from_secs(10), "{what}: took {:?}", start.elapsed());
         assert_runs(&fx, what);
-        assert!(
-            threads_in_d(fx.pid).contains(&tid),
-            "{what}: the stuck thread woke up"
-        );
-        eprintln!(
-            "{}: {what}: {:.2} s: {line}",
-            interp.label(),
-            start.elapsed().as_secs_f64()
-        );
+        assert!(threads_in_d(fx.pid).contains(&tid), "{what}: the stuck thread woke up");
+        eprintln!("{}: {what}: {:.2} s: {line}", interp.label(), start.elapsed().as_secs_f64());
     }
     // Reading without stopping works meanwhile.
     let out = run_memspy(["top", pid.as_str(), "--once", "--json", "--nonblocking"]).unwrap();
     assert!(out.success(), "--nonblocking: {}", out.stderr);
     // Release the child (its open of the FIFO returns once a writer opens it): the thread wakes, and the
     // target can be paused again.
-    let w = fs::OpenOptions::new()
-        .write(true)
-        .open(&fifo)
-        .expect("open the FIFO for writing");
+    let w = fs::OpenOptions::new().write(true).open(&fifo).expect("open the FIFO for writing");
     drop(w);
-    assert!(
-        wait_until(Duration::from_secs(10), || !threads_in_d(fx.pid)
-            .contains(&tid)),
-        "the thread stays in D"
-    );
+    assert!(wait_until(Duration::from_secs(10), || !threads_in_d(fx.pid).contains(&tid)), "the thread stays in D");
     let out = run_memspy(["top", pid.as_str(), "--once", "--json"]).unwrap();
     assert!(out.success(), "after the release: {}", out.stderr);
     assert_runs(&fx, "after the release");
@@ -573,7 +544,11 @@ fn permission_denied_names_the_remedies() {
         }
         std::thread::sleep(Duration::from_millis(20));
         let mut again = Command::new("setpriv");
-        again.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&bin).args(["top", &fx.pid.to_string(), "--once"]);
+        again.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&bin).args([
+            "top",
+            &fx.pid.to_string(),
+            "--once",
+        ]);
         out = run_with_timeout(again, MEMSPY_TIMEOUT).unwrap();
     }
     let line = assert_one_line_error(out.status, &out.stderr, "permission denied");
@@ -588,9 +563,12 @@ fn old_pythons() -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
     let root = PathBuf::from(std::env::var("PYENV_ROOT").unwrap_or_else(|_| "/root/.pyenv".into())).join("versions");
     for v in ["2.7", "3.6", "3.7", "3.8"] {
-        let dir = fs::read_dir(&root).into_iter().flatten().flatten().map(|e| e.path()).find(|p| {
-            p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{v}.")))
-        });
+        let dir = fs::read_dir(&root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{v}."))));
         if let Some(d) = dir {
             let bin = d.join("bin").join(format!("python{v}"));
             if bin.exists() {

@@ -21,14 +21,12 @@ fn check(interp: &Interpreter) -> Result<String, String> {
     for extra in [&[][..], &["--gc-only"][..]] {
         let (r, _) = memspy_top_json_with(fixture.pid, extra)?;
         let coverage = r["coverage"].as_str().unwrap_or("?").to_string();
-        let row = |name: &str| -> (u64, u64) {
-            r["types"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|t| t["type"] == name)
-                .fold((0, 0), |(c, b), t| (c + t["count"].as_u64().unwrap_or(0), b + t["bytes"].as_u64().unwrap_or(0)))
-        };
+        let row =
+            |name: &str| -> (u64, u64) {
+                r["types"].as_array().into_iter().flatten().filter(|t| t["type"] == name).fold((0, 0), |(c, b), t| {
+                    (c + t["count"].as_u64().unwrap_or(0), b + t["bytes"].as_u64().unwrap_or(0))
+                })
+            };
         let want = [("__main__.SubOnly", sub_k, sub_size), ("__main__.MainOnly", main_k, main_size)];
         for (name, count, size) in want {
             let got = row(name);
@@ -41,7 +39,10 @@ fn check(interp: &Interpreter) -> Result<String, String> {
         }
         seen.push(coverage);
     }
-    Ok(format!("{} and {}: SubOnly {sub_k}×{sub_size} B, MainOnly {main_k}×{main_size} B, 2 interpreters", seen[0], seen[1]))
+    Ok(format!(
+        "{} and {}: SubOnly {sub_k}×{sub_size} B, MainOnly {main_k}×{main_size} B, 2 interpreters",
+        seen[0], seen[1]
+    ))
 }
 
 #[test]
@@ -61,6 +62,10 @@ fn every_interpreter_of_the_process_is_walked() {
             }
         }
     }
-    eprintln!("subinterpreters: {} interpreters, {} passed, {failed} failed", d.interpreters.len(), d.interpreters.len() - failed);
+    eprintln!(
+        "subinterpreters: {} interpreters, {} passed, {failed} failed",
+        d.interpreters.len(),
+        d.interpreters.len() - failed
+    );
     assert_eq!(failed, 0, "{failed} of {} interpreters differ (see above)", d.interpreters.len());
 }

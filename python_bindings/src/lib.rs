@@ -486,7 +486,14 @@ pub struct CodeSizeof39 {
 
 const SIZEOF_39: SizeofLayout = SizeofLayout {
     code_extra: 0x90,
-    code_v39: Some(CodeSizeof39 { cellvars: 0x58, cell2arg: 0x60, code: 0x30, opcache: 0xa0, opcache_size: 0xac, opcache_entry: 32 }),
+    code_v39: Some(CodeSizeof39 {
+        cellvars: 0x58,
+        cell2arg: 0x60,
+        code: 0x30,
+        opcache: 0xa0,
+        opcache_size: 0xac,
+        opcache_entry: 32,
+    }),
     code_stacksize: 32,
     code_nlocalsplus: None,
     frame_data: None,
@@ -843,19 +850,11 @@ impl Layout {
                     l.runtime_size = 332632;
                     l.interp_size = 225880;
                     l.tstate_size = 936;
-                    l.iframe = Some(InterpFrameLayout {
-                        stack_pointer: true,
-                        localsplus: 80,
-                        tagged: true,
-                        ..iframe_312
-                    });
+                    l.iframe =
+                        Some(InterpFrameLayout { stack_pointer: true, localsplus: 80, tagged: true, ..iframe_312 });
                     l.heap_type_size = 936;
                     l.tuple_item = 32;
-                    l.gc = if version.at_least(14, 5) {
-                        GENERATIONAL_314_GC
-                    } else {
-                        INCREMENTAL_314_GC
-                    };
+                    l.gc = if version.at_least(14, 5) { GENERATIONAL_314_GC } else { INCREMENTAL_314_GC };
                 }
                 if m >= 15 {
                     l.type_size = 424;

@@ -103,9 +103,7 @@ pub fn diff_named(a: &Report, file_a: &str, b: &Report, file_b: &str) -> Diff {
             d
         })
         .collect();
-    types.sort_by(|x, y| {
-        (y.delta_bytes, y.delta).cmp(&(x.delta_bytes, x.delta)).then_with(|| x.name.cmp(&y.name))
-    });
+    types.sort_by(|x, y| (y.delta_bytes, y.delta).cmp(&(x.delta_bytes, x.delta)).then_with(|| x.name.cmp(&y.name)));
     let sa = DiffSide::of(a, file_a);
     let sb = DiffSide::of(b, file_b);
     Diff {

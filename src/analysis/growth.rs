@@ -93,9 +93,7 @@ impl Growth {
                 }
             })
             .collect();
-        types.sort_by(|x, y| {
-            (y.delta, y.delta_bytes).cmp(&(x.delta, x.delta_bytes)).then_with(|| x.name.cmp(&y.name))
-        });
+        types.sort_by(|x, y| (y.delta, y.delta_bytes).cmp(&(x.delta, x.delta_bytes)).then_with(|| x.name.cmp(&y.name)));
         Growth {
             pid: reports.first().map(|r| r.pid).unwrap_or(0),
             interval_s,

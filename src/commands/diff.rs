@@ -17,7 +17,8 @@ pub struct DiffOptions {
 
 /// Reads a snapshot file, with a one-line error naming the file.
 pub fn load(path: &str) -> Result<Report> {
-    let text = std::fs::read_to_string(Path::new(path)).map_err(|e| Error::Other(format!("cannot read {path}: {e}")))?;
+    let text =
+        std::fs::read_to_string(Path::new(path)).map_err(|e| Error::Other(format!("cannot read {path}: {e}")))?;
     serde_json::from_str(&text).map_err(|e| {
         Error::Other(format!("{path} is not a memspy snapshot (memspy snapshot -o FILE or top --once --json): {e}"))
     })

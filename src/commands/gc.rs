@@ -86,7 +86,11 @@ pub fn text(r: &GcReport) -> String {
         if g.collecting { ", collecting now" } else { "" },
         if g.debug_flags != 0 { format!(", debug flags {:#x}", g.debug_flags) } else { String::new() },
     );
-    let _ = writeln!(s, "{:<12} {:>10} {:>10} {:>12} {:>12} {:>12} {:>14}", "GENERATION", "THRESHOLD", "COUNT", "OBJECTS", "COLLECTIONS", "COLLECTED", "UNCOLLECTABLE");
+    let _ = writeln!(
+        s,
+        "{:<12} {:>10} {:>10} {:>12} {:>12} {:>12} {:>14}",
+        "GENERATION", "THRESHOLD", "COUNT", "OBJECTS", "COLLECTIONS", "COLLECTED", "UNCOLLECTABLE"
+    );
     for i in 0..3 {
         let st = g.stats.get(i).copied().unwrap_or_default();
         let _ = writeln!(
@@ -96,7 +100,8 @@ pub fn text(r: &GcReport) -> String {
         );
     }
     let _ = writeln!(s, "{:<12} {:>10} {:>10} {:>12}", "permanent", "", "", g.permanent);
-    let _ = writeln!(s, "gc.garbage: {} objects   gc.callbacks: {}   paused {:.1} ms", g.garbage, g.callbacks, r.pause_ms);
+    let _ =
+        writeln!(s, "gc.garbage: {} objects   gc.callbacks: {}   paused {:.1} ms", g.garbage, g.callbacks, r.pause_ms);
     if r.interpreters > 1 {
         let _ = writeln!(s, "({} interpreters; figures of the main one)", r.interpreters);
     }

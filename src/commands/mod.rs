@@ -98,10 +98,8 @@ pub struct Spawned {
 impl Spawned {
     pub fn start(argv: &[String]) -> Result<Spawned> {
         let (prog, args) = argv.split_first().ok_or_else(|| Error::Other("no command given after --".into()))?;
-        let child = Command::new(prog)
-            .args(args)
-            .spawn()
-            .map_err(|e| Error::Other(format!("could not start {prog}: {e}")))?;
+        let child =
+            Command::new(prog).args(args).spawn().map_err(|e| Error::Other(format!("could not start {prog}: {e}")))?;
         Ok(Spawned { child })
     }
 
@@ -130,9 +128,10 @@ impl Spawned {
                         return Ok(s);
                     }
                 }
-                Err(e @ (Error::UnsupportedVersion { .. } | Error::FreeThreaded { .. } | Error::PermissionDenied { .. })) => {
-                    return Err(e)
-                }
+                Err(
+                    e
+                    @ (Error::UnsupportedVersion { .. } | Error::FreeThreaded { .. } | Error::PermissionDenied { .. }),
+                ) => return Err(e),
                 Err(e) => last = Some(e),
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -169,9 +168,9 @@ pub fn open_target(name: &str, spec: &TargetSpec, timeout: Duration) -> Result<(
             Ok((session, Some(s)))
         }
         (Some(_), true) => Err(Error::Other("give either a PID or a command after --, not both".into())),
-        (None, false) => Err(Error::Other(format!(
-            "give a PID (memspy {name} PID) or a command (memspy {name} -- python app.py)"
-        ))),
+        (None, false) => {
+            Err(Error::Other(format!("give a PID (memspy {name} PID) or a command (memspy {name} -- python app.py)")))
+        }
     }
 }
 

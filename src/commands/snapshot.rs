@@ -17,8 +17,7 @@ pub struct SnapshotCmdOptions {
 }
 
 pub fn run(opts: &SnapshotCmdOptions) -> Result<()> {
-    let (session, _spawned) =
-        super::open_target("snapshot", &opts.target, opts.snapshot.timeout)?;
+    let (session, _spawned) = super::open_target("snapshot", &opts.target, opts.snapshot.timeout)?;
     let pb = progress(None, &format!("reading the heap of PID {}", session.target.pid));
     let r = session.report(&opts.snapshot);
     pb.finish_and_clear();

@@ -11,7 +11,7 @@ use crate::commands::Session;
 use crate::error::Result;
 use crate::heap::allocator::{self, Pymalloc, PymallocStats};
 use crate::heap::objects::TypeInfo;
-use crate::heap::{self, ObjectRecord, SnapshotOptions, Sink};
+use crate::heap::{self, ObjectRecord, Sink, SnapshotOptions};
 use crate::process::usage::{self, CgroupMemory, Limits, Rollup};
 use crate::process::{CachedMemory, RemoteMemory};
 use crate::report::human_bytes;
@@ -118,12 +118,16 @@ pub fn report(session: &Session, opts: &SnapshotOptions) -> Result<StatReport> {
     let rss = memory.map(|m| m.rss).or_else(|| crate::process::rss_bytes(pid)).unwrap_or(0);
     let file_backed = memory.map(|m| m.file_backed).unwrap_or(0);
     let pymalloc_free = pymalloc.stats.as_ref().map(|s| s.arena_bytes.saturating_sub(s.bytes_in_use));
-    let native_remainder = rss
-        .saturating_sub(file_backed)
-        .saturating_sub(python_objects.bytes)
-        .saturating_sub(pymalloc_free.unwrap_or(0));
+    let native_remainder =
+        rss.saturating_sub(file_backed).saturating_sub(python_objects.bytes).saturating_sub(pymalloc_free.unwrap_or(0));
     let outside = if rss > 0 { 1.0 - (python_objects.bytes.min(rss) as f64 / rss as f64) } else { 0.0 };
-    let breakdown = Breakdown { python_objects: python_objects.bytes, pymalloc_free, file_backed, native_remainder, outside_python_objects: outside };
+    let breakdown = Breakdown {
+        python_objects: python_objects.bytes,
+        pymalloc_free,
+        file_backed,
+        native_remainder,
+        outside_python_objects: outside,
+    };
     let summary = summary_line(rss, &breakdown, &pymalloc, &python_objects.coverage);
     Ok(StatReport {
         pid,
@@ -217,9 +221,17 @@ pub fn text(r: &StatReport) -> String {
                 human_bytes(p.arena_alignment_bytes),
                 p.fragmentation() * 100.0
             );
-            let _ = writeln!(s, "           {:>5} {:>5} {:>7} {:>12} {:>12}", "CLASS", "SIZE", "POOLS", "BLOCKS USED", "BLOCKS FREE");
+            let _ = writeln!(
+                s,
+                "           {:>5} {:>5} {:>7} {:>12} {:>12}",
+                "CLASS", "SIZE", "POOLS", "BLOCKS USED", "BLOCKS FREE"
+            );
             for c in &p.classes {
-                let _ = writeln!(s, "           {:>5} {:>5} {:>7} {:>12} {:>12}", c.class, c.size, c.pools, c.blocks_in_use, c.blocks_free);
+                let _ = writeln!(
+                    s,
+                    "           {:>5} {:>5} {:>7} {:>12} {:>12}",
+                    c.class, c.size, c.pools, c.blocks_in_use, c.blocks_free
+                );
             }
         }
         None => {

@@ -142,9 +142,14 @@ fn live_view(session: &Session, opts: &TopOptions, mut spawned: Option<&mut Spaw
     let mut next = Instant::now() + opts.rate;
     let mut gone: Option<String> = None;
     loop {
-        let draw = |state: &ViewState, note: &str, current: &crate::analysis::Report, since_start: &Diff, since_last: Option<&Diff>| {
+        let draw = |state: &ViewState,
+                    note: &str,
+                    current: &crate::analysis::Report,
+                    since_start: &Diff,
+                    since_last: Option<&Diff>| {
             let (w, h) = term.size();
-            let frame = Frame { report: current, since_start, since_last, refreshes, rate_s: opts.rate.as_secs_f64(), note };
+            let frame =
+                Frame { report: current, since_start, since_last, refreshes, rate_s: opts.rate.as_secs_f64(), note };
             term.draw(&tui::render(state, &frame, w, h));
         };
         draw(&state, "", &current, &since_start, since_last.as_ref());

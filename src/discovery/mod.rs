@@ -172,7 +172,8 @@ pub fn discover<M: Memory + ?Sized>(target: &Target, mem: &M) -> Result<Interpre
         apply_debug_offsets(&mut layout, d).map_err(|detail| Error::Layout { pid, detail })?;
     }
     layout.debug_build = info.debug_symbol || name_hint.is_some_and(|(_, d, _)| d);
-    let linkage = if info.path.trim_end_matches(" (deleted)") == target.exe { Linkage::Static } else { Linkage::Shared };
+    let linkage =
+        if info.path.trim_end_matches(" (deleted)") == target.exe { Linkage::Static } else { Linkage::Shared };
     Ok(Interpreter {
         runtime,
         version,

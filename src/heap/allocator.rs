@@ -91,7 +91,10 @@ impl PymallocStats {
 /// The answer for one target: the stats, or why there are none.
 #[derive(Clone, Debug)]
 pub enum Pymalloc {
-    Stats { stats: PymallocStats, how: String },
+    Stats {
+        stats: PymallocStats,
+        how: String,
+    },
     /// The process does not allocate through pymalloc (`PYTHONMALLOC=malloc`, …).
     NotInUse(String),
     /// The state could not be found (stripped binary without debug file, …).
@@ -134,11 +137,22 @@ pub fn locate<M: Memory + ?Sized>(target: &Target, mem: &M, interp: &Interpreter
     let main = main_interpreter(mem, interp)?;
     match o.location {
         ObmallocLocation::StaticSymbols => {
-            let names = ["usedpools", "arenas", "maxarenas", "narenas_currently_allocated", "ntimes_arena_allocated", "narenas_highwater"];
+            let names = [
+                "usedpools",
+                "arenas",
+                "maxarenas",
+                "narenas_currently_allocated",
+                "ntimes_arena_allocated",
+                "narenas_highwater",
+            ];
             let found = symbols::find(target.pid, &target.maps, &interp.binary, &names).map_err(unreachable)?;
             let a = |n: &str| found.addrs[n];
             if usedpools_shape(mem, o, a("usedpools")).is_none() {
-                return Err(unreachable(format!("usedpools at {:#x} (from {}) does not look like one", a("usedpools"), found.source)));
+                return Err(unreachable(format!(
+                    "usedpools at {:#x} (from {}) does not look like one",
+                    a("usedpools"),
+                    found.source
+                )));
             }
             Ok(Located {
                 addrs: StateAddrs::Globals {
@@ -161,8 +175,11 @@ pub fn locate<M: Memory + ?Sized>(target: &Target, mem: &M, interp: &Interpreter
         ObmallocLocation::Pointer { release, debug } => {
             let off = if l.debug_build { debug } else { release };
             let hit = scan(mem, o, main, off, |at| mem.u64_at(at, "interp->obmalloc"))?;
-            hit.map(|(off, at)| Located { addrs: StateAddrs::Struct(at), how: format!("interp->obmalloc at +{off:#x}") })
-                .ok_or_else(|| unreachable(format!("no interp->obmalloc pointer around interp+{off:#x}")))
+            hit.map(|(off, at)| Located {
+                addrs: StateAddrs::Struct(at),
+                how: format!("interp->obmalloc at +{off:#x}"),
+            })
+            .ok_or_else(|| unreachable(format!("no interp->obmalloc pointer around interp+{off:#x}")))
         }
     }
 }
@@ -280,7 +297,11 @@ pub fn read_stats<M: Memory + ?Sized>(mem: &M, l: &Layout, at: &Located) -> Resu
             };
             let capacity = (o.pool_size - o.pool_overhead) / c.size;
             if count > capacity {
-                return Err(Error::Corrupt(format!("pool at {:#x}: {count} blocks of {} bytes", pool - o.pool_size, c.size)));
+                return Err(Error::Corrupt(format!(
+                    "pool at {:#x}: {count} blocks of {} bytes",
+                    pool - o.pool_size,
+                    c.size
+                )));
             }
             c.pools += 1;
             c.blocks_in_use += count;

@@ -47,7 +47,14 @@ impl Arena {
         }
         // SAFETY: a fresh private anonymous mapping; no existing memory is touched.
         let ptr = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         };
         if ptr == libc::MAP_FAILED {
             return None;
@@ -119,7 +126,9 @@ impl Buf {
         match self {
             Buf::Heap(b) => b,
             // SAFETY: as in `bytes`, and `&mut self` makes the access exclusive.
-            Buf::Arena(a, i) => unsafe { std::slice::from_raw_parts_mut(a.ptr.add(*i * CHUNK as usize), CHUNK as usize) },
+            Buf::Arena(a, i) => unsafe {
+                std::slice::from_raw_parts_mut(a.ptr.add(*i * CHUNK as usize), CHUNK as usize)
+            },
         }
     }
 }

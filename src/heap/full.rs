@@ -439,7 +439,8 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             summary.approximate_sizes += 1;
         }
         let (refcount, immortal) = l.decode_refcount(raw);
-        let rec = ObjectRecord { addr: p, type_addr: t, size, size_exact: exact, refcount, immortal, list: gc::UNTRACKED };
+        let rec =
+            ObjectRecord { addr: p, type_addr: t, size, size_exact: exact, refcount, immortal, list: gc::UNTRACKED };
         log::trace!("{p:#x} {} (referenced from {:#x})", info.name, self.current);
         sink(&rec, info);
         true
@@ -721,9 +722,9 @@ pub fn walk_rest<M: Fork>(
     sink: &mut dyn Sink,
 ) -> Result<()> {
     walk.scan_roots(interp)?;
-    let n = super::test_hooks().threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).min(MAX_WORKERS)
-    });
+    let n = super::test_hooks()
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).min(MAX_WORKERS));
     let parts = if n > 1 { mem.fork(n, &|a| owner(a, n)) } else { Vec::new() };
     // The objects of the GC lists go to their owners unmarked (each marks its own, in parallel),
     // unless the shares do not match the workers.
@@ -771,45 +772,51 @@ pub fn walk_rest<M: Fork>(
                     // The reader is handed back (and rejoined below): freeing its buffers here would
                     // cost the pause their unmapping.
                     let r = (|| -> Result<WorkerOut> {
-                    let part = Part { me, n, shared, outbox: vec![Vec::new(); n], sent: vec![0; SENT_FILTER].into_boxed_slice() };
-                    let mut w = FullWalk::worker(&pm, seed, vis, stack, part);
-                    w.pending = vec![mine];
-                    w.mark_pending();
-                    let mut types = Types::new(l);
-                    let mut sum = WalkSummary::default();
-                    // Sums per type, found through a small direct-mapped front (no hashing per object).
-                    let mut totals: Vec<TypeTotals> = Vec::new();
-                    let mut index: AddrMap<usize> = AddrMap::default();
-                    let mut front = [(0u64, 0usize); 64];
-                    let r = w.run(&mut types, &mut sum, &mut |r, _| {
-                        let t = r.type_addr;
-                        let h = ((t >> 4) ^ (t >> 10)) as usize & 63;
-                        let i = if front[h].0 == t && t != 0 {
-                            front[h].1
-                        } else {
-                            let i = *index.entry(t).or_insert_with(|| {
-                                totals.push(TypeTotals { type_addr: t, ..Default::default() });
-                                totals.len() - 1
-                            });
-                            front[h] = (t, i);
-                            i
+                        let part = Part {
+                            me,
+                            n,
+                            shared,
+                            outbox: vec![Vec::new(); n],
+                            sent: vec![0; SENT_FILTER].into_boxed_slice(),
                         };
-                        totals[i].add(r);
-                    });
-                    let mut out = Vec::with_capacity(totals.len());
-                    for tt in totals {
-                        // Every type reported was read into `types` when its first object was.
-                        out.push((tt, types.get(&pm, tt.type_addr)?.clone()));
-                    }
-                    Ok(WorkerOut {
-                        error: r.err(),
-                        found: w.found,
-                        decode_errors: w.decode_errors,
-                        approximate_sizes: sum.approximate_sizes,
-                        visited_bytes: w.visited.bytes(),
-                        totals: out,
-                        cache: M::describe(&pm),
-                    })
+                        let mut w = FullWalk::worker(&pm, seed, vis, stack, part);
+                        w.pending = vec![mine];
+                        w.mark_pending();
+                        let mut types = Types::new(l);
+                        let mut sum = WalkSummary::default();
+                        // Sums per type, found through a small direct-mapped front (no hashing per object).
+                        let mut totals: Vec<TypeTotals> = Vec::new();
+                        let mut index: AddrMap<usize> = AddrMap::default();
+                        let mut front = [(0u64, 0usize); 64];
+                        let r = w.run(&mut types, &mut sum, &mut |r, _| {
+                            let t = r.type_addr;
+                            let h = ((t >> 4) ^ (t >> 10)) as usize & 63;
+                            let i = if front[h].0 == t && t != 0 {
+                                front[h].1
+                            } else {
+                                let i = *index.entry(t).or_insert_with(|| {
+                                    totals.push(TypeTotals { type_addr: t, ..Default::default() });
+                                    totals.len() - 1
+                                });
+                                front[h] = (t, i);
+                                i
+                            };
+                            totals[i].add(r);
+                        });
+                        let mut out = Vec::with_capacity(totals.len());
+                        for tt in totals {
+                            // Every type reported was read into `types` when its first object was.
+                            out.push((tt, types.get(&pm, tt.type_addr)?.clone()));
+                        }
+                        Ok(WorkerOut {
+                            error: r.err(),
+                            found: w.found,
+                            decode_errors: w.decode_errors,
+                            approximate_sizes: sum.approximate_sizes,
+                            visited_bytes: w.visited.bytes(),
+                            totals: out,
+                            cache: M::describe(&pm),
+                        })
                     })();
                     (pm, r)
                 })

@@ -115,10 +115,13 @@ pub fn ring_stats(buf: &[u8], r: &GcStatsRing) -> Result<Vec<GenerationStats>> {
             return Err(Error::Corrupt(format!("{what}: ring index {index} out of 0..{n}")));
         }
         let at = base + index as u64 * r.item_size;
-        let get = |off: u64| {
-            le_u64(buf, at + off).ok_or_else(|| Error::Corrupt(format!("{what}: entry outside the buffer")))
-        };
-        Ok(GenerationStats { collections: get(r.collections)?, collected: get(r.collected)?, uncollectable: get(r.uncollectable)? })
+        let get =
+            |off: u64| le_u64(buf, at + off).ok_or_else(|| Error::Corrupt(format!("{what}: entry outside the buffer")));
+        Ok(GenerationStats {
+            collections: get(r.collections)?,
+            collected: get(r.collected)?,
+            uncollectable: get(r.uncollectable)?,
+        })
     };
     Ok(vec![
         entry(r.young, r.young_items, r.young_index, "gc stats (young)")?,
@@ -148,7 +151,8 @@ mod tests {
     fn ring_buffer_current_entries() {
         let r = GC_STATS_RING_315;
         let mut buf = vec![0u8; r.size as usize];
-        let put = |buf: &mut Vec<u8>, at: u64, v: u64| buf[at as usize..at as usize + 8].copy_from_slice(&v.to_le_bytes());
+        let put =
+            |buf: &mut Vec<u8>, at: u64, v: u64| buf[at as usize..at as usize + 8].copy_from_slice(&v.to_le_bytes());
         buf[r.young_index as usize] = 9;
         put(&mut buf, 9 * 64 + 16, 9);
         put(&mut buf, 9 * 64 + 24, 24);

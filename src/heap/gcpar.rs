@@ -37,7 +37,8 @@ use super::{gc, Fork, Sink, TypeTotals, WalkSummary};
 const MAX_COVERED: u64 = 1 << 36;
 
 // The bitmap is allocated zeroed as u64 words and used as AtomicU64 words.
-const _: () = assert!(std::mem::size_of::<AtomicU64>() == 8 && std::mem::align_of::<AtomicU64>() == std::mem::align_of::<u64>());
+const _: () =
+    assert!(std::mem::size_of::<AtomicU64>() == 8 && std::mem::align_of::<AtomicU64>() == std::mem::align_of::<u64>());
 
 /// Which nodes a walking thread has reached first.
 pub struct Claims {
@@ -305,7 +306,8 @@ pub fn walk_gc_parallel<M: Fork>(
     let all_heads: Vec<u64> = lists.iter().map(|&(_, h)| h).collect();
     let abort = AtomicBool::new(false);
     let walked = AtomicU64::new(0);
-    let ctl = Ctl { l, lists: &lists, all_heads: &all_heads, claims: &claims, abort: &abort, walked: &walked, deadline };
+    let ctl =
+        Ctl { l, lists: &lists, all_heads: &all_heads, claims: &claims, abort: &abort, walked: &walked, deadline };
     let results: Vec<std::thread::Result<Direction<'_, M>>> = std::thread::scope(|s| {
         let handles: Vec<_> = parts
             .into_iter()
@@ -433,7 +435,15 @@ mod tests {
         let claims = Claims::new(&[(HEAD, HEAD + 64 * (n + 1))]).unwrap();
         let lists = [(2usize, HEAD)];
         let (abort, walked) = (AtomicBool::new(false), AtomicU64::new(0));
-        let ctl = Ctl { l: &l, lists: &lists, all_heads: &[HEAD], claims: &claims, abort: &abort, walked: &walked, deadline: None };
+        let ctl = Ctl {
+            l: &l,
+            lists: &lists,
+            all_heads: &[HEAD],
+            claims: &claims,
+            abort: &abort,
+            walked: &walked,
+            deadline: None,
+        };
         let (mut fo, mut bo) = (DirOut::default(), DirOut::default());
         match forward_first {
             Some(first) => {

@@ -7,8 +7,8 @@ pub mod copy;
 pub mod fasthash;
 pub mod full;
 pub mod gc;
-pub mod gcpar;
 pub mod gc_stats;
+pub mod gcpar;
 pub mod objects;
 pub mod refs;
 pub mod visited;
@@ -372,7 +372,8 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
         let outcome = if let Some(regions) = copy_plan(target, opts) {
             copy_attempt(t, sink, &regions)
         } else if opts.full {
-            let maps = Maps::read(target.pid).map_err(|e| Error::Other(format!("PID {}: reading maps: {e}", target.pid)))?;
+            let maps =
+                Maps::read(target.pid).map_err(|e| Error::Other(format!("PID {}: reading maps: {e}", target.pid)))?;
             // The cache may hold 3/8 of the target's resident memory (at least 64 MiB): with the visited
             // bitmap and the work stack, memspy stays under half the target's RSS.
             let rss = crate::process::rss_bytes(target.pid);
@@ -503,7 +504,13 @@ fn copy_attempt(t: Try<'_>, sink: &mut dyn Sink, regions: &[(u64, u64)]) -> Atte
     r
 }
 
-fn attempt<M: Fork>(mem: &M, t: Try<'_>, sink: &mut dyn Sink, copied: Option<Duration>, visited: visited::Visited) -> Attempt {
+fn attempt<M: Fork>(
+    mem: &M,
+    t: Try<'_>,
+    sink: &mut dyn Sink,
+    copied: Option<Duration>,
+    visited: visited::Visited,
+) -> Attempt {
     let Try { target, interp, opts, start, deadline, .. } = t;
     let mut types = Types::new(&interp.layout);
     let pause = if opts.nonblocking || copied.is_some() {
@@ -564,11 +571,13 @@ fn attempt<M: Fork>(mem: &M, t: Try<'_>, sink: &mut dyn Sink, copied: Option<Dur
             };
             let r = match parallel {
                 Some(r) => r,
-                None => walk_gc(mem, interp, &mut types, !opts.nonblocking, Some(walk_deadline), &mut summary, |r, t| {
-                    fw.learn_type_type(r.addr);
-                    fw.mark_tracked(r.addr, r.type_addr);
-                    sink.object(r, t)
-                }),
+                None => {
+                    walk_gc(mem, interp, &mut types, !opts.nonblocking, Some(walk_deadline), &mut summary, |r, t| {
+                        fw.learn_type_type(r.addr);
+                        fw.mark_tracked(r.addr, r.type_addr);
+                        sink.object(r, t)
+                    })
+                }
             };
             log::debug!(
                 "GC lists walked: {:?} ({:?} into the pause)",
@@ -590,7 +599,9 @@ fn attempt<M: Fork>(mem: &M, t: Try<'_>, sink: &mut dyn Sink, copied: Option<Dur
     log::debug!("{} types", types.len());
     let what = if opts.full { "walking the heap" } else { "walking the GC lists" };
     match result {
-        Ok(()) => Attempt::Done(Ok(Walked { summary, pause: paused, elapsed: start.elapsed(), pause_budget_spent: false })),
+        Ok(()) => {
+            Attempt::Done(Ok(Walked { summary, pause: paused, elapsed: start.elapsed(), pause_budget_spent: false }))
+        }
         // The pause budget ran out (not the overall timeout): the target is resumed, and what was
         // read so far is reported as partial.
         Err(Error::Timeout { .. }) if Instant::now() < deadline && !opts.nonblocking => {

@@ -2,7 +2,6 @@
 //! and `sys.getsizeof` recomputed from the outside. Everything is read explicitly, field by field, with
 //! bounds; nothing remote is ever cast into a Rust struct.
 
-
 use python_bindings::{flags, DictLayout, Layout, LongLayout};
 
 use crate::error::{Error, Result};
@@ -93,7 +92,12 @@ fn fast_slot(addr: u64) -> usize {
 
 impl<'l> Types<'l> {
     pub fn new(layout: &'l Layout) -> Self {
-        Types { layout, index: Default::default(), infos: Vec::new(), fast: vec![(0, 0); FAST_TYPES].into_boxed_slice() }
+        Types {
+            layout,
+            index: Default::default(),
+            infos: Vec::new(),
+            fast: vec![(0, 0); FAST_TYPES].into_boxed_slice(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -220,9 +224,14 @@ impl<'l> Types<'l> {
                 // Static types with their own __sizeof__, not modelled: sized by their base's formula.
                 let custom = matches!(
                     name.as_str(),
-                    "_pickle.Pickler" | "_pickle.Unpickler" | "xml.etree.ElementTree.Element" | "StgDict"
-                    | "itertools.product" | "itertools.combinations" | "itertools.combinations_with_replacement"
-                    | "itertools.permutations"
+                    "_pickle.Pickler"
+                        | "_pickle.Unpickler"
+                        | "xml.etree.ElementTree.Element"
+                        | "StgDict"
+                        | "itertools.product"
+                        | "itertools.combinations"
+                        | "itertools.combinations_with_replacement"
+                        | "itertools.permutations"
                 );
                 approx |= custom;
                 if name == "type" {

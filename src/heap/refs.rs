@@ -6,7 +6,6 @@
 //! variable part) is a candidate, kept only if it passes the walk's validation (a plausible refcount and
 //! a type pointer that is a real type object). See `full.rs` for the validation and its limits.
 
-
 use python_bindings::{flags, Layout, ManagedDict};
 
 use crate::error::{Error, Result};
@@ -179,7 +178,13 @@ const STACK_READ: usize = 512;
 
 /// Reads `len` bytes at `addr` and hands them to `f`; small reads (most objects) go through a buffer on
 /// the stack rather than an allocation.
-fn with_bytes<M: Memory + ?Sized, R>(mem: &M, addr: u64, len: usize, what: &'static str, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+fn with_bytes<M: Memory + ?Sized, R>(
+    mem: &M,
+    addr: u64,
+    len: usize,
+    what: &'static str,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R> {
     if len <= STACK_READ {
         let mut buf = [0u8; STACK_READ];
         mem.read_into(addr, &mut buf[..len], what)?;

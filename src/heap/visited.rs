@@ -86,7 +86,8 @@ impl Visited {
         let within = ((addr >> BLOCK_SHIFT) as usize) & (PER_DIR - 1);
         let mut s = self.tables[t][within] as usize;
         if s == 0 {
-            let b = new().or_else(|| self.spare.pop()).unwrap_or_else(|| vec![0u64; WORDS_PER_BLOCK].into_boxed_slice());
+            let b =
+                new().or_else(|| self.spare.pop()).unwrap_or_else(|| vec![0u64; WORDS_PER_BLOCK].into_boxed_slice());
             self.slab.push(b);
             self.keys.push(addr >> BLOCK_SHIFT);
             s = self.slab.len();

@@ -36,24 +36,15 @@ pub fn stuck_threads(pid: i32) -> Vec<Stuck> {
     let mut out = Vec::new();
     // Bounded: the kernel's thread limit is far below this.
     for entry in dir.flatten().take(1 << 20) {
-        let Some(tid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
+        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) else {
             continue;
         };
         if super::stat_state(&stat) == Some('D') {
-            let wchan = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan"))
-                .unwrap_or_default();
-            let wchan = if wchan.trim() == "0" {
-                String::new()
-            } else {
-                wchan.trim().to_string()
-            };
+            let wchan = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan")).unwrap_or_default();
+            let wchan = if wchan.trim() == "0" { String::new() } else { wchan.trim().to_string() };
             out.push(Stuck { tid, wchan });
         }
     }
@@ -63,12 +54,7 @@ pub fn stuck_threads(pid: i32) -> Vec<Stuck> {
 
 /// How long a thread has run, in ns (first field of `/proc/PID/task/TID/schedstat`), if readable.
 fn run_time(pid: i32, tid: i32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat"))
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?.split_whitespace().next()?.parse().ok()
 }
 
 /// The threads of `pid` that stay in state `D` for all of `grace` (returns early, empty, when none
@@ -85,11 +71,7 @@ pub fn stuck_for(pid: i32, grace: Duration) -> Vec<Stuck> {
         .collect();
     // Bounded by the grace period.
     while !watched.is_empty() && start.elapsed() < grace {
-        log::debug!(
-            "PID {pid}: thread {} in state D ({}); waiting",
-            watched[0].0.tid,
-            watched[0].0.wchan
-        );
+        log::debug!("PID {pid}: thread {} in state D ({}); waiting", watched[0].0.tid, watched[0].0.wchan);
         std::thread::sleep(Duration::from_millis(10));
         let now: Vec<i32> = stuck_threads(pid).into_iter().map(|s| s.tid).collect();
         watched.retain(|(s, t)| now.contains(&s.tid) && run_time(pid, s.tid) == *t);
@@ -108,26 +90,14 @@ pub fn wait_until_stoppable(pid: i32) -> Result<(), Error> {
 }
 
 pub fn cannot_stop(pid: i32, s: &Stuck, n: usize, stopped_others: bool) -> Error {
-    let wchan = if s.wchan.is_empty() {
-        String::new()
-    } else {
-        format!(", in {}", s.wchan)
-    };
-    let others = if n > 1 {
-        format!(" (and {} more)", n - 1)
-    } else {
-        String::new()
-    };
+    let wchan = if s.wchan.is_empty() { String::new() } else { format!(", in {}", s.wchan) };
+    let others = if n > 1 { format!(" (and {} more)", n - 1) } else { String::new() };
     Error::CannotStop {
         pid,
         detail: format!(
             "thread {}{others} is in uninterruptible sleep (state D{wchan}) and would not stop{}",
             s.tid,
-            if stopped_others {
-                format!(" within {:.1} s", STOP_LIMIT.as_secs_f64())
-            } else {
-                String::new()
-            }
+            if stopped_others { format!(" within {:.1} s", STOP_LIMIT.as_secs_f64()) } else { String::new() }
         ),
     }
 }
@@ -178,22 +148,13 @@ impl Watchdog {
                     st.fired = true;
                     // SAFETY: `me` is the arming thread, alive until it disarms (it joins this thread).
                     unsafe { libc::pthread_kill(me, wake_signal()) };
-                    st = cv
-                        .wait_timeout(st, Duration::from_millis(20))
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
+                    st = cv.wait_timeout(st, Duration::from_millis(20)).unwrap_or_else(|p| p.into_inner()).0;
                     continue;
                 }
-                st = cv
-                    .wait_timeout(st, deadline - now)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
+                st = cv.wait_timeout(st, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
             }
         });
-        Watchdog {
-            state,
-            thread: Some(thread),
-        }
+        Watchdog { state, thread: Some(thread) }
     }
 
     /// Stops the watchdog; true if it fired.
@@ -260,9 +221,7 @@ mod tests {
 
     #[test]
     fn no_stuck_threads_here() {
-        assert!(stuck_threads(std::process::id() as i32)
-            .iter()
-            .all(|s| s.tid > 0));
+        assert!(stuck_threads(std::process::id() as i32).iter().all(|s| s.tid > 0));
         assert!(wait_until_stoppable(std::process::id() as i32).is_ok());
     }
 }

@@ -83,7 +83,12 @@ fn roots(pid: i32, sub: &str) -> Vec<String> {
 }
 
 /// Walks from the cgroup up to the root, taking the smallest `limit_file`.
-fn walk_limits(root: &str, path: &str, limit_file: &str, usage_file: &str) -> Option<(Option<u64>, Option<String>, Option<u64>)> {
+fn walk_limits(
+    root: &str,
+    path: &str,
+    limit_file: &str,
+    usage_file: &str,
+) -> Option<(Option<u64>, Option<String>, Option<u64>)> {
     let path = path.trim_end_matches('/');
     let usage = read_num(&format!("{root}{path}/{usage_file}")).flatten();
     let mut limit: Option<(u64, String)> = None;
@@ -195,7 +200,10 @@ pub fn parse_limits(limits: &str, status: &str) -> Limits {
         };
         r
     };
-    Limits { address_space: row("Max address space", status_kb("VmSize")), data: row("Max data size", status_kb("VmData")) }
+    Limits {
+        address_space: row("Max address space", status_kb("VmSize")),
+        data: row("Max data size", status_kb("VmData")),
+    }
 }
 
 pub fn limits(pid: i32) -> std::io::Result<Limits> {

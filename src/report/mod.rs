@@ -80,7 +80,8 @@ pub fn table(r: &Report, sort: SortKey, limit: usize) -> String {
     if rows.len() > limit {
         let rest: u64 = rows[limit..].iter().map(|r| r.bytes).sum();
         let n: u64 = rows[limit..].iter().map(|r| r.count).sum();
-        let _ = writeln!(out, "{:>10} {:>10} {:>12}         ({} more types)", n, "", human_bytes(rest), rows.len() - limit);
+        let _ =
+            writeln!(out, "{:>10} {:>10} {:>12}         ({} more types)", n, "", human_bytes(rest), rows.len() - limit);
     }
     out
 }

@@ -71,21 +71,43 @@ fn draw_panel(out: &mut String, p: &Panel, times: &[f64], t_max: f64) {
     let x_step = nice_step(t_max, 8.0);
     let x = |t: f64| LEFT + t / t_max * plot_w;
     let y = |v: f64| p.y0 + p.height - (v / div) / y_max * p.height;
-    let _ = writeln!(out, r#"<text x="{LEFT}" y="{:.1}" font-size="15" font-weight="bold">{}</text>"#, p.y0 - 10.0, esc(p.title));
+    let _ = writeln!(
+        out,
+        r#"<text x="{LEFT}" y="{:.1}" font-size="15" font-weight="bold">{}</text>"#,
+        p.y0 - 10.0,
+        esc(p.title)
+    );
     // Grid and y ticks.
     let mut v = 0.0;
     while v <= y_max + y_step / 2.0 {
         let yy = p.y0 + p.height - v / y_max * p.height;
-        let _ = writeln!(out, r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#ddd"/>"##, LEFT + plot_w);
-        let _ = writeln!(out, r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="end">{}</text>"#, LEFT - 6.0, yy + 4.0, fmt_tick(v, y_step));
+        let _ =
+            writeln!(out, r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#ddd"/>"##, LEFT + plot_w);
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="end">{}</text>"#,
+            LEFT - 6.0,
+            yy + 4.0,
+            fmt_tick(v, y_step)
+        );
         v += y_step;
     }
     // x ticks.
     let mut t = 0.0;
     while t <= t_max * (1.0 + 1e-9) {
         let xx = x(t);
-        let _ = writeln!(out, r##"<line x1="{xx:.1}" y1="{:.1}" x2="{xx:.1}" y2="{:.1}" stroke="#999"/>"##, p.y0 + p.height, p.y0 + p.height + 5.0);
-        let _ = writeln!(out, r#"<text x="{xx:.1}" y="{:.1}" font-size="12" text-anchor="middle">{}</text>"#, p.y0 + p.height + 18.0, fmt_tick(t, x_step));
+        let _ = writeln!(
+            out,
+            r##"<line x1="{xx:.1}" y1="{:.1}" x2="{xx:.1}" y2="{:.1}" stroke="#999"/>"##,
+            p.y0 + p.height,
+            p.y0 + p.height + 5.0
+        );
+        let _ = writeln!(
+            out,
+            r#"<text x="{xx:.1}" y="{:.1}" font-size="12" text-anchor="middle">{}</text>"#,
+            p.y0 + p.height + 18.0,
+            fmt_tick(t, x_step)
+        );
         t += x_step;
     }
     // Axes.
@@ -112,13 +134,18 @@ fn draw_panel(out: &mut String, p: &Panel, times: &[f64], t_max: f64) {
     // Lines, points and legend.
     for (i, (label, color, values)) in p.series.iter().enumerate() {
         let pts: Vec<String> = times.iter().zip(values).map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v))).collect();
-        let _ = writeln!(out, r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#, pts.join(" "));
+        let _ =
+            writeln!(out, r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#, pts.join(" "));
         for (t, v) in times.iter().zip(values) {
             let _ = writeln!(out, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#, x(*t), y(*v));
         }
         let ly = p.y0 + 10.0 + i as f64 * 20.0;
         let lx = WIDTH - RIGHT + 20.0;
-        let _ = writeln!(out, r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="3"/>"#, lx + 22.0);
+        let _ = writeln!(
+            out,
+            r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="3"/>"#,
+            lx + 22.0
+        );
         let _ = writeln!(out, r#"<text x="{:.1}" y="{:.1}" font-size="12">{}</text>"#, lx + 28.0, ly + 4.0, esc(label));
     }
 }
@@ -141,7 +168,10 @@ pub fn svg(g: &Growth) -> String {
         .map(|(i, t)| {
             let mut label = t.name.clone();
             if label.chars().count() > 34 {
-                label = format!("…{}", label.chars().rev().take(33).collect::<Vec<_>>().into_iter().rev().collect::<String>());
+                label = format!(
+                    "…{}",
+                    label.chars().rev().take(33).collect::<Vec<_>>().into_iter().rev().collect::<String>()
+                );
             }
             if t.monotonic {
                 label.push_str(" (LEAK?)");
@@ -176,7 +206,12 @@ pub fn svg(g: &Growth) -> String {
         g.interval_s
     );
     let _ = writeln!(out, r#"<title>{}</title>"#, esc(&title));
-    let _ = writeln!(out, r#"<text x="{:.1}" y="30" font-size="18" font-weight="bold" text-anchor="middle">{}</text>"#, WIDTH / 2.0, esc(&title));
+    let _ = writeln!(
+        out,
+        r#"<text x="{:.1}" y="30" font-size="18" font-weight="bold" text-anchor="middle">{}</text>"#,
+        WIDTH / 2.0,
+        esc(&title)
+    );
     draw_panel(&mut out, &rss, &times, t_max);
     draw_panel(&mut out, &types, &times, t_max);
     out.push_str("</svg>\n");

@@ -9,7 +9,7 @@ use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once};
 
-use nix::sys::termios::{self, LocalFlags, InputFlags, SetArg, Termios};
+use nix::sys::termios::{self, InputFlags, LocalFlags, SetArg, Termios};
 
 use crate::analysis::diff::Diff;
 use crate::analysis::histogram::Report;

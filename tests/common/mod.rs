@@ -72,10 +72,7 @@ pub struct TempDir {
 
 impl TempDir {
     pub fn new(prefix: &str) -> io::Result<TempDir> {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let n = TMP_COUNTER.fetch_add(1, Ordering::SeqCst);
         let path = std::env::temp_dir().join(format!(
             "memspy-{}-{}-{}-{:08x}",
@@ -103,15 +100,7 @@ impl Drop for TempDir {
 
 /// A string usable in file names.
 pub fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -134,10 +123,7 @@ impl CmdOutput {
     /// "exit status 1", "killed by signal 9", "timed out after 120 s".
     pub fn describe_status(&self) -> String {
         if self.timed_out {
-            return format!(
-                "timed out after {:.0} s (killed)",
-                self.elapsed.as_secs_f64()
-            );
+            return format!("timed out after {:.0} s (killed)", self.elapsed.as_secs_f64());
         }
         match self.status {
             Some(s) => describe_exit(s),
@@ -159,9 +145,7 @@ pub fn describe_exit(s: ExitStatus) -> String {
 
 /// Run `cmd` (stdin null, stdout and stderr captured); kill it after `timeout`.
 pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> io::Result<CmdOutput> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = cmd.spawn()?;
     let mut out_pipe = child.stdout.take().expect("stdout piped");
@@ -192,13 +176,7 @@ pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> io::Result<CmdOu
     };
     let stdout = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
     let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
-    Ok(CmdOutput {
-        status,
-        stdout,
-        stderr,
-        timed_out,
-        elapsed: start.elapsed(),
-    })
+    Ok(CmdOutput { status, stdout, stderr, timed_out, elapsed: start.elapsed() })
 }
 
 /// Run the memspy binary with `args`.
@@ -312,10 +290,7 @@ fn candidate_paths() -> Vec<PathBuf> {
     for root in pyenv_roots() {
         let versions = root.join("versions");
         let mut dirs: Vec<PathBuf> = match fs::read_dir(&versions) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin"))
-                .collect(),
+            Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect(),
             Err(_) => continue,
         };
         dirs.sort();
@@ -346,12 +321,7 @@ fn push_versioned_in(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut found: Vec<PathBuf> = match fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok())
-            .filter(|e| {
-                e.file_name()
-                    .to_str()
-                    .map(is_versioned_python3)
-                    .unwrap_or(false)
-            })
+            .filter(|e| e.file_name().to_str().map(is_versioned_python3).unwrap_or(false))
             .map(|e| e.path())
             .collect(),
         Err(_) => return,
@@ -379,22 +349,13 @@ fn probe(path: &Path) -> Result<Interpreter, String> {
     cmd.args(["-I", "-c", PROBE]);
     let out = run_with_timeout(cmd, PROBE_TIMEOUT).map_err(|e| format!("cannot run: {}", e))?;
     if !out.success() {
-        return Err(format!(
-            "probe failed: {}: {}",
-            out.describe_status(),
-            tail(&out.stderr, 300)
-        ));
+        return Err(format!("probe failed: {}: {}", out.describe_status(), tail(&out.stderr, 300)));
     }
     let v: Value = serde_json::from_str(out.stdout.trim())
         .map_err(|e| format!("probe printed no JSON ({}): {}", e, tail(&out.stdout, 300)))?;
     let ver: Vec<u32> = v["version"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_u64())
-                .map(|x| x as u32)
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect())
         .unwrap_or_default();
     if ver.len() != 3 {
         return Err(format!("probe: bad version {:?}", v["version"]));
@@ -433,11 +394,7 @@ fn discover_uncached() -> Discovery {
         let interp = match probe(&cand) {
             Ok(i) => i,
             Err(reason) => {
-                d.skipped.push(Skipped {
-                    path: cand.clone(),
-                    version: "?".into(),
-                    reason,
-                });
+                d.skipped.push(Skipped { path: cand.clone(), version: "?".into(), reason });
                 continue;
             }
         };
@@ -460,8 +417,7 @@ fn discover_uncached() -> Discovery {
             d.interpreters.push(interp);
         }
     }
-    d.interpreters
-        .sort_by(|a, b| (a.version, &a.abiflags, &a.path).cmp(&(b.version, &b.abiflags, &b.path)));
+    d.interpreters.sort_by(|a, b| (a.version, &a.abiflags, &a.path).cmp(&(b.version, &b.abiflags, &b.path)));
     d
 }
 
@@ -473,13 +429,9 @@ pub fn discover_interpreters() -> &'static Discovery {
     CACHE.get_or_init(|| {
         let mut d = discover_uncached();
         if let Some(only) = std::env::var_os("MEMSPY_TEST_PYTHONS") {
-            let wanted: Vec<PathBuf> = std::env::split_paths(&only)
-                .map(|p| fs::canonicalize(&p).unwrap_or(p))
-                .collect();
-            let (keep, drop): (Vec<_>, Vec<_>) = d
-                .interpreters
-                .into_iter()
-                .partition(|i| wanted.contains(&i.path));
+            let wanted: Vec<PathBuf> =
+                std::env::split_paths(&only).map(|p| fs::canonicalize(&p).unwrap_or(p)).collect();
+            let (keep, drop): (Vec<_>, Vec<_>) = d.interpreters.into_iter().partition(|i| wanted.contains(&i.path));
             d.interpreters = keep;
             d.skipped.extend(drop.into_iter().map(|i| Skipped {
                 path: i.path.clone(),
@@ -559,10 +511,8 @@ impl Fixture {
         let start = Instant::now();
         loop {
             if self.truth_path.exists() {
-                let text = fs::read_to_string(&self.truth_path)
-                    .map_err(|e| format!("reading truth: {}", e))?;
-                return serde_json::from_str(&text)
-                    .map_err(|e| format!("truth file is not JSON: {}", e));
+                let text = fs::read_to_string(&self.truth_path).map_err(|e| format!("reading truth: {}", e))?;
+                return serde_json::from_str(&text).map_err(|e| format!("truth file is not JSON: {}", e));
             }
             if let Some(status) = self.exited() {
                 return Err(format!(
@@ -597,7 +547,11 @@ impl Fixture {
                 return Err(format!("fixture exited ({}) instead of pausing", describe_exit(status)));
             }
             if start.elapsed() > timeout {
-                return Err(format!("fixture did not reach pause() within {} s (syscall: {})", timeout.as_secs(), syscall.trim()));
+                return Err(format!(
+                    "fixture did not reach pause() within {} s (syscall: {})",
+                    timeout.as_secs(),
+                    syscall.trim()
+                ));
             }
             thread::sleep(Duration::from_millis(5));
         }
@@ -657,17 +611,13 @@ pub struct BinaryInfo {
 
 /// Mapped file paths of a process, in order of first appearance.
 pub fn mapped_files(pid: u32) -> Result<Vec<PathBuf>, String> {
-    let maps = fs::read_to_string(format!("/proc/{}/maps", pid))
-        .map_err(|e| format!("reading /proc/{}/maps: {}", pid, e))?;
+    let maps =
+        fs::read_to_string(format!("/proc/{}/maps", pid)).map_err(|e| format!("reading /proc/{}/maps: {}", pid, e))?;
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for line in maps.lines() {
         // address perms offset dev inode pathname
-        let rest: String = line
-            .split_whitespace()
-            .skip(5)
-            .collect::<Vec<_>>()
-            .join(" ");
+        let rest: String = line.split_whitespace().skip(5).collect::<Vec<_>>().join(" ");
         if rest.starts_with('/') && !rest.ends_with("(deleted)") && seen.insert(rest.clone()) {
             out.push(PathBuf::from(rest));
         }
@@ -676,17 +626,11 @@ pub fn mapped_files(pid: u32) -> Result<Vec<PathBuf>, String> {
 }
 
 pub fn inspect_process(pid: u32) -> Result<BinaryInfo, String> {
-    let exe = fs::read_link(format!("/proc/{}/exe", pid))
-        .map_err(|e| format!("reading /proc/{}/exe: {}", pid, e))?;
+    let exe = fs::read_link(format!("/proc/{}/exe", pid)).map_err(|e| format!("reading /proc/{}/exe: {}", pid, e))?;
     let files = mapped_files(pid)?;
     let libpythons: Vec<&PathBuf> = files
         .iter()
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .map(|n| n.starts_with("libpython"))
-                .unwrap_or(false)
-        })
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).map(|n| n.starts_with("libpython")).unwrap_or(false))
         .collect();
     let exe_elf = elf_info(&exe)?;
     let (linkage, runtime_elf, stripped) = if exe_elf.defines_pyruntime {
@@ -711,12 +655,7 @@ pub fn inspect_process(pid: u32) -> Result<BinaryInfo, String> {
             }
         }
     };
-    Ok(BinaryInfo {
-        linkage,
-        runtime_elf,
-        stripped,
-        maps_libpython: !libpythons.is_empty(),
-    })
+    Ok(BinaryInfo { linkage, runtime_elf, stripped, maps_libpython: !libpythons.is_empty() })
 }
 
 /// Linkage / strippedness of an interpreter without a fixture: start it idle
@@ -771,21 +710,15 @@ pub fn elf_info(path: &Path) -> Result<ElfInfo, String> {
 }
 
 fn rd_u16(d: &[u8], off: usize) -> Result<u16, String> {
-    d.get(off..off + 2)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]))
-        .ok_or_else(|| "truncated ELF".to_string())
+    d.get(off..off + 2).map(|b| u16::from_le_bytes([b[0], b[1]])).ok_or_else(|| "truncated ELF".to_string())
 }
 
 fn rd_u32(d: &[u8], off: usize) -> Result<u32, String> {
-    d.get(off..off + 4)
-        .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
-        .ok_or_else(|| "truncated ELF".to_string())
+    d.get(off..off + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).ok_or_else(|| "truncated ELF".to_string())
 }
 
 fn rd_u64(d: &[u8], off: usize) -> Result<u64, String> {
-    d.get(off..off + 8)
-        .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
-        .ok_or_else(|| "truncated ELF".to_string())
+    d.get(off..off + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap())).ok_or_else(|| "truncated ELF".to_string())
 }
 
 fn cstr_at(d: &[u8], off: usize) -> &[u8] {
@@ -808,10 +741,7 @@ fn parse_elf(d: &[u8]) -> Result<ElfInfo, String> {
     let shentsize = rd_u16(d, 0x3a)? as usize;
     let mut shnum = rd_u16(d, 0x3c)? as usize;
     if shoff == 0 {
-        return Ok(ElfInfo {
-            has_symtab: false,
-            defines_pyruntime: false,
-        });
+        return Ok(ElfInfo { has_symtab: false, defines_pyruntime: false });
     }
     if shnum == 0 {
         shnum = rd_u64(d, shoff + 32)? as usize; // extended numbering: sh_size of section 0
@@ -839,10 +769,7 @@ fn parse_elf(d: &[u8]) -> Result<ElfInfo, String> {
     }
     let has_symtab = shs.iter().any(|s| s.kind == SHT_SYMTAB);
     let mut defines_pyruntime = false;
-    'outer: for s in shs
-        .iter()
-        .filter(|s| s.kind == SHT_DYNSYM || s.kind == SHT_SYMTAB)
-    {
+    'outer: for s in shs.iter().filter(|s| s.kind == SHT_DYNSYM || s.kind == SHT_SYMTAB) {
         let strtab = match shs.get(s.link) {
             Some(t) => t,
             None => continue,
@@ -862,10 +789,7 @@ fn parse_elf(d: &[u8]) -> Result<ElfInfo, String> {
             }
         }
     }
-    Ok(ElfInfo {
-        has_symtab,
-        defines_pyruntime,
-    })
+    Ok(ElfInfo { has_symtab, defines_pyruntime })
 }
 
 // ---------------------------------------------------------------------------
@@ -873,47 +797,32 @@ fn parse_elf(d: &[u8]) -> Result<ElfInfo, String> {
 
 /// `v[key]` as u64, or an error naming the path.
 pub fn get_u64(v: &Value, path: &str) -> Result<u64, String> {
-    lookup(v, path)?.as_u64().ok_or_else(|| {
-        format!(
-            "`{}` is not an unsigned integer: {}",
-            path,
-            lookup(v, path).unwrap()
-        )
-    })
+    lookup(v, path)?
+        .as_u64()
+        .ok_or_else(|| format!("`{}` is not an unsigned integer: {}", path, lookup(v, path).unwrap()))
 }
 
 pub fn get_str<'a>(v: &'a Value, path: &str) -> Result<&'a str, String> {
     let x = lookup(v, path)?;
-    x.as_str()
-        .ok_or_else(|| format!("`{}` is not a string: {}", path, x))
+    x.as_str().ok_or_else(|| format!("`{}` is not a string: {}", path, x))
 }
 
 pub fn get_bool(v: &Value, path: &str) -> Result<bool, String> {
     let x = lookup(v, path)?;
-    x.as_bool()
-        .ok_or_else(|| format!("`{}` is not a boolean: {}", path, x))
+    x.as_bool().ok_or_else(|| format!("`{}` is not a boolean: {}", path, x))
 }
 
 pub fn get_u64_array(v: &Value, path: &str) -> Result<Vec<u64>, String> {
     let x = lookup(v, path)?;
-    let arr = x
-        .as_array()
-        .ok_or_else(|| format!("`{}` is not an array: {}", path, x))?;
-    arr.iter()
-        .map(|e| {
-            e.as_u64()
-                .ok_or_else(|| format!("`{}` has a non-integer element: {}", path, e))
-        })
-        .collect()
+    let arr = x.as_array().ok_or_else(|| format!("`{}` is not an array: {}", path, x))?;
+    arr.iter().map(|e| e.as_u64().ok_or_else(|| format!("`{}` has a non-integer element: {}", path, e))).collect()
 }
 
 /// Follow a dotted path ("python.version", "gc.generations").
 pub fn lookup<'a>(v: &'a Value, path: &str) -> Result<&'a Value, String> {
     let mut cur = v;
     for part in path.split('.') {
-        cur = cur
-            .get(part)
-            .ok_or_else(|| format!("missing field `{}`", path))?;
+        cur = cur.get(part).ok_or_else(|| format!("missing field `{}`", path))?;
     }
     Ok(cur)
 }
