@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 use python_bindings::{Layout, Version};
 
 use crate::analysis::Histogram;
+use crate::cpython::objects::Types;
 use crate::discovery::{self, Interpreter, Linkage};
 use crate::error::{Error, Result};
-use crate::heap::{self, objects::Types, WalkSummary};
-use crate::process::memory::FakeMemory;
-use crate::process::{CachedMemory, Memory, RemoteMemory, Target};
+use crate::memory::FakeMemory;
+use crate::memory::{CachedMemory, Memory, RemoteMemory};
+use crate::process::Target;
+use crate::walk::{self, WalkSummary};
 
 const MAGIC: &[u8; 8] = b"MSPYIMG1";
 /// Most regions and bytes an image may describe (images come from files: bound them like remote data).
@@ -75,7 +77,7 @@ impl Image {
         let mut summary = WalkSummary::default();
         let mut types = Types::new(&interp.layout);
         let result = discovery::runtime_debug_offsets(&rec, target.pid, interp.runtime).and_then(|_| {
-            heap::walk_gc(&rec, interp, &mut types, true, Some(Instant::now() + max_pause), &mut summary, |_, _| {})
+            walk::walk_gc(&rec, interp, &mut types, true, Some(Instant::now() + max_pause), &mut summary, |_, _| {})
         });
         drop(pause);
         result.map_err(|e| target.explain(e))?;
@@ -172,7 +174,7 @@ impl Image {
         let mut hist = Histogram::new();
         let mut summary = WalkSummary::default();
         let mut types = Types::new(&interp.layout);
-        heap::walk_gc(&self.mem, &interp, &mut types, strict, Some(Instant::now() + budget), &mut summary, |r, t| {
+        walk::walk_gc(&self.mem, &interp, &mut types, strict, Some(Instant::now() + budget), &mut summary, |r, t| {
             hist.add(r, t, true)
         })?;
         Ok((hist, summary))

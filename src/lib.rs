@@ -6,12 +6,14 @@
 
 pub mod analysis;
 pub mod commands;
+pub mod cpython;
 #[doc(hidden)]
 pub mod debug;
 pub mod discovery;
 pub mod error;
-pub mod heap;
+pub mod memory;
 pub mod process;
 pub mod report;
+pub mod walk;
 
 pub use error::{Error, Result};

@@ -11,7 +11,7 @@ use memspy::commands::growth::{self, GrowthOptions};
 use memspy::commands::snapshot::{self, SnapshotCmdOptions};
 use memspy::commands::top::{self, TopOptions};
 use memspy::commands::{gc, stat, TargetSpec};
-use memspy::heap::SnapshotOptions;
+use memspy::walk::SnapshotOptions;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use memspy::debug::{fuzz_one, mutate, Image, Rng, Synth};
-use memspy::process::memory::{FakeMemory, MAX_READ};
-use memspy::process::ReadExt;
+use memspy::memory::ReadExt;
+use memspy::memory::{FakeMemory, MAX_READ};
 
 struct Watch;
 static LARGEST: AtomicUsize = AtomicUsize::new(0);
@@ -68,7 +68,7 @@ fn sample() -> (Synth, u64, u64) {
 }
 
 /// Walks an image strictly and leniently, in bounded time, without panicking; returns the strict result.
-fn walk_both(img: &Image) -> Result<(memspy::analysis::Histogram, memspy::heap::WalkSummary), memspy::Error> {
+fn walk_both(img: &Image) -> Result<(memspy::analysis::Histogram, memspy::walk::WalkSummary), memspy::Error> {
     let start = Instant::now();
     let strict = img.walk(true, Duration::from_secs(5));
     let _ = img.walk(false, Duration::from_secs(5));

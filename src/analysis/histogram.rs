@@ -4,9 +4,10 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::heap::fasthash::AddrMap;
-use crate::heap::objects::TypeInfo;
-use crate::heap::{gc, ObjectRecord, Sink, TypeTotals};
+use crate::cpython::gc;
+use crate::cpython::objects::TypeInfo;
+use crate::memory::fasthash::AddrMap;
+use crate::walk::{ObjectRecord, Sink, TypeTotals};
 
 /// One row of the report: all live objects of one type (by qualified name).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

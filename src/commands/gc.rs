@@ -7,10 +7,10 @@ use serde::Serialize;
 
 use crate::analysis::histogram::PythonInfo;
 use crate::commands::Session;
+use crate::cpython::gc_stats::{self, GcFigures};
 use crate::discovery;
 use crate::error::{Error, Result};
-use crate::heap::gc_stats::{self, GcFigures};
-use crate::process::{CachedMemory, RemoteMemory};
+use crate::memory::{CachedMemory, RemoteMemory};
 
 /// How many times to retry while a collection is running.
 const COLLECTION_RETRIES: u32 = 50;
@@ -45,7 +45,7 @@ pub fn read(session: &Session, timeout: Duration) -> Result<(GcFigures, usize, D
         let pause = target.pause()?;
         let result = discovery::interpreters(&mem, &session.interp).and_then(|ips| {
             let main = *ips.last().ok_or_else(|| Error::Corrupt("the runtime has no interpreter".into()))?;
-            let state = crate::heap::gc::GcState::read(&mem, &session.interp.layout, main)?;
+            let state = crate::cpython::gc::GcState::read(&mem, &session.interp.layout, main)?;
             if state.collecting {
                 return Ok(None);
             }

@@ -10,8 +10,8 @@ use crate::analysis::growth::Growth;
 use crate::commands::top::{install_interrupt_handler, interrupted};
 use crate::commands::{sleep_unless_interrupted, Session, TargetSpec};
 use crate::error::{Error, Result};
-use crate::heap::SnapshotOptions;
 use crate::report;
+use crate::walk::SnapshotOptions;
 
 #[derive(Clone, Debug)]
 pub struct GrowthOptions {

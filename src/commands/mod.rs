@@ -14,8 +14,9 @@ use crate::analysis::histogram::{GcCounts, PythonInfo};
 use crate::analysis::{Histogram, Report};
 use crate::discovery::{self, Interpreter, Linkage};
 use crate::error::{Error, Result};
-use crate::heap::{self, SnapshotOptions};
-use crate::process::{self, RemoteMemory, Target};
+use crate::memory::RemoteMemory;
+use crate::process::{self, Target};
+use crate::walk::{self, SnapshotOptions};
 
 /// An attached target and its interpreter, found once and reused across snapshots.
 pub struct Session {
@@ -59,7 +60,7 @@ impl Session {
     /// One snapshot of the heap as a report (the GC lists, or every reachable object with `opts.full`).
     pub fn report(&self, opts: &SnapshotOptions) -> Result<Report> {
         let mut hist = Histogram::new();
-        let walked = heap::snapshot(&self.target, &self.interp, opts, &mut hist)?;
+        let walked = walk::snapshot(&self.target, &self.interp, opts, &mut hist)?;
         let s = &walked.summary;
         if s.unreadable > 0 {
             log::warn!("{} objects could not be read and were skipped", s.unreadable);
@@ -122,7 +123,7 @@ impl Spawned {
                     let ready = discovery::interpreters(&mem, &s.interp)
                         .ok()
                         .and_then(|ips| ips.first().copied())
-                        .and_then(|ip| heap::gc::GcState::read(&mem, &s.interp.layout, ip).ok())
+                        .and_then(|ip| crate::cpython::gc::GcState::read(&mem, &s.interp.layout, ip).ok())
                         .is_some_and(|g| g.validate(&mem).is_ok());
                     if ready {
                         return Ok(s);

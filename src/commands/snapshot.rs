@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use crate::commands::growth::progress;
 use crate::error::{Error, Result};
-use crate::heap::SnapshotOptions;
 use crate::report;
+use crate::walk::SnapshotOptions;
 
 #[derive(Clone, Debug)]
 pub struct SnapshotCmdOptions {

@@ -8,13 +8,14 @@ use serde::Serialize;
 
 use crate::analysis::histogram::PythonInfo;
 use crate::commands::Session;
+use crate::cpython::objects::TypeInfo;
+use crate::cpython::pymalloc::{Pymalloc, PymallocStats};
+use crate::discovery::pymalloc;
 use crate::error::Result;
-use crate::heap::allocator::{self, Pymalloc, PymallocStats};
-use crate::heap::objects::TypeInfo;
-use crate::heap::{self, ObjectRecord, Sink, SnapshotOptions};
+use crate::memory::{CachedMemory, RemoteMemory};
 use crate::process::usage::{self, CgroupMemory, Limits, Rollup};
-use crate::process::{CachedMemory, RemoteMemory};
 use crate::report::human_bytes;
+use crate::walk::{self, ObjectRecord, Sink, SnapshotOptions};
 
 #[derive(Clone, Debug)]
 pub struct StatOptions {
@@ -84,11 +85,11 @@ impl Sink for Bytes {
         self.objects += 1;
         self.bytes += rec.size;
     }
-    fn untracked(&mut self, t: &heap::TypeTotals, _ty: &TypeInfo) {
+    fn untracked(&mut self, t: &walk::TypeTotals, _ty: &TypeInfo) {
         self.objects += t.count;
         self.bytes += t.bytes;
     }
-    fn tracked(&mut self, t: &heap::TypeTotals, _ty: &TypeInfo, _list: usize) {
+    fn tracked(&mut self, t: &walk::TypeTotals, _ty: &TypeInfo, _list: usize) {
         self.objects += t.count;
         self.bytes += t.bytes;
     }
@@ -103,7 +104,7 @@ pub fn report(session: &Session, opts: &SnapshotOptions) -> Result<StatReport> {
     let pymalloc = {
         let mem = CachedMemory::new(RemoteMemory::new(pid), 16 << 20);
         let pause = if opts.nonblocking { None } else { Some(session.target.pause()?) };
-        let r = allocator::pymalloc(&session.target, &mem, &session.interp);
+        let r = pymalloc::pymalloc(&session.target, &mem, &session.interp);
         drop(pause);
         match r.map_err(|e| session.target.explain(e))? {
             Pymalloc::Stats { stats, how } => PymallocReport { status: "ok".into(), detail: how, stats: Some(stats) },
@@ -112,7 +113,7 @@ pub fn report(session: &Session, opts: &SnapshotOptions) -> Result<StatReport> {
         }
     };
     let mut sink = Bytes::default();
-    heap::snapshot(&session.target, &session.interp, opts, &mut sink)?;
+    walk::snapshot(&session.target, &session.interp, opts, &mut sink)?;
     let coverage = if opts.full { "full-heap" } else { "gc-tracked" };
     let python_objects = ObjectBytes { coverage: coverage.into(), objects: sink.objects, bytes: sink.bytes };
     let rss = memory.map(|m| m.rss).or_else(|| crate::process::rss_bytes(pid)).unwrap_or(0);

@@ -9,9 +9,9 @@ use crate::analysis::histogram::SortKey;
 use crate::commands::growth::progress;
 use crate::commands::{sleep_unless_interrupted, Session, Spawned, TargetSpec};
 use crate::error::{Error, Result};
-use crate::heap::SnapshotOptions;
 use crate::report;
 use crate::report::tui::{self, Frame, TerminalGuard, ViewSort, ViewState};
+use crate::walk::SnapshotOptions;
 
 #[derive(Clone, Debug)]
 pub struct TopOptions {
@@ -29,7 +29,7 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 extern "C" fn on_interrupt(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
     // A walk in progress stops at the next object and resumes the target.
-    crate::heap::request_stop();
+    crate::walk::request_stop();
 }
 
 /// Ctrl-C / SIGTERM end the refresh loop cleanly (the target is never paused between walks), and stop a

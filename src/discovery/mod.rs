@@ -3,14 +3,16 @@
 //! target's own `_Py_DebugOffsets`).
 
 pub mod elf;
+pub mod pymalloc;
 pub mod symbols;
 
 use python_bindings::{debug_offsets, Layout, Version, NEWEST_MINOR, OLDEST_MINOR};
 use serde::Serialize;
 
+use crate::cpython::objects::{dict_get_str, read_str};
 use crate::error::{Error, Result};
-use crate::heap::objects::{dict_get_str, read_str};
-use crate::process::{Memory, ReadExt, Target};
+use crate::memory::{Memory, ReadExt};
+use crate::process::Target;
 use elf::ElfInfo;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -214,7 +216,7 @@ fn sys_version<M: Memory + ?Sized>(mem: &M, l: &Layout, runtime: u64) -> Result<
     if interp == 0 {
         return Err(Error::Corrupt("no interpreter yet".into()));
     }
-    crate::process::memory::check_ptr(interp, "interpreter state")?;
+    crate::memory::check_ptr(interp, "interpreter state")?;
     let sysdict = mem.u64_at(interp + l.interp_sysdict, "interp->sysdict")?;
     let v = dict_get_str(mem, l, sysdict, "version")?.ok_or_else(|| Error::Corrupt("sys.version missing".into()))?;
     let s = read_str(mem, l, v)?;
@@ -264,7 +266,7 @@ pub fn interpreters<M: Memory + ?Sized>(mem: &M, interp: &Interpreter) -> Result
         if out.len() >= 4096 || out.contains(&at) {
             return Err(Error::Corrupt("interpreter list does not end".into()));
         }
-        crate::process::memory::check_ptr(at, "interpreter state")?;
+        crate::memory::check_ptr(at, "interpreter state")?;
         out.push(at);
         at = mem.u64_at(at + l.interp_next, "interp->next")?;
     }
@@ -274,7 +276,7 @@ pub fn interpreters<M: Memory + ?Sized>(mem: &M, interp: &Interpreter) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::memory::FakeMemory;
+    use crate::memory::FakeMemory;
 
     #[test]
     fn free_threaded_debug_offsets_are_refused() {

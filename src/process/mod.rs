@@ -3,16 +3,14 @@
 //! Nothing in memspy writes to the target: there is no `process_vm_writev`, no `PTRACE_POKE*` and no write
 //! to `/proc/PID/mem` anywhere (a test scans the source for them).
 
-pub mod maps;
-pub mod memory;
 pub mod stop;
 pub mod usage;
 
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-pub use maps::{MapEntry, Maps};
-pub use memory::{CachedMemory, Memory, ReadExt, RemoteMemory};
+pub use crate::memory::maps::{MapEntry, Maps};
+use crate::memory::{Memory, RemoteMemory};
 
 /// A process memspy inspects.
 pub struct Target {

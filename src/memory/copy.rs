@@ -8,7 +8,8 @@
 use std::io;
 use std::time::Instant;
 
-use crate::process::{Maps, Memory};
+use crate::memory::maps::Maps;
+use crate::memory::Memory;
 
 const PAGE: u64 = 4096;
 /// Largest single read while copying (one `process_vm_readv`).
@@ -160,8 +161,8 @@ impl<M: Memory> Memory for CopiedMemory<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::memory::FakeMemory;
-    use crate::process::ReadExt;
+    use crate::memory::FakeMemory;
+    use crate::memory::ReadExt;
 
     #[test]
     fn copy_serves_reads_and_falls_back_to_live() {

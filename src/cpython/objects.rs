@@ -5,8 +5,8 @@
 use python_bindings::{flags, DictLayout, Layout, LongLayout};
 
 use crate::error::{Error, Result};
-use crate::process::memory::{check_ptr, le_u32, le_u64, MAX_USER_ADDR};
-use crate::process::{Memory, ReadExt};
+use crate::memory::{check_ptr, le_u32, le_u64, MAX_USER_ADDR};
+use crate::memory::{Memory, ReadExt};
 
 /// Longest string memspy decodes for names (type names, module names, `sys.version`).
 pub const MAX_NAME: usize = 4096;
@@ -76,7 +76,7 @@ pub struct TypeInfo {
 pub struct Types<'l> {
     pub layout: &'l Layout,
     /// Type address → index into `infos`.
-    index: super::fasthash::AddrMap<u32>,
+    index: crate::memory::fasthash::AddrMap<u32>,
     infos: Vec<TypeInfo>,
     /// Direct-mapped front of `index` (type address, index): most lookups need no hashing.
     fast: Box<[(u64, u32)]>,

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use super::gc::{walk_list, GcState, PERMANENT};
 use crate::error::{Error, Result};
-use crate::process::memory::le_u64;
-use crate::process::{Memory, ReadExt};
+use crate::memory::le_u64;
+use crate::memory::{Memory, ReadExt};
 
 /// Longest `gc.garbage` / `gc.callbacks` memspy believes (beyond it the list header is misread).
 const MAX_LIST_LEN: i64 = 1 << 40;

@@ -1,15 +1,8 @@
 //! The heap walk: visit every object of every GC generation of every interpreter, and describe each one
 //! (its type, `sys.getsizeof`, refcount) to a sink.
 
-pub mod allocator;
-pub mod chunks;
-pub mod copy;
-pub mod fasthash;
 pub mod full;
-pub mod gc;
-pub mod gc_stats;
 pub mod gcpar;
-pub mod objects;
 pub mod refs;
 pub mod visited;
 
@@ -17,10 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::cpython::objects::{getsizeof, Types, HEAD_BYTES};
+use crate::cpython::{gc, objects};
 use crate::discovery::{self, Interpreter};
 use crate::error::{Error, Result};
-use crate::process::{CachedMemory, Maps, Memory, RemoteMemory, Target};
-use objects::{getsizeof, Types, HEAD_BYTES};
+use crate::memory::maps::Maps;
+use crate::memory::{chunks, copy, CachedMemory, Memory, RemoteMemory};
+use crate::process::Target;
 
 /// Mappings are page-granular.
 const PAGE: u64 = 4096;
@@ -121,8 +117,8 @@ pub(crate) fn decode_tracked<'t, M: Memory + ?Sized>(
     head: &[u8; HEAD_BYTES],
     list: usize,
 ) -> Option<(ObjectRecord, &'t objects::TypeInfo)> {
-    let raw_ref = crate::process::memory::le_u64(head, l.ob_refcnt).unwrap_or(0);
-    let type_addr = crate::process::memory::le_u64(head, l.ob_type).unwrap_or(0);
+    let raw_ref = crate::memory::le_u64(head, l.ob_refcnt).unwrap_or(0);
+    let type_addr = crate::memory::le_u64(head, l.ob_type).unwrap_or(0);
     let info = match types.get(mem, type_addr) {
         Ok(i) => i,
         Err(e) => {

@@ -1,4 +1,4 @@
-//! pymalloc (obmalloc): find the allocator state of the main interpreter and compute what
+//! pymalloc (obmalloc): from the allocator state (found by [`crate::discovery::pymalloc`]), compute what
 //! `sys._debugmallocstats()` prints: arenas allocated / reclaimed / high-water / current, pools and
 //! blocks per size class, bytes in used and free blocks, unused pools, pool headers, quantization and
 //! arena alignment.
@@ -12,18 +12,15 @@
 //! The walk reads the arena array and one pool header per carved pool (both bounded by `maxarenas` and
 //! the arena size). Call it with the target paused.
 
-use python_bindings::{Layout, ObmallocLayout, ObmallocLocation};
+use python_bindings::{Layout, ObmallocLayout};
 use serde::Serialize;
 
-use crate::discovery::{self, symbols, Interpreter};
 use crate::error::{Error, Result};
-use crate::process::memory::{le_u32, le_u64};
-use crate::process::{Memory, ReadExt, Target};
+use crate::memory::{le_u32, le_u64};
+use crate::memory::{Memory, ReadExt};
 
 /// Most arena slots memspy believes (1 Ti of 1 MiB arenas).
 const MAX_ARENAS: u64 = 1 << 20;
-/// How far around the table offset to look for `interp->obmalloc` (bytes, each way).
-const SCAN_WINDOW: u64 = 0x400;
 
 /// Where the allocator state was found.
 #[derive(Clone, Debug)]
@@ -102,7 +99,7 @@ pub enum Pymalloc {
 }
 
 /// Does `at` look like a `usedpools` array? Returns how many size classes are empty.
-fn usedpools_shape<M: Memory + ?Sized>(mem: &M, o: &ObmallocLayout, at: u64) -> Option<u64> {
+pub fn usedpools_shape<M: Memory + ?Sized>(mem: &M, o: &ObmallocLayout, at: u64) -> Option<u64> {
     let n = o.size_classes;
     let buf = mem.bytes_at(at, (16 * n) as usize, "usedpools").ok()?;
     let mut empty = 0;
@@ -120,104 +117,13 @@ fn usedpools_shape<M: Memory + ?Sized>(mem: &M, o: &ObmallocLayout, at: u64) -> 
 }
 
 /// A plausible `struct _obmalloc_state` at `at`?
-fn valid_state<M: Memory + ?Sized>(mem: &M, o: &ObmallocLayout, at: u64) -> bool {
+pub fn valid_state<M: Memory + ?Sized>(mem: &M, o: &ObmallocLayout, at: u64) -> bool {
     if at == 0 || !at.is_multiple_of(8) || usedpools_shape(mem, o, at + o.usedpools).is_none() {
         return false;
     }
     let max = mem.u32_at(at + o.maxarenas, "maxarenas").unwrap_or(u32::MAX) as u64;
     let cur = mem.u64_at(at + o.narenas_currently_allocated, "narenas").unwrap_or(u64::MAX);
     max <= MAX_ARENAS && cur <= max
-}
-
-/// Finds the main interpreter's allocator state.
-pub fn locate<M: Memory + ?Sized>(target: &Target, mem: &M, interp: &Interpreter) -> Result<Located> {
-    let l = &interp.layout;
-    let o = &l.obmalloc;
-    let unreachable = |detail: String| Error::Other(format!("pymalloc state not reachable: {detail}"));
-    let main = main_interpreter(mem, interp)?;
-    match o.location {
-        ObmallocLocation::StaticSymbols => {
-            let names = [
-                "usedpools",
-                "arenas",
-                "maxarenas",
-                "narenas_currently_allocated",
-                "ntimes_arena_allocated",
-                "narenas_highwater",
-            ];
-            let found = symbols::find(target.pid, &target.maps, &interp.binary, &names).map_err(unreachable)?;
-            let a = |n: &str| found.addrs[n];
-            if usedpools_shape(mem, o, a("usedpools")).is_none() {
-                return Err(unreachable(format!(
-                    "usedpools at {:#x} (from {}) does not look like one",
-                    a("usedpools"),
-                    found.source
-                )));
-            }
-            Ok(Located {
-                addrs: StateAddrs::Globals {
-                    usedpools: a("usedpools"),
-                    arenas: a("arenas"),
-                    maxarenas: a("maxarenas"),
-                    current: a("narenas_currently_allocated"),
-                    total: a("ntimes_arena_allocated"),
-                    highwater: a("narenas_highwater"),
-                },
-                how: format!("static symbols from {}", found.source),
-            })
-        }
-        ObmallocLocation::Embedded { release, debug } => {
-            let off = if l.debug_build { debug } else { release };
-            let hit = scan(mem, o, main, off, Ok)?;
-            hit.map(|(off, at)| Located { addrs: StateAddrs::Struct(at), how: format!("embedded at interp+{off:#x}") })
-                .ok_or_else(|| unreachable(format!("no allocator state around interp+{off:#x}")))
-        }
-        ObmallocLocation::Pointer { release, debug } => {
-            let off = if l.debug_build { debug } else { release };
-            let hit = scan(mem, o, main, off, |at| mem.u64_at(at, "interp->obmalloc"))?;
-            hit.map(|(off, at)| Located {
-                addrs: StateAddrs::Struct(at),
-                how: format!("interp->obmalloc at +{off:#x}"),
-            })
-            .ok_or_else(|| unreachable(format!("no interp->obmalloc pointer around interp+{off:#x}")))
-        }
-    }
-}
-
-/// Tries `interp + off` first, then offsets around it (8-byte steps, bounded); `deref` turns the field
-/// address into the state address.
-fn scan<M: Memory + ?Sized>(
-    mem: &M,
-    o: &ObmallocLayout,
-    interp: u64,
-    off: u64,
-    deref: impl Fn(u64) -> Result<u64>,
-) -> Result<Option<(u64, u64)>> {
-    let mut tries = vec![off];
-    for d in (8..=SCAN_WINDOW).step_by(8) {
-        tries.push(off + d);
-        if let Some(x) = off.checked_sub(d) {
-            tries.push(x);
-        }
-    }
-    for t in tries {
-        let Ok(at) = deref(interp + t) else { continue };
-        if valid_state(mem, o, at) {
-            if t != off {
-                log::info!("allocator state found at interp+{t:#x}, not the table's +{off:#x}");
-            }
-            return Ok(Some((t, at)));
-        }
-    }
-    Ok(None)
-}
-
-/// The main interpreter: the last of the list (new interpreters are prepended).
-fn main_interpreter<M: Memory + ?Sized>(mem: &M, interp: &Interpreter) -> Result<u64> {
-    discovery::interpreters(mem, interp)?
-        .last()
-        .copied()
-        .ok_or_else(|| Error::Corrupt("the runtime has no interpreter".into()))
 }
 
 /// Reads the allocator figures from a located state.
@@ -324,28 +230,10 @@ pub fn read_stats<M: Memory + ?Sized>(mem: &M, l: &Layout, at: &Located) -> Resu
     Ok(Some(s))
 }
 
-/// Locates and reads pymalloc; never fails for "not there", only says why.
-pub fn pymalloc<M: Memory + ?Sized>(target: &Target, mem: &M, interp: &Interpreter) -> Result<Pymalloc> {
-    let located = match locate(target, mem, interp) {
-        Ok(x) => x,
-        Err(Error::Other(msg)) => return Ok(Pymalloc::Unreachable(msg)),
-        Err(e) => return Err(e),
-    };
-    log::info!("pymalloc state: {}", located.how);
-    Ok(match read_stats(mem, &interp.layout, &located)? {
-        Some(stats) => Pymalloc::Stats { stats, how: located.how },
-        None => Pymalloc::NotInUse(
-            "pymalloc is not in use: no arena was ever allocated (the process runs with PYTHONMALLOC=malloc or \
-             another allocator)"
-                .into(),
-        ),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::memory::FakeMemory;
+    use crate::memory::FakeMemory;
     use python_bindings::Version;
 
     #[test]

@@ -7,6 +7,11 @@ use std::io;
 
 use crate::error::{Error, Result};
 
+pub mod chunks;
+pub mod copy;
+pub mod fasthash;
+pub mod maps;
+
 /// A source of target memory: the live process, a cache in front of it, or a synthetic image in tests.
 pub trait Memory {
     /// Fills `buf` from `addr`, wholly or not at all.

@@ -3,8 +3,8 @@
 use python_bindings::Layout;
 
 use crate::error::{Error, Result};
-use crate::process::memory::MAX_USER_ADDR;
-use crate::process::{Memory, ReadExt};
+use crate::memory::MAX_USER_ADDR;
+use crate::memory::{Memory, ReadExt};
 
 /// Most objects memspy follows in one GC list before calling it corrupt.
 pub const MAX_LIST: u64 = 1 << 31;
@@ -28,7 +28,7 @@ pub const UNTRACKED: usize = usize::MAX;
 
 impl GcState {
     pub fn read<M: Memory + ?Sized>(mem: &M, l: &Layout, interp: u64) -> Result<GcState> {
-        crate::process::memory::check_ptr(interp, "interpreter state")?;
+        crate::memory::check_ptr(interp, "interpreter state")?;
         let addr = interp + l.interp_gc;
         let g = &l.gc;
         let mut gens = g.generations;
@@ -64,7 +64,7 @@ impl GcState {
     pub fn validate<M: Memory + ?Sized>(&self, mem: &M) -> Result<()> {
         for head in self.heads {
             let next = mem.u64_at(head, "gc list head")? & !3;
-            let next = crate::process::memory::check_ptr(next, "gc list head")?;
+            let next = crate::memory::check_ptr(next, "gc list head")?;
             let prev_of_next = mem.u64_at(next + 8, "gc list")? & !3;
             if prev_of_next != head {
                 return Err(Error::Corrupt(format!(
@@ -177,7 +177,7 @@ pub fn walk_list_until<M: Memory + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::memory::FakeMemory;
+    use crate::memory::FakeMemory;
 
     fn ring(f: &mut FakeMemory, head: u64, nodes: &[u64]) {
         let all: Vec<u64> = std::iter::once(head).chain(nodes.iter().copied()).collect();

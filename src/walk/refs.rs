@@ -9,11 +9,11 @@
 use python_bindings::{flags, Layout, ManagedDict};
 
 use crate::error::{Error, Result};
-use crate::process::memory::le_u64;
-use crate::process::{Memory, ReadExt};
+use crate::memory::le_u64;
+use crate::memory::{Memory, ReadExt};
 
-use super::fasthash::AddrMap;
-use super::objects::{dict_keys, split_value_slot, MAX_NAME};
+use crate::cpython::objects::{dict_keys, split_value_slot, MAX_NAME};
+use crate::memory::fasthash::AddrMap;
 
 /// Deepest `tp_base` chain followed.
 const MAX_BASES: usize = 64;
@@ -244,7 +244,7 @@ pub fn dict_refs<M: Memory + ?Sized>(
 }
 
 /// The keys of a keys object (shared split keys, `ht_cached_keys`).
-pub fn keys_refs<M: Memory + ?Sized>(mem: &M, k: &super::objects::DictKeys, out: &mut Vec<u64>) -> Result<()> {
+pub fn keys_refs<M: Memory + ?Sized>(mem: &M, k: &crate::cpython::objects::DictKeys, out: &mut Vec<u64>) -> Result<()> {
     let mut i = 0;
     while i < k.nentries {
         let n = (k.nentries - i).min(BATCH);
@@ -281,7 +281,7 @@ pub fn iframe_refs<M: Memory + ?Sized>(mem: &M, l: &Layout, f: u64, out: &mut Ve
             (sp - base) / 8
         }
     } else {
-        let top = crate::process::memory::le_u32(&head, fl.stacktop).unwrap_or(0) as i32;
+        let top = crate::memory::le_u32(&head, fl.stacktop).unwrap_or(0) as i32;
         top.max(0) as u64
     };
     if n > 1 << 16 {

@@ -14,8 +14,9 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 
-use super::fasthash::AddrMap;
-use crate::process::{Maps, Memory};
+use crate::memory::fasthash::AddrMap;
+use crate::memory::maps::Maps;
+use crate::memory::Memory;
 
 pub const CHUNK: u64 = 64 * 1024;
 const CHUNK_SHIFT: u32 = 16;
@@ -493,8 +494,8 @@ impl<M: Memory> Memory for ChunkCache<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::memory::FakeMemory;
-    use crate::process::ReadExt;
+    use crate::memory::FakeMemory;
+    use crate::memory::ReadExt;
 
     #[test]
     fn reads_within_ranges_only() {

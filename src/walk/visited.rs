@@ -6,7 +6,7 @@
 
 use std::cell::Cell;
 
-use super::fasthash::AddrMap;
+use crate::memory::fasthash::AddrMap;
 
 /// Address space covered by one block of bits.
 const BLOCK_SHIFT: u32 = 20;

@@ -26,14 +26,15 @@ use python_bindings::{flags, Layout, RefcountScheme, ThreadFrame};
 
 use crate::discovery::{self, Interpreter};
 use crate::error::{Error, Result};
-use crate::process::memory::le_u64;
-use crate::process::{Memory, ReadExt};
+use crate::memory::le_u64;
+use crate::memory::{Memory, ReadExt};
 
-use super::fasthash::{AddrMap, AddrSet};
-use super::objects::{getsizeof, SizeKind, TypeInfo, Types, HEAD_BYTES};
 use super::refs::{self, RefInfos};
 use super::visited::Visited;
-use super::{gc, Fork, ObjectRecord, Sink, TypeTotals, WalkSummary, PAGE};
+use super::{Fork, ObjectRecord, Sink, TypeTotals, WalkSummary, PAGE};
+use crate::cpython::gc;
+use crate::cpython::objects::{getsizeof, SizeKind, TypeInfo, Types, HEAD_BYTES};
+use crate::memory::fasthash::{AddrMap, AddrSet};
 
 /// Most threads and frames per thread followed.
 const MAX_THREADS: usize = 1 << 16;

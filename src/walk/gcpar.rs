@@ -24,13 +24,14 @@ use python_bindings::Layout;
 
 use crate::discovery::{self, Interpreter};
 use crate::error::{Error, Result};
-use crate::process::memory::{le_u64, MAX_USER_ADDR};
-use crate::process::{Memory, ReadExt};
+use crate::memory::{le_u64, MAX_USER_ADDR};
+use crate::memory::{Memory, ReadExt};
 
-use super::fasthash::{AddrMap, AddrSet};
 use super::full::{self, read_head, FullWalk, MAX_WORKERS};
-use super::objects::{TypeInfo, Types, HEAD_BYTES};
-use super::{gc, Fork, Sink, TypeTotals, WalkSummary};
+use super::{Fork, Sink, TypeTotals, WalkSummary};
+use crate::cpython::gc;
+use crate::cpython::objects::{TypeInfo, Types, HEAD_BYTES};
+use crate::memory::fasthash::{AddrMap, AddrSet};
 
 /// Most address space the claim bitmap covers (1 bit per 8 bytes, so 1/64 of it in virtual memory,
 /// of which only the pages around GC nodes are ever touched).
@@ -410,7 +411,7 @@ pub fn walk_gc_parallel<M: Fork>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::memory::FakeMemory;
+    use crate::memory::FakeMemory;
     use python_bindings::Version;
 
     const HEAD: u64 = 0x10000;
