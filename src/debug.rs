@@ -14,8 +14,10 @@ use crate::analysis::Histogram;
 use crate::cpython::objects::Types;
 use crate::discovery::{self, Interpreter, Linkage};
 use crate::error::{Error, Result};
+use crate::memory::readers::ThreadReaders;
 use crate::memory::FakeMemory;
-use crate::memory::{CachedMemory, Memory, RemoteMemory};
+use crate::memory::Memory;
+use crate::pause::{self, Control, ReadOptions, Source, View, Work};
 use crate::process::Target;
 use crate::walk::{self, WalkSummary};
 
@@ -69,24 +71,43 @@ fn coalesce(mut reads: Vec<(u64, Vec<u8>)>) -> FakeMemory {
 
 impl Image {
     /// Captures what a walk of `interp` in `target` reads (the runtime's head, the GC lists, every object
-    /// header, type and name it decodes), with the target paused.
+    /// header, type and name it decodes), in one consistent read of the target.
     pub fn capture(target: &Target, interp: &Interpreter, max_pause: Duration) -> Result<Image> {
-        let rec =
-            Recorder { inner: CachedMemory::new(RemoteMemory::new(target.pid), 256 << 20), reads: Default::default() };
-        let pause = target.pause()?;
-        let mut summary = WalkSummary::default();
-        let mut types = Types::new(&interp.layout);
-        let result = discovery::runtime_debug_offsets(&rec, target.pid, interp.runtime).and_then(|_| {
-            walk::walk_gc(&rec, interp, &mut types, true, Some(Instant::now() + max_pause), &mut summary, |_, _| {})
-        });
-        drop(pause);
-        result.map_err(|e| target.explain(e))?;
+        struct Capture<'a> {
+            interp: &'a Interpreter,
+            pid: i32,
+        }
+        impl Work for Capture<'_> {
+            type Output = FakeMemory;
+            fn what(&self) -> &'static str {
+                "capturing a heap image"
+            }
+            fn run<M: ThreadReaders>(&mut self, view: &View<'_, M>) -> Result<FakeMemory> {
+                let rec = Recorder { inner: view.mem, reads: Default::default() };
+                // Read again through the recorder, so that the image holds what a walk of it reads.
+                let interps = pause::read_interps(&rec, self.interp)?;
+                let mut summary = WalkSummary::default();
+                let mut types = Types::new(&self.interp.layout);
+                discovery::runtime_debug_offsets(&rec, self.pid, self.interp.runtime)?;
+                let l = &self.interp.layout;
+                walk::walk_gc(&rec, l, &interps, &mut types, true, &view.control, &mut summary, |_, _| {})?;
+                Ok(coalesce(rec.reads.into_inner()))
+            }
+        }
+        let opts = ReadOptions {
+            nonblocking: false,
+            timeout: max_pause + Duration::from_secs(5),
+            max_pause,
+            collection_retries: 50,
+            source: Source::Cached { bytes: 256 << 20 },
+        };
+        let mem = pause::read(target, interp, &opts, &mut Capture { interp, pid: target.pid })?.value;
         Ok(Image {
             version: interp.version,
             runtime: interp.runtime,
             debug_offsets: interp.used_debug_offsets,
             debug_build: interp.debug_build,
-            mem: coalesce(rec.reads.into_inner()),
+            mem,
         })
     }
 
@@ -174,7 +195,9 @@ impl Image {
         let mut hist = Histogram::new();
         let mut summary = WalkSummary::default();
         let mut types = Types::new(&interp.layout);
-        walk::walk_gc(&self.mem, &interp, &mut types, strict, Some(Instant::now() + budget), &mut summary, |r, t| {
+        let interps = pause::read_interps(&self.mem, &interp)?;
+        let control = Control::new(Some(Instant::now() + budget));
+        walk::walk_gc(&self.mem, &interp.layout, &interps, &mut types, strict, &control, &mut summary, |r, t| {
             hist.add(r, t, true)
         })?;
         Ok((hist, summary))

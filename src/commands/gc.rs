@@ -1,18 +1,18 @@
 //! `memspy gc PID [--json]`: the cyclic GC's state as the target's `gc` module would report it.
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::analysis::histogram::PythonInfo;
 use crate::commands::Session;
 use crate::cpython::gc_stats::{self, GcFigures};
-use crate::discovery;
-use crate::error::{Error, Result};
-use crate::memory::{CachedMemory, RemoteMemory};
+use crate::error::Result;
+use crate::memory::readers::ThreadReaders;
+use crate::pause::{self, ReadOptions, Source, View, Work};
 
-/// How many times to retry while a collection is running.
+/// How many times to let a running collection finish and try again.
 const COLLECTION_RETRIES: u32 = 50;
 
 #[derive(Clone, Debug)]
@@ -34,32 +34,33 @@ pub struct GcReport {
     pub pause_ms: f64,
 }
 
-/// Reads the main interpreter's GC figures with the target paused (retrying while a collection runs).
-pub fn read(session: &Session, timeout: Duration) -> Result<(GcFigures, usize, Duration)> {
-    let target = &session.target;
-    let deadline = Instant::now() + timeout;
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let mem = CachedMemory::new(RemoteMemory::new(target.pid), 64 << 20);
-        let pause = target.pause()?;
-        let result = discovery::interpreters(&mem, &session.interp).and_then(|ips| {
-            let main = *ips.last().ok_or_else(|| Error::Corrupt("the runtime has no interpreter".into()))?;
-            let state = crate::cpython::gc::GcState::read(&mem, &session.interp.layout, main)?;
-            if state.collecting {
-                return Ok(None);
-            }
-            Ok(Some((gc_stats::read(&mem, &session.interp.layout, main, true)?, ips.len())))
-        });
-        let paused = pause.resume();
-        match result.map_err(|e| target.explain(e))? {
-            Some((f, n)) => return Ok((f, n, paused)),
-            None if tries > COLLECTION_RETRIES || Instant::now() > deadline => {
-                return Err(Error::CollectionInProgress { pid: target.pid, tries })
-            }
-            None => std::thread::sleep(Duration::from_millis(2 * tries as u64)),
-        }
+/// The main interpreter's GC figures and the number of interpreters, read in one pause.
+struct GcRead<'a> {
+    layout: &'a python_bindings::Layout,
+}
+
+impl Work for GcRead<'_> {
+    type Output = (GcFigures, usize);
+    fn what(&self) -> &'static str {
+        "reading the GC state"
     }
+    fn run<M: ThreadReaders>(&mut self, view: &View<'_, M>) -> Result<(GcFigures, usize)> {
+        let main = view.main()?;
+        Ok((gc_stats::read(view.mem, self.layout, &main.gc, true)?, view.interps.len()))
+    }
+}
+
+/// Reads the main interpreter's GC figures with the target paused (waiting out a running collection).
+pub fn read(session: &Session, timeout: Duration) -> Result<(GcFigures, usize, Duration)> {
+    let opts = ReadOptions {
+        nonblocking: false,
+        timeout,
+        max_pause: timeout,
+        collection_retries: COLLECTION_RETRIES,
+        source: Source::Cached { bytes: 64 << 20 },
+    };
+    let o = pause::read(&session.target, &session.interp, &opts, &mut GcRead { layout: &session.interp.layout })?;
+    Ok((o.value.0, o.value.1, o.pause))
 }
 
 pub fn report(session: &Session, timeout: Duration) -> Result<GcReport> {

@@ -1,16 +1,13 @@
 //! `memspy growth PID` (or `-- python app.py`): samples the heap at an interval and ranks the types by growth.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
-
 use crate::analysis::growth::Growth;
-use crate::commands::top::{install_interrupt_handler, interrupted};
 use crate::commands::{sleep_unless_interrupted, Session, TargetSpec};
 use crate::error::{Error, Result};
 use crate::report;
+use crate::report::progress::progress;
 use crate::walk::SnapshotOptions;
 
 #[derive(Clone, Debug)]
@@ -25,27 +22,9 @@ pub struct GrowthOptions {
     pub snapshot: SnapshotOptions,
 }
 
-/// A progress bar on stderr when it is a terminal; hidden otherwise.
-pub fn progress(len: Option<u64>, msg: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let pb = match len {
-        Some(n) => ProgressBar::new(n).with_style(
-            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ({elapsed})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        ),
-        None => ProgressBar::new_spinner(),
-    };
-    pb.set_message(msg.to_string());
-    pb.enable_steady_tick(Duration::from_millis(120));
-    pb
-}
-
 /// Takes the samples (all of them, or as many as were taken before Ctrl-C).
 pub fn sample(session: &Session, opts: &GrowthOptions) -> Result<Growth> {
-    install_interrupt_handler();
+    crate::interrupt::install_handler();
     let n = opts.samples.max(1);
     let pid = session.target.pid;
     let pb = progress(Some(n as u64), &format!("sampling PID {pid} every {:.1} s", opts.interval.as_secs_f64()));
@@ -56,7 +35,7 @@ pub fn sample(session: &Session, opts: &GrowthOptions) -> Result<Growth> {
             // Samples on a fixed schedule (no drift from walk times).
             let due = start + opts.interval * i as u32;
             sleep_unless_interrupted(due.saturating_duration_since(Instant::now()));
-            if interrupted() {
+            if crate::interrupt::requested() {
                 pb.println(format!("memspy: interrupted after {i} samples"));
                 break;
             }

@@ -68,6 +68,12 @@ impl Session {
         if s.decode_errors > 0 {
             log::info!("{} objects could not be decoded; what they reference may be missing", s.decode_errors);
         }
+        if walked.retries > 0 {
+            log::info!(
+                "the read was tried {} more times (a collection running, or lists caught mid-update)",
+                walked.retries
+            );
+        }
         if s.approximate_sizes > 0 {
             log::info!("{} objects have their own __sizeof__; their bytes are approximated", s.approximate_sizes);
         }
@@ -120,11 +126,10 @@ impl Spawned {
             match Session::attach(self.pid()) {
                 Ok(s) => {
                     let mem = RemoteMemory::new(s.target.pid);
-                    let ready = discovery::interpreters(&mem, &s.interp)
+                    let ready = crate::pause::read_interps(&mem, &s.interp)
                         .ok()
                         .and_then(|ips| ips.first().copied())
-                        .and_then(|ip| crate::cpython::gc::GcState::read(&mem, &s.interp.layout, ip).ok())
-                        .is_some_and(|g| g.validate(&mem).is_ok());
+                        .is_some_and(|i| i.gc.validate(&mem).is_ok());
                     if ready {
                         return Ok(s);
                     }
@@ -178,7 +183,7 @@ pub fn open_target(name: &str, spec: &TargetSpec, timeout: Duration) -> Result<(
 /// Sleeps for `d`, or less if Ctrl-C / SIGTERM arrives.
 pub fn sleep_unless_interrupted(d: Duration) {
     let until = Instant::now() + d;
-    while Instant::now() < until && !top::interrupted() {
+    while Instant::now() < until && !crate::interrupt::requested() {
         std::thread::sleep(Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())));
     }
 }

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::commands::growth::progress;
 use crate::error::{Error, Result};
 use crate::report;
+use crate::report::progress::progress;
 use crate::walk::SnapshotOptions;
 
 #[derive(Clone, Debug)]

@@ -12,7 +12,8 @@ use crate::cpython::objects::TypeInfo;
 use crate::cpython::pymalloc::{Pymalloc, PymallocStats};
 use crate::discovery::pymalloc;
 use crate::error::Result;
-use crate::memory::{CachedMemory, RemoteMemory};
+use crate::memory::readers::ThreadReaders;
+use crate::pause::{self, ReadOptions, Source, View, Work};
 use crate::process::usage::{self, CgroupMemory, Limits, Rollup};
 use crate::report::human_bytes;
 use crate::walk::{self, ObjectRecord, Sink, SnapshotOptions};
@@ -102,11 +103,18 @@ pub fn report(session: &Session, opts: &SnapshotOptions) -> Result<StatReport> {
     let limits = usage::limits(pid).map_err(|e| log::warn!("limits: {e}")).ok();
     // pymalloc first, in its own short pause; then the object walk (which pauses by itself).
     let pymalloc = {
-        let mem = CachedMemory::new(RemoteMemory::new(pid), 16 << 20);
-        let pause = if opts.nonblocking { None } else { Some(session.target.pause()?) };
-        let r = pymalloc::pymalloc(&session.target, &mem, &session.interp);
-        drop(pause);
-        match r.map_err(|e| session.target.explain(e))? {
+        struct PymallocRead<'a>(&'a Session);
+        impl Work for PymallocRead<'_> {
+            type Output = Pymalloc;
+            fn what(&self) -> &'static str {
+                "reading pymalloc's state"
+            }
+            fn run<M: ThreadReaders>(&mut self, view: &View<'_, M>) -> Result<Pymalloc> {
+                pymalloc::pymalloc(&self.0.target, view.mem, &self.0.interp, view.main()?.addr)
+            }
+        }
+        let read = ReadOptions { source: Source::Cached { bytes: 16 << 20 }, ..opts.read_options() };
+        match pause::read(&session.target, &session.interp, &read, &mut PymallocRead(session))?.value {
             Pymalloc::Stats { stats, how } => PymallocReport { status: "ok".into(), detail: how, stats: Some(stats) },
             Pymalloc::NotInUse(d) => PymallocReport { status: "not_in_use".into(), detail: d, stats: None },
             Pymalloc::Unreachable(d) => PymallocReport { status: "unreachable".into(), detail: d, stats: None },

@@ -1,15 +1,14 @@
 //! `memspy top`: the type histogram, once or refreshing.
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::analysis::diff::{diff_reports, Diff};
 use crate::analysis::histogram::SortKey;
-use crate::commands::growth::progress;
 use crate::commands::{sleep_unless_interrupted, Session, Spawned, TargetSpec};
 use crate::error::{Error, Result};
 use crate::report;
+use crate::report::progress::progress;
 use crate::report::tui::{self, Frame, TerminalGuard, ViewSort, ViewState};
 use crate::walk::SnapshotOptions;
 
@@ -24,37 +23,15 @@ pub struct TopOptions {
     pub snapshot: SnapshotOptions,
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_interrupt(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-    // A walk in progress stops at the next object and resumes the target.
-    crate::walk::request_stop();
-}
-
-/// Ctrl-C / SIGTERM end the refresh loop cleanly (the target is never paused between walks), and stop a
-/// walk in progress (the target is resumed before memspy exits).
-pub fn install_interrupt_handler() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_interrupt as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_interrupt as *const () as libc::sighandler_t);
-    }
-}
-
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
-}
-
 pub fn run(opts: &TopOptions) -> Result<()> {
     let (session, mut spawned) = super::open_target("top", &opts.target, opts.snapshot.timeout)?;
     if opts.once {
-        install_interrupt_handler();
+        crate::interrupt::install_handler();
         return print_once(&session, opts);
     }
     if opts.json {
         // A refreshing JSON view makes no sense: print one JSON report per refresh, one per line.
-        install_interrupt_handler();
+        crate::interrupt::install_handler();
         loop {
             let r = match session.report(&opts.snapshot) {
                 Err(Error::Interrupted) => return Ok(()),
@@ -66,7 +43,7 @@ pub fn run(opts: &TopOptions) -> Result<()> {
             }
         }
     }
-    install_interrupt_handler();
+    crate::interrupt::install_handler();
     let tty = std::io::stdout().is_terminal();
     if tty && std::io::stdin().is_terminal() {
         return live_view(&session, opts, spawned.as_mut());
@@ -106,7 +83,7 @@ fn print_once(session: &Session, opts: &TopOptions) -> Result<()> {
 /// Sleeps until the next refresh; false when it is time to stop (Ctrl-C, or the target is gone).
 fn wait_or_exit(rate: Duration, session: &Session, spawned: Option<&mut Spawned>) -> bool {
     sleep_unless_interrupted(rate);
-    if interrupted() {
+    if crate::interrupt::requested() {
         return false;
     }
     if let Some(s) = spawned {
@@ -153,7 +130,7 @@ fn live_view(session: &Session, opts: &TopOptions, mut spawned: Option<&mut Spaw
             term.draw(&tui::render(state, &frame, w, h));
         };
         draw(&state, "", &current, &since_start, since_last.as_ref());
-        if state.quit || interrupted() {
+        if state.quit || crate::interrupt::requested() {
             break;
         }
         let now = Instant::now();

@@ -10,7 +10,7 @@ use crate::memory::{Memory, ReadExt};
 pub const MAX_LIST: u64 = 1 << 31;
 
 /// Where one interpreter's GC lists are, plus the counters read with them.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct GcState {
     /// Address of `interp->gc`.
     pub addr: u64,

@@ -46,11 +46,10 @@ pub struct GcFigures {
     pub stats: Vec<GenerationStats>,
 }
 
-/// Reads the GC figures of the interpreter at `interp`. With `strict`, a GC list that does not hold
-/// together is an error (the target is paused); without, its walk stops there.
-pub fn read<M: Memory + ?Sized>(mem: &M, l: &Layout, interp: u64, strict: bool) -> Result<GcFigures> {
+/// Reads the GC figures of an interpreter whose GC state was read as `state`. With `strict`, a GC list
+/// that does not hold together is an error (the target is paused); without, its walk stops there.
+pub fn read<M: Memory + ?Sized>(mem: &M, l: &Layout, state: &GcState, strict: bool) -> Result<GcFigures> {
     let g = &l.gc;
-    let state = GcState::read(mem, l, interp)?;
     let gc = state.addr;
     let raw = mem.bytes_at(gc, g.size as usize, "interp->gc")?;
     let i32_at = |off: u64, what: &str| -> Result<i64> {

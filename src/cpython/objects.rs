@@ -6,7 +6,7 @@ use python_bindings::{flags, DictLayout, Layout, LongLayout};
 
 use crate::error::{Error, Result};
 use crate::memory::{check_ptr, le_u32, le_u64, MAX_USER_ADDR};
-use crate::memory::{Memory, ReadExt};
+use crate::memory::{Memory, ReadExt, PAGE};
 
 /// Longest string memspy decodes for names (type names, module names, `sys.version`).
 pub const MAX_NAME: usize = 4096;
@@ -802,4 +802,14 @@ fn code_sizeof<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, ty: &TypeInfo
         size += 16 + n.saturating_sub(1) * 8;
     }
     Ok(size)
+}
+
+/// Reads the first [`HEAD_BYTES`] of an object; at the end of a mapping, what is there.
+pub fn read_head<M: Memory + ?Sized>(mem: &M, addr: u64, head: &mut [u8; HEAD_BYTES]) -> bool {
+    if mem.read(addr, head).is_ok() {
+        return true;
+    }
+    head.fill(0);
+    let avail = (PAGE - (addr % PAGE)).min(HEAD_BYTES as u64) as usize;
+    avail >= 16 && mem.read(addr, &mut head[..avail]).is_ok()
 }

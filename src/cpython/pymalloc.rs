@@ -1,10 +1,10 @@
-//! pymalloc (obmalloc): from the allocator state (found by [`crate::discovery::pymalloc`]), compute what
+//! pymalloc (obmalloc): from the allocator state (found by discovery's pymalloc module), compute what
 //! `sys._debugmallocstats()` prints: arenas allocated / reclaimed / high-water / current, pools and
 //! blocks per size class, bytes in used and free blocks, unused pools, pool headers, quantization and
 //! arena alignment.
 //!
 //! Where the state is ([`ObmallocLocation`]): 3.9–3.11 static globals (found in a `.symtab`, see
-//! [`crate::discovery::symbols`]); 3.12 embedded in `PyInterpreterState`; 3.13+ behind the
+//! discovery); 3.12 embedded in `PyInterpreterState`; 3.13+ behind the
 //! `interp->obmalloc` pointer. Every candidate is validated by the shape of `usedpools` (each empty size
 //! class points to itself minus two pointers; a used one to a pool-aligned header) before anything is
 //! trusted; when the table offset fails, nearby offsets are scanned (bounded).

@@ -3,7 +3,7 @@
 
 use goblin::elf::{program_header::PT_LOAD, Elf};
 
-use crate::process::Maps;
+use crate::memory::maps::Maps;
 
 /// What memspy needs from one ELF file.
 #[derive(Clone, Debug, Default)]

@@ -16,12 +16,11 @@ use crate::process::Target;
 /// How far around the table offset to look for `interp->obmalloc` (bytes, each way).
 const SCAN_WINDOW: u64 = 0x400;
 
-/// Finds the main interpreter's allocator state.
-pub fn locate<M: Memory + ?Sized>(target: &Target, mem: &M, interp: &Interpreter) -> Result<Located> {
+/// Finds the allocator state of the main interpreter (`main`, its `PyInterpreterState`).
+pub fn locate<M: Memory + ?Sized>(target: &Target, mem: &M, interp: &Interpreter, main: u64) -> Result<Located> {
     let l = &interp.layout;
     let o = &l.obmalloc;
     let unreachable = |detail: String| Error::Other(format!("pymalloc state not reachable: {detail}"));
-    let main = main_interpreter(mem, interp)?;
     match o.location {
         ObmallocLocation::StaticSymbols => {
             let names = [
@@ -99,17 +98,9 @@ fn scan<M: Memory + ?Sized>(
     Ok(None)
 }
 
-/// The main interpreter: the last of the list (new interpreters are prepended).
-fn main_interpreter<M: Memory + ?Sized>(mem: &M, interp: &Interpreter) -> Result<u64> {
-    super::interpreters(mem, interp)?
-        .last()
-        .copied()
-        .ok_or_else(|| Error::Corrupt("the runtime has no interpreter".into()))
-}
-
-/// Locates and reads pymalloc; never fails for "not there", only says why.
-pub fn pymalloc<M: Memory + ?Sized>(target: &Target, mem: &M, interp: &Interpreter) -> Result<Pymalloc> {
-    let located = match locate(target, mem, interp) {
+/// Locates and reads pymalloc of the main interpreter `main`; never fails for "not there", only says why.
+pub fn pymalloc<M: Memory + ?Sized>(target: &Target, mem: &M, interp: &Interpreter, main: u64) -> Result<Pymalloc> {
+    let located = match locate(target, mem, interp, main) {
         Ok(x) => x,
         Err(Error::Other(msg)) => return Ok(Pymalloc::Unreachable(msg)),
         Err(e) => return Err(e),

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use goblin::elf::Elf;
 
 use super::elf::{read_target_file, ElfInfo};
-use crate::process::Maps;
+use crate::memory::maps::Maps;
 
 /// Where symbols were found, for messages.
 #[derive(Clone, Debug)]

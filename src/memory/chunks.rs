@@ -20,7 +20,7 @@ use crate::memory::Memory;
 
 pub const CHUNK: u64 = 64 * 1024;
 const CHUNK_SHIFT: u32 = 16;
-const PAGE: u64 = 4096;
+use super::PAGE;
 const PAGES_PER_CHUNK: u64 = CHUNK / PAGE;
 /// Address space covered by one second-level table.
 const DIR_SHIFT: u32 = 30;

@@ -11,7 +11,7 @@ use std::time::Instant;
 use crate::memory::maps::Maps;
 use crate::memory::Memory;
 
-const PAGE: u64 = 4096;
+use super::PAGE;
 /// Largest single read while copying (one `process_vm_readv`).
 const PIECE: u64 = 8 << 20;
 

@@ -11,6 +11,7 @@ pub mod chunks;
 pub mod copy;
 pub mod fasthash;
 pub mod maps;
+pub mod readers;
 
 /// A source of target memory: the live process, a cache in front of it, or a synthetic image in tests.
 pub trait Memory {
@@ -59,7 +60,8 @@ impl Memory for RemoteMemory {
     }
 }
 
-const PAGE: u64 = 4096;
+/// Mappings are page-granular.
+pub const PAGE: u64 = 4096;
 
 /// Largest single read memspy makes. Lengths often come from the target's own (possibly corrupt or
 /// changing) data: a length past this is refused before anything is allocated.

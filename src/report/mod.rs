@@ -3,6 +3,7 @@
 pub mod diff;
 pub mod growth;
 pub mod plot;
+pub mod progress;
 pub mod tui;
 
 use std::fmt::Write as _;

@@ -18,23 +18,26 @@
 //! buffers of C types, e.g. `collections.deque` blocks) are not found, nor unreachable garbage; a
 //! conservative scan may, rarely, take a stale word for a reference to a live object.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use python_bindings::{flags, Layout, RefcountScheme, ThreadFrame};
 
-use crate::discovery::{self, Interpreter};
+use crate::discovery::Interpreter;
 use crate::error::{Error, Result};
 use crate::memory::le_u64;
+use crate::memory::readers::ThreadReaders;
 use crate::memory::{Memory, ReadExt};
+use crate::pause::{Control, Interp};
 
 use super::refs::{self, RefInfos};
 use super::visited::Visited;
-use super::{Fork, ObjectRecord, Sink, TypeTotals, WalkSummary, PAGE};
+use super::{ObjectRecord, Sink, TypeTotals, WalkSummary};
 use crate::cpython::gc;
+pub use crate::cpython::objects::read_head;
 use crate::cpython::objects::{getsizeof, SizeKind, TypeInfo, Types, HEAD_BYTES};
 use crate::memory::fasthash::{AddrMap, AddrSet};
+use crate::memory::PAGE;
 
 /// Most threads and frames per thread followed.
 const MAX_THREADS: usize = 1 << 16;
@@ -48,16 +51,6 @@ const GOOD_FAST: usize = 1024;
 #[inline]
 fn good_slot(t: u64) -> usize {
     ((t >> 4) ^ (t >> 14)) as usize & (GOOD_FAST - 1)
-}
-
-/// Reads the first [`HEAD_BYTES`] of an object; at the end of a mapping, what is there.
-pub fn read_head<M: Memory + ?Sized>(mem: &M, addr: u64, head: &mut [u8; HEAD_BYTES]) -> bool {
-    if mem.read(addr, head).is_ok() {
-        return true;
-    }
-    head.fill(0);
-    let avail = (PAGE - (addr % PAGE)).min(HEAD_BYTES as u64) as usize;
-    avail >= 16 && mem.read(addr, &mut head[..avail]).is_ok()
 }
 
 /// Whether a raw `ob_refcnt` word is one a live object can have.
@@ -89,7 +82,7 @@ pub struct FullWalk<'a, M: Memory + ?Sized> {
     scratch: Vec<u64>,
     pub found: u64,
     pub decode_errors: u64,
-    pub deadline: Option<Instant>,
+    pub control: Control,
     /// The object being decoded (0 while scanning roots), for trace logs.
     current: u64,
     /// Set in a worker of the parallel walk: which addresses it owns, where the others' go.
@@ -98,6 +91,9 @@ pub struct FullWalk<'a, M: Memory + ?Sized> {
 
 /// Walking threads of the reference walk (after the GC lists), at most.
 pub const MAX_WORKERS: usize = 2;
+
+/// Names the reference walk in a timeout.
+const WHAT: &str = "walking the heap";
 /// Candidates sent to another worker per batch.
 const SEND_BATCH: usize = 4096;
 /// Entries of the direct-mapped filter of addresses already sent to another worker (a power of two).
@@ -123,21 +119,15 @@ pub struct Shared {
     outstanding: AtomicI64,
     /// A worker failed, panicked or was told to stop: everyone stops.
     abort: AtomicBool,
-    /// Objects reported by all workers (for the test knob `MEMSPY_TEST_PANIC_IN_WALK`).
-    objects: AtomicU64,
-    /// Objects reported before the parallel walk (the GC lists).
-    objects_before: u64,
 }
 
 impl Shared {
-    pub fn new(n: usize, objects_before: u64) -> Self {
+    pub fn new(n: usize) -> Self {
         Shared {
             inboxes: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
             idle: (0..n).map(|_| AtomicBool::new(false)).collect(),
             outstanding: AtomicI64::new(n as i64),
             abort: AtomicBool::new(false),
-            objects: AtomicU64::new(0),
-            objects_before,
         }
     }
 
@@ -186,11 +176,11 @@ impl Drop for AbortOnDrop<'_> {
     }
 }
 
-/// What a worker of a parallel walk starts from: the layout, the type caches, the deadline.
+/// What a worker of a parallel walk starts from: the layout, the type caches, the walk's control.
 struct Seed<'a> {
     l: &'a Layout,
     caches: TypeCaches,
-    deadline: Option<Instant>,
+    control: Control,
 }
 
 /// What a walk learns about types and shared keys as it goes.
@@ -246,14 +236,14 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             scratch: Vec::new(),
             found: 0,
             decode_errors: 0,
-            deadline: None,
+            control: Control::unlimited(),
             current: 0,
             part: None,
         }
     }
 
     fn seed(&self) -> Seed<'a> {
-        Seed { l: self.l, caches: self.caches.clone(), deadline: self.deadline }
+        Seed { l: self.l, caches: self.caches.clone(), control: self.control.clone() }
     }
 
     /// A worker of a parallel walk over `mem`.
@@ -268,7 +258,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             scratch: Vec::new(),
             found: 0,
             decode_errors: 0,
-            deadline: seed.deadline,
+            control: seed.control,
             current: 0,
             part: Some(part),
         }
@@ -507,22 +497,6 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         true
     }
 
-    /// Stop conditions shared by every worker: the deadline, a stop request, the target gone.
-    fn check_stop(&self) -> Result<()> {
-        if let Some(d) = self.deadline {
-            if Instant::now() > d {
-                return Err(Error::Timeout { seconds: 0.0, what: "walking the heap".into() });
-            }
-        }
-        if super::stop_requested() {
-            return Err(Error::Interrupted);
-        }
-        if super::TARGET_GONE.load(Ordering::Relaxed) {
-            return Err(Error::Corrupt("the target went away during the walk".into()));
-        }
-        Ok(())
-    }
-
     /// A worker with nothing to do: waits for a batch (true) or the end of the walk (false).
     fn wait_for_work(&mut self) -> Result<bool> {
         let part = self.part.as_mut().expect("a worker");
@@ -548,7 +522,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             if shared.outstanding.load(Ordering::SeqCst) == 0 {
                 return Ok(false);
             }
-            self.check_stop()?;
+            self.control.check(WHAT)?;
             spins += 1;
             if spins < 64 {
                 std::thread::yield_now();
@@ -584,10 +558,10 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
     }
 
     /// The roots of every interpreter: runtime, interpreter and thread states, and thread frames.
-    pub fn scan_roots(&mut self, interp: &Interpreter) -> Result<()> {
+    pub fn scan_roots(&mut self, interp: &Interpreter, interps: &[Interp]) -> Result<()> {
         let l = self.l;
         self.scan_region(interp.runtime, l.runtime_size);
-        for ip in discovery::interpreters(self.mem, interp)? {
+        for ip in interps.iter().map(|i| i.addr) {
             self.scan_region(ip, l.interp_size);
             let mut ts = self.mem.u64_at(ip + l.interp_threads_head, "threads.head")?;
             let mut seen = AddrSet::default();
@@ -644,7 +618,6 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         let l = self.l;
         let mut head = [0u8; HEAD_BYTES];
         let mut n = 0u64;
-        let hooks = super::test_hooks();
         loop {
             let Some(e) = self.stack.pop() else {
                 // A worker ran dry: wait for what the others find for it, or for the end.
@@ -654,8 +627,8 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
                 break;
             };
             n += 1;
+            self.control.tick(n, WHAT)?;
             if n.is_multiple_of(1024) {
-                self.check_stop()?;
                 if let Some(part) = self.part.as_mut() {
                     if part.shared.abort.load(Ordering::Relaxed) {
                         return Ok(());
@@ -668,21 +641,13 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
                     }
                 }
             }
-            if let Some(d) = hooks.delay {
-                std::thread::sleep(d);
-            }
             // Bit 0 marks an object the GC walk already reported; others are candidates.
             let p = e & !1;
             if e & 1 == 0 {
                 if self.visited.contains(p) || !self.candidate(types, summary, p, &mut head, sink) {
                     continue;
                 }
-                if let (Some(at), Some(part)) = (hooks.panic_at, self.part.as_ref()) {
-                    let k = part.shared.objects_before + part.shared.objects.fetch_add(1, Ordering::SeqCst) + 1;
-                    if k == at {
-                        panic!("MEMSPY_TEST_PANIC_IN_WALK: panicking at object {k} of the walk, as asked");
-                    }
-                }
+                self.control.reported();
             } else if !read_head(self.mem, p, &mut head) {
                 continue;
             }
@@ -711,22 +676,25 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
     }
 }
 
-/// Runs the full walk after [`super::walk_gc`] (which marked the objects of the GC lists in `walk`):
+/// Runs the full walk after the GC lists' walk (which marked the objects of the GC lists in `walk`):
 /// scans the roots, then follows references, split among up to [`MAX_WORKERS`] threads when `mem`
 /// can be forked (each thread owns a share of the address space: see [`owner`]).
-pub fn walk_rest<M: Fork>(
+pub fn walk_rest<M: ThreadReaders>(
     mem: &M,
     interp: &Interpreter,
+    interps: &[Interp],
     types: &mut Types,
     walk: &mut FullWalk<'_, M>,
     summary: &mut WalkSummary,
     sink: &mut dyn Sink,
 ) -> Result<()> {
-    walk.scan_roots(interp)?;
-    let n = super::test_hooks()
+    walk.scan_roots(interp, interps)?;
+    let n = walk
+        .control
+        .hooks()
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).min(MAX_WORKERS));
-    let parts = if n > 1 { mem.fork(n, &|a| owner(a, n)) } else { Vec::new() };
+    let parts = if n > 1 { mem.readers(n, &|a| owner(a, n)) } else { Vec::new() };
     // The objects of the GC lists go to their owners unmarked (each marks its own, in parallel),
     // unless the shares do not match the workers.
     let mut pending = std::mem::take(&mut walk.pending);
@@ -754,11 +722,10 @@ pub fn walk_rest<M: Fork>(
     }
     let mut pending = pending.into_iter();
     let visited = std::mem::take(&mut walk.visited).split(n, |a| owner(a, n));
-    let before = summary.generations.iter().sum::<u64>() + summary.permanent;
-    let shared = Shared::new(n, before);
+    let shared = Shared::new(n);
     let l = walk.l;
     let seeds: Vec<Seed<'_>> = (0..n).map(|_| walk.seed()).collect();
-    let outs: Vec<std::thread::Result<(M::Part<'_>, Result<WorkerOut>)>> = std::thread::scope(|s| {
+    let outs: Vec<std::thread::Result<(M::Reader<'_>, Result<WorkerOut>)>> = std::thread::scope(|s| {
         let handles: Vec<_> = parts
             .into_iter()
             .zip(visited)
@@ -838,7 +805,7 @@ pub fn walk_rest<M: Fork>(
             })
         })
         .collect();
-    mem.rejoin(readers);
+    mem.take_back(readers);
     for out in outs {
         match out {
             Err(panic) => std::panic::resume_unwind(panic),

@@ -18,20 +18,21 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use python_bindings::Layout;
 
-use crate::discovery::{self, Interpreter};
+use crate::discovery::Interpreter;
 use crate::error::{Error, Result};
 use crate::memory::{le_u64, MAX_USER_ADDR};
 use crate::memory::{Memory, ReadExt};
 
 use super::full::{self, read_head, FullWalk, MAX_WORKERS};
-use super::{Fork, Sink, TypeTotals, WalkSummary};
+use super::{Sink, TypeTotals, WalkSummary};
 use crate::cpython::gc;
 use crate::cpython::objects::{TypeInfo, Types, HEAD_BYTES};
 use crate::memory::fasthash::{AddrMap, AddrSet};
+use crate::memory::readers::ThreadReaders;
+use crate::pause::{Control, Interp};
 
 /// Most address space the claim bitmap covers (1 bit per 8 bytes, so 1/64 of it in virtual memory,
 /// of which only the pages around GC nodes are ever touched).
@@ -134,9 +135,7 @@ struct Ctl<'a> {
     claims: &'a Claims,
     /// One direction failed or panicked: the other stops.
     abort: &'a AtomicBool,
-    /// Objects walked by both (only counted for the test knob `MEMSPY_TEST_PANIC_IN_WALK`).
-    walked: &'a AtomicU64,
-    deadline: Option<Instant>,
+    control: &'a Control,
 }
 
 /// Sets `abort` when a direction ends early (an error or a panic), unless disarmed: a direction that
@@ -156,7 +155,6 @@ impl Drop for AbortUnlessDone<'_> {
 
 fn walk_direction<M: Memory + ?Sized>(mem: &M, ctl: &Ctl<'_>, forward: bool, out: &mut DirOut) -> Result<()> {
     let l = ctl.l;
-    let hooks = super::test_hooks();
     let mut types = Types::new(l);
     let mut head = [0u8; HEAD_BYTES];
     let mut hint = 0usize;
@@ -194,30 +192,11 @@ fn walk_direction<M: Memory + ?Sized>(mem: &M, ctl: &Ctl<'_>, forward: bool, out
                 break;
             }
             n += 1;
-            if let Some(d) = hooks.delay {
-                std::thread::sleep(d);
-            }
-            if let Some(at) = hooks.panic_at {
-                if ctl.walked.fetch_add(1, Ordering::SeqCst) + 1 == at {
-                    panic!("MEMSPY_TEST_PANIC_IN_WALK: panicking at object {at} of the walk, as asked");
-                }
-            }
-            if super::stop_requested() {
-                return Err(Error::Interrupted);
-            }
-            if super::TARGET_GONE.load(Ordering::Relaxed) {
-                return Err(Error::Corrupt("the target went away during the walk".into()));
-            }
-            if n.is_multiple_of(256) || hooks.delay.is_some() {
-                if ctl.abort.load(Ordering::Relaxed) {
-                    out.aborted = true;
-                    return Ok(());
-                }
-                if let Some(d) = ctl.deadline {
-                    if Instant::now() > d {
-                        return Err(Error::Timeout { seconds: 0.0, what: "walking the GC lists".into() });
-                    }
-                }
+            ctl.control.reported();
+            ctl.control.tick(n, super::gclists::WHAT)?;
+            if (n.is_multiple_of(256) || ctl.control.hooks().delay.is_some()) && ctl.abort.load(Ordering::Relaxed) {
+                out.aborted = true;
+                return Ok(());
             }
             let obj = node + l.gc_head_size;
             leg.objects += 1;
@@ -227,7 +206,7 @@ fn walk_direction<M: Memory + ?Sized>(mem: &M, ctl: &Ctl<'_>, forward: bool, out
                 out.unreadable += 1;
                 continue;
             }
-            let Some((rec, info)) = super::decode_tracked(mem, l, &mut types, obj, &head, list) else {
+            let Some((rec, info)) = super::gclists::decode_tracked(mem, l, &mut types, obj, &head, list) else {
                 out.unreadable += 1;
                 continue;
             };
@@ -250,7 +229,7 @@ fn walk_direction<M: Memory + ?Sized>(mem: &M, ctl: &Ctl<'_>, forward: bool, out
 }
 
 /// What a direction's thread hands back: its reader (to rejoin the cache), its findings, how it ended.
-type Direction<'s, M> = (<M as Fork>::Part<'s>, DirOut, Result<()>);
+type Direction<'s, M> = (<M as ThreadReaders>::Reader<'s>, DirOut, Result<()>);
 
 /// The objects of the list at `head`, from its forward and backward legs, which must meet exactly: each
 /// stopped where the other's last node is (the head when that one visited nothing).
@@ -268,17 +247,17 @@ fn meet(head: u64, f: &Leg, b: &Leg) -> Result<u64> {
 /// their objects to `sink` and marks them in `fw`, like [`super::walk_gc`] (strict) with a sink that
 /// does so. None when that cannot be done here (one thread asked for or available, a memory that
 /// cannot be forked, unknown or too large address ranges): the caller walks the lists itself.
-pub fn walk_gc_parallel<M: Fork>(
+pub fn walk_gc_parallel<M: ThreadReaders>(
     mem: &M,
     interp: &Interpreter,
+    interps: &[Interp],
     fw: &mut FullWalk<'_, M>,
-    deadline: Option<Instant>,
+    control: &Control,
     summary: &mut WalkSummary,
     sink: &mut dyn Sink,
 ) -> Option<Result<()>> {
-    let threads = super::test_hooks()
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1));
+    let threads =
+        control.hooks().threads.unwrap_or_else(|| std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1));
     if threads < 2 {
         return None;
     }
@@ -286,10 +265,8 @@ pub fn walk_gc_parallel<M: Fork>(
     let l = &interp.layout;
     let mut lists = Vec::new();
     let setup = (|| -> Result<()> {
-        let interps = discovery::interpreters(mem, interp)?;
         summary.interpreters = interps.len();
-        for ip in interps {
-            let state = gc::GcState::read(mem, l, ip)?;
+        for state in interps.iter().map(|i| i.gc) {
             summary.collecting |= state.collecting;
             state.validate(mem)?;
             lists.extend(state.heads.iter().copied().enumerate());
@@ -299,16 +276,14 @@ pub fn walk_gc_parallel<M: Fork>(
     if let Err(e) = setup {
         return Some(Err(e));
     }
-    let parts = mem.fork(2, &|_| 0);
+    let parts = mem.readers(2, &|_| 0);
     if parts.len() < 2 {
-        mem.rejoin(parts);
+        mem.take_back(parts);
         return None;
     }
     let all_heads: Vec<u64> = lists.iter().map(|&(_, h)| h).collect();
     let abort = AtomicBool::new(false);
-    let walked = AtomicU64::new(0);
-    let ctl =
-        Ctl { l, lists: &lists, all_heads: &all_heads, claims: &claims, abort: &abort, walked: &walked, deadline };
+    let ctl = Ctl { l, lists: &lists, all_heads: &all_heads, claims: &claims, abort: &abort, control };
     let results: Vec<std::thread::Result<Direction<'_, M>>> = std::thread::scope(|s| {
         let handles: Vec<_> = parts
             .into_iter()
@@ -343,7 +318,7 @@ pub fn walk_gc_parallel<M: Fork>(
             }
         }
     }
-    mem.rejoin(parts);
+    mem.take_back(parts);
     if let Some(p) = panic {
         std::panic::resume_unwind(p);
     }
@@ -435,16 +410,9 @@ mod tests {
         let l = Layout::builtin(Version::new(3, 11, 0)).unwrap();
         let claims = Claims::new(&[(HEAD, HEAD + 64 * (n + 1))]).unwrap();
         let lists = [(2usize, HEAD)];
-        let (abort, walked) = (AtomicBool::new(false), AtomicU64::new(0));
-        let ctl = Ctl {
-            l: &l,
-            lists: &lists,
-            all_heads: &[HEAD],
-            claims: &claims,
-            abort: &abort,
-            walked: &walked,
-            deadline: None,
-        };
+        let abort = AtomicBool::new(false);
+        let control = Control::unlimited();
+        let ctl = Ctl { l: &l, lists: &lists, all_heads: &[HEAD], claims: &claims, abort: &abort, control: &control };
         let (mut fo, mut bo) = (DirOut::default(), DirOut::default());
         match forward_first {
             Some(first) => {
