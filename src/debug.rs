@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use python_bindings::{Layout, Version};
 
 use crate::analysis::Histogram;
-use crate::cpython::objects::Types;
+use crate::cpython::types::Types;
 use crate::discovery::{self, Interpreter, Linkage};
 use crate::error::{Error, Result};
 use crate::memory::readers::ThreadReaders;

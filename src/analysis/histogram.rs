@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::cpython::gc;
-use crate::cpython::objects::TypeInfo;
+use crate::cpython::types::TypeInfo;
 use crate::memory::fasthash::AddrMap;
 use crate::walk::{ObjectRecord, Sink, TypeTotals};
 

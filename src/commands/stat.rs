@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use crate::analysis::histogram::PythonInfo;
 use crate::commands::Session;
-use crate::cpython::objects::TypeInfo;
 use crate::cpython::pymalloc::{Pymalloc, PymallocStats};
+use crate::cpython::types::TypeInfo;
 use crate::discovery::pymalloc;
 use crate::error::Result;
 use crate::memory::readers::ThreadReaders;

@@ -6,3 +6,5 @@ pub mod gc;
 pub mod gc_stats;
 pub mod objects;
 pub mod pymalloc;
+pub mod sizeof;
+pub mod types;

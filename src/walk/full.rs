@@ -18,30 +18,27 @@
 //! buffers of C types, e.g. `collections.deque` blocks) are not found, nor unreachable garbage; a
 //! conservative scan may, rarely, take a stale word for a reference to a live object.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 
-use python_bindings::{flags, Layout, RefcountScheme, ThreadFrame};
+use python_bindings::{flags, Layout, RefcountScheme};
 
-use crate::discovery::Interpreter;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::memory::le_u64;
-use crate::memory::readers::ThreadReaders;
 use crate::memory::{Memory, ReadExt};
-use crate::pause::{Control, Interp};
+use crate::pause::Control;
 
 use super::refs::{self, RefInfos};
 use super::visited::Visited;
-use super::{ObjectRecord, Sink, TypeTotals, WalkSummary};
+use super::workers::{owner, Part, SEND_BATCH, SENT_FILTER};
+pub use super::workers::{walk_rest, MAX_WORKERS};
+use super::{ObjectRecord, WalkSummary};
 use crate::cpython::gc;
 pub use crate::cpython::objects::read_head;
-use crate::cpython::objects::{getsizeof, SizeKind, TypeInfo, Types, HEAD_BYTES};
-use crate::memory::fasthash::{AddrMap, AddrSet};
-use crate::memory::PAGE;
+use crate::cpython::objects::HEAD_BYTES;
+use crate::cpython::sizeof::getsizeof;
+use crate::cpython::types::{SizeKind, TypeInfo, Types};
+use crate::memory::fasthash::AddrSet;
 
-/// Most threads and frames per thread followed.
-const MAX_THREADS: usize = 1 << 16;
-const MAX_FRAMES: usize = 1 << 20;
 /// Largest object body scanned conservatively.
 const MAX_SCAN: u64 = 1 << 20;
 
@@ -69,133 +66,41 @@ pub fn plausible_refcount(l: &Layout, raw: u64) -> bool {
 
 /// The state of one full walk.
 pub struct FullWalk<'a, M: Memory + ?Sized> {
-    mem: &'a M,
-    l: &'a Layout,
+    pub(super) mem: &'a M,
+    pub(super) l: &'a Layout,
     pub visited: Visited,
-    stack: Vec<u64>,
+    pub(super) stack: Vec<u64>,
     /// Objects of the GC lists not marked yet, split by owner (see [`owner`] with [`MAX_WORKERS`]),
     /// each share a list of segments in the order they go on the stack: the parallel walk of the GC
     /// lists leaves them to the workers, which mark their own share (see [`Self::set_pending`]).
-    pending: Vec<Vec<Vec<u64>>>,
+    pub(super) pending: Vec<Vec<Vec<u64>>>,
     /// What the walk learned about types (copied into each worker of a parallel walk).
-    caches: TypeCaches,
-    scratch: Vec<u64>,
+    pub(super) caches: TypeCaches,
+    pub(super) scratch: Vec<u64>,
     pub found: u64,
     pub decode_errors: u64,
     pub control: Control,
     /// The object being decoded (0 while scanning roots), for trace logs.
-    current: u64,
+    pub(super) current: u64,
     /// Set in a worker of the parallel walk: which addresses it owns, where the others' go.
-    part: Option<Part<'a>>,
+    pub(super) part: Option<Part<'a>>,
 }
-
-/// Walking threads of the reference walk (after the GC lists), at most.
-pub const MAX_WORKERS: usize = 2;
 
 /// Names the reference walk in a timeout.
-const WHAT: &str = "walking the heap";
-/// Candidates sent to another worker per batch.
-const SEND_BATCH: usize = 4096;
-/// Entries of the direct-mapped filter of addresses already sent to another worker (a power of two).
-const SENT_FILTER: usize = 4096;
-
-/// Which worker owns an address: 1 MiB stripes (the visited bitmap's blocks, a multiple of the read
-/// cache's chunks), spread by a multiplicative hash. An object is validated, marked and reported only
-/// by its owner, so each worker's visited bitmap and read cache hold only its own stripes.
-#[inline]
-pub fn owner(addr: u64, n: usize) -> usize {
-    if n <= 1 {
-        return 0;
-    }
-    (((addr >> 20).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize) % n
-}
-
-/// What the workers of one parallel walk share: an inbox per worker (batches of candidate addresses
-/// it owns, found by the others), and termination: `outstanding` counts the active workers plus the
-/// batches in inboxes, so it reaches 0 exactly when every worker is idle and nothing is in flight.
-pub struct Shared {
-    inboxes: Vec<Mutex<Vec<Vec<u64>>>>,
-    idle: Vec<AtomicBool>,
-    outstanding: AtomicI64,
-    /// A worker failed, panicked or was told to stop: everyone stops.
-    abort: AtomicBool,
-}
-
-impl Shared {
-    pub fn new(n: usize) -> Self {
-        Shared {
-            inboxes: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
-            idle: (0..n).map(|_| AtomicBool::new(false)).collect(),
-            outstanding: AtomicI64::new(n as i64),
-            abort: AtomicBool::new(false),
-        }
-    }
-
-    fn inbox(&self, i: usize) -> std::sync::MutexGuard<'_, Vec<Vec<u64>>> {
-        // A poisoned inbox only means another worker panicked; the walk is stopping anyway.
-        self.inboxes[i].lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// One worker's share of a parallel walk.
-pub struct Part<'a> {
-    me: usize,
-    n: usize,
-    shared: &'a Shared,
-    /// Candidates owned by each other worker, not sent yet.
-    outbox: Vec<Vec<u64>>,
-    sent: Box<[u64]>,
-}
-
-impl Part<'_> {
-    fn send(&mut self, to: usize) {
-        if self.outbox[to].is_empty() {
-            return;
-        }
-        let batch = std::mem::take(&mut self.outbox[to]);
-        // Counted before it is visible, so that `outstanding` never reads 0 while it is in flight.
-        self.shared.outstanding.fetch_add(1, Ordering::SeqCst);
-        self.shared.inbox(to).push(batch);
-    }
-
-    fn send_all(&mut self) {
-        for to in 0..self.n {
-            if to != self.me {
-                self.send(to);
-            }
-        }
-    }
-}
-
-/// Stops the other workers when this one ends, however it ends (a panic too).
-struct AbortOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for AbortOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-/// What a worker of a parallel walk starts from: the layout, the type caches, the walk's control.
-struct Seed<'a> {
-    l: &'a Layout,
-    caches: TypeCaches,
-    control: Control,
-}
-
+pub(super) const WHAT: &str = "walking the heap";
 /// What a walk learns about types and shared keys as it goes.
 #[derive(Clone)]
-struct TypeCaches {
-    refinfos: RefInfos,
+pub(super) struct TypeCaches {
+    pub(super) refinfos: RefInfos,
     /// Types validated as ready type objects.
-    good_types: AddrSet,
+    pub(super) good_types: AddrSet,
     /// Direct-mapped front of `good_types` (a type address per slot, 0 when empty).
-    good_fast: Box<[u64]>,
-    bad_types: AddrSet,
+    pub(super) good_fast: Box<[u64]>,
+    pub(super) bad_types: AddrSet,
     /// The address of `type` (0 until learned).
-    type_type: u64,
+    pub(super) type_type: u64,
     /// Shared dict keys objects already followed.
-    seen_keys: AddrSet,
+    pub(super) seen_keys: AddrSet,
 }
 
 impl Default for TypeCaches {
@@ -209,19 +114,6 @@ impl Default for TypeCaches {
             seen_keys: AddrSet::default(),
         }
     }
-}
-
-/// What one worker of a parallel walk hands back.
-struct WorkerOut {
-    found: u64,
-    decode_errors: u64,
-    approximate_sizes: u64,
-    visited_bytes: u64,
-    /// Per type: the objects it reported, and the type's information.
-    totals: Vec<(TypeTotals, TypeInfo)>,
-    cache: String,
-    /// The worker stopped early (what it found so far is still reported: a partial walk).
-    error: Option<Error>,
 }
 
 impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
@@ -239,28 +131,6 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             control: Control::unlimited(),
             current: 0,
             part: None,
-        }
-    }
-
-    fn seed(&self) -> Seed<'a> {
-        Seed { l: self.l, caches: self.caches.clone(), control: self.control.clone() }
-    }
-
-    /// A worker of a parallel walk over `mem`.
-    fn worker(mem: &'a M, seed: Seed<'a>, visited: Visited, stack: Vec<u64>, part: Part<'a>) -> Self {
-        FullWalk {
-            mem,
-            l: seed.l,
-            visited,
-            stack,
-            pending: Vec::new(),
-            caches: seed.caches,
-            scratch: Vec::new(),
-            found: 0,
-            decode_errors: 0,
-            control: seed.control,
-            current: 0,
-            part: Some(part),
         }
     }
 
@@ -302,7 +172,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
     /// largest segment becomes the bottom of the stack, filtered in place: its memory is faulted in
     /// already, where a new stack would fault in as much again while the target is stopped. (Only the
     /// order of the segments before it changes: they go above it, which changes no count.)
-    fn mark_pending(&mut self) {
+    pub(super) fn mark_pending(&mut self) {
         let mut segments: Vec<Vec<u64>> = std::mem::take(&mut self.pending).into_iter().flatten().collect();
         if segments.is_empty() {
             return;
@@ -440,7 +310,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
     /// Queues the words gathered in `scratch` that may point to objects not seen yet; they are
     /// validated when [`Self::run`] takes them off the stack. Queued in reverse, so that they come
     /// off in the order they were found (forward through containers, which keeps reads sequential).
-    fn flush(&mut self) {
+    pub(super) fn flush(&mut self) {
         let Some(part) = self.part.as_mut() else {
             for &w in self.scratch.iter().rev() {
                 let p = refs::untag(self.l, w);
@@ -476,136 +346,6 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             }
         }
         self.scratch.clear();
-    }
-
-    /// A worker takes the batches sent to it; false when there were none.
-    fn receive(&mut self) -> bool {
-        let Some(part) = self.part.as_ref() else { return false };
-        let batches = std::mem::take(&mut *part.shared.inbox(part.me));
-        if batches.is_empty() {
-            return false;
-        }
-        let k = batches.len() as i64;
-        for b in batches {
-            for p in b {
-                if !self.visited.contains(p) {
-                    self.stack.push(p);
-                }
-            }
-        }
-        part.shared.outstanding.fetch_sub(k, Ordering::SeqCst);
-        true
-    }
-
-    /// A worker with nothing to do: waits for a batch (true) or the end of the walk (false).
-    fn wait_for_work(&mut self) -> Result<bool> {
-        let part = self.part.as_mut().expect("a worker");
-        part.send_all();
-        if self.receive() {
-            return Ok(true);
-        }
-        let part = self.part.as_ref().expect("a worker");
-        let shared = part.shared;
-        shared.idle[part.me].store(true, Ordering::SeqCst);
-        shared.outstanding.fetch_sub(1, Ordering::SeqCst);
-        let mut spins = 0u32;
-        loop {
-            if shared.abort.load(Ordering::SeqCst) {
-                return Ok(false);
-            }
-            if !shared.inbox(part.me).is_empty() {
-                shared.outstanding.fetch_add(1, Ordering::SeqCst);
-                shared.idle[part.me].store(false, Ordering::SeqCst);
-                self.receive();
-                return Ok(true);
-            }
-            if shared.outstanding.load(Ordering::SeqCst) == 0 {
-                return Ok(false);
-            }
-            self.control.check(WHAT)?;
-            spins += 1;
-            if spins < 64 {
-                std::thread::yield_now();
-            } else {
-                std::thread::sleep(std::time::Duration::from_micros(20));
-            }
-        }
-    }
-
-    /// Scans a region (not an object) for object pointers: roots.
-    pub fn scan_region(&mut self, addr: u64, len: u64) {
-        let mut at = addr;
-        let end = addr + len;
-        while at < end {
-            let n = (end - at).min(64 * 1024);
-            match self.mem.bytes_at(at, n as usize, "root region") {
-                Ok(b) => refs::words(&b, &mut self.scratch),
-                Err(_) => {
-                    // Partly unmapped (a struct at the end of a mapping): page by page.
-                    let mut p = at;
-                    while p < at + n {
-                        let q = ((p & !(PAGE - 1)) + PAGE).min(at + n);
-                        if let Ok(b) = self.mem.bytes_at(p, (q - p) as usize, "root region") {
-                            refs::words(&b, &mut self.scratch);
-                        }
-                        p = q;
-                    }
-                }
-            }
-            self.flush();
-            at += n;
-        }
-    }
-
-    /// The roots of every interpreter: runtime, interpreter and thread states, and thread frames.
-    pub fn scan_roots(&mut self, interp: &Interpreter, interps: &[Interp]) -> Result<()> {
-        let l = self.l;
-        self.scan_region(interp.runtime, l.runtime_size);
-        for ip in interps.iter().map(|i| i.addr) {
-            self.scan_region(ip, l.interp_size);
-            let mut ts = self.mem.u64_at(ip + l.interp_threads_head, "threads.head")?;
-            let mut seen = AddrSet::default();
-            while ts != 0 && seen.len() < MAX_THREADS && seen.insert(ts) {
-                self.scan_region(ts, l.tstate_size);
-                let frame = match l.thread_frame {
-                    ThreadFrame::Object(off) => {
-                        let f = self.mem.u64_at(ts + off, "tstate->frame").unwrap_or(0);
-                        self.scratch.push(f);
-                        0
-                    }
-                    ThreadFrame::CFrame { cframe, current } => {
-                        let cf = self.mem.u64_at(ts + cframe, "tstate->cframe").unwrap_or(0);
-                        if cf == 0 {
-                            0
-                        } else {
-                            self.mem.u64_at(cf + current, "cframe->current_frame").unwrap_or(0)
-                        }
-                    }
-                    ThreadFrame::Direct(off) => self.mem.u64_at(ts + off, "tstate->current_frame").unwrap_or(0),
-                };
-                self.walk_frames(frame);
-                ts = self.mem.u64_at(ts + l.tstate_next, "tstate->next").unwrap_or(0);
-            }
-        }
-        Ok(())
-    }
-
-    fn walk_frames(&mut self, mut f: u64) {
-        let Some(fl) = self.l.iframe else {
-            self.flush();
-            return;
-        };
-        let mut n = 0;
-        while f != 0 && f.is_multiple_of(8) && n < MAX_FRAMES {
-            if let Err(e) = refs::iframe_refs(self.mem, self.l, f, &mut self.scratch) {
-                log::debug!("frame at {f:#x}: {e}");
-                self.decode_errors += 1;
-                break;
-            }
-            self.flush();
-            f = self.mem.u64_at(f + fl.previous, "frame->previous").unwrap_or(0);
-            n += 1;
-        }
     }
 
     /// Follows references until every reachable object has been found.
@@ -674,168 +414,6 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         }
         Ok(())
     }
-}
-
-/// Runs the full walk after the GC lists' walk (which marked the objects of the GC lists in `walk`):
-/// scans the roots, then follows references, split among up to [`MAX_WORKERS`] threads when `mem`
-/// can be forked (each thread owns a share of the address space: see [`owner`]).
-pub fn walk_rest<M: ThreadReaders>(
-    mem: &M,
-    interp: &Interpreter,
-    interps: &[Interp],
-    types: &mut Types,
-    walk: &mut FullWalk<'_, M>,
-    summary: &mut WalkSummary,
-    sink: &mut dyn Sink,
-) -> Result<()> {
-    walk.scan_roots(interp, interps)?;
-    let n = walk
-        .control
-        .hooks()
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).min(MAX_WORKERS));
-    let parts = if n > 1 { mem.readers(n, &|a| owner(a, n)) } else { Vec::new() };
-    // The objects of the GC lists go to their owners unmarked (each marks its own, in parallel),
-    // unless the shares do not match the workers.
-    let mut pending = std::mem::take(&mut walk.pending);
-    if !pending.is_empty() && pending.len() != parts.len() {
-        walk.pending = std::mem::take(&mut pending);
-        walk.mark_pending();
-    }
-    if parts.len() < 2 {
-        walk.run(types, summary, &mut |r, t| sink.object(r, t))?;
-        summary.untracked += walk.found;
-        summary.decode_errors += walk.decode_errors;
-        log::debug!(
-            "full walk: {} objects beyond the GC lists, visited bitmap {} KiB, {} types, {} decode errors",
-            walk.found,
-            walk.visited.bytes() / 1024,
-            walk.caches.good_types.len(),
-            walk.decode_errors
-        );
-        return Ok(());
-    }
-    let n = parts.len();
-    let mut stacks: Vec<Vec<u64>> = vec![Vec::new(); n];
-    for e in std::mem::take(&mut walk.stack) {
-        stacks[owner(e & !1, n)].push(e);
-    }
-    let mut pending = pending.into_iter();
-    let visited = std::mem::take(&mut walk.visited).split(n, |a| owner(a, n));
-    let shared = Shared::new(n);
-    let l = walk.l;
-    let seeds: Vec<Seed<'_>> = (0..n).map(|_| walk.seed()).collect();
-    let outs: Vec<std::thread::Result<(M::Reader<'_>, Result<WorkerOut>)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .zip(visited)
-            .zip(stacks)
-            .zip(seeds)
-            .enumerate()
-            .map(|(me, (((pm, vis), stack), seed))| {
-                let shared = &shared;
-                let mine = pending.next().unwrap_or_default();
-                s.spawn(move || {
-                    let _stop_others = AbortOnDrop(&shared.abort);
-                    // The reader is handed back (and rejoined below): freeing its buffers here would
-                    // cost the pause their unmapping.
-                    let r = (|| -> Result<WorkerOut> {
-                        let part = Part {
-                            me,
-                            n,
-                            shared,
-                            outbox: vec![Vec::new(); n],
-                            sent: vec![0; SENT_FILTER].into_boxed_slice(),
-                        };
-                        let mut w = FullWalk::worker(&pm, seed, vis, stack, part);
-                        w.pending = vec![mine];
-                        w.mark_pending();
-                        let mut types = Types::new(l);
-                        let mut sum = WalkSummary::default();
-                        // Sums per type, found through a small direct-mapped front (no hashing per object).
-                        let mut totals: Vec<TypeTotals> = Vec::new();
-                        let mut index: AddrMap<usize> = AddrMap::default();
-                        let mut front = [(0u64, 0usize); 64];
-                        let r = w.run(&mut types, &mut sum, &mut |r, _| {
-                            let t = r.type_addr;
-                            let h = ((t >> 4) ^ (t >> 10)) as usize & 63;
-                            let i = if front[h].0 == t && t != 0 {
-                                front[h].1
-                            } else {
-                                let i = *index.entry(t).or_insert_with(|| {
-                                    totals.push(TypeTotals { type_addr: t, ..Default::default() });
-                                    totals.len() - 1
-                                });
-                                front[h] = (t, i);
-                                i
-                            };
-                            totals[i].add(r);
-                        });
-                        let mut out = Vec::with_capacity(totals.len());
-                        for tt in totals {
-                            // Every type reported was read into `types` when its first object was.
-                            out.push((tt, types.get(&pm, tt.type_addr)?.clone()));
-                        }
-                        Ok(WorkerOut {
-                            error: r.err(),
-                            found: w.found,
-                            decode_errors: w.decode_errors,
-                            approximate_sizes: sum.approximate_sizes,
-                            visited_bytes: w.visited.bytes(),
-                            totals: out,
-                            cache: M::describe(&pm),
-                        })
-                    })();
-                    (pm, r)
-                })
-            })
-            .collect();
-        // Joined here, so that a worker's panic is re-raised below with its own message (the scope
-        // would replace it with a generic one).
-        handles.into_iter().map(|h| h.join()).collect()
-    });
-    let mut result = Ok(());
-    let mut readers = Vec::with_capacity(n);
-    let outs: Vec<std::thread::Result<Result<WorkerOut>>> = outs
-        .into_iter()
-        .map(|o| {
-            o.map(|(pm, r)| {
-                readers.push(pm);
-                r
-            })
-        })
-        .collect();
-    mem.take_back(readers);
-    for out in outs {
-        match out {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(Err(e)) => {
-                if result.is_ok() {
-                    result = Err(e);
-                }
-            }
-            Ok(Ok(w)) => {
-                if let (Some(e), true) = (w.error, result.is_ok()) {
-                    result = Err(e);
-                }
-                summary.untracked += w.found;
-                summary.decode_errors += w.decode_errors;
-                summary.approximate_sizes += w.approximate_sizes;
-                log::debug!(
-                    "full walk, worker: {} objects beyond the GC lists, visited bitmap {} KiB, {} types, {} decode errors, cache {}",
-                    w.found,
-                    w.visited_bytes / 1024,
-                    w.totals.len(),
-                    w.decode_errors,
-                    w.cache
-                );
-                for (tt, info) in &w.totals {
-                    sink.untracked(tt, info);
-                }
-            }
-        }
-    }
-    result
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@ use python_bindings::Layout;
 
 use super::{ObjectRecord, WalkSummary};
 use crate::cpython::gc;
-use crate::cpython::objects::{getsizeof, read_head, TypeInfo, Types, HEAD_BYTES};
+use crate::cpython::objects::{read_head, HEAD_BYTES};
+use crate::cpython::sizeof::getsizeof;
+use crate::cpython::types::{TypeInfo, Types};
 use crate::error::Result;
 use crate::memory::{le_u64, Memory};
 use crate::pause::{Control, Interp};

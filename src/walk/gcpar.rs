@@ -26,10 +26,12 @@ use crate::error::{Error, Result};
 use crate::memory::{le_u64, MAX_USER_ADDR};
 use crate::memory::{Memory, ReadExt};
 
-use super::full::{self, read_head, FullWalk, MAX_WORKERS};
+use super::full::{read_head, FullWalk};
+use super::workers::{self, MAX_WORKERS};
 use super::{Sink, TypeTotals, WalkSummary};
 use crate::cpython::gc;
-use crate::cpython::objects::{TypeInfo, Types, HEAD_BYTES};
+use crate::cpython::objects::HEAD_BYTES;
+use crate::cpython::types::{TypeInfo, Types};
 use crate::memory::fasthash::{AddrMap, AddrSet};
 use crate::memory::readers::ThreadReaders;
 use crate::pause::{Control, Interp};
@@ -219,7 +221,7 @@ fn walk_direction<M: Memory + ?Sized>(mem: &M, ctl: &Ctl<'_>, forward: bool, out
                 Default::default()
             });
             per_list[list.min(3)].add(&rec);
-            addrs[full::owner(obj, MAX_WORKERS)].push(obj);
+            addrs[workers::owner(obj, MAX_WORKERS)].push(obj);
         }
         leg.end = node;
         out.legs.push(leg);

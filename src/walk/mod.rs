@@ -8,11 +8,13 @@ pub mod full;
 pub mod gclists;
 pub mod gcpar;
 pub mod refs;
+pub mod roots;
 pub mod visited;
+pub mod workers;
 
 use std::time::Duration;
 
-use crate::cpython::objects::{self, Types};
+use crate::cpython::types::{self, Types};
 use crate::discovery::Interpreter;
 use crate::error::Result;
 use crate::memory::readers::ThreadReaders;
@@ -105,14 +107,14 @@ pub struct Walked {
 pub trait Sink {
     /// Forget what was received so far (the walk starts over).
     fn reset(&mut self);
-    fn object(&mut self, rec: &ObjectRecord, ty: &objects::TypeInfo);
+    fn object(&mut self, rec: &ObjectRecord, ty: &types::TypeInfo);
     /// Many objects outside the GC lists at once, all of type `ty` (the parallel full walk sums
     /// them per type and thread): the same as `count` calls of [`Self::object`] with these totals.
-    fn untracked(&mut self, totals: &TypeTotals, ty: &objects::TypeInfo);
+    fn untracked(&mut self, totals: &TypeTotals, ty: &types::TypeInfo);
     /// Many objects of the GC list `list` at once, all of type `ty` (the parallel walk of the GC lists
     /// sums them per type, list and thread): the same as `count` calls of [`Self::object`] with these
     /// totals and `list`.
-    fn tracked(&mut self, totals: &TypeTotals, ty: &objects::TypeInfo, list: usize);
+    fn tracked(&mut self, totals: &TypeTotals, ty: &types::TypeInfo, list: usize);
 }
 
 /// The sum of several objects of one type found outside the GC lists.

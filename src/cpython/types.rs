@@ -1,0 +1,300 @@
+//! Type objects: what memspy knows of a type (its qualified name as Python spells it, sizes, flags, how
+//! `sys.getsizeof` sizes its instances), cached per walk.
+
+use python_bindings::{flags, Layout};
+
+use super::objects::{dict_get_str, read_str, MAX_NAME};
+use crate::error::{Error, Result};
+use crate::memory::{check_ptr, MAX_USER_ADDR};
+use crate::memory::{Memory, ReadExt};
+
+/// Deepest `tp_base` chain followed.
+const MAX_BASES: usize = 64;
+
+/// How `sys.getsizeof` sizes instances of a type: the `__sizeof__` the type inherits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeKind {
+    /// `object.__sizeof__`: basicsize + itemsize × ob_size.
+    Default,
+    List,
+    Dict,
+    Set,
+    Int,
+    Str,
+    ByteArray,
+    Type,
+    /// 3.9/3.10 frame objects: `f_localsplus[1]` is in the basic size, so one item less.
+    Frame,
+    /// 3.11+ generators, coroutines and async generators: the embedded frame's slots, per its code.
+    Generator,
+    /// 3.11+ frame objects: the slots of the frame `f_frame` points to, per its code.
+    FrameObject,
+    /// `collections.deque`: its blocks.
+    Deque,
+    /// `collections.OrderedDict`: the dict plus its node array and linked list.
+    OrderedDict,
+    /// `array.array`: `allocated` items of the descriptor's size.
+    Array,
+    /// `decimal.Decimal`: the digits, when allocated separately.
+    Decimal,
+    /// `_io.BufferedReader`/`Writer`/`Random`: the buffer.
+    Buffered,
+    /// `_io.BytesIO`: its bytes object unless shared.
+    BytesIO,
+    /// `_struct.Struct`: its format codes.
+    Struct,
+    /// `code`: 3.9/3.10 cell2arg and opcache; 3.11+ items rounded up to 8; `co_extra` in all.
+    Code,
+}
+
+/// What memspy knows about one type object.
+#[derive(Clone, Debug)]
+pub struct TypeInfo {
+    pub addr: u64,
+    /// `f"{t.__module__}.{t.__qualname__}"`.
+    pub name: String,
+    pub flags: u64,
+    pub basicsize: u64,
+    pub itemsize: u64,
+    pub kind: SizeKind,
+    /// The type (or a base before the one giving `kind`) has its own `__sizeof__` that memspy does not
+    /// model: sizes use `kind`'s formula and are approximate.
+    pub approx: bool,
+    /// Instances are type objects (the type is `type` or a metaclass).
+    pub is_metatype: bool,
+    /// This is `type` itself.
+    pub is_type_type: bool,
+}
+
+/// Caches type information while walking one snapshot.
+pub struct Types<'l> {
+    pub layout: &'l Layout,
+    /// Type address → index into `infos`.
+    index: crate::memory::fasthash::AddrMap<u32>,
+    infos: Vec<TypeInfo>,
+    /// Direct-mapped front of `index` (type address, index): most lookups need no hashing.
+    fast: Box<[(u64, u32)]>,
+}
+
+/// Entries of [`Types`]' direct-mapped front table (a power of two).
+const FAST_TYPES: usize = 1024;
+
+#[inline]
+fn fast_slot(addr: u64) -> usize {
+    ((addr >> 4) ^ (addr >> 14)) as usize & (FAST_TYPES - 1)
+}
+
+impl<'l> Types<'l> {
+    pub fn new(layout: &'l Layout) -> Self {
+        Types {
+            layout,
+            index: Default::default(),
+            infos: Vec::new(),
+            fast: vec![(0, 0); FAST_TYPES].into_boxed_slice(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.infos.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.infos.is_empty()
+    }
+
+    /// Type information for the type object at `addr`, read once per snapshot.
+    #[inline]
+    pub fn get<M: Memory + ?Sized>(&mut self, mem: &M, addr: u64) -> Result<&TypeInfo> {
+        let f = fast_slot(addr);
+        let (a, i) = self.fast[f];
+        if a == addr && addr != 0 {
+            return Ok(&self.infos[i as usize]);
+        }
+        let i = match self.index.get(&addr) {
+            Some(&i) => i,
+            None => {
+                let info = self.read(mem, addr)?;
+                self.infos.push(info);
+                let i = (self.infos.len() - 1) as u32;
+                self.index.insert(addr, i);
+                i
+            }
+        };
+        self.fast[f] = (addr, i);
+        Ok(&self.infos[i as usize])
+    }
+
+    fn read<M: Memory + ?Sized>(&mut self, mem: &M, addr: u64) -> Result<TypeInfo> {
+        let l = self.layout;
+        if addr == 0 || !addr.is_multiple_of(8) || addr >= MAX_USER_ADDR {
+            return Err(Error::Corrupt(format!("type pointer {addr:#x} is not aligned")));
+        }
+        let flags = mem.u64_at(addr + l.tp_flags, "tp_flags")?;
+        let basicsize = mem.u64_at(addr + l.tp_basicsize, "tp_basicsize")?;
+        let itemsize = mem.u64_at(addr + l.tp_itemsize, "tp_itemsize")?;
+        if basicsize == 0 || basicsize > 1 << 24 || itemsize > 1 << 16 {
+            return Err(Error::Corrupt(format!(
+                "type at {addr:#x}: implausible basicsize {basicsize} / itemsize {itemsize}"
+            )));
+        }
+        let name = type_name(mem, l, addr, flags)?;
+        let (kind, approx, is_metatype) = self.size_kind(mem, addr)?;
+        let is_type_type = flags & flags::HEAPTYPE == 0 && name == "builtins.type";
+        Ok(TypeInfo { addr, name, flags, basicsize, itemsize, kind, approx, is_metatype, is_type_type })
+    }
+
+    /// Whether the C type at `t` has the basic size memspy's offsets for `kind` were taken from.
+    fn basicsize_is<M: Memory + ?Sized>(&self, mem: &M, t: u64, kind: SizeKind) -> Result<bool> {
+        let s = &self.layout.sizeof;
+        let want = match kind {
+            SizeKind::Deque => s.deque_basicsize,
+            SizeKind::OrderedDict => s.odict_basicsize,
+            SizeKind::Array => s.array_basicsize,
+            SizeKind::Decimal => s.decimal_basicsize,
+            SizeKind::Buffered => s.buffered_basicsize,
+            SizeKind::BytesIO => s.bytesio_basicsize,
+            SizeKind::Struct => s.struct_basicsize,
+            // Sized from layout offsets alone.
+            _ => return Ok(true),
+        };
+        Ok(mem.u64_at(t + self.layout.tp_basicsize, "tp_basicsize")? == want)
+    }
+
+    /// Walks `tp_base` to find which `__sizeof__` instances get: (formula, approximate, instances are
+    /// type objects).
+    fn size_kind<M: Memory + ?Sized>(&mut self, mem: &M, addr: u64) -> Result<(SizeKind, bool, bool)> {
+        let l = self.layout;
+        let mut approx = false;
+        let mut t = addr;
+        for _ in 0..MAX_BASES {
+            if t == 0 {
+                break;
+            }
+            let f = mem.u64_at(t + l.tp_flags, "tp_flags")?;
+            if f & flags::HEAPTYPE != 0 {
+                if let Some(sizeof) = heap_type_get(mem, l, t, "__sizeof__")? {
+                    // Extension types created from a spec (3.10+ array, 3.12+ deque, 3.13+ Decimal, …):
+                    // the full name, the C struct's basic size and a C `__sizeof__` must all agree;
+                    // a Python class of the same name never gets a C layout this way.
+                    // What cannot be read only leaves the size approximate.
+                    let recognised = (|| -> Result<Option<SizeKind>> {
+                        let name = mem.cstr_at(mem.u64_at(t + l.tp_name, "tp_name")?, MAX_NAME, "tp_name")?;
+                        Ok(match modelled_kind(l, &name) {
+                            Some(k) if self.basicsize_is(mem, t, k)? && is_method_descriptor(mem, l, sizeof)? => {
+                                Some(k)
+                            }
+                            _ => None,
+                        })
+                    })();
+                    if let Ok(Some(k)) = recognised {
+                        return Ok((k, approx, false));
+                    }
+                    approx = true;
+                }
+            } else {
+                let tp_name_ptr = mem.u64_at(t + l.tp_name, "tp_name")?;
+                let name = mem.cstr_at(tp_name_ptr, MAX_NAME, "tp_name")?;
+                let known = match name.as_str() {
+                    "list" => Some(SizeKind::List),
+                    "dict" | "frozendict" => Some(SizeKind::Dict),
+                    "set" | "frozenset" => Some(SizeKind::Set),
+                    "int" | "bool" => Some(SizeKind::Int),
+                    "str" => Some(SizeKind::Str),
+                    "bytearray" => Some(SizeKind::ByteArray),
+                    "type" => Some(SizeKind::Type),
+                    "frame" if l.version.minor <= 10 => Some(SizeKind::Frame),
+                    "object" | "tuple" | "bytes" | "float" | "complex" | "function" | "BaseException" => {
+                        Some(SizeKind::Default)
+                    }
+                    _ => None,
+                };
+                if let Some(k) = modelled_kind(l, &name) {
+                    // Static types of the core and of built-in extension modules.
+                    if self.basicsize_is(mem, t, k)? {
+                        return Ok((k, approx, false));
+                    }
+                    approx = true;
+                }
+                // Static types with their own __sizeof__, not modelled: sized by their base's formula.
+                let custom = matches!(
+                    name.as_str(),
+                    "_pickle.Pickler"
+                        | "_pickle.Unpickler"
+                        | "xml.etree.ElementTree.Element"
+                        | "StgDict"
+                        | "itertools.product"
+                        | "itertools.combinations"
+                        | "itertools.combinations_with_replacement"
+                        | "itertools.permutations"
+                );
+                approx |= custom;
+                if name == "type" {
+                    // Instances of `type` or of any subclass of it are type objects.
+                    return Ok((SizeKind::Type, approx, true));
+                }
+                if let Some(k) = known {
+                    return Ok((k, approx, false));
+                }
+            }
+            t = mem.u64_at(t + l.tp_base, "tp_base")?;
+            if t >= MAX_USER_ADDR {
+                return Err(Error::Corrupt(format!("type at {addr:#x}: implausible tp_base {t:#x}")));
+            }
+        }
+        Ok((SizeKind::Default, approx, false))
+    }
+}
+
+/// The `__sizeof__` memspy recomputes for a C type of this `tp_name` (static types' names; types
+/// created from a spec carry the spec's full name), if any.
+fn modelled_kind(l: &Layout, name: &str) -> Option<SizeKind> {
+    Some(match name {
+        "generator" | "coroutine" | "async_generator" if l.iframe.is_some() => SizeKind::Generator,
+        "frame" if l.sizeof.frame_data.is_some() && l.iframe.is_some() => SizeKind::FrameObject,
+        "collections.deque" => SizeKind::Deque,
+        "collections.OrderedDict" => SizeKind::OrderedDict,
+        "array.array" => SizeKind::Array,
+        "decimal.Decimal" => SizeKind::Decimal,
+        "_io.BufferedReader" | "_io.BufferedWriter" | "_io.BufferedRandom" => SizeKind::Buffered,
+        "_io.BytesIO" => SizeKind::BytesIO,
+        "_struct.Struct" => SizeKind::Struct,
+        "code" => SizeKind::Code,
+        _ => return None,
+    })
+}
+
+/// `f"{t.__module__}.{t.__qualname__}"` for the type object at `addr`.
+pub fn type_name<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, flags: u64) -> Result<String> {
+    if flags & flags::HEAPTYPE != 0 {
+        let qualname_ptr = mem.u64_at(addr + l.ht_qualname, "ht_qualname")?;
+        let qualname = read_str(mem, l, qualname_ptr).unwrap_or_else(|_| "?".to_string());
+        let dict = mem.u64_at(addr + l.tp_dict, "tp_dict")?;
+        let module = match dict_get_str(mem, l, dict, "__module__") {
+            Ok(Some(m)) => read_str(mem, l, m).unwrap_or_else(|_| "?".to_string()),
+            _ => "?".to_string(),
+        };
+        Ok(format!("{module}.{qualname}"))
+    } else {
+        let tp_name_ptr = mem.u64_at(addr + l.tp_name, "tp_name")?;
+        let tp_name = mem.cstr_at(tp_name_ptr, MAX_NAME, "tp_name")?;
+        Ok(if tp_name.contains('.') { tp_name } else { format!("builtins.{tp_name}") })
+    }
+}
+
+/// A heap type's own dict entry `name`.
+fn heap_type_get<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, name: &str) -> Result<Option<u64>> {
+    let dict = mem.u64_at(addr + l.tp_dict, "tp_dict")?;
+    dict_get_str(mem, l, dict, name)
+}
+
+/// Whether the object at `addr` is a `method_descriptor` (a method implemented in C).
+fn is_method_descriptor<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64) -> Result<bool> {
+    check_ptr(addr, "method")?;
+    let t = mem.u64_at(addr + l.ob_type, "ob_type")?;
+    check_ptr(t, "type")?;
+    if mem.u64_at(t + l.tp_flags, "tp_flags")? & flags::HEAPTYPE != 0 {
+        return Ok(false);
+    }
+    let name = mem.cstr_at(mem.u64_at(t + l.tp_name, "tp_name")?, MAX_NAME, "tp_name")?;
+    Ok(name == "method_descriptor")
+}

@@ -1,0 +1,94 @@
+//! The roots of the full walk: `_PyRuntime`, every interpreter and thread state (scanned conservatively)
+//! and every thread's frames.
+
+use python_bindings::ThreadFrame;
+
+use super::full::FullWalk;
+use super::refs;
+use crate::discovery::Interpreter;
+use crate::error::Result;
+use crate::memory::fasthash::AddrSet;
+use crate::memory::{Memory, ReadExt, PAGE};
+use crate::pause::Interp;
+
+/// Most threads and frames per thread followed.
+const MAX_THREADS: usize = 1 << 16;
+const MAX_FRAMES: usize = 1 << 20;
+
+impl<M: Memory + ?Sized> FullWalk<'_, M> {
+    /// Scans a region (not an object) for object pointers: roots.
+    pub fn scan_region(&mut self, addr: u64, len: u64) {
+        let mut at = addr;
+        let end = addr + len;
+        while at < end {
+            let n = (end - at).min(64 * 1024);
+            match self.mem.bytes_at(at, n as usize, "root region") {
+                Ok(b) => refs::words(&b, &mut self.scratch),
+                Err(_) => {
+                    // Partly unmapped (a struct at the end of a mapping): page by page.
+                    let mut p = at;
+                    while p < at + n {
+                        let q = ((p & !(PAGE - 1)) + PAGE).min(at + n);
+                        if let Ok(b) = self.mem.bytes_at(p, (q - p) as usize, "root region") {
+                            refs::words(&b, &mut self.scratch);
+                        }
+                        p = q;
+                    }
+                }
+            }
+            self.flush();
+            at += n;
+        }
+    }
+
+    /// The roots of every interpreter: runtime, interpreter and thread states, and thread frames.
+    pub fn scan_roots(&mut self, interp: &Interpreter, interps: &[Interp]) -> Result<()> {
+        let l = self.l;
+        self.scan_region(interp.runtime, l.runtime_size);
+        for ip in interps.iter().map(|i| i.addr) {
+            self.scan_region(ip, l.interp_size);
+            let mut ts = self.mem.u64_at(ip + l.interp_threads_head, "threads.head")?;
+            let mut seen = AddrSet::default();
+            while ts != 0 && seen.len() < MAX_THREADS && seen.insert(ts) {
+                self.scan_region(ts, l.tstate_size);
+                let frame = match l.thread_frame {
+                    ThreadFrame::Object(off) => {
+                        let f = self.mem.u64_at(ts + off, "tstate->frame").unwrap_or(0);
+                        self.scratch.push(f);
+                        0
+                    }
+                    ThreadFrame::CFrame { cframe, current } => {
+                        let cf = self.mem.u64_at(ts + cframe, "tstate->cframe").unwrap_or(0);
+                        if cf == 0 {
+                            0
+                        } else {
+                            self.mem.u64_at(cf + current, "cframe->current_frame").unwrap_or(0)
+                        }
+                    }
+                    ThreadFrame::Direct(off) => self.mem.u64_at(ts + off, "tstate->current_frame").unwrap_or(0),
+                };
+                self.walk_frames(frame);
+                ts = self.mem.u64_at(ts + l.tstate_next, "tstate->next").unwrap_or(0);
+            }
+        }
+        Ok(())
+    }
+
+    fn walk_frames(&mut self, mut f: u64) {
+        let Some(fl) = self.l.iframe else {
+            self.flush();
+            return;
+        };
+        let mut n = 0;
+        while f != 0 && f.is_multiple_of(8) && n < MAX_FRAMES {
+            if let Err(e) = refs::iframe_refs(self.mem, self.l, f, &mut self.scratch) {
+                log::debug!("frame at {f:#x}: {e}");
+                self.decode_errors += 1;
+                break;
+            }
+            self.flush();
+            f = self.mem.u64_at(f + fl.previous, "frame->previous").unwrap_or(0);
+            n += 1;
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! The reference walk on several threads: each worker owns a share of the address space (1 MiB stripes,
+//! see [`owner`]), marks and reports only its own objects, and sends the candidates it finds for the
+//! others in batches; the walk ends when every worker is idle and nothing is in flight.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Mutex;
+
+use python_bindings::Layout;
+
+use super::full::{FullWalk, TypeCaches, WHAT};
+use super::visited::Visited;
+use super::{Sink, TypeTotals, WalkSummary};
+use crate::cpython::types::{TypeInfo, Types};
+use crate::discovery::Interpreter;
+use crate::error::{Error, Result};
+use crate::memory::fasthash::AddrMap;
+use crate::memory::readers::ThreadReaders;
+use crate::memory::Memory;
+use crate::pause::{Control, Interp};
+
+/// Walking threads of the reference walk (after the GC lists), at most.
+pub const MAX_WORKERS: usize = 2;
+
+/// Candidates sent to another worker per batch.
+pub(super) const SEND_BATCH: usize = 4096;
+/// Entries of the direct-mapped filter of addresses already sent to another worker (a power of two).
+pub(super) const SENT_FILTER: usize = 4096;
+
+/// Which worker owns an address: 1 MiB stripes (the visited bitmap's blocks, a multiple of the read
+/// cache's chunks), spread by a multiplicative hash. An object is validated, marked and reported only
+/// by its owner, so each worker's visited bitmap and read cache hold only its own stripes.
+#[inline]
+pub fn owner(addr: u64, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    (((addr >> 20).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize) % n
+}
+
+/// What the workers of one parallel walk share: an inbox per worker (batches of candidate addresses
+/// it owns, found by the others), and termination: `outstanding` counts the active workers plus the
+/// batches in inboxes, so it reaches 0 exactly when every worker is idle and nothing is in flight.
+pub struct Shared {
+    pub(super) inboxes: Vec<Mutex<Vec<Vec<u64>>>>,
+    pub(super) idle: Vec<AtomicBool>,
+    pub(super) outstanding: AtomicI64,
+    /// A worker failed, panicked or was told to stop: everyone stops.
+    pub(super) abort: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(n: usize) -> Self {
+        Shared {
+            inboxes: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
+            idle: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            outstanding: AtomicI64::new(n as i64),
+            abort: AtomicBool::new(false),
+        }
+    }
+
+    fn inbox(&self, i: usize) -> std::sync::MutexGuard<'_, Vec<Vec<u64>>> {
+        // A poisoned inbox only means another worker panicked; the walk is stopping anyway.
+        self.inboxes[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One worker's share of a parallel walk.
+pub struct Part<'a> {
+    pub(super) me: usize,
+    pub(super) n: usize,
+    pub(super) shared: &'a Shared,
+    /// Candidates owned by each other worker, not sent yet.
+    pub(super) outbox: Vec<Vec<u64>>,
+    pub(super) sent: Box<[u64]>,
+}
+
+impl Part<'_> {
+    pub(super) fn send(&mut self, to: usize) {
+        if self.outbox[to].is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.outbox[to]);
+        // Counted before it is visible, so that `outstanding` never reads 0 while it is in flight.
+        self.shared.outstanding.fetch_add(1, Ordering::SeqCst);
+        self.shared.inbox(to).push(batch);
+    }
+
+    fn send_all(&mut self) {
+        for to in 0..self.n {
+            if to != self.me {
+                self.send(to);
+            }
+        }
+    }
+}
+
+/// Stops the other workers when this one ends, however it ends (a panic too).
+struct AbortOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for AbortOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// What a worker of a parallel walk starts from: the layout, the type caches, the walk's control.
+struct Seed<'a> {
+    l: &'a Layout,
+    caches: TypeCaches,
+    control: Control,
+}
+
+/// What one worker of a parallel walk hands back.
+struct WorkerOut {
+    found: u64,
+    decode_errors: u64,
+    approximate_sizes: u64,
+    visited_bytes: u64,
+    /// Per type: the objects it reported, and the type's information.
+    totals: Vec<(TypeTotals, TypeInfo)>,
+    cache: String,
+    /// The worker stopped early (what it found so far is still reported: a partial walk).
+    error: Option<Error>,
+}
+
+impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
+    fn seed(&self) -> Seed<'a> {
+        Seed { l: self.l, caches: self.caches.clone(), control: self.control.clone() }
+    }
+
+    /// A worker of a parallel walk over `mem`.
+    fn worker(mem: &'a M, seed: Seed<'a>, visited: Visited, stack: Vec<u64>, part: Part<'a>) -> Self {
+        FullWalk {
+            mem,
+            l: seed.l,
+            visited,
+            stack,
+            pending: Vec::new(),
+            caches: seed.caches,
+            scratch: Vec::new(),
+            found: 0,
+            decode_errors: 0,
+            control: seed.control,
+            current: 0,
+            part: Some(part),
+        }
+    }
+
+    /// A worker takes the batches sent to it; false when there were none.
+    fn receive(&mut self) -> bool {
+        let Some(part) = self.part.as_ref() else { return false };
+        let batches = std::mem::take(&mut *part.shared.inbox(part.me));
+        if batches.is_empty() {
+            return false;
+        }
+        let k = batches.len() as i64;
+        for b in batches {
+            for p in b {
+                if !self.visited.contains(p) {
+                    self.stack.push(p);
+                }
+            }
+        }
+        part.shared.outstanding.fetch_sub(k, Ordering::SeqCst);
+        true
+    }
+
+    /// A worker with nothing to do: waits for a batch (true) or the end of the walk (false).
+    pub(super) fn wait_for_work(&mut self) -> Result<bool> {
+        let part = self.part.as_mut().expect("a worker");
+        part.send_all();
+        if self.receive() {
+            return Ok(true);
+        }
+        let part = self.part.as_ref().expect("a worker");
+        let shared = part.shared;
+        shared.idle[part.me].store(true, Ordering::SeqCst);
+        shared.outstanding.fetch_sub(1, Ordering::SeqCst);
+        let mut spins = 0u32;
+        loop {
+            if shared.abort.load(Ordering::SeqCst) {
+                return Ok(false);
+            }
+            if !shared.inbox(part.me).is_empty() {
+                shared.outstanding.fetch_add(1, Ordering::SeqCst);
+                shared.idle[part.me].store(false, Ordering::SeqCst);
+                self.receive();
+                return Ok(true);
+            }
+            if shared.outstanding.load(Ordering::SeqCst) == 0 {
+                return Ok(false);
+            }
+            self.control.check(WHAT)?;
+            spins += 1;
+            if spins < 64 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(20));
+            }
+        }
+    }
+}
+
+/// Runs the full walk after the GC lists' walk (which marked the objects of the GC lists in `walk`):
+/// scans the roots, then follows references, split among up to [`MAX_WORKERS`] threads when `mem`
+/// can be forked (each thread owns a share of the address space: see [`owner`]).
+pub fn walk_rest<M: ThreadReaders>(
+    mem: &M,
+    interp: &Interpreter,
+    interps: &[Interp],
+    types: &mut Types,
+    walk: &mut FullWalk<'_, M>,
+    summary: &mut WalkSummary,
+    sink: &mut dyn Sink,
+) -> Result<()> {
+    walk.scan_roots(interp, interps)?;
+    let n = walk
+        .control
+        .hooks()
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).min(MAX_WORKERS));
+    let parts = if n > 1 { mem.readers(n, &|a| owner(a, n)) } else { Vec::new() };
+    // The objects of the GC lists go to their owners unmarked (each marks its own, in parallel),
+    // unless the shares do not match the workers.
+    let mut pending = std::mem::take(&mut walk.pending);
+    if !pending.is_empty() && pending.len() != parts.len() {
+        walk.pending = std::mem::take(&mut pending);
+        walk.mark_pending();
+    }
+    if parts.len() < 2 {
+        walk.run(types, summary, &mut |r, t| sink.object(r, t))?;
+        summary.untracked += walk.found;
+        summary.decode_errors += walk.decode_errors;
+        log::debug!(
+            "full walk: {} objects beyond the GC lists, visited bitmap {} KiB, {} types, {} decode errors",
+            walk.found,
+            walk.visited.bytes() / 1024,
+            walk.caches.good_types.len(),
+            walk.decode_errors
+        );
+        return Ok(());
+    }
+    let n = parts.len();
+    let mut stacks: Vec<Vec<u64>> = vec![Vec::new(); n];
+    for e in std::mem::take(&mut walk.stack) {
+        stacks[owner(e & !1, n)].push(e);
+    }
+    let mut pending = pending.into_iter();
+    let visited = std::mem::take(&mut walk.visited).split(n, |a| owner(a, n));
+    let shared = Shared::new(n);
+    let l = walk.l;
+    let seeds: Vec<Seed<'_>> = (0..n).map(|_| walk.seed()).collect();
+    let outs: Vec<std::thread::Result<(M::Reader<'_>, Result<WorkerOut>)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .zip(visited)
+            .zip(stacks)
+            .zip(seeds)
+            .enumerate()
+            .map(|(me, (((pm, vis), stack), seed))| {
+                let shared = &shared;
+                let mine = pending.next().unwrap_or_default();
+                s.spawn(move || {
+                    let _stop_others = AbortOnDrop(&shared.abort);
+                    // The reader is handed back (and rejoined below): freeing its buffers here would
+                    // cost the pause their unmapping.
+                    let r = (|| -> Result<WorkerOut> {
+                        let part = Part {
+                            me,
+                            n,
+                            shared,
+                            outbox: vec![Vec::new(); n],
+                            sent: vec![0; SENT_FILTER].into_boxed_slice(),
+                        };
+                        let mut w = FullWalk::worker(&pm, seed, vis, stack, part);
+                        w.pending = vec![mine];
+                        w.mark_pending();
+                        let mut types = Types::new(l);
+                        let mut sum = WalkSummary::default();
+                        // Sums per type, found through a small direct-mapped front (no hashing per object).
+                        let mut totals: Vec<TypeTotals> = Vec::new();
+                        let mut index: AddrMap<usize> = AddrMap::default();
+                        let mut front = [(0u64, 0usize); 64];
+                        let r = w.run(&mut types, &mut sum, &mut |r, _| {
+                            let t = r.type_addr;
+                            let h = ((t >> 4) ^ (t >> 10)) as usize & 63;
+                            let i = if front[h].0 == t && t != 0 {
+                                front[h].1
+                            } else {
+                                let i = *index.entry(t).or_insert_with(|| {
+                                    totals.push(TypeTotals { type_addr: t, ..Default::default() });
+                                    totals.len() - 1
+                                });
+                                front[h] = (t, i);
+                                i
+                            };
+                            totals[i].add(r);
+                        });
+                        let mut out = Vec::with_capacity(totals.len());
+                        for tt in totals {
+                            // Every type reported was read into `types` when its first object was.
+                            out.push((tt, types.get(&pm, tt.type_addr)?.clone()));
+                        }
+                        Ok(WorkerOut {
+                            error: r.err(),
+                            found: w.found,
+                            decode_errors: w.decode_errors,
+                            approximate_sizes: sum.approximate_sizes,
+                            visited_bytes: w.visited.bytes(),
+                            totals: out,
+                            cache: M::describe(&pm),
+                        })
+                    })();
+                    (pm, r)
+                })
+            })
+            .collect();
+        // Joined here, so that a worker's panic is re-raised below with its own message (the scope
+        // would replace it with a generic one).
+        handles.into_iter().map(|h| h.join()).collect()
+    });
+    let mut result = Ok(());
+    let mut readers = Vec::with_capacity(n);
+    let outs: Vec<std::thread::Result<Result<WorkerOut>>> = outs
+        .into_iter()
+        .map(|o| {
+            o.map(|(pm, r)| {
+                readers.push(pm);
+                r
+            })
+        })
+        .collect();
+    mem.take_back(readers);
+    for out in outs {
+        match out {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(Err(e)) => {
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+            Ok(Ok(w)) => {
+                if let (Some(e), true) = (w.error, result.is_ok()) {
+                    result = Err(e);
+                }
+                summary.untracked += w.found;
+                summary.decode_errors += w.decode_errors;
+                summary.approximate_sizes += w.approximate_sizes;
+                log::debug!(
+                    "full walk, worker: {} objects beyond the GC lists, visited bitmap {} KiB, {} types, {} decode errors, cache {}",
+                    w.found,
+                    w.visited_bytes / 1024,
+                    w.totals.len(),
+                    w.decode_errors,
+                    w.cache
+                );
+                for (tt, info) in &w.totals {
+                    sink.untracked(tt, info);
+                }
+            }
+        }
+    }
+    result
+}
