@@ -28,9 +28,8 @@ use crate::memory::{Memory, ReadExt};
 use crate::pause::Control;
 
 use super::refs::{self, RefInfos};
+use super::shares::{owner, Part, SEND_BATCH, SENT_FILTER};
 use super::visited::Visited;
-use super::workers::{owner, Part, SEND_BATCH, SENT_FILTER};
-pub use super::workers::{walk_rest, MAX_WORKERS};
 use super::{ObjectRecord, WalkSummary};
 use crate::cpython::gc;
 pub use crate::cpython::objects::read_head;
@@ -70,7 +69,7 @@ pub struct FullWalk<'a, M: Memory + ?Sized> {
     pub(super) l: &'a Layout,
     pub visited: Visited,
     pub(super) stack: Vec<u64>,
-    /// Objects of the GC lists not marked yet, split by owner (see [`owner`] with [`MAX_WORKERS`]),
+    /// Objects of the GC lists not marked yet, split by owner (see [`owner`] with [`super::shares::MAX_WORKERS`]),
     /// each share a list of segments in the order they go on the stack: the parallel walk of the GC
     /// lists leaves them to the workers, which mark their own share (see [`Self::set_pending`]).
     pub(super) pending: Vec<Vec<Vec<u64>>>,
@@ -161,7 +160,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         self.caches.good_types.insert(type_addr);
     }
 
-    /// Objects of the GC lists (per owner among [`MAX_WORKERS`], each share segments in stack order),
+    /// Objects of the GC lists (per owner among [`super::shares::MAX_WORKERS`], each share segments in stack order),
     /// to be marked and decoded by the workers of [`walk_rest`] (or marked here first when it walks in
     /// one thread).
     pub fn set_pending(&mut self, pending: Vec<Vec<Vec<u64>>>) {

@@ -27,7 +27,7 @@ use crate::memory::{le_u64, MAX_USER_ADDR};
 use crate::memory::{Memory, ReadExt};
 
 use super::full::{read_head, FullWalk};
-use super::workers::{self, MAX_WORKERS};
+use super::shares::{self, MAX_WORKERS};
 use super::{Sink, TypeTotals, WalkSummary};
 use crate::cpython::gc;
 use crate::cpython::objects::HEAD_BYTES;
@@ -116,7 +116,7 @@ struct Leg {
 #[derive(Default)]
 struct DirOut {
     legs: Vec<Leg>,
-    /// Per list and owner (see [`full::owner`]): the objects reported, in the order this direction
+    /// Per list and owner (see [`shares::owner`]): the objects reported, in the order this direction
     /// reached them.
     addrs: Vec<[Vec<u64>; MAX_WORKERS]>,
     /// Per type: totals per list (0, 1, 2, permanent).
@@ -221,7 +221,7 @@ fn walk_direction<M: Memory + ?Sized>(mem: &M, ctl: &Ctl<'_>, forward: bool, out
                 Default::default()
             });
             per_list[list.min(3)].add(&rec);
-            addrs[workers::owner(obj, MAX_WORKERS)].push(obj);
+            addrs[shares::owner(obj, MAX_WORKERS)].push(obj);
         }
         leg.end = node;
         out.legs.push(leg);

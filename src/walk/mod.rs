@@ -9,6 +9,7 @@ pub mod gclists;
 pub mod gcpar;
 pub mod refs;
 pub mod roots;
+pub mod shares;
 pub mod visited;
 pub mod workers;
 
@@ -212,7 +213,7 @@ impl Work for HeapWalk<'_> {
                 view.paused_at.map(|p| p.elapsed()).unwrap_or_default()
             );
             r?;
-            full::walk_rest(*mem, interp, interps, &mut types, &mut fw, summary, sink)?;
+            workers::walk_rest(*mem, interp, interps, &mut types, &mut fw, summary, sink)?;
         } else {
             walk_gc(*mem, l, interps, &mut types, strict, control, summary, |r, t| sink.object(r, t))?;
         }
