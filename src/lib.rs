@@ -1,8 +1,10 @@
 //! memspy: inspect the heap of a running CPython process from outside, read-only.
 //!
-//! Layers (see ARCHITECTURE.md): [`process`] (attach, pause, read memory) → [`discovery`] (find the
-//! runtime, version, layout) → [`heap`] (walk the GC lists, decode objects) → [`analysis`] (histograms)
-//! → [`report`] (tables, JSON); [`commands`] ties them together for the CLI.
+//! Layers, each importing only those before it (see ARCHITECTURE.md): [`memory`] (where bytes come
+//! from) → [`process`] (the target: open, pause, resources) → [`cpython`] (decode objects given a
+//! layout) → [`discovery`] (find the runtime, pick the layout) → [`pause`] (one consistent read) →
+//! [`walk`] (the heap walks) → [`analysis`] (histograms, growth, diffs) → [`report`] (tables, JSON,
+//! the live view) → [`commands`] (the CLI's subcommands). [`error`] and [`interrupt`] serve them all.
 
 pub mod analysis;
 pub mod commands;

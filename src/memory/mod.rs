@@ -1,5 +1,9 @@
-//! Reading target memory: the [`Memory`] trait, the live reader (`process_vm_readv`), and a page cache
-//! for walks done while the target is paused. Every read names what it reads, for the error message.
+//! Where the bytes of a target come from, behind one read interface ([`Memory`], with [`ReadExt`]'s
+//! typed reads that name what they read for the error message): the live process ([`RemoteMemory`],
+//! `process_vm_readv`, read-only), a page cache in front of it ([`CachedMemory`]), the full walk's
+//! chunk cache ([`chunks`]), a copy taken while the target is stopped ([`copy`]), synthetic images for
+//! tests ([`FakeMemory`]); the address-space map ([`maps`]) and one reader per walking thread
+//! ([`readers`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;

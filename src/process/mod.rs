@@ -1,4 +1,6 @@
-//! Process access: open a target, read its memory (read-only, `process_vm_readv`), pause and resume it.
+//! The target process: open it (exists, not a zombie, not memspy, readable), pause and resume it (never
+//! leaving it stopped), tell whether it lives, and read its resource figures from procfs ([`usage`]).
+//! Its memory is read through [`crate::memory`].
 //!
 //! Nothing in memspy writes to the target: there is no `process_vm_writev`, no `PTRACE_POKE*` and no write
 //! to `/proc/PID/mem` anywhere (a test scans the source for them).
