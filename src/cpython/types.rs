@@ -263,22 +263,34 @@ fn modelled_kind(l: &Layout, name: &str) -> Option<SizeKind> {
     })
 }
 
-/// `f"{t.__module__}.{t.__qualname__}"` for the type object at `addr`.
+/// The name of the type object at `addr` as Python spells it: `f"{t.__module__}.{t.__qualname__}"` for a
+/// heap type whose `__module__` is a str; otherwise what `repr(t)` shows, the `tp_name` (static types
+/// without a dot in it are builtins). Cython's types, for one, keep a member descriptor as `__module__`.
 pub fn type_name<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, flags: u64) -> Result<String> {
     if flags & flags::HEAPTYPE != 0 {
-        let qualname_ptr = mem.u64_at(addr + l.ht_qualname, "ht_qualname")?;
-        let qualname = read_str(mem, l, qualname_ptr).unwrap_or_else(|_| "?".to_string());
-        let dict = mem.u64_at(addr + l.tp_dict, "tp_dict")?;
-        let module = match dict_get_str(mem, l, dict, "__module__") {
-            Ok(Some(m)) => read_str(mem, l, m).unwrap_or_else(|_| "?".to_string()),
-            _ => "?".to_string(),
-        };
-        Ok(format!("{module}.{qualname}"))
-    } else {
+        let qualname = mem.u64_at(addr + l.ht_qualname, "ht_qualname").and_then(|q| str_value(mem, l, q));
+        let module = heap_type_get(mem, l, addr, "__module__")
+            .and_then(|m| m.ok_or_else(|| Error::Corrupt("no __module__".into())))
+            .and_then(|m| str_value(mem, l, m));
+        if let (Ok(module), Ok(qualname)) = (module, qualname) {
+            return Ok(format!("{module}.{qualname}"));
+        }
         let tp_name_ptr = mem.u64_at(addr + l.tp_name, "tp_name")?;
-        let tp_name = mem.cstr_at(tp_name_ptr, MAX_NAME, "tp_name")?;
-        Ok(if tp_name.contains('.') { tp_name } else { format!("builtins.{tp_name}") })
+        return mem.cstr_at(tp_name_ptr, MAX_NAME, "tp_name");
     }
+    let tp_name_ptr = mem.u64_at(addr + l.tp_name, "tp_name")?;
+    let tp_name = mem.cstr_at(tp_name_ptr, MAX_NAME, "tp_name")?;
+    Ok(if tp_name.contains('.') { tp_name } else { format!("builtins.{tp_name}") })
+}
+
+/// The text of `obj` if it is a str (its type has `Py_TPFLAGS_UNICODE_SUBCLASS`).
+fn str_value<M: Memory + ?Sized>(mem: &M, l: &Layout, obj: u64) -> Result<String> {
+    let ty = mem.u64_at(check_ptr(obj, "object")? + l.ob_type, "ob_type")?;
+    let ty_flags = mem.u64_at(check_ptr(ty, "type")? + l.tp_flags, "tp_flags")?;
+    if ty_flags & flags::UNICODE_SUBCLASS == 0 {
+        return Err(Error::Corrupt(format!("{obj:#x} is not a str")));
+    }
+    read_str(mem, l, obj)
 }
 
 /// A heap type's own dict entry `name`.
