@@ -5,12 +5,17 @@ Usage: python target.py N [shuffled]     then commands on stdin, one per line, e
 referenced from neighbouring records lie far apart: an adversarial heap for memspy's read cache):
   reset      forget the longest heartbeat gap so far
   gap        the longest gap (ms) since the last reset, and RSS
+  gaps       every gap longer than 2 ms so far, as [start, end] in time.monotonic() seconds (the same
+             clock in every process): the heartbeat logs them into a preallocated array, so a benchmark
+             can attribute gaps to the runs it timed without talking to the target between runs (each
+             exchange leaves a few objects changed: it would make the totals differ from run to run)
   gcobjects  time gc.get_objects() + Counter by type
   closure    time the closure of gc.get_objects() under gc.get_referents() (+ dict keys): objects, bytes
   heapy      time guppy3's hpy().heap(): objects, bytes (if guppy is importable)
 """
 
 import gc
+import array
 import json
 import os
 import sys
@@ -28,17 +33,42 @@ class Record:
 
 
 MAX_GAP = 0.0
+LOG_OVER = 0.002  # seconds: gaps longer than this are logged
+LOG_SLOTS = 1 << 16
+# [count, start0, end0, start1, end1, ...]: a ring of the last LOG_SLOTS long gaps. Only floats stored into
+# the array (no objects kept), and the count lives in it too: the heap stays the same while the log fills.
+GAP_LOG = array.array("d", bytes(8 * (1 + 2 * LOG_SLOTS)))
+
+
+def log_gap(start, end):
+    """In a function of its own, so that its locals (ints past the small-int cache) do not outlive it."""
+    i = 1 + 2 * (int(GAP_LOG[0]) % LOG_SLOTS)
+    GAP_LOG[i] = start
+    GAP_LOG[i + 1] = end
+    GAP_LOG[0] += 1
 
 
 def heartbeat():
     global MAX_GAP
-    last = time.perf_counter()
+    last = time.monotonic()
     while True:
         time.sleep(0.001)
-        now = time.perf_counter()
+        now = time.monotonic()
         if now - last > MAX_GAP:
             MAX_GAP = now - last
+        if now - last > LOG_OVER:
+            log_gap(last, now)
         last = now
+
+
+def logged_gaps():
+    n = int(GAP_LOG[0])
+    first = max(0, n - LOG_SLOTS)
+    out = []
+    for k in range(first, n):
+        i = 1 + 2 * (k % LOG_SLOTS)
+        out.append([GAP_LOG[i], GAP_LOG[i + 1]])
+    return {"gaps": out, "lost": first, "over_ms": LOG_OVER * 1000}
 
 
 def rss():
@@ -92,6 +122,8 @@ def main():
             MAX_GAP = 0.0
         elif cmd == "gap":
             out = {"gap_ms": MAX_GAP * 1000, "rss": rss()}
+        elif cmd == "gaps":
+            out = logged_gaps()
         elif cmd == "gcobjects":
             t = time.perf_counter()
             c = Counter(type(o) for o in gc.get_objects())
