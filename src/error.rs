@@ -13,11 +13,7 @@ pub enum Error {
     #[error("PID {pid} is a zombie (it has exited and waits for its parent to reap it); there is no heap to read")]
     Zombie { pid: i32 },
 
-    #[error(
-        "permission denied reading PID {pid}: {detail}. Run memspy as root (sudo), or grant it \
-         CAP_SYS_PTRACE (setcap cap_sys_ptrace+ep $(which memspy); in a container: --cap-add SYS_PTRACE), \
-         or allow ptrace of non-children with: sysctl kernel.yama.ptrace_scope=0"
-    )]
+    #[error("permission denied reading PID {pid}: {detail}. {}", permission_remedy(*.pid))]
     PermissionDenied { pid: i32, detail: String },
 
     #[error("PID {pid} is not a Python process: no CPython runtime (_PyRuntime) found in {exe}")]
@@ -64,6 +60,58 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// What to do about a permission error: for a user who is not root, the ways to get the permission;
+/// for root (who has it unless something blocks it), what blocks it, as far as procfs tells.
+pub fn permission_remedy(pid: i32) -> String {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return NOT_ROOT_REMEDY.into();
+    }
+    let status = |p: &str| std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+    let field = |text: &str, name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string())).unwrap_or_default()
+    };
+    let target = status(&pid.to_string());
+    let tracer = field(&target, "TracerPid:");
+    if !tracer.is_empty() && tracer != "0" {
+        let comm = std::fs::read_to_string(format!("/proc/{tracer}/comm")).unwrap_or_default();
+        return format!(
+            "PID {pid} is already traced by PID {tracer} ({}): a debugger or another tool holds it; detach it first",
+            comm.trim()
+        );
+    }
+    if std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").is_ok_and(|v| v.trim() == "3") {
+        return "kernel.yama.ptrace_scope is 3: no process may be traced until the next reboot".into();
+    }
+    let me = status("self");
+    let cap_eff = u64::from_str_radix(&field(&me, "CapEff:"), 16).unwrap_or(0);
+    if cap_eff & (1 << 19) == 0 {
+        return "memspy runs as root without CAP_SYS_PTRACE (a container's reduced capabilities): add it, e.g. \
+                docker run --cap-add SYS_PTRACE, or kubectl debug --profile=general"
+            .into();
+    }
+    let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/user")).ok();
+    if let (Some(mine), Some(theirs)) = (ns("self"), ns(&pid.to_string())) {
+        if mine != theirs {
+            return format!(
+                "PID {pid} lives in another user namespace, where memspy's root is not root: run memspy inside the \
+             target's namespaces (e.g. kubectl debug --target, or nsenter)"
+            );
+        }
+    }
+    if field(&me, "Seccomp:") == "2" {
+        return "memspy runs under a seccomp filter (a container's default profile?) that may forbid ptrace and \
+                process_vm_readv: run it with a profile that allows them (docker --security-opt seccomp=unconfined)"
+            .into();
+    }
+    "something blocks ptrace even for root: a security module (SELinux, AppArmor) or a policy of the host".into()
+}
+
+/// How a user who is not root gets the permission to read another process.
+pub const NOT_ROOT_REMEDY: &str = "Run memspy as root (sudo), or grant it CAP_SYS_PTRACE (setcap cap_sys_ptrace+ep \
+     $(which memspy); in a container: --cap-add SYS_PTRACE), or allow ptrace of non-children with: sysctl \
+     kernel.yama.ptrace_scope=0";
 
 impl Error {
     /// True for read failures, which in a live target usually mean it exited or unmapped memory.

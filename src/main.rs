@@ -219,15 +219,23 @@ fn main() -> ExitCode {
             rate: Duration::from_secs_f64(rate.max(0.05)),
             snapshot: walk.options(),
         }),
-        Cmd::Growth { target, interval, samples, json, limit, plot, walk } => growth::run(&GrowthOptions {
-            target: target.spec(),
-            interval: Duration::from_secs_f64(interval.max(0.01)),
-            samples,
-            json,
-            limit,
-            plot,
-            snapshot: walk.options(),
-        }),
+        Cmd::Growth { target, interval, samples, json, limit, plot, walk } => {
+            if samples < 2 {
+                Err(memspy::Error::Other(format!("--samples {samples}: growth needs at least 2 samples to compare")))
+            } else if !(interval > 0.0 && interval.is_finite()) {
+                Err(memspy::Error::Other(format!("--interval {interval}: give a number of seconds above 0")))
+            } else {
+                growth::run(&GrowthOptions {
+                    target: target.spec(),
+                    interval: Duration::from_secs_f64(interval),
+                    samples,
+                    json,
+                    limit,
+                    plot,
+                    snapshot: walk.options(),
+                })
+            }
+        }
         Cmd::Snapshot { target, output, walk } => {
             snapshot::run(&SnapshotCmdOptions { target: target.spec(), output, snapshot: walk.options() })
         }

@@ -205,6 +205,10 @@ pub struct Report {
     /// Interpreters whose heaps were walked (the main one and any subinterpreters).
     #[serde(default)]
     pub interpreters: usize,
+    /// Reads given up and started again before this one held (a collection running, GC lists caught
+    /// mid-update while the target was stopped).
+    #[serde(default)]
+    pub retries: u32,
     pub types: Vec<TypeRow>,
 }
 

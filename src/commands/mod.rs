@@ -90,6 +90,7 @@ impl Session {
             totals: Default::default(),
             gc: GcCounts { generations: s.generations, permanent: s.permanent },
             interpreters: s.interpreters,
+            retries: walked.retries,
             types: hist.rows(),
         };
         report.finish_totals();
@@ -114,16 +115,42 @@ impl Spawned {
         self.child.id() as i32
     }
 
+    /// `e` as the user should read it: a target that went away is the program having exited.
+    pub fn explain(&mut self, e: Error) -> Error {
+        match (&e, self.child.try_wait()) {
+            (Error::TargetExited { .. }, Ok(Some(status))) => {
+                Error::Other(format!("the program exited ({status}) before it could be inspected"))
+            }
+            _ => e,
+        }
+    }
+
     /// Waits until the program's interpreter is up (its runtime has an interpreter with a valid GC
     /// state), then returns a session on it.
     pub fn wait_for_python(&mut self, timeout: Duration) -> Result<Session> {
         let start = Instant::now();
         let mut last = None;
+        let exited = |child: &mut Child| {
+            child
+                .try_wait()
+                .ok()
+                .flatten()
+                .map(|status| Error::Other(format!("the program exited ({status}) before it could be inspected")))
+        };
         while start.elapsed() < timeout {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(Error::Other(format!("the program exited ({status}) before memspy could inspect it")));
+            if let Some(e) = exited(&mut self.child) {
+                return Err(e);
             }
-            match Session::attach(self.pid()) {
+            let attached = Session::attach(self.pid());
+            // A program that is exiting (or still being set up by exec) can look unreadable: say that it
+            // exited, not that permission is missing.
+            if attached.is_err() {
+                std::thread::sleep(Duration::from_millis(20));
+                if let Some(e) = exited(&mut self.child) {
+                    return Err(e);
+                }
+            }
+            match attached {
                 Ok(s) => {
                     let mem = RemoteMemory::new(s.target.pid);
                     let ready = crate::pause::read_interps(&mem, &s.interp)
@@ -177,6 +204,14 @@ pub fn open_target(name: &str, spec: &TargetSpec, timeout: Duration) -> Result<(
         (None, false) => {
             Err(Error::Other(format!("give a PID (memspy {name} PID) or a command (memspy {name} -- python app.py)")))
         }
+    }
+}
+
+/// An error of a command on `spawned` (if memspy started the program) as the user should read it.
+pub fn explain_spawned(spawned: Option<&mut Spawned>, e: Error) -> Error {
+    match spawned {
+        Some(s) => s.explain(e),
+        None => e,
     }
 }
 

@@ -17,11 +17,11 @@ pub struct SnapshotCmdOptions {
 }
 
 pub fn run(opts: &SnapshotCmdOptions) -> Result<()> {
-    let (session, _spawned) = super::open_target("snapshot", &opts.target, opts.snapshot.timeout)?;
+    let (session, mut spawned) = super::open_target("snapshot", &opts.target, opts.snapshot.timeout)?;
     let pb = progress(None, &format!("reading the heap of PID {}", session.target.pid));
     let r = session.report(&opts.snapshot);
     pb.finish_and_clear();
-    let r = r?;
+    let r = r.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
     let text = report::json(&r) + "\n";
     match &opts.output {
         Some(path) => {

@@ -190,7 +190,7 @@ pub fn text(r: &StatReport) -> String {
     if let Some(m) = &r.memory {
         let _ = writeln!(
             s,
-            "memory     RSS {}  PSS {}  USS {}  anonymous {}  file-backed {}  swap {}",
+            "memory      RSS {}  PSS {}  USS {}  anonymous {}  file-backed {}  swap {}",
             human_bytes(m.rss),
             human_bytes(m.pss),
             human_bytes(m.uss),
@@ -201,7 +201,7 @@ pub fn text(r: &StatReport) -> String {
     }
     let _ = writeln!(
         s,
-        "objects    {} in {} {} Python objects (sys.getsizeof)",
+        "objects     {} in {} {} Python objects (sys.getsizeof)",
         human_bytes(r.python_objects.bytes),
         r.python_objects.objects,
         if r.python_objects.coverage == "gc-tracked" { "GC-tracked" } else { "live" }
@@ -210,7 +210,7 @@ pub fn text(r: &StatReport) -> String {
         Some(p) => {
             let _ = writeln!(
                 s,
-                "pymalloc   arenas {} in use ({} each, {} held), high-water {}, allocated {} / reclaimed {} in total",
+                "pymalloc    arenas {} in use ({} each, {} held), high-water {}, allocated {} / reclaimed {} in total",
                 p.arenas_current,
                 human_bytes(p.arena_size),
                 human_bytes(p.arena_bytes),
@@ -220,7 +220,7 @@ pub fn text(r: &StatReport) -> String {
             );
             let _ = writeln!(
                 s,
-                "           blocks: {} used, {} free in used pools; {} unused pools ({}); headers {}, quantization {}, alignment {}; fragmentation {:.1}%",
+                "            blocks: {} used, {} free in used pools; {} unused pools ({}); headers {}, quantization {}, alignment {}; fragmentation {:.1}%",
                 human_bytes(p.bytes_in_use),
                 human_bytes(p.bytes_free),
                 p.unused_pools,
@@ -232,26 +232,26 @@ pub fn text(r: &StatReport) -> String {
             );
             let _ = writeln!(
                 s,
-                "           {:>5} {:>5} {:>7} {:>12} {:>12}",
+                "            {:>5} {:>5} {:>7} {:>12} {:>12}",
                 "CLASS", "SIZE", "POOLS", "BLOCKS USED", "BLOCKS FREE"
             );
             for c in &p.classes {
                 let _ = writeln!(
                     s,
-                    "           {:>5} {:>5} {:>7} {:>12} {:>12}",
+                    "            {:>5} {:>5} {:>7} {:>12} {:>12}",
                     c.class, c.size, c.pools, c.blocks_in_use, c.blocks_free
                 );
             }
         }
         None => {
-            let _ = writeln!(s, "pymalloc   {}", r.pymalloc.detail);
+            let _ = writeln!(s, "pymalloc    {}", r.pymalloc.detail);
         }
     }
     match &r.cgroup {
         Some(c) => {
             let _ = writeln!(
                 s,
-                "cgroup     {} {}: usage {}, limit {}{}{}",
+                "cgroup      {} {}: usage {}, limit {}{}{}",
                 c.version,
                 c.path,
                 opt_bytes(c.usage),
@@ -261,14 +261,14 @@ pub fn text(r: &StatReport) -> String {
             );
         }
         None => {
-            let _ = writeln!(s, "cgroup     no readable memory controller");
+            let _ = writeln!(s, "cgroup      no readable memory controller");
         }
     }
     if let Some(l) = &r.limits {
         for (name, x) in [("RLIMIT_AS", &l.address_space), ("RLIMIT_DATA", &l.data)] {
             let _ = writeln!(
                 s,
-                "{name:<11}{} (hard {}), using {}{}",
+                "{name:<12}{} (hard {}), using {}{}",
                 opt_bytes(x.soft),
                 opt_bytes(x.hard),
                 opt_bytes(x.used),

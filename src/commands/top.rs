@@ -27,7 +27,7 @@ pub fn run(opts: &TopOptions) -> Result<()> {
     let (session, mut spawned) = super::open_target("top", &opts.target, opts.snapshot.timeout)?;
     if opts.once {
         crate::interrupt::install_handler();
-        return print_once(&session, opts);
+        return print_once(&session, opts).map_err(|e| super::explain_spawned(spawned.as_mut(), e));
     }
     if opts.json {
         // A refreshing JSON view makes no sense: print one JSON report per refresh, one per line.

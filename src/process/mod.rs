@@ -157,10 +157,11 @@ impl Target {
                         detail: format!("its threads did not all stop within {:.1} s", stop::STOP_LIMIT.as_secs_f64()),
                     },
                 }
+            } else if !self.alive() {
+                // A process that is exiting refuses ptrace with EPERM too.
+                Error::TargetExited { pid: self.pid }
             } else if msg.contains("EPERM") || msg.contains("Operation not permitted") {
                 Error::PermissionDenied { pid: self.pid, detail: format!("ptrace: {msg}") }
-            } else if !self.alive() {
-                Error::TargetExited { pid: self.pid }
             } else {
                 Error::Other(format!("could not pause PID {}: {msg}", self.pid))
             }
