@@ -22,7 +22,8 @@ pub struct TypeRow {
     pub frozen: u64,
     /// Sum of `sys.getsizeof`.
     pub bytes: u64,
-    /// Sum of refcounts (immortal objects count as `sys.getrefcount` shows them).
+    /// Sum of the refcounts of the mortal objects (an immortal object's refcount is a marker, not a
+    /// count: those are counted in `immortal`).
     pub refcount: u64,
     pub immortal: u64,
 }
@@ -70,9 +71,10 @@ impl Histogram {
             a.frozen += 1;
         }
         a.bytes = a.bytes.saturating_add(rec.size);
-        a.refcount = a.refcount.saturating_add(rec.refcount);
         if rec.immortal {
             a.immortal += 1;
+        } else {
+            a.refcount = a.refcount.saturating_add(rec.refcount);
         }
     }
 

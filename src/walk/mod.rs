@@ -132,8 +132,11 @@ impl TypeTotals {
     pub fn add(&mut self, rec: &ObjectRecord) {
         self.count += 1;
         self.bytes = self.bytes.saturating_add(rec.size);
-        self.refcount = self.refcount.saturating_add(rec.refcount);
-        self.immortal += rec.immortal as u64;
+        if rec.immortal {
+            self.immortal += 1;
+        } else {
+            self.refcount = self.refcount.saturating_add(rec.refcount);
+        }
     }
 }
 
