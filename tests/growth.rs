@@ -11,7 +11,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -441,7 +441,7 @@ impl Pty {
             .stdin(io(&pty.slave))
             .stdout(io(&pty.slave))
             .stderr(io(&pty.slave));
-        // As in a terminal window: the pty is memspy's controlling terminal (the size it reads is the pty's).
+        // As in a terminal window: the pty is memspy's controlling terminal (its size, SIGWINCH on resize).
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
@@ -479,6 +479,17 @@ impl Pty {
     /// Whether any frame so far satisfied `ok`.
     fn any_frame(&self, ok: impl Fn(&[String]) -> bool) -> bool {
         self.output.lock().unwrap().frames.iter().any(|f| ok(f))
+    }
+
+    /// Resizes the window, as a terminal does (the kernel signals memspy).
+    fn resize(&self, rows: u16, cols: u16) {
+        let mut out = self.output.lock().unwrap();
+        let size = |n: u16| std::num::NonZeroU16::new(n).unwrap();
+        out.emulator.set_size(size(rows), size(cols));
+        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: TIOCSWINSZ reads one winsize.
+        let rc = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        assert_eq!(rc, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
     }
 
     fn send(&mut self, keys: &str) {
@@ -592,6 +603,19 @@ fn live_top_in_a_terminal() {
 
     t.send("p");
     t.wait_frame("[PAUSED]", |f| f.get(2).is_some_and(|l| l.contains("[PAUSED]")));
+
+    // A resize redraws the view at the new size: narrower drops the last-refresh columns, the footer
+    // moves to the new last line; and back.
+    for (height, width, last_columns) in [(24u16, 90u16, false), (40, 140, true)] {
+        t.resize(height, width);
+        let f = t.wait_frame(&format!("the view redrawn at {width}x{height}"), |f| {
+            f.len() == height as usize
+                && f.last().is_some_and(|l| l.contains("q quit"))
+                && f.get(3).is_some_and(|l| l.contains("ΔCOUNT") && l.contains("ΔC LAST") == last_columns)
+        });
+        assert!(f[2].contains("filter: churn") && f[2].contains("[PAUSED]"), "{}", f.join("\n"));
+        assert!(rows(&f).iter().all(|r| r.1.to_lowercase().contains("churn")), "{}", f.join("\n"));
+    }
 
     t.send("q");
     let status = t.wait_exit();
