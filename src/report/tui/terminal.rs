@@ -2,7 +2,7 @@
 //! hidden cursor, input and resize events. [`Screen`] puts the terminal back when dropped, and a panic
 //! hook does so before the panic's message is printed.
 
-use std::io::{self, BufWriter, Stdout};
+use std::io::{self, BufWriter, Stdout, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 use std::time::Duration;
@@ -12,7 +12,8 @@ use crossterm::terminal::{
     self, BeginSynchronizedUpdate, Clear, ClearType, EndSynchronizedUpdate, EnterAlternateScreen, LeaveAlternateScreen,
 };
 use crossterm::{cursor, execute, queue};
-use ratatui::backend::CrosstermBackend;
+use ratatui::backend::{CrosstermBackend, WindowSize};
+use ratatui::layout::{Position, Size};
 use ratatui::Terminal;
 
 use super::view::{self, Frame, Palette};
@@ -37,7 +38,77 @@ pub fn restore_terminal() {
     }
 }
 
-type Backend = CrosstermBackend<BufWriter<Stdout>>;
+/// stdout while the view is up. Once the terminal is restored, what ratatui still writes is dropped: its
+/// drop shows the cursor again (restore did), and a frame cut short by a panic must not land on the
+/// normal screen (nor, on a terminal that hung up, fail and be reported on a stderr that is gone too).
+struct Gate(Stdout);
+
+impl Write for Gate {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        if ACTIVE.load(Ordering::SeqCst) {
+            self.0.write(b)
+        } else {
+            Ok(b.len())
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if ACTIVE.load(Ordering::SeqCst) {
+            self.0.flush()
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The size a window that reports none (0×0) is drawn at.
+const FALLBACK_SIZE: Size = Size { width: 80, height: 24 };
+
+/// crossterm's backend, but a window that reports no size is taken to be 80×24, as before.
+struct Backend(CrosstermBackend<BufWriter<Gate>>);
+
+impl ratatui::backend::Backend for Backend {
+    type Error = io::Error;
+
+    fn draw<'a, I>(&mut self, content: I) -> io::Result<()>
+    where
+        I: Iterator<Item = (u16, u16, &'a ratatui::buffer::Cell)>,
+    {
+        self.0.draw(content)
+    }
+    fn hide_cursor(&mut self) -> io::Result<()> {
+        self.0.hide_cursor()
+    }
+    fn show_cursor(&mut self) -> io::Result<()> {
+        self.0.show_cursor()
+    }
+    fn get_cursor_position(&mut self) -> io::Result<Position> {
+        self.0.get_cursor_position()
+    }
+    fn set_cursor_position<P: Into<Position>>(&mut self, position: P) -> io::Result<()> {
+        self.0.set_cursor_position(position)
+    }
+    fn clear(&mut self) -> io::Result<()> {
+        self.0.clear()
+    }
+    fn clear_region(&mut self, clear_type: ratatui::backend::ClearType) -> io::Result<()> {
+        self.0.clear_region(clear_type)
+    }
+    fn size(&self) -> io::Result<Size> {
+        let size = self.0.size()?;
+        Ok(if size.width == 0 || size.height == 0 { FALLBACK_SIZE } else { size })
+    }
+    fn window_size(&mut self) -> io::Result<WindowSize> {
+        let mut w = self.0.window_size()?;
+        if w.columns_rows.width == 0 || w.columns_rows.height == 0 {
+            w.columns_rows = FALLBACK_SIZE;
+        }
+        Ok(w)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        ratatui::backend::Backend::flush(&mut self.0)
+    }
+}
 
 /// The full-screen mode, for as long as this lives.
 pub struct Screen {
@@ -66,7 +137,7 @@ impl Screen {
     fn start() -> io::Result<Screen> {
         execute!(io::stdout(), EnterAlternateScreen, cursor::Hide, Clear(ClearType::All))?;
         // A frame is written whole (one write for most frames), not in line-sized pieces.
-        let backend = CrosstermBackend::new(BufWriter::with_capacity(1 << 16, io::stdout()));
+        let backend = Backend(CrosstermBackend::new(BufWriter::with_capacity(1 << 16, Gate(io::stdout()))));
         let terminal = Terminal::new(backend)?;
         Ok(Screen { terminal, palette: Palette::from_env() })
     }
@@ -75,9 +146,9 @@ impl Screen {
     /// (after a resize, the whole screen). Terminals that know synchronized updates show it at once.
     pub fn draw(&mut self, state: &ViewState, frame: &Frame) -> io::Result<()> {
         let palette = self.palette;
-        queue!(self.terminal.backend_mut(), BeginSynchronizedUpdate)?;
+        queue!(self.terminal.backend_mut().0, BeginSynchronizedUpdate)?;
         self.terminal.draw(|out| view::render(out, state, frame, palette))?;
-        execute!(self.terminal.backend_mut(), EndSynchronizedUpdate)
+        execute!(self.terminal.backend_mut().0, EndSynchronizedUpdate)
     }
 
     /// Waits up to `timeout` for input; returns what came (nothing on timeout).
