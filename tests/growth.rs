@@ -11,7 +11,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -382,12 +383,45 @@ fn diff_is_the_difference_of_the_histograms() {
 const ENTER_ALT: &str = "\x1b[?1049h";
 const LEAVE_ALT: &str = "\x1b[?1049l";
 const SHOW_CURSOR: &str = "\x1b[?25h";
+/// The view draws each frame as one synchronized update: a frame is complete at its end.
+const FRAME_END: &[u8] = b"\x1b[?2026l";
+
+/// What memspy wrote to the terminal, and the screen as a terminal shows it after each complete frame.
+struct Output {
+    raw: Vec<u8>,
+    /// `raw[..fed]` went through the emulator (up to the end of the last complete frame).
+    fed: usize,
+    emulator: vt100::Parser,
+    /// Each complete frame that differed from the one before, as screen lines (trailing blanks removed).
+    frames: Vec<Vec<String>>,
+}
+
+impl Output {
+    fn new(rows: u16, cols: u16) -> Output {
+        let size = |n: u16| std::num::NonZeroU16::new(n).unwrap();
+        Output { raw: Vec::new(), fed: 0, emulator: vt100::Parser::new(size(rows), size(cols), 0), frames: Vec::new() }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.raw.extend_from_slice(bytes);
+        while let Some(i) = self.raw[self.fed..].windows(FRAME_END.len()).position(|w| w == FRAME_END) {
+            let end = self.fed + i + FRAME_END.len();
+            self.emulator.process(&self.raw[self.fed..end]);
+            self.fed = end;
+            let screen = self.emulator.screen();
+            let lines: Vec<String> = screen.rows(0, screen.size().1.get()).map(|l| l.trim_end().to_string()).collect();
+            if self.frames.last() != Some(&lines) {
+                self.frames.push(lines);
+            }
+        }
+    }
+}
 
 struct Pty {
     child: std::process::Child,
     master: std::fs::File,
     slave: OwnedFd,
-    output: Arc<Mutex<Vec<u8>>>,
+    output: Arc<Mutex<Output>>,
 }
 
 impl Pty {
@@ -396,20 +430,30 @@ impl Pty {
     }
 
     fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Pty {
-        let ws = nix::pty::Winsize { ws_row: 40, ws_col: 140, ws_xpixel: 0, ws_ypixel: 0 };
+        let (rows, cols) = (40, 140);
+        let ws = nix::pty::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
         let pty = nix::pty::openpty(Some(&ws), None).expect("openpty");
         let io = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("dup"));
-        let child = Command::new(memspy_bin())
-            .args(args)
+        let mut cmd = Command::new(memspy_bin());
+        cmd.args(args)
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdin(io(&pty.slave))
             .stdout(io(&pty.slave))
-            .stderr(io(&pty.slave))
-            .spawn()
-            .expect("spawn memspy");
+            .stderr(io(&pty.slave));
+        // As in a terminal window: the pty is memspy's controlling terminal (its size, SIGWINCH on resize).
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn memspy");
         let master = std::fs::File::from(pty.master);
-        let output = Arc::new(Mutex::new(Vec::new()));
+        let output = Arc::new(Mutex::new(Output::new(rows, cols)));
         let (mut reader, sink) = (master.try_clone().expect("dup"), output.clone());
         thread::spawn(move || {
             let mut buf = [0u8; 4096];
@@ -417,22 +461,35 @@ impl Pty {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                sink.lock().unwrap().push(&buf[..n]);
             }
         });
         Pty { child, master, slave: pty.slave, output }
     }
 
     fn text(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+        String::from_utf8_lossy(&self.output.lock().unwrap().raw).into_owned()
     }
 
-    /// The lines of the last complete frame (frames start with cursor-home and end with clear-below).
+    /// The screen after the last complete frame, one string per line.
     fn last_frame(&self) -> Vec<String> {
-        let t = self.text();
-        let Some(end) = t.rfind("\x1b[J") else { return Vec::new() };
-        let start = t[..end].rfind("\x1b[H").map(|i| i + 3).unwrap_or(0);
-        t[start..end].split("\r\n").map(|l| l.replace("\x1b[K", "")).collect()
+        self.output.lock().unwrap().frames.last().cloned().unwrap_or_default()
+    }
+
+    /// Whether any frame so far satisfied `ok`.
+    fn any_frame(&self, ok: impl Fn(&[String]) -> bool) -> bool {
+        self.output.lock().unwrap().frames.iter().any(|f| ok(f))
+    }
+
+    /// Resizes the window, as a terminal does (the kernel signals memspy).
+    fn resize(&self, rows: u16, cols: u16) {
+        let mut out = self.output.lock().unwrap();
+        let size = |n: u16| std::num::NonZeroU16::new(n).unwrap();
+        out.emulator.set_size(size(rows), size(cols));
+        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: TIOCSWINSZ reads one winsize.
+        let rc = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        assert_eq!(rc, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
     }
 
     fn send(&mut self, keys: &str) {
@@ -547,6 +604,19 @@ fn live_top_in_a_terminal() {
     t.send("p");
     t.wait_frame("[PAUSED]", |f| f.get(2).is_some_and(|l| l.contains("[PAUSED]")));
 
+    // A resize redraws the view at the new size: narrower drops the last-refresh columns, the footer
+    // moves to the new last line; and back.
+    for (height, width, last_columns) in [(24u16, 90u16, false), (40, 140, true)] {
+        t.resize(height, width);
+        let f = t.wait_frame(&format!("the view redrawn at {width}x{height}"), |f| {
+            f.len() == height as usize
+                && f.last().is_some_and(|l| l.contains("q quit"))
+                && f.get(3).is_some_and(|l| l.contains("ΔCOUNT") && l.contains("ΔC LAST") == last_columns)
+        });
+        assert!(f[2].contains("filter: churn") && f[2].contains("[PAUSED]"), "{}", f.join("\n"));
+        assert!(rows(&f).iter().all(|r| r.1.to_lowercase().contains("churn")), "{}", f.join("\n"));
+    }
+
     t.send("q");
     let status = t.wait_exit();
     assert!(status.success(), "exit {status:?}");
@@ -576,7 +646,11 @@ fn live_top_in_a_terminal() {
         "after leaving: {after:?}"
     );
     assert!(!after.contains("RUST_BACKTRACE"), "{after:?}");
-    assert!(all.contains("refresh #2"), "the view ran before the panic: {:?}", tail(&all, 600));
+    assert!(
+        t.any_frame(|f| f.iter().any(|l| l.contains("refresh #2"))),
+        "the view ran before the panic: {:?}",
+        tail(&all, 600)
+    );
     let mut errors = Vec::new();
     leaky.check_running(&mut errors);
     assert!(errors.is_empty(), "after a panic: {errors:?}");

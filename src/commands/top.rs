@@ -9,7 +9,7 @@ use crate::commands::{sleep_unless_interrupted, Session, Spawned, TargetSpec};
 use crate::error::{Error, Result};
 use crate::report;
 use crate::report::progress::progress;
-use crate::report::tui::{self, Frame, TerminalGuard, ViewSort, ViewState};
+use crate::report::tui::{Frame, Screen, ViewSort, ViewState};
 use crate::walk::SnapshotOptions;
 
 #[derive(Clone, Debug)]
@@ -106,7 +106,7 @@ fn live_view(session: &Session, opts: &TopOptions, mut spawned: Option<&mut Spaw
     let first = session.report(&opts.snapshot);
     pb.finish_and_clear();
     let first = first?;
-    let term = TerminalGuard::enter().map_err(|e| Error::Other(format!("cannot set up the terminal: {e}")))?;
+    let mut term = Screen::enter().map_err(|e| Error::Other(format!("cannot set up the terminal: {e}")))?;
     let mut state = ViewState::new(match opts.sort {
         SortKey::Bytes => ViewSort::Bytes,
         SortKey::Count => ViewSort::Count,
@@ -118,16 +118,18 @@ fn live_view(session: &Session, opts: &TopOptions, mut spawned: Option<&mut Spaw
     let mut refreshes = 1u64;
     let mut next = Instant::now() + opts.rate;
     let mut gone: Option<String> = None;
+    // The longest a wait for input lasts before the clock and Ctrl-C/SIGTERM are looked at again.
+    const MAX_WAIT: Duration = Duration::from_millis(250);
     loop {
-        let draw = |state: &ViewState,
-                    note: &str,
-                    current: &crate::analysis::Report,
-                    since_start: &Diff,
-                    since_last: Option<&Diff>| {
-            let (w, h) = term.size();
+        let mut draw = |state: &ViewState,
+                        note: &str,
+                        current: &crate::analysis::Report,
+                        since_start: &Diff,
+                        since_last: Option<&Diff>| {
             let frame =
                 Frame { report: current, since_start, since_last, refreshes, rate_s: opts.rate.as_secs_f64(), note };
-            term.draw(&tui::render(state, &frame, w, h));
+            // A frame that cannot be written (the terminal went away) is dropped; input then says so.
+            let _ = term.draw(state, &frame);
         };
         draw(&state, "", &current, &since_start, since_last.as_ref());
         if state.quit || crate::interrupt::requested() {
@@ -155,9 +157,10 @@ fn live_view(session: &Session, opts: &TopOptions, mut spawned: Option<&mut Spaw
             next = Instant::now() + opts.rate;
             continue;
         }
-        let wait_ms = if state.paused { 500 } else { next.saturating_duration_since(now).as_millis().min(500) as i32 };
-        let keys = term.read_keys(wait_ms);
-        state.keys(&keys);
+        let wait = if state.paused { MAX_WAIT } else { next.saturating_duration_since(now).min(MAX_WAIT) };
+        for input in term.read_input(wait) {
+            state.input(&input);
+        }
     }
     drop(term);
     if let Some(msg) = gone {
