@@ -15,6 +15,7 @@ pub mod discovery;
 pub mod error;
 pub mod interrupt;
 pub mod memory;
+pub mod native;
 pub mod pause;
 pub mod process;
 pub mod report;
