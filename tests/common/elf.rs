@@ -9,6 +9,12 @@ use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use goblin::elf::section_header::SHN_UNDEF;
+use goblin::elf::section_header::SHT_SYMTAB;
+use goblin::elf::sym::Symtab;
+use goblin::elf::Elf;
+use goblin::strtab::Strtab;
+
 use super::Interpreter;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,7 +116,7 @@ pub struct ElfInfo {
     pub defines_pyruntime: bool,
 }
 
-/// Section-header level facts about an ELF64 little-endian file (cached by path).
+/// Section-header level facts about an ELF file (cached by path).
 pub fn elf_info(path: &Path) -> Result<ElfInfo, String> {
     static CACHE: OnceLock<Mutex<HashMap<PathBuf, ElfInfo>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
@@ -123,85 +129,14 @@ pub fn elf_info(path: &Path) -> Result<ElfInfo, String> {
     Ok(info)
 }
 
-fn rd_u16(d: &[u8], off: usize) -> Result<u16, String> {
-    d.get(off..off + 2).map(|b| u16::from_le_bytes([b[0], b[1]])).ok_or_else(|| "truncated ELF".to_string())
-}
-
-fn rd_u32(d: &[u8], off: usize) -> Result<u32, String> {
-    d.get(off..off + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).ok_or_else(|| "truncated ELF".to_string())
-}
-
-fn rd_u64(d: &[u8], off: usize) -> Result<u64, String> {
-    d.get(off..off + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap())).ok_or_else(|| "truncated ELF".to_string())
-}
-
-fn cstr_at(d: &[u8], off: usize) -> &[u8] {
-    match d.get(off..) {
-        Some(s) => &s[..s.iter().position(|&c| c == 0).unwrap_or(s.len())],
-        None => &[],
-    }
-}
-
+/// Whether the file has a `.symtab`, and whether `.dynsym` or `.symtab` defines `_PyRuntime` (a symbol of
+/// that name in a section, not an undefined reference to it).
 fn parse_elf(d: &[u8]) -> Result<ElfInfo, String> {
-    const SHT_SYMTAB: u32 = 2;
-    const SHT_DYNSYM: u32 = 11;
-    if d.len() < 64 || &d[..4] != b"\x7fELF" {
-        return Err("not an ELF file".into());
-    }
-    if d[4] != 2 || d[5] != 1 {
-        return Err("not ELF64 little-endian".into());
-    }
-    let shoff = rd_u64(d, 0x28)? as usize;
-    let shentsize = rd_u16(d, 0x3a)? as usize;
-    let mut shnum = rd_u16(d, 0x3c)? as usize;
-    if shoff == 0 {
-        return Ok(ElfInfo { has_symtab: false, defines_pyruntime: false });
-    }
-    if shnum == 0 {
-        shnum = rd_u64(d, shoff + 32)? as usize; // extended numbering: sh_size of section 0
-    }
-    if shentsize < 64 {
-        return Err("bad e_shentsize".into());
-    }
-    struct Sh {
-        kind: u32,
-        offset: usize,
-        size: usize,
-        link: usize,
-        entsize: usize,
-    }
-    let mut shs = Vec::with_capacity(shnum);
-    for i in 0..shnum {
-        let b = shoff + i * shentsize;
-        shs.push(Sh {
-            kind: rd_u32(d, b + 4)?,
-            offset: rd_u64(d, b + 24)? as usize,
-            size: rd_u64(d, b + 32)? as usize,
-            link: rd_u32(d, b + 40)? as usize,
-            entsize: rd_u64(d, b + 56)? as usize,
-        });
-    }
-    let has_symtab = shs.iter().any(|s| s.kind == SHT_SYMTAB);
-    let mut defines_pyruntime = false;
-    'outer: for s in shs.iter().filter(|s| s.kind == SHT_DYNSYM || s.kind == SHT_SYMTAB) {
-        let strtab = match shs.get(s.link) {
-            Some(t) => t,
-            None => continue,
-        };
-        let ent = if s.entsize >= 24 { s.entsize } else { 24 };
-        let n = s.size / ent;
-        for k in 0..n {
-            let e = s.offset + k * ent;
-            let name_off = rd_u32(d, e)? as usize;
-            let shndx = rd_u16(d, e + 6)?;
-            if shndx == 0 || name_off >= strtab.size {
-                continue;
-            }
-            if cstr_at(d, strtab.offset + name_off) == b"_PyRuntime" {
-                defines_pyruntime = true;
-                break 'outer;
-            }
-        }
-    }
+    let elf = Elf::parse(d).map_err(|e| format!("not a readable ELF file: {e}"))?;
+    let has_symtab = elf.section_headers.iter().any(|s| s.sh_type == SHT_SYMTAB);
+    let defines = |syms: &Symtab, names: &Strtab| {
+        syms.iter().any(|s| s.st_shndx != SHN_UNDEF as usize && names.get_at(s.st_name) == Some("_PyRuntime"))
+    };
+    let defines_pyruntime = defines(&elf.dynsyms, &elf.dynstrtab) || defines(&elf.syms, &elf.strtab);
     Ok(ElfInfo { has_symtab, defines_pyruntime })
 }
