@@ -211,7 +211,7 @@ fn collect_rs(dir: &Path, out: &mut Vec<PathBuf>) {
 // Never left stopped
 
 fn interrupted_mid_walk(sig: i32, once: bool, what: &str) {
-    let Some(interp) = one_interpreter() else { return };
+    let Some(interp) = one_interpreter() else { return skip_or_fail(NO_INTERPRETER) };
     let fx = spawn_target(&interp, &[]);
     let pid = fx.pid.to_string();
     let mut args = vec!["top", pid.as_str(), "--json"];
@@ -251,7 +251,7 @@ fn sigterm_mid_walk_in_the_live_loop_resumes_the_target() {
 
 #[test]
 fn panic_in_the_walk_resumes_the_target() {
-    let Some(interp) = one_interpreter() else { return };
+    let Some(interp) = one_interpreter() else { return skip_or_fail(NO_INTERPRETER) };
     let fx = spawn_target(&interp, &[]);
     let m = memspy_child(&["top", &fx.pid.to_string(), "--once"], &[("MEMSPY_TEST_PANIC_IN_WALK", "5000")]);
     let (status, _, stderr) = finish(m, Duration::from_secs(60));
@@ -265,7 +265,7 @@ fn panic_in_the_walk_resumes_the_target() {
 /// one line and the target is resumed.
 #[test]
 fn panic_in_a_walk_worker_resumes_the_target() {
-    let Some(interp) = one_interpreter() else { return };
+    let Some(interp) = one_interpreter() else { return skip_or_fail(NO_INTERPRETER) };
     let fx = spawn_target(&interp, &[]);
     let (report, _) = memspy_top_json_with(fx.pid, &["--gc-only"]).expect("gc-only report");
     let tracked = report["totals"]["gc_tracked"].as_u64().expect("gc_tracked");
@@ -283,7 +283,7 @@ fn panic_in_a_walk_worker_resumes_the_target() {
 
 #[test]
 fn target_exiting_mid_walk_is_one_line_error() {
-    let Some(interp) = one_interpreter() else { return };
+    let Some(interp) = one_interpreter() else { return skip_or_fail(NO_INTERPRETER) };
     let mut fx = spawn_target(&interp, &[]);
     let mut m = memspy_child(&["top", &fx.pid.to_string(), "--once"], &[("MEMSPY_TEST_WALK_DELAY_US", DELAY_US)]);
     wait_paused(&fx, &mut m);
@@ -296,7 +296,7 @@ fn target_exiting_mid_walk_is_one_line_error() {
 
 #[test]
 fn max_pause_resumes_the_target_and_reports_partial() {
-    let Some(interp) = one_interpreter() else { return };
+    let Some(interp) = one_interpreter() else { return skip_or_fail(NO_INTERPRETER) };
     let fx = spawn_target(&interp, &[]);
     let start = Instant::now();
     let m = memspy_child(
@@ -318,7 +318,7 @@ fn max_pause_resumes_the_target_and_reports_partial() {
 
 #[test]
 fn timeout_caps_the_walk() {
-    let Some(interp) = one_interpreter() else { return };
+    let Some(interp) = one_interpreter() else { return skip_or_fail(NO_INTERPRETER) };
     let fx = spawn_target(&interp, &[]);
     for extra in [&["--nonblocking"][..], &["--max-pause", "30"][..]] {
         let start = Instant::now();
@@ -339,7 +339,11 @@ fn timeout_caps_the_walk() {
 
 #[test]
 fn moving_target_nonblocking_and_paused() {
-    for interp in interpreters(3) {
+    let interps = interpreters(3);
+    if interps.is_empty() {
+        return skip_or_fail(NO_INTERPRETER);
+    }
+    for interp in interps {
         let fx = spawn_target(&interp, &["--objects", "30000", "--churn", "4"]);
         let pid = fx.pid.to_string();
         for i in 0..3 {
@@ -392,9 +396,7 @@ fn threads_in_d(pid: u32) -> Vec<String> {
 
 #[test]
 fn a_thread_in_uninterruptible_sleep_is_one_line_error_and_the_target_runs() {
-    let Some(interp) = one_interpreter() else {
-        return;
-    };
+    let Some(interp) = one_interpreter() else { return skip_or_fail(NO_INTERPRETER) };
     let tmp = TempDir::new("stuck").unwrap();
     let fifo = tmp.path().join("fifo");
     assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
@@ -517,10 +519,9 @@ fn own_pid() {
 fn permission_denied_names_the_remedies() {
     // SAFETY: getuid has no preconditions.
     if unsafe { libc::getuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("needs root and setpriv; skipping");
-        return;
+        return skip_or_fail("needs root and setpriv");
     }
-    let Some(interp) = one_interpreter() else { return };
+    let Some(interp) = one_interpreter() else { return skip_or_fail(NO_INTERPRETER) };
     let fx = spawn_target(&interp, &["--objects", "1000"]);
     // The unprivileged user may not be able to reach the build directory (a checkout under /root):
     // run a world-executable copy of the binary from a fresh directory instead.
@@ -597,8 +598,7 @@ fn start_plain(bin: &Path, dir: &Path, env: &[(&str, &str)]) -> Reaped {
 fn unsupported_versions_are_named() {
     let olds = old_pythons();
     if olds.is_empty() {
-        eprintln!("no pyenv 2.7/3.6/3.7/3.8 found; skipping");
-        return;
+        return skip_or_fail("no pyenv 2.7/3.6/3.7/3.8 found");
     }
     for (v, bin) in olds {
         let tmp = TempDir::new(&format!("old-{v}")).unwrap();
@@ -614,8 +614,7 @@ fn free_threaded_build_by_file_name() {
     // A GIL build under a free-threaded name (python3.Nt), without debug offsets to say otherwise.
     let Some(src) = ["/usr/bin/python3.11", "/usr/bin/python3.9"].into_iter().map(PathBuf::from).find(|p| p.exists())
     else {
-        eprintln!("no Debian static python3.11/3.9; skipping");
-        return;
+        return skip_or_fail("no Debian static python3.11/3.9");
     };
     let tmp = TempDir::new("ft-name").unwrap();
     let name = format!("{}t", src.file_name().unwrap().to_string_lossy());

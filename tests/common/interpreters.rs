@@ -14,6 +14,9 @@ use super::{run_with_timeout, tail};
 /// How long probing one interpreter may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Why a test that needs an interpreter cannot run (see [`super::skip_or_fail`]).
+pub const NO_INTERPRETER: &str = "no CPython 3.9+ (GIL build) found, or none selected by MEMSPY_TEST_PYTHONS";
+
 #[derive(Clone, Debug)]
 pub struct Interpreter {
     /// Canonical path of the interpreter binary (realpath of sys.executable).

@@ -55,6 +55,23 @@ pub fn ci_mode() -> bool {
     }
 }
 
+/// The name of the running test (libtest runs each test on a thread named after it).
+pub fn test_name() -> String {
+    std::thread::current().name().unwrap_or("?").to_string()
+}
+
+/// What a test does when a prerequisite is missing (no interpreter, not root, no old Python...): under
+/// CI ([`ci_mode`]) the test fails, since a skipped test must not pass there; elsewhere it prints one
+/// `SKIPPED: <test>: <reason>` line and the caller returns (`return skip_or_fail("...")`).
+#[track_caller]
+pub fn skip_or_fail(reason: &str) {
+    let test = test_name();
+    if ci_mode() {
+        panic!("{test}: cannot run under CI: {reason}");
+    }
+    eprintln!("SKIPPED: {test}: {reason}");
+}
+
 // ---------------------------------------------------------------------------
 // Temporary directories
 
