@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 mod elf;
+mod errors;
 mod fixtures;
 mod interpreters;
 mod json;
@@ -13,7 +14,7 @@ mod run;
 
 // Each test binary uses only some of these.
 #[allow(unused_imports)]
-pub use {elf::*, fixtures::*, interpreters::*, json::*, run::*};
+pub use {elf::*, errors::*, fixtures::*, interpreters::*, json::*, run::*};
 
 use std::fs;
 use std::io;
