@@ -155,6 +155,7 @@ impl Image {
             runtime: self.runtime,
             version: self.version,
             debug_build: self.debug_build,
+            free_threaded: false,
             layout,
             executable: "(image)".into(),
             binary: "(image)".into(),

@@ -220,10 +220,11 @@ fn compare(
     check(
         "python.free_threaded",
         get_bool(report, "python.free_threaded").and_then(|f| {
-            if f {
-                Err("expected false got true".into())
-            } else {
+            let want = get_bool(truth, "free_threaded").map_err(|e| format!("truth: {e}"))?;
+            if f == want {
                 Ok(())
+            } else {
+                Err(format!("expected {} (Py_GIL_DISABLED) got {}", want, f))
             }
         }),
     );
