@@ -1,6 +1,7 @@
-//! Helpers shared by memspy's integration tests: interpreter discovery, fixture
-//! processes (killed on drop), running the memspy binary with a time limit, and
-//! a little ELF / procfs inspection to cross-check what memspy reports.
+//! Helpers shared by memspy's integration tests: interpreter discovery (interpreters), fixture
+//! processes killed on drop (fixtures, safety_target), running the memspy binary with a time limit
+//! (run), a little ELF / procfs inspection to cross-check what memspy reports (elf), memspy's own
+//! error texts (errors), JSON field access (json); here: paths, skips, temporary directories.
 //!
 //! Use from a test file with `mod common;`.
 #![allow(dead_code)]
@@ -11,10 +12,11 @@ mod fixtures;
 mod interpreters;
 mod json;
 mod run;
+mod safety_target;
 
 // Each test binary uses only some of these.
 #[allow(unused_imports)]
-pub use {elf::*, errors::*, fixtures::*, interpreters::*, json::*, run::*};
+pub use {elf::*, errors::*, fixtures::*, interpreters::*, json::*, run::*, safety_target::*};
 
 use std::fs;
 use std::io;
