@@ -1,5 +1,5 @@
 //! Helpers shared by memspy's integration tests: interpreter discovery (interpreters), fixture
-//! processes killed on drop (fixtures, safety_target), running the memspy binary with a time limit
+//! processes killed on drop (fixtures, safety_target, leaky), running the memspy binary with a time limit
 //! (run), a little ELF / procfs inspection to cross-check what memspy reports (elf), memspy's own
 //! error texts (errors), JSON field access (json); here: paths, skips, temporary directories.
 //!
@@ -11,12 +11,13 @@ mod errors;
 mod fixtures;
 mod interpreters;
 mod json;
+mod leaky;
 mod run;
 mod safety_target;
 
 // Each test binary uses only some of these.
 #[allow(unused_imports)]
-pub use {elf::*, errors::*, fixtures::*, interpreters::*, json::*, run::*, safety_target::*};
+pub use {elf::*, errors::*, fixtures::*, interpreters::*, json::*, leaky::*, run::*, safety_target::*};
 
 use std::fs;
 use std::io;
