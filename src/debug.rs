@@ -178,6 +178,7 @@ impl Image {
             runtime: self.runtime,
             version: self.version,
             debug_build: self.debug_build,
+            free_threaded: false,
             layout,
             executable: "(image)".into(),
             binary: "(image)".into(),
@@ -218,7 +219,7 @@ pub fn fuzz_one(data: &[u8]) {
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -228,7 +229,7 @@ impl Rng {
         if n == 0 {
             0
         } else {
-            self.next() % n
+            self.next_u64() % n
         }
     }
 }
@@ -256,11 +257,11 @@ pub fn mutate(img: &mut Image, rng: &mut Rng, rounds: u32) {
             4 => addrs[rng.below(addrs.len() as u64) as usize] + (rng.below(64) & !7),
             5 => here.wrapping_add(rng.below(512)).wrapping_sub(256),
             6 => u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8")) ^ (1 << rng.below(64)),
-            7 => rng.next(),
+            7 => rng.next_u64(),
             8 => i64::MIN as u64,
             _ => {
                 // Overwrite one byte (names, flags, log2 sizes).
-                bytes[at + rng.below(8) as usize] = rng.next() as u8;
+                bytes[at + rng.below(8) as usize] = rng.next_u64() as u8;
                 continue;
             }
         };

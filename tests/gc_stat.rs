@@ -159,8 +159,7 @@ fn check(interp: &Interpreter) -> Outcome {
 fn gc_and_pymalloc_figures_match_the_target() {
     let d = discover_interpreters();
     if d.interpreters.is_empty() {
-        eprintln!("no interpreter found; nothing tested");
-        return;
+        return skip_or_fail(NO_INTERPRETER);
     }
     let results: Vec<Outcome> = d.interpreters.iter().map(check).collect();
     let mut failed = 0;
@@ -179,7 +178,7 @@ fn gc_and_pymalloc_figures_match_the_target() {
 fn pymalloc_off_is_reported_plainly() {
     let d = discover_interpreters();
     let Some(interp) = d.interpreters.iter().find(|i| !i.debug).or_else(|| d.interpreters.first()) else {
-        return;
+        return skip_or_fail(NO_INTERPRETER);
     };
     let mut fixture = Fixture::spawn_with_env(interp, FIXTURE, &[], &[("PYTHONMALLOC", "malloc")]).expect("spawn");
     let truth = fixture.wait_for_truth(FIXTURE_TIMEOUT).expect("truth");

@@ -42,5 +42,9 @@ fn main() {
         slowest = slowest.max(t.elapsed());
         execs += 1;
     }
-    println!("{execs} executions in {:.1} s (slowest {slowest:?}), {} base images, seed {seed}", start.elapsed().as_secs_f64(), bases.len());
+    println!(
+        "{execs} executions in {:.1} s (slowest {slowest:?}), {} base images, seed {seed}",
+        start.elapsed().as_secs_f64(),
+        bases.len()
+    );
 }

@@ -46,7 +46,7 @@ impl Session {
         PythonInfo {
             version: self.interp.version.to_string(),
             executable: self.interp.executable.clone(),
-            free_threaded: false,
+            free_threaded: self.interp.free_threaded,
             debug: self.interp.debug_build,
             linkage: match self.interp.linkage {
                 Linkage::Static => "static".into(),

@@ -33,7 +33,7 @@ pub fn str_header(l: &Layout, addr: u64, head: &[u8], mem: &(impl Memory + ?Size
     let kind = (state >> 2) & 7;
     let compact = state & (1 << 5) != 0;
     let ascii = state & (1 << 6) != 0;
-    if !matches!(kind, 1 | 2 | 4) && !(kind == 0 && !compact) || length > 1 << 40 {
+    if !(matches!(kind, 1 | 2 | 4) || (kind == 0 && !compact)) || length > 1 << 40 {
         return Err(Error::Corrupt(format!("str at {addr:#x}: state {state:#x} length {length}")));
     }
     check_ptr(addr, "str")?;

@@ -39,6 +39,9 @@ pub struct Interpreter {
     /// The file holding `_PyRuntime` has no `.symtab`.
     pub stripped: bool,
     pub debug_build: bool,
+    /// A free-threaded (no GIL) build, as the debug offsets or else the file name say. Discovery refuses
+    /// those for now (`Error::FreeThreaded`).
+    pub free_threaded: bool,
     /// Where the version came from.
     pub version_source: &'static str,
     pub runtime_source: &'static str,
@@ -166,7 +169,8 @@ pub fn discover<M: Memory + ?Sized>(target: &Target, mem: &M) -> Result<Interpre
     if version.major != 3 || version.minor < OLDEST_MINOR || version.minor > NEWEST_MINOR {
         return Err(unsupported(pid, version));
     }
-    if name_hint.is_some_and(|(_, _, ft)| ft) && debug.is_none() {
+    let free_threaded = debug.as_ref().map_or(name_hint.is_some_and(|(_, _, ft)| ft), |d| d.free_threaded);
+    if free_threaded {
         return Err(Error::FreeThreaded { pid, version: version.to_string() });
     }
     let mut layout = Layout::builtin(version).ok_or_else(|| unsupported(pid, version))?;
@@ -180,6 +184,7 @@ pub fn discover<M: Memory + ?Sized>(target: &Target, mem: &M) -> Result<Interpre
         runtime,
         version,
         debug_build: layout.debug_build,
+        free_threaded,
         layout,
         executable: target.exe.clone(),
         binary: info.path.clone(),

@@ -1,0 +1,246 @@
+//! The CPython interpreters on this machine: pyenv's builds, the distribution's, anything on PATH.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{run_with_timeout, tail};
+
+/// How long probing one interpreter may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a test that needs an interpreter cannot run (see [`super::skip_or_fail`]).
+pub const NO_INTERPRETER: &str = "no CPython 3.9+ (GIL build) found, or none selected by MEMSPY_TEST_PYTHONS";
+
+#[derive(Clone, Debug)]
+pub struct Interpreter {
+    /// Canonical path of the interpreter binary (realpath of sys.executable).
+    pub path: PathBuf,
+    /// The candidate path it was found under (may be a symlink).
+    pub found_as: PathBuf,
+    /// (major, minor, micro) from sys.version_info.
+    pub version: (u32, u32, u32),
+    /// sys.version's first word, e.g. "3.13.0rc1".
+    pub full_version: String,
+    pub abiflags: String,
+    pub debug: bool,
+    pub free_threaded: bool,
+    /// sysconfig Py_ENABLE_SHARED (informational; linkage is determined from the process).
+    pub enable_shared: bool,
+}
+
+impl Interpreter {
+    pub fn version_string(&self) -> String {
+        format!("{}.{}.{}", self.version.0, self.version.1, self.version.2)
+    }
+
+    /// e.g. "3.12.1" or "3.13.5d".
+    pub fn label(&self) -> String {
+        format!("{}{}", self.version_string(), self.abiflags)
+    }
+
+    pub fn minor(&self) -> (u32, u32) {
+        (self.version.0, self.version.1)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub version: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Discovery {
+    /// Interpreters the tests should run against (>= 3.9, not free-threaded).
+    pub interpreters: Vec<Interpreter>,
+    /// Interpreters found but not used, with the reason.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Is `name` "python3.N", "python3.Nd", "python3.Nt", "python3.Ntd"...?
+fn is_versioned_python3(name: &str) -> bool {
+    let rest = match name.strip_prefix("python3.") {
+        Some(r) => r,
+        None => return false,
+    };
+    let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+    digits > 0 && rest[digits..].chars().all(|c| c == 'd' || c == 't')
+}
+
+fn pyenv_roots() -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    if let Some(r) = std::env::var_os("PYENV_ROOT") {
+        roots.push(PathBuf::from(r));
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        roots.push(PathBuf::from(h).join(".pyenv"));
+    }
+    roots.push(PathBuf::from("/root/.pyenv"));
+    roots
+}
+
+fn candidate_paths() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    // pyenv versions
+    for root in pyenv_roots() {
+        let versions = root.join("versions");
+        let mut dirs: Vec<PathBuf> = match fs::read_dir(&versions) {
+            Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect(),
+            Err(_) => continue,
+        };
+        dirs.sort();
+        for bin in dirs {
+            push_versioned_in(&bin, &mut out);
+        }
+    }
+    // Debian / distribution builds
+    for n in 9..=15 {
+        for suffix in ["", "d", "t"] {
+            out.push(PathBuf::from(format!("/usr/bin/python3.{}{}", n, suffix)));
+        }
+    }
+    // Anything on PATH (pyenv shims are skipped: the versions are enumerated above,
+    // and a shim for a version that is not selected just prints an error).
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if dir.ends_with("shims") && pyenv_roots().iter().any(|r| dir.starts_with(r)) {
+                continue;
+            }
+            push_versioned_in(&dir, &mut out);
+        }
+    }
+    out
+}
+
+fn push_versioned_in(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut found: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_str().map(is_versioned_python3).unwrap_or(false))
+            .map(|e| e.path())
+            .collect(),
+        Err(_) => return,
+    };
+    found.sort();
+    out.extend(found);
+}
+
+const PROBE: &str = r#"
+import json, os, sys, sysconfig
+print(json.dumps({
+    "executable": sys.executable,
+    "realpath": os.path.realpath(sys.executable),
+    "version": list(sys.version_info[:3]),
+    "full_version": sys.version.split()[0],
+    "abiflags": getattr(sys, "abiflags", ""),
+    "debug": bool(sysconfig.get_config_var("Py_DEBUG")) or hasattr(sys, "gettotalrefcount"),
+    "gil_disabled": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+    "shared": bool(sysconfig.get_config_var("Py_ENABLE_SHARED")),
+}))
+"#;
+
+fn probe(path: &Path) -> Result<Interpreter, String> {
+    let mut cmd = Command::new(path);
+    cmd.args(["-I", "-c", PROBE]);
+    let out = run_with_timeout(cmd, PROBE_TIMEOUT).map_err(|e| format!("cannot run: {}", e))?;
+    if !out.success() {
+        return Err(format!("probe failed: {}: {}", out.describe_status(), tail(&out.stderr, 300)));
+    }
+    let v: Value = serde_json::from_str(out.stdout.trim())
+        .map_err(|e| format!("probe printed no JSON ({}): {}", e, tail(&out.stdout, 300)))?;
+    let ver: Vec<u32> = v["version"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect())
+        .unwrap_or_default();
+    if ver.len() != 3 {
+        return Err(format!("probe: bad version {:?}", v["version"]));
+    }
+    let real = v["realpath"].as_str().unwrap_or_default();
+    let real = if real.is_empty() {
+        fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+    } else {
+        PathBuf::from(real)
+    };
+    Ok(Interpreter {
+        path: real,
+        found_as: path.to_path_buf(),
+        version: (ver[0], ver[1], ver[2]),
+        full_version: v["full_version"].as_str().unwrap_or_default().to_string(),
+        abiflags: v["abiflags"].as_str().unwrap_or_default().to_string(),
+        debug: v["debug"].as_bool().unwrap_or(false),
+        free_threaded: v["gil_disabled"].as_bool().unwrap_or(false)
+            || v["abiflags"].as_str().unwrap_or_default().contains('t'),
+        enable_shared: v["shared"].as_bool().unwrap_or(false),
+    })
+}
+
+fn discover_uncached() -> Discovery {
+    let mut seen_candidates = BTreeSet::new();
+    let mut seen_real = BTreeSet::new();
+    let mut d = Discovery::default();
+    for cand in candidate_paths() {
+        let canon = match fs::canonicalize(&cand) {
+            Ok(c) => c,
+            Err(_) => continue, // does not exist
+        };
+        if !canon.is_file() || !seen_candidates.insert(canon.clone()) {
+            continue;
+        }
+        let interp = match probe(&cand) {
+            Ok(i) => i,
+            Err(reason) => {
+                d.skipped.push(Skipped { path: cand.clone(), version: "?".into(), reason });
+                continue;
+            }
+        };
+        if !seen_real.insert(interp.path.clone()) {
+            continue;
+        }
+        if interp.version < (3, 9, 0) {
+            d.skipped.push(Skipped {
+                path: interp.path.clone(),
+                version: interp.label(),
+                reason: "older than 3.9 (covered by another test)".into(),
+            });
+        } else if interp.free_threaded {
+            d.skipped.push(Skipped {
+                path: interp.path.clone(),
+                version: interp.label(),
+                reason: "free-threaded build (not supported)".into(),
+            });
+        } else {
+            d.interpreters.push(interp);
+        }
+    }
+    d.interpreters.sort_by(|a, b| (a.version, &a.abiflags, &a.path).cmp(&(b.version, &b.abiflags, &b.path)));
+    d
+}
+
+/// All interpreters on this machine (computed once per test binary).
+///
+/// Set MEMSPY_TEST_PYTHONS to a colon-separated list of paths to test only those.
+pub fn discover_interpreters() -> &'static Discovery {
+    static CACHE: OnceLock<Discovery> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        let mut d = discover_uncached();
+        if let Some(only) = std::env::var_os("MEMSPY_TEST_PYTHONS") {
+            let wanted: Vec<PathBuf> =
+                std::env::split_paths(&only).map(|p| fs::canonicalize(&p).unwrap_or(p)).collect();
+            let (keep, drop): (Vec<_>, Vec<_>) = d.interpreters.into_iter().partition(|i| wanted.contains(&i.path));
+            d.interpreters = keep;
+            d.skipped.extend(drop.into_iter().map(|i| Skipped {
+                path: i.path.clone(),
+                version: i.label(),
+                reason: "not selected by MEMSPY_TEST_PYTHONS".into(),
+            }));
+        }
+        d
+    })
+}
