@@ -13,8 +13,9 @@ pub enum Error {
     #[error("PID {pid} is a zombie (it has exited and waits for its parent to reap it); there is no heap to read")]
     Zombie { pid: i32 },
 
-    #[error("permission denied reading PID {pid}: {detail}. {}", permission_remedy(*.pid))]
-    PermissionDenied { pid: i32, detail: String },
+    /// Built with [`Error::permission_denied`], which says what to do about it.
+    #[error("permission denied reading PID {pid}: {detail}. {remedy}")]
+    PermissionDenied { pid: i32, detail: String, remedy: String },
 
     #[error("PID {pid} is not a Python process: no CPython runtime (_PyRuntime) found in {exe}")]
     NotPython { pid: i32, exe: String },
@@ -114,6 +115,11 @@ pub const NOT_ROOT_REMEDY: &str = "Run memspy as root (sudo), or grant it CAP_SY
      kernel.yama.ptrace_scope=0";
 
 impl Error {
+    /// A permission error reading `pid`, with the remedy that fits who memspy runs as.
+    pub fn permission_denied(pid: i32, detail: String) -> Error {
+        Error::PermissionDenied { pid, detail, remedy: permission_remedy(pid) }
+    }
+
     /// True for read failures, which in a live target usually mean it exited or unmapped memory.
     pub fn is_read(&self) -> bool {
         matches!(self, Error::Read { .. })

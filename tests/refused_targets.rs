@@ -111,8 +111,56 @@ fn permission_denied_names_the_remedies() {
     }
     let line = assert_one_line_error(out.status, &out.stderr, "permission denied");
     // The text names the remedies: root, CAP_SYS_PTRACE, ptrace_scope.
-    assert!(shows_error(&line, &Error::PermissionDenied { pid: fx.pid as i32, detail: ANY.into() }), "{line}");
+    assert!(
+        shows_error(
+            &line,
+            &Error::PermissionDenied {
+                pid: fx.pid as i32,
+                detail: ANY.into(),
+                remedy: memspy::error::NOT_ROOT_REMEDY.into(),
+            }
+        ),
+        "{line}"
+    );
     assert_runs(&fx, "permission denied");
+}
+
+#[test]
+fn permission_denied_as_root_names_what_blocks() {
+    // As root the permission is there unless something blocks it: here another tracer (gdb) holds the
+    // target, and the line names it instead of advising to run as root.
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 || Command::new("gdb").arg("--version").output().is_err() {
+        return skip_or_fail("needs root and gdb");
+    }
+    let Some(interp) = one_interpreter() else { return skip_or_fail(NO_INTERPRETER) };
+    let fx = spawn_target(&interp, &["--objects", "1000"]);
+    let gdb = Reaped(
+        Command::new("gdb")
+            .args(["-p", &fx.pid.to_string(), "-batch", "-nx", "-ex", "shell sleep 60"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gdb"),
+    );
+    let tracer = || {
+        let status = fs::read_to_string(format!("/proc/{}/status", fx.pid)).unwrap_or_default();
+        status.lines().find_map(|l| l.strip_prefix("TracerPid:").map(|v| v.trim().to_string())).unwrap_or_default()
+    };
+    let traced = wait_until(Duration::from_secs(30), || tracer() == gdb.0.id().to_string());
+    assert!(traced, "gdb did not attach to PID {} (TracerPid {})", fx.pid, tracer());
+    let line = memspy_error(&["top", &fx.pid.to_string(), "--once"], "permission denied");
+    let remedy = format!(
+        "PID {} is already traced by PID {} (gdb): a debugger or another tool holds it; detach it first",
+        fx.pid,
+        gdb.0.id()
+    );
+    let e = Error::PermissionDenied { pid: fx.pid as i32, detail: ANY.into(), remedy };
+    assert!(shows_error(&line, &e), "{line}");
+    assert!(!line.contains("Run memspy as root"), "{line}");
+    drop(gdb);
+    assert_runs(&fx, "gdb detached");
 }
 
 /// Python interpreters memspy does not support, from pyenv: (version prefix, binary).

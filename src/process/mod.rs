@@ -71,7 +71,7 @@ fn io_to_error(pid: i32, e: std::io::Error, what: &str) -> Error {
                 Error::NoSuchProcess(pid)
             }
         }
-        Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { pid, detail: format!("{what}: {e}") },
+        Some(libc::EACCES) | Some(libc::EPERM) => Error::permission_denied(pid, format!("{what}: {e}")),
         _ => Error::Other(format!("PID {pid}: {what}: {e}")),
     }
 }
@@ -103,7 +103,7 @@ impl Target {
             let mut b = [0u8; 8];
             RemoteMemory::new(pid).read(m.start, &mut b).map_err(|e| match e.raw_os_error() {
                 Some(libc::EPERM) | Some(libc::EACCES) => {
-                    Error::PermissionDenied { pid, detail: format!("process_vm_readv: {e}") }
+                    Error::permission_denied(pid, format!("process_vm_readv: {e}"))
                 }
                 Some(libc::ESRCH) => Error::TargetExited { pid },
                 _ => Error::Other(format!("PID {pid}: process_vm_readv: {e}")),
@@ -161,7 +161,7 @@ impl Target {
                 // A process that is exiting refuses ptrace with EPERM too.
                 Error::TargetExited { pid: self.pid }
             } else if msg.contains("EPERM") || msg.contains("Operation not permitted") {
-                Error::PermissionDenied { pid: self.pid, detail: format!("ptrace: {msg}") }
+                Error::permission_denied(self.pid, format!("ptrace: {msg}"))
             } else {
                 Error::Other(format!("could not pause PID {}: {msg}", self.pid))
             }
