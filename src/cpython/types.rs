@@ -283,12 +283,13 @@ pub fn type_name<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, flags: u64)
     Ok(if tp_name.contains('.') { tp_name } else { format!("builtins.{tp_name}") })
 }
 
-/// The text of `obj` if it is a str (its type has `Py_TPFLAGS_UNICODE_SUBCLASS`).
+/// The text of `obj` unless its type says it is not a str (no `Py_TPFLAGS_UNICODE_SUBCLASS`).
 fn str_value<M: Memory + ?Sized>(mem: &M, l: &Layout, obj: u64) -> Result<String> {
     let ty = mem.u64_at(check_ptr(obj, "object")? + l.ob_type, "ob_type")?;
-    let ty_flags = mem.u64_at(check_ptr(ty, "type")? + l.tp_flags, "tp_flags")?;
-    if ty_flags & flags::UNICODE_SUBCLASS == 0 {
-        return Err(Error::Corrupt(format!("{obj:#x} is not a str")));
+    if let Ok(ty_flags) = mem.u64_at(check_ptr(ty, "type")? + l.tp_flags, "tp_flags") {
+        if ty_flags & flags::UNICODE_SUBCLASS == 0 {
+            return Err(Error::Corrupt(format!("{obj:#x} is not a str")));
+        }
     }
     read_str(mem, l, obj)
 }
