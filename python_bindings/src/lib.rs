@@ -271,6 +271,11 @@ pub struct ObmallocLayout {
     // struct pool_header
     pub pool_count: u64,
     pub pool_szidx: u64,
+    /// `freeblock` (the first free block), `arenaindex`, `nextoffset` (blocks at or past it were never
+    /// handed out).
+    pub pool_freeblock: u64,
+    pub pool_arenaindex: u64,
+    pub pool_nextoffset: u64,
 }
 
 const OBMALLOC_310: ObmallocLayout = ObmallocLayout {
@@ -294,6 +299,9 @@ const OBMALLOC_310: ObmallocLayout = ObmallocLayout {
     ao_ntotalpools: 0x14,
     pool_count: 0,
     pool_szidx: 0x24,
+    pool_freeblock: 8,
+    pool_arenaindex: 0x20,
+    pool_nextoffset: 0x28,
 };
 
 /// How a thread state points to its innermost frame.

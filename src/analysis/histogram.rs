@@ -211,7 +211,28 @@ pub struct Report {
     /// mid-update while the target was stopped).
     #[serde(default)]
     pub retries: u32,
+    /// What the walk could not decode or had to judge (see [`ScanCounts`]).
+    #[serde(default)]
+    pub scan: ScanCounts,
     pub types: Vec<TypeRow>,
+}
+
+/// What a walk could not decode or had to judge, counted (the report is marked where they matter).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanCounts {
+    /// Objects whose type or size could not be read (skipped).
+    pub unreadable: u64,
+    /// Objects whose references could not be decoded (what they hold may be missing).
+    pub decode_errors: u64,
+    /// Objects sized by an approximation (a `__sizeof__` of their own that memspy does not model).
+    pub approximate_sizes: u64,
+    /// Candidates of conservative scans that looked like objects where no live block of theirs starts.
+    pub rejected_candidates: u64,
+    /// Objects taken in memory that no allocator memspy knows claims.
+    pub unvalidated_objects: u64,
+    /// Native blocks (a C extension's buffers) scanned for object pointers, and their bytes.
+    pub native_blocks: u64,
+    pub native_bytes: u64,
 }
 
 #[cfg(test)]

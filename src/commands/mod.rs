@@ -10,7 +10,7 @@ pub mod top;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::analysis::histogram::{GcCounts, PythonInfo};
+use crate::analysis::histogram::{GcCounts, PythonInfo, ScanCounts};
 use crate::analysis::{Histogram, Report};
 use crate::discovery::{self, Interpreter, Linkage};
 use crate::error::{Error, Result};
@@ -68,6 +68,15 @@ impl Session {
         if s.decode_errors > 0 {
             log::info!("{} objects could not be decoded; what they reference may be missing", s.decode_errors);
         }
+        let c = &s.conservative;
+        log::info!(
+            "conservative scans: {} candidates rejected (no live block of theirs there), {} objects in memory no \
+             known allocator claims, {} native blocks scanned ({} bytes)",
+            c.rejected,
+            c.unvalidated,
+            c.native_blocks,
+            c.native_bytes
+        );
         if walked.retries > 0 {
             log::info!(
                 "the read was tried {} more times (a collection running, or lists caught mid-update)",
@@ -91,6 +100,15 @@ impl Session {
             gc: GcCounts { generations: s.generations, permanent: s.permanent },
             interpreters: s.interpreters,
             retries: walked.retries,
+            scan: ScanCounts {
+                unreadable: s.unreadable,
+                decode_errors: s.decode_errors,
+                approximate_sizes: s.approximate_sizes,
+                rejected_candidates: s.conservative.rejected,
+                unvalidated_objects: s.conservative.unvalidated,
+                native_blocks: s.conservative.native_blocks,
+                native_bytes: s.conservative.native_bytes,
+            },
             types: hist.rows(),
         };
         report.finish_totals();

@@ -16,6 +16,7 @@ use python_bindings::{Layout, ObmallocLayout};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::memory::fasthash::AddrMap;
 use crate::memory::{le_u32, le_u64};
 use crate::memory::{Memory, ReadExt};
 
@@ -230,6 +231,117 @@ pub fn read_stats<M: Memory + ?Sized>(mem: &M, l: &Layout, at: &Located) -> Resu
     Ok(Some(s))
 }
 
+/// The arenas of one snapshot: is an address a pymalloc block in use, and of what size. Built once per
+/// walk from the arena table; pool headers are read when an address in the pool is first asked about.
+#[derive(Clone, Debug, Default)]
+pub struct Arenas {
+    /// (address, pool_address) of every arena, sorted: the pools carved so far lie below `pool_address`.
+    arenas: Vec<(u64, u64)>,
+    /// Pools read so far, by address (None: not in use).
+    pools: AddrMap<Option<Pool>>,
+}
+
+/// A pool in use.
+#[derive(Clone, Debug)]
+struct Pool {
+    block: u64,
+    /// Blocks at or past this offset were never handed out.
+    nextoffset: u64,
+    /// Offsets of the blocks on the pool's free list, sorted.
+    free: Vec<u32>,
+}
+
+/// What pymalloc says of an address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Block {
+    /// Not inside an arena.
+    Outside,
+    /// The start of a block in use, of this size.
+    InUse(u64),
+    /// Inside an arena but not the start of a block in use (free, misaligned, in an unused pool).
+    NotInUse,
+}
+
+impl Arenas {
+    /// The arenas of the allocator state at `at` (None: pymalloc holds no arena).
+    pub fn read<M: Memory + ?Sized>(mem: &M, l: &Layout, at: &Located) -> Result<Option<Arenas>> {
+        let o = &l.obmalloc;
+        let (table, maxarenas) = match at.addrs {
+            StateAddrs::Struct(s) => {
+                (mem.u64_at(s + o.arenas, "obmalloc arenas")?, mem.u32_at(s + o.maxarenas, "maxarenas")? as u64)
+            }
+            StateAddrs::Globals { arenas, maxarenas, .. } => {
+                (mem.u64_at(arenas, "arenas")?, mem.u32_at(maxarenas, "maxarenas")? as u64)
+            }
+        };
+        if table == 0 || maxarenas == 0 {
+            return Ok(None);
+        }
+        if maxarenas > MAX_ARENAS {
+            return Err(Error::Corrupt(format!("pymalloc maxarenas {maxarenas}")));
+        }
+        let bytes = mem.bytes_at(table, (maxarenas * o.arena_object_size) as usize, "arena_object array")?;
+        let mut arenas = Vec::new();
+        for i in 0..maxarenas {
+            let ao = i * o.arena_object_size;
+            let address = le_u64(&bytes, ao + o.ao_address).unwrap_or(0);
+            let pool_address = le_u64(&bytes, ao + o.ao_pool_address).unwrap_or(0);
+            if address != 0 && pool_address >= address && pool_address <= address + o.arena_size {
+                arenas.push((address, pool_address));
+            }
+        }
+        arenas.sort_unstable();
+        Ok((!arenas.is_empty()).then(|| Arenas { arenas, pools: AddrMap::default() }))
+    }
+
+    /// What pymalloc says of `addr` as the start of a block.
+    pub fn block<M: Memory + ?Sized>(&mut self, mem: &M, o: &ObmallocLayout, addr: u64) -> Block {
+        let i = self.arenas.partition_point(|&(a, _)| a <= addr);
+        let Some(&(base, carved)) = i.checked_sub(1).and_then(|i| self.arenas.get(i)) else { return Block::Outside };
+        if addr >= base + o.arena_size {
+            return Block::Outside;
+        }
+        let pool = addr & !(o.pool_size - 1);
+        if pool < base || pool >= carved {
+            return Block::NotInUse;
+        }
+        let entry = self.pools.entry(pool).or_insert_with(|| read_pool(mem, o, pool));
+        let Some(p) = entry else { return Block::NotInUse };
+        let Some(off) = (addr - pool).checked_sub(o.pool_overhead) else { return Block::NotInUse };
+        if off % p.block != 0 || addr - pool >= p.nextoffset || p.free.binary_search(&(off as u32)).is_ok() {
+            return Block::NotInUse;
+        }
+        Block::InUse(p.block)
+    }
+}
+
+/// Most free blocks followed in one pool (a 256 KiB pool of 16-byte blocks has fewer).
+const MAX_FREE_BLOCKS: usize = 1 << 14;
+
+/// The header and free list of the pool at `pool`, if it is in use and holds together.
+fn read_pool<M: Memory + ?Sized>(mem: &M, o: &ObmallocLayout, pool: u64) -> Option<Pool> {
+    let mut h = [0u8; 48];
+    mem.read(pool, &mut h).ok()?;
+    let count = le_u32(&h, o.pool_count)? as u64;
+    let szidx = le_u32(&h, o.pool_szidx)? as u64;
+    let nextoffset = le_u32(&h, o.pool_nextoffset)? as u64;
+    if count == 0 || szidx >= o.size_classes || nextoffset > o.pool_size {
+        return None;
+    }
+    let block = (szidx + 1) * o.alignment;
+    let mut free = Vec::new();
+    let mut f = le_u64(&h, o.pool_freeblock)?;
+    while f != 0 {
+        if f < pool + o.pool_overhead || f >= pool + o.pool_size || free.len() >= MAX_FREE_BLOCKS {
+            return None;
+        }
+        free.push((f - pool - o.pool_overhead) as u32);
+        f = mem.u64_at(f, "pool free list").ok()?;
+    }
+    free.sort_unstable();
+    Some(Pool { block, nextoffset, free })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +365,41 @@ mod tests {
         assert_eq!(usedpools_shape(&f, o, at), Some(31));
         f.put_u64(at + 24, 0x7f00_0000_8010);
         assert_eq!(usedpools_shape(&f, o, at), None);
+    }
+
+    #[test]
+    fn blocks_in_use() {
+        let l = Layout::builtin(Version::new(3, 12, 0)).unwrap();
+        let o = &l.obmalloc;
+        let (arena, pool) = (0x7f00_0000_1000u64, 0x7f00_0000_4000u64);
+        let mut f = FakeMemory::new();
+        f.add(0x1000, vec![0; 0x100]);
+        f.add(pool, vec![0; o.pool_size as usize]);
+        // One arena whose first two pools were carved; the state's arena table at 0x1000.
+        f.put_u64(0x1000 + o.ao_address, arena);
+        f.put_u64(0x1000 + o.ao_pool_address, pool + 2 * o.pool_size);
+        // A pool of 32-byte blocks (szidx 1): 5 handed out, the 2nd and 4th freed.
+        let block = |i: u64| pool + o.pool_overhead + 32 * i;
+        f.put_u64(pool + o.pool_count, 3);
+        f.write(pool + o.pool_szidx, &1u32.to_le_bytes());
+        f.write(pool + o.pool_nextoffset, &((o.pool_overhead + 5 * 32) as u32).to_le_bytes());
+        f.put_u64(pool + o.pool_freeblock, block(1));
+        f.put_u64(block(1), block(3));
+        let mut state = FakeMemory::new();
+        state.regions = f.regions.clone();
+        let located = Located { addrs: StateAddrs::Struct(0x2000), how: String::new() };
+        state.add(0x2000, vec![0; o.state_size as usize]);
+        state.put_u64(0x2000 + o.arenas, 0x1000);
+        state.write(0x2000 + o.maxarenas, &1u32.to_le_bytes());
+        let mut a = Arenas::read(&state, &l, &located).unwrap().unwrap();
+        assert_eq!(a.block(&state, o, block(0)), Block::InUse(32));
+        assert_eq!(a.block(&state, o, block(2)), Block::InUse(32));
+        assert_eq!(a.block(&state, o, block(1)), Block::NotInUse, "free");
+        assert_eq!(a.block(&state, o, block(3)), Block::NotInUse, "free");
+        assert_eq!(a.block(&state, o, block(5)), Block::NotInUse, "never handed out");
+        assert_eq!(a.block(&state, o, block(0) + 8), Block::NotInUse, "misaligned");
+        assert_eq!(a.block(&state, o, pool + o.pool_size + 64), Block::NotInUse, "pool not in use");
+        assert_eq!(a.block(&state, o, pool + 4 * o.pool_size), Block::NotInUse, "pool never carved");
+        assert_eq!(a.block(&state, o, arena + o.arena_size + 64), Block::Outside);
     }
 }

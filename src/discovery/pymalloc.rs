@@ -115,3 +115,30 @@ pub fn pymalloc<M: Memory + ?Sized>(target: &Target, mem: &M, interp: &Interpret
         ),
     })
 }
+
+/// pymalloc's state in `target`, found once per process and runtime (its place does not change while the
+/// process lives); None, with the reason logged, where it cannot be found.
+pub fn located(target: &Target, interp: &Interpreter) -> Option<Located> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static FOUND: OnceLock<Mutex<HashMap<(i32, u64), Option<Located>>>> = OnceLock::new();
+    let key = (target.pid, interp.runtime);
+    let found = FOUND.get_or_init(Default::default);
+    if let Some(l) = found.lock().ok()?.get(&key) {
+        return l.clone();
+    }
+    let mem = crate::memory::RemoteMemory::new(target.pid);
+    let main = super::interpreters(&mem, interp).ok()?.last().copied()?;
+    let l = match locate(target, &mem, interp, main) {
+        Ok(l) => {
+            log::debug!("pymalloc state: {}", l.how);
+            Some(l)
+        }
+        Err(e) => {
+            log::info!("{e}; objects found by conservative scans are not checked against pymalloc's blocks");
+            None
+        }
+    };
+    found.lock().ok()?.insert(key, l.clone());
+    l
+}

@@ -27,6 +27,7 @@ use crate::memory::le_u64;
 use crate::memory::{Memory, ReadExt};
 use crate::pause::Control;
 
+use super::blocks::{Allocators, Scanned, Verdict};
 use super::refs::{self, RefInfos};
 use super::shares::{owner, Part, SEND_BATCH, SENT_FILTER};
 use super::visited::Visited;
@@ -78,12 +79,23 @@ pub struct FullWalk<'a, M: Memory + ?Sized> {
     pub(super) scratch: Vec<u64>,
     pub found: u64,
     pub decode_errors: u64,
+    /// The target's allocators, to check what conservative scans find.
+    pub alloc: Allocators,
+    /// Native blocks scanned so far (by their start).
+    pub(super) native: AddrSet,
+    pub scanned: Scanned,
     pub control: Control,
     /// The object being decoded (0 while scanning roots), for trace logs.
     pub(super) current: u64,
     /// Set in a worker of the parallel walk: which addresses it owns, where the others' go.
     pub(super) part: Option<Part<'a>>,
 }
+
+/// Largest native block scanned, and how much of it is read at a time.
+const MAX_NATIVE_BLOCK: u64 = 1 << 30;
+const NATIVE_BATCH: u64 = 1 << 16;
+/// The first bytes of a native block that tell pointers from numbers.
+const NATIVE_SAMPLE: u64 = 4096;
 
 /// Names the reference walk in a timeout.
 pub(super) const WHAT: &str = "walking the heap";
@@ -127,6 +139,9 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             scratch: Vec::new(),
             found: 0,
             decode_errors: 0,
+            alloc: Allocators::default(),
+            native: AddrSet::default(),
+            scanned: Scanned::default(),
             control: Control::unlimited(),
             current: 0,
             part: None,
@@ -256,27 +271,31 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
     }
 
     /// Validates the candidate at `p` (not visited yet): when it is a live object, reads its head into
-    /// `head`, marks it, reports it and returns true.
+    /// `head`, marks it, reports it and returns true. A candidate from a conservative scan must also lie
+    /// where a live block of its size starts; one that is no object but the start of a native block is
+    /// scanned for pointers in turn.
     fn candidate(
         &mut self,
         types: &mut Types,
         summary: &mut WalkSummary,
         p: u64,
+        conservative: bool,
         head: &mut [u8; HEAD_BYTES],
         sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo),
     ) -> bool {
-        if !read_head(self.mem, p, head) {
-            return false;
-        }
         let l = self.l;
+        let looks = read_head(self.mem, p, head) && plausible_refcount(l, le_u64(head, l.ob_refcnt).unwrap_or(0)) && {
+            let t = le_u64(head, l.ob_type).unwrap_or(0);
+            self.valid_type(types, t, 0)
+        };
+        if !looks {
+            if conservative {
+                self.scan_native(p);
+            }
+            return false;
+        }
         let raw = le_u64(head, l.ob_refcnt).unwrap_or(0);
-        if !plausible_refcount(l, raw) {
-            return false;
-        }
         let t = le_u64(head, l.ob_type).unwrap_or(0);
-        if !self.valid_type(types, t, 0) {
-            return false;
-        }
         let Ok(info) = types.get(self.mem, t) else { return false };
         // The whole fixed part must be readable.
         if self.mem.read(p + info.basicsize.min(MAX_SCAN) - 1, &mut [0u8; 1]).is_err() {
@@ -286,11 +305,27 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             Ok(s) => s,
             Err(_) => (info.basicsize, false),
         };
+        let pre = l.preheader_size(info.flags);
         // An object whose items lie inline must fit in readable memory (rejects garbage sizes).
         if matches!(info.kind, SizeKind::Default | SizeKind::Int | SizeKind::Frame) && size > info.basicsize + 64 {
-            let body = size.saturating_sub(l.preheader_size(info.flags));
+            let body = size.saturating_sub(pre);
             if body == 0 || self.mem.read(p + body - 1, &mut [0u8; 1]).is_err() {
                 return false;
+            }
+        }
+        if conservative {
+            // What the object's own allocation holds at least (`sys.getsizeof` counts buffers of its own
+            // for the other kinds).
+            let inline = matches!(info.kind, SizeKind::Default | SizeKind::Int | SizeKind::Str | SizeKind::Code);
+            let own = if inline { size.saturating_sub(pre) } else { info.basicsize };
+            match self.alloc.holds(self.mem, l, p, info, own) {
+                Verdict::Valid => {}
+                Verdict::Unvalidated => self.scanned.unvalidated += 1,
+                Verdict::Invalid => {
+                    log::trace!("{p:#x}: no live block holds a {} there (from {:#x})", info.name, self.current);
+                    self.scanned.rejected += 1;
+                    return false;
+                }
             }
         }
         self.visited.insert(p);
@@ -306,15 +341,51 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         true
     }
 
+    /// Scans the native block that starts at `p` (a C extension's buffer: a numpy array's data, a deque's
+    /// blocks), once, for object pointers, which count only if they pass as conservative candidates. A
+    /// block whose first words hold no pointers into readable memory is numbers, not pointers: the rest
+    /// of it is not read.
+    fn scan_native(&mut self, p: u64) {
+        if self.native.contains(&p) {
+            return;
+        }
+        let Some(len) = self.alloc.native_block(self.mem, self.l, p) else { return };
+        self.native.insert(p);
+        let len = len.min(MAX_NATIVE_BLOCK) & !7;
+        self.scanned.native_blocks += 1;
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(NATIVE_BATCH);
+            let Ok(b) = self.mem.bytes_at(p + at, n as usize, "native block") else { break };
+            self.scanned.native_bytes += n;
+            let before = self.scratch.len();
+            refs::conservative(&b, &mut self.scratch);
+            if at == 0 && len > NATIVE_SAMPLE {
+                let words = (NATIVE_SAMPLE.min(n) / 8) as usize;
+                let sample = b[..words * 8].chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8")));
+                let pointers = sample.filter(|&w| w.is_multiple_of(8) && self.alloc.readable(w)).count();
+                if pointers * 4 < words {
+                    self.scratch.truncate(before);
+                    refs::conservative(&b[..words * 8], &mut self.scratch);
+                    break;
+                }
+            }
+            self.flush();
+            at += n;
+        }
+        self.flush();
+    }
+
     /// Queues the words gathered in `scratch` that may point to objects not seen yet; they are
     /// validated when [`Self::run`] takes them off the stack. Queued in reverse, so that they come
     /// off in the order they were found (forward through containers, which keeps reads sequential).
     pub(super) fn flush(&mut self) {
         let Some(part) = self.part.as_mut() else {
             for &w in self.scratch.iter().rev() {
-                let p = refs::untag(self.l, w);
+                let tag = w & refs::CONSERVATIVE;
+                let p = refs::untag(self.l, w & !tag);
                 if p >= 4096 && !self.visited.contains(p) {
-                    self.stack.push(p);
+                    self.stack.push(p | tag);
                 }
             }
             self.scratch.clear();
@@ -323,22 +394,23 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         // A worker: candidates it owns go on its stack, the others to their owner (once each, as far
         // as a small filter remembers: every object names its type, for one).
         for &w in self.scratch.iter().rev() {
-            let p = refs::untag(self.l, w);
+            let tag = w & refs::CONSERVATIVE;
+            let p = refs::untag(self.l, w & !tag);
             if p < 4096 {
                 continue;
             }
             let o = owner(p, part.n);
             if o == part.me {
                 if !self.visited.contains(p) {
-                    self.stack.push(p);
+                    self.stack.push(p | tag);
                 }
             } else {
                 let h = ((p >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) as usize & (SENT_FILTER - 1);
-                if part.sent[h] == p {
+                if part.sent[h] == p | tag {
                     continue;
                 }
-                part.sent[h] = p;
-                part.outbox[o].push(p);
+                part.sent[h] = p | tag;
+                part.outbox[o].push(p | tag);
                 if part.outbox[o].len() >= SEND_BATCH {
                     part.send(o);
                 }
@@ -380,10 +452,12 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
                     }
                 }
             }
-            // Bit 0 marks an object the GC walk already reported; others are candidates.
-            let p = e & !1;
+            // Bit 0 marks an object the GC walk already reported; others are candidates, from a
+            // conservative scan when bit 1 is set.
+            let p = e & !(1 | refs::CONSERVATIVE);
             if e & 1 == 0 {
-                if self.visited.contains(p) || !self.candidate(types, summary, p, &mut head, sink) {
+                let conservative = e & refs::CONSERVATIVE != 0;
+                if self.visited.contains(p) || !self.candidate(types, summary, p, conservative, &mut head, sink) {
                     continue;
                 }
                 self.control.reported();

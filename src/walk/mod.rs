@@ -4,6 +4,7 @@
 //! Each object is described (type, `sys.getsizeof`, refcount) to a [`Sink`]. [`snapshot`] does one walk
 //! in one consistent read of the target ([`crate::pause`]).
 
+pub mod blocks;
 pub mod full;
 pub mod gclists;
 pub mod gcpar;
@@ -15,9 +16,11 @@ pub mod workers;
 
 use std::time::Duration;
 
+use crate::cpython::pymalloc::{Arenas, Located};
 use crate::cpython::types::{self, Types};
-use crate::discovery::Interpreter;
-use crate::error::Result;
+use crate::discovery::{self, Interpreter};
+use crate::error::{Error, Result};
+use crate::memory::maps::Maps;
 use crate::memory::readers::ThreadReaders;
 use crate::pause::{self, ReadOptions, Source, View, Work};
 use crate::process::Target;
@@ -57,6 +60,8 @@ pub struct WalkSummary {
     pub decode_errors: u64,
     /// The walk covered the whole heap (not only the GC lists).
     pub full: bool,
+    /// What the checks of conservative candidates found.
+    pub conservative: blocks::Scanned,
 }
 
 /// How to take a snapshot.
@@ -161,6 +166,10 @@ impl SnapshotOptions {
 struct HeapWalk<'s> {
     sink: &'s mut dyn Sink,
     full: bool,
+    /// Where pymalloc's state is, and the target's mappings as the walk began: to check conservative
+    /// candidates against the allocators.
+    pymalloc: Option<Located>,
+    maps: Maps,
     summary: WalkSummary,
     /// The visited bitmap, its blocks faulted in before the pause (full walks through the chunk cache).
     visited: Option<visited::Visited>,
@@ -195,6 +204,14 @@ impl Work for HeapWalk<'_> {
         let strict = view.consistent;
         if self.full {
             let mut fw = full::FullWalk::new(*mem, l);
+            let arenas = self.pymalloc.as_ref().and_then(|at| match Arenas::read(*mem, l, at) {
+                Ok(a) => a,
+                Err(e) => {
+                    log::info!("pymalloc's arenas: {e}");
+                    None
+                }
+            });
+            fw.alloc = blocks::Allocators::new(&self.maps, arenas);
             fw.visited = self.visited.take().unwrap_or_default();
             fw.control = control.clone();
             // A stopped target's lists are walked from both ends on two threads when that can be done.
@@ -232,7 +249,14 @@ impl Work for HeapWalk<'_> {
 /// Takes one snapshot of the heap (the GC lists, or with `opts.full` every reachable object) in one
 /// consistent read of the target.
 pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, sink: &mut dyn Sink) -> Result<Walked> {
-    let mut work = HeapWalk { sink, full: opts.full, summary: WalkSummary::default(), visited: None };
+    let (pymalloc, maps) = if opts.full {
+        let maps =
+            Maps::read(target.pid).map_err(|e| Error::Other(format!("PID {}: reading maps: {e}", target.pid)))?;
+        (discovery::pymalloc::located(target, interp), maps)
+    } else {
+        (None, Maps::default())
+    };
+    let mut work = HeapWalk { sink, full: opts.full, pymalloc, maps, summary: WalkSummary::default(), visited: None };
     let o = pause::read(target, interp, &opts.read_options(), &mut work)?;
     Ok(Walked {
         summary: o.value,

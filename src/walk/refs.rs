@@ -9,7 +9,7 @@
 use python_bindings::{flags, Layout, ManagedDict};
 
 use crate::error::{Error, Result};
-use crate::memory::le_u64;
+use crate::memory::{le_u64, MAX_USER_ADDR};
 use crate::memory::{Memory, ReadExt};
 
 use crate::cpython::objects::{dict_keys, split_value_slot, MAX_NAME};
@@ -160,6 +160,20 @@ pub fn untag(l: &Layout, w: u64) -> u64 {
         w - 1
     } else {
         0
+    }
+}
+
+/// Marks a word found by a conservative scan (bit 1: object pointers are 8-aligned): what it points to
+/// counts only if the memory there holds it (see [`super::blocks`]).
+pub const CONSERVATIVE: u64 = 2;
+
+/// Pushes every 8-aligned pointer-like word of `bytes` to `out`, marked [`CONSERVATIVE`].
+pub fn conservative(bytes: &[u8], out: &mut Vec<u64>) {
+    for c in bytes.chunks_exact(8) {
+        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        if w >= 4096 && w < MAX_USER_ADDR && w.is_multiple_of(8) {
+            out.push(w | CONSERVATIVE);
+        }
     }
 }
 
@@ -355,7 +369,7 @@ pub fn object_refs<M: Memory + ?Sized>(
             let size = if own & flags::HEAPTYPE != 0 { l.heap_type_size } else { l.type_size };
             let size = size.max(ri.basicsize);
             let b = mem.bytes_at(addr + 16, (size - 16) as usize, "type object")?;
-            words(&b, out);
+            conservative(&b, out);
             if own & flags::HEAPTYPE != 0 {
                 let ck = mem.u64_at(addr + l.ht_cached_keys, "ht_cached_keys")?;
                 if ck != 0 && seen_keys(ck) {
@@ -369,13 +383,13 @@ pub fn object_refs<M: Memory + ?Sized>(
         RefKind::Gen => {
             let fl = l.iframe.expect("Gen only with frames");
             let b = mem.bytes_at(addr + 16, (fl.gen_iframe - 16) as usize, "generator")?;
-            words(&b, out);
+            conservative(&b, out);
             iframe_refs(mem, l, addr + fl.gen_iframe, out)?;
         }
         RefKind::FrameObject => {
             let fl = l.iframe.expect("FrameObject only with frames");
             let b = mem.bytes_at(addr + 16, (ri.base_basicsize.max(24) - 16) as usize, "frame object")?;
-            words(&b, out);
+            conservative(&b, out);
             let f = field(fl.frame_object_frame);
             if f != 0 {
                 iframe_refs(mem, l, f, out)?;
@@ -387,10 +401,16 @@ pub fn object_refs<M: Memory + ?Sized>(
     // body of a C type memspy has no layout for (conservative).
     let start = if ri.kind == RefKind::Object { 16 } else { ri.base_basicsize };
     if ri.basicsize > start {
-        with_bytes(mem, addr + start, (ri.basicsize - start) as usize, "object fields", |b| words(b, out))?;
+        with_bytes(mem, addr + start, (ri.basicsize - start) as usize, "object fields", |b| conservative(b, out))?;
     }
     if ri.kind == RefKind::Object && ri.itemsize == 8 && (1..1 << 20).contains(&ob_size) {
-        slots(mem, addr + ri.basicsize, ob_size as u64, out)?;
+        let mut i = 0;
+        while i < ob_size as u64 {
+            let k = (ob_size as u64 - i).min(BATCH);
+            let at = addr + ri.basicsize + 8 * i;
+            with_bytes(mem, at, (8 * k) as usize, "object items", |b| conservative(b, out))?;
+            i += k;
+        }
     }
     // A __dict__ at tp_dictoffset in variable-sized instances (int/tuple/str subclasses, ≤3.11).
     if ri.itemsize > 0 && ri.dictoffset != 0 && ri.flags & flags::MANAGED_DICT == 0 && ri.kind != RefKind::Type {

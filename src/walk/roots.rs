@@ -23,14 +23,14 @@ impl<M: Memory + ?Sized> FullWalk<'_, M> {
         while at < end {
             let n = (end - at).min(64 * 1024);
             match self.mem.bytes_at(at, n as usize, "root region") {
-                Ok(b) => refs::words(&b, &mut self.scratch),
+                Ok(b) => refs::conservative(&b, &mut self.scratch),
                 Err(_) => {
                     // Partly unmapped (a struct at the end of a mapping): page by page.
                     let mut p = at;
                     while p < at + n {
                         let q = ((p & !(PAGE - 1)) + PAGE).min(at + n);
                         if let Ok(b) = self.mem.bytes_at(p, (q - p) as usize, "root region") {
-                            refs::words(&b, &mut self.scratch);
+                            refs::conservative(&b, &mut self.scratch);
                         }
                         p = q;
                     }

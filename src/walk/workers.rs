@@ -6,14 +6,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use python_bindings::Layout;
 
+use super::blocks::{Allocators, Scanned};
 use super::full::{FullWalk, TypeCaches, WHAT};
+use super::refs;
 use super::shares::{owner, Part, Shared, MAX_WORKERS, SENT_FILTER};
 use super::visited::Visited;
 use super::{Sink, TypeTotals, WalkSummary};
 use crate::cpython::types::{TypeInfo, Types};
 use crate::discovery::Interpreter;
 use crate::error::{Error, Result};
-use crate::memory::fasthash::AddrMap;
+use crate::memory::fasthash::{AddrMap, AddrSet};
 use crate::memory::readers::ThreadReaders;
 use crate::memory::Memory;
 use crate::pause::{Control, Interp};
@@ -32,12 +34,14 @@ struct Seed<'a> {
     l: &'a Layout,
     caches: TypeCaches,
     control: Control,
+    alloc: Allocators,
 }
 
 /// What one worker of a parallel walk hands back.
 struct WorkerOut {
     found: u64,
     decode_errors: u64,
+    scanned: Scanned,
     approximate_sizes: u64,
     visited_bytes: u64,
     /// Per type: the objects it reported, and the type's information.
@@ -49,7 +53,7 @@ struct WorkerOut {
 
 impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
     fn seed(&self) -> Seed<'a> {
-        Seed { l: self.l, caches: self.caches.clone(), control: self.control.clone() }
+        Seed { l: self.l, caches: self.caches.clone(), control: self.control.clone(), alloc: self.alloc.clone() }
     }
 
     /// A worker of a parallel walk over `mem`.
@@ -64,6 +68,9 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             scratch: Vec::new(),
             found: 0,
             decode_errors: 0,
+            alloc: seed.alloc,
+            native: AddrSet::default(),
+            scanned: Scanned::default(),
             control: seed.control,
             current: 0,
             part: Some(part),
@@ -79,9 +86,9 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         }
         let k = batches.len() as i64;
         for b in batches {
-            for p in b {
-                if !self.visited.contains(p) {
-                    self.stack.push(p);
+            for e in b {
+                if !self.visited.contains(e & !refs::CONSERVATIVE) {
+                    self.stack.push(e);
                 }
             }
         }
@@ -155,6 +162,7 @@ pub fn walk_rest<M: ThreadReaders>(
         walk.run(types, summary, &mut |r, t| sink.object(r, t))?;
         summary.untracked += walk.found;
         summary.decode_errors += walk.decode_errors;
+        summary.conservative.add(&walk.scanned);
         log::debug!(
             "full walk: {} objects beyond the GC lists, visited bitmap {} KiB, {} types, {} decode errors",
             walk.found,
@@ -229,6 +237,7 @@ pub fn walk_rest<M: ThreadReaders>(
                             error: r.err(),
                             found: w.found,
                             decode_errors: w.decode_errors,
+                            scanned: w.scanned,
                             approximate_sizes: sum.approximate_sizes,
                             visited_bytes: w.visited.bytes(),
                             totals: out,
@@ -269,6 +278,7 @@ pub fn walk_rest<M: ThreadReaders>(
                 }
                 summary.untracked += w.found;
                 summary.decode_errors += w.decode_errors;
+                summary.conservative.add(&w.scanned);
                 summary.approximate_sizes += w.approximate_sizes;
                 log::debug!(
                     "full walk, worker: {} objects beyond the GC lists, visited bitmap {} KiB, {} types, {} decode errors, cache {}",

@@ -1,0 +1,184 @@
+//! What memory holds a candidate found by a conservative scan: an object counts only if the block that
+//! would hold it is a live allocation of the right size — a pymalloc block in use of a size class that
+//! fits it, a glibc chunk in use whose user data starts where the object (with its pre-header) starts and
+//! is large enough (and, when pymalloc is in use, larger than pymalloc's 512-byte limit), or static data
+//! of a loaded binary. Memory no known allocator claims is accepted and counted as unvalidated.
+//!
+//! The same knowledge finds the native buffers a C extension's object points to (a numpy array's data,
+//! a deque's blocks): a candidate that is not an object but the start of a live block is scanned for
+//! object pointers in turn.
+
+use python_bindings::{flags, Layout};
+
+use crate::cpython::pymalloc::{Arenas, Block};
+use crate::cpython::types::{SizeKind, TypeInfo};
+use crate::memory::maps::Maps;
+use crate::memory::{Memory, ReadExt};
+use crate::native::glibc::Glibc;
+
+/// pymalloc serves requests up to this many bytes (`SMALL_REQUEST_THRESHOLD`); larger ones go to malloc.
+const SMALL_REQUEST: u64 = 512;
+
+/// What the checks of conservative candidates found in one walk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scanned {
+    /// Candidates that looked like objects but lie where no live block of their size starts.
+    pub rejected: u64,
+    /// Objects taken in memory no known allocator claims.
+    pub unvalidated: u64,
+    /// Native blocks (not objects) scanned for object pointers, and their bytes.
+    pub native_blocks: u64,
+    pub native_bytes: u64,
+}
+
+impl Scanned {
+    pub fn add(&mut self, o: &Scanned) {
+        self.rejected += o.rejected;
+        self.unvalidated += o.unvalidated;
+        self.native_blocks += o.native_blocks;
+        self.native_bytes += o.native_bytes;
+    }
+}
+
+/// What the memory at a candidate says of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// A live allocation that can hold the object.
+    Valid,
+    /// No known allocator claims the memory (a private allocator, say): taken, and counted.
+    Unvalidated,
+    /// The memory is an allocator's, and the object is not one of its live blocks.
+    Invalid,
+}
+
+/// The target's allocators as one walk sees them (cloned into each thread of the walk: the pool cache
+/// is per thread).
+#[derive(Clone, Debug, Default)]
+pub struct Allocators {
+    arenas: Option<Arenas>,
+    glibc: Glibc,
+    /// The brk heap: glibc's alone.
+    brk: Option<(u64, u64)>,
+    /// File-backed mappings and the anonymous ones right after them (`.bss`), sorted: static objects.
+    statics: Vec<(u64, u64)>,
+    /// Readable mappings, sorted: where a pointer can point.
+    readable: Vec<(u64, u64)>,
+}
+
+impl Allocators {
+    pub fn new(maps: &Maps, arenas: Option<Arenas>) -> Allocators {
+        let mut statics: Vec<(u64, u64)> = Vec::new();
+        let mut prev_file_end = None;
+        for m in &maps.entries {
+            let file = m.path.as_deref().is_some_and(|p| p.starts_with('/'));
+            if file || (m.path.is_none() && prev_file_end == Some(m.start)) {
+                statics.push((m.start, m.end));
+            }
+            prev_file_end = file.then_some(m.end);
+        }
+        statics.sort_unstable();
+        let brk = maps.entries.iter().find(|m| m.path.as_deref() == Some("[heap]")).map(|m| (m.start, m.end));
+        let mut readable: Vec<(u64, u64)> =
+            maps.entries.iter().filter(|m| m.readable()).map(|m| (m.start, m.end)).collect();
+        readable.sort_unstable();
+        Allocators { arenas, glibc: Glibc::new(maps), brk, statics, readable }
+    }
+
+    /// Whether pymalloc's arenas are known.
+    pub fn knows_pymalloc(&self) -> bool {
+        self.arenas.is_some()
+    }
+
+    fn is_static(&self, addr: u64) -> bool {
+        within(&self.statics, addr)
+    }
+
+    /// Whether `addr` lies in a readable mapping (a pointer there may point to something).
+    pub fn readable(&self, addr: u64) -> bool {
+        within(&self.readable, addr)
+    }
+
+    /// Whether the object at `addr`, of type `ty`, whose own allocation is at least `size` bytes without
+    /// its pre-header (`sys.getsizeof` of the kinds whose data is inline), lies in memory that can hold it.
+    pub fn holds<M: Memory + ?Sized>(&mut self, mem: &M, l: &Layout, addr: u64, ty: &TypeInfo, size: u64) -> Verdict {
+        let pre = l.preheader_size(ty.flags);
+        let verdict = self.holds_at(mem, l, addr, ty, size, pre);
+        // A type object that is not a heap type was not allocated by its metatype (C code allocates it,
+        // statically or with malloc): it has no pre-header.
+        if verdict == Verdict::Invalid && pre > 0 && ty.is_metatype && !is_heap_type(mem, l, addr) {
+            return self.holds_at(mem, l, addr, ty, size, 0);
+        }
+        verdict
+    }
+
+    fn holds_at<M: Memory + ?Sized>(
+        &mut self,
+        mem: &M,
+        l: &Layout,
+        addr: u64,
+        ty: &TypeInfo,
+        size: u64,
+        pre: u64,
+    ) -> Verdict {
+        let Some(block) = addr.checked_sub(pre) else { return Verdict::Invalid };
+        // A compact str is smaller than str's basic size (`PyUnicodeObject`): its own size says.
+        let least = pre + if ty.kind == SizeKind::Str { size.min(ty.basicsize) } else { ty.basicsize };
+        if let Some(arenas) = self.arenas.as_mut() {
+            match arenas.block(mem, &l.obmalloc, block) {
+                Block::InUse(n) => return if n >= least { Verdict::Valid } else { Verdict::Invalid },
+                Block::NotInUse => return Verdict::Invalid,
+                Block::Outside => {}
+            }
+        }
+        if let Some(chunk) = self.glibc.chunk(mem, block) {
+            if chunk.usable < least {
+                return Verdict::Invalid;
+            }
+            // With pymalloc in use, a fixed-size object in a malloc chunk was a request over its limit.
+            // Not judged by size: objects that can be resized (a `bytes` or `str` shrunk in place stays
+            // where it was), and instances with inline values (larger than `sys.getsizeof` says).
+            let resizable = ty.itemsize > 0 || ty.kind == SizeKind::Str;
+            let inline_values = ty.flags & flags::INLINE_VALUES != 0;
+            if self.arenas.is_some()
+                && !resizable
+                && !inline_values
+                && !ty.approx
+                && pre + size.max(ty.basicsize) <= SMALL_REQUEST
+            {
+                return Verdict::Invalid;
+            }
+            return Verdict::Valid;
+        }
+        if self.is_static(addr) {
+            return Verdict::Valid;
+        }
+        if self.brk.is_some_and(|(s, e)| (s..e).contains(&block)) {
+            return Verdict::Invalid;
+        }
+        Verdict::Unvalidated
+    }
+
+    /// The bytes of the live block (not an object) that starts at `addr`, when it is one: what a C
+    /// extension's buffer holds is scanned for objects.
+    pub fn native_block<M: Memory + ?Sized>(&mut self, mem: &M, l: &Layout, addr: u64) -> Option<u64> {
+        if let Some(arenas) = self.arenas.as_mut() {
+            match arenas.block(mem, &l.obmalloc, addr) {
+                Block::InUse(n) => return Some(n),
+                Block::NotInUse => return None,
+                Block::Outside => {}
+            }
+        }
+        self.glibc.chunk(mem, addr).map(|c| c.usable)
+    }
+}
+
+/// Whether the type object at `addr` is a heap type.
+fn is_heap_type<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64) -> bool {
+    mem.u64_at(addr + l.tp_flags, "tp_flags").is_ok_and(|f| f & flags::HEAPTYPE != 0)
+}
+
+/// Whether `addr` lies in one of the sorted, disjoint `ranges`.
+fn within(ranges: &[(u64, u64)], addr: u64) -> bool {
+    let i = ranges.partition_point(|&(s, _)| s <= addr);
+    i > 0 && addr < ranges[i - 1].1
+}
