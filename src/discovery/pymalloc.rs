@@ -121,7 +121,9 @@ pub fn pymalloc<M: Memory + ?Sized>(target: &Target, mem: &M, interp: &Interpret
 pub fn located(target: &Target, interp: &Interpreter) -> Option<Located> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    static FOUND: OnceLock<Mutex<HashMap<(i32, u64), Option<Located>>>> = OnceLock::new();
+    /// Per (PID, runtime address).
+    type Found = HashMap<(i32, u64), Option<Located>>;
+    static FOUND: OnceLock<Mutex<Found>> = OnceLock::new();
     let key = (target.pid, interp.runtime);
     let found = FOUND.get_or_init(Default::default);
     if let Some(l) = found.lock().ok()?.get(&key) {

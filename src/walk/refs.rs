@@ -171,7 +171,7 @@ pub const CONSERVATIVE: u64 = 2;
 pub fn conservative(bytes: &[u8], out: &mut Vec<u64>) {
     for c in bytes.chunks_exact(8) {
         let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-        if w >= 4096 && w < MAX_USER_ADDR && w.is_multiple_of(8) {
+        if (4096..MAX_USER_ADDR).contains(&w) && w.is_multiple_of(8) {
             out.push(w | CONSERVATIVE);
         }
     }
