@@ -118,11 +118,11 @@ pub fn usedpools_shape<M: Memory + ?Sized>(mem: &M, o: &ObmallocLayout, at: u64)
 
 /// A plausible `struct _obmalloc_state` at `at`?
 pub fn valid_state<M: Memory + ?Sized>(mem: &M, o: &ObmallocLayout, at: u64) -> bool {
-    if at == 0 || !at.is_multiple_of(8) || usedpools_shape(mem, o, at + o.usedpools).is_none() {
+    if at == 0 || !at.is_multiple_of(8) || usedpools_shape(mem, o, at + o.state.usedpools).is_none() {
         return false;
     }
-    let max = mem.u32_at(at + o.maxarenas, "maxarenas").unwrap_or(u32::MAX) as u64;
-    let cur = mem.u64_at(at + o.narenas_currently_allocated, "narenas").unwrap_or(u64::MAX);
+    let max = mem.u32_at(at + o.state.maxarenas, "maxarenas").unwrap_or(u32::MAX) as u64;
+    let cur = mem.u64_at(at + o.state.narenas_currently_allocated, "narenas").unwrap_or(u64::MAX);
     max <= MAX_ARENAS && cur <= max
 }
 
@@ -131,11 +131,11 @@ pub fn read_stats<M: Memory + ?Sized>(mem: &M, l: &Layout, at: &Located) -> Resu
     let o = &l.obmalloc;
     let (arenas, maxarenas, current, total, highwater) = match at.addrs {
         StateAddrs::Struct(s) => (
-            mem.u64_at(s + o.arenas, "obmalloc arenas")?,
-            mem.u32_at(s + o.maxarenas, "obmalloc maxarenas")? as u64,
-            mem.u64_at(s + o.narenas_currently_allocated, "narenas_currently_allocated")?,
-            mem.u64_at(s + o.ntimes_arena_allocated, "ntimes_arena_allocated")?,
-            mem.u64_at(s + o.narenas_highwater, "narenas_highwater")?,
+            mem.u64_at(s + o.state.arenas, "obmalloc arenas")?,
+            mem.u32_at(s + o.state.maxarenas, "obmalloc maxarenas")? as u64,
+            mem.u64_at(s + o.state.narenas_currently_allocated, "narenas_currently_allocated")?,
+            mem.u64_at(s + o.state.ntimes_arena_allocated, "ntimes_arena_allocated")?,
+            mem.u64_at(s + o.state.narenas_highwater, "narenas_highwater")?,
         ),
         StateAddrs::Globals { arenas, maxarenas, current, total, highwater, .. } => (
             mem.u64_at(arenas, "arenas")?,
@@ -155,7 +155,7 @@ pub fn read_stats<M: Memory + ?Sized>(mem: &M, l: &Layout, at: &Located) -> Resu
             "pymalloc counters implausible: maxarenas {maxarenas}, current {current}, highwater {highwater}"
         )));
     }
-    let table = mem.bytes_at(arenas, (maxarenas * o.arena_object_size) as usize, "arena_object array")?;
+    let table = mem.bytes_at(arenas, (maxarenas * o.arena.size) as usize, "arena_object array")?;
     let n = o.size_classes as usize;
     let mut classes: Vec<SizeClass> = (0..n)
         .map(|i| SizeClass { class: i as u32, size: (i as u64 + 1) * o.alignment, ..Default::default() })
@@ -171,14 +171,14 @@ pub fn read_stats<M: Memory + ?Sized>(mem: &M, l: &Layout, at: &Located) -> Resu
     let pools_per_arena = o.arena_size / o.pool_size;
     let mut header = [0u8; 48];
     for i in 0..maxarenas {
-        let ao = i * o.arena_object_size;
-        let address = le_u64(&table, ao + o.ao_address).unwrap_or(0);
+        let ao = i * o.arena.size;
+        let address = le_u64(&table, ao + o.arena.address).unwrap_or(0);
         if address == 0 {
             continue;
         }
         s.arenas_current += 1;
-        s.unused_pools += le_u32(&table, ao + o.ao_nfreepools).unwrap_or(0) as u64;
-        let pool_address = le_u64(&table, ao + o.ao_pool_address).unwrap_or(0);
+        s.unused_pools += le_u32(&table, ao + o.arena.nfreepools).unwrap_or(0) as u64;
+        let pool_address = le_u64(&table, ao + o.arena.pool_address).unwrap_or(0);
         let mut base = address;
         if !base.is_multiple_of(o.pool_size) {
             s.arena_alignment_bytes += o.pool_size;
@@ -192,8 +192,8 @@ pub fn read_stats<M: Memory + ?Sized>(mem: &M, l: &Layout, at: &Located) -> Resu
         while pool < pool_address && k < pools_per_arena {
             k += 1;
             mem.read_into(pool, &mut header, "pool_header")?;
-            let count = le_u32(&header, o.pool_count).unwrap_or(0) as u64;
-            let szidx = le_u32(&header, o.pool_szidx).unwrap_or(0) as usize;
+            let count = le_u32(&header, o.pool.count).unwrap_or(0) as u64;
+            let szidx = le_u32(&header, o.pool.szidx).unwrap_or(0) as usize;
             pool += o.pool_size;
             if count == 0 {
                 continue;
