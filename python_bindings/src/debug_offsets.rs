@@ -96,14 +96,11 @@ macro_rules! debug_offsets_table {
         impl DebugOffsets {
             /// (the Layout member a field sets, its value) for every field that sets one.
             pub fn layout_values(&self) -> Vec<(&'static str, u64)> {
-                let mut out = Vec::new();
-                $( $( out.push((concat!(stringify!($rs0) $(, ".", stringify!($rset))*), self.$rname)); )? )*
-                $( $(
-                    if let Some(v) = self.$oname {
-                        out.push((concat!(stringify!($os0) $(, ".", stringify!($oset))*), v));
-                    }
-                )? )*
-                out
+                let every: Vec<Option<(&'static str, u64)>> = vec![
+                    $( None $( .or(Some((concat!(stringify!($rs0) $(, ".", stringify!($rset))*), self.$rname))) )?, )*
+                    $( None $( .or(self.$oname.map(|v| (concat!(stringify!($os0) $(, ".", stringify!($oset))*), v))) )?, )*
+                ];
+                every.into_iter().flatten().collect()
             }
 
             /// Writes every value that sets a Layout member into `l`.
@@ -114,10 +111,11 @@ macro_rules! debug_offsets_table {
 
             /// The values in table order with their positions in this schema (for synthetic tables).
             fn positioned(&self, schema: usize) -> Vec<(usize, u64)> {
-                let mut out = Vec::new();
-                $( out.push(([$($rat),+][schema], self.$rname)); )*
-                $( if let (Some(at), Some(v)) = ([$(position!($oat)),+][schema], self.$oname) { out.push((at, v)); } )*
-                out
+                let every: Vec<(Option<usize>, Option<u64>)> = vec![
+                    $( (Some([$($rat),+][schema]), Some(self.$rname)), )*
+                    $( ([$(position!($oat)),+][schema], self.$oname), )*
+                ];
+                every.into_iter().filter_map(|(at, v)| Some((at?, v?))).collect()
             }
         }
     };
@@ -125,35 +123,34 @@ macro_rules! debug_offsets_table {
 
 debug_offsets_table! {
     in every schema {
-        // field            C name                              3.13, 3.14, 3.15      synth.=> Layout member
-        /// `sizeof(_PyRuntimeState)` (validated; the Layout keeps the largest size among builds).
-        runtime_size        "runtime_state.size"                [0x18, 0x18, 0x18]    316616;
+        // field            C name                              3.13, 3.14, 3.15      synth. => Layout member
+        /// `sizeof(_PyRuntimeState)`, `sizeof(PyInterpreterState)`: the exact sizes the walk scans for roots.
+        runtime_size        "runtime_state.size"                [0x18, 0x18, 0x18]    316616 => runtime.size;
         interpreters_head   "runtime_state.interpreters_head"   [0x28, 0x28, 0x28]    808
                                                                                           => runtime.interpreters_head;
-        /// `sizeof(PyInterpreterState)` (validated; the Layout keeps the largest size among builds).
-        interp_size         "interpreter_state.size"            [0x30, 0x30, 0x30]    225864;
-        interp_next         "interpreter_state.next"            [0x40, 0x40, 0x40]    7272  => interp.next;
-        interp_threads_head "interpreter_state.threads_head"    [0x48, 0x48, 0x48]    7344  => interp.threads_head;
-        interp_gc           "interpreter_state.gc"              [0x50, 0x58, 0x58]    7408  => interp.gc;
-        interp_modules      "interpreter_state.imports_modules" [0x58, 0x60, 0x60]    7688  => interp.modules;
-        interp_sysdict      "interpreter_state.sysdict"         [0x60, 0x68, 0x68]    7672  => interp.sysdict;
-        interp_builtins     "interpreter_state.builtins"        [0x68, 0x70, 0x70]    7680  => interp.builtins;
+        interp_size         "interpreter_state.size"            [0x30, 0x30, 0x30]    225864 => interp.size;
+        interp_next         "interpreter_state.next"            [0x40, 0x40, 0x40]    7272   => interp.next;
+        interp_threads_head "interpreter_state.threads_head"    [0x48, 0x48, 0x48]    7344   => interp.threads_head;
+        interp_gc           "interpreter_state.gc"              [0x50, 0x58, 0x58]    7408   => interp.gc;
+        interp_modules      "interpreter_state.imports_modules" [0x58, 0x60, 0x60]    7688   => interp.modules;
+        interp_sysdict      "interpreter_state.sysdict"         [0x60, 0x68, 0x68]    7672   => interp.sysdict;
+        interp_builtins     "interpreter_state.builtins"        [0x68, 0x70, 0x70]    7680   => interp.builtins;
         /// `sizeof(PyObject)`: 16, or 32 in a free-threaded build (validated).
         pyobject_size       "pyobject.size"                     [0x160, 0x190, 0x1d0] 16;
-        ob_type             "pyobject.ob_type"                  [0x168, 0x198, 0x1d8] 8     => object.ob_type;
-        type_size           "type_object.size"                  [0x170, 0x1a0, 0x1e0] 416   => type_.size;
-        tp_name             "type_object.tp_name"               [0x178, 0x1a8, 0x1e8] 24    => type_.tp_name;
-        tp_flags            "type_object.tp_flags"              [0x188, 0x1b8, 0x1f8] 168   => type_.tp_flags;
-        tuple_item          "tuple_object.ob_item"              [0x198, 0x1c8, 0x228] 32    => tuple.item;
-        list_item           "list_object.ob_item"               [0x1b0, 0x1e0, 0x240] 24    => list.item;
-        dict_keys           "dict_object.ma_keys"               [0x1c8, 0x218, 0x278] 32    => dict.keys;
-        dict_values         "dict_object.ma_values"             [0x1d0, 0x220, 0x280] 40    => dict.values;
-        unicode_state       "unicode_object.state"              [0x220, 0x270, 0x2d0] 32    => unicode.state;
-        unicode_length      "unicode_object.length"             [0x228, 0x278, 0x2d8] 16    => unicode.length;
-        unicode_ascii_size  "unicode_object.asciiobject_size"   [0x230, 0x280, 0x2e0] 40    => unicode.ascii_size;
+        ob_type             "pyobject.ob_type"                  [0x168, 0x198, 0x1d8] 8      => object.ob_type;
+        type_size           "type_object.size"                  [0x170, 0x1a0, 0x1e0] 416    => type_.size;
+        tp_name             "type_object.tp_name"               [0x178, 0x1a8, 0x1e8] 24     => type_.tp_name;
+        tp_flags            "type_object.tp_flags"              [0x188, 0x1b8, 0x1f8] 168    => type_.tp_flags;
+        tuple_item          "tuple_object.ob_item"              [0x198, 0x1c8, 0x228] 32     => tuple.item;
+        list_item           "list_object.ob_item"               [0x1b0, 0x1e0, 0x240] 24     => list.item;
+        dict_keys           "dict_object.ma_keys"               [0x1c8, 0x218, 0x278] 32     => dict.keys;
+        dict_values         "dict_object.ma_values"             [0x1d0, 0x220, 0x280] 40     => dict.values;
+        unicode_state       "unicode_object.state"              [0x220, 0x270, 0x2d0] 32     => unicode.state;
+        unicode_length      "unicode_object.length"             [0x228, 0x278, 0x2d8] 16     => unicode.length;
+        unicode_ascii_size  "unicode_object.asciiobject_size"   [0x230, 0x280, 0x2e0] 40     => unicode.ascii_size;
         /// `sizeof(struct _gc_runtime_state)`: selects the GC layout ([`Layout::gc_layout_for_size`]).
         gc_size             "gc.size"                           [0x238, 0x288, 0x2f0] 264;
-        gc_collecting       "gc.collecting"                     [0x240, 0x290, 0x2f8] 192   => gc.collecting;
+        gc_collecting       "gc.collecting"                     [0x240, 0x290, 0x2f8] 192    => gc.collecting;
     }
     in some schemas {
         /// 3.15: `gc.frame` (non-NULL while a collection runs) and `gc.generation_stats`.
@@ -241,7 +238,7 @@ impl DebugOffsets {
         }
         // Every member of PyInterpreterState the table gives lies inside it.
         for (what, v) in self.layout_values() {
-            if what.starts_with("interp.") && v >= self.interp_size {
+            if what.starts_with("interp.") && what != "interp.size" && v >= self.interp_size {
                 return bad(what, v);
             }
         }

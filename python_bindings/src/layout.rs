@@ -50,8 +50,8 @@ pub struct Layout {
 pub struct RuntimeState {
     /// `interpreters.head`.
     pub interpreters_head: u64,
-    /// Bytes of the struct, largest among the builds checked: the full walk scans it for object
-    /// pointers (roots).
+    /// Bytes of the struct: the full walk scans it for object pointers (roots). The built-in tables
+    /// have the largest size among the builds checked; on 3.13+ `_Py_DebugOffsets` gives the exact one.
     pub size: u64,
 }
 

@@ -251,7 +251,7 @@ pub const V3_12: Layout = Layout {
 /// inline values, `current_frame` in the thread state, `interp->obmalloc` a pointer.
 pub const V3_13: Layout = Layout {
     version: Version::new(3, 13, 0),
-    runtime: RuntimeState { interpreters_head: 0x278, size: 283320 },
+    runtime: RuntimeState { interpreters_head: 0x278, size: 299392 },
     interp: InterpreterState {
         next: 0x1c60,
         threads_head: 0x1cb0,
@@ -259,7 +259,7 @@ pub const V3_13: Layout = Layout {
         modules: 0x1de8,
         sysdict: 0x1dd8,
         builtins: 0x1de0,
-        size: 194976,
+        size: 194992,
     },
     static_type_preheader: false,
     heap_type: HeapTypeObject { size: 928, ..V3_12.heap_type },
@@ -361,8 +361,8 @@ pub const GC_315: GcLayout = GcLayout {
 /// 3.15: `PyTypeObject` grows, bytearrays keep a bytes object, GC statistics behind a pointer.
 pub const V3_15: Layout = Layout {
     version: Version::new(3, 15, 0),
-    runtime: RuntimeState { size: 346568, ..V3_14_5.runtime },
-    interp: InterpreterState { size: 226240, ..V3_14_5.interp },
+    runtime: RuntimeState { size: 362592, ..V3_14_5.runtime },
+    interp: InterpreterState { size: 226256, ..V3_14_5.interp },
     gc: GC_315,
     type_: TypeObject { size: 424, ..V3_14_5.type_ },
     heap_type: HeapTypeObject { ht_qualname: 880, ht_cached_keys: 888, size: 944 },
