@@ -171,7 +171,7 @@ impl Image {
         if self.debug_offsets {
             let d = discovery::runtime_debug_offsets(&self.mem, 0, self.runtime)?
                 .ok_or_else(|| Error::Corrupt("heap image: no _Py_DebugOffsets".into()))?;
-            discovery::apply_debug_offsets(&mut layout, &d).map_err(|detail| Error::Layout { pid: 0, detail })?;
+            layout.apply_debug_offsets(&d).map_err(|detail| Error::Layout { pid: 0, detail })?;
         }
         layout.debug_build = self.debug_build;
         Ok(Interpreter {
@@ -297,8 +297,8 @@ impl Synth {
         mem.add(Self::ARENA, vec![0; Self::ARENA_SIZE]);
         let runtime = Self::ARENA;
         let interp = Self::ARENA + 0x1000;
-        mem.put_u64(runtime + layout.runtime_interpreters_head, interp);
-        mem.put_u64(interp + layout.interp_next, 0);
+        mem.put_u64(runtime + layout.runtime.interpreters_head, interp);
+        mem.put_u64(interp + layout.interp.next, 0);
         let mut s = Synth { layout, mem, runtime, interp, next_free: Self::ARENA + 0x10000, lists: Default::default() };
         for h in s.heads() {
             s.mem.put_u64(h, h);
@@ -308,7 +308,7 @@ impl Synth {
     }
 
     pub fn heads(&self) -> [u64; 4] {
-        let gc = self.interp + self.layout.interp_gc;
+        let gc = self.interp + self.layout.interp.gc;
         let g = &self.layout.gc;
         [gc + g.generations[0], gc + g.generations[1], gc + g.generations[2], gc + g.permanent]
     }
@@ -330,12 +330,12 @@ impl Synth {
     /// A static type object named `name` (`tp_name`), with its basic and item sizes.
     pub fn static_type(&mut self, name: &str, basicsize: u64, itemsize: u64) -> u64 {
         let l = self.layout.clone();
-        let t = self.alloc(l.type_size);
+        let t = self.alloc(l.type_.size);
         let n = self.cstr(name);
-        self.mem.put_u64(t + l.tp_name, n);
-        self.mem.put_u64(t + l.tp_basicsize, basicsize);
-        self.mem.put_u64(t + l.tp_itemsize, itemsize);
-        self.mem.put_u64(t + l.tp_flags, python_bindings::flags::HAVE_GC);
+        self.mem.put_u64(t + l.type_.tp_name, n);
+        self.mem.put_u64(t + l.type_.tp_basicsize, basicsize);
+        self.mem.put_u64(t + l.type_.tp_itemsize, itemsize);
+        self.mem.put_u64(t + l.type_.tp_flags, python_bindings::flags::HAVE_GC);
         t
     }
 
@@ -343,10 +343,10 @@ impl Synth {
     /// Returns the object's address (after the GC head).
     pub fn object(&mut self, ty: u64, size: u64, list: usize) -> u64 {
         let l = self.layout.clone();
-        let gc = self.alloc(l.gc_head_size + size.max(l.ob_size + 8));
-        let obj = gc + l.gc_head_size;
-        self.mem.put_u64(obj + l.ob_refcnt, 1);
-        self.mem.put_u64(obj + l.ob_type, ty);
+        let gc = self.alloc(l.gc_head.size + size.max(l.object.ob_size + 8));
+        let obj = gc + l.gc_head.size;
+        self.mem.put_u64(obj + l.object.ob_refcnt, 1);
+        self.mem.put_u64(obj + l.object.ob_type, ty);
         let head = self.heads()[list];
         let last = *self.lists[list].last().unwrap_or(&head);
         self.mem.put_u64(last, gc);

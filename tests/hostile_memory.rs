@@ -58,7 +58,7 @@ fn sample() -> (Synth, u64, u64) {
     for _ in 0..5 {
         let o = s.object(list_t, 40, 0);
         let l = s.layout.clone();
-        s.mem.put_u64(o + l.list_allocated, 4);
+        s.mem.put_u64(o + l.list.allocated, 4);
     }
     for _ in 0..3 {
         s.object(thing_t, 48, 2);
@@ -134,16 +134,16 @@ fn wild_pointers() {
         let _ = walk_both(&s.image());
         // As an object's type.
         let (mut s, _, _) = sample();
-        let o = s.list(0)[2] + s.layout.gc_head_size;
-        s.mem.put_u64(o + s.layout.ob_type, wild);
+        let o = s.list(0)[2] + s.layout.gc_head.size;
+        s.mem.put_u64(o + s.layout.object.ob_type, wild);
         let (_, summary) = walk_both(&s.image()).expect("an unreadable object is skipped");
         assert_eq!(summary.unreadable, 1);
         // As the interpreter pointer and a type's name.
         let (mut s, _, thing) = sample();
-        s.mem.put_u64(s.runtime + s.layout.runtime_interpreters_head, wild);
+        s.mem.put_u64(s.runtime + s.layout.runtime.interpreters_head, wild);
         assert!(walk_both(&s.image()).is_err());
         let (mut s, _, _) = sample();
-        s.mem.put_u64(thing + s.layout.tp_name, wild);
+        s.mem.put_u64(thing + s.layout.type_.tp_name, wild);
         let (_, summary) = walk_both(&s.image()).expect("objects of an unreadable type are skipped");
         assert_eq!(summary.unreadable, 4);
     }
@@ -155,12 +155,12 @@ fn huge_sizes() {
     let l = s.layout.clone();
     // A list claiming 2^62 slots, a type claiming an absurd basic size, a var-sized type with a huge
     // item count.
-    let o = s.list(0)[0] + l.gc_head_size;
-    s.mem.put_u64(o + l.list_allocated, 1 << 62);
-    s.mem.put_u64(thing_t + l.tp_basicsize, 1 << 60);
+    let o = s.list(0)[0] + l.gc_head.size;
+    s.mem.put_u64(o + l.list.allocated, 1 << 62);
+    s.mem.put_u64(thing_t + l.type_.tp_basicsize, 1 << 60);
     let var_t = s.static_type("demo.Var", 32, 8);
     let v = s.object(var_t, 32, 1);
-    s.mem.put_u64(v + l.ob_size, u64::MAX);
+    s.mem.put_u64(v + l.object.ob_size, u64::MAX);
     let (hist, summary) = walk_both(&s.image()).expect("absurd sizes are contained");
     assert_eq!(summary.unreadable, 4, "the 4 objects of the absurd type are skipped");
     assert!(hist.rows().iter().all(|r| r.bytes < 1 << 50), "{:?}", hist.rows());
@@ -172,14 +172,14 @@ fn unterminated_tp_name() {
     let (mut s, _, thing) = sample();
     let at = s.alloc(64 << 10);
     s.mem.write(at, &vec![b'a'; 64 << 10]);
-    s.mem.put_u64(thing + s.layout.tp_name, at);
+    s.mem.put_u64(thing + s.layout.type_.tp_name, at);
     let (_, summary) = walk_both(&s.image()).expect("walk goes on");
     assert_eq!(summary.unreadable, 4);
     // Also right at the end of readable memory: no NUL, no more bytes.
     let (mut s, _, thing) = sample();
     let end = Synth::ARENA + Synth::ARENA_SIZE as u64;
     s.mem.write(end - 10, b"abcdefghij");
-    s.mem.put_u64(thing + s.layout.tp_name, end - 10);
+    s.mem.put_u64(thing + s.layout.type_.tp_name, end - 10);
     let (_, summary) = walk_both(&s.image()).expect("walk goes on");
     assert_eq!(summary.unreadable, 4);
 }
@@ -187,13 +187,13 @@ fn unterminated_tp_name() {
 #[test]
 fn self_referencing_tp_base() {
     let (mut s, _, thing) = sample();
-    s.mem.put_u64(thing + s.layout.tp_base, thing);
+    s.mem.put_u64(thing + s.layout.type_.tp_base, thing);
     let (hist, _) = walk_both(&s.image()).expect("the base chain is bounded");
     assert!(hist.rows().iter().any(|r| r.name == "demo.Thing" && r.count == 4));
     // Two types that are each other's base.
     let (mut s, list_t, thing) = sample();
-    s.mem.put_u64(thing + s.layout.tp_base, list_t);
-    s.mem.put_u64(list_t + s.layout.tp_base, thing);
+    s.mem.put_u64(thing + s.layout.type_.tp_base, list_t);
+    s.mem.put_u64(list_t + s.layout.type_.tp_base, thing);
     walk_both(&s.image()).expect("bounded");
 }
 
@@ -213,18 +213,18 @@ fn dict_keys_with_absurd_sizes() {
         s.mem.put_u64(keys + 16, usable);
         s.mem.put_u64(keys + 24, nentries);
         let d = s.object(dict_t, 48, 0);
-        s.mem.put_u64(d + l.dict_keys, keys);
-        s.mem.put_u64(d + l.dict_values, keys);
+        s.mem.put_u64(d + l.dict.keys, keys);
+        s.mem.put_u64(d + l.dict.values, keys);
     }
     // A heap type whose tp_dict is such a dict (its name and __sizeof__ lookups read the dict).
     let heap_t = s.static_type("ignored", 32, 0);
-    s.mem.put_u64(heap_t + l.tp_flags, python_bindings::flags::HEAPTYPE | python_bindings::flags::HAVE_GC);
+    s.mem.put_u64(heap_t + l.type_.tp_flags, python_bindings::flags::HEAPTYPE | python_bindings::flags::HAVE_GC);
     let bad_dict = s.object(dict_t, 48, 1);
     let keys = s.alloc(64);
     s.mem.write(keys + 8, &[30, 32, 1]);
     s.mem.put_u64(keys + 24, 1 << 29);
-    s.mem.put_u64(bad_dict + l.dict_keys, keys);
-    s.mem.put_u64(heap_t + l.tp_dict, bad_dict);
+    s.mem.put_u64(bad_dict + l.dict.keys, keys);
+    s.mem.put_u64(heap_t + l.type_.tp_dict, bad_dict);
     s.object(heap_t, 32, 2);
     let (hist, summary) = walk_both(&s.image()).expect("absurd dicts are contained");
     assert_eq!(summary.generations, [4, 1, 1]);

@@ -2,159 +2,162 @@
 //! at compile time with `offsetof`/`sizeof` of its own structs. Its own shape grows with each minor
 //! version, so each minor version has a schema: where each field of interest sits inside the table.
 //! All fields are little-endian `u64`; the table starts with the cookie `"xdebugpy"`.
+//!
+//! The fields memspy takes are listed once, in [`FIELDS`]' table below: their C name in
+//! `_Py_DebugOffsets`, their position in each schema, and the [`Layout`] member they set. Parsing,
+//! validation, applying onto a Layout and the synthetic tables for tests all derive from it.
 
-use crate::Version;
+use crate::{Layout, Version};
 
 pub const COOKIE: &[u8; 8] = b"xdebugpy";
 
 /// How many bytes of the table to read to decode every field of every known schema.
 pub const READ_SIZE: usize = 0x400;
 
-/// The values memspy takes from the table (each an offset or a size inside the target's structs).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DebugOffsets {
-    pub version_hex: u64,
-    pub free_threaded: bool,
-    pub runtime_size: u64,
-    pub interpreters_head: u64,
-    pub interp_size: u64,
-    pub interp_next: u64,
-    pub interp_threads_head: u64,
-    pub interp_gc: u64,
-    pub interp_modules: u64,
-    pub interp_sysdict: u64,
-    pub interp_builtins: u64,
-    pub pyobject_size: u64,
-    pub ob_type: u64,
-    pub type_size: u64,
-    pub tp_name: u64,
-    pub tp_flags: u64,
-    pub tuple_item: u64,
-    pub list_item: u64,
-    pub dict_keys: u64,
-    pub dict_values: u64,
-    pub unicode_state: u64,
-    pub unicode_length: u64,
-    pub unicode_ascii_size: u64,
-    pub gc_size: u64,
-    pub gc_collecting: u64,
-    /// 3.15: `gc.frame` (non-NULL while a collection runs) and `gc.generation_stats`.
-    pub gc_frame: Option<u64>,
-    pub gc_generation_stats: Option<u64>,
+/// The minor versions that have a schema, in the order of the position columns below.
+pub const SCHEMA_MINORS: [u8; 3] = [13, 14, 15];
+
+/// One field of `_Py_DebugOffsets` that memspy reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    /// The [`DebugOffsets`] member.
+    pub name: &'static str,
+    /// Its path in the C struct `_Py_DebugOffsets`.
+    pub c_name: &'static str,
+    /// Its position in the table for each of [`SCHEMA_MINORS`] (None: not in that version's table).
+    pub at: [Option<usize>; 3],
+    /// The [`Layout`] member it sets, if any ("" for fields that only select or validate).
+    pub sets: &'static str,
 }
 
-/// Position (inside the table) of each field, for one minor version.
-struct Schema {
-    runtime_size: usize,
-    interpreters_head: usize,
-    interp_size: usize,
-    interp_next: usize,
-    interp_threads_head: usize,
-    interp_gc: usize,
-    interp_modules: usize,
-    interp_sysdict: usize,
-    interp_builtins: usize,
-    pyobject_size: usize,
-    ob_type: usize,
-    type_size: usize,
-    tp_name: usize,
-    tp_flags: usize,
-    tuple_item: usize,
-    list_item: usize,
-    dict_keys: usize,
-    dict_values: usize,
-    unicode_length: usize,
-    unicode_state: usize,
-    unicode_ascii_size: usize,
-    gc_size: usize,
-    gc_collecting: usize,
-    gc_frame: Option<usize>,
-    gc_generation_stats: Option<usize>,
+macro_rules! position {
+    (-) => {
+        None
+    };
+    ($at:literal) => {
+        Some($at)
+    };
 }
 
-const SCHEMA_313: Schema = Schema {
-    runtime_size: 0x18,
-    interpreters_head: 0x28,
-    interp_size: 0x30,
-    interp_next: 0x40,
-    interp_threads_head: 0x48,
-    interp_gc: 0x50,
-    interp_modules: 0x58,
-    interp_sysdict: 0x60,
-    interp_builtins: 0x68,
-    pyobject_size: 0x160,
-    ob_type: 0x168,
-    type_size: 0x170,
-    tp_name: 0x178,
-    tp_flags: 0x188,
-    tuple_item: 0x198,
-    list_item: 0x1b0,
-    dict_keys: 0x1c8,
-    dict_values: 0x1d0,
-    unicode_state: 0x220,
-    unicode_length: 0x228,
-    unicode_ascii_size: 0x230,
-    gc_size: 0x238,
-    gc_collecting: 0x240,
-    gc_frame: None,
-    gc_generation_stats: None,
-};
+macro_rules! debug_offsets_table {
+    (
+        in every schema {
+            $( $(#[doc = $rdoc:literal])* $rname:ident $rc:literal [$($rat:literal),+] $rsyn:literal
+               $(=> $rs0:ident $(. $rset:ident)*)? ; )*
+        }
+        in some schemas {
+            $( $(#[doc = $odoc:literal])* $oname:ident $oc:literal [$($oat:tt),+]
+               $(=> $os0:ident $(. $oset:ident)*)? ; )*
+        }
+    ) => {
+        /// The values memspy takes from the table (each an offset or a size inside the target's structs).
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        pub struct DebugOffsets {
+            pub version_hex: u64,
+            pub free_threaded: bool,
+            $( $(#[doc = $rdoc])* pub $rname: u64, )*
+            $( $(#[doc = $odoc])* pub $oname: Option<u64>, )*
+        }
 
-const SCHEMA_314: Schema = Schema {
-    runtime_size: 0x18,
-    interpreters_head: 0x28,
-    interp_size: 0x30,
-    interp_next: 0x40,
-    interp_threads_head: 0x48,
-    interp_gc: 0x58,
-    interp_modules: 0x60,
-    interp_sysdict: 0x68,
-    interp_builtins: 0x70,
-    pyobject_size: 0x190,
-    ob_type: 0x198,
-    type_size: 0x1a0,
-    tp_name: 0x1a8,
-    tp_flags: 0x1b8,
-    tuple_item: 0x1c8,
-    list_item: 0x1e0,
-    dict_keys: 0x218,
-    dict_values: 0x220,
-    unicode_state: 0x270,
-    unicode_length: 0x278,
-    unicode_ascii_size: 0x280,
-    gc_size: 0x288,
-    gc_collecting: 0x290,
-    gc_frame: None,
-    gc_generation_stats: None,
-};
+        /// Every field memspy reads, in table order.
+        pub const FIELDS: &[Field] = &[
+            $( Field {
+                name: stringify!($rname),
+                c_name: $rc,
+                at: [$(Some($rat)),+],
+                sets: concat!("" $(, stringify!($rs0) $(, ".", stringify!($rset))*)?),
+            }, )*
+            $( Field {
+                name: stringify!($oname),
+                c_name: $oc,
+                at: [$(position!($oat)),+],
+                sets: concat!("" $(, stringify!($os0) $(, ".", stringify!($oset))*)?),
+            }, )*
+        ];
 
-const SCHEMA_315: Schema = Schema {
-    runtime_size: 0x18,
-    interpreters_head: 0x28,
-    interp_size: 0x30,
-    interp_next: 0x40,
-    interp_threads_head: 0x48,
-    interp_gc: 0x58,
-    interp_modules: 0x60,
-    interp_sysdict: 0x68,
-    interp_builtins: 0x70,
-    pyobject_size: 0x1d0,
-    ob_type: 0x1d8,
-    type_size: 0x1e0,
-    tp_name: 0x1e8,
-    tp_flags: 0x1f8,
-    tuple_item: 0x228,
-    list_item: 0x240,
-    dict_keys: 0x278,
-    dict_values: 0x280,
-    unicode_state: 0x2d0,
-    unicode_length: 0x2d8,
-    unicode_ascii_size: 0x2e0,
-    gc_size: 0x2f0,
-    gc_collecting: 0x2f8,
-    gc_frame: Some(0x300),
-    gc_generation_stats: Some(0x310),
-};
+        fn decode(bytes: &[u8], schema: usize, version_hex: u64) -> Result<DebugOffsets, DebugOffsetsError> {
+            let at = |pos: [Option<usize>; 3]| pos[schema].map(|p| u64_at(bytes, p)).transpose();
+            Ok(DebugOffsets {
+                version_hex,
+                free_threaded: u64_at(bytes, 0x10)? != 0,
+                $( $rname: at([$(Some($rat)),+])?.expect("in every schema"), )*
+                $( $oname: at([$(position!($oat)),+])?, )*
+            })
+        }
+
+        /// The values a synthetic table carries (the free-threaded header aside).
+        const SYNTHETIC: DebugOffsets = DebugOffsets {
+            version_hex: 0,
+            free_threaded: false,
+            $( $rname: $rsyn, )*
+            $( $oname: None, )*
+        };
+
+        impl DebugOffsets {
+            /// (the Layout member a field sets, its value) for every field that sets one.
+            pub fn layout_values(&self) -> Vec<(&'static str, u64)> {
+                let every: Vec<Option<(&'static str, u64)>> = vec![
+                    $( None $( .or(Some((concat!(stringify!($rs0) $(, ".", stringify!($rset))*), self.$rname))) )?, )*
+                    $( None $( .or(self.$oname.map(|v| (concat!(stringify!($os0) $(, ".", stringify!($oset))*), v))) )?, )*
+                ];
+                every.into_iter().flatten().collect()
+            }
+
+            /// Writes every value that sets a Layout member into `l`.
+            fn set_members(&self, l: &mut Layout) {
+                $( $( l.$rs0 $(.$rset)* = self.$rname; )? )*
+                $( $( if let Some(v) = self.$oname { l.$os0 $(.$oset)* = Some(v); } )? )*
+            }
+
+            /// The values in table order with their positions in this schema (for synthetic tables).
+            fn positioned(&self, schema: usize) -> Vec<(usize, u64)> {
+                let every: Vec<(Option<usize>, Option<u64>)> = vec![
+                    $( (Some([$($rat),+][schema]), Some(self.$rname)), )*
+                    $( ([$(position!($oat)),+][schema], self.$oname), )*
+                ];
+                every.into_iter().filter_map(|(at, v)| Some((at?, v?))).collect()
+            }
+        }
+    };
+}
+
+debug_offsets_table! {
+    in every schema {
+        // field            C name                              3.13, 3.14, 3.15      synth. => Layout member
+        /// `sizeof(_PyRuntimeState)`, `sizeof(PyInterpreterState)`: the exact sizes the walk scans for roots.
+        runtime_size        "runtime_state.size"                [0x18, 0x18, 0x18]    316616 => runtime.size;
+        interpreters_head   "runtime_state.interpreters_head"   [0x28, 0x28, 0x28]    808
+                                                                                          => runtime.interpreters_head;
+        interp_size         "interpreter_state.size"            [0x30, 0x30, 0x30]    225864 => interp.size;
+        interp_next         "interpreter_state.next"            [0x40, 0x40, 0x40]    7272   => interp.next;
+        interp_threads_head "interpreter_state.threads_head"    [0x48, 0x48, 0x48]    7344   => interp.threads_head;
+        interp_gc           "interpreter_state.gc"              [0x50, 0x58, 0x58]    7408   => interp.gc;
+        interp_modules      "interpreter_state.imports_modules" [0x58, 0x60, 0x60]    7688   => interp.modules;
+        interp_sysdict      "interpreter_state.sysdict"         [0x60, 0x68, 0x68]    7672   => interp.sysdict;
+        interp_builtins     "interpreter_state.builtins"        [0x68, 0x70, 0x70]    7680   => interp.builtins;
+        /// `sizeof(PyObject)`: 16, or 32 in a free-threaded build (validated).
+        pyobject_size       "pyobject.size"                     [0x160, 0x190, 0x1d0] 16;
+        ob_type             "pyobject.ob_type"                  [0x168, 0x198, 0x1d8] 8      => object.ob_type;
+        type_size           "type_object.size"                  [0x170, 0x1a0, 0x1e0] 416    => type_.size;
+        tp_name             "type_object.tp_name"               [0x178, 0x1a8, 0x1e8] 24     => type_.tp_name;
+        tp_flags            "type_object.tp_flags"              [0x188, 0x1b8, 0x1f8] 168    => type_.tp_flags;
+        tuple_item          "tuple_object.ob_item"              [0x198, 0x1c8, 0x228] 32     => tuple.item;
+        list_item           "list_object.ob_item"               [0x1b0, 0x1e0, 0x240] 24     => list.item;
+        dict_keys           "dict_object.ma_keys"               [0x1c8, 0x218, 0x278] 32     => dict.keys;
+        dict_values         "dict_object.ma_values"             [0x1d0, 0x220, 0x280] 40     => dict.values;
+        unicode_state       "unicode_object.state"              [0x220, 0x270, 0x2d0] 32     => unicode.state;
+        unicode_length      "unicode_object.length"             [0x228, 0x278, 0x2d8] 16     => unicode.length;
+        unicode_ascii_size  "unicode_object.asciiobject_size"   [0x230, 0x280, 0x2e0] 40     => unicode.ascii_size;
+        /// `sizeof(struct _gc_runtime_state)`: selects the GC layout ([`Layout::gc_layout_for_size`]).
+        gc_size             "gc.size"                           [0x238, 0x288, 0x2f0] 264;
+        gc_collecting       "gc.collecting"                     [0x240, 0x290, 0x2f8] 192    => gc.collecting;
+    }
+    in some schemas {
+        /// 3.15: `gc.frame` (non-NULL while a collection runs) and `gc.generation_stats`.
+        gc_frame            "gc.frame"                          [-, -, 0x300]                => gc.frame;
+        gc_generation_stats "gc.generation_stats"               [-, -, 0x310]                => gc.stats_ptr;
+    }
+}
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum DebugOffsetsError {
@@ -194,6 +197,11 @@ fn u64_at(bytes: &[u8], at: usize) -> Result<u64, DebugOffsetsError> {
     Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
 }
 
+/// The column of [`FIELDS`]' positions for a version, if it has a schema.
+pub fn schema_index(version: Version) -> Option<usize> {
+    SCHEMA_MINORS.iter().position(|m| *m == version.minor)
+}
+
 /// Decodes the table from bytes read at `_PyRuntime` (at least [`READ_SIZE`] of them when available).
 pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
     if !has_cookie(bytes) {
@@ -201,42 +209,8 @@ pub fn parse(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
     }
     let version_hex = u64_at(bytes, 8)?;
     let version = Version::from_hex(version_hex).ok_or(DebugOffsetsError::BadVersion(version_hex))?;
-    let schema = match version.minor {
-        13 => &SCHEMA_313,
-        14 => &SCHEMA_314,
-        15 => &SCHEMA_315,
-        _ => return Err(DebugOffsetsError::UnknownSchema(version)),
-    };
-    let g = |at: usize| u64_at(bytes, at);
-    let d = DebugOffsets {
-        version_hex,
-        free_threaded: g(0x10)? != 0,
-        runtime_size: g(schema.runtime_size)?,
-        interpreters_head: g(schema.interpreters_head)?,
-        interp_size: g(schema.interp_size)?,
-        interp_next: g(schema.interp_next)?,
-        interp_threads_head: g(schema.interp_threads_head)?,
-        interp_gc: g(schema.interp_gc)?,
-        interp_modules: g(schema.interp_modules)?,
-        interp_sysdict: g(schema.interp_sysdict)?,
-        interp_builtins: g(schema.interp_builtins)?,
-        pyobject_size: g(schema.pyobject_size)?,
-        ob_type: g(schema.ob_type)?,
-        type_size: g(schema.type_size)?,
-        tp_name: g(schema.tp_name)?,
-        tp_flags: g(schema.tp_flags)?,
-        tuple_item: g(schema.tuple_item)?,
-        list_item: g(schema.list_item)?,
-        dict_keys: g(schema.dict_keys)?,
-        dict_values: g(schema.dict_values)?,
-        unicode_state: g(schema.unicode_state)?,
-        unicode_length: g(schema.unicode_length)?,
-        unicode_ascii_size: g(schema.unicode_ascii_size)?,
-        gc_size: g(schema.gc_size)?,
-        gc_collecting: g(schema.gc_collecting)?,
-        gc_frame: schema.gc_frame.map(g).transpose()?,
-        gc_generation_stats: schema.gc_generation_stats.map(g).transpose()?,
-    };
+    let schema = schema_index(version).ok_or(DebugOffsetsError::UnknownSchema(version))?;
+    let d = decode(bytes, schema, version_hex)?;
     d.validate()?;
     Ok(d)
 }
@@ -262,15 +236,9 @@ impl DebugOffsets {
         if !(1000..=10_000_000).contains(&self.interp_size) {
             return bad("interpreter_state.size", self.interp_size);
         }
-        for (what, v) in [
-            ("interp.next", self.interp_next),
-            ("interp.threads_head", self.interp_threads_head),
-            ("interp.gc", self.interp_gc),
-            ("interp.modules", self.interp_modules),
-            ("interp.sysdict", self.interp_sysdict),
-            ("interp.builtins", self.interp_builtins),
-        ] {
-            if v >= self.interp_size {
+        // Every member of PyInterpreterState the table gives lies inside it.
+        for (what, v) in self.layout_values() {
+            if what.starts_with("interp.") && what != "interp.size" && v >= self.interp_size {
                 return bad(what, v);
             }
         }
@@ -287,44 +255,31 @@ impl DebugOffsets {
     }
 }
 
+impl Layout {
+    /// Takes every offset the target's debug table offers: the GC layout its `gc.size` selects, then
+    /// each field of [`FIELDS`] that sets a member.
+    pub fn apply_debug_offsets(&mut self, d: &DebugOffsets) -> Result<(), String> {
+        self.gc = self
+            .gc_layout_for_size(d.gc_size)
+            .ok_or_else(|| format!("unknown GC state layout for Python {} (gc.size = {})", self.version, d.gc_size))?;
+        d.set_members(self);
+        Ok(())
+    }
+}
+
 /// A plausible `_Py_DebugOffsets` table (values of a 3.13/3.14 x86_64 build) for tests of memspy that
 /// need one in a synthetic memory image, e.g. to check that free-threaded builds are refused.
 #[doc(hidden)]
 pub fn synthetic_table(version_hex: u64, free_threaded: bool) -> Option<Vec<u8>> {
-    let schema = match Version::from_hex(version_hex)?.minor {
-        13 => &SCHEMA_313,
-        14 => &SCHEMA_314,
-        15 => &SCHEMA_315,
-        _ => return None,
-    };
+    let schema = schema_index(Version::from_hex(version_hex)?)?;
     let header: u64 = if free_threaded { 32 } else { 16 };
+    let values = DebugOffsets { pyobject_size: header, ob_type: header - 8, ..SYNTHETIC };
     let mut b = vec![0u8; READ_SIZE];
     b[..8].copy_from_slice(COOKIE);
     let mut put = |at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
     put(8, version_hex);
     put(0x10, free_threaded as u64);
-    for (at, v) in [
-        (schema.runtime_size, 316616),
-        (schema.interpreters_head, 808),
-        (schema.interp_size, 225864),
-        (schema.interp_next, 7272),
-        (schema.interp_threads_head, 7344),
-        (schema.interp_gc, 7408),
-        (schema.interp_modules, 7688),
-        (schema.interp_sysdict, 7672),
-        (schema.interp_builtins, 7680),
-        (schema.pyobject_size, header),
-        (schema.ob_type, header - 8),
-        (schema.type_size, 416),
-        (schema.tp_name, 24),
-        (schema.tp_flags, 168),
-        (schema.tuple_item, 32),
-        (schema.list_item, 24),
-        (schema.dict_keys, 32),
-        (schema.dict_values, 40),
-        (schema.gc_size, 264),
-        (schema.gc_collecting, 192),
-    ] {
+    for (at, v) in values.positioned(schema) {
         put(at, v);
     }
     Some(b)
@@ -334,40 +289,24 @@ pub fn synthetic_table(version_hex: u64, free_threaded: bool) -> Option<Vec<u8>>
 mod tests {
     use super::*;
 
-    fn table(version: u64, schema: &Schema, values: &[(usize, u64)]) -> Vec<u8> {
-        let mut b = vec![0u8; READ_SIZE];
-        b[..8].copy_from_slice(COOKIE);
-        let mut put = |at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-        put(8, version);
-        put(schema.runtime_size, 316616);
-        put(schema.interpreters_head, 808);
-        put(schema.interp_size, 225864);
-        put(schema.interp_next, 7272);
-        put(schema.interp_threads_head, 7344);
-        put(schema.interp_gc, 7408);
-        put(schema.interp_modules, 7688);
-        put(schema.interp_sysdict, 7672);
-        put(schema.interp_builtins, 7680);
-        put(schema.pyobject_size, 16);
-        put(schema.ob_type, 8);
-        put(schema.type_size, 416);
-        put(schema.tp_name, 24);
-        put(schema.tp_flags, 168);
-        put(schema.tuple_item, 32);
-        put(schema.list_item, 24);
-        put(schema.dict_keys, 32);
-        put(schema.dict_values, 40);
-        put(schema.gc_size, 264);
-        put(schema.gc_collecting, 192);
-        for (at, v) in values {
-            put(*at, *v);
+    /// The position of field `name` in the 3.14 schema.
+    fn at_314(name: &str) -> usize {
+        FIELDS.iter().find(|f| f.name == name).unwrap().at[1].unwrap()
+    }
+
+    fn table_314(version: u64, values: &[(&str, u64)]) -> Vec<u8> {
+        let mut b = synthetic_table(0x30e0af0, false).unwrap();
+        b[8..16].copy_from_slice(&version.to_le_bytes());
+        for (name, v) in values {
+            let at = at_314(name);
+            b[at..at + 8].copy_from_slice(&v.to_le_bytes());
         }
         b
     }
 
     #[test]
     fn parses_314() {
-        let b = table(0x30e0af0, &SCHEMA_314, &[]);
+        let b = table_314(0x30e0af0, &[]);
         let d = parse(&b).unwrap();
         assert_eq!(d.version().to_string(), "3.14.10");
         assert_eq!(d.interp_gc, 7408);
@@ -384,19 +323,40 @@ mod tests {
         assert!(!d.free_threaded);
         assert!(synthetic_table(0x30c01f0, false).is_none());
         // A huge gc.size from garbage is refused, not an overflow.
-        let mut b = synthetic_table(0x30e0af0, false).unwrap();
-        b[SCHEMA_314.gc_size..SCHEMA_314.gc_size + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let b = table_314(0x30e0af0, &[("gc_size", u64::MAX)]);
         assert!(matches!(parse(&b), Err(DebugOffsetsError::Implausible(_))));
     }
 
     #[test]
     fn rejects_garbage() {
         assert_eq!(parse(&[0u8; 64]), Err(DebugOffsetsError::NoCookie));
-        let b = table(0x30e0af0, &SCHEMA_314, &[(SCHEMA_314.pyobject_size, 24)]);
+        let b = table_314(0x30e0af0, &[("pyobject_size", 24)]);
         assert!(matches!(parse(&b), Err(DebugOffsetsError::Implausible(_))));
-        let b = table(0x3100000 | 0xf0, &SCHEMA_314, &[]);
+        let b = table_314(0x30e0af0, &[("interp_sysdict", 300_000)]);
+        assert_eq!(parse(&b), Err(DebugOffsetsError::Implausible("interp.sysdict = 300000".into())));
+        let b = table_314(0x3100000 | 0xf0, &[]);
         assert!(matches!(parse(&b), Err(DebugOffsetsError::UnknownSchema(_))));
-        let b = table(0x30e0af0, &SCHEMA_314, &[]);
+        let b = table_314(0x30e0af0, &[]);
         assert_eq!(parse(&b[..0x100]), Err(DebugOffsetsError::Short));
+    }
+
+    #[test]
+    fn the_table_is_consistent() {
+        for f in FIELDS {
+            // Positions inside the bytes read, 8-aligned, after the header (cookie, version, free-threaded).
+            for at in f.at.iter().flatten() {
+                assert!(*at >= 0x18 && at % 8 == 0 && at + 8 <= READ_SIZE, "{}", f.name);
+            }
+        }
+        let d = parse(&synthetic_table(0x30f02f0, false).unwrap()).unwrap();
+        assert_eq!(d.gc_frame, Some(0));
+        let mut l = Layout::builtin(d.version()).unwrap();
+        let d = DebugOffsets { gc_size: 176, gc_frame: Some(0x78), gc_generation_stats: Some(0x70), ..d };
+        l.apply_debug_offsets(&d).unwrap();
+        assert_eq!((l.interp.gc, l.gc.collecting, l.gc.frame, l.gc.stats_ptr), (7408, 192, Some(0x78), Some(0x70)));
+        assert_eq!(l.unicode.ascii_size, 40);
+        let sets: Vec<&str> = FIELDS.iter().map(|f| f.sets).filter(|s| !s.is_empty()).collect();
+        assert_eq!(sets.len(), d.layout_values().len());
+        assert!(sets.contains(&"runtime.interpreters_head") && sets.contains(&"gc.stats_ptr"));
     }
 }

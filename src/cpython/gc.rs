@@ -29,7 +29,7 @@ pub const UNTRACKED: usize = usize::MAX;
 impl GcState {
     pub fn read<M: Memory + ?Sized>(mem: &M, l: &Layout, interp: u64) -> Result<GcState> {
         crate::memory::check_ptr(interp, "interpreter state")?;
-        let addr = interp + l.interp_gc;
+        let addr = interp + l.interp.gc;
         let g = &l.gc;
         let mut gens = g.generations;
         // The Debian 3.13 GC-head patch moves the generations array: trust the generation0 pointer.
@@ -38,7 +38,7 @@ impl GcState {
             if gen0 >= addr && gen0 < addr.saturating_add(g.size) && gen0 != addr + gens[0] {
                 let moved = gen0 - addr;
                 log::debug!("generation0 at gc+{moved:#x} instead of gc+{:#x}: shifted layout", gens[0]);
-                gens = [moved, moved + 24, moved + 48];
+                gens = g.generations_from(moved);
             }
         }
         if let Some(vs) = g.visited_space {

@@ -72,7 +72,7 @@ pub fn read<M: Memory + ?Sized>(mem: &M, l: &Layout, state: &GcState, strict: bo
         f.counts[i] = i32_at(head + g.gen_count, "generation count")?;
     }
     for (i, head) in state.heads.iter().enumerate() {
-        let end = walk_list(mem, *head, l.gc_head_size, strict, |_| Ok(()))?;
+        let end = walk_list(mem, *head, l.gc_head.size, strict, |_| Ok(()))?;
         if i == PERMANENT {
             f.permanent = end.objects;
         } else {
@@ -134,7 +134,7 @@ fn list_len<M: Memory + ?Sized>(mem: &M, l: &Layout, list: u64, what: &'static s
     if list == 0 {
         return Ok(0);
     }
-    let n = mem.i64_at(list + l.ob_size, what)?;
+    let n = mem.i64_at(list + l.object.ob_size, what)?;
     if !(0..MAX_LIST_LEN).contains(&n) {
         return Err(Error::Corrupt(format!("{what} has length {n}")));
     }

@@ -94,7 +94,7 @@ pub fn dict_keys<M: Memory + ?Sized>(mem: &M, l: &Layout, keys: u64) -> Result<D
     let mut b = [0u8; 40];
     mem.read_into(keys, &mut b, "dict keys header")?;
     let g = |at| le_u64(&b, at).expect("in bounds");
-    let k = match l.dict_layout {
+    let k = match l.dict.kind {
         DictLayout::V39 => {
             let size = g(8);
             if !size.is_power_of_two() || size > 1 << 40 {
@@ -149,7 +149,7 @@ impl DictKeys {
     /// `_PyDict_KeysSize`.
     pub fn alloc_size(&self, l: &Layout) -> u64 {
         let usable = (self.size << 1) / 3;
-        match l.dict_layout {
+        match l.dict.kind {
             DictLayout::V39 => 40 + self.index_bytes + usable * 24,
             _ => 32 + self.index_bytes + usable * self.entry_size,
         }
@@ -157,7 +157,7 @@ impl DictKeys {
 
     /// How many value slots a split dict using these keys has.
     pub fn split_values(&self, l: &Layout) -> u64 {
-        match l.dict_layout {
+        match l.dict.kind {
             DictLayout::V39 => (self.size << 1) / 3,
             _ => self.nentries + self.usable,
         }
@@ -166,7 +166,7 @@ impl DictKeys {
 
 /// Address of the value slot `i` of a split dict's values.
 pub fn split_value_slot(l: &Layout, values: u64, i: u64) -> u64 {
-    match l.dict_layout {
+    match l.dict.kind {
         DictLayout::V39 | DictLayout::V311 => values + 8 * i,
         DictLayout::V313 => values + 8 + 8 * i,
     }
@@ -181,8 +181,8 @@ pub fn dict_for_each<M: Memory + ?Sized>(
     mut f: impl FnMut(u64, u64) -> Result<bool>,
 ) -> Result<()> {
     check_ptr(dict, "dict")?;
-    let keys_ptr = mem.u64_at(dict + l.dict_keys, "ma_keys")?;
-    let values = mem.u64_at(dict + l.dict_values, "ma_values")?;
+    let keys_ptr = mem.u64_at(dict + l.dict.keys, "ma_keys")?;
+    let values = mem.u64_at(dict + l.dict.values, "ma_values")?;
     if values >= MAX_USER_ADDR {
         return Err(Error::Corrupt(format!("dict at {dict:#x}: ma_values {values:#x}")));
     }

@@ -119,11 +119,11 @@ pub fn usedpools_shape<M: Memory + ?Sized>(mem: &M, o: &ObmallocLayout, at: u64)
 
 /// A plausible `struct _obmalloc_state` at `at`?
 pub fn valid_state<M: Memory + ?Sized>(mem: &M, o: &ObmallocLayout, at: u64) -> bool {
-    if at == 0 || !at.is_multiple_of(8) || usedpools_shape(mem, o, at + o.usedpools).is_none() {
+    if at == 0 || !at.is_multiple_of(8) || usedpools_shape(mem, o, at + o.state.usedpools).is_none() {
         return false;
     }
-    let max = mem.u32_at(at + o.maxarenas, "maxarenas").unwrap_or(u32::MAX) as u64;
-    let cur = mem.u64_at(at + o.narenas_currently_allocated, "narenas").unwrap_or(u64::MAX);
+    let max = mem.u32_at(at + o.state.maxarenas, "maxarenas").unwrap_or(u32::MAX) as u64;
+    let cur = mem.u64_at(at + o.state.narenas_currently_allocated, "narenas").unwrap_or(u64::MAX);
     max <= MAX_ARENAS && cur <= max
 }
 
@@ -132,11 +132,11 @@ pub fn read_stats<M: Memory + ?Sized>(mem: &M, l: &Layout, at: &Located) -> Resu
     let o = &l.obmalloc;
     let (arenas, maxarenas, current, total, highwater) = match at.addrs {
         StateAddrs::Struct(s) => (
-            mem.u64_at(s + o.arenas, "obmalloc arenas")?,
-            mem.u32_at(s + o.maxarenas, "obmalloc maxarenas")? as u64,
-            mem.u64_at(s + o.narenas_currently_allocated, "narenas_currently_allocated")?,
-            mem.u64_at(s + o.ntimes_arena_allocated, "ntimes_arena_allocated")?,
-            mem.u64_at(s + o.narenas_highwater, "narenas_highwater")?,
+            mem.u64_at(s + o.state.arenas, "obmalloc arenas")?,
+            mem.u32_at(s + o.state.maxarenas, "obmalloc maxarenas")? as u64,
+            mem.u64_at(s + o.state.narenas_currently_allocated, "narenas_currently_allocated")?,
+            mem.u64_at(s + o.state.ntimes_arena_allocated, "ntimes_arena_allocated")?,
+            mem.u64_at(s + o.state.narenas_highwater, "narenas_highwater")?,
         ),
         StateAddrs::Globals { arenas, maxarenas, current, total, highwater, .. } => (
             mem.u64_at(arenas, "arenas")?,
@@ -156,7 +156,7 @@ pub fn read_stats<M: Memory + ?Sized>(mem: &M, l: &Layout, at: &Located) -> Resu
             "pymalloc counters implausible: maxarenas {maxarenas}, current {current}, highwater {highwater}"
         )));
     }
-    let table = mem.bytes_at(arenas, (maxarenas * o.arena_object_size) as usize, "arena_object array")?;
+    let table = mem.bytes_at(arenas, (maxarenas * o.arena.size) as usize, "arena_object array")?;
     let n = o.size_classes as usize;
     let mut classes: Vec<SizeClass> = (0..n)
         .map(|i| SizeClass { class: i as u32, size: (i as u64 + 1) * o.alignment, ..Default::default() })
@@ -172,14 +172,14 @@ pub fn read_stats<M: Memory + ?Sized>(mem: &M, l: &Layout, at: &Located) -> Resu
     let pools_per_arena = o.arena_size / o.pool_size;
     let mut header = [0u8; 48];
     for i in 0..maxarenas {
-        let ao = i * o.arena_object_size;
-        let address = le_u64(&table, ao + o.ao_address).unwrap_or(0);
+        let ao = i * o.arena.size;
+        let address = le_u64(&table, ao + o.arena.address).unwrap_or(0);
         if address == 0 {
             continue;
         }
         s.arenas_current += 1;
-        s.unused_pools += le_u32(&table, ao + o.ao_nfreepools).unwrap_or(0) as u64;
-        let pool_address = le_u64(&table, ao + o.ao_pool_address).unwrap_or(0);
+        s.unused_pools += le_u32(&table, ao + o.arena.nfreepools).unwrap_or(0) as u64;
+        let pool_address = le_u64(&table, ao + o.arena.pool_address).unwrap_or(0);
         let mut base = address;
         if !base.is_multiple_of(o.pool_size) {
             s.arena_alignment_bytes += o.pool_size;
@@ -193,8 +193,8 @@ pub fn read_stats<M: Memory + ?Sized>(mem: &M, l: &Layout, at: &Located) -> Resu
         while pool < pool_address && k < pools_per_arena {
             k += 1;
             mem.read_into(pool, &mut header, "pool_header")?;
-            let count = le_u32(&header, o.pool_count).unwrap_or(0) as u64;
-            let szidx = le_u32(&header, o.pool_szidx).unwrap_or(0) as usize;
+            let count = le_u32(&header, o.pool.count).unwrap_or(0) as u64;
+            let szidx = le_u32(&header, o.pool.szidx).unwrap_or(0) as usize;
             pool += o.pool_size;
             if count == 0 {
                 continue;
@@ -267,9 +267,10 @@ impl Arenas {
     pub fn read<M: Memory + ?Sized>(mem: &M, l: &Layout, at: &Located) -> Result<Option<Arenas>> {
         let o = &l.obmalloc;
         let (table, maxarenas) = match at.addrs {
-            StateAddrs::Struct(s) => {
-                (mem.u64_at(s + o.arenas, "obmalloc arenas")?, mem.u32_at(s + o.maxarenas, "maxarenas")? as u64)
-            }
+            StateAddrs::Struct(s) => (
+                mem.u64_at(s + o.state.arenas, "obmalloc arenas")?,
+                mem.u32_at(s + o.state.maxarenas, "maxarenas")? as u64,
+            ),
             StateAddrs::Globals { arenas, maxarenas, .. } => {
                 (mem.u64_at(arenas, "arenas")?, mem.u32_at(maxarenas, "maxarenas")? as u64)
             }
@@ -280,12 +281,12 @@ impl Arenas {
         if maxarenas > MAX_ARENAS {
             return Err(Error::Corrupt(format!("pymalloc maxarenas {maxarenas}")));
         }
-        let bytes = mem.bytes_at(table, (maxarenas * o.arena_object_size) as usize, "arena_object array")?;
+        let bytes = mem.bytes_at(table, (maxarenas * o.arena.size) as usize, "arena_object array")?;
         let mut arenas = Vec::new();
         for i in 0..maxarenas {
-            let ao = i * o.arena_object_size;
-            let address = le_u64(&bytes, ao + o.ao_address).unwrap_or(0);
-            let pool_address = le_u64(&bytes, ao + o.ao_pool_address).unwrap_or(0);
+            let ao = i * o.arena.size;
+            let address = le_u64(&bytes, ao + o.arena.address).unwrap_or(0);
+            let pool_address = le_u64(&bytes, ao + o.arena.pool_address).unwrap_or(0);
             if address != 0 && pool_address >= address && pool_address <= address + o.arena_size {
                 arenas.push((address, pool_address));
             }
@@ -322,15 +323,15 @@ const MAX_FREE_BLOCKS: usize = 1 << 14;
 fn read_pool<M: Memory + ?Sized>(mem: &M, o: &ObmallocLayout, pool: u64) -> Option<Pool> {
     let mut h = [0u8; 48];
     mem.read(pool, &mut h).ok()?;
-    let count = le_u32(&h, o.pool_count)? as u64;
-    let szidx = le_u32(&h, o.pool_szidx)? as u64;
-    let nextoffset = le_u32(&h, o.pool_nextoffset)? as u64;
+    let count = le_u32(&h, o.pool.count)? as u64;
+    let szidx = le_u32(&h, o.pool.szidx)? as u64;
+    let nextoffset = le_u32(&h, o.pool.nextoffset)? as u64;
     if count == 0 || szidx >= o.size_classes || nextoffset > o.pool_size {
         return None;
     }
     let block = (szidx + 1) * o.alignment;
     let mut free = Vec::new();
-    let mut f = le_u64(&h, o.pool_freeblock)?;
+    let mut f = le_u64(&h, o.pool.freeblock)?;
     while f != 0 {
         if f < pool + o.pool_overhead || f >= pool + o.pool_size || free.len() >= MAX_FREE_BLOCKS {
             return None;
@@ -376,21 +377,21 @@ mod tests {
         f.add(0x1000, vec![0; 0x100]);
         f.add(pool, vec![0; o.pool_size as usize]);
         // One arena whose first two pools were carved; the state's arena table at 0x1000.
-        f.put_u64(0x1000 + o.ao_address, arena);
-        f.put_u64(0x1000 + o.ao_pool_address, pool + 2 * o.pool_size);
+        f.put_u64(0x1000 + o.arena.address, arena);
+        f.put_u64(0x1000 + o.arena.pool_address, pool + 2 * o.pool_size);
         // A pool of 32-byte blocks (szidx 1): 5 handed out, the 2nd and 4th freed.
         let block = |i: u64| pool + o.pool_overhead + 32 * i;
-        f.put_u64(pool + o.pool_count, 3);
-        f.write(pool + o.pool_szidx, &1u32.to_le_bytes());
-        f.write(pool + o.pool_nextoffset, &((o.pool_overhead + 5 * 32) as u32).to_le_bytes());
-        f.put_u64(pool + o.pool_freeblock, block(1));
+        f.put_u64(pool + o.pool.count, 3);
+        f.write(pool + o.pool.szidx, &1u32.to_le_bytes());
+        f.write(pool + o.pool.nextoffset, &((o.pool_overhead + 5 * 32) as u32).to_le_bytes());
+        f.put_u64(pool + o.pool.freeblock, block(1));
         f.put_u64(block(1), block(3));
         let mut state = FakeMemory::new();
         state.regions = f.regions.clone();
         let located = Located { addrs: StateAddrs::Struct(0x2000), how: String::new() };
-        state.add(0x2000, vec![0; o.state_size as usize]);
-        state.put_u64(0x2000 + o.arenas, 0x1000);
-        state.write(0x2000 + o.maxarenas, &1u32.to_le_bytes());
+        state.add(0x2000, vec![0; o.state.size as usize]);
+        state.put_u64(0x2000 + o.state.arenas, 0x1000);
+        state.write(0x2000 + o.state.maxarenas, &1u32.to_le_bytes());
         let mut a = Arenas::read(&state, &l, &located).unwrap().unwrap();
         assert_eq!(a.block(&state, o, block(0)), Block::InUse(32));
         assert_eq!(a.block(&state, o, block(2)), Block::InUse(32));

@@ -19,7 +19,7 @@ pub fn getsizeof<M: Memory + ?Sized>(
     ty: &TypeInfo,
 ) -> Result<(u64, bool)> {
     let field = |at: u64| le_u64(head, at).ok_or_else(|| Error::Corrupt("object header".into()));
-    let ob_size = || field(l.ob_size).map(|v| v as i64);
+    let ob_size = || field(l.object.ob_size).map(|v| v as i64);
     let mut exact = !ty.approx;
     // `object.__sizeof__`. A var-sized type whose size field is not a plausible item count (types that
     // reuse the slot, e.g. generators on 3.11+) gets its basic size and is marked approximate.
@@ -39,11 +39,11 @@ pub fn getsizeof<M: Memory + ?Sized>(
     let sizeof = match ty.kind {
         SizeKind::Default => default()?,
         SizeKind::Frame => default()?.saturating_sub(ty.itemsize).max(ty.basicsize),
-        SizeKind::List => ty.basicsize + 8 * field(l.list_allocated)?.min(1 << 40),
+        SizeKind::List => ty.basicsize + 8 * field(l.list.allocated)?.min(1 << 40),
         SizeKind::Set => {
-            let table = field(l.set_table)?;
-            if table != addr + l.set_smalltable {
-                ty.basicsize + (field(l.set_mask)?.min(1 << 40) + 1) * 16
+            let table = field(l.set.table)?;
+            if table != addr + l.set.smalltable {
+                ty.basicsize + (field(l.set.mask)?.min(1 << 40) + 1) * 16
             } else {
                 ty.basicsize
             }
@@ -52,9 +52,9 @@ pub fn getsizeof<M: Memory + ?Sized>(
         SizeKind::OrderedDict => {
             let s = &l.sizeof;
             let mut n = dict_sizeof(mem, l, head, ty)?;
-            n = n.saturating_add(8 * field(s.odict_fast_nodes_size)?.min(1 << 40));
-            if field(s.odict_first)? != 0 {
-                n = n.saturating_add(s.odict_node_size * field(l.dict_used)?.min(1 << 40));
+            n = n.saturating_add(8 * field(s.odict.fast_nodes_size)?.min(1 << 40));
+            if field(s.odict.first)? != 0 {
+                n = n.saturating_add(s.odict.node_size * field(l.dict.used)?.min(1 << 40));
             }
             n
         }
@@ -63,7 +63,7 @@ pub fn getsizeof<M: Memory + ?Sized>(
             let (iframe, base) = if ty.kind == SizeKind::Generator {
                 (addr + f.gen_iframe, f.gen_iframe + f.localsplus)
             } else {
-                let data = l.sizeof.frame_data.ok_or_else(|| Error::Corrupt("no frame layout".into()))?;
+                let data = l.sizeof.frame.frame_data().ok_or_else(|| Error::Corrupt("no frame layout".into()))?;
                 (mem.u64_at(addr + f.frame_object_frame, "f_frame")?, data + f.localsplus)
             };
             check_ptr(iframe, "frame")?;
@@ -74,22 +74,22 @@ pub fn getsizeof<M: Memory + ?Sized>(
         SizeKind::Deque => {
             let s = &l.sizeof;
             let len = ob_size()?;
-            let left = field(s.deque_leftindex)? as i64;
-            if !(0..1 << 40).contains(&len) || !(0..s.deque_block_len as i64).contains(&left) {
+            let left = field(s.deque.leftindex)? as i64;
+            if !(0..1 << 40).contains(&len) || !(0..s.deque.block_len as i64).contains(&left) {
                 return Err(Error::Corrupt(format!("deque at {addr:#x}: {len} items from index {left}")));
             }
-            let blocks = (left as u64 + len as u64).div_ceil(s.deque_block_len);
-            ty.basicsize + blocks * s.deque_block_size
+            let blocks = (left as u64 + len as u64).div_ceil(s.deque.block_len);
+            ty.basicsize + blocks * s.deque.block_size
         }
         SizeKind::Array => {
             let s = &l.sizeof;
-            let allocated = field(s.array_allocated)?.min(1 << 48);
-            let descr = field(s.array_descr)?;
+            let allocated = field(s.array.allocated)?.min(1 << 48);
+            let descr = field(s.array.descr)?;
             let itemsize = if allocated == 0 {
                 0
             } else {
                 check_ptr(descr, "array descriptor")?;
-                let b = mem.bytes_at(descr + s.arraydescr_itemsize, 4, "arraydescr.itemsize")?;
+                let b = mem.bytes_at(descr + s.array.descr_itemsize, 4, "arraydescr.itemsize")?;
                 le_u32(&b, 0).unwrap_or(0) as u64
             };
             if itemsize > 16 {
@@ -99,30 +99,30 @@ pub fn getsizeof<M: Memory + ?Sized>(
         }
         SizeKind::Decimal => {
             let s = &l.sizeof;
-            let mpd = mem.bytes_at(addr + s.decimal_mpd, (s.mpd_alloc + 8) as usize, "mpd_t")?;
-            let flags = mpd[s.mpd_flags as usize];
-            let alloc = le_u64(&mpd, s.mpd_alloc).unwrap_or(0).min(1 << 40);
-            ty.basicsize + if flags & s.mpd_dataflags == 0 { 8 * alloc } else { 0 }
+            let mpd = mem.bytes_at(addr + s.decimal.mpd, (s.decimal.mpd_alloc + 8) as usize, "mpd_t")?;
+            let flags = mpd[s.decimal.mpd_flags as usize];
+            let alloc = le_u64(&mpd, s.decimal.mpd_alloc).unwrap_or(0).min(1 << 40);
+            ty.basicsize + if flags & s.decimal.mpd_dataflags == 0 { 8 * alloc } else { 0 }
         }
         SizeKind::Buffered => {
             let s = &l.sizeof;
-            let buffer = mem.u64_at(addr + s.buffered_buffer, "buffered.buffer")?;
-            let size = mem.u64_at(addr + s.buffered_buffer_size, "buffered.buffer_size")? as i64;
+            let buffer = mem.u64_at(addr + s.buffered.buffer, "buffered.buffer")?;
+            let size = mem.u64_at(addr + s.buffered.buffer_size, "buffered.buffer_size")? as i64;
             ty.basicsize + if buffer != 0 { size.clamp(0, 1 << 40) as u64 } else { 0 }
         }
         SizeKind::BytesIO => {
-            let buf = field(l.sizeof.bytesio_buf)?;
+            let buf = field(l.sizeof.bytesio.buf)?;
             let mut n = ty.basicsize;
             if buf != 0 {
                 check_ptr(buf, "BytesIO buffer")?;
                 let b = mem.bytes_at(buf, 24, "BytesIO buffer")?;
-                let (refs, immortal) = l.decode_refcount(le_u64(&b, l.ob_refcnt).unwrap_or(0));
+                let (refs, immortal) = l.decode_refcount(le_u64(&b, l.object.ob_refcnt).unwrap_or(0));
                 if refs <= 1 && !immortal {
                     // `sys.getsizeof` of the bytes object (not a GC type: no pre-header).
-                    let bt = le_u64(&b, l.ob_type).unwrap_or(0);
+                    let bt = le_u64(&b, l.object.ob_type).unwrap_or(0);
                     check_ptr(bt, "type")?;
-                    let basic = mem.u64_at(bt + l.tp_basicsize, "tp_basicsize")?;
-                    let items = le_u64(&b, l.ob_size).unwrap_or(0).min(1 << 48);
+                    let basic = mem.u64_at(bt + l.type_.tp_basicsize, "tp_basicsize")?;
+                    let items = le_u64(&b, l.object.ob_size).unwrap_or(0).min(1 << 48);
                     n = n.saturating_add(basic.min(1 << 24) + items);
                 }
             }
@@ -131,40 +131,40 @@ pub fn getsizeof<M: Memory + ?Sized>(
         SizeKind::Code => code_sizeof(mem, l, addr, ty, default()?)?,
         SizeKind::Struct => {
             let s = &l.sizeof;
-            let codes = field(s.struct_codes)?;
-            ty.basicsize + s.formatcode_size * (1 + struct_codes(mem, l, codes)?)
+            let codes = field(s.struct_.codes)?;
+            ty.basicsize + s.struct_.formatcode_size * (1 + struct_codes(mem, l, codes)?)
         }
         SizeKind::Int => match l.long {
-            LongLayout::ObSize => {
+            LongLayout::ObSize { min_one_digit } => {
                 let digits = ob_size()?.unsigned_abs().min(1 << 40);
-                if l.version.minor >= 11 {
+                if min_one_digit {
                     24 + 4 * digits.max(1)
                 } else {
                     24 + 4 * digits
                 }
             }
-            LongLayout::LvTag => ty.basicsize + ty.itemsize * (field(l.ob_size)? >> 3).clamp(1, 1 << 40),
+            LongLayout::LvTag => ty.basicsize + ty.itemsize * (field(l.object.ob_size)? >> 3).clamp(1, 1 << 40),
         },
         SizeKind::Str => str_sizeof(mem, l, addr, head)?,
         SizeKind::ByteArray => {
-            let alloc = field(l.bytearray_alloc)? as i64;
+            let alloc = field(l.bytearray.alloc)? as i64;
             ty.basicsize + if alloc > 0 { alloc.min(1 << 48) as u64 + l.sizeof.bytearray_bytes_header } else { 0 }
         }
         SizeKind::Type => {
-            let own_flags = mem.u64_at(addr + l.tp_flags, "tp_flags")?;
+            let own_flags = mem.u64_at(addr + l.type_.tp_flags, "tp_flags")?;
             if own_flags & flags::HEAPTYPE != 0 {
-                let cached = mem.u64_at(addr + l.ht_cached_keys, "ht_cached_keys")?;
+                let cached = mem.u64_at(addr + l.heap_type.ht_cached_keys, "ht_cached_keys")?;
                 let keys = if cached != 0 { dict_keys(mem, l, cached)?.alloc_size(l) } else { 0 };
-                l.heap_type_size.saturating_add(keys)
+                l.heap_type.size.saturating_add(keys)
             } else {
-                l.type_size
+                l.type_.size
             }
         }
     };
     if implausible {
         exact = false;
     }
-    let own_flags = if ty.is_metatype { mem.u64_at(addr + l.tp_flags, "tp_flags")? } else { 0 };
+    let own_flags = if ty.is_metatype { mem.u64_at(addr + l.type_.tp_flags, "tp_flags")? } else { 0 };
     let pre = l.getsizeof_preheader(ty.flags, ty.is_metatype, ty.is_type_type, own_flags);
     Ok((sizeof.saturating_add(pre), exact))
 }
@@ -172,9 +172,9 @@ pub fn getsizeof<M: Memory + ?Sized>(
 /// `dict.__sizeof__` (`_PyDict_SizeOf`), with the basic size of the object's own type.
 fn dict_sizeof<M: Memory + ?Sized>(mem: &M, l: &Layout, head: &[u8], ty: &TypeInfo) -> Result<u64> {
     let field = |at: u64| le_u64(head, at).ok_or_else(|| Error::Corrupt("object header".into()));
-    let keys = dict_keys(mem, l, field(l.dict_keys)?)?;
+    let keys = dict_keys(mem, l, field(l.dict.keys)?)?;
     let mut n = ty.basicsize;
-    if field(l.dict_values)? != 0 {
+    if field(l.dict.values)? != 0 {
         n = n.saturating_add(keys.split_values(l).saturating_mul(8));
     }
     if keys.refcnt == 1 {
@@ -189,12 +189,12 @@ const MAX_FRAME_SLOTS: u64 = 1 << 20;
 /// `_PyFrame_NumSlotsForCodeObject`: `co_nlocalsplus + co_stacksize` of the code object at `code`.
 fn code_frame_slots<M: Memory + ?Sized>(mem: &M, l: &Layout, code: u64) -> Result<u64> {
     let s = &l.sizeof;
-    let nlocals_at = s.code_nlocalsplus.ok_or_else(|| Error::Corrupt("no code layout".into()))?;
+    let nlocals_at = s.code.nlocalsplus.ok_or_else(|| Error::Corrupt("no code layout".into()))?;
     check_ptr(code, "code")?;
-    let lo = s.code_stacksize.min(nlocals_at);
-    let b = mem.bytes_at(code + lo, (s.code_stacksize.max(nlocals_at) - lo + 4) as usize, "code sizes")?;
+    let lo = s.code.stacksize.min(nlocals_at);
+    let b = mem.bytes_at(code + lo, (s.code.stacksize.max(nlocals_at) - lo + 4) as usize, "code sizes")?;
     let int_at = |at: u64| le_u32(&b, at - lo).map(|v| v as i32 as i64).unwrap_or(-1);
-    let (stack, nlocals) = (int_at(s.code_stacksize), int_at(nlocals_at));
+    let (stack, nlocals) = (int_at(s.code.stacksize), int_at(nlocals_at));
     let slots = stack + nlocals;
     if stack < 0 || nlocals < 0 || slots as u64 > MAX_FRAME_SLOTS {
         return Err(Error::Corrupt(format!("code at {code:#x}: {nlocals} locals, stack {stack}")));
@@ -206,7 +206,7 @@ fn code_frame_slots<M: Memory + ?Sized>(mem: &M, l: &Layout, code: u64) -> Resul
 fn struct_codes<M: Memory + ?Sized>(mem: &M, l: &Layout, codes: u64) -> Result<u64> {
     const BATCH: u64 = 64;
     const MAX_CODES: u64 = 1 << 20;
-    let size = l.sizeof.formatcode_size;
+    let size = l.sizeof.struct_.formatcode_size;
     check_ptr(codes, "struct codes")?;
     let mut n = 0;
     while n < MAX_CODES {
@@ -257,24 +257,24 @@ fn str_sizeof<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, head: &[u8]) -
 /// `code.__sizeof__`; `default` is basicsize + itemsize × ob_size.
 fn code_sizeof<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, ty: &TypeInfo, default: u64) -> Result<u64> {
     let s = &l.sizeof;
-    let mut size = match &s.code_v39 {
+    let mut size = match &s.code.v39 {
         // 3.11+: `_PyObject_VAR_SIZE`, rounded up to a pointer.
         None => default.div_ceil(8) * 8,
         Some(c) => {
             let mut n = ty.basicsize;
             let cellvars = mem.u64_at(addr + c.cellvars, "co_cellvars")?;
             if mem.u64_at(addr + c.cell2arg, "co_cell2arg")? != 0 && cellvars != 0 {
-                n += 8 * mem.u64_at(cellvars + l.ob_size, "len(co_cellvars)")?.min(1 << 20);
+                n += 8 * mem.u64_at(cellvars + l.object.ob_size, "len(co_cellvars)")?.min(1 << 20);
             }
             if mem.u64_at(addr + c.opcache, "co_opcache")? != 0 {
                 let code = mem.u64_at(addr + c.code, "co_code")?;
-                n += mem.u64_at(code + l.ob_size, "len(co_code)")?.min(1 << 32) / 2;
+                n += mem.u64_at(code + l.object.ob_size, "len(co_code)")?.min(1 << 32) / 2;
                 n += c.opcache_entry * mem.u8_at(addr + c.opcache_size, "co_opcache_size")? as u64;
             }
             n
         }
     };
-    let extra = mem.u64_at(addr + s.code_extra, "co_extra")?;
+    let extra = mem.u64_at(addr + s.code.extra, "co_extra")?;
     if extra != 0 {
         let n = mem.u64_at(extra, "co_extra.ce_size")?.min(1 << 16);
         size += 16 + n.saturating_sub(1) * 8;

@@ -129,9 +129,9 @@ impl<'l> Types<'l> {
         if addr == 0 || !addr.is_multiple_of(8) || addr >= MAX_USER_ADDR {
             return Err(Error::Corrupt(format!("type pointer {addr:#x} is not aligned")));
         }
-        let flags = mem.u64_at(addr + l.tp_flags, "tp_flags")?;
-        let basicsize = mem.u64_at(addr + l.tp_basicsize, "tp_basicsize")?;
-        let itemsize = mem.u64_at(addr + l.tp_itemsize, "tp_itemsize")?;
+        let flags = mem.u64_at(addr + l.type_.tp_flags, "tp_flags")?;
+        let basicsize = mem.u64_at(addr + l.type_.tp_basicsize, "tp_basicsize")?;
+        let itemsize = mem.u64_at(addr + l.type_.tp_itemsize, "tp_itemsize")?;
         if basicsize == 0 || basicsize > 1 << 24 || itemsize > 1 << 16 {
             return Err(Error::Corrupt(format!(
                 "type at {addr:#x}: implausible basicsize {basicsize} / itemsize {itemsize}"
@@ -147,17 +147,17 @@ impl<'l> Types<'l> {
     fn basicsize_is<M: Memory + ?Sized>(&self, mem: &M, t: u64, kind: SizeKind) -> Result<bool> {
         let s = &self.layout.sizeof;
         let want = match kind {
-            SizeKind::Deque => s.deque_basicsize,
-            SizeKind::OrderedDict => s.odict_basicsize,
-            SizeKind::Array => s.array_basicsize,
-            SizeKind::Decimal => s.decimal_basicsize,
-            SizeKind::Buffered => s.buffered_basicsize,
-            SizeKind::BytesIO => s.bytesio_basicsize,
-            SizeKind::Struct => s.struct_basicsize,
+            SizeKind::Deque => s.deque.basicsize,
+            SizeKind::OrderedDict => s.odict.basicsize,
+            SizeKind::Array => s.array.basicsize,
+            SizeKind::Decimal => s.decimal.basicsize,
+            SizeKind::Buffered => s.buffered.basicsize,
+            SizeKind::BytesIO => s.bytesio.basicsize,
+            SizeKind::Struct => s.struct_.basicsize,
             // Sized from layout offsets alone.
             _ => return Ok(true),
         };
-        Ok(mem.u64_at(t + self.layout.tp_basicsize, "tp_basicsize")? == want)
+        Ok(mem.u64_at(t + self.layout.type_.tp_basicsize, "tp_basicsize")? == want)
     }
 
     /// Walks `tp_base` to find which `__sizeof__` instances get: (formula, approximate, instances are
@@ -170,7 +170,7 @@ impl<'l> Types<'l> {
             if t == 0 {
                 break;
             }
-            let f = mem.u64_at(t + l.tp_flags, "tp_flags")?;
+            let f = mem.u64_at(t + l.type_.tp_flags, "tp_flags")?;
             if f & flags::HEAPTYPE != 0 {
                 if let Some(sizeof) = heap_type_get(mem, l, t, "__sizeof__")? {
                     // Extension types created from a spec (3.10+ array, 3.12+ deque, 3.13+ Decimal, …):
@@ -178,7 +178,7 @@ impl<'l> Types<'l> {
                     // a Python class of the same name never gets a C layout this way.
                     // What cannot be read only leaves the size approximate.
                     let recognised = (|| -> Result<Option<SizeKind>> {
-                        let name = mem.cstr_at(mem.u64_at(t + l.tp_name, "tp_name")?, MAX_NAME, "tp_name")?;
+                        let name = mem.cstr_at(mem.u64_at(t + l.type_.tp_name, "tp_name")?, MAX_NAME, "tp_name")?;
                         Ok(match modelled_kind(l, &name) {
                             Some(k) if self.basicsize_is(mem, t, k)? && is_method_descriptor(mem, l, sizeof)? => {
                                 Some(k)
@@ -192,7 +192,7 @@ impl<'l> Types<'l> {
                     approx = true;
                 }
             } else {
-                let tp_name_ptr = mem.u64_at(t + l.tp_name, "tp_name")?;
+                let tp_name_ptr = mem.u64_at(t + l.type_.tp_name, "tp_name")?;
                 let name = mem.cstr_at(tp_name_ptr, MAX_NAME, "tp_name")?;
                 let known = match name.as_str() {
                     "list" => Some(SizeKind::List),
@@ -202,7 +202,7 @@ impl<'l> Types<'l> {
                     "str" => Some(SizeKind::Str),
                     "bytearray" => Some(SizeKind::ByteArray),
                     "type" => Some(SizeKind::Type),
-                    "frame" if l.version.minor <= 10 => Some(SizeKind::Frame),
+                    "frame" if l.sizeof.frame == python_bindings::FrameSizeof::VarSized => Some(SizeKind::Frame),
                     "object" | "tuple" | "bytes" | "float" | "complex" | "function" | "BaseException" => {
                         Some(SizeKind::Default)
                     }
@@ -236,7 +236,7 @@ impl<'l> Types<'l> {
                     return Ok((k, approx, false));
                 }
             }
-            t = mem.u64_at(t + l.tp_base, "tp_base")?;
+            t = mem.u64_at(t + l.type_.tp_base, "tp_base")?;
             if t >= MAX_USER_ADDR {
                 return Err(Error::Corrupt(format!("type at {addr:#x}: implausible tp_base {t:#x}")));
             }
@@ -250,7 +250,7 @@ impl<'l> Types<'l> {
 fn modelled_kind(l: &Layout, name: &str) -> Option<SizeKind> {
     Some(match name {
         "generator" | "coroutine" | "async_generator" if l.iframe.is_some() => SizeKind::Generator,
-        "frame" if l.sizeof.frame_data.is_some() && l.iframe.is_some() => SizeKind::FrameObject,
+        "frame" if l.sizeof.frame.frame_data().is_some() && l.iframe.is_some() => SizeKind::FrameObject,
         "collections.deque" => SizeKind::Deque,
         "collections.OrderedDict" => SizeKind::OrderedDict,
         "array.array" => SizeKind::Array,
@@ -268,25 +268,25 @@ fn modelled_kind(l: &Layout, name: &str) -> Option<SizeKind> {
 /// without a dot in it are builtins). Cython's types, for one, keep a member descriptor as `__module__`.
 pub fn type_name<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, flags: u64) -> Result<String> {
     if flags & flags::HEAPTYPE != 0 {
-        let qualname = mem.u64_at(addr + l.ht_qualname, "ht_qualname").and_then(|q| str_value(mem, l, q));
+        let qualname = mem.u64_at(addr + l.heap_type.ht_qualname, "ht_qualname").and_then(|q| str_value(mem, l, q));
         let module = heap_type_get(mem, l, addr, "__module__")
             .and_then(|m| m.ok_or_else(|| Error::Corrupt("no __module__".into())))
             .and_then(|m| str_value(mem, l, m));
         if let (Ok(module), Ok(qualname)) = (module, qualname) {
             return Ok(format!("{module}.{qualname}"));
         }
-        let tp_name_ptr = mem.u64_at(addr + l.tp_name, "tp_name")?;
+        let tp_name_ptr = mem.u64_at(addr + l.type_.tp_name, "tp_name")?;
         return mem.cstr_at(tp_name_ptr, MAX_NAME, "tp_name");
     }
-    let tp_name_ptr = mem.u64_at(addr + l.tp_name, "tp_name")?;
+    let tp_name_ptr = mem.u64_at(addr + l.type_.tp_name, "tp_name")?;
     let tp_name = mem.cstr_at(tp_name_ptr, MAX_NAME, "tp_name")?;
     Ok(if tp_name.contains('.') { tp_name } else { format!("builtins.{tp_name}") })
 }
 
 /// The text of `obj` unless its type says it is not a str (no `Py_TPFLAGS_UNICODE_SUBCLASS`).
 fn str_value<M: Memory + ?Sized>(mem: &M, l: &Layout, obj: u64) -> Result<String> {
-    let ty = mem.u64_at(check_ptr(obj, "object")? + l.ob_type, "ob_type")?;
-    if let Ok(ty_flags) = mem.u64_at(check_ptr(ty, "type")? + l.tp_flags, "tp_flags") {
+    let ty = mem.u64_at(check_ptr(obj, "object")? + l.object.ob_type, "ob_type")?;
+    if let Ok(ty_flags) = mem.u64_at(check_ptr(ty, "type")? + l.type_.tp_flags, "tp_flags") {
         if ty_flags & flags::UNICODE_SUBCLASS == 0 {
             return Err(Error::Corrupt(format!("{obj:#x} is not a str")));
         }
@@ -296,18 +296,18 @@ fn str_value<M: Memory + ?Sized>(mem: &M, l: &Layout, obj: u64) -> Result<String
 
 /// A heap type's own dict entry `name`.
 fn heap_type_get<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, name: &str) -> Result<Option<u64>> {
-    let dict = mem.u64_at(addr + l.tp_dict, "tp_dict")?;
+    let dict = mem.u64_at(addr + l.type_.tp_dict, "tp_dict")?;
     dict_get_str(mem, l, dict, name)
 }
 
 /// Whether the object at `addr` is a `method_descriptor` (a method implemented in C).
 fn is_method_descriptor<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64) -> Result<bool> {
     check_ptr(addr, "method")?;
-    let t = mem.u64_at(addr + l.ob_type, "ob_type")?;
+    let t = mem.u64_at(addr + l.object.ob_type, "ob_type")?;
     check_ptr(t, "type")?;
-    if mem.u64_at(t + l.tp_flags, "tp_flags")? & flags::HEAPTYPE != 0 {
+    if mem.u64_at(t + l.type_.tp_flags, "tp_flags")? & flags::HEAPTYPE != 0 {
         return Ok(false);
     }
-    let name = mem.cstr_at(mem.u64_at(t + l.tp_name, "tp_name")?, MAX_NAME, "tp_name")?;
+    let name = mem.cstr_at(mem.u64_at(t + l.type_.tp_name, "tp_name")?, MAX_NAME, "tp_name")?;
     Ok(name == "method_descriptor")
 }

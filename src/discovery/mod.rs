@@ -175,7 +175,7 @@ pub fn discover<M: Memory + ?Sized>(target: &Target, mem: &M) -> Result<Interpre
     }
     let mut layout = Layout::builtin(version).ok_or_else(|| unsupported(pid, version))?;
     if let Some(d) = &debug {
-        apply_debug_offsets(&mut layout, d).map_err(|detail| Error::Layout { pid, detail })?;
+        layout.apply_debug_offsets(d).map_err(|detail| Error::Layout { pid, detail })?;
     }
     layout.debug_build = info.debug_symbol || name_hint.is_some_and(|(_, d, _)| d);
     let linkage =
@@ -217,63 +217,29 @@ pub fn runtime_debug_offsets<M: Memory + ?Sized>(
 
 /// Reads `sys.version` through `interp->sysdict` of the first interpreter.
 fn sys_version<M: Memory + ?Sized>(mem: &M, l: &Layout, runtime: u64) -> Result<Version> {
-    let interp = mem.u64_at(runtime + l.runtime_interpreters_head, "interpreters.head")?;
+    let interp = mem.u64_at(runtime + l.runtime.interpreters_head, "interpreters.head")?;
     if interp == 0 {
         return Err(Error::Corrupt("no interpreter yet".into()));
     }
     crate::memory::check_ptr(interp, "interpreter state")?;
-    let sysdict = mem.u64_at(interp + l.interp_sysdict, "interp->sysdict")?;
+    let sysdict = mem.u64_at(interp + l.interp.sysdict, "interp->sysdict")?;
     let v = dict_get_str(mem, l, sysdict, "version")?.ok_or_else(|| Error::Corrupt("sys.version missing".into()))?;
     let s = read_str(mem, l, v)?;
     Version::parse(&s).ok_or_else(|| Error::Corrupt(format!("sys.version is {s:?}")))
-}
-
-/// Takes every offset the target's debug table offers.
-pub fn apply_debug_offsets(l: &mut Layout, d: &debug_offsets::DebugOffsets) -> std::result::Result<(), String> {
-    l.runtime_interpreters_head = d.interpreters_head;
-    l.interp_next = d.interp_next;
-    l.interp_threads_head = d.interp_threads_head;
-    l.interp_gc = d.interp_gc;
-    l.interp_modules = d.interp_modules;
-    l.interp_sysdict = d.interp_sysdict;
-    l.interp_builtins = d.interp_builtins;
-    l.ob_type = d.ob_type;
-    l.type_size = d.type_size;
-    l.tp_name = d.tp_name;
-    l.tp_flags = d.tp_flags;
-    l.tuple_item = d.tuple_item;
-    l.list_item = d.list_item;
-    l.dict_keys = d.dict_keys;
-    l.dict_values = d.dict_values;
-    l.unicode.state = d.unicode_state;
-    l.unicode.length = d.unicode_length;
-    l.unicode.ascii_size = d.unicode_ascii_size;
-    let mut gc = l
-        .gc_layout_for_size(d.gc_size)
-        .ok_or_else(|| format!("unknown GC state layout for Python {} (gc.size = {})", l.version, d.gc_size))?;
-    gc.collecting = d.gc_collecting;
-    if let Some(f) = d.gc_frame {
-        gc.frame = Some(f);
-    }
-    if let Some(s) = d.gc_generation_stats {
-        gc.stats_ptr = Some(s);
-    }
-    l.gc = gc;
-    Ok(())
 }
 
 /// Every interpreter of the runtime: `interpreters.head` then `next`, bounded.
 pub fn interpreters<M: Memory + ?Sized>(mem: &M, interp: &Interpreter) -> Result<Vec<u64>> {
     let l = &interp.layout;
     let mut out = Vec::new();
-    let mut at = mem.u64_at(interp.runtime + l.runtime_interpreters_head, "interpreters.head")?;
+    let mut at = mem.u64_at(interp.runtime + l.runtime.interpreters_head, "interpreters.head")?;
     while at != 0 {
         if out.len() >= 4096 || out.contains(&at) {
             return Err(Error::Corrupt("interpreter list does not end".into()));
         }
         crate::memory::check_ptr(at, "interpreter state")?;
         out.push(at);
-        at = mem.u64_at(at + l.interp_next, "interp->next")?;
+        at = mem.u64_at(at + l.interp.next, "interp->next")?;
     }
     Ok(out)
 }

@@ -174,7 +174,7 @@ impl Allocators {
 
 /// Whether the type object at `addr` is a heap type.
 fn is_heap_type<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64) -> bool {
-    mem.u64_at(addr + l.tp_flags, "tp_flags").is_ok_and(|f| f & flags::HEAPTYPE != 0)
+    mem.u64_at(addr + l.type_.tp_flags, "tp_flags").is_ok_and(|f| f & flags::HEAPTYPE != 0)
 }
 
 /// Whether `addr` lies in one of the sorted, disjoint `ranges`.

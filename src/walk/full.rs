@@ -153,9 +153,9 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         if self.caches.type_type != 0 {
             return;
         }
-        let Ok(mut t) = self.mem.u64_at(obj + self.l.ob_type, "ob_type") else { return };
+        let Ok(mut t) = self.mem.u64_at(obj + self.l.object.ob_type, "ob_type") else { return };
         for _ in 0..8 {
-            match self.mem.u64_at(t + self.l.ob_type, "ob_type") {
+            match self.mem.u64_at(t + self.l.object.ob_type, "ob_type") {
                 Ok(m) if m == t => {
                     self.caches.type_type = t;
                     self.caches.good_types.insert(t);
@@ -241,7 +241,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             if !plausible_refcount(l, raw) {
                 return None;
             }
-            let f = self.mem.u64_at(t + l.tp_flags, "tp_flags").ok()?;
+            let f = self.mem.u64_at(t + l.type_.tp_flags, "tp_flags").ok()?;
             const READY: u64 = 1 << 12;
             if f & READY == 0 {
                 return None;
@@ -250,7 +250,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
                 if meta == t || !self.valid_type(types, meta, depth + 1) {
                     return None;
                 }
-                let mf = self.mem.u64_at(meta + l.tp_flags, "tp_flags").ok()?;
+                let mf = self.mem.u64_at(meta + l.type_.tp_flags, "tp_flags").ok()?;
                 if mf & flags::TYPE_SUBCLASS == 0 {
                     return None;
                 }
@@ -284,18 +284,19 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo),
     ) -> bool {
         let l = self.l;
-        let looks = read_head(self.mem, p, head) && plausible_refcount(l, le_u64(head, l.ob_refcnt).unwrap_or(0)) && {
-            let t = le_u64(head, l.ob_type).unwrap_or(0);
-            self.valid_type(types, t, 0)
-        };
+        let looks =
+            read_head(self.mem, p, head) && plausible_refcount(l, le_u64(head, l.object.ob_refcnt).unwrap_or(0)) && {
+                let t = le_u64(head, l.object.ob_type).unwrap_or(0);
+                self.valid_type(types, t, 0)
+            };
         if !looks {
             if conservative {
                 self.scan_native(p);
             }
             return false;
         }
-        let raw = le_u64(head, l.ob_refcnt).unwrap_or(0);
-        let t = le_u64(head, l.ob_type).unwrap_or(0);
+        let raw = le_u64(head, l.object.ob_refcnt).unwrap_or(0);
+        let t = le_u64(head, l.object.ob_type).unwrap_or(0);
         let Ok(info) = types.get(self.mem, t) else { return false };
         // The whole fixed part must be readable.
         if self.mem.read(p + info.basicsize.min(MAX_SCAN) - 1, &mut [0u8; 1]).is_err() {
@@ -465,7 +466,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
                 continue;
             }
             self.current = p;
-            let t = le_u64(&head, l.ob_type).unwrap_or(0);
+            let t = le_u64(&head, l.object.ob_type).unwrap_or(0);
             // The type is an object too.
             self.scratch.push(t);
             let ri = match self.caches.refinfos.get(self.mem, l, t) {

@@ -26,8 +26,8 @@ pub(crate) fn decode_tracked<'t, M: Memory + ?Sized>(
     head: &[u8; HEAD_BYTES],
     list: usize,
 ) -> Option<(ObjectRecord, &'t TypeInfo)> {
-    let raw_ref = le_u64(head, l.ob_refcnt).unwrap_or(0);
-    let type_addr = le_u64(head, l.ob_type).unwrap_or(0);
+    let raw_ref = le_u64(head, l.object.ob_refcnt).unwrap_or(0);
+    let type_addr = le_u64(head, l.object.ob_type).unwrap_or(0);
     let info = match types.get(mem, type_addr) {
         Ok(i) => i,
         Err(e) => {
@@ -72,7 +72,7 @@ pub fn walk_gc<M: Memory + ?Sized>(
         }
         for (list, head_addr) in state.heads.iter().enumerate() {
             let others: Vec<u64> = all_heads.iter().copied().filter(|h| h != head_addr).collect();
-            let end = gc::walk_list_until(mem, *head_addr, l.gc_head_size, strict, &others, |obj| {
+            let end = gc::walk_list_until(mem, *head_addr, l.gc_head.size, strict, &others, |obj| {
                 n += 1;
                 control.reported();
                 control.tick(n, WHAT)?;

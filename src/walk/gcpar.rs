@@ -200,7 +200,7 @@ fn walk_direction<M: Memory + ?Sized>(mem: &M, ctl: &Ctl<'_>, forward: bool, out
                 out.aborted = true;
                 return Ok(());
             }
-            let obj = node + l.gc_head_size;
+            let obj = node + l.gc_head.size;
             leg.objects += 1;
             leg.last = node;
             node = next;

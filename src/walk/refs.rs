@@ -112,12 +112,12 @@ fn kind_of(l: &Layout, name: &str) -> Option<RefKind> {
 }
 
 fn read_ref_info<M: Memory + ?Sized>(mem: &M, l: &Layout, t: u64) -> Result<RefInfo> {
-    let tf = mem.u64_at(t + l.tp_flags, "tp_flags")?;
-    let basicsize = mem.u64_at(t + l.tp_basicsize, "tp_basicsize")?;
-    let itemsize = mem.u64_at(t + l.tp_itemsize, "tp_itemsize")?;
-    let dictoffset = mem.i64_at(t + l.tp_dictoffset, "tp_dictoffset")?;
+    let tf = mem.u64_at(t + l.type_.tp_flags, "tp_flags")?;
+    let basicsize = mem.u64_at(t + l.type_.tp_basicsize, "tp_basicsize")?;
+    let itemsize = mem.u64_at(t + l.type_.tp_itemsize, "tp_itemsize")?;
+    let dictoffset = mem.i64_at(t + l.type_.tp_dictoffset, "tp_dictoffset")?;
     let heap = tf & flags::HEAPTYPE != 0;
-    let cached_keys = if heap { mem.u64_at(t + l.ht_cached_keys, "ht_cached_keys")? } else { 0 };
+    let cached_keys = if heap { mem.u64_at(t + l.heap_type.ht_cached_keys, "ht_cached_keys")? } else { 0 };
     let mut shared_values = 0;
     if cached_keys != 0 && matches!(l.managed_dict, ManagedDict::Split311 | ManagedDict::Tagged312) {
         if let Ok(k) = dict_keys(mem, l, cached_keys) {
@@ -131,17 +131,17 @@ fn read_ref_info<M: Memory + ?Sized>(mem: &M, l: &Layout, t: u64) -> Result<RefI
         if b == 0 {
             break;
         }
-        let bf = mem.u64_at(b + l.tp_flags, "tp_flags")?;
+        let bf = mem.u64_at(b + l.type_.tp_flags, "tp_flags")?;
         if bf & flags::HEAPTYPE == 0 {
-            let name_ptr = mem.u64_at(b + l.tp_name, "tp_name")?;
+            let name_ptr = mem.u64_at(b + l.type_.tp_name, "tp_name")?;
             let name = mem.cstr_at(name_ptr, MAX_NAME, "tp_name")?;
             if let Some(k) = kind_of(l, &name) {
                 kind = k;
-                base_basicsize = mem.u64_at(b + l.tp_basicsize, "tp_basicsize")?;
+                base_basicsize = mem.u64_at(b + l.type_.tp_basicsize, "tp_basicsize")?;
                 break;
             }
         }
-        b = mem.u64_at(b + l.tp_base, "tp_base")?;
+        b = mem.u64_at(b + l.type_.tp_base, "tp_base")?;
     }
     if base_basicsize > basicsize || basicsize > 1 << 24 {
         return Err(Error::Corrupt(format!("type at {t:#x}: basicsize {basicsize} < base {base_basicsize}")));
@@ -228,8 +228,8 @@ pub fn dict_refs<M: Memory + ?Sized>(
     seen_keys: &mut impl FnMut(u64) -> bool,
     out: &mut Vec<u64>,
 ) -> Result<()> {
-    let keys_ptr = le_u64(head, l.dict_keys).unwrap_or(0);
-    let values = le_u64(head, l.dict_values).unwrap_or(0);
+    let keys_ptr = le_u64(head, l.dict.keys).unwrap_or(0);
+    let values = le_u64(head, l.dict.values).unwrap_or(0);
     if keys_ptr == 0 {
         return Ok(());
     }
@@ -323,12 +323,12 @@ pub fn object_refs<M: Memory + ?Sized>(
     out: &mut Vec<u64>,
 ) -> Result<()> {
     let field = |at: u64| le_u64(head, at).unwrap_or(0);
-    let ob_size = field(l.ob_size) as i64;
+    let ob_size = field(l.object.ob_size) as i64;
     // The kind's own references.
     match ri.kind {
         RefKind::Leaf => {}
         RefKind::ByteArray => {
-            if let Some(off) = l.bytearray_bytes_object {
+            if let Some(off) = l.bytearray.bytes_object {
                 out.push(mem.u64_at(addr + off, "ob_bytes_object")?);
             }
         }
@@ -336,21 +336,21 @@ pub fn object_refs<M: Memory + ?Sized>(
             if !(0..1 << 32).contains(&ob_size) {
                 return Err(Error::Corrupt(format!("tuple at {addr:#x}: size {ob_size}")));
             }
-            slots(mem, addr + l.tuple_item, ob_size as u64, out)?;
+            slots(mem, addr + l.tuple.item, ob_size as u64, out)?;
         }
         RefKind::List => {
             if !(0..1 << 36).contains(&ob_size) {
                 return Err(Error::Corrupt(format!("list at {addr:#x}: size {ob_size}")));
             }
-            let items = field(l.list_item);
+            let items = field(l.list.item);
             if items != 0 {
                 slots(mem, items, ob_size as u64, out)?;
             }
         }
         RefKind::Dict => dict_refs(mem, l, addr, head, seen_keys, out)?,
         RefKind::Set => {
-            let mask = field(l.set_mask);
-            let table = field(l.set_table);
+            let mask = field(l.set.mask);
+            let table = field(l.set.table);
             if mask >= 1 << 36 {
                 return Err(Error::Corrupt(format!("set at {addr:#x}: mask {mask}")));
             }
@@ -365,13 +365,13 @@ pub fn object_refs<M: Memory + ?Sized>(
             }
         }
         RefKind::Type => {
-            let own = mem.u64_at(addr + l.tp_flags, "tp_flags")?;
-            let size = if own & flags::HEAPTYPE != 0 { l.heap_type_size } else { l.type_size };
+            let own = mem.u64_at(addr + l.type_.tp_flags, "tp_flags")?;
+            let size = if own & flags::HEAPTYPE != 0 { l.heap_type.size } else { l.type_.size };
             let size = size.max(ri.basicsize);
             let b = mem.bytes_at(addr + 16, (size - 16) as usize, "type object")?;
             conservative(&b, out);
             if own & flags::HEAPTYPE != 0 {
-                let ck = mem.u64_at(addr + l.ht_cached_keys, "ht_cached_keys")?;
+                let ck = mem.u64_at(addr + l.heap_type.ht_cached_keys, "ht_cached_keys")?;
                 if ck != 0 && seen_keys(ck) {
                     if let Ok(k) = dict_keys(mem, l, ck) {
                         keys_refs(mem, &k, out)?;

@@ -44,14 +44,14 @@ impl<M: Memory + ?Sized> FullWalk<'_, M> {
     /// The roots of every interpreter: runtime, interpreter and thread states, and thread frames.
     pub fn scan_roots(&mut self, interp: &Interpreter, interps: &[Interp]) -> Result<()> {
         let l = self.l;
-        self.scan_region(interp.runtime, l.runtime_size);
+        self.scan_region(interp.runtime, l.runtime.size);
         for ip in interps.iter().map(|i| i.addr) {
-            self.scan_region(ip, l.interp_size);
-            let mut ts = self.mem.u64_at(ip + l.interp_threads_head, "threads.head")?;
+            self.scan_region(ip, l.interp.size);
+            let mut ts = self.mem.u64_at(ip + l.interp.threads_head, "threads.head")?;
             let mut seen = AddrSet::default();
             while ts != 0 && seen.len() < MAX_THREADS && seen.insert(ts) {
-                self.scan_region(ts, l.tstate_size);
-                let frame = match l.thread_frame {
+                self.scan_region(ts, l.tstate.size);
+                let frame = match l.tstate.frame {
                     ThreadFrame::Object(off) => {
                         let f = self.mem.u64_at(ts + off, "tstate->frame").unwrap_or(0);
                         self.scratch.push(f);
@@ -68,7 +68,7 @@ impl<M: Memory + ?Sized> FullWalk<'_, M> {
                     ThreadFrame::Direct(off) => self.mem.u64_at(ts + off, "tstate->current_frame").unwrap_or(0),
                 };
                 self.walk_frames(frame);
-                ts = self.mem.u64_at(ts + l.tstate_next, "tstate->next").unwrap_or(0);
+                ts = self.mem.u64_at(ts + l.tstate.next, "tstate->next").unwrap_or(0);
             }
         }
         Ok(())

@@ -1,0 +1,349 @@
+//! The shape of a [`Layout`]: one Rust struct per C struct memspy reads (offsets of the members it
+//! uses, and the struct's size where memspy needs it), plus the *kind* enums where the code branches
+//! because a structure changed shape between versions.
+//!
+//! The values live in [`crate::versions`]; which C member each field is (and the fields that are
+//! computed constants, not members) is written once in the DWARF check of the main crate
+//! (`tests/dwarf_layouts.rs`).
+
+use crate::gc::GcLayout;
+use crate::obmalloc::ObmallocLayout;
+use crate::sizeof::SizeofLayout;
+use crate::{flags, Version};
+
+/// Everything memspy needs to know about one build's memory layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub version: Version,
+    pub debug_build: bool,
+    pub runtime: RuntimeState,
+    pub interp: InterpreterState,
+    /// The cyclic GC's state, embedded in `PyInterpreterState` at `interp.gc`.
+    pub gc: GcLayout,
+    pub gc_head: GcHead,
+    pub object: Object,
+    pub refcount: RefcountScheme,
+    pub preheader: PreHeader,
+    /// Whether `sys.getsizeof` adds the pre-header to *static* type objects (`int`, `list`, …).
+    pub static_type_preheader: bool,
+    pub type_: TypeObject,
+    pub heap_type: HeapTypeObject,
+    pub tuple: TupleObject,
+    pub list: ListObject,
+    pub dict: DictObject,
+    pub set: SetObject,
+    pub bytearray: ByteArrayObject,
+    pub unicode: UnicodeLayout,
+    pub long: LongLayout,
+    /// pymalloc's state and structures.
+    pub obmalloc: ObmallocLayout,
+    pub tstate: ThreadState,
+    /// `_PyInterpreterFrame` (3.11+).
+    pub iframe: Option<InterpFrameLayout>,
+    pub managed_dict: ManagedDict,
+    /// Objects whose own `__sizeof__` memspy recomputes (beyond the core containers).
+    pub sizeof: SizeofLayout,
+}
+
+/// `_PyRuntimeState` (`_PyRuntime`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuntimeState {
+    /// `interpreters.head`.
+    pub interpreters_head: u64,
+    /// Bytes of the struct: the full walk scans it for object pointers (roots). The built-in tables
+    /// have the largest size among the builds checked; on 3.13+ `_Py_DebugOffsets` gives the exact one.
+    pub size: u64,
+}
+
+/// `PyInterpreterState` (`struct _is`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterpreterState {
+    pub next: u64,
+    /// `threads.head`.
+    pub threads_head: u64,
+    /// The embedded `struct _gc_runtime_state gc` (see [`GcLayout`] for its members).
+    pub gc: u64,
+    pub modules: u64,
+    pub sysdict: u64,
+    pub builtins: u64,
+    /// Bytes of the struct, largest among the builds checked (scanned for roots like
+    /// [`RuntimeState::size`]).
+    pub size: u64,
+}
+
+/// `PyGC_Head`: what sits before a GC-tracked object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GcHead {
+    pub size: u64,
+}
+
+/// `PyObject` / `PyVarObject` (the default, non-free-threaded header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Object {
+    pub ob_refcnt: u64,
+    pub ob_type: u64,
+    /// `PyVarObject.ob_size`.
+    pub ob_size: u64,
+}
+
+/// `PyTypeObject`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TypeObject {
+    pub tp_name: u64,
+    pub tp_basicsize: u64,
+    pub tp_itemsize: u64,
+    pub tp_flags: u64,
+    pub tp_base: u64,
+    pub tp_dict: u64,
+    pub tp_mro: u64,
+    pub tp_dictoffset: u64,
+    /// `sizeof(PyTypeObject)`: what `type.__sizeof__` reports for a static type.
+    pub size: u64,
+}
+
+/// `PyHeapTypeObject`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeapTypeObject {
+    pub ht_qualname: u64,
+    pub ht_cached_keys: u64,
+    /// `sizeof(PyHeapTypeObject)`.
+    pub size: u64,
+}
+
+/// `PyTupleObject`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TupleObject {
+    /// `ob_item`.
+    pub item: u64,
+}
+
+/// `PyListObject`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListObject {
+    /// `ob_item`.
+    pub item: u64,
+    pub allocated: u64,
+}
+
+/// `PyDictObject`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DictObject {
+    /// `ma_used`.
+    pub used: u64,
+    /// `ma_keys`.
+    pub keys: u64,
+    /// `ma_values`.
+    pub values: u64,
+    /// The layout of the keys object and of split-table values.
+    pub kind: DictLayout,
+}
+
+/// `PySetObject`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetObject {
+    pub mask: u64,
+    pub table: u64,
+    pub smalltable: u64,
+}
+
+/// `PyByteArrayObject`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteArrayObject {
+    /// `ob_alloc`.
+    pub alloc: u64,
+    /// 3.15: `ob_bytes_object`.
+    pub bytes_object: Option<u64>,
+}
+
+/// `PyThreadState` (`_PyThreadStateImpl` on 3.13+ for the size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadState {
+    pub next: u64,
+    /// How the thread state points to its innermost frame.
+    pub frame: ThreadFrame,
+    /// Bytes of the struct, largest among the builds checked (scanned for roots).
+    pub size: u64,
+}
+
+/// How `ob_refcnt` encodes immortality.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefcountScheme {
+    /// 3.9–3.11: a plain counter, no immortal objects.
+    Plain,
+    /// 3.12+: immortal when the low 32 bits, read as i32, are negative. The reported refcount of an
+    /// immortal is its low 32 bits (what `sys.getrefcount` shows).
+    Immortal32,
+}
+
+/// What `sys.getsizeof` adds on top of `__sizeof__`, and what sits before an object in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreHeader {
+    /// 3.9/3.10: `PyGC_Head` (16) for GC objects; type objects count as GC only when they are heap types.
+    GcOnly,
+    /// 3.11: 16 for GC types, plus 16 when the type has `Py_TPFLAGS_MANAGED_DICT`.
+    ManagedDict,
+    /// 3.12+: 16 for GC types, plus 16 when the type has `MANAGED_DICT` or `MANAGED_WEAKREF`.
+    ManagedDictOrWeakref,
+}
+
+/// The layout of `PyDictKeysObject` and of split-table values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DictLayout {
+    /// 3.9/3.10: `dk_refcnt @0, dk_size @8, dk_lookup @16, dk_usable @24, dk_nentries @32, indices @40`;
+    /// entries of 24 bytes; split values are a plain `PyObject*[]`.
+    V39,
+    /// 3.11/3.12: `dk_refcnt @0, log2_size @8, log2_index_bytes @9, kind @10, dk_usable @16,
+    /// dk_nentries @24, indices @32`; `PyDictValues` is `values[]` with its order bytes before it.
+    V311,
+    /// 3.13+: keys as in 3.11; `PyDictValues {capacity, size, embedded, valid; values[] @8}`.
+    V313,
+}
+
+/// `PyASCIIObject` / `PyCompactUnicodeObject`: where the unicode object's fields and payload sit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnicodeLayout {
+    pub length: u64,
+    pub state: u64,
+    /// `sizeof(PyASCIIObject)`: the payload of a compact ASCII string starts here.
+    pub ascii_size: u64,
+    /// `sizeof(PyCompactUnicodeObject)`.
+    pub compact_size: u64,
+    /// `utf8_length` and `utf8` in `PyCompactUnicodeObject`.
+    pub utf8_length: u64,
+    pub utf8: u64,
+    /// ≤3.11: `wstr` in PyASCIIObject and `wstr_length` in PyCompactUnicodeObject.
+    pub wstr: Option<u64>,
+    pub wstr_length: Option<u64>,
+}
+
+/// How `int` (`PyLongObject`) stores its size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LongLayout {
+    /// ≤3.11: `ob_size` holds the signed digit count. `int.__sizeof__` is
+    /// `offsetof(PyLongObject, ob_digit) + 4 * |ob_size|`; with `min_one_digit` (3.11) it counts at
+    /// least one digit (zero has one).
+    ObSize { min_one_digit: bool },
+    /// 3.12+: `lv_tag @16`, digit count = `lv_tag >> 3`.
+    LvTag,
+}
+
+/// How a thread state points to its innermost frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadFrame {
+    /// 3.9/3.10: `PyFrameObject *frame` at this offset (frames are GC-tracked objects).
+    Object(u64),
+    /// 3.11/3.12: `_PyCFrame *cframe` at `cframe`, whose `current_frame` is at `current`.
+    CFrame { cframe: u64, current: u64 },
+    /// 3.13+: `_PyInterpreterFrame *current_frame` at this offset.
+    Direct(u64),
+}
+
+/// `_PyInterpreterFrame` (3.11+): frames that are not objects. Offsets of the fields holding objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterpFrameLayout {
+    pub code: u64,
+    pub previous: u64,
+    pub func: u64,
+    pub globals: u64,
+    pub builtins: u64,
+    pub locals: u64,
+    pub frame_obj: u64,
+    /// `int stacktop` (3.11–3.13: number of used `localsplus` slots) or, when `stack_pointer`,
+    /// `_PyStackRef *stackpointer` (3.14+).
+    pub stacktop: u64,
+    pub stack_pointer: bool,
+    pub localsplus: u64,
+    /// Slots are `_PyStackRef`s (3.14+): bit 0 is a tag, `bits & 3 == 3` a tagged int, `bits == 1` NULL.
+    pub tagged: bool,
+    /// Where a generator/coroutine embeds its frame (`PyGenObject.gi_iframe`).
+    pub gen_iframe: u64,
+    /// `PyFrameObject.f_frame`.
+    pub frame_object_frame: u64,
+}
+
+/// Where an instance's `__dict__` (or its values without a dict) lives for `MANAGED_DICT` types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManagedDict {
+    /// ≤3.10: no managed dicts (`tp_dictoffset` inside the object).
+    None,
+    /// 3.11: `PyObject *dict` at o-24, `PyDictValues *values` (a plain array) at o-32.
+    Split311,
+    /// 3.12: one tagged word at o-24: bit 0 set → values at `word + 1`, else a dict.
+    Tagged312,
+    /// 3.13+: dict at o-24; values inline at `o + tp_basicsize` (`INLINE_VALUES` types).
+    Inline313,
+}
+
+impl Layout {
+    /// Decodes a raw `ob_refcnt` word into (refcount as `sys.getrefcount` reports it, immortal).
+    pub fn decode_refcount(&self, raw: u64) -> (u64, bool) {
+        match self.refcount {
+            RefcountScheme::Plain => (raw, false),
+            RefcountScheme::Immortal32 => {
+                // A mortal count never reaches 2^31 (it would read as immortal), so the low word is
+                // the whole count; 3.14+ keep flags in the high word.
+                let low = raw as u32;
+                (low as u64, (low as i32) < 0)
+            }
+        }
+    }
+
+    /// Bytes in front of an object of a type with these flags (`_PyType_PreHeaderSize`), which
+    /// `sys.getsizeof` adds to `__sizeof__` (except where [`Self::getsizeof_preheader`] says otherwise).
+    pub fn preheader_size(&self, type_flags: u64) -> u64 {
+        let gc = if type_flags & flags::HAVE_GC != 0 { self.gc_head.size } else { 0 };
+        let managed = match self.preheader {
+            PreHeader::GcOnly => false,
+            PreHeader::ManagedDict => type_flags & flags::MANAGED_DICT != 0,
+            PreHeader::ManagedDictOrWeakref => type_flags & (flags::MANAGED_DICT | flags::MANAGED_WEAKREF) != 0,
+        };
+        gc + if managed { 16 } else { 0 }
+    }
+
+    /// What `sys.getsizeof` adds to `__sizeof__` for an object whose type has `type_flags`.
+    /// `object_is_type`: the object is itself a type object; `object_flags`: its own `tp_flags` then.
+    /// `type_is_exact_type`: the object's type is `type` itself (not a metaclass).
+    pub fn getsizeof_preheader(
+        &self,
+        type_flags: u64,
+        object_is_type: bool,
+        type_is_exact_type: bool,
+        object_flags: u64,
+    ) -> u64 {
+        let object_is_static_type = object_is_type && object_flags & flags::HEAPTYPE == 0;
+        match self.preheader {
+            // 3.9/3.10 add the GC head only when `_PyObject_IS_GC(o)`: for type objects `tp_is_gc`
+            // answers "is a heap type".
+            PreHeader::GcOnly => {
+                if object_is_static_type {
+                    0
+                } else {
+                    self.preheader_size(type_flags)
+                }
+            }
+            _ => {
+                if object_is_static_type && type_is_exact_type && !self.static_type_preheader {
+                    0
+                } else {
+                    self.preheader_size(type_flags)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Layout, Version};
+
+    #[test]
+    fn refcounts() {
+        let l = Layout::builtin(Version::new(3, 14, 0)).unwrap();
+        assert_eq!(l.decode_refcount(0x0005_0000_c000_0000), (0xc000_0000, true));
+        assert_eq!(l.decode_refcount(7), (7, false));
+        let l = Layout::builtin(Version::new(3, 12, 1)).unwrap();
+        assert_eq!(l.decode_refcount(0xffff_ffff), (0xffff_ffff, true));
+        let l = Layout::builtin(Version::new(3, 11, 0)).unwrap();
+        assert_eq!(l.decode_refcount(999_999_999), (999_999_999, false));
+    }
+}
