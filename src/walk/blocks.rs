@@ -120,9 +120,20 @@ impl Allocators {
         size: u64,
         pre: u64,
     ) -> Verdict {
-        let Some(block) = addr.checked_sub(pre) else { return Verdict::Invalid };
+        let Some(user) = addr.checked_sub(pre) else { return Verdict::Invalid };
+        // Under the debug hooks of the allocators (debug builds, PYTHONMALLOC=debug) each allocation has a
+        // header of 16 bytes before what the caller got, and 8 guard bytes after it; twice when the
+        // object allocator passes a large request on to the (hooked) raw one.
+        let (mut block, mut overhead) = (user, 0);
+        for _ in 0..2 {
+            if debug_header(mem, block).is_none() {
+                break;
+            }
+            block -= DEBUG_HEADER;
+            overhead += DEBUG_HEADER + DEBUG_TRAILER;
+        }
         // A compact str is smaller than str's basic size (`PyUnicodeObject`): its own size says.
-        let least = pre + if ty.kind == SizeKind::Str { size.min(ty.basicsize) } else { ty.basicsize };
+        let least = overhead + pre + if ty.kind == SizeKind::Str { size.min(ty.basicsize) } else { ty.basicsize };
         if let Some(arenas) = self.arenas.as_mut() {
             match arenas.block(mem, &l.obmalloc, block) {
                 Block::InUse(n) => return if n >= least { Verdict::Valid } else { Verdict::Invalid },
@@ -143,7 +154,7 @@ impl Allocators {
                 && !resizable
                 && !inline_values
                 && !ty.approx
-                && pre + size.max(ty.basicsize) <= SMALL_REQUEST
+                && overhead + pre + size.max(ty.basicsize) <= SMALL_REQUEST
             {
                 return Verdict::Invalid;
             }
@@ -161,6 +172,20 @@ impl Allocators {
     /// The bytes of the live block (not an object) that starts at `addr`, when it is one: what a C
     /// extension's buffer holds is scanned for objects.
     pub fn native_block<M: Memory + ?Sized>(&mut self, mem: &M, l: &Layout, addr: u64) -> Option<u64> {
+        if let Some(n) = debug_header(mem, addr) {
+            // Under the debug hooks: the caller's bytes, if the block under them (past a second header
+            // where the raw allocator is hooked too) is live.
+            let mut block = addr - DEBUG_HEADER;
+            if debug_header(mem, block).is_some() {
+                block -= DEBUG_HEADER;
+            }
+            let live = match self.arenas.as_mut().map(|a| a.block(mem, &l.obmalloc, block)) {
+                Some(Block::InUse(_)) => true,
+                Some(Block::NotInUse) => false,
+                Some(Block::Outside) | None => self.glibc.chunk(mem, block).is_some(),
+            };
+            return live.then_some(n);
+        }
         if let Some(arenas) = self.arenas.as_mut() {
             match arenas.block(mem, &l.obmalloc, addr) {
                 Block::InUse(n) => return Some(n),
@@ -170,6 +195,20 @@ impl Allocators {
         }
         self.glibc.chunk(mem, addr).map(|c| c.usable)
     }
+}
+
+/// The debug hooks' header before an allocation's bytes: the requested size (big-endian), the API's
+/// letter ('r', 'm' or 'o') and 7 bytes of `FORBIDDENBYTE`.
+const DEBUG_HEADER: u64 = 16;
+const DEBUG_TRAILER: u64 = 8;
+const FORBIDDEN: u8 = 0xfd;
+
+/// The size the caller asked for, when the bytes at `user` are an allocation under the debug hooks.
+fn debug_header<M: Memory + ?Sized>(mem: &M, user: u64) -> Option<u64> {
+    let mut h = [0u8; 16];
+    mem.read(user.checked_sub(DEBUG_HEADER)?, &mut h).ok()?;
+    let api = matches!(h[8], b'r' | b'm' | b'o');
+    (api && h[9..].iter().all(|&b| b == FORBIDDEN)).then(|| u64::from_be_bytes(h[..8].try_into().expect("8 bytes")))
 }
 
 /// Whether the type object at `addr` is a heap type.
