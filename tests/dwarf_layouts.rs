@@ -398,12 +398,15 @@ fn sizeof_checks(m: &mut Mapping, s: &SizeofLayout) {
             m.off("sizeof.frame.Embedded.frame_data", *frame_data, "_frame", "_f_frame_data")
         }
     }
-    let Deque { basicsize, leftindex, block_size, block_len } = deque;
+    let Deque { basicsize, leftindex, block_size, block_len, leftblock, block_data, block_rightlink } = deque;
     let cu = "_collectionsmodule.c";
     m.check("sizeof.deque.basicsize", *basicsize, cu, "dequeobject", What::Size(""));
     m.check("sizeof.deque.leftindex", *leftindex, cu, "dequeobject", What::Offset("leftindex"));
     m.check("sizeof.deque.block_size", *block_size, cu, "block", What::Size(""));
     m.check("sizeof.deque.block_len", *block_len, cu, "block", What::Count("data"));
+    m.check("sizeof.deque.leftblock", *leftblock, cu, "dequeobject", What::Offset("leftblock"));
+    m.check("sizeof.deque.block_data", *block_data, cu, "block", What::Offset("data"));
+    m.check("sizeof.deque.block_rightlink", *block_rightlink, cu, "block", What::Offset("rightlink"));
     let ODict { basicsize, first, fast_nodes_size, node_size } = odict;
     let cu = "odictobject.c";
     m.check("sizeof.odict.basicsize", *basicsize, cu, "_odictobject", What::Size(""));

@@ -9,6 +9,7 @@
 //! version (refcount immortality, pre-header sizes).
 
 pub mod debug_offsets;
+pub mod extensions;
 pub mod gc;
 pub mod layout;
 pub mod obmalloc;

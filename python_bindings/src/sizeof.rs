@@ -80,6 +80,11 @@ pub struct Deque {
     pub leftindex: u64,
     pub block_size: u64,
     pub block_len: u64,
+    /// `leftblock` (the first block); a `block` is `{leftlink; data[block_len]; rightlink}`: its items
+    /// start at `block_data`, the next block's address is at `block_rightlink`.
+    pub leftblock: u64,
+    pub block_data: u64,
+    pub block_rightlink: u64,
 }
 
 /// `PyODictObject`: `od_first`, `od_fast_nodes_size`; one `_ODictNode` (`node_size`) per item.

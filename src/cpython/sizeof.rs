@@ -1,6 +1,7 @@
 //! `sys.getsizeof`, recomputed from an object's bytes: the `__sizeof__` of each modelled type plus the
 //! pre-header the interpreter adds.
 
+use python_bindings::extensions::NUMPY_2;
 use python_bindings::{flags, Layout, LongLayout};
 
 use super::objects::{dict_keys, str_header};
@@ -129,6 +130,14 @@ pub fn getsizeof<M: Memory + ?Sized>(
             n
         }
         SizeKind::Code => code_sizeof(mem, l, addr, ty, default()?)?,
+        SizeKind::NumpyScalar(itemsize) => ty.basicsize + itemsize,
+        SizeKind::NdArray => match ndarray_sizeof(mem, l, addr, head, ty)? {
+            Some(n) => n,
+            None => {
+                exact = false;
+                ty.basicsize
+            }
+        },
         SizeKind::Struct => {
             let s = &l.sizeof;
             let codes = field(s.struct_.codes)?;
@@ -280,4 +289,87 @@ fn code_sizeof<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, ty: &TypeInfo
         size += 16 + n.saturating_sub(1) * 8;
     }
     Ok(size)
+}
+
+/// `ndarray.__sizeof__` (numpy 2): the basic size, the dimensions and strides (`2 * nd` intp), and the
+/// data when the array owns it (`prod(shape) * itemsize`). None when the dtype is not numpy 2's.
+fn ndarray_sizeof<M: Memory + ?Sized>(
+    mem: &M,
+    l: &Layout,
+    addr: u64,
+    head: &[u8],
+    ty: &TypeInfo,
+) -> Result<Option<u64>> {
+    let np = &NUMPY_2;
+    let Some(a) = NdArray::read(mem, l, addr, head)? else { return Ok(None) };
+    let mut n = ty.basicsize + 16 * a.nd;
+    if a.flags & np.owndata != 0 {
+        n += a.items.saturating_mul(a.elsize);
+    }
+    Ok(Some(n))
+}
+
+/// A numpy 2 array, decoded.
+#[derive(Clone, Copy, Debug)]
+pub struct NdArray {
+    pub data: u64,
+    pub nd: u64,
+    /// The product of its dimensions.
+    pub items: u64,
+    pub flags: u64,
+    pub elsize: u64,
+    pub base: u64,
+    pub descr: u64,
+    /// `descr->flags` has `NPY_ITEM_REFCOUNT`, and `type_num` is `NPY_OBJECT`.
+    pub item_refcount: bool,
+    pub object_items: bool,
+}
+
+impl NdArray {
+    /// The array at `addr` (its first bytes in `head`); None when its dtype is not numpy 2's.
+    pub fn read<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, head: &[u8]) -> Result<Option<NdArray>> {
+        let np = &NUMPY_2;
+        let word = |at: u64| le_u64(head, at).ok_or_else(|| Error::Corrupt("ndarray header".into()));
+        let nd = le_u32(head, np.nd).ok_or_else(|| Error::Corrupt("ndarray header".into()))? as u64;
+        if nd > np.max_dims {
+            return Err(Error::Corrupt(format!("ndarray at {addr:#x}: {nd} dimensions")));
+        }
+        let descr = check_ptr(word(np.descr)?, "ndarray descr")?;
+        let mut d = [0u8; 48];
+        mem.read_into(descr, &mut d, "dtype")?;
+        let dtype_type = le_u64(&d, l.object.ob_type).unwrap_or(0);
+        let dtype_basicsize =
+            mem.u64_at(check_ptr(dtype_type, "dtype type")? + l.type_.tp_basicsize, "tp_basicsize")?;
+        if dtype_basicsize < np.descr_basicsize_min {
+            return Ok(None);
+        }
+        let elsize = le_u64(&d, np.descr_elsize).unwrap_or(0);
+        let descr_flags = le_u64(&d, np.descr_flags).unwrap_or(0);
+        let type_num = le_u32(&d, np.descr_type_num).unwrap_or(0);
+        let mut items = 1u64;
+        if nd > 0 {
+            let dims = mem.bytes_at(check_ptr(word(np.dimensions)?, "ndarray dimensions")?, 8 * nd as usize, "dims")?;
+            for c in dims.chunks_exact(8) {
+                let dim = i64::from_le_bytes(c.try_into().expect("8 bytes"));
+                if !(0..1 << 48).contains(&dim) {
+                    return Err(Error::Corrupt(format!("ndarray at {addr:#x}: dimension {dim}")));
+                }
+                items = items.saturating_mul(dim as u64);
+            }
+        }
+        if elsize > 1 << 32 || items > 1 << 48 {
+            return Err(Error::Corrupt(format!("ndarray at {addr:#x}: {items} items of {elsize} bytes")));
+        }
+        Ok(Some(NdArray {
+            data: word(np.data)?,
+            nd,
+            items,
+            flags: le_u32(head, np.flags).unwrap_or(0) as u64,
+            elsize,
+            base: word(np.base)?,
+            descr,
+            item_refcount: descr_flags & np.item_refcount != 0,
+            object_items: type_num == np.object_type_num,
+        }))
+    }
 }

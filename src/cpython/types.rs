@@ -1,6 +1,7 @@
 //! Type objects: what memspy knows of a type (its qualified name as Python spells it, sizes, flags, how
 //! `sys.getsizeof` sizes its instances), cached per walk.
 
+use python_bindings::extensions::{numpy_scalar_itemsize, NUMPY_2};
 use python_bindings::{flags, Layout};
 
 use super::objects::{dict_get_str, read_str, MAX_NAME};
@@ -45,6 +46,10 @@ pub enum SizeKind {
     Struct,
     /// `code`: 3.9/3.10 cell2arg and opcache; 3.11+ items rounded up to 8; `co_extra` in all.
     Code,
+    /// `numpy.ndarray` (numpy 2): its dimensions and strides, and the data it owns.
+    NdArray,
+    /// numpy's numeric scalars: the basic size plus the item size (given).
+    NumpyScalar(u64),
 }
 
 /// What memspy knows about one type object.
@@ -154,6 +159,7 @@ impl<'l> Types<'l> {
             SizeKind::Buffered => s.buffered.basicsize,
             SizeKind::BytesIO => s.bytesio.basicsize,
             SizeKind::Struct => s.struct_.basicsize,
+            SizeKind::NdArray => NUMPY_2.array_basicsize,
             // Sized from layout offsets alone.
             _ => return Ok(true),
         };
@@ -227,7 +233,10 @@ impl<'l> Types<'l> {
                         | "itertools.combinations_with_replacement"
                         | "itertools.permutations"
                 );
-                approx |= custom;
+                // A static type of an extension with a `__sizeof__` of its own in its dict (the core's
+                // static types are known above, or listed).
+                let own_sizeof = known.is_none() && heap_type_get(mem, l, t, "__sizeof__").ok().flatten().is_some();
+                approx |= custom || own_sizeof;
                 if name == "type" {
                     // Instances of `type` or of any subclass of it are type objects.
                     return Ok((SizeKind::Type, approx, true));
@@ -245,6 +254,12 @@ impl<'l> Types<'l> {
     }
 }
 
+impl SizeKind {
+    fn numpy_scalar(name: &str) -> Option<SizeKind> {
+        numpy_scalar_itemsize(name).map(SizeKind::NumpyScalar)
+    }
+}
+
 /// The `__sizeof__` memspy recomputes for a C type of this `tp_name` (static types' names; types
 /// created from a spec carry the spec's full name), if any.
 fn modelled_kind(l: &Layout, name: &str) -> Option<SizeKind> {
@@ -259,7 +274,8 @@ fn modelled_kind(l: &Layout, name: &str) -> Option<SizeKind> {
         "_io.BytesIO" => SizeKind::BytesIO,
         "_struct.Struct" => SizeKind::Struct,
         "code" => SizeKind::Code,
-        _ => return None,
+        "numpy.ndarray" => SizeKind::NdArray,
+        _ => return SizeKind::numpy_scalar(name),
     })
 }
 

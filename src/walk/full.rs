@@ -279,7 +279,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         types: &mut Types,
         summary: &mut WalkSummary,
         p: u64,
-        conservative: bool,
+        tags: u64,
         head: &mut [u8; HEAD_BYTES],
         sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo),
     ) -> bool {
@@ -289,8 +289,10 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
                 let t = le_u64(head, l.object.ob_type).unwrap_or(0);
                 self.valid_type(types, t, 0)
             };
+        let conservative = tags & refs::CONSERVATIVE != 0;
         if !looks {
-            if conservative {
+            // Only the buffers objects point to are scanned, not those that buffers point to.
+            if conservative && tags & refs::FROM_NATIVE == 0 {
                 self.scan_native(p);
             }
             return false;
@@ -368,8 +370,14 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
                 if pointers * 4 < words {
                     self.scratch.truncate(before);
                     refs::conservative(&b[..words * 8], &mut self.scratch);
+                    for w in &mut self.scratch[before..] {
+                        *w |= refs::FROM_NATIVE;
+                    }
                     break;
                 }
+            }
+            for w in &mut self.scratch[before..] {
+                *w |= refs::FROM_NATIVE;
             }
             self.flush();
             at += n;
@@ -383,7 +391,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
     pub(super) fn flush(&mut self) {
         let Some(part) = self.part.as_mut() else {
             for &w in self.scratch.iter().rev() {
-                let tag = w & refs::CONSERVATIVE;
+                let tag = w & refs::TAGS;
                 let p = refs::untag(self.l, w & !tag);
                 if p >= 4096 && !self.visited.contains(p) {
                     self.stack.push(p | tag);
@@ -395,7 +403,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         // A worker: candidates it owns go on its stack, the others to their owner (once each, as far
         // as a small filter remembers: every object names its type, for one).
         for &w in self.scratch.iter().rev() {
-            let tag = w & refs::CONSERVATIVE;
+            let tag = w & refs::TAGS;
             let p = refs::untag(self.l, w & !tag);
             if p < 4096 {
                 continue;
@@ -455,10 +463,9 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             }
             // Bit 0 marks an object the GC walk already reported; others are candidates, from a
             // conservative scan when bit 1 is set.
-            let p = e & !(1 | refs::CONSERVATIVE);
+            let p = e & !(1 | refs::TAGS);
             if e & 1 == 0 {
-                let conservative = e & refs::CONSERVATIVE != 0;
-                if self.visited.contains(p) || !self.candidate(types, summary, p, conservative, &mut head, sink) {
+                if self.visited.contains(p) || !self.candidate(types, summary, p, e & refs::TAGS, &mut head, sink) {
                     continue;
                 }
                 self.control.reported();

@@ -13,7 +13,9 @@ use crate::memory::{le_u64, MAX_USER_ADDR};
 use crate::memory::{Memory, ReadExt};
 
 use crate::cpython::objects::{dict_keys, split_value_slot, MAX_NAME};
+use crate::cpython::sizeof::NdArray;
 use crate::memory::fasthash::AddrMap;
+use python_bindings::extensions::NUMPY_2;
 
 /// Deepest `tp_base` chain followed.
 const MAX_BASES: usize = 64;
@@ -37,6 +39,10 @@ pub enum RefKind {
     Gen,
     /// 3.11+ frame object: its interpreter frame is behind `f_frame`.
     FrameObject,
+    /// `collections.deque`: its items, block by block.
+    Deque,
+    /// `numpy.ndarray` (numpy 2): its base, dtype and memory handler; the items of object data it owns.
+    NdArray,
     /// Anything else: the body is scanned conservatively.
     Object,
 }
@@ -132,14 +138,20 @@ fn read_ref_info<M: Memory + ?Sized>(mem: &M, l: &Layout, t: u64) -> Result<RefI
             break;
         }
         let bf = mem.u64_at(b + l.type_.tp_flags, "tp_flags")?;
-        if bf & flags::HEAPTYPE == 0 {
-            let name_ptr = mem.u64_at(b + l.type_.tp_name, "tp_name")?;
-            let name = mem.cstr_at(name_ptr, MAX_NAME, "tp_name")?;
-            if let Some(k) = kind_of(l, &name) {
-                kind = k;
-                base_basicsize = mem.u64_at(b + l.type_.tp_basicsize, "tp_basicsize")?;
-                break;
-            }
+        let name_ptr = mem.u64_at(b + l.type_.tp_name, "tp_name")?;
+        let name = mem.cstr_at(name_ptr, MAX_NAME, "tp_name")?;
+        let b_basicsize = mem.u64_at(b + l.type_.tp_basicsize, "tp_basicsize")?;
+        // Extension types memspy has a layout for, static or made from a spec: name and size agree.
+        let extension = match name.as_str() {
+            "collections.deque" if b_basicsize == l.sizeof.deque.basicsize => Some(RefKind::Deque),
+            "numpy.ndarray" if b_basicsize == NUMPY_2.array_basicsize => Some(RefKind::NdArray),
+            _ => None,
+        };
+        let core = if bf & flags::HEAPTYPE == 0 { kind_of(l, &name) } else { None };
+        if let Some(k) = extension.or(core) {
+            kind = k;
+            base_basicsize = b_basicsize;
+            break;
         }
         b = mem.u64_at(b + l.type_.tp_base, "tp_base")?;
     }
@@ -147,6 +159,61 @@ fn read_ref_info<M: Memory + ?Sized>(mem: &M, l: &Layout, t: u64) -> Result<RefI
         return Err(Error::Corrupt(format!("type at {t:#x}: basicsize {basicsize} < base {base_basicsize}")));
     }
     Ok(RefInfo { kind, flags: tf, basicsize, itemsize, base_basicsize, dictoffset, cached_keys, shared_values })
+}
+
+/// The items of the deque at `addr` (`len` of them): from `leftindex` in the left block, block after block
+/// along `rightlink`. Only the slots in use are read (the others hold stale pointers).
+fn deque_refs<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, len: i64, out: &mut Vec<u64>) -> Result<()> {
+    let d = &l.sizeof.deque;
+    if !(0..1 << 40).contains(&len) {
+        return Err(Error::Corrupt(format!("deque at {addr:#x}: {len} items")));
+    }
+    let mut block = mem.u64_at(addr + d.leftblock, "deque leftblock")?;
+    let mut index = mem.u64_at(addr + d.leftindex, "deque leftindex")?;
+    let mut left = len as u64;
+    while left > 0 {
+        if index >= d.block_len || block == 0 {
+            return Err(Error::Corrupt(format!("deque at {addr:#x}: block {block:#x}, index {index}")));
+        }
+        let n = (d.block_len - index).min(left);
+        slots(mem, block + d.block_data + 8 * index, n, out)?;
+        left -= n;
+        if left > 0 {
+            block = mem.u64_at(block + d.block_rightlink, "deque rightlink")?;
+            index = 0;
+        }
+    }
+    Ok(())
+}
+
+/// The references of a numpy 2 array: its base (the owner of a view's data), its dtype and memory
+/// handler; and, when it owns its data, the items of that data if they are objects (a structured dtype
+/// with object fields: its data is scanned conservatively). Not numpy 2's: the fields conservatively.
+fn ndarray_refs<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, head: &[u8], out: &mut Vec<u64>) -> Result<()> {
+    let np = &NUMPY_2;
+    let Some(a) = NdArray::read(mem, l, addr, head)? else {
+        let b = mem.bytes_at(addr + 16, (np.array_basicsize - 16) as usize, "ndarray")?;
+        conservative(&b, out);
+        return Ok(());
+    };
+    out.push(a.base);
+    out.push(a.descr);
+    out.push(mem.u64_at(addr + np.mem_handler, "ndarray mem_handler")?);
+    if a.flags & np.owndata == 0 || !a.item_refcount || a.items == 0 {
+        return Ok(());
+    }
+    if a.object_items && a.elsize == 8 {
+        slots(mem, a.data, a.items, out)?;
+    } else {
+        let len = a.items.saturating_mul(a.elsize).min(1 << 32);
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(BATCH * 8);
+            with_bytes(mem, a.data + at, n as usize, "ndarray data", |b| conservative(b, out))?;
+            at += n;
+        }
+    }
+    Ok(())
 }
 
 /// Untags a word that may be a reference: on 3.14+ frames hold `_PyStackRef`s (bit 0 a tag, `bits & 3
@@ -166,6 +233,11 @@ pub fn untag(l: &Layout, w: u64) -> u64 {
 /// Marks a word found by a conservative scan (bit 1: object pointers are 8-aligned): what it points to
 /// counts only if the memory there holds it (see [`super::blocks`]).
 pub const CONSERVATIVE: u64 = 2;
+/// Marks a conservative word found in a native block (bit 2): it may be an object, but a native block it
+/// points to is not scanned in turn (only the buffers objects point to are).
+pub const FROM_NATIVE: u64 = 4;
+/// Both marks.
+pub const TAGS: u64 = CONSERVATIVE | FROM_NATIVE;
 
 /// Pushes every 8-aligned pointer-like word of `bytes` to `out`, marked [`CONSERVATIVE`].
 pub fn conservative(bytes: &[u8], out: &mut Vec<u64>) {
@@ -395,6 +467,8 @@ pub fn object_refs<M: Memory + ?Sized>(
                 iframe_refs(mem, l, f, out)?;
             }
         }
+        RefKind::Deque => deque_refs(mem, l, addr, ob_size, out)?,
+        RefKind::NdArray => ndarray_refs(mem, l, addr, head, out)?,
         RefKind::Object => {}
     }
     // The type's own fields beyond its base: slots, __dict__, __weakref__ (heap types), or the whole

@@ -87,7 +87,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         let k = batches.len() as i64;
         for b in batches {
             for e in b {
-                if !self.visited.contains(e & !refs::CONSERVATIVE) {
+                if !self.visited.contains(e & !refs::TAGS) {
                     self.stack.push(e);
                 }
             }
