@@ -26,6 +26,15 @@ pub struct TypeRow {
     /// count: those are counted in `immortal`).
     pub refcount: u64,
     pub immortal: u64,
+    /// `bytes` is what `sys.getsizeof` says for every object (false: the type has a `__sizeof__` of its
+    /// own that memspy does not model, or a size could not be read; those objects are sized by the
+    /// formula of their base).
+    #[serde(default = "exact_by_default")]
+    pub bytes_exact: bool,
+}
+
+fn exact_by_default() -> bool {
+    true
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
@@ -36,6 +45,8 @@ struct Acc {
     bytes: u64,
     refcount: u64,
     immortal: u64,
+    /// Objects sized by an approximation.
+    approximate: u64,
 }
 
 /// Accumulates objects per type while walking.
@@ -76,6 +87,7 @@ impl Histogram {
         } else {
             a.refcount = a.refcount.saturating_add(rec.refcount);
         }
+        a.approximate += !rec.size_exact as u64;
     }
 
     /// Rows by qualified name (distinct type objects with the same name are merged, as
@@ -84,7 +96,12 @@ impl Histogram {
         let mut merged: HashMap<&str, TypeRow> = HashMap::new();
         for (addr, a) in &self.by_type {
             let name = self.names.get(addr).map(String::as_str).unwrap_or("?");
-            let r = merged.entry(name).or_insert_with(|| TypeRow { name: name.to_string(), ..Default::default() });
+            let r = merged.entry(name).or_insert_with(|| TypeRow {
+                name: name.to_string(),
+                bytes_exact: true,
+                ..Default::default()
+            });
+            r.bytes_exact &= a.approximate == 0;
             r.count += a.count;
             r.gc_tracked += a.gc_tracked;
             r.frozen += a.frozen;
@@ -115,6 +132,7 @@ impl Sink for Histogram {
         a.bytes = a.bytes.saturating_add(t.bytes);
         a.refcount = a.refcount.saturating_add(t.refcount);
         a.immortal += t.immortal;
+        a.approximate += t.approximate;
     }
     fn tracked(&mut self, t: &TypeTotals, ty: &TypeInfo, list: usize) {
         if t.count == 0 {
@@ -130,6 +148,7 @@ impl Sink for Histogram {
         a.bytes = a.bytes.saturating_add(t.bytes);
         a.refcount = a.refcount.saturating_add(t.refcount);
         a.immortal += t.immortal;
+        a.approximate += t.approximate;
     }
 }
 

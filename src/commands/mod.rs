@@ -86,6 +86,11 @@ impl Session {
         if s.approximate_sizes > 0 {
             log::info!("{} objects have their own __sizeof__; their bytes are approximated", s.approximate_sizes);
         }
+        let types = hist.rows();
+        let approximated: Vec<&str> = types.iter().filter(|t| !t.bytes_exact).map(|t| t.name.as_str()).collect();
+        if !approximated.is_empty() {
+            log::info!("bytes approximated for {} types: {}", approximated.len(), approximated.join(", "));
+        }
         let mut report = Report {
             pid: self.target.pid,
             python: self.python_info(),
@@ -109,7 +114,7 @@ impl Session {
                 native_blocks: s.conservative.native_blocks,
                 native_bytes: s.conservative.native_bytes,
             },
-            types: hist.rows(),
+            types,
         };
         report.finish_totals();
         Ok(report)

@@ -66,12 +66,14 @@ pub fn table(r: &Report, sort: SortKey, limit: usize) -> String {
         "COUNT", "GC", "BYTES", "%", "REFCOUNT", "IMMORTAL"
     );
     for row in rows.iter().take(limit) {
+        // `~`: sizes approximated (a `__sizeof__` memspy does not model).
+        let bytes = if row.bytes_exact { human_bytes(row.bytes) } else { format!("~{}", human_bytes(row.bytes)) };
         let _ = writeln!(
             out,
             "{:>10} {:>10} {:>12} {:>5.1}% {:>12} {:>9}  {}",
             row.count,
             row.gc_tracked,
-            human_bytes(row.bytes),
+            bytes,
             row.bytes as f64 * 100.0 / total_bytes as f64,
             row.refcount,
             row.immortal,
@@ -83,6 +85,9 @@ pub fn table(r: &Report, sort: SortKey, limit: usize) -> String {
         let n: u64 = rows[limit..].iter().map(|r| r.count).sum();
         let _ =
             writeln!(out, "{:>10} {:>10} {:>12}         ({} more types)", n, "", human_bytes(rest), rows.len() - limit);
+    }
+    if rows.iter().take(limit).any(|r| !r.bytes_exact) {
+        let _ = writeln!(out, "~ bytes approximated: the type has a __sizeof__ of its own that memspy does not model");
     }
     out
 }

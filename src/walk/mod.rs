@@ -131,6 +131,8 @@ pub struct TypeTotals {
     pub bytes: u64,
     pub refcount: u64,
     pub immortal: u64,
+    /// Of those, sized by an approximation.
+    pub approximate: u64,
 }
 
 impl TypeTotals {
@@ -142,6 +144,7 @@ impl TypeTotals {
         } else {
             self.refcount = self.refcount.saturating_add(rec.refcount);
         }
+        self.approximate += !rec.size_exact as u64;
     }
 }
 
