@@ -164,6 +164,20 @@ fn check(venv: &Venv) -> Result<(Vec<String>, String), String> {
             problems.push(format!("{t}: a type memspy could not name"));
         }
     }
+    // A __sizeof__ memspy does not model (pandas' is Python code: a deep memory_usage) is marked.
+    let exact = |t: &str| {
+        r1["types"].as_array().into_iter().flatten().find(|r| r["type"] == t).and_then(|r| r["bytes_exact"].as_bool())
+    };
+    for t in t1["python_sizeof"].as_array().into_iter().flatten().filter_map(|t| t.as_str()) {
+        if exact(t) == Some(true) {
+            problems.push(format!("{t}: its __sizeof__ is Python code, yet memspy calls its bytes exact"));
+        }
+    }
+    for t in &sized {
+        if exact(t) == Some(false) {
+            problems.push(format!("{t}: memspy calls its bytes approximate"));
+        }
+    }
     let cython: Vec<&String> = t1["closure"]
         .as_object()
         .into_iter()

@@ -170,7 +170,9 @@ impl<'l> Types<'l> {
     /// type objects).
     fn size_kind<M: Memory + ?Sized>(&mut self, mem: &M, addr: u64) -> Result<(SizeKind, bool, bool)> {
         let l = self.layout;
-        let mut approx = false;
+        // A `__sizeof__` written in Python in any class of the MRO (a mixin is not on the `tp_base`
+        // chain): the size memspy computes is not what it returns.
+        let mut approx = python_sizeof(mem, l, addr).unwrap_or(false);
         let mut t = addr;
         for _ in 0..MAX_BASES {
             if t == 0 {
@@ -310,7 +312,28 @@ fn str_value<M: Memory + ?Sized>(mem: &M, l: &Layout, obj: u64) -> Result<String
     read_str(mem, l, obj)
 }
 
-/// A heap type's own dict entry `name`.
+/// Whether the first class of the MRO of the type at `addr` that defines `__sizeof__` is a heap type whose
+/// `__sizeof__` is not a method implemented in C (Python code, as pandas' deep `memory_usage`).
+fn python_sizeof<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64) -> Result<bool> {
+    let mro = mem.u64_at(addr + l.type_.tp_mro, "tp_mro")?;
+    if mro == 0 {
+        return Ok(false);
+    }
+    let n = mem.u64_at(mro + l.object.ob_size, "mro size")?.min(MAX_BASES as u64);
+    for i in 0..n {
+        let t = check_ptr(mem.u64_at(mro + l.tuple.item + 8 * i, "mro item")?, "mro class")?;
+        if mem.u64_at(t + l.type_.tp_dict, "tp_dict")? == 0 {
+            // A core static type (3.12+ keeps their dicts elsewhere): C code from here on.
+            return Ok(false);
+        }
+        if let Some(sizeof) = heap_type_get(mem, l, t, "__sizeof__")? {
+            return Ok(!is_method_descriptor(mem, l, sizeof)?);
+        }
+    }
+    Ok(false)
+}
+
+/// A type's own dict entry `name`.
 fn heap_type_get<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, name: &str) -> Result<Option<u64>> {
     let dict = mem.u64_at(addr + l.type_.tp_dict, "tp_dict")?;
     dict_get_str(mem, l, dict, name)
