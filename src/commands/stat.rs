@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::analysis::histogram::PythonInfo;
 use crate::commands::Session;
-use crate::cpython::pymalloc::{Pymalloc, PymallocStats};
+use crate::cpython::pymalloc::{Arenas, Pymalloc, PymallocStats};
 use crate::cpython::types::TypeInfo;
 use crate::discovery::pymalloc;
 use crate::error::Result;
@@ -17,6 +17,7 @@ use crate::pause::{self, ReadOptions, Source, View, Work};
 use crate::process::usage::{self, CgroupMemory, Limits, Rollup};
 use crate::report::human_bytes;
 use crate::walk::{self, ObjectRecord, Sink, SnapshotOptions};
+use python_bindings::Layout;
 
 #[derive(Clone, Debug)]
 pub struct StatOptions {
@@ -49,6 +50,10 @@ pub struct ObjectBytes {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Breakdown {
     pub python_objects: u64,
+    /// Of those, the bytes of objects whose blocks pymalloc holds (when its arenas were readable).
+    pub pymalloc_objects: Option<u64>,
+    /// pymalloc's bytes in blocks in use beyond those objects, when more than a few percent of them.
+    pub pymalloc_unreached: Option<u64>,
     /// Held by pymalloc but not in allocated blocks (free blocks, unused pools, headers, alignment).
     pub pymalloc_free: Option<u64>,
     pub file_backed: u64,
@@ -76,15 +81,27 @@ pub struct StatReport {
 struct Bytes {
     objects: u64,
     bytes: u64,
+    /// pymalloc's arenas, and the bytes of the objects found in them.
+    arenas: Option<Arenas>,
+    layout: Option<Layout>,
+    in_pymalloc: u64,
 }
+
+/// pymalloc's blocks in use beyond the objects found there are worth a line above this share.
+const UNREACHED_PERCENT: u64 = 5;
 
 impl Sink for Bytes {
     fn reset(&mut self) {
-        *self = Bytes::default();
+        (self.objects, self.bytes, self.in_pymalloc) = (0, 0, 0);
     }
-    fn object(&mut self, rec: &ObjectRecord, _ty: &TypeInfo) {
+    fn object(&mut self, rec: &ObjectRecord, ty: &TypeInfo) {
         self.objects += 1;
         self.bytes += rec.size;
+        if let (Some(a), Some(l)) = (&self.arenas, &self.layout) {
+            if a.contains(rec.addr.saturating_sub(l.preheader_size(ty.flags)), l.obmalloc.arena_size) {
+                self.in_pymalloc += rec.size;
+            }
+        }
     }
     fn untracked(&mut self, t: &walk::TypeTotals, _ty: &TypeInfo) {
         self.objects += t.count;
@@ -105,33 +122,55 @@ pub fn report(session: &Session, opts: &SnapshotOptions) -> Result<StatReport> {
     let pymalloc = {
         struct PymallocRead<'a>(&'a Session);
         impl Work for PymallocRead<'_> {
-            type Output = Pymalloc;
+            type Output = (Pymalloc, Option<Arenas>);
             fn what(&self) -> &'static str {
                 "reading pymalloc's state"
             }
-            fn run<M: ThreadReaders>(&mut self, view: &View<'_, M>) -> Result<Pymalloc> {
-                pymalloc::pymalloc(&self.0.target, view.mem, &self.0.interp, view.main()?.addr)
+            fn run<M: ThreadReaders>(&mut self, view: &View<'_, M>) -> Result<(Pymalloc, Option<Arenas>)> {
+                let (target, interp) = (&self.0.target, &self.0.interp);
+                let p = pymalloc::pymalloc(target, view.mem, interp, view.main()?.addr)?;
+                let arenas = pymalloc::located(target, interp)
+                    .and_then(|at| Arenas::read(view.mem, &interp.layout, &at).ok().flatten());
+                Ok((p, arenas))
             }
         }
         let read = ReadOptions { source: Source::Cached { bytes: 16 << 20 }, ..opts.read_options() };
-        match pause::read(&session.target, &session.interp, &read, &mut PymallocRead(session))?.value {
+        let (p, arenas) = pause::read(&session.target, &session.interp, &read, &mut PymallocRead(session))?.value;
+        let report = match p {
             Pymalloc::Stats { stats, how } => PymallocReport { status: "ok".into(), detail: how, stats: Some(stats) },
             Pymalloc::NotInUse(d) => PymallocReport { status: "not_in_use".into(), detail: d, stats: None },
             Pymalloc::Unreachable(d) => PymallocReport { status: "unreachable".into(), detail: d, stats: None },
-        }
+        };
+        (report, arenas)
     };
-    let mut sink = Bytes::default();
-    walk::snapshot(&session.target, &session.interp, opts, &mut sink)?;
+    let (pymalloc, arenas) = pymalloc;
+    let mut sink = Bytes { arenas, layout: Some(session.interp.layout.clone()), ..Default::default() };
+    // Each object's address tells whether pymalloc holds it: the walk reports them one by one.
+    let per_object = SnapshotOptions { per_object: sink.arenas.is_some(), ..opts.clone() };
+    walk::snapshot(&session.target, &session.interp, &per_object, &mut sink)?;
     let coverage = if opts.full { "full-heap" } else { "gc-tracked" };
     let python_objects = ObjectBytes { coverage: coverage.into(), objects: sink.objects, bytes: sink.bytes };
     let rss = memory.map(|m| m.rss).or_else(|| crate::process::rss_bytes(pid)).unwrap_or(0);
     let file_backed = memory.map(|m| m.file_backed).unwrap_or(0);
     let pymalloc_free = pymalloc.stats.as_ref().map(|s| s.arena_bytes.saturating_sub(s.bytes_in_use));
-    let native_remainder =
-        rss.saturating_sub(file_backed).saturating_sub(python_objects.bytes).saturating_sub(pymalloc_free.unwrap_or(0));
+    // pymalloc's blocks in use that hold no object memspy reached: objects only C code holds, or small
+    // buffers of C extensions. Said before anything is put down to native memory.
+    let unreached = pymalloc
+        .stats
+        .as_ref()
+        .filter(|_| sink.arenas.is_some())
+        .map(|s| s.bytes_in_use.saturating_sub(sink.in_pymalloc))
+        .filter(|&u| pymalloc.stats.as_ref().is_some_and(|s| u * 100 > s.bytes_in_use * UNREACHED_PERCENT));
+    let native_remainder = rss
+        .saturating_sub(file_backed)
+        .saturating_sub(python_objects.bytes)
+        .saturating_sub(pymalloc_free.unwrap_or(0))
+        .saturating_sub(unreached.unwrap_or(0));
     let outside = if rss > 0 { 1.0 - (python_objects.bytes.min(rss) as f64 / rss as f64) } else { 0.0 };
     let breakdown = Breakdown {
         python_objects: python_objects.bytes,
+        pymalloc_objects: sink.arenas.is_some().then_some(sink.in_pymalloc),
+        pymalloc_unreached: unreached,
         pymalloc_free,
         file_backed,
         native_remainder,
@@ -156,6 +195,13 @@ fn summary_line(rss: u64, b: &Breakdown, p: &PymallocReport, coverage: &str) -> 
         return "RSS unknown (smaps_rollup and statm unreadable)".into();
     }
     let mut parts = Vec::new();
+    if let Some(u) = b.pymalloc_unreached {
+        parts.push(format!(
+            "{} in pymalloc blocks in use that hold no object memspy reached (objects only C code holds, or a C \
+             extension's small buffers)",
+            human_bytes(u)
+        ));
+    }
     if let Some(f) = b.pymalloc_free {
         parts.push(format!("{} free inside pymalloc", human_bytes(f)));
     }

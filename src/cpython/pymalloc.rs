@@ -295,6 +295,12 @@ impl Arenas {
         Ok((!arenas.is_empty()).then(|| Arenas { arenas, pools: AddrMap::default() }))
     }
 
+    /// Whether `addr` lies inside one of the arenas.
+    pub fn contains(&self, addr: u64, arena_size: u64) -> bool {
+        let i = self.arenas.partition_point(|&(a, _)| a <= addr);
+        i > 0 && addr < self.arenas[i - 1].0 + arena_size
+    }
+
     /// What pymalloc says of `addr` as the start of a block.
     pub fn block<M: Memory + ?Sized>(&mut self, mem: &M, o: &ObmallocLayout, addr: u64) -> Block {
         let i = self.arenas.partition_point(|&(a, _)| a <= addr);

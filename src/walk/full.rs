@@ -84,6 +84,8 @@ pub struct FullWalk<'a, M: Memory + ?Sized> {
     /// Native blocks scanned so far (by their start).
     pub(super) native: AddrSet,
     pub scanned: Scanned,
+    /// Walk on this thread only (every object reported one by one).
+    pub one_thread: bool,
     pub control: Control,
     /// The object being decoded (0 while scanning roots), for trace logs.
     pub(super) current: u64,
@@ -142,6 +144,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             alloc: Allocators::default(),
             native: AddrSet::default(),
             scanned: Scanned::default(),
+            one_thread: false,
             control: Control::unlimited(),
             current: 0,
             part: None,

@@ -82,6 +82,9 @@ pub struct SnapshotOptions {
     /// Full walk: copy the target's writable memory while it is stopped and walk the copy after
     /// resuming it, when that copy takes at most this many bytes (None: half the target's RSS).
     pub max_memory: Option<u64>,
+    /// Report every object to the sink one by one (`Sink::object`), on one thread: for sinks that need
+    /// each object's address (`stat`).
+    pub per_object: bool,
 }
 
 impl Default for SnapshotOptions {
@@ -94,6 +97,7 @@ impl Default for SnapshotOptions {
             cache_bytes: 256 << 20,
             full: false,
             max_memory: None,
+            per_object: false,
         }
     }
 }
@@ -169,6 +173,7 @@ impl SnapshotOptions {
 struct HeapWalk<'s> {
     sink: &'s mut dyn Sink,
     full: bool,
+    per_object: bool,
     /// Where pymalloc's state is, and the target's mappings as the walk began: to check conservative
     /// candidates against the allocators.
     pymalloc: Option<Located>,
@@ -218,7 +223,8 @@ impl Work for HeapWalk<'_> {
             fw.visited = self.visited.take().unwrap_or_default();
             fw.control = control.clone();
             // A stopped target's lists are walked from both ends on two threads when that can be done.
-            let parallel = if strict {
+            fw.one_thread = self.per_object;
+            let parallel = if strict && !self.per_object {
                 gcpar::walk_gc_parallel(*mem, interp, interps, &mut fw, control, summary, sink)
             } else {
                 None
@@ -259,7 +265,15 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
     } else {
         (None, Maps::default())
     };
-    let mut work = HeapWalk { sink, full: opts.full, pymalloc, maps, summary: WalkSummary::default(), visited: None };
+    let mut work = HeapWalk {
+        sink,
+        full: opts.full,
+        per_object: opts.per_object,
+        pymalloc,
+        maps,
+        summary: WalkSummary::default(),
+        visited: None,
+    };
     let o = pause::read(target, interp, &opts.read_options(), &mut work)?;
     Ok(Walked {
         summary: o.value,

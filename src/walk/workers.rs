@@ -71,6 +71,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             alloc: seed.alloc,
             native: AddrSet::default(),
             scanned: Scanned::default(),
+            one_thread: false,
             control: seed.control,
             current: 0,
             part: Some(part),
@@ -150,6 +151,7 @@ pub fn walk_rest<M: ThreadReaders>(
         .hooks()
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).min(MAX_WORKERS));
+    let n = if walk.one_thread { 1 } else { n };
     let parts = if n > 1 { mem.readers(n, &|a| owner(a, n)) } else { Vec::new() };
     // The objects of the GC lists go to their owners unmarked (each marks its own, in parallel),
     // unless the shares do not match the workers.
