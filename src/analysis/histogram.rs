@@ -37,16 +37,13 @@ fn exact_by_default() -> bool {
     true
 }
 
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+/// One type's sums: the walk's own (count, bytes, refcounts, immortal, approximated), and where the
+/// objects were.
+#[derive(Clone, Copy, Debug, Default)]
 struct Acc {
-    count: u64,
+    totals: TypeTotals,
     gc_tracked: u64,
     frozen: u64,
-    bytes: u64,
-    refcount: u64,
-    immortal: u64,
-    /// Objects sized by an approximation.
-    approximate: u64,
 }
 
 /// Accumulates objects per type while walking.
@@ -74,20 +71,13 @@ impl Histogram {
                 self.by_type.entry(rec.type_addr).or_default()
             }
         };
-        a.count += 1;
+        a.totals.add(rec);
         if gc_tracked {
             a.gc_tracked += 1;
         }
         if rec.list == gc::PERMANENT {
             a.frozen += 1;
         }
-        a.bytes = a.bytes.saturating_add(rec.size);
-        if rec.immortal {
-            a.immortal += 1;
-        } else {
-            a.refcount = a.refcount.saturating_add(rec.refcount);
-        }
-        a.approximate += !rec.size_exact as u64;
     }
 
     /// Rows by qualified name (distinct type objects with the same name are merged, as
@@ -101,13 +91,14 @@ impl Histogram {
                 bytes_exact: true,
                 ..Default::default()
             });
-            r.bytes_exact &= a.approximate == 0;
-            r.count += a.count;
+            let t = &a.totals;
+            r.bytes_exact &= t.approximate == 0;
+            r.count += t.count;
             r.gc_tracked += a.gc_tracked;
             r.frozen += a.frozen;
-            r.bytes = r.bytes.saturating_add(a.bytes);
-            r.refcount = r.refcount.saturating_add(a.refcount);
-            r.immortal += a.immortal;
+            r.bytes = r.bytes.saturating_add(t.bytes);
+            r.refcount = r.refcount.saturating_add(t.refcount);
+            r.immortal += t.immortal;
         }
         let mut rows: Vec<TypeRow> = merged.into_values().collect();
         sort_rows(&mut rows, SortKey::Bytes);
@@ -127,12 +118,7 @@ impl Sink for Histogram {
             return;
         }
         self.names.entry(t.type_addr).or_insert_with(|| ty.name.clone());
-        let a = self.by_type.entry(t.type_addr).or_default();
-        a.count += t.count;
-        a.bytes = a.bytes.saturating_add(t.bytes);
-        a.refcount = a.refcount.saturating_add(t.refcount);
-        a.immortal += t.immortal;
-        a.approximate += t.approximate;
+        self.by_type.entry(t.type_addr).or_default().totals.merge(t);
     }
     fn tracked(&mut self, t: &TypeTotals, ty: &TypeInfo, list: usize) {
         if t.count == 0 {
@@ -140,15 +126,11 @@ impl Sink for Histogram {
         }
         self.names.entry(t.type_addr).or_insert_with(|| ty.name.clone());
         let a = self.by_type.entry(t.type_addr).or_default();
-        a.count += t.count;
+        a.totals.merge(t);
         a.gc_tracked += t.count;
         if list == gc::PERMANENT {
             a.frozen += t.count;
         }
-        a.bytes = a.bytes.saturating_add(t.bytes);
-        a.refcount = a.refcount.saturating_add(t.refcount);
-        a.immortal += t.immortal;
-        a.approximate += t.approximate;
     }
 }
 

@@ -150,6 +150,15 @@ impl TypeTotals {
         }
         self.approximate += !rec.size_exact as u64;
     }
+
+    /// Adds the sums of `o` (objects of the same type).
+    pub fn merge(&mut self, o: &TypeTotals) {
+        self.count += o.count;
+        self.bytes = self.bytes.saturating_add(o.bytes);
+        self.refcount = self.refcount.saturating_add(o.refcount);
+        self.immortal += o.immortal;
+        self.approximate += o.approximate;
+    }
 }
 
 impl SnapshotOptions {
