@@ -229,3 +229,39 @@ fn free_threaded_build_by_file_name() {
     let line = memspy_error(&["top", &c.0.id().to_string(), "--once"], "free-threaded name");
     assert!(shows_error(&line, &Error::FreeThreaded { pid: c.0.id() as i32, version: ANY.into() }), "{line}");
 }
+
+#[test]
+fn a_program_that_exits_first_is_named_so() {
+    // The program exits before memspy can look at it (a missing script): that, not a permission problem.
+    let Some(interp) = one_interpreter() else { return skip_or_fail(NO_INTERPRETER) };
+    let python = interp.path.display().to_string();
+    for _ in 0..3 {
+        let out = run_memspy(["top", "--once", "--", &python, "/no/such/file.py"]).unwrap();
+        assert!(!out.timed_out && out.status.is_some_and(|s| !s.success()), "{:?}", out.stderr);
+        // The program's own complaint comes first (its stderr is the terminal's), then memspy's one line.
+        let ours: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("memspy")).collect();
+        assert_eq!(ours.len(), 1, "{:?}", out.stderr);
+        let line = ours[0];
+        assert!(
+            shows_error(
+                &line,
+                &Error::Other("the program exited (exit status: 2) before it could be inspected".into())
+            ),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn growth_refuses_what_cannot_show_growth() {
+    let line = memspy_error(&["growth", "1", "--samples", "1"], "one sample");
+    assert!(
+        shows_error(&line, &Error::Other("--samples 1: growth needs at least 2 samples to compare".into())),
+        "{line}"
+    );
+    for interval in ["0", "-1"] {
+        let line = memspy_error(&["growth", "1", &format!("--interval={interval}")], "interval");
+        let text = format!("--interval {interval}: give a number of seconds above 0");
+        assert!(shows_error(&line, &Error::Other(text)), "{line}");
+    }
+}
