@@ -243,10 +243,7 @@ fn a_program_that_exits_first_is_named_so() {
         assert_eq!(ours.len(), 1, "{:?}", out.stderr);
         let line = ours[0];
         assert!(
-            shows_error(
-                &line,
-                &Error::Other("the program exited (exit status: 2) before it could be inspected".into())
-            ),
+            shows_error(line, &Error::Other("the program exited (exit status: 2) before it could be inspected".into())),
             "{line}"
         );
     }
