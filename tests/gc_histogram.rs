@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
-use compare::{compare, compare_gc_figures, u64_map, Findings};
+use compare::{compare, compare_gc_figures, u64_map, Findings, Mode};
 use serde_json::Value;
 
 const FIXTURE: &str = "gc_heap.py";
@@ -26,28 +26,6 @@ const FIXTURE: &str = "gc_heap.py";
 const REQUIRED_MINORS: std::ops::RangeInclusive<u32> = 9..=15;
 /// Mismatch lines printed per interpreter (all of them are saved as an artifact).
 const MAX_LINES: usize = 80;
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Mode {
-    Plain,
-    Freeze,
-}
-
-impl Mode {
-    fn name(self) -> &'static str {
-        match self {
-            Mode::Plain => "plain",
-            Mode::Freeze => "freeze",
-        }
-    }
-
-    fn args(self) -> &'static [&'static str] {
-        match self {
-            Mode::Plain => &[],
-            Mode::Freeze => &["--freeze"],
-        }
-    }
-}
 
 struct Outcome {
     interp: Interpreter,

@@ -8,7 +8,29 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::common::*;
-use super::Mode;
+
+/// How the fixture builds its heap: in one go, or half of it frozen (`gc.freeze()`, `--freeze`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Plain,
+    Freeze,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Plain => "plain",
+            Mode::Freeze => "freeze",
+        }
+    }
+
+    pub fn args(self) -> &'static [&'static str] {
+        match self {
+            Mode::Plain => &[],
+            Mode::Freeze => &["--freeze"],
+        }
+    }
+}
 
 /// Bytes beyond which a per-type sum can only come from reading garbage (the
 /// fixture's whole heap is a few MiB).
