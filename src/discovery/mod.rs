@@ -70,11 +70,16 @@ pub fn discover<M: Memory + ?Sized>(target: &Target, mem: &M) -> Result<Interpre
     let pid = target.pid;
     let files = target.maps.files();
     let mut found: Option<(ElfInfo, u64)> = None;
+    // The first file named like a CPython binary that could not be opened, and why.
+    let mut unopened: Option<(&str, std::io::Error)> = None;
     for path in elf::candidates(&target.maps, &target.exe) {
-        let bytes = match elf::read_target_file(pid, path) {
+        let bytes = match elf::read_target_file(pid, &target.maps, path) {
             Ok(b) => b,
             Err(e) => {
                 log::debug!("cannot open {path}: {e}");
+                if unopened.is_none() && elf::version_from_name(path).is_some() {
+                    unopened = Some((path, e));
+                }
                 continue;
             }
         };
@@ -110,6 +115,14 @@ pub fn discover<M: Memory + ?Sized>(target: &Target, mem: &M) -> Result<Interpre
             if minor < OLDEST_MINOR {
                 return Err(unsupported(pid, format!("3.{minor}")));
             }
+        }
+        if let Some((path, e)) = unopened {
+            return Err(Error::Layout {
+                pid,
+                detail: format!(
+                    "cannot open {path} (through /proc/{pid}/map_files, /proc/{pid}/root, or as named): {e}"
+                ),
+            });
         }
         return Err(Error::NotPython { pid, exe: target.exe.clone() });
     };

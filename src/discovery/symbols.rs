@@ -34,7 +34,7 @@ pub fn build_id(elf: &Elf, bytes: &[u8]) -> Option<String> {
 /// Looks up `names` (local symbols, LTO suffixes ignored) for the mapped file `path` of process `pid`.
 /// Err says why they are not reachable (stripped and no debug file, …).
 pub fn find(pid: i32, maps: &Maps, path: &str, names: &[&str]) -> Result<FoundSymbols, String> {
-    let bytes = read_target_file(pid, path).map_err(|e| format!("cannot open {path}: {e}"))?;
+    let bytes = read_target_file(pid, maps, path).map_err(|e| format!("cannot open {path}: {e}"))?;
     let info = ElfInfo::parse(path, &bytes)?;
     let bias = info.load_bias(maps).ok_or_else(|| format!("{path} is not mapped at file offset 0"))?;
     let elf = Elf::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
