@@ -191,8 +191,11 @@ pub fn discover<M: Memory + ?Sized>(target: &Target, mem: &M) -> Result<Interpre
         layout.apply_debug_offsets(d).map_err(|detail| Error::Layout { pid, detail })?;
     }
     layout.debug_build = info.debug_symbol || name_hint.is_some_and(|(_, d, _)| d);
-    let linkage =
-        if info.path.trim_end_matches(" (deleted)") == target.exe { Linkage::Static } else { Linkage::Shared };
+    // A deleted file is named `PATH (deleted)` in the maps and by /proc/PID/exe alike.
+    fn undeleted(p: &str) -> &str {
+        p.trim_end_matches(" (deleted)")
+    }
+    let linkage = if undeleted(&info.path) == undeleted(&target.exe) { Linkage::Static } else { Linkage::Shared };
     Ok(Interpreter {
         runtime,
         version,
