@@ -104,8 +104,9 @@ pub fn run(opts: &ServeOptions) -> Result<()> {
         .map_err(|e| Error::Other(format!("cannot serve on {}: {e}", opts.listen)))?;
     let pids: Vec<String> = slots.iter().map(|s| s.pid.to_string()).collect();
     eprintln!(
-        "memspy: serving http://{}/metrics: PID {}, a sample every {} s",
+        "memspy: serving http://{}/metrics: PID{} {}, a sample every {} s",
         server.local_addr(),
+        if pids.len() > 1 { "s" } else { "" },
         pids.join(", "),
         opts.interval.as_secs_f64()
     );
