@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use memspy::analysis::histogram::SortKey;
 use memspy::commands::diff::{self, DiffOptions};
 use memspy::commands::growth::{self, GrowthOptions};
+use memspy::commands::serve::{self, ServeOptions};
 use memspy::commands::snapshot::{self, SnapshotCmdOptions};
 use memspy::commands::top::{self, TopOptions};
 use memspy::commands::{gc, stat, TargetSpec};
@@ -132,6 +133,29 @@ enum Cmd {
         #[command(flatten)]
         walk: WalkArgs,
     },
+    /// Serve per-type counts and bytes, totals, RSS and GC figures on /metrics for Prometheus, sampled
+    /// every --interval (a scrape never pauses the target).
+    Serve {
+        /// PIDs of the Python processes to sample (each in turn).
+        pids: Vec<i32>,
+        /// Address to listen on (port 0: any free port, printed on stderr).
+        #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR:PORT")]
+        listen: String,
+        /// Seconds between samples (the first is taken at start).
+        #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+        interval: f64,
+        /// Types served per target, the largest by bytes (at most 100: the series stay few).
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        top: usize,
+        /// With a command: seconds to let it run before the first sample.
+        #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+        delay: f64,
+        /// Start this program and serve its figures, e.g. `-- python3 app.py` (stopped when memspy ends)
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+        #[command(flatten)]
+        walk: WalkArgs,
+    },
     /// Save one report (types, totals, timestamp, RSS) to a file for `memspy diff`.
     Snapshot {
         #[command(flatten)]
@@ -232,6 +256,21 @@ fn main() -> ExitCode {
                     json,
                     limit,
                     plot,
+                    snapshot: walk.options(),
+                })
+            }
+        }
+        Cmd::Serve { pids, listen, interval, top, delay, command, walk } => {
+            if !(interval > 0.0 && interval.is_finite()) {
+                Err(memspy::Error::Other(format!("--interval {interval}: give a number of seconds above 0")))
+            } else {
+                serve::run(&ServeOptions {
+                    pids,
+                    command,
+                    delay: Duration::from_secs_f64(delay.max(0.0)),
+                    listen,
+                    interval: Duration::from_secs_f64(interval),
+                    top,
                     snapshot: walk.options(),
                 })
             }

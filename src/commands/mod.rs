@@ -3,6 +3,7 @@
 pub mod diff;
 pub mod gc;
 pub mod growth;
+pub mod serve;
 pub mod snapshot;
 pub mod stat;
 pub mod top;

@@ -49,6 +49,23 @@ pub struct GcFigures {
 /// Reads the GC figures of an interpreter whose GC state was read as `state`. With `strict`, a GC list
 /// that does not hold together is an error (the target is paused); without, its walk stops there.
 pub fn read<M: Memory + ?Sized>(mem: &M, l: &Layout, state: &GcState, strict: bool) -> Result<GcFigures> {
+    let mut f = read_counters(mem, l, state)?;
+    for (i, head) in state.heads.iter().enumerate() {
+        let end = walk_list(mem, *head, l.gc_head.size, strict, |_| Ok(()))?;
+        if i == PERMANENT {
+            f.permanent = end.objects;
+        } else {
+            f.generations[i] = end.objects;
+        }
+    }
+    Ok(f)
+}
+
+/// The GC figures that are fixed-size fields and list lengths (enabled, debug flags, thresholds, counts,
+/// `gc.garbage`, `gc.callbacks`, `gc.get_stats()`): no GC list is walked, so `generations` and
+/// `permanent` stay 0. A handful of reads, cheap enough to make without pausing the target (a figure
+/// being updated at that moment may be off by the update).
+pub fn read_counters<M: Memory + ?Sized>(mem: &M, l: &Layout, state: &GcState) -> Result<GcFigures> {
     let g = &l.gc;
     let gc = state.addr;
     let raw = mem.bytes_at(gc, g.size as usize, "interp->gc")?;
@@ -70,14 +87,6 @@ pub fn read<M: Memory + ?Sized>(mem: &M, l: &Layout, state: &GcState, strict: bo
         let head = state.heads[i] - gc;
         f.thresholds[i] = i32_at(head + g.gen_threshold, "generation threshold")?;
         f.counts[i] = i32_at(head + g.gen_count, "generation count")?;
-    }
-    for (i, head) in state.heads.iter().enumerate() {
-        let end = walk_list(mem, *head, l.gc_head.size, strict, |_| Ok(()))?;
-        if i == PERMANENT {
-            f.permanent = end.objects;
-        } else {
-            f.generations[i] = end.objects;
-        }
     }
     f.garbage = list_len(mem, l, le_u64(&raw, g.garbage).unwrap_or(0), "gc.garbage")?;
     f.callbacks = list_len(mem, l, le_u64(&raw, g.callbacks).unwrap_or(0), "gc.callbacks")?;

@@ -1,7 +1,10 @@
-//! Presentation: plain tables for people, JSON for scripts.
+//! Presentation: plain tables for people, JSON for scripts, the Prometheus text format (and the small
+//! HTTP server that serves it).
 
 pub mod diff;
 pub mod growth;
+pub mod http;
+pub mod metrics;
 pub mod plot;
 pub mod progress;
 pub mod tui;

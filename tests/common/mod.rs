@@ -1,7 +1,8 @@
 //! Helpers shared by memspy's integration tests: interpreter discovery (interpreters), fixture
 //! processes killed on drop (fixtures, safety_target, leaky), running the memspy binary with a time limit
-//! (run), a little ELF / procfs inspection to cross-check what memspy reports (elf), memspy's own
-//! error texts (errors), JSON field access (json); here: paths, skips, temporary directories.
+//! (run), a small HTTP client (http), a little ELF / procfs inspection to cross-check what memspy reports
+//! (elf), memspy's own error texts (errors), JSON field access (json); here: paths, skips, temporary
+//! directories.
 //!
 //! Use from a test file with `mod common;`.
 #![allow(dead_code)]
@@ -9,6 +10,7 @@
 mod elf;
 mod errors;
 mod fixtures;
+mod http;
 mod interpreters;
 mod json;
 mod leaky;
@@ -17,7 +19,7 @@ mod safety_target;
 
 // Each test binary uses only some of these.
 #[allow(unused_imports)]
-pub use {elf::*, errors::*, fixtures::*, interpreters::*, json::*, leaky::*, run::*, safety_target::*};
+pub use {elf::*, errors::*, fixtures::*, http::*, interpreters::*, json::*, leaky::*, run::*, safety_target::*};
 
 use std::fs;
 use std::io;

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the services the tests run against, from Debian: prometheus (tests/serve.rs starts the binary
+# itself, on loopback, with a temporary config and storage). Idempotent and quiet: nothing is done when
+# the packages are there. The packaged service is never started: while installing, a policy-rc.d that
+# refuses every start is put in place (unless the machine has one already) and removed after.
+set -euo pipefail
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+need=()
+for p in prometheus; do
+  # (A removed package whose config files remain still answers `dpkg -s`: look at its status.)
+  [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || need+=("$p")
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+policy=/usr/sbin/policy-rc.d
+ours=
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 755 "$policy"
+  ours=1
+fi
+cleanup() { if [ -n "$ours" ]; then $SUDO rm -f "$policy"; fi; }
+trap cleanup EXIT
+log=/tmp/memspy-apt-services.log
+export DEBIAN_FRONTEND=noninteractive
+echo "installing ${need[*]}" >&2
+if ! $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >"$log" 2>&1; then
+  # The package lists may be missing or stale on a fresh machine.
+  $SUDO apt-get update -o Acquire::Retries=3 >>"$log" 2>&1 || true
+  $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >>"$log" 2>&1 \
+    || { echo "installing ${need[*]} failed:" >&2; tail -20 "$log" >&2; exit 1; }
+fi
+# Should a service manager have started it anyway, stop it: the tests start their own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+  $SUDO systemctl stop prometheus || true
+fi
