@@ -17,7 +17,8 @@ use memspy::walk::SnapshotOptions;
 #[derive(Parser, Debug)]
 #[command(
     name = "memspy",
-    version,
+    // The crate version and, in a git checkout, the revision (build.rs).
+    version = env!("MEMSPY_VERSION"),
     about = "See what lives in the heap of a running CPython process, from outside: no code injected, no restart",
     long_about = None,
     propagate_version = true
