@@ -1,9 +1,12 @@
 //! The memspy command line.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
 
 use memspy::analysis::histogram::SortKey;
 use memspy::commands::diff::{self, DiffOptions};
@@ -202,6 +205,96 @@ enum Cmd {
         #[command(flatten)]
         walk: WalkArgs,
     },
+    /// Print a shell completion script: `memspy completions bash > /etc/bash_completion.d/memspy`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the manual page (roff): `memspy man | man -l -`, `memspy man > memspy.1`.
+    Man {
+        /// The page of one command instead (memspy-COMMAND(1)).
+        command: Option<String>,
+        /// Write memspy.1 and one memspy-COMMAND.1 per command into this directory instead.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// The exit statuses, for the man page (the README's "Exit status" says the same).
+const EXIT_STATUSES: [(&str, &str); 5] = [
+    ("0", "Success; also when Ctrl-C ends the refreshing top, or growth between samples (it reports them)."),
+    ("1", "An error, said in one line on stderr (no such process, no permission, not Python, ...)."),
+    ("2", "A usage error: an unknown option, a missing or malformed argument."),
+    ("101", "An internal error: a bug in memspy (the target is resumed)."),
+    ("130", "Interrupted (Ctrl-C or SIGTERM) before a result: the target was resumed."),
+];
+
+/// Writes all of `bytes` to stdout; a reader that went away (`memspy man | head`) is not an error.
+fn print_stdout(bytes: &[u8]) -> memspy::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(memspy::Error::Other(format!("writing to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The man page of memspy (`command` None) or of one of its commands, generated from the clap
+/// definitions; memspy's own page also says the exit statuses and the environment.
+fn man_page(command: Option<&str>) -> memspy::Result<Vec<u8>> {
+    use clap_mangen::roff::{bold, roman, Roff};
+    let mut cli = Cli::command().disable_help_subcommand(true);
+    cli.build();
+    let cmd = match command {
+        None => cli,
+        Some(name) => cli.find_subcommand(name).filter(|s| !s.is_hide_set()).cloned().ok_or_else(|| {
+            let names: Vec<&str> = cli.get_subcommands().map(|s| s.get_name()).collect();
+            memspy::Error::Other(format!("memspy man {name}: no such command (commands: {})", names.join(", ")))
+        })?,
+    };
+    let man = clap_mangen::Man::new(cmd).source(format!("memspy {}", env!("MEMSPY_VERSION")));
+    let mut page = Vec::new();
+    let io = |e: std::io::Error| memspy::Error::Other(format!("rendering the man page: {e}"));
+    if command.is_some() {
+        man.render(&mut page).map_err(io)?;
+        return Ok(page);
+    }
+    man.render_title(&mut page).map_err(io)?;
+    man.render_name_section(&mut page).map_err(io)?;
+    man.render_synopsis_section(&mut page).map_err(io)?;
+    man.render_description_section(&mut page).map_err(io)?;
+    man.render_options_section(&mut page).map_err(io)?;
+    man.render_subcommands_section(&mut page).map_err(io)?;
+    let mut roff = Roff::new();
+    roff.control("SH", ["EXIT STATUS"]);
+    for (status, meaning) in EXIT_STATUSES {
+        roff.control("TP", []).text([bold(status)]).text([roman(meaning)]);
+    }
+    roff.control("SH", ["ENVIRONMENT"]);
+    roff.control("TP", []).text([bold("NO_COLOR")]).text([roman(
+        "Set to a non-empty value: no colours anywhere (the live view of top, help and usage messages).",
+    )]);
+    roff.to_writer(&mut page).map_err(io)?;
+    man.render_version_section(&mut page).map_err(io)?;
+    Ok(page)
+}
+
+/// `memspy man --dir DIR`: memspy.1 and memspy-COMMAND.1 for every command, into DIR.
+fn write_man_pages(dir: &Path) -> memspy::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| memspy::Error::Other(format!("creating {}: {e}", dir.display())))?;
+    let mut pages = vec![("memspy.1".to_string(), man_page(None)?)];
+    for sub in Cli::command().get_subcommands().filter(|s| !s.is_hide_set()) {
+        pages.push((format!("memspy-{}.1", sub.get_name()), man_page(Some(sub.get_name()))?));
+    }
+    let mut written = String::new();
+    for (file, page) in pages {
+        let path = dir.join(file);
+        std::fs::write(&path, page).map_err(|e| memspy::Error::Other(format!("writing {}: {e}", path.display())))?;
+        written += &format!("{}\n", path.display());
+    }
+    print_stdout(written.as_bytes())
 }
 
 fn main() -> ExitCode {
@@ -284,6 +377,15 @@ fn main() -> ExitCode {
             gc::run(&gc::GcOptions { pid, json, timeout: Duration::from_secs_f64(timeout.max(0.1)) })
         }
         Cmd::Stat { pid, json, walk } => stat::run(&stat::StatOptions { pid, json, snapshot: walk.options() }),
+        Cmd::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "memspy", &mut script);
+            print_stdout(&script)
+        }
+        Cmd::Man { command, dir } => match (command, dir) {
+            (_, Some(dir)) => write_man_pages(&dir),
+            (command, None) => man_page(command.as_deref()).and_then(|page| print_stdout(&page)),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
