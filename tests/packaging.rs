@@ -307,6 +307,13 @@ fn static_binary_runs_in_a_root_without_libraries() {
         return skip_or_fail("neither pyenv's 3.11 nor Debian's python3.13 is installed");
     }
 
+    // glibc's static archives (Debian's libc6-dev, there wherever a C toolchain is).
+    let libc_a = Command::new("cc").arg("-print-file-name=libc.a").output();
+    let libc_a = libc_a.map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())).unwrap_or_default();
+    if !libc_a.is_absolute() || !libc_a.is_file() {
+        return skip_or_fail("glibc's static libc.a is not installed (Debian: libc6-dev)");
+    }
+
     let start = Instant::now();
     let mut cmd = Command::new(repo_root().join("scripts/build-static.sh"));
     cmd.arg("--profile").arg(profile()).current_dir(repo_root());
