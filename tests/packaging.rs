@@ -11,8 +11,9 @@
 //! the wheel's build shares this test run's target directory, so only what the dev-dependencies'
 //! features change is compiled again (nix, remoteprocess, memspy); the static build has a directory of
 //! its own (target/x86_64-unknown-linux-gnu/, other flags) and compiles everything once, then only what
-//! changed. The wheel's build puts its own (equivalent) build of the binary at target/debug/memspy, the
-//! path the tests run; no test of this file runs that path, and cargo runs one test binary at a time.
+//! changed. The wheel's build links its own build of the binary to target/debug/memspy, the path the
+//! tests run: the test puts cargo's back afterwards ([`KeepBinary`]; no test of this file runs that
+//! path meanwhile, and cargo runs one test binary at a time).
 //!
 //! maturin comes from PyPI into a venv cached outside the checkout, in
 //! ${MEMSPY_CACHE:-~/.cache/memspy}/maturin-venv (pyenv's 3.11.7 runs it).
@@ -127,6 +128,35 @@ fn maturin_venv() -> Result<PathBuf, String> {
     Ok(venv)
 }
 
+/// Puts the binary at `path` back when dropped. The wheel's build (another feature set: no
+/// dev-dependencies; stripped) links its own memspy to the same target/debug/memspy the tests run, and
+/// cargo does not link its own back while it is up to date; the tests after this one must run the
+/// binary cargo built for them. The original is kept as a hard link beside it and renamed back (atomic:
+/// the path never goes missing).
+struct KeepBinary {
+    path: PathBuf,
+    kept: PathBuf,
+}
+
+impl KeepBinary {
+    fn new(path: &Path) -> KeepBinary {
+        let kept =
+            path.with_file_name(format!(".{}-kept-by-packaging-test", path.file_name().unwrap().to_string_lossy()));
+        let _ = fs::remove_file(&kept);
+        fs::hard_link(path, &kept)
+            .unwrap_or_else(|e| panic!("hard link {} to {}: {e}", path.display(), kept.display()));
+        KeepBinary { path: path.to_path_buf(), kept }
+    }
+}
+
+impl Drop for KeepBinary {
+    fn drop(&mut self) {
+        if let Err(e) = fs::rename(&self.kept, &self.path) {
+            eprintln!("could not put {} back: {e}", self.path.display());
+        }
+    }
+}
+
 /// The file names in the zip archive `path` (through Python's zipfile).
 fn zip_names(python: &Path, path: &Path) -> Result<Vec<String>, String> {
     let mut cmd = Command::new(python);
@@ -174,7 +204,10 @@ fn pip_wheel_installs_a_working_memspy() {
         .env("MATURIN_PEP517_ARGS", format!("--profile {}", profile()))
         .env("CARGO_TARGET_DIR", target_dir());
     cargo_env(&mut cmd, &[venv_m.join("bin")]);
-    let built = run(cmd, "pip wheel .", BUILD_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let built = {
+        let _kept = KeepBinary::new(&memspy_bin());
+        run(cmd, "pip wheel .", BUILD_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
+    };
     let wheel_time = start.elapsed();
     let wheels: Vec<PathBuf> = fs::read_dir(&dist)
         .expect("the wheel dir")
