@@ -107,6 +107,30 @@ fn completions_cover_every_command() {
     }
     let offered = complete("memspy top --gc");
     assert_eq!(offered, ["--gc-only"], "memspy top --gc<TAB>");
+
+    // zsh and fish, where installed (not a prerequisite): zsh parses its script, fish completes.
+    if let Ok(zsh) = which("zsh") {
+        let (_, script, _) = memspy(&["completions", "zsh"]);
+        let file = dir.path().join("_memspy");
+        std::fs::write(&file, script).expect("write the script");
+        let out = Command::new(zsh).arg("-n").arg(&file).output().expect("run zsh");
+        assert!(out.status.success(), "zsh -n _memspy: {}", String::from_utf8_lossy(&out.stderr));
+    } else {
+        eprintln!("no zsh: its script is not parsed");
+    }
+    if let Ok(fish) = which("fish") {
+        let (_, script, _) = memspy(&["completions", "fish"]);
+        let file = dir.path().join("memspy.fish");
+        std::fs::write(&file, script).expect("write the script");
+        let line = format!("source {}; complete -C 'memspy gr'", file.display());
+        let out = Command::new(fish).args(["--no-config", "-c", &line]).output().expect("run fish");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "fish: {}", String::from_utf8_lossy(&out.stderr));
+        let offered: Vec<&str> = text.lines().filter_map(|l| l.split('\t').next()).collect();
+        assert_eq!(offered, ["growth"], "fish: memspy gr<TAB>");
+    } else {
+        eprintln!("no fish: its script is not run");
+    }
 }
 
 /// The path of `program` on PATH.
