@@ -46,8 +46,8 @@ pub fn test_hooks() -> TestHooks {
     hooks
 }
 
-/// How many objects pass between two looks at the clock.
-const CLOCK_EVERY: u64 = 256;
+/// How many objects pass between two looks at the stop flags and the clock.
+const CHECK_EVERY: u64 = 64;
 
 /// What every walking thread checks; cheap to clone (one per thread).
 #[derive(Clone, Debug)]
@@ -99,27 +99,22 @@ impl Control {
         Ok(())
     }
 
-    /// Once per object; `n` counts this thread's objects. The test delay, a stop request and the target
-    /// gone at every object; the clock every [`CLOCK_EVERY`] objects (every object while a test slows
-    /// the walk down).
+    /// Once per object; `n` counts this thread's objects. Every [`CHECK_EVERY`] objects (every object while
+    /// a test slows the walk down): a stop request, the target gone, the deadline.
+    #[inline]
     pub fn tick(&self, n: u64, what: &'static str) -> Result<()> {
+        if !n.is_multiple_of(CHECK_EVERY) && self.hooks.delay.is_none() {
+            return Ok(());
+        }
         if let Some(d) = self.hooks.delay {
             std::thread::sleep(d);
         }
-        if n.is_multiple_of(CLOCK_EVERY) || self.hooks.delay.is_some() {
-            return self.check(what);
-        }
-        if crate::interrupt::requested() {
-            return Err(Error::Interrupted);
-        }
-        if self.gone.load(Ordering::Relaxed) {
-            return Err(Error::Corrupt("the target went away during the walk".into()));
-        }
-        Ok(())
+        self.check(what)
     }
 
     /// Once per object reported (GC lists first, then what the reference walk finds), by every thread:
     /// the test hook that panics at the N-th one.
+    #[inline]
     pub fn reported(&self) {
         if let Some(at) = self.hooks.panic_at {
             let k = self.walked.fetch_add(1, Ordering::SeqCst) + 1;
