@@ -48,6 +48,14 @@ pub fn header(r: &Report) -> String {
         "  gen {}/{}/{} perm {}  paused {:.1} ms, took {:.1} ms",
         r.gc.generations[0], r.gc.generations[1], r.gc.generations[2], r.gc.permanent, r.pause_ms, r.elapsed_ms
     );
+    let sc = &r.scan;
+    if sc.decode_errors > 0 || sc.unreadable > 0 {
+        let _ = write!(
+            s,
+            "  [{} objects not decoded, {} unreadable: what they hold may be missing; -v]",
+            sc.decode_errors, sc.unreadable
+        );
+    }
     if r.partial {
         s.push_str("  [PARTIAL: cut short]");
     } else if r.approximate {
@@ -102,6 +110,14 @@ pub fn json(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_says_what_could_not_be_decoded() {
+        let mut r = Report::from_rows(&[("builtins.dict", 3, 300)]);
+        assert!(!header(&r).contains("not decoded"), "{}", header(&r));
+        r.scan.decode_errors = 2;
+        assert!(header(&r).contains("[2 objects not decoded, 0 unreadable"), "{}", header(&r));
+    }
 
     #[test]
     fn bytes() {
