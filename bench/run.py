@@ -38,6 +38,8 @@ import subprocess
 import sys
 import time
 
+from driver import Driven
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 REPO_BUILD = os.path.join(ROOT, "target", "release", "memspy")
@@ -119,27 +121,13 @@ def venv_with_guppy(python):
     return vpy, "guppy3 " + got.stdout.strip()
 
 
-class Target:
+class Target(Driven):
     def __init__(self, python, n, shuffled):
         args = [python, os.path.join(HERE, "target.py"), str(n)] + (["shuffled"] if shuffled else [])
-        self.p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = self.p.stdout.readline()
-        if not line:
-            raise SystemExit("%s: the target did not start" % python)
-        self.hello = json.loads(line)
-
-    def ask(self, cmd):
-        self.p.stdin.write(cmd + "\n")
-        self.p.stdin.flush()
-        return json.loads(self.p.stdout.readline())
-
-    def close(self):
         try:
-            self.ask("quit")
-        except Exception:
-            pass
-        self.p.kill()
-        self.p.wait()
+            super().__init__(args)
+        except RuntimeError as e:
+            raise SystemExit(str(e))
 
 
 def run_memspy(build, pid, extra):

@@ -38,6 +38,8 @@ import subprocess
 import sys
 import time
 
+from driver import Driven
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEFAULT_MEMSPY = os.path.join(ROOT, "target", "release", "memspy")
@@ -154,29 +156,9 @@ def venv(name, python):
     return vpy
 
 
-class Target:
+class Target(Driven):
     def __init__(self, python, scale):
-        self.p = subprocess.Popen([python, os.path.join(HERE, "service_heap.py"), repr(scale)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = self.p.stdout.readline()
-        if not line:
-            self.p.wait()
-            raise RuntimeError("the target did not start (status %s)" % self.p.returncode)
-        self.hello = json.loads(line)
-
-    def ask(self, cmd):
-        self.p.stdin.write(cmd + "\n")
-        self.p.stdin.flush()
-        return json.loads(self.p.stdout.readline())
-
-    def close(self):
-        try:
-            self.p.stdin.write("quit\n")
-            self.p.stdin.close()
-            self.p.wait(timeout=10)
-        except Exception:
-            self.p.kill()
-            self.p.wait()
+        super().__init__([python, os.path.join(HERE, "service_heap.py"), repr(scale)])
 
 
 def memspy_once(memspy, pid):
