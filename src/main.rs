@@ -14,7 +14,7 @@ use memspy::commands::growth::{self, GrowthOptions};
 use memspy::commands::serve::{self, ServeOptions};
 use memspy::commands::snapshot::{self, SnapshotCmdOptions};
 use memspy::commands::top::{self, TopOptions};
-use memspy::commands::{gc, stat, TargetSpec};
+use memspy::commands::{gc, retained, stat, why, TargetSpec};
 use memspy::walk::SnapshotOptions;
 
 #[derive(Parser, Debug)]
@@ -160,6 +160,45 @@ enum Cmd {
         #[command(flatten)]
         walk: WalkArgs,
     },
+    /// Why objects are alive: how the instances of a type are held (shortest paths from the roots,
+    /// aggregated, with retained bytes), the path of one object, or which types' refcounts the heap
+    /// does not explain.
+    Why {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The type whose instances to explain (`module.Qualname`, or the name after the last dot).
+        #[arg(long = "type", value_name = "TYPE", required_unless_present_any = ["address", "unexplained"])]
+        type_name: Option<String>,
+        /// The object at this address (0x…): its path, holders, retained size.
+        #[arg(long, value_name = "0xADDR", value_parser = parse_address, conflicts_with = "type_name")]
+        address: Option<u64>,
+        /// The types whose refcounts exceed the references found in the heap (held by C code or
+        /// native memory: a C extension's leaked references, for one).
+        #[arg(long, conflicts_with_all = ["type_name", "address"])]
+        unexplained: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Rows in the table.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        walk: WalkArgs,
+    },
+    /// Who owns the memory: the objects that retain the most (the dominator tree) and retained bytes
+    /// per type.
+    Retained {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Rows in each table.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        walk: WalkArgs,
+    },
     /// Save one report (types, totals, timestamp, RSS) to a file for `memspy diff`.
     Snapshot {
         #[command(flatten)]
@@ -219,6 +258,15 @@ enum Cmd {
         #[arg(long, value_name = "DIR", conflicts_with = "command")]
         dir: Option<PathBuf>,
     },
+}
+
+/// `0x7f12…` (or decimal) → an address.
+fn parse_address(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|_| format!("{s:?} is not an address (give it as 0x…)"))
 }
 
 /// The exit statuses, for the man page (the README's "Exit status" says the same).
@@ -368,6 +416,23 @@ fn main() -> ExitCode {
                     snapshot: walk.options(),
                 })
             }
+        }
+        Cmd::Why { walk, .. } | Cmd::Retained { walk, .. } if walk.gc_only => Err(memspy::Error::Other(
+            "--gc-only: why and retained follow every reference; they need the full walk".into(),
+        )),
+        Cmd::Why { target, type_name, address, unexplained, json, limit, walk } => why::run(&why::WhyOptions {
+            target: target.spec(),
+            what: match (type_name, address, unexplained) {
+                (_, Some(a), _) => why::WhatFor::Address(a),
+                (_, None, true) => why::WhatFor::Unexplained,
+                (t, None, false) => why::WhatFor::Type(t.unwrap_or_default()),
+            },
+            json,
+            limit,
+            snapshot: walk.options(),
+        }),
+        Cmd::Retained { target, json, limit, walk } => {
+            retained::run(&retained::RetainedOptions { target: target.spec(), json, limit, snapshot: walk.options() })
         }
         Cmd::Snapshot { target, output, walk } => {
             snapshot::run(&SnapshotCmdOptions { target: target.spec(), output, snapshot: walk.options() })

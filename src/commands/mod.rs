@@ -3,10 +3,13 @@
 pub mod diff;
 pub mod gc;
 pub mod growth;
+pub mod held;
+pub mod retained;
 pub mod serve;
 pub mod snapshot;
 pub mod stat;
 pub mod top;
+pub mod why;
 
 use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

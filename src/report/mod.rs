@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod plot;
 pub mod progress;
 pub mod tui;
+pub mod why;
 
 use std::fmt::Write as _;
 

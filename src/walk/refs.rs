@@ -475,7 +475,18 @@ pub fn object_refs<M: Memory + ?Sized>(
     // body of a C type memspy has no layout for (conservative).
     let start = if ri.kind == RefKind::Object { 16 } else { ri.base_basicsize };
     if ri.basicsize > start {
-        with_bytes(mem, addr + start, (ri.basicsize - start) as usize, "object fields", |b| conservative(b, out))?;
+        with_bytes(mem, addr + start, (ri.basicsize - start) as usize, "object fields", |b| {
+            // The `__dict__` slot of a fixed-size instance is an exact reference, the rest conservative.
+            let d = ri.dictoffset;
+            if ri.itemsize == 0 && d > 0 && (d as u64) >= start && (d as u64) + 8 <= ri.basicsize && d % 8 == 0 {
+                let at = (d as u64 - start) as usize;
+                conservative(&b[..at], out);
+                words(&b[at..at + 8], out);
+                conservative(&b[at + 8..], out);
+            } else {
+                conservative(b, out)
+            }
+        })?;
     }
     if ri.kind == RefKind::Object && ri.itemsize == 8 && (1..1 << 20).contains(&ob_size) {
         let mut i = 0;
