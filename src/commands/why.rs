@@ -173,6 +173,6 @@ fn unexplained(session: &Session, held: &Held) -> UnexplainedReport {
         u.bytes += g.sizes[v];
     }
     per.retain(|u| u.objects > 0);
-    per.sort_by(|a, b| (b.only_outside, b.missing_references).cmp(&(a.only_outside, a.missing_references)));
+    per.sort_by_key(|u| std::cmp::Reverse((u.only_outside, u.missing_references)));
     UnexplainedReport { pid: session.target.pid, types: per }
 }

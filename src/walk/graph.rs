@@ -76,9 +76,12 @@ pub struct Recorder {
 impl Recorder {
     /// Words of about this many edges are expected (reserved now, before the target is stopped).
     pub fn with_capacity(words: usize) -> Self {
-        let mut words = Vec::with_capacity(words);
+        let mut words = vec![0u64; words];
         // Fault the reservation in now: page faults during the pause would lengthen it.
-        words.resize(words.capacity(), 0);
+        for i in (0..words.len()).step_by(512) {
+            // SAFETY: i < words.len(); volatile, so that the write (of the value already there) is kept.
+            unsafe { std::ptr::write_volatile(words.as_mut_ptr().add(i), 0) };
+        }
         words.clear();
         Recorder { words, ..Recorder::default() }
     }
@@ -92,7 +95,7 @@ impl Recorder {
 
     /// The source of the words recorded next; returns the previous one.
     pub fn set(&mut self, s: Source) -> Source {
-        std::mem::replace(&mut self.current, Some(s)).unwrap_or(Source::None)
+        self.current.replace(s).unwrap_or(Source::None)
     }
 
     /// Adds a root and makes it the current source.
