@@ -106,9 +106,13 @@ enum Cmd {
         /// Rows shown in the table.
         #[arg(long, default_value_t = 25)]
         limit: usize,
-        /// Sort the table by bytes or by count.
+        /// Sort the table by bytes, by count, or by retained bytes (with --retained).
         #[arg(long, value_enum, default_value_t = SortKey::Bytes)]
         sort: SortKey,
+        /// Add a RETAINED column: the bytes each type's instances keep alive (records the object graph,
+        /// as `memspy retained` does; with --once).
+        #[arg(long)]
+        retained: bool,
         /// Seconds between refreshes.
         #[arg(long, default_value_t = 2.0, value_name = "SECS")]
         rate: f64,
@@ -134,6 +138,10 @@ enum Cmd {
         /// Also draw RSS and the top types' bytes over time into this SVG file.
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<std::path::PathBuf>,
+        /// Do not record the object graph at the first and last samples (no retained growth, no
+        /// owners: each of those two pauses is then a plain walk).
+        #[arg(long)]
+        no_owners: bool,
         #[command(flatten)]
         walk: WalkArgs,
     },
@@ -376,7 +384,7 @@ fn main() -> ExitCode {
     };
     env_logger::Builder::new().filter_level(level).format_timestamp_millis().init();
     let result = match cli.command {
-        Cmd::Top { target, once, json, limit, sort, rate, walk } => top::run(&TopOptions {
+        Cmd::Top { target, once, json, limit, sort, rate, retained, walk } => top::run(&TopOptions {
             target: target.spec(),
             once,
             json,
@@ -384,8 +392,9 @@ fn main() -> ExitCode {
             sort,
             rate: Duration::from_secs_f64(rate.max(0.05)),
             snapshot: walk.options(),
+            retained,
         }),
-        Cmd::Growth { target, interval, samples, json, limit, plot, walk } => {
+        Cmd::Growth { target, interval, samples, json, limit, plot, no_owners, walk } => {
             if samples < 2 {
                 Err(memspy::Error::Other(format!("--samples {samples}: growth needs at least 2 samples to compare")))
             } else if !(interval > 0.0 && interval.is_finite()) {
@@ -399,6 +408,7 @@ fn main() -> ExitCode {
                     limit,
                     plot,
                     snapshot: walk.options(),
+                    owners: !no_owners,
                 })
             }
         }

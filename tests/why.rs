@@ -152,3 +152,56 @@ fn paths_and_retained_sizes_match_the_target() {
     }
     assert_eq!(failed, 0, "{failed} of {} interpreters differ (see above)", d.interpreters.len());
 }
+
+/// `growth` on a service that leaks one object per request (with a dict and strings of its own):
+/// the leaking class ranks first, above the dicts and strings it drags along, and its owner is the
+/// module-level list.
+fn growth_owner(interp: &Interpreter) -> Result<Vec<String>, String> {
+    let mut fixture = Fixture::spawn(interp, "leaky_server.py", &[])?;
+    fixture.wait_for_truth(FIXTURE_TIMEOUT)?;
+    let pid = fixture.pid.to_string();
+    let g = json(&["growth", &pid, "--interval", "1.5", "--samples", "3", "--json"])?;
+    let mut e = Vec::new();
+    let types = g["types"].as_array().cloned().unwrap_or_default();
+    let first = types.first().cloned().unwrap_or(Value::Null);
+    expect(&mut e, "growth: first type", first["type"].as_str(), Some("__main__.LeakedRequest"));
+    let owner = &first["owner"];
+    expect(
+        &mut e,
+        "growth: owner",
+        (owner["root"]["kind"].as_str(), owner["root"]["name"].as_str()),
+        (Some("module"), Some("__main__")),
+    );
+    expect(&mut e, "growth: owner's edges", steps(owner).0, ["LEAKS", "[*]"]);
+    if owner["delta"].as_i64().unwrap_or(0) <= 0 || first["delta_retained"].as_i64().unwrap_or(0) <= 0 {
+        e.push(format!("growth: no growth measured: {first}"));
+    }
+    let rank = |name: &str| types.iter().position(|t| t["type"] == name);
+    for t in ["builtins.str", "builtins.dict"] {
+        if rank(t).is_some_and(|r| r == 0) {
+            e.push(format!("growth: {t} ranks first"));
+        }
+    }
+    if !e.is_empty() {
+        e.push(format!("fixture stderr: {}", tail(&fixture.stderr_text(), 300)));
+    }
+    Ok(e)
+}
+
+#[test]
+fn growth_ranks_the_leaking_class_first_with_its_owner() {
+    let d = discover_interpreters();
+    if d.interpreters.is_empty() {
+        return skip_or_fail(NO_INTERPRETER);
+    }
+    let mut failed = 0;
+    for interp in &d.interpreters {
+        let errors = growth_owner(interp).unwrap_or_else(|e| vec![e]);
+        eprintln!("{:<10} {}", interp.label(), if errors.is_empty() { "ok" } else { "FAIL" });
+        for x in &errors {
+            eprintln!("    {x}");
+        }
+        failed += usize::from(!errors.is_empty());
+    }
+    assert_eq!(failed, 0, "{failed} of {} interpreters differ (see above)", d.interpreters.len());
+}

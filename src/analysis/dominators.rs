@@ -170,22 +170,33 @@ fn eval(v: usize, ancestor: &mut [u32], label: &mut [u32], semi: &[u32], path: &
 }
 
 /// Per type: the bytes and objects its instances retain, counting only instances no other instance of
-/// the same type dominates (so nothing is counted twice), as (type number, retained bytes).
+/// the same type dominates (so nothing is counted twice), as (retained bytes, retained objects).
 pub fn retained_by_type(g: &Graph, d: &Dominators) -> Vec<(u64, u64)> {
-    let types = g.type_infos.len();
-    let mut out = vec![(0u64, 0u64); types];
-    for (v, under) in top_of_type(g, d) {
-        let t = g.types[v as usize] as usize;
-        if !under {
-            out[t].0 += d.retained[v as usize];
-            out[t].1 += d.retained_objects[v as usize] as u64;
+    let under = under_same_type(g, d);
+    retained_of(g, d, &under)
+}
+
+/// Per type: the bytes and objects retained by its instances not marked in `under`.
+pub fn retained_of(g: &Graph, d: &Dominators, under: &[bool]) -> Vec<(u64, u64)> {
+    let mut out = vec![(0u64, 0u64); g.type_infos.len()];
+    for v in 0..g.objects as usize {
+        if !under[v] {
+            let t = g.types[v] as usize;
+            out[t].0 += d.retained[v];
+            out[t].1 += d.retained_objects[v] as u64;
         }
     }
     out
 }
 
-/// Every object, and whether a dominator of it has its type.
-fn top_of_type<'a>(g: &'a Graph, d: &'a Dominators) -> impl Iterator<Item = (u32, bool)> + 'a {
+/// Per node: whether a dominator of it is an object of its type.
+pub fn under_same_type(g: &Graph, d: &Dominators) -> Vec<bool> {
+    under(g, d, &[]).0
+}
+
+/// Per node: whether a dominator of it is an object of its type, and whether one is an object of a
+/// type marked in `marked` (by type number; empty: none).
+pub fn under(g: &Graph, d: &Dominators, marked: &[bool]) -> (Vec<bool>, Vec<bool>) {
     // The nearest dominator of each node that has a given type cannot be propagated for all types at
     // once; instead, walk the dominator tree depth first keeping a count per type of the dominators
     // on the way down.
@@ -203,7 +214,10 @@ fn top_of_type<'a>(g: &'a Graph, d: &'a Dominators) -> impl Iterator<Item = (u32
         }
     }
     let mut active = vec![0u32; g.type_infos.len()];
-    let mut out = Vec::with_capacity(g.objects as usize);
+    let mut under = vec![false; n];
+    let mut by_marked = vec![false; if marked.is_empty() { 0 } else { n }];
+    let mut marked_active = 0u32;
+    let is_marked = |ty: usize| marked.get(ty).copied().unwrap_or(false);
     let mut stack: Vec<(u32, bool)> = Vec::new();
     for t in tops {
         stack.push((t, false));
@@ -212,12 +226,17 @@ fn top_of_type<'a>(g: &'a Graph, d: &'a Dominators) -> impl Iterator<Item = (u32
             if leaving {
                 if let Some(ty) = ty {
                     active[ty] -= 1;
+                    marked_active -= is_marked(ty) as u32;
                 }
                 continue;
             }
             if let Some(ty) = ty {
-                out.push((v, active[ty] > 0));
+                under[v as usize] = active[ty] > 0;
+                if !by_marked.is_empty() {
+                    by_marked[v as usize] = marked_active > 0;
+                }
                 active[ty] += 1;
+                marked_active += is_marked(ty) as u32;
             }
             stack.push((v, true));
             let mut c = first_child[v as usize];
@@ -227,7 +246,7 @@ fn top_of_type<'a>(g: &'a Graph, d: &'a Dominators) -> impl Iterator<Item = (u32
             }
         }
     }
-    out.into_iter()
+    (under, by_marked)
 }
 
 /// Per object of type `t`: whether a dominator of it is of type `t` too (indexed by node).
@@ -240,4 +259,20 @@ pub fn dominated_by_same(g: &Graph, d: &Dominators, t: u32) -> Vec<bool> {
         }
     }
     under
+}
+
+/// Per node: the bytes retained by the nearest objects under it in the dominator tree whose type is
+/// marked in `marked` (what those own, not it).
+pub fn retained_inside(g: &Graph, d: &Dominators, marked: &[bool]) -> Vec<u64> {
+    let mut inside = vec![0u64; g.nodes() as usize];
+    for &w in d.order.iter().rev() {
+        let p = d.idom[w as usize];
+        if p == TOP {
+            continue;
+        }
+        let is_marked = g.is_object(w) && marked.get(g.types[w as usize] as usize).copied().unwrap_or(false);
+        let c = if is_marked { d.retained[w as usize] } else { inside[w as usize] };
+        inside[p as usize] += c;
+    }
+    inside
 }

@@ -23,7 +23,7 @@ enum Mode {
 }
 
 /// One step of a path.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Step {
     pub edge: String,
     #[serde(rename = "type")]
@@ -80,6 +80,8 @@ pub struct Aggregator<'a, N: Namer> {
     roots: Vec<Anchor>,
     root_sigs: HashMap<Anchor, u32>,
     memo: HashMap<u32, (u32, Mode)>,
+    /// Nodes that are the `__dict__` of their holder (one step with it).
+    collapsed: std::collections::HashSet<u32>,
 }
 
 impl<'a, N: Namer> Aggregator<'a, N> {
@@ -96,6 +98,7 @@ impl<'a, N: Namer> Aggregator<'a, N> {
             roots: Vec::new(),
             root_sigs: HashMap::new(),
             memo: HashMap::new(),
+            collapsed: Default::default(),
         }
     }
 
@@ -182,7 +185,10 @@ impl<'a, N: Namer> Aggregator<'a, N> {
             let conservative = self.paths.parent_of(c).is_some_and(|(_, k)| k);
             let edge = self.namer.edge(parent, c);
             base = match edge {
-                Edge::Dict => (ps, if pmode == Mode::Globals { Mode::Globals } else { Mode::Attributes }),
+                Edge::Dict => {
+                    self.collapsed.insert(c);
+                    (ps, if pmode == Mode::Globals { Mode::Globals } else { Mode::Attributes })
+                }
                 e => {
                     let ty = self.ty(c);
                     (self.step(ps, render(&e, pmode), ty, conservative), Mode::Normal)
@@ -194,12 +200,22 @@ impl<'a, N: Namer> Aggregator<'a, N> {
         base.0
     }
 
+    /// The signature of `v` as the object a path ends at: a `__dict__` gets a step of its own.
+    fn target_sig(&mut self, v: u32) -> u32 {
+        let s = self.sig(v);
+        if self.collapsed.contains(&v) {
+            let ty = self.ty(v);
+            return self.step(s, ".__dict__".into(), ty, false);
+        }
+        s
+    }
+
     /// Rows for `nodes`, largest first (by retained bytes, then bytes). `under`: per node, whether a
     /// dominator of it is of the same kind (its retained bytes are counted through that one).
     pub fn rows(&mut self, nodes: &[u32], dom: Option<&Dominators>, under: Option<&[bool]>) -> Vec<PathRow> {
         let mut acc: HashMap<u32, (u64, u64, u64)> = HashMap::new();
         for &v in nodes {
-            let s = self.sig(v);
+            let s = self.target_sig(v);
             let e = acc.entry(s).or_default();
             e.0 += 1;
             e.1 += self.g.sizes.get(v as usize).copied().unwrap_or(0);
@@ -226,7 +242,7 @@ impl<'a, N: Namer> Aggregator<'a, N> {
 
     /// The path of one node, with indices and keys as they are (`detail` of the namer).
     pub fn path(&mut self, v: u32) -> (Anchor, Vec<Step>) {
-        let s = self.sig(v);
+        let s = self.target_sig(v);
         self.unroll(s)
     }
 
@@ -309,6 +325,8 @@ pub struct WhyReport {
     pub paths: Vec<PathRow>,
     /// The walk was cut short: paths may be missing.
     pub partial: bool,
+    /// What the analysis cost.
+    pub analysis: Figures,
 }
 
 /// One holder of an object (`memspy why --address`).
@@ -390,6 +408,7 @@ pub struct RetainedReport {
     pub by_type: Vec<RetainedType>,
     pub dominators: Vec<Dominator>,
     pub partial: bool,
+    pub analysis: Figures,
 }
 
 /// How an edge reads on its own (a referrer's edge: keys as `['k']`).
@@ -408,6 +427,6 @@ pub struct Figures {
     pub objects: u64,
     pub edges: u64,
     pub graph_bytes: u64,
-    /// Objects a conservative edge is the only way to (their path may overstate what holds them).
+    /// The walk was cut short (`--max-pause`): objects and paths are missing.
     pub partial: bool,
 }

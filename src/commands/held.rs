@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 
 use super::Session;
 use crate::analysis::dominators::{self, Dominators};
+use crate::analysis::growth::TypeOwners;
 use crate::analysis::paths::{self, Paths};
 use crate::analysis::why::{Aggregator, Anchor, Figures, PathRow, Step};
+use crate::analysis::{Histogram, Report};
 use crate::error::Result;
 use crate::memory::{CachedMemory, RemoteMemory};
 use crate::process;
@@ -23,6 +25,8 @@ pub struct Held {
     pub anchors: HashMap<u32, Anchor>,
     pub walked: Walked,
     pub figures: Figures,
+    /// The per-type report of the same walk (what `top` would show).
+    pub report: Report,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -32,7 +36,9 @@ fn ms(d: Duration) -> f64 {
 impl Held {
     pub fn read(session: &Session, opts: &SnapshotOptions) -> Result<Held> {
         let t0 = Instant::now();
-        let (walked, graph) = walk::capture(&session.target, &session.interp, opts)?;
+        let mut hist = Histogram::new();
+        let (walked, graph) = walk::capture(&session.target, &session.interp, opts, &mut hist)?;
+        let report = session.report_of(hist, &walked, opts);
         let t1 = Instant::now();
         let paths = paths::shortest(&graph);
         let t2 = Instant::now();
@@ -68,7 +74,7 @@ impl Held {
             paths.outside.len(),
             graph.stale
         );
-        Ok(Held { graph, paths, dom, anchors, walked, figures })
+        Ok(Held { graph, paths, dom, anchors, walked, figures, report })
     }
 
     /// The objects whose type is named `name`: exactly, else by the part after the last dot when
@@ -118,6 +124,46 @@ impl Held {
         namer.detail = true;
         let mut agg = Aggregator::new(&self.graph, &self.paths, &self.anchors, namer);
         nodes.iter().map(|&v| agg.path(v)).collect()
+    }
+
+    /// Per type: what its instances retain, and the paths that hold them (the `limit` largest by
+    /// count).
+    pub fn owners(&self, session: &Session, limit: usize) -> HashMap<String, TypeOwners> {
+        let g = &self.graph;
+        // Types of the program (not builtins'): what one of their instances dominates is its growth.
+        let program: Vec<bool> = g.type_infos.iter().map(|t| !t.name.starts_with("builtins.")).collect();
+        let (under, by_program) = dominators::under(g, &self.dom, &program);
+        let retained = dominators::retained_of(g, &self.dom, &under);
+        // What a type's instances own: what they retain less what instances of the program's types
+        // under them retain, counting no instance under one of its type or of the program's.
+        let inside = dominators::retained_inside(g, &self.dom, &program);
+        let mut owned = vec![(0u64, 0u64); g.type_infos.len()];
+        for v in 0..g.objects as usize {
+            if !under[v] && !by_program[v] {
+                owned[g.types[v] as usize].0 += self.dom.retained[v].saturating_sub(inside[v]);
+            }
+        }
+        let mut by_type: Vec<Vec<u32>> = vec![Vec::new(); g.type_infos.len()];
+        for v in 0..g.objects {
+            by_type[g.types[v as usize] as usize].push(v);
+        }
+        let mem = CachedMemory::new(RemoteMemory::new(session.target.pid), 64 << 20);
+        let namer = EdgeNamer::new(&mem, &session.interp.layout, g);
+        let mut agg = Aggregator::new(g, &self.paths, &self.anchors, namer);
+        let mut out: HashMap<String, TypeOwners> = HashMap::new();
+        for (t, nodes) in by_type.iter().enumerate() {
+            if nodes.is_empty() {
+                continue;
+            }
+            let mut rows = agg.rows(nodes, Some(&self.dom), Some(&under));
+            rows.sort_by_key(|r| std::cmp::Reverse((r.count, r.retained)));
+            rows.truncate(limit);
+            let e = out.entry(g.type_infos[t].name.clone()).or_default();
+            e.retained += retained[t].0;
+            e.owned += owned[t].0;
+            e.paths.extend(rows);
+        }
+        out
     }
 
     pub fn rss(&self, session: &Session) -> Option<u64> {

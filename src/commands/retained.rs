@@ -82,6 +82,7 @@ pub fn run(opts: &RetainedOptions) -> Result<()> {
         by_type,
         dominators,
         partial: held.figures.partial,
+        analysis: held.figures.clone(),
     };
     let text = if opts.json {
         serde_json::to_string_pretty(&r).map_err(|e| Error::Other(format!("JSON: {e}")))?

@@ -86,6 +86,7 @@ fn by_type(session: &Session, held: &Held, name: &str) -> Result<WhyReport> {
         retained: paths.iter().map(|p| p.retained).sum(),
         paths,
         partial: held.figures.partial,
+        analysis: held.figures.clone(),
     })
 }
 

@@ -229,6 +229,32 @@ impl Sink for Objects {
     }
 }
 
+/// Hands every object to the graph's [`Objects`] and to another sink.
+pub struct Tee<'a> {
+    pub objects: &'a mut Objects,
+    pub also: &'a mut dyn Sink,
+}
+
+impl Sink for Tee<'_> {
+    fn reset(&mut self) {
+        self.objects.reset();
+        self.also.reset();
+    }
+
+    fn object(&mut self, rec: &ObjectRecord, ty: &TypeInfo) {
+        self.objects.object(rec, ty);
+        self.also.object(rec, ty);
+    }
+
+    fn untracked(&mut self, t: &TypeTotals, ty: &TypeInfo) {
+        self.also.untracked(t, ty)
+    }
+
+    fn tracked(&mut self, t: &TypeTotals, ty: &TypeInfo, list: usize) {
+        self.also.tracked(t, ty, list)
+    }
+}
+
 /// The object graph: nodes `0..objects` are the objects in address order, then `natives` native
 /// blocks, then the roots.
 pub struct Graph {

@@ -314,12 +314,19 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
     })
 }
 
-/// Takes one full snapshot of the heap that records the object graph ([`graph::Graph`]), on one thread.
-pub fn capture(target: &Target, interp: &Interpreter, opts: &SnapshotOptions) -> Result<(Walked, graph::Graph)> {
+/// Takes one full snapshot of the heap that records the object graph ([`graph::Graph`]), on one thread;
+/// every object also goes to `also`.
+pub fn capture(
+    target: &Target,
+    interp: &Interpreter,
+    opts: &SnapshotOptions,
+    also: &mut dyn Sink,
+) -> Result<(Walked, graph::Graph)> {
     let maps = Maps::read(target.pid).map_err(|e| Error::Other(format!("PID {}: reading maps: {e}", target.pid)))?;
     let mut objects = graph::Objects::default();
+    let mut tee = graph::Tee { objects: &mut objects, also };
     let mut work = HeapWalk {
-        sink: &mut objects,
+        sink: &mut tee,
         full: true,
         per_object: true,
         pymalloc: discovery::pymalloc::located(target, interp),
@@ -332,6 +339,7 @@ pub fn capture(target: &Target, interp: &Interpreter, opts: &SnapshotOptions) ->
     let opts = SnapshotOptions { full: true, per_object: true, ..opts.clone() };
     let o = pause::read(target, interp, &opts.read_options(), &mut work)?;
     let (rec, visited) = work.recorded.take().ok_or_else(|| Error::Other("the walk recorded no graph".into()))?;
+    drop(work);
     let g = graph::Graph::build(rec, visited, objects)?;
     let walked = Walked {
         summary: o.value,

@@ -271,25 +271,37 @@ impl<'a, M: Memory + ?Sized> EdgeNamer<'a, M> {
     }
 
     fn instance_edge(&mut self, p: u64, t: u64, child: u64) -> Edge {
+        if let Some(e) = self.own_edge(p, t, child) {
+            return e;
+        }
+        match self.infos.get(self.mem, self.l, t) {
+            Ok(ri) if ri.kind == RefKind::Object && ri.itemsize == 8 => Edge::Item(None),
+            _ => Edge::Unknown,
+        }
+    }
+
+    /// Where an object holds `child` in what its own type adds: its `__dict__` (or the values of one
+    /// not made), a slot, a C member, another field.
+    fn own_edge(&mut self, p: u64, t: u64, child: u64) -> Option<Edge> {
         let (mem, l) = (self.mem, self.l);
-        let Ok(ri) = self.infos.get(mem, l, t) else { return Edge::Unknown };
+        let ri = self.infos.get(mem, l, t).ok()?;
         if ri.flags & flags::MANAGED_DICT != 0 {
             let values = match l.managed_dict {
                 ManagedDict::None => None,
                 ManagedDict::Split311 => {
                     if mem.u64_at(p - 24, "managed dict").ok() == Some(child) {
-                        return Edge::Dict;
+                        return Some(Edge::Dict);
                     }
                     mem.u64_at(p - 32, "managed values").ok().filter(|&v| v != 0).map(|v| (v, ri.shared_values))
                 }
                 ManagedDict::Tagged312 => match mem.u64_at(p - 24, "managed dict") {
-                    Ok(w) if w == child => return Edge::Dict,
+                    Ok(w) if w == child => return Some(Edge::Dict),
                     Ok(w) if w & 1 == 1 => Some((w + 1, ri.shared_values)),
                     _ => None,
                 },
                 ManagedDict::Inline313 => {
                     if mem.u64_at(p - 24, "managed dict").ok() == Some(child) {
-                        return Edge::Dict;
+                        return Some(Edge::Dict);
                     }
                     if ri.flags & flags::INLINE_VALUES != 0 {
                         let cap = mem.u8_at(p + ri.basicsize, "inline values").unwrap_or(0) as u64;
@@ -303,13 +315,13 @@ impl<'a, M: Memory + ?Sized> EdgeNamer<'a, M> {
                 let keys = ri.cached_keys;
                 if keys != 0 {
                     if let Some(e) = self.values_edge(v, keys, n, child) {
-                        return e;
+                        return Some(e);
                     }
                 }
             }
         }
         if ri.dictoffset > 0 && mem.u64_at(p + ri.dictoffset as u64, "instance dict").ok() == Some(child) {
-            return Edge::Dict;
+            return Some(Edge::Dict);
         }
         // A field of the object: a slot, a C member, or an unnamed one.
         let len = ri.basicsize.clamp(16, 1 << 16);
@@ -317,18 +329,15 @@ impl<'a, M: Memory + ?Sized> EdgeNamer<'a, M> {
             if let Some(i) = b.chunks_exact(8).skip(1).position(|c| le_u64(c, 0) == Some(child)) {
                 let off = 8 * (i as u64 + 1);
                 if off == l.object.ob_type {
-                    return Edge::Field("__class__".into());
+                    return Some(Edge::Field("__class__".into()));
                 }
                 if self.g.type_of_addr(t).is_some_and(|n| n == "builtins.cell") && off == 16 {
-                    return Edge::Attr("cell_contents".into());
+                    return Some(Edge::Attr("cell_contents".into()));
                 }
-                return self.field(t, off);
+                return Some(self.field(t, off));
             }
         }
-        if ri.kind == RefKind::Object && ri.itemsize == 8 {
-            return Edge::Item(None);
-        }
-        Edge::Unknown
+        None
     }
 
     fn root_edge(&mut self, root: u32, child: u64) -> Edge {
@@ -376,6 +385,12 @@ impl<M: Memory + ?Sized> Namer for EdgeNamer<'_, M> {
         let Some(info) = g.type_of(parent) else { return Edge::Unknown };
         let (mem, l) = (self.mem, self.l);
         let Ok(ri) = self.infos.get(mem, l, info.addr) else { return Edge::Unknown };
+        // A subclass of a container holds its own attributes too.
+        if ri.flags & flags::HEAPTYPE != 0 && !matches!(ri.kind, RefKind::Object | RefKind::Type) {
+            if let Some(e) = self.own_edge(p, info.addr, c) {
+                return e;
+            }
+        }
         match ri.kind {
             RefKind::List => {
                 let n = mem.u64_at(p + l.object.ob_size, "list size").unwrap_or(0);
