@@ -135,8 +135,8 @@ fn check(interp: &Interpreter) -> Result<Vec<String>, String> {
     Ok(e)
 }
 
-#[test]
-fn paths_and_retained_sizes_match_the_target() {
+/// Runs `check` on every interpreter of the matrix, prints a line each, fails if any failed.
+fn on_every_interpreter(check: fn(&Interpreter) -> Result<Vec<String>, String>) {
     let d = discover_interpreters();
     if d.interpreters.is_empty() {
         return skip_or_fail(NO_INTERPRETER);
@@ -151,6 +151,11 @@ fn paths_and_retained_sizes_match_the_target() {
         failed += usize::from(!errors.is_empty());
     }
     assert_eq!(failed, 0, "{failed} of {} interpreters differ (see above)", d.interpreters.len());
+}
+
+#[test]
+fn paths_and_retained_sizes_match_the_target() {
+    on_every_interpreter(check);
 }
 
 /// `growth` on a service that leaks one object per request (with a dict and strings of its own):
@@ -190,18 +195,5 @@ fn growth_owner(interp: &Interpreter) -> Result<Vec<String>, String> {
 
 #[test]
 fn growth_ranks_the_leaking_class_first_with_its_owner() {
-    let d = discover_interpreters();
-    if d.interpreters.is_empty() {
-        return skip_or_fail(NO_INTERPRETER);
-    }
-    let mut failed = 0;
-    for interp in &d.interpreters {
-        let errors = growth_owner(interp).unwrap_or_else(|e| vec![e]);
-        eprintln!("{:<10} {}", interp.label(), if errors.is_empty() { "ok" } else { "FAIL" });
-        for x in &errors {
-            eprintln!("    {x}");
-        }
-        failed += usize::from(!errors.is_empty());
-    }
-    assert_eq!(failed, 0, "{failed} of {} interpreters differ (see above)", d.interpreters.len());
+    on_every_interpreter(growth_owner);
 }
