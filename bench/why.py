@@ -127,6 +127,7 @@ def main(argv):
     ap.add_argument("--runs", type=int, default=5, metavar="K")
     ap.add_argument("--memspy", default=REPO_BUILD, metavar="PATH", help="default: target/release/memspy")
     args = ap.parse_args(argv)
+    args.memspy = os.path.abspath(args.memspy)
     if args.memspy == REPO_BUILD:
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     results = [bench(p, args) for p in args.pythons]

@@ -511,6 +511,11 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
                     continue;
                 }
             };
+            if let Some(g) = self.graph.as_mut() {
+                if ri.flags & flags::HEAPTYPE == 0 {
+                    g.skip(t);
+                }
+            }
             let seen_keys = &mut self.caches.seen_keys;
             let mut first_time = |k: u64| seen_keys.insert(k);
             if let Err(e) = refs::object_refs(self.mem, l, p, &head, &ri, &mut first_time, &mut self.scratch) {

@@ -66,6 +66,8 @@ pub struct Root {
 #[derive(Default)]
 pub struct Recorder {
     current: Option<Source>,
+    /// A word not to record once (an instance's static type: it holds no reference to it).
+    skip: u64,
     last: Option<Source>,
     words: Vec<u64>,
     pub roots: Vec<Root>,
@@ -95,7 +97,14 @@ impl Recorder {
 
     /// The source of the words recorded next; returns the previous one.
     pub fn set(&mut self, s: Source) -> Source {
+        self.skip = 0;
         self.current.replace(s).unwrap_or(Source::None)
+    }
+
+    /// The current source's next word equal to `w` is not an edge (an instance of a static type
+    /// holds no reference to its type: only heap types are counted by their instances).
+    pub fn skip(&mut self, w: u64) {
+        self.skip = w;
     }
 
     /// Adds a root and makes it the current source.
@@ -125,6 +134,10 @@ impl Recorder {
     /// One possible reference (an address, untagged) of the current source.
     #[inline]
     pub fn edge(&mut self, p: u64, tags: u64) {
+        if p == self.skip {
+            self.skip = 0;
+            return;
+        }
         if matches!(self.current, Some(Source::Object(_) | Source::Native(_) | Source::Root(_))) {
             self.words.push(p | (tags & refs::CONSERVATIVE));
         }

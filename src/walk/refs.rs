@@ -346,9 +346,9 @@ pub fn keys_refs<M: Memory + ?Sized>(mem: &M, k: &crate::cpython::objects::DictK
 }
 
 /// The references of an interpreter frame (3.11+) at `f`: code, function, globals, builtins, locals,
-/// frame object, and the `localsplus` slots up to the stack top.
-pub fn iframe_refs<M: Memory + ?Sized>(mem: &M, l: &Layout, f: u64, out: &mut Vec<u64>) -> Result<()> {
-    let Some(fl) = l.iframe else { return Ok(()) };
+/// frame object, and the `localsplus` slots up to the stack top. Returns how many slots it read.
+pub fn iframe_refs<M: Memory + ?Sized>(mem: &M, l: &Layout, f: u64, out: &mut Vec<u64>) -> Result<u64> {
+    let Some(fl) = l.iframe else { return Ok(0) };
     let head = mem.bytes_at(f, fl.localsplus as usize, "interpreter frame")?;
     for off in [fl.code, fl.func, fl.globals, fl.builtins, fl.locals, fl.frame_obj] {
         if let Some(w) = le_u64(&head, off) {
@@ -380,7 +380,7 @@ pub fn iframe_refs<M: Memory + ?Sized>(mem: &M, l: &Layout, f: u64, out: &mut Ve
             *w = untag(l, *w);
         }
     }
-    Ok(())
+    Ok(n)
 }
 
 /// The references of the object at `addr` (whose first bytes are `head`), per its type's kind.

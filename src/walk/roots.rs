@@ -117,16 +117,23 @@ impl<M: Memory + ?Sized> FullWalk<'_, M> {
         };
         let mut n = 0;
         while f != 0 && f.is_multiple_of(8) && n < MAX_FRAMES {
+            let mut locals = Vec::new();
             if let Some(g) = self.graph.as_mut() {
                 let code = refs::untag(self.l, self.mem.u64_at(f + fl.code, "frame->f_code").unwrap_or(0));
-                let locals = graph::iframe_locals(self.mem, self.l, f, code);
-                g.root(RootKind::Frame { thread_id, code, depth: n as u32 }, f, locals);
+                locals = graph::iframe_locals(self.mem, self.l, f, code);
+                g.root(RootKind::Frame { thread_id, code, depth: n as u32 }, f, locals.clone());
             }
-            if let Err(e) = refs::iframe_refs(self.mem, self.l, f, &mut self.scratch) {
-                log::debug!("frame at {f:#x}: {e}");
-                self.decode_errors += 1;
-                break;
-            }
+            let read = match refs::iframe_refs(self.mem, self.l, f, &mut self.scratch) {
+                Ok(k) => k,
+                Err(e) => {
+                    log::debug!("frame at {f:#x}: {e}");
+                    self.decode_errors += 1;
+                    break;
+                }
+            };
+            // The stack top of the frame that is running is not kept up to date (it lives in the eval
+            // loop's registers): its locals beyond it are references all the same.
+            self.scratch.extend(locals.iter().filter(|(slot, _)| *slot as u64 >= read).map(|(_, w)| *w));
             self.flush();
             f = self.mem.u64_at(f + fl.previous, "frame->previous").unwrap_or(0);
             n += 1;
