@@ -179,12 +179,10 @@ pub fn retained_by_type(g: &Graph, d: &Dominators) -> Vec<(u64, u64)> {
 /// Per type: the bytes and objects retained by its instances not marked in `under`.
 pub fn retained_of(g: &Graph, d: &Dominators, under: &[bool]) -> Vec<(u64, u64)> {
     let mut out = vec![(0u64, 0u64); g.type_infos.len()];
-    for v in 0..g.objects as usize {
-        if !under[v] {
-            let t = g.types[v] as usize;
-            out[t].0 += d.retained[v];
-            out[t].1 += d.retained_objects[v] as u64;
-        }
+    for (v, _) in under.iter().enumerate().take(g.objects as usize).filter(|(_, u)| !**u) {
+        let t = g.types[v] as usize;
+        out[t].0 += d.retained[v];
+        out[t].1 += d.retained_objects[v] as u64;
     }
     out
 }

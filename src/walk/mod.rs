@@ -340,7 +340,7 @@ pub fn capture(
     let o = pause::read(target, interp, &opts.read_options(), &mut work)?;
     let (rec, visited) = work.recorded.take().ok_or_else(|| Error::Other("the walk recorded no graph".into()))?;
     drop(work);
-    log::info!("graph: {} objects, {} words recorded ({} MiB)", objects.len(), rec.words(), rec.words() * 8 >> 20);
+    log::info!("graph: {} objects, {} words recorded ({} MiB)", objects.len(), rec.words(), (rec.words() * 8) >> 20);
     let g = graph::Graph::build(rec, visited, objects)?;
     let walked = Walked {
         summary: o.value,
