@@ -371,8 +371,9 @@ impl Graph {
         let mut types = vec![0u32; n as usize];
         let mut sizes = vec![0u64; n as usize];
         let mut refcounts = vec![0u32; n as usize];
+        let mut near = (u64::MAX, 0);
         for (i, &a) in addrs.iter().enumerate() {
-            let r = ranks.rank(a).ok_or_else(|| Error::Other(format!("object {a:#x} is not in the visited set")))?;
+            let r = ranks.rank_near(a, &mut near).ok_or_else(|| Error::Other(format!("object {a:#x} is not in the visited set")))?;
             types[r as usize] = t_in[i];
             sizes[r as usize] = s_in[i];
             refcounts[r as usize] = r_in[i];
@@ -403,6 +404,7 @@ impl Graph {
         const SOURCE: u64 = 1 << 63;
         let mut degree = vec![0u32; nodes as usize + 1];
         let mut cur: Option<u32> = None;
+        let (mut near_src, mut near) = ((u64::MAX, 0), (u64::MAX, 0));
         for w in words.iter_mut() {
             if *w & HEADER != 0 {
                 let node = if *w & ROOT != 0 {
@@ -410,7 +412,7 @@ impl Graph {
                 } else if *w & NATIVE != 0 {
                     native_nodes.get(&(*w & !7)).map(|&i| objects + i)
                 } else {
-                    ranks.rank(*w & !7).map(|r| r as u32)
+                    ranks.rank_near(*w & !7, &mut near_src).map(|r| r as u32)
                 };
                 cur = node;
                 *w = node.map_or(DROPPED, |v| SOURCE | v as u64);
@@ -421,7 +423,8 @@ impl Graph {
                 continue;
             };
             let p = *w & !7;
-            let target = ranks.rank(p).map(|r| r as u32).or_else(|| native_nodes.get(&p).map(|&i| objects + i));
+            let target =
+                ranks.rank_near(p, &mut near).map(|r| r as u32).or_else(|| native_nodes.get(&p).map(|&i| objects + i));
             match target {
                 Some(t) => {
                     let mark = if *w & refs::CONSERVATIVE != 0 { CONSERVATIVE_EDGE } else { 0 };

@@ -200,7 +200,21 @@ impl Ranks {
     /// The rank of `addr` if it is marked.
     #[inline]
     pub fn rank(&self, addr: u64) -> Option<u64> {
-        let i = *self.index.get(&(addr >> BLOCK_SHIFT))? as usize;
+        self.rank_near(addr, &mut (u64::MAX, 0))
+    }
+
+    /// [`Self::rank`], remembering in `last` the block of the previous lookup (lookups in a row often
+    /// fall in the same MiB: no hashing then).
+    #[inline]
+    pub fn rank_near(&self, addr: u64, last: &mut (u64, usize)) -> Option<u64> {
+        let key = addr >> BLOCK_SHIFT;
+        let i = if last.0 == key {
+            last.1
+        } else {
+            let i = *self.index.get(&key)? as usize;
+            *last = (key, i);
+            i
+        };
         let bit = ((addr >> 3) as usize) & ((1 << (BLOCK_SHIFT - 3)) - 1);
         let w = self.bits[i][bit / 64];
         let m = 1u64 << (bit % 64);
