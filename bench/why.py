@@ -113,8 +113,9 @@ def bench(python, args):
         print("  %-9s / top: wall %.2fx (goal <= 2.5x), frozen %.2fx (goal <= 1.3x), peak RSS %.2fx target "
               "(goal <= 0.75x)" % (c, s["wall_x"], s["frozen_x"], s["rss_ratio"]))
     for k, v in inproc.items():
-        print("  in-process %-9s %s" % (k, ("%.2f s (%.0fx memspy why)" % (v["seconds"], v["seconds"]
-                                                                            / stats["why"]["wall"][0]))
+        print("  in-process %-9s %s" % (k, ("%.2f s for one record's path, in the target (%.2fx memspy why's wall "
+                                             "for all records' paths)" % (v["seconds"], v["seconds"]
+                                                                          / stats["why"]["wall"][0]))
                                          if "seconds" in v else v.get("error")))
     return {"python": python, "version": py["version"], "records": args.records, "target_rss": target_rss,
             "stats": stats, "in_process": inproc, "tools": [guppy, objgraph]}
@@ -145,7 +146,7 @@ def main(argv):
         for k, v in r["in_process"].items():
             print("| %s | %d | | | in-process %s | %s | | | %s | | |"
                   % (r["version"], r["records"], k, "%.2f" % v["seconds"] if "seconds" in v else v.get("error"),
-                     "%.0fx why" % (v["seconds"] / r["stats"]["why"]["wall"][0]) if "seconds" in v else ""))
+                     "%.2fx why" % (v["seconds"] / r["stats"]["why"]["wall"][0]) if "seconds" in v else ""))
     cmd = ["python3", "bench/why.py", "--records", str(args.records), "--runs", str(args.runs)] + args.pythons
     print("\nReproduce: %s" % " ".join(shlex.quote(c) for c in cmd))
     os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
