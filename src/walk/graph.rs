@@ -152,6 +152,9 @@ impl Recorder {
 /// `co_nlocalsplus` slots that hold something.
 pub fn iframe_locals<M: Memory + ?Sized>(mem: &M, l: &Layout, f: u64, code: u64) -> Vec<(u32, u64)> {
     let (Some(fl), Some(nl)) = (l.iframe, l.sizeof.code.nlocalsplus) else { return Vec::new() };
+    if !is_code(mem, l, code) {
+        return Vec::new();
+    }
     let Ok(n) = mem.u32_at(code + nl, "co_nlocalsplus") else { return Vec::new() };
     slots_of(mem, l, f + fl.localsplus, (n as u64).min(MAX_LOCALS))
 }
@@ -159,12 +162,25 @@ pub fn iframe_locals<M: Memory + ?Sized>(mem: &M, l: &Layout, f: u64, code: u64)
 /// The locals of the 3.9/3.10 frame object at `f`: `co_varnames`, `co_cellvars`, `co_freevars` slots.
 pub fn frame_object_locals<M: Memory + ?Sized>(mem: &M, l: &Layout, f: u64, code: u64) -> Vec<(u32, u64)> {
     let Some(fo) = l.frame_object else { return Vec::new() };
+    if !is_code(mem, l, code) {
+        return Vec::new();
+    }
     let mut n = 0;
     for t in [l.code.varnames, l.code.cellvars, l.code.freevars].into_iter().flatten() {
         let len = mem.u64_at(code + t, "code names").and_then(|t| mem.u64_at(t + l.object.ob_size, "names size"));
         n += len.unwrap_or(0).min(MAX_LOCALS);
     }
     slots_of(mem, l, f + fo.localsplus, n.min(MAX_LOCALS))
+}
+
+/// Whether `code` is a code object (a frame's executable may be something else: 3.12+ shim and entry
+/// frames hold no code object there).
+pub fn is_code<M: Memory + ?Sized>(mem: &M, l: &Layout, code: u64) -> bool {
+    let name = mem
+        .u64_at(code + l.object.ob_type, "code type")
+        .and_then(|t| mem.u64_at(t + l.type_.tp_name, "tp_name"))
+        .and_then(|n| mem.cstr_at(n, 16, "tp_name"));
+    name.is_ok_and(|n| n == "code")
 }
 
 fn slots_of<M: Memory + ?Sized>(mem: &M, l: &Layout, at: u64, n: u64) -> Vec<(u32, u64)> {

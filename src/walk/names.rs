@@ -497,6 +497,9 @@ pub fn anchors<M: Memory + ?Sized>(mem: &M, l: &Layout, g: &Graph) -> HashMap<u3
 fn frame_anchor<M: Memory + ?Sized>(namer: &mut EdgeNamer<'_, M>, r: &Root) -> Anchor {
     let RootKind::Frame { thread_id, code, .. } = r.kind else { return Anchor::new("frame", "?") };
     let (mem, l) = (namer.mem, namer.l);
+    if !super::graph::is_code(mem, l, code) {
+        return Anchor { thread: Some(thread_id), ..Anchor::new("frame", "(a frame without code: C entry)") };
+    }
     let s = |off: u64| mem.u64_at(code + off, "code field").and_then(|p| read_str(mem, l, p)).ok();
     let function = s(l.code.name);
     let file = s(l.code.filename);
