@@ -211,6 +211,8 @@ fn report(title: &str, outcomes: &[Outcome], skipped: &[Skipped], require_covera
     if outcomes.is_empty() {
         failures.push("no interpreter (>= 3.9, GIL build) found".into());
     }
+    let tested: Vec<&Interpreter> = outcomes.iter().map(|o| &o.interp).collect();
+    failures.extend(built_coverage(&tested, require_coverage));
     if require_coverage {
         let covered: BTreeSet<(u32, u32)> = outcomes.iter().map(|o| o.interp.minor()).collect();
         for m in REQUIRED_MINORS {

@@ -137,6 +137,7 @@ pub const V3_9: Layout = Layout {
         struct_: Struct { basicsize: 56, codes: 32, formatcode_size: 32 },
         bytearray_bytes_header: 0,
     },
+    mimalloc: None,
 };
 
 /// 3.10: large pools and arenas; `PyHeapTypeObject` grows (`ht_module`).
@@ -278,7 +279,7 @@ pub const V3_13: Layout = Layout {
         ..V3_12.obmalloc
     },
     tstate: ThreadState { frame: ThreadFrame::Direct(72), size: 336, ..V3_12.tstate },
-    managed_dict: ManagedDict::Inline313,
+    managed_dict: ManagedDict::Inline313 { dict: 24, weakref: 32 },
     sizeof: SizeofLayout {
         code: CodeObject { extra: 0xc0, ..V3_12.sizeof.code },
         frame: FrameSizeof::Embedded { frame_data: 64 },
@@ -408,10 +409,20 @@ impl Layout {
         Some(Layout { version, ..table })
     }
 
+    /// The built-in table for a version and build (free-threaded or not).
+    pub fn builtin_build(version: Version, free_threaded: bool) -> Option<Layout> {
+        if free_threaded {
+            crate::free_threaded::builtin(version)
+        } else {
+            Layout::builtin(version)
+        }
+    }
+
     /// The GC layout that a `gc.size` value read from `_Py_DebugOffsets` points to, for the versions where
     /// the struct changed inside a patch series (3.14.0–3.14.4 incremental vs 3.14.5+ generational).
     pub fn gc_layout_for_size(&self, gc_size: u64) -> Option<GcLayout> {
         let known: &[GcLayout] = match self.version.minor {
+            m if self.mimalloc.is_some() => crate::free_threaded::gc_layouts(m),
             9..=13 => &[CLASSIC_GC],
             14 => &[INCREMENTAL_314_GC, GENERATIONAL_314_GC],
             15 => &[GC_315],

@@ -39,8 +39,8 @@ pub struct Interpreter {
     /// The file holding `_PyRuntime` has no `.symtab`.
     pub stripped: bool,
     pub debug_build: bool,
-    /// A free-threaded (no GIL) build, as the debug offsets or else the file name say. Discovery refuses
-    /// those for now (`Error::FreeThreaded`).
+    /// A free-threaded (no GIL) build, as the debug offsets or else the file name say: its Layout finds
+    /// objects in the mimalloc heaps (`layout.mimalloc`).
     pub free_threaded: bool,
     /// Where the version came from.
     pub version_source: &'static str,
@@ -183,10 +183,11 @@ pub fn discover<M: Memory + ?Sized>(target: &Target, mem: &M) -> Result<Interpre
         return Err(unsupported(pid, version));
     }
     let free_threaded = debug.as_ref().map_or(name_hint.is_some_and(|(_, _, ft)| ft), |d| d.free_threaded);
-    if free_threaded {
+    // Free-threaded builds have `_Py_DebugOffsets` (3.13+); one without is not a build memspy knows.
+    if free_threaded && debug.is_none() {
         return Err(Error::FreeThreaded { pid, version: version.to_string() });
     }
-    let mut layout = Layout::builtin(version).ok_or_else(|| unsupported(pid, version))?;
+    let mut layout = Layout::builtin_build(version, free_threaded).ok_or_else(|| unsupported(pid, version))?;
     if let Some(d) = &debug {
         layout.apply_debug_offsets(d).map_err(|detail| Error::Layout { pid, detail })?;
     }
@@ -212,8 +213,8 @@ pub fn discover<M: Memory + ?Sized>(target: &Target, mem: &M) -> Result<Interpre
     })
 }
 
-/// The `_Py_DebugOffsets` table at the start of `_PyRuntime` (3.13+), if there is one. Free-threaded
-/// builds and unknown schemas are refused here, each with its own one-line error.
+/// The `_Py_DebugOffsets` table at the start of `_PyRuntime` (3.13+), if there is one. Unknown schemas
+/// are refused here with a one-line error.
 pub fn runtime_debug_offsets<M: Memory + ?Sized>(
     mem: &M,
     pid: i32,
@@ -224,7 +225,6 @@ pub fn runtime_debug_offsets<M: Memory + ?Sized>(
         return Ok(None);
     }
     match debug_offsets::parse(&head) {
-        Ok(d) if d.free_threaded => Err(Error::FreeThreaded { pid, version: d.version().to_string() }),
         Ok(d) => Ok(Some(d)),
         Err(debug_offsets::DebugOffsetsError::UnknownSchema(v)) => Err(unsupported(pid, v)),
         Err(e) => Err(Error::Layout { pid, detail: e.to_string() }),

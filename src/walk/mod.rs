@@ -5,6 +5,7 @@
 //! in one consistent read of the target ([`crate::pause`]).
 
 pub mod blocks;
+pub mod ftheaps;
 pub mod full;
 pub mod gclists;
 pub mod gcpar;
@@ -182,6 +183,7 @@ impl SnapshotOptions {
 struct HeapWalk<'s> {
     sink: &'s mut dyn Sink,
     full: bool,
+    free_threaded: bool,
     per_object: bool,
     /// Where pymalloc's state is, and the target's mappings as the walk began: to check conservative
     /// candidates against the allocators.
@@ -198,6 +200,8 @@ impl Work for HeapWalk<'_> {
     fn what(&self) -> &'static str {
         if self.full {
             "walking the heap"
+        } else if self.free_threaded {
+            ftheaps::WHAT
         } else {
             gclists::WHAT
         }
@@ -233,7 +237,15 @@ impl Work for HeapWalk<'_> {
             fw.control = control.clone();
             // A stopped target's lists are walked from both ends on two threads when that can be done.
             fw.one_thread = self.per_object;
-            let parallel = if strict && !self.per_object {
+            let parallel = if l.mimalloc.is_some() {
+                // Free-threaded: the tracked objects are in the heaps (one thread), not in lists.
+                let mut counts = Default::default();
+                Some(ftheaps::walk_heaps(*mem, l, interps, &mut types, strict, control, summary, &mut counts, |r, t| {
+                    fw.learn_type_type(r.addr);
+                    fw.mark_tracked(r.addr, r.type_addr);
+                    sink.object(r, t)
+                }))
+            } else if strict && !self.per_object {
                 gcpar::walk_gc_parallel(*mem, interp, interps, &mut fw, control, summary, sink)
             } else {
                 None
@@ -252,6 +264,11 @@ impl Work for HeapWalk<'_> {
             );
             r?;
             workers::walk_rest(*mem, interp, interps, &mut types, &mut fw, summary, sink)?;
+        } else if l.mimalloc.is_some() {
+            let mut counts = Default::default();
+            ftheaps::walk_heaps(*mem, l, interps, &mut types, strict, control, summary, &mut counts, |r, t| {
+                sink.object(r, t)
+            })?;
         } else {
             walk_gc(*mem, l, interps, &mut types, strict, control, summary, |r, t| sink.object(r, t))?;
         }
@@ -277,6 +294,7 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
     let mut work = HeapWalk {
         sink,
         full: opts.full,
+        free_threaded: interp.layout.mimalloc.is_some(),
         per_object: opts.per_object,
         pymalloc,
         maps,

@@ -86,8 +86,36 @@ fn pyenv_roots() -> Vec<PathBuf> {
     roots
 }
 
+/// Where `scripts/build-pythons.sh` installs the interpreters it builds from source (one prefix per
+/// build, e.g. `3.14.4` or `3.13.12t`).
+pub fn built_pythons_dir() -> PathBuf {
+    match std::env::var_os("MEMSPY_PYTHONS") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/memspy/pythons"),
+    }
+}
+
+/// The builds `scripts/build-pythons.sh` makes: (prefix name, binary name, free-threaded). Under CI each
+/// must be found and covered.
+pub const BUILT_PYTHONS: &[(&str, &str, bool)] = &[
+    ("3.14.4", "python3.14", false),
+    ("3.13.12t", "python3.13t", true),
+    ("3.14.6t", "python3.14t", true),
+    ("3.15.0b4t", "python3.15t", true),
+];
+
+/// The interpreter binary of one of [`BUILT_PYTHONS`].
+pub fn built_python(prefix: &str) -> Option<PathBuf> {
+    let (_, bin, _) = BUILT_PYTHONS.iter().find(|b| b.0 == prefix)?;
+    Some(built_pythons_dir().join(prefix).join("bin").join(bin))
+}
+
 fn candidate_paths() -> Vec<PathBuf> {
     let mut out = Vec::new();
+    // The builds of scripts/build-pythons.sh.
+    for (prefix, _, _) in BUILT_PYTHONS {
+        out.extend(built_python(prefix));
+    }
     // pyenv versions
     for root in pyenv_roots() {
         let versions = root.join("versions");
@@ -243,4 +271,24 @@ pub fn discover_interpreters() -> &'static Discovery {
         }
         d
     })
+}
+
+/// Which of [`BUILT_PYTHONS`] the interpreters in `covered` include: one line for the log, and under
+/// CI one failure per build not covered (the test command builds them all: scripts/build-pythons.sh).
+pub fn built_coverage(covered: &[&Interpreter], require: bool) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut line = Vec::new();
+    for (prefix, _, _) in BUILT_PYTHONS {
+        let want = built_python(prefix).map(|p| fs::canonicalize(&p).unwrap_or(p));
+        let hit = want.as_ref().is_some_and(|w| covered.iter().any(|i| &i.path == w));
+        line.push(format!("{prefix} {}", if hit { "covered" } else { "NOT covered" }));
+        if !hit && require {
+            failures.push(format!(
+                "CI: built interpreter {prefix} ({}) not covered (scripts/build-pythons.sh builds it)",
+                want.map(|w| w.display().to_string()).unwrap_or_default()
+            ));
+        }
+    }
+    eprintln!("built interpreters: {}", line.join(", "));
+    failures
 }
