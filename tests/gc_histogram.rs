@@ -251,7 +251,7 @@ fn report(title: &str, outcomes: &[Outcome], skipped: &[Skipped], require_covera
 
 fn run_mode(mode: Mode) {
     let discovery = discover_interpreters();
-    let outcomes: Vec<Outcome> = discovery.interpreters.iter().map(|i| check_interpreter(i, mode)).collect();
+    let outcomes: Vec<Outcome> = discovery.with_free_threaded().into_iter().map(|i| check_interpreter(i, mode)).collect();
     let failures = report(&format!("gc_histogram [{}]", mode.name()), &outcomes, &discovery.skipped, ci_mode());
     assert!(failures.is_empty(), "gc_histogram [{}] failed:\n  {}", mode.name(), failures.join("\n  "));
 }
@@ -272,7 +272,7 @@ fn gc_histogram_freeze() {
 fn fixture_selfcheck() {
     let discovery = discover_interpreters();
     let mut outcomes = Vec::new();
-    for interp in &discovery.interpreters {
+    for interp in discovery.with_free_threaded() {
         let mut out = Outcome::new(interp);
         match inspect_interpreter(interp) {
             Ok(b) => out.binary = Some(b),

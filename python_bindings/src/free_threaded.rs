@@ -44,6 +44,8 @@ struct FtTable {
     mimalloc: MimallocLayout,
     /// 3.14t+: deferred objects' shared count carries `_Py_REF_DEFERRED`.
     deferred_bias: bool,
+    /// 3.14t+: `PyASCIIObject.state.interned` is a byte, `kind` starts at bit 8.
+    str_kind_bit: u32,
 }
 
 const FT_3_13: FtTable = FtTable {
@@ -57,6 +59,7 @@ const FT_3_13: FtTable = FtTable {
     localsplus: 72,
     mimalloc: MIMALLOC_212,
     deferred_bias: false,
+    str_kind_bit: 2,
 };
 
 const FT_3_14: FtTable = FtTable {
@@ -70,6 +73,7 @@ const FT_3_14: FtTable = FtTable {
     localsplus: 80,
     mimalloc: MimallocLayout { tstate_mimalloc: 936, interp_mimalloc: 10944, ..MIMALLOC_212 },
     deferred_bias: true,
+    str_kind_bit: 8,
 };
 
 const FT_3_15: FtTable = FtTable {
@@ -83,6 +87,7 @@ const FT_3_15: FtTable = FtTable {
     localsplus: 80,
     mimalloc: MimallocLayout { tstate_mimalloc: 1104, tstate_thread_id: 176, interp_mimalloc: 10944, ..MIMALLOC_212 },
     deferred_bias: true,
+    str_kind_bit: 8,
 };
 
 /// Moves every member of an object struct that lies after the header by [`HEADER_GROWTH`].
@@ -167,6 +172,7 @@ fn table(t: &FtTable) -> Layout {
     l.runtime.size = t.runtime_size;
     l.interp.size = t.interp_size;
     l.tstate.size = t.tstate_size;
+    l.unicode.kind_bit = t.str_kind_bit;
     l.type_.size = t.type_size;
     l.heap_type.size = t.heap_type_size;
     if let Some(f) = &mut l.iframe {

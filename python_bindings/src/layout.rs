@@ -229,6 +229,9 @@ pub enum DictLayout {
 pub struct UnicodeLayout {
     pub length: u64,
     pub state: u64,
+    /// The bit of the `state` word where `kind` (3 bits) starts; `compact` and `ascii` follow it. 2, or 8
+    /// on free-threaded 3.14+, whose `interned` is a whole byte.
+    pub kind_bit: u32,
     /// `sizeof(PyASCIIObject)`: the payload of a compact ASCII string starts here.
     pub ascii_size: u64,
     /// `sizeof(PyCompactUnicodeObject)`.

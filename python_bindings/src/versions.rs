@@ -74,6 +74,7 @@ pub const V3_9: Layout = Layout {
     unicode: UnicodeLayout {
         length: 16,
         state: 32,
+        kind_bit: 2,
         ascii_size: 48,
         compact_size: 72,
         utf8_length: 48,
@@ -237,6 +238,7 @@ pub const V3_12: Layout = Layout {
     unicode: UnicodeLayout {
         length: 16,
         state: 32,
+        kind_bit: 2,
         ascii_size: 40,
         compact_size: 56,
         utf8_length: 40,
@@ -308,8 +310,9 @@ pub const V3_14: Layout = Layout {
     gc: INCREMENTAL_314_GC,
     heap_type: HeapTypeObject { size: 936, ..V3_13.heap_type },
     tuple: TupleObject { item: 32 },
+    // 3.14.4's DWARF (the debug value follows the other versions' +8, unchecked).
     obmalloc: ObmallocLayout {
-        location: ObmallocLocation::Pointer { release: 0x2a98, debug: 0x2aa0 },
+        location: ObmallocLocation::Pointer { release: 0x2a80, debug: 0x2a88 },
         ..V3_13.obmalloc
     },
     tstate: ThreadState { size: 936, ..V3_13.tstate },
@@ -326,8 +329,13 @@ pub const V3_14: Layout = Layout {
 pub const GENERATIONAL_314_GC: GcLayout =
     GcLayout { size: 264, generation0_ptr: Some(0x100), visited_space: None, ..INCREMENTAL_314_GC };
 
-/// 3.14.5+: 3.14.0 with the generational collector.
-pub const V3_14_5: Layout = Layout { version: Version::new(3, 14, 5), gc: GENERATIONAL_314_GC, ..V3_14 };
+/// 3.14.5+: 3.14.0 with the generational collector (and `interp->obmalloc` 24 bytes further).
+pub const V3_14_5: Layout = Layout {
+    version: Version::new(3, 14, 5),
+    gc: GENERATIONAL_314_GC,
+    obmalloc: ObmallocLayout { location: ObmallocLocation::Pointer { release: 0x2a98, debug: 0x2aa0 }, ..V3_14.obmalloc },
+    ..V3_14
+};
 
 /// 3.15: the GC's statistics ring buffers behind `gc.generation_stats`.
 pub const GC_STATS_RING_315: GcStatsRing = GcStatsRing {

@@ -55,7 +55,7 @@ pub fn read<M: Memory + ?Sized>(mem: &M, l: &Layout, state: &GcState, strict: bo
         if i == PERMANENT {
             f.permanent = end.objects;
         } else {
-            f.generations[i] = end.objects;
+            f.generations[l.gc.reported_generation(i)] += end.objects;
         }
     }
     Ok(f)

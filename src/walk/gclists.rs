@@ -95,7 +95,7 @@ pub fn walk_gc<M: Memory + ?Sized>(
             if list == gc::PERMANENT {
                 summary.permanent += end.objects;
             } else {
-                summary.generations[list] += end.objects;
+                summary.generations[l.gc.reported_generation(list)] += end.objects;
             }
         }
     }

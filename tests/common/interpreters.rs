@@ -60,6 +60,9 @@ pub struct Skipped {
 pub struct Discovery {
     /// Interpreters the tests should run against (>= 3.9, not free-threaded).
     pub interpreters: Vec<Interpreter>,
+    /// Free-threaded interpreters (3.13t+): the exact tests that cover them take them from here
+    /// ([`Discovery::with_free_threaded`]).
+    pub free_threaded: Vec<Interpreter>,
     /// Interpreters found but not used, with the reason.
     pub skipped: Vec<Skipped>,
 }
@@ -238,17 +241,21 @@ fn discover_uncached() -> Discovery {
                 reason: "older than 3.9 (covered by another test)".into(),
             });
         } else if interp.free_threaded {
-            d.skipped.push(Skipped {
-                path: interp.path.clone(),
-                version: interp.label(),
-                reason: "free-threaded build (not supported)".into(),
-            });
+            d.free_threaded.push(interp);
         } else {
             d.interpreters.push(interp);
         }
     }
     d.interpreters.sort_by(|a, b| (a.version, &a.abiflags, &a.path).cmp(&(b.version, &b.abiflags, &b.path)));
+    d.free_threaded.sort_by(|a, b| (a.version, &a.abiflags, &a.path).cmp(&(b.version, &b.abiflags, &b.path)));
     d
+}
+
+impl Discovery {
+    /// The GIL interpreters, then the free-threaded ones.
+    pub fn with_free_threaded(&self) -> Vec<&Interpreter> {
+        self.interpreters.iter().chain(&self.free_threaded).collect()
+    }
 }
 
 /// All interpreters on this machine (computed once per test binary).
@@ -261,8 +268,11 @@ pub fn discover_interpreters() -> &'static Discovery {
         if let Some(only) = std::env::var_os("MEMSPY_TEST_PYTHONS") {
             let wanted: Vec<PathBuf> =
                 std::env::split_paths(&only).map(|p| fs::canonicalize(&p).unwrap_or(p)).collect();
-            let (keep, drop): (Vec<_>, Vec<_>) = d.interpreters.into_iter().partition(|i| wanted.contains(&i.path));
+            let (keep, mut drop): (Vec<_>, Vec<_>) = d.interpreters.into_iter().partition(|i| wanted.contains(&i.path));
             d.interpreters = keep;
+            let (keep, ft_drop): (Vec<_>, Vec<_>) = d.free_threaded.into_iter().partition(|i| wanted.contains(&i.path));
+            d.free_threaded = keep;
+            drop.extend(ft_drop);
             d.skipped.extend(drop.into_iter().map(|i| Skipped {
                 path: i.path.clone(),
                 version: i.label(),
