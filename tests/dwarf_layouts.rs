@@ -274,6 +274,7 @@ fn mimalloc_checks(m: &mut Mapping, mi: &MimallocLayout) {
         xblock_size,
         local_free,
         xthread_free,
+        xheap,
         next,
     } = page;
     let p = "mi_page_s";
@@ -287,6 +288,7 @@ fn mimalloc_checks(m: &mut Mapping, mi: &MimallocLayout) {
     m.off("mimalloc.page.xblock_size", *xblock_size, p, "xblock_size");
     m.off("mimalloc.page.local_free", *local_free, p, "local_free");
     m.off("mimalloc.page.xthread_free", *xthread_free, p, "xthread_free");
+    m.off("mimalloc.page.xheap", *xheap, p, "xheap");
     m.off("mimalloc.page.next", *next, p, "next");
     let python_bindings::mimalloc::Segment { abandoned_next, slice_entries, slices, segment_size: _, slice_size: _ } =
         segment;

@@ -190,10 +190,10 @@ fn check_interpreter(interp: &Interpreter) -> Vec<String> {
 #[test]
 fn full_heap_counts_every_object() {
     let d = discover_interpreters();
-    assert!(!d.interpreters.is_empty(), "no Python interpreter found");
+    assert!(!d.with_free_threaded().is_empty(), "no Python interpreter found");
     let mut failures = Vec::new();
     eprintln!("full_heap: K1={K1} K2={K2}");
-    for interp in &d.interpreters {
+    for interp in d.with_free_threaded() {
         let mut errors = check_interpreter(interp);
         if !errors.is_empty() {
             // The two fixture processes can differ in objects the interpreter makes on its own (seen once
@@ -215,5 +215,6 @@ fn full_heap_counts_every_object() {
             failures.push(format!("{}: {}", interp.label(), errors.join("; ")));
         }
     }
+    failures.extend(built_coverage(&d.with_free_threaded(), ci_mode()));
     assert!(failures.is_empty(), "full_heap failed:\n  {}", failures.join("\n  "));
 }

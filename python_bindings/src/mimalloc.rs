@@ -74,6 +74,8 @@ pub struct Page {
     pub local_free: u64,
     /// `xthread_free`: a block list whose low 2 bits are the delayed-free state.
     pub xthread_free: u64,
+    /// `xheap`: the owning heap (0 in abandoned segments).
+    pub xheap: u64,
     pub next: u64,
 }
 
@@ -126,6 +128,7 @@ pub const MIMALLOC_212: MimallocLayout = MimallocLayout {
         xblock_size: 28,
         local_free: 32,
         xthread_free: 40,
+        xheap: 48,
         next: 56,
     },
     segment: Segment {

@@ -332,3 +332,103 @@ pub fn segment_pages<M: Memory + ?Sized>(mem: &M, l: &Layout, segment: u64) -> R
     }
     Ok(out)
 }
+
+/// Which addresses are allocated mimalloc blocks, for the checks of conservative candidates: the
+/// segments of every thread's heaps (all four kinds) and of the abandoned pool, known from the start of
+/// the walk; each page's free blocks decoded when first asked (cached, per walking thread).
+#[derive(Clone, Debug, Default)]
+pub struct Segments {
+    known: AddrSet,
+    /// Per page: its tag, block 0, block size, and which blocks are allocated (None: not a page in use).
+    pages: crate::memory::fasthash::AddrMap<Option<(u8, u64, u64, Vec<bool>)>>,
+    /// Per heap: its delayed-free blocks.
+    delayed: crate::memory::fasthash::AddrMap<AddrSet>,
+}
+
+impl Segments {
+    /// The segments of every heap of every thread state of `interps` and of their abandoned pools.
+    pub fn read<M: Memory + ?Sized>(mem: &M, l: &Layout, interps: &[u64]) -> Result<Segments> {
+        let m = mi(l)?;
+        let mut s = Segments::default();
+        let align = !(m.segment.segment_size - 1);
+        for &ip in interps {
+            for ts in thread_states(mem, l, ip)? {
+                for heap in thread_heaps(mem, l, ts)?.unwrap_or_default() {
+                    for p in heap_pages(mem, l, heap, false)? {
+                        s.known.insert(p & align);
+                    }
+                }
+            }
+            s.known.extend(abandoned_segments(mem, l, ip)?);
+        }
+        Ok(s)
+    }
+
+    /// Whether `addr` is the start of an allocated block of a heap whose index is in `tags`, and its size
+    /// (as pymalloc's `Block`): objects are in the object heaps (1 non-GC, 2 GC, 3 GC with pre-header),
+    /// buffers in heap 0, so a buffer that happens to look like an object is refused.
+    pub fn block<M: Memory + ?Sized>(
+        &mut self,
+        mem: &M,
+        l: &Layout,
+        addr: u64,
+        tags: &[u8],
+    ) -> crate::cpython::pymalloc::Block {
+        use crate::cpython::pymalloc::Block;
+        let Some(m) = l.mimalloc.as_ref() else { return Block::Outside };
+        let segment = addr & !(m.segment.segment_size - 1);
+        if !self.known.contains(&segment) {
+            return Block::Outside;
+        }
+        let slice = segment + m.segment.slices + (addr - segment) / m.segment.slice_size * m.page.size;
+        // A page's other slices point back to its first (`slice_offset`, in bytes).
+        let Ok(back) = mem.u32_at(slice + 4, "mi_slice_t.slice_offset") else { return Block::NotInUse };
+        let page = slice - back as u64;
+        if !self.pages.contains_key(&page) {
+            let decoded = self.decode(mem, l, m, page);
+            self.pages.insert(page, decoded);
+        }
+        match self.pages.get(&page) {
+            Some(Some((tag, start, bsize, live))) => {
+                if !tags.contains(tag) {
+                    return Block::NotInUse;
+                }
+                let Some(off) = addr.checked_sub(*start) else { return Block::NotInUse };
+                let i = off / bsize;
+                if off % bsize == 0 && live.get(i as usize) == Some(&true) {
+                    Block::InUse(*bsize)
+                } else {
+                    Block::NotInUse
+                }
+            }
+            _ => Block::NotInUse,
+        }
+    }
+
+    fn decode<M: Memory + ?Sized>(
+        &mut self,
+        mem: &M,
+        l: &Layout,
+        m: &MimallocLayout,
+        page: u64,
+    ) -> Option<(u8, u64, u64, Vec<bool>)> {
+        if mem.u32_at(page + m.page.xblock_size, "mi_page_t.xblock_size").ok()? == 0 {
+            return None;
+        }
+        let info = page_info(mem, l, page).ok()?;
+        let heap = mem.u64_at(page + m.page.xheap, "mi_page_t.xheap").ok()?;
+        if heap != 0 && !self.delayed.contains_key(&heap) {
+            let d = delayed_free(mem, l, heap).unwrap_or_default();
+            self.delayed.insert(heap, d);
+        }
+        let none = AddrSet::default();
+        let delayed = self.delayed.get(&heap).unwrap_or(&none);
+        let mut counts = HeapCounts::default();
+        let blocks = live_blocks(mem, &info, delayed, false, &mut counts).ok()?;
+        let mut live = vec![false; info.capacity as usize];
+        for b in blocks {
+            live[((b - info.start) / info.bsize) as usize] = true;
+        }
+        Some((info.tag, info.start, info.bsize, live))
+    }
+}

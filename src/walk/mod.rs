@@ -233,6 +233,11 @@ impl Work for HeapWalk<'_> {
                 }
             });
             fw.alloc = blocks::Allocators::new(&self.maps, arenas);
+            if l.mimalloc.is_some() {
+                let addrs: Vec<u64> = interps.iter().map(|i| i.addr).collect();
+                let segments = crate::cpython::mimalloc::Segments::read(*mem, l, &addrs)?;
+                fw.alloc = std::mem::take(&mut fw.alloc).with_mimalloc(segments);
+            }
             fw.visited = self.visited.take().unwrap_or_default();
             fw.control = control.clone();
             // A stopped target's lists are walked from both ends on two threads when that can be done.
