@@ -9,11 +9,11 @@
 //!
 //! [V: DWARF of 3.13.12t, 3.14.6t, 3.15.0b4t (`tests/dwarf_layouts.rs`); `shared/reference/free-threaded.md`]
 
-use crate::gc::GcLayout;
+use crate::gc::{GcLayout, GcStatsRing};
 use crate::layout::*;
 use crate::mimalloc::{MimallocLayout, MIMALLOC_212};
 use crate::obmalloc::ObmallocLocation;
-use crate::versions::{CLASSIC_GC, GC_315, INCREMENTAL_314_GC, V3_13, V3_14_5, V3_15};
+use crate::versions::{CLASSIC_GC, GC_315, GC_STATS_RING_315, INCREMENTAL_314_GC, V3_13, V3_14_5, V3_15};
 use crate::Version;
 
 /// How much further every member after the object header is (32-byte header instead of 16).
@@ -26,8 +26,22 @@ pub const FT_313_GC: GcLayout = GcLayout { size: 248, ..CLASSIC_GC };
 /// lists), free-threaded counters after `callbacks`.
 pub const FT_314_GC: GcLayout = GcLayout { size: 288, generation0_ptr: None, visited_space: None, ..INCREMENTAL_314_GC };
 
-/// 3.15t: 3.15's compacted struct, `freeze_active` where the GIL build has `generation0`.
-pub const FT_315_GC: GcLayout = GcLayout { generation0_ptr: None, ..GC_315 };
+/// 3.15t: 3.15's compacted struct, `freeze_active` where the GIL build has `generation0`; the statistics
+/// buffers keep one entry per generation (`GC_YOUNG_STATS_SIZE` = `GC_OLD_STATS_SIZE` = 1).
+pub const FT_315_GC: GcLayout = GcLayout {
+    generation0_ptr: None,
+    stats_ring: Some(GcStatsRing {
+        size: 216,
+        young_items: 1,
+        young_index: 64,
+        old: 72,
+        old_size: 72,
+        old_items: 1,
+        old_index: 64,
+        ..GC_STATS_RING_315
+    }),
+    ..GC_315
+};
 
 /// One free-threaded version's own values.
 struct FtTable {

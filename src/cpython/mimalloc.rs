@@ -7,6 +7,7 @@
 //! (`strict`), else counted.
 
 use python_bindings::{Layout, MimallocLayout};
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::memory::fasthash::AddrSet;
@@ -30,6 +31,8 @@ pub struct PageInfo {
     pub start: u64,
     pub bsize: u64,
     pub capacity: u64,
+    /// Blocks that fit in the page.
+    pub reserved: u64,
     pub used: u64,
     free: u64,
     local_free: u64,
@@ -199,6 +202,7 @@ pub fn page_info<M: Memory + ?Sized>(mem: &M, l: &Layout, page: u64) -> Result<P
         start: pg.start(&m.segment, segment, idx, bsize),
         bsize,
         capacity,
+        reserved: u16_at(pg.reserved).ok_or_else(bad)?.max(capacity),
         used: le_u32(&b, pg.used).ok_or_else(bad)? as u64,
         free: le_u64(&b, pg.free).ok_or_else(bad)?,
         local_free: le_u64(&b, pg.local_free).ok_or_else(bad)?,
@@ -431,4 +435,80 @@ impl Segments {
         }
         Some((info.tag, info.start, info.bsize, live))
     }
+}
+
+/// The names of the four heaps of a thread state, by index (= page tag).
+pub const HEAP_NAMES: [&str; 4] = ["mem (PyMem_Malloc buffers)", "objects (not GC)", "gc", "gc with pre-header"];
+
+/// One kind of heap (all threads and the abandoned segments together).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HeapUsage {
+    pub heap: String,
+    pub pages: u64,
+    /// Allocated blocks and the bytes of their blocks.
+    pub blocks: u64,
+    pub block_bytes: u64,
+    /// Bytes the pages' blocks span (`reserved` × block size): what the pages hold, used or not.
+    pub page_bytes: u64,
+}
+
+/// mimalloc's view of a free-threaded process (`memspy stat`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MimallocUsage {
+    /// Thread states with initialised heaps.
+    pub threads: u64,
+    /// Segments holding the threads' pages, and those of the abandoned pool (threads that exited).
+    pub segments: u64,
+    pub abandoned_segments: u64,
+    pub abandoned_pages: u64,
+    /// By heap index (0 mem, 1 objects, 2 gc, 3 gc with pre-header).
+    pub heaps: Vec<HeapUsage>,
+    /// Pages whose free lists did not add up (skipped).
+    pub inconsistent_pages: u64,
+}
+
+/// Counts the pages and allocated blocks of every heap of every thread state of `interps` and of their
+/// abandoned segments.
+pub fn usage<M: Memory + ?Sized>(mem: &M, l: &Layout, interps: &[u64]) -> Result<MimallocUsage> {
+    let m = mi(l)?;
+    let mut u = MimallocUsage {
+        heaps: HEAP_NAMES.iter().map(|n| HeapUsage { heap: n.to_string(), ..Default::default() }).collect(),
+        ..Default::default()
+    };
+    let mut segments = AddrSet::default();
+    let mut counts = HeapCounts::default();
+    let add = |u: &mut MimallocUsage, page: &PageInfo, delayed: &AddrSet, counts: &mut HeapCounts| -> Result<()> {
+        let n = live_blocks(mem, page, delayed, false, counts)?.len() as u64;
+        if let Some(h) = u.heaps.get_mut(page.tag as usize) {
+            h.pages += 1;
+            h.blocks += n;
+            h.block_bytes += n * page.bsize;
+            h.page_bytes += page.reserved * page.bsize;
+        }
+        Ok(())
+    };
+    for &ip in interps {
+        for ts in thread_states(mem, l, ip)? {
+            let Some(heaps) = thread_heaps(mem, l, ts)? else { continue };
+            u.threads += 1;
+            for heap in heaps {
+                let delayed = delayed_free(mem, l, heap)?;
+                for p in heap_pages(mem, l, heap, false)? {
+                    segments.insert(p & !(m.segment.segment_size - 1));
+                    add(&mut u, &page_info(mem, l, p)?, &delayed, &mut counts)?;
+                }
+            }
+        }
+        let none = AddrSet::default();
+        for seg in abandoned_segments(mem, l, ip)? {
+            u.abandoned_segments += 1;
+            for p in segment_pages(mem, l, seg)? {
+                u.abandoned_pages += 1;
+                add(&mut u, &page_info(mem, l, p)?, &none, &mut counts)?;
+            }
+        }
+    }
+    u.segments = segments.len() as u64;
+    u.inconsistent_pages = counts.inconsistent_pages;
+    Ok(u)
 }

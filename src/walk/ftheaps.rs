@@ -6,7 +6,7 @@
 //! subtracted first. FROZEN objects (`gc.freeze()`) are the permanent generation; every other tracked
 //! object is reported in generation 0 (the free-threaded collector has one generation).
 
-use python_bindings::{gc_bits, Layout};
+use python_bindings::{gc_bits, Layout, RefcountScheme};
 
 use super::gclists::decode_tracked;
 use super::{ObjectRecord, WalkSummary};
@@ -22,8 +22,11 @@ use crate::pause::{Control, Interp};
 /// Names the walk of the heaps in a timeout.
 pub const WHAT: &str = "walking the mimalloc heaps";
 
-/// One page's objects to the sink.
-#[allow(clippy::too_many_arguments)]
+/// What a visit of the heaps is told about each tracked object: its address, head, and list
+/// (0 or [`gc::PERMANENT`]).
+type OnObject<'f> = dyn FnMut(u64, &[u8; HEAD_BYTES], usize) -> Result<()> + 'f;
+
+/// One page's tracked objects.
 fn visit_page<M: Memory + ?Sized>(
     mem: &M,
     l: &Layout,
@@ -31,69 +34,47 @@ fn visit_page<M: Memory + ?Sized>(
     offset: u64,
     delayed: &AddrSet,
     strict: bool,
-    types: &mut Types,
-    control: &Control,
-    summary: &mut WalkSummary,
     counts: &mut HeapCounts,
-    sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo),
+    unreadable: &mut u64,
+    on_object: &mut OnObject<'_>,
 ) -> Result<()> {
     let mut head = [0u8; HEAD_BYTES];
-    let bits_at = match l.refcount {
-        python_bindings::RefcountScheme::Biased { gc_bits, .. } => gc_bits as usize,
-        _ => return Err(Error::Other("not a free-threaded layout".into())),
+    let RefcountScheme::Biased { gc_bits: bits_at, .. } = l.refcount else {
+        return Err(Error::Other("not a free-threaded layout".into()));
     };
     for block in mi::live_blocks(mem, page, delayed, strict, counts)? {
         let obj = block + offset;
         if !read_head(mem, obj, &mut head) {
-            summary.unreadable += 1;
+            *unreadable += 1;
             continue;
         }
-        let bits = head[bits_at];
+        let bits = head[bits_at as usize];
         // As the collector's own visit (`op_from_block`, `gc.get_objects()`): tracked objects only;
         // UNREACHABLE is set only inside a collection.
         if bits & gc_bits::TRACKED == 0 || bits & gc_bits::UNREACHABLE != 0 {
             continue;
         }
-        let list = if bits & gc_bits::FROZEN != 0 { gc::PERMANENT } else { 0 };
-        control.reported();
-        control.tick(summary.generations[0] + summary.permanent, WHAT)?;
-        let Some((rec, info)) = decode_tracked(mem, l, types, obj, &head, list) else {
-            summary.unreadable += 1;
-            continue;
-        };
-        if !rec.size_exact {
-            summary.approximate_sizes += 1;
-        }
-        if list == gc::PERMANENT {
-            summary.permanent += 1;
-        } else {
-            summary.generations[0] += 1;
-        }
-        sink(&rec, info);
+        on_object(obj, &head, if bits & gc_bits::FROZEN != 0 { gc::PERMANENT } else { 0 })?;
     }
     Ok(())
 }
 
-/// Walks the GC heaps of every thread state of every interpreter, then their abandoned segments.
-#[allow(clippy::too_many_arguments)]
-pub fn walk_heaps<M: Memory + ?Sized>(
+/// Visits every tracked object in the GC heaps of every thread state of every interpreter, then in
+/// their abandoned segments. Returns the objects whose head could not be read.
+pub fn visit_heaps<M: Memory + ?Sized>(
     mem: &M,
     l: &Layout,
     interps: &[Interp],
-    types: &mut Types,
     strict: bool,
-    control: &Control,
-    summary: &mut WalkSummary,
     counts: &mut HeapCounts,
-    mut sink: impl FnMut(&ObjectRecord, &TypeInfo),
-) -> Result<()> {
+    on_object: &mut OnObject<'_>,
+) -> Result<u64> {
     let m = l.mimalloc.ok_or_else(|| Error::Other("not a free-threaded build".into()))?;
     let extra = if l.debug_build { m.debug_offset } else { 0 };
-    summary.interpreters = interps.len();
+    let mut unreadable = 0;
     // A page is visited once, even if it moved between a thread and the pool while read unstopped.
     let mut pages_seen = AddrSet::default();
     for ip in interps {
-        summary.collecting |= ip.gc.collecting;
         let states = mi::thread_states(mem, l, ip.addr)?;
         let before = counts.threads;
         for &ts in &states {
@@ -112,7 +93,7 @@ pub fn walk_heaps<M: Memory + ?Sized>(
                         return Err(Error::Corrupt(format!("page {p:#x} of heap {tag} has tag {}", page.tag)));
                     }
                     counts.pages += 1;
-                    visit_page(mem, l, &page, offset + extra, &delayed, strict, types, control, summary, counts, &mut sink)?;
+                    visit_page(mem, l, &page, offset + extra, &delayed, strict, counts, &mut unreadable, on_object)?;
                 }
             }
         }
@@ -134,9 +115,62 @@ pub fn walk_heaps<M: Memory + ?Sized>(
                     continue;
                 }
                 counts.abandoned_pages += 1;
-                visit_page(mem, l, &page, offset + extra, &none, strict, types, control, summary, counts, &mut sink)?;
+                visit_page(mem, l, &page, offset + extra, &none, strict, counts, &mut unreadable, on_object)?;
             }
         }
     }
+    Ok(unreadable)
+}
+
+/// Walks the tracked objects of the heaps ([`visit_heaps`]), each described to `sink`.
+#[allow(clippy::too_many_arguments)]
+pub fn walk_heaps<M: Memory + ?Sized>(
+    mem: &M,
+    l: &Layout,
+    interps: &[Interp],
+    types: &mut Types,
+    strict: bool,
+    control: &Control,
+    summary: &mut WalkSummary,
+    counts: &mut HeapCounts,
+    mut sink: impl FnMut(&ObjectRecord, &TypeInfo),
+) -> Result<()> {
+    summary.interpreters = interps.len();
+    summary.collecting |= interps.iter().any(|i| i.gc.collecting);
+    let unreadable = visit_heaps(mem, l, interps, strict, counts, &mut |obj, head, list| {
+        control.reported();
+        control.tick(summary.generations[0] + summary.permanent, WHAT)?;
+        let Some((rec, info)) = decode_tracked(mem, l, types, obj, head, list) else {
+            summary.unreadable += 1;
+            return Ok(());
+        };
+        if !rec.size_exact {
+            summary.approximate_sizes += 1;
+        }
+        if list == gc::PERMANENT {
+            summary.permanent += 1;
+        } else {
+            summary.generations[0] += 1;
+        }
+        sink(&rec, info);
+        Ok(())
+    })?;
+    summary.unreadable += unreadable;
     Ok(())
+}
+
+/// The tracked objects of the heaps, counted: (generation 0, frozen), as `len(gc.get_objects())` and
+/// `gc.get_freeze_count()` answer on a free-threaded build.
+pub fn count_tracked<M: Memory + ?Sized>(mem: &M, l: &Layout, interps: &[Interp]) -> Result<(u64, u64)> {
+    let (mut young, mut frozen) = (0, 0);
+    let mut counts = HeapCounts::default();
+    visit_heaps(mem, l, interps, true, &mut counts, &mut |_, _, list| {
+        if list == gc::PERMANENT {
+            frozen += 1;
+        } else {
+            young += 1;
+        }
+        Ok(())
+    })?;
+    Ok((young, frozen))
 }
