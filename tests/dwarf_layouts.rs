@@ -532,7 +532,11 @@ fn sizeof_checks(m: &mut Mapping, s: &SizeofLayout) {
     m.check("sizeof.buffered.basicsize", *basicsize, cu, "buffered", What::Size(""));
     m.check("sizeof.buffered.buffer", *buffer, cu, "buffered", What::Offset("buffer"));
     m.check("sizeof.buffered.buffer_size", *buffer_size, cu, "buffered", What::Offset("buffer_size"));
-    let BytesIO { basicsize, buf } = bytesio;
+    let BytesIO { basicsize, buf, buf_shared } = bytesio;
+    match buf_shared {
+        Some(v) => m.check("sizeof.bytesio.buf_shared", *v, "bytesio.c", "bytesio", What::Offset("buf_shared")),
+        None => m.not_member("sizeof.bytesio.buf_shared", "None: only free-threaded 3.15 has it"),
+    }
     let cu = "bytesio.c";
     m.check("sizeof.bytesio.basicsize", *basicsize, cu, "bytesio", What::Size(""));
     m.check("sizeof.bytesio.buf", *buf, cu, "bytesio", What::Offset("buf"));

@@ -60,6 +60,8 @@ struct FtTable {
     deferred_bias: bool,
     /// 3.14t+: `PyASCIIObject.state.interned` is a byte, `kind` starts at bit 8.
     str_kind_bit: u32,
+    /// 3.15t: `bytesio.buf_shared` after the GIL build's members (the struct grows by 8).
+    bytesio_buf_shared: Option<u64>,
 }
 
 const FT_3_13: FtTable = FtTable {
@@ -74,6 +76,7 @@ const FT_3_13: FtTable = FtTable {
     mimalloc: MIMALLOC_212,
     deferred_bias: false,
     str_kind_bit: 2,
+    bytesio_buf_shared: None,
 };
 
 const FT_3_14: FtTable = FtTable {
@@ -88,6 +91,7 @@ const FT_3_14: FtTable = FtTable {
     mimalloc: MimallocLayout { tstate_mimalloc: 936, interp_mimalloc: 10944, ..MIMALLOC_212 },
     deferred_bias: true,
     str_kind_bit: 8,
+    bytesio_buf_shared: None,
 };
 
 const FT_3_15: FtTable = FtTable {
@@ -102,6 +106,7 @@ const FT_3_15: FtTable = FtTable {
     mimalloc: MimallocLayout { tstate_mimalloc: 1104, tstate_thread_id: 176, interp_mimalloc: 10944, ..MIMALLOC_212 },
     deferred_bias: true,
     str_kind_bit: 8,
+    bytesio_buf_shared: Some(80),
 };
 
 /// Moves every member of an object struct that lies after the header by [`HEADER_GROWTH`].
@@ -187,6 +192,10 @@ fn table(t: &FtTable) -> Layout {
     l.interp.size = t.interp_size;
     l.tstate.size = t.tstate_size;
     l.unicode.kind_bit = t.str_kind_bit;
+    if let Some(at) = t.bytesio_buf_shared {
+        l.sizeof.bytesio.buf_shared = Some(at);
+        l.sizeof.bytesio.basicsize = at + 8;
+    }
     l.type_.size = t.type_size;
     l.heap_type.size = t.heap_type_size;
     if let Some(f) = &mut l.iframe {

@@ -134,7 +134,7 @@ pub const V3_9: Layout = Layout {
         array: Array { basicsize: 64, allocated: 32, descr: 40, descr_itemsize: 4 },
         decimal: Decimal { basicsize: 104, mpd: 24, mpd_flags: 0, mpd_alloc: 32, mpd_dataflags: 32 | 64 | 128 },
         buffered: Buffered { basicsize: 152, buffer: 56, buffer_size: 120 },
-        bytesio: BytesIO { basicsize: 64, buf: 16 },
+        bytesio: BytesIO { basicsize: 64, buf: 16, buf_shared: None },
         struct_: Struct { basicsize: 56, codes: 32, formatcode_size: 32 },
         bytearray_bytes_header: 0,
     },

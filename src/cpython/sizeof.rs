@@ -114,7 +114,11 @@ pub fn getsizeof<M: Memory + ?Sized>(
         SizeKind::BytesIO => {
             let buf = field(l.sizeof.bytesio.buf)?;
             let mut n = ty.basicsize;
-            if buf != 0 {
+            let shared = match l.sizeof.bytesio.buf_shared {
+                Some(at) => mem.u32_at(addr + at, "bytesio.buf_shared")? != 0,
+                None => false,
+            };
+            if buf != 0 && !shared {
                 check_ptr(buf, "BytesIO buffer")?;
                 let b = mem.bytes_at(buf, l.object.ob_size as usize + 8, "BytesIO buffer")?;
                 let (refs, immortal) = l.refcount_of(&b).unwrap_or((0, false));

@@ -266,14 +266,14 @@ mod tests {
     use crate::memory::FakeMemory;
 
     #[test]
-    fn free_threaded_debug_offsets_are_refused() {
+    fn debug_offsets_of_both_builds() {
         let runtime = 0x7f00_0000_0000;
         let mut f = FakeMemory::new();
         f.add(runtime, debug_offsets::synthetic_table(0x30d00f0, true).unwrap());
-        let e = runtime_debug_offsets(&f, 42, runtime).unwrap_err();
-        assert!(matches!(e, Error::FreeThreaded { pid: 42, .. }), "{e}");
-        let msg = e.to_string();
-        assert!(msg.contains("free-threaded") && msg.contains("3.13.0") && !msg.contains('\n'), "{msg}");
+        let d = runtime_debug_offsets(&f, 42, runtime).unwrap().unwrap();
+        assert!(d.free_threaded && d.ob_type == 24, "{d:?}");
+        let msg = Error::FreeThreaded { pid: 42, version: "3.12.0".into() }.to_string();
+        assert!(msg.contains("free-threaded") && msg.contains("3.12.0") && !msg.contains('\n'), "{msg}");
 
         // The same table with the GIL is accepted.
         let mut f = FakeMemory::new();
