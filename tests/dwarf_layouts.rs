@@ -293,7 +293,10 @@ fn mimalloc_checks(m: &mut Mapping, mi: &MimallocLayout) {
     let python_bindings::mimalloc::Segment { abandoned_next, slice_entries, slices, segment_size: _, slice_size: _ } =
         segment;
     let s = "mi_segment_s";
-    m.not_member("mimalloc.segment.segment_size, slice_size", "compile-time constants (MI_SEGMENT_SIZE, MI_SEGMENT_SLICE_SIZE)");
+    m.not_member(
+        "mimalloc.segment.segment_size, slice_size",
+        "compile-time constants (MI_SEGMENT_SIZE, MI_SEGMENT_SLICE_SIZE)",
+    );
     m.off("mimalloc.segment.abandoned_next", *abandoned_next, s, "abandoned_next");
     m.off("mimalloc.segment.slice_entries", *slice_entries, s, "slice_entries");
     m.off("mimalloc.segment.slices", *slices, s, "slices");

@@ -279,11 +279,8 @@ fn gc_histogram_free_threaded_with_the_gil() {
     if discovery.free_threaded.is_empty() {
         return skip_or_fail("no free-threaded interpreter (scripts/build-pythons.sh builds them)");
     }
-    let outcomes: Vec<Outcome> = discovery
-        .free_threaded
-        .iter()
-        .map(|i| check_interpreter(i, Mode::Plain, &[("PYTHON_GIL", "1")]))
-        .collect();
+    let outcomes: Vec<Outcome> =
+        discovery.free_threaded.iter().map(|i| check_interpreter(i, Mode::Plain, &[("PYTHON_GIL", "1")])).collect();
     let failures = report("gc_histogram [free-threaded, PYTHON_GIL=1]", &outcomes, &[], false);
     assert!(failures.is_empty(), "gc_histogram with PYTHON_GIL=1 failed:\n  {}", failures.join("\n  "));
 }

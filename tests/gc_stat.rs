@@ -140,7 +140,10 @@ fn check(interp: &Interpreter) -> Outcome {
             let tracked = truth["gc"]["generations"][0].as_u64().unwrap_or(u64::MAX)
                 + truth["gc"]["permanent"].as_u64().unwrap_or(0);
             if heaps.len() != 4 || gc_blocks < tracked || heaps.iter().any(|h| h["pages"].as_u64().unwrap_or(0) == 0) {
-                out.errors.push(format!("mimalloc: {} GC blocks for {tracked} tracked objects: {}", gc_blocks, got["mimalloc"]));
+                out.errors.push(format!(
+                    "mimalloc: {} GC blocks for {tracked} tracked objects: {}",
+                    gc_blocks, got["mimalloc"]
+                ));
             }
             out.pymalloc = format!("mimalloc: {gc_blocks} GC blocks, {tracked} tracked objects");
         }

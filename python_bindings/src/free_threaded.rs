@@ -24,7 +24,8 @@ pub const FT_313_GC: GcLayout = GcLayout { size: 248, ..CLASSIC_GC };
 
 /// 3.14t: `young`, `old[2]`, no `generation0` pointer nor `visited_space` (only the GIL builds walk
 /// lists), free-threaded counters after `callbacks`.
-pub const FT_314_GC: GcLayout = GcLayout { size: 288, generation0_ptr: None, visited_space: None, ..INCREMENTAL_314_GC };
+pub const FT_314_GC: GcLayout =
+    GcLayout { size: 288, generation0_ptr: None, visited_space: None, ..INCREMENTAL_314_GC };
 
 /// 3.15t: 3.15's compacted struct, `freeze_active` where the GIL build has `generation0`; the statistics
 /// buffers keep one entry per generation (`GC_YOUNG_STATS_SIZE` = `GC_OLD_STATS_SIZE` = 1).

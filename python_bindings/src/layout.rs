@@ -324,9 +324,12 @@ impl Layout {
     /// header): (refcount as `sys.getrefcount` reports it less its own reference, immortal). None when
     /// the head is too short.
     pub fn refcount_of(&self, head: &[u8]) -> Option<(u64, bool)> {
-        let u64_at = |at: u64| head.get(at as usize..at as usize + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()));
+        let u64_at =
+            |at: u64| head.get(at as usize..at as usize + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()));
         match self.refcount {
-            RefcountScheme::Plain | RefcountScheme::Immortal32 => Some(self.decode_refcount(u64_at(self.object.ob_refcnt)?)),
+            RefcountScheme::Plain | RefcountScheme::Immortal32 => {
+                Some(self.decode_refcount(u64_at(self.object.ob_refcnt)?))
+            }
             RefcountScheme::Biased { shared, gc_bits, deferred_bias } => {
                 let at = self.object.ob_refcnt as usize;
                 let local = u32::from_le_bytes(head.get(at..at + 4)?.try_into().ok()?);

@@ -10,8 +10,8 @@
 
 pub mod debug_offsets;
 pub mod extensions;
-pub mod gc;
 pub mod free_threaded;
+pub mod gc;
 pub mod layout;
 pub mod mimalloc;
 pub mod obmalloc;

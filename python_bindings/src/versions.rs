@@ -333,7 +333,10 @@ pub const GENERATIONAL_314_GC: GcLayout =
 pub const V3_14_5: Layout = Layout {
     version: Version::new(3, 14, 5),
     gc: GENERATIONAL_314_GC,
-    obmalloc: ObmallocLayout { location: ObmallocLocation::Pointer { release: 0x2a98, debug: 0x2aa0 }, ..V3_14.obmalloc },
+    obmalloc: ObmallocLayout {
+        location: ObmallocLocation::Pointer { release: 0x2a98, debug: 0x2aa0 },
+        ..V3_14.obmalloc
+    },
     ..V3_14
 };
 

@@ -325,7 +325,11 @@ pub fn text(r: &StatReport) -> String {
             "mimalloc    {} threads, {} segments; abandoned (threads that exited): {} segments, {} pages",
             m.threads, m.segments, m.abandoned_segments, m.abandoned_pages
         );
-        let _ = writeln!(s, "            {:<28} {:>7} {:>10} {:>12} {:>12}", "HEAP", "PAGES", "BLOCKS", "IN USE", "PAGE BYTES");
+        let _ = writeln!(
+            s,
+            "            {:<28} {:>7} {:>10} {:>12} {:>12}",
+            "HEAP", "PAGES", "BLOCKS", "IN USE", "PAGE BYTES"
+        );
         for h in &m.heaps {
             let _ = writeln!(
                 s,

@@ -188,11 +188,8 @@ pub fn page_info<M: Memory + ?Sized>(mem: &M, l: &Layout, page: u64) -> Result<P
     let xbsize = le_u32(&b, pg.xblock_size).ok_or_else(bad)? as u64;
     let slice_count = le_u32(&b, pg.slice_count).ok_or_else(bad)? as u64;
     let capacity = u16_at(pg.capacity).ok_or_else(bad)?;
-    let (bsize, capacity) = if xbsize >= HUGE_BLOCK {
-        (slice_count * m.segment.slice_size, capacity.min(1))
-    } else {
-        (xbsize, capacity)
-    };
+    let (bsize, capacity) =
+        if xbsize >= HUGE_BLOCK { (slice_count * m.segment.slice_size, capacity.min(1)) } else { (xbsize, capacity) };
     if bsize == 0 || idx * m.segment.slice_size + capacity * bsize > m.segment.segment_size {
         return Err(Error::Corrupt(format!("page {page:#x}: {capacity} blocks of {bsize} bytes do not fit")));
     }
@@ -229,9 +226,9 @@ fn mark_list<M: Memory + ?Sized>(mem: &M, page: &PageInfo, head: u64, free: &mut
     let mut n = 0;
     let mut b = head;
     while b != 0 {
-        let i = page
-            .block_index(b)
-            .ok_or_else(|| Error::Corrupt(format!("page {:#x}: {what} link {b:#x} is not one of its blocks", page.addr)))?;
+        let i = page.block_index(b).ok_or_else(|| {
+            Error::Corrupt(format!("page {:#x}: {what} link {b:#x} is not one of its blocks", page.addr))
+        })?;
         if free[i as usize] {
             return Err(Error::Corrupt(format!("page {:#x}: {what} list loops at {b:#x}", page.addr)));
         }
@@ -337,14 +334,17 @@ pub fn segment_pages<M: Memory + ?Sized>(mem: &M, l: &Layout, segment: u64) -> R
     Ok(out)
 }
 
+/// A page as [`Segments`] keeps it: its tag, block 0, block size, and which blocks are allocated.
+type LivePage = (u8, u64, u64, Vec<bool>);
+
 /// Which addresses are allocated mimalloc blocks, for the checks of conservative candidates: the
 /// segments of every thread's heaps (all four kinds) and of the abandoned pool, known from the start of
 /// the walk; each page's free blocks decoded when first asked (cached, per walking thread).
 #[derive(Clone, Debug, Default)]
 pub struct Segments {
     known: AddrSet,
-    /// Per page: its tag, block 0, block size, and which blocks are allocated (None: not a page in use).
-    pages: crate::memory::fasthash::AddrMap<Option<(u8, u64, u64, Vec<bool>)>>,
+    /// Per page: what [`Segments::decode`] made of it (None: not a page in use).
+    pages: crate::memory::fasthash::AddrMap<Option<LivePage>>,
     /// Per heap: its delayed-free blocks.
     delayed: crate::memory::fasthash::AddrMap<AddrSet>,
 }
@@ -409,13 +409,7 @@ impl Segments {
         }
     }
 
-    fn decode<M: Memory + ?Sized>(
-        &mut self,
-        mem: &M,
-        l: &Layout,
-        m: &MimallocLayout,
-        page: u64,
-    ) -> Option<(u8, u64, u64, Vec<bool>)> {
+    fn decode<M: Memory + ?Sized>(&mut self, mem: &M, l: &Layout, m: &MimallocLayout, page: u64) -> Option<LivePage> {
         if mem.u32_at(page + m.page.xblock_size, "mi_page_t.xblock_size").ok()? == 0 {
             return None;
         }

@@ -27,6 +27,7 @@ pub const WHAT: &str = "walking the mimalloc heaps";
 type OnObject<'f> = dyn FnMut(u64, &[u8; HEAD_BYTES], usize) -> Result<()> + 'f;
 
 /// One page's tracked objects.
+#[allow(clippy::too_many_arguments)]
 fn visit_page<M: Memory + ?Sized>(
     mem: &M,
     l: &Layout,

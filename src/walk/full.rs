@@ -295,11 +295,10 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo),
     ) -> bool {
         let l = self.l;
-        let looks =
-            read_head(self.mem, p, head) && plausible_refcount(l, &head[..]) && {
-                let t = le_u64(head, l.object.ob_type).unwrap_or(0);
-                self.valid_type(types, t, 0)
-            };
+        let looks = read_head(self.mem, p, head) && plausible_refcount(l, &head[..]) && {
+            let t = le_u64(head, l.object.ob_type).unwrap_or(0);
+            self.valid_type(types, t, 0)
+        };
         let conservative = tags & refs::CONSERVATIVE != 0;
         if !looks {
             // Only the buffers objects point to are scanned, not those that buffers point to.

@@ -245,11 +245,21 @@ impl Work for HeapWalk<'_> {
             let parallel = if l.mimalloc.is_some() {
                 // Free-threaded: the tracked objects are in the heaps (one thread), not in lists.
                 let mut counts = Default::default();
-                Some(ftheaps::walk_heaps(*mem, l, interps, &mut types, strict, control, summary, &mut counts, |r, t| {
-                    fw.learn_type_type(r.addr);
-                    fw.mark_tracked(r.addr, r.type_addr);
-                    sink.object(r, t)
-                }))
+                Some(ftheaps::walk_heaps(
+                    *mem,
+                    l,
+                    interps,
+                    &mut types,
+                    strict,
+                    control,
+                    summary,
+                    &mut counts,
+                    |r, t| {
+                        fw.learn_type_type(r.addr);
+                        fw.mark_tracked(r.addr, r.type_addr);
+                        sink.object(r, t)
+                    },
+                ))
             } else if strict && !self.per_object {
                 gcpar::walk_gc_parallel(*mem, interp, interps, &mut fw, control, summary, sink)
             } else {
