@@ -240,8 +240,9 @@ fn mark_list<M: Memory + ?Sized>(mem: &M, page: &PageInfo, head: u64, free: &mut
 }
 
 /// The allocated blocks of `page` (addresses), given the delayed-free blocks of its heap. With
-/// `strict`, lists that do not add up to the page's `used` are an error; else the page is skipped and
-/// counted.
+/// `strict`, lists that do not add up to the page's `used` are an error (a thread stopped between
+/// unlinking a block and counting it: the read is tried again); else that is counted and the free lists,
+/// which decide, are taken as they are. A list that leaves the page is an error, or skips the page.
 pub fn live_blocks<M: Memory + ?Sized>(
     mem: &M,
     page: &PageInfo,
@@ -274,7 +275,6 @@ pub fn live_blocks<M: Memory + ?Sized>(
             counts,
             format!("page {:#x}: used {} + {listed} free != capacity {}", page.addr, page.used, page.capacity),
         )?;
-        return Ok(Vec::new());
     }
     let out: Vec<u64> = (0..page.capacity)
         .filter(|i| !free[*i as usize])

@@ -15,6 +15,8 @@ const MAX_DICT_ENTRIES: u64 = 1 << 20;
 /// How many bytes of each object memspy reads up front (every fixed field it needs lies within, with the
 /// free-threaded header 16 bytes longer).
 pub const HEAD_BYTES: usize = 96;
+/// As much of [`HEAD_BYTES`] as the GIL builds' fixed fields need.
+const GIL_HEAD_BYTES: usize = 80;
 
 /// Decoded `str` header fields.
 #[derive(Clone, Copy, Debug)]
@@ -254,6 +256,10 @@ pub fn read_head<M: Memory + ?Sized>(mem: &M, addr: u64, head: &mut [u8; HEAD_BY
         return true;
     }
     head.fill(0);
+    // What the fields of the GIL builds need (heap images captured before the head grew hold that much),
+    // then what is left of the page.
     let avail = (PAGE - (addr % PAGE)).min(HEAD_BYTES as u64) as usize;
-    avail >= 16 && mem.read(addr, &mut head[..avail]).is_ok()
+    [GIL_HEAD_BYTES, avail]
+        .into_iter()
+        .any(|n| (16..=HEAD_BYTES).contains(&n) && mem.read(addr, &mut head[..n]).is_ok())
 }
