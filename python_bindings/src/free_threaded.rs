@@ -123,9 +123,23 @@ fn shift_objects(l: &mut Layout) {
         &mut t.tp_dict,
         &mut t.tp_mro,
         &mut t.tp_dictoffset,
+        &mut t.tp_members,
     ] {
         *f += d;
     }
+    let c = &mut l.code;
+    c.filename += d;
+    c.name += d;
+    c.firstlineno += d;
+    for f in [&mut c.localsplusnames, &mut c.varnames, &mut c.cellvars, &mut c.freevars] {
+        *f = f.map(|v| v + d);
+    }
+    if let Some(f) = &mut l.frame_object {
+        f.back += d;
+        f.code += d;
+        f.localsplus += d;
+    }
+    l.module.md_dict += d;
     l.heap_type.ht_qualname += d;
     l.heap_type.ht_cached_keys += d;
     l.tuple.item += d;

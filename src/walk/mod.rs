@@ -9,6 +9,8 @@ pub mod ftheaps;
 pub mod full;
 pub mod gclists;
 pub mod gcpar;
+pub mod graph;
+pub mod names;
 pub mod refs;
 pub mod roots;
 pub mod shares;
@@ -192,6 +194,9 @@ struct HeapWalk<'s> {
     summary: WalkSummary,
     /// The visited bitmap, its blocks faulted in before the pause (full walks through the chunk cache).
     visited: Option<visited::Visited>,
+    /// Record the object graph (see [`graph`]): words reserved before the pause, and what was recorded.
+    record: Option<usize>,
+    recorded: Option<(graph::Recorder, visited::Visited)>,
 }
 
 impl Work for HeapWalk<'_> {
@@ -210,6 +215,10 @@ impl Work for HeapWalk<'_> {
     fn prepare(&mut self, heap_bytes: u64) {
         // As many blocks of 1 MiB of address space as that memory.
         self.visited = Some(visited::Visited::with_spare((heap_bytes >> 20) as usize));
+        if self.record.is_some() {
+            // About one possible reference per 32 bytes of heap.
+            self.record = Some((heap_bytes / 32) as usize);
+        }
     }
 
     fn run<M: ThreadReaders>(&mut self, view: &View<'_, M>) -> Result<WalkSummary> {
@@ -242,6 +251,12 @@ impl Work for HeapWalk<'_> {
             fw.control = control.clone();
             // A stopped target's lists are walked from both ends on two threads when that can be done.
             fw.one_thread = self.per_object;
+            if let Some(words) = self.record {
+                fw.graph = Some(match self.recorded.take() {
+                    Some((r, _)) => graph::Recorder::reuse(r),
+                    None => graph::Recorder::with_capacity(words),
+                });
+            }
             let parallel = if l.mimalloc.is_some() {
                 // Free-threaded: the tracked objects are in the heaps (one thread), not in lists.
                 let mut counts = Default::default();
@@ -278,7 +293,11 @@ impl Work for HeapWalk<'_> {
                 view.paused_at.map(|p| p.elapsed()).unwrap_or_default()
             );
             r?;
-            workers::walk_rest(*mem, interp, interps, &mut types, &mut fw, summary, sink)?;
+            let r = workers::walk_rest(*mem, interp, interps, &mut types, &mut fw, summary, sink);
+            if let Some(g) = fw.graph.take() {
+                self.recorded = Some((g, std::mem::take(&mut fw.visited)));
+            }
+            r?;
         } else if l.mimalloc.is_some() {
             let mut counts = Default::default();
             ftheaps::walk_heaps(*mem, l, interps, &mut types, strict, control, summary, &mut counts, |r, t| {
@@ -315,6 +334,8 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
         maps,
         summary: WalkSummary::default(),
         visited: None,
+        record: None,
+        recorded: None,
     };
     let o = pause::read(target, interp, &opts.read_options(), &mut work)?;
     Ok(Walked {
@@ -324,4 +345,43 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
         pause_budget_spent: o.cut_short,
         retries: o.retries,
     })
+}
+
+/// Takes one full snapshot of the heap that records the object graph ([`graph::Graph`]), on one thread;
+/// every object also goes to `also`.
+pub fn capture(
+    target: &Target,
+    interp: &Interpreter,
+    opts: &SnapshotOptions,
+    also: &mut dyn Sink,
+) -> Result<(Walked, graph::Graph)> {
+    let maps = Maps::read(target.pid).map_err(|e| Error::Other(format!("PID {}: reading maps: {e}", target.pid)))?;
+    let mut objects = graph::Objects::default();
+    let mut tee = graph::Tee { objects: &mut objects, also };
+    let mut work = HeapWalk {
+        sink: &mut tee,
+        full: true,
+        free_threaded: interp.layout.mimalloc.is_some(),
+        per_object: true,
+        pymalloc: discovery::pymalloc::located(target, interp),
+        maps,
+        summary: WalkSummary::default(),
+        visited: None,
+        record: Some(0),
+        recorded: None,
+    };
+    let opts = SnapshotOptions { full: true, per_object: true, ..opts.clone() };
+    let o = pause::read(target, interp, &opts.read_options(), &mut work)?;
+    let (rec, visited) = work.recorded.take().ok_or_else(|| Error::Other("the walk recorded no graph".into()))?;
+    drop(work);
+    log::info!("graph: {} objects, {} words recorded ({} MiB)", objects.len(), rec.words(), (rec.words() * 8) >> 20);
+    let g = graph::Graph::build(rec, visited, objects)?;
+    let walked = Walked {
+        summary: o.value,
+        pause: o.pause,
+        elapsed: o.elapsed,
+        pause_budget_spent: o.cut_short,
+        retries: o.retries,
+    };
+    Ok((walked, g))
 }
