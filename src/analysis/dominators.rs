@@ -90,6 +90,7 @@ pub fn compute(g: &Graph, paths: &Paths) -> Dominators {
     for &s in &paths.sources {
         from_top[pre[s as usize] as usize] = true;
     }
+    drop(pre);
     // Semidominators.
     let mut semi: Vec<u32> = (0..=m as u32).collect();
     let mut label: Vec<u32> = (0..=m as u32).collect();
@@ -118,29 +119,28 @@ pub fn compute(g: &Graph, paths: &Paths) -> Dominators {
         idom[w] = d;
     }
     drop((semi, parent));
-    let mut retained = vec![0u64; m + 1];
-    let mut count = vec![0u32; m + 1];
-    for w in 2..=m {
-        let v = vertex[w];
-        if g.is_object(v) {
-            retained[w] = g.sizes[v as usize];
-            count[w] = 1;
-        }
-    }
-    for w in (2..=m).rev() {
-        let d = idom[w] as usize;
-        retained[d] += retained[w];
-        count[d] = count[d].saturating_add(count[w]);
-    }
+    // Retained sizes, accumulated by node from the last in preorder to the first (every node after
+    // its dominators).
     let mut by_node_idom = vec![TOP; n];
     let mut by_node_retained = vec![0u64; n];
     let mut by_node_count = vec![0u32; n];
     for w in 2..=m {
-        let v = vertex[w] as usize;
+        let v = vertex[w];
         let d = idom[w];
-        by_node_idom[v] = if d <= 1 { TOP } else { vertex[d as usize] };
-        by_node_retained[v] = retained[w];
-        by_node_count[v] = count[w];
+        by_node_idom[v as usize] = if d <= 1 { TOP } else { vertex[d as usize] };
+        if g.is_object(v) {
+            by_node_retained[v as usize] = g.size(v);
+            by_node_count[v as usize] = 1;
+        }
+    }
+    drop(idom);
+    for w in (2..=m).rev() {
+        let v = vertex[w] as usize;
+        let d = by_node_idom[v];
+        if d != TOP {
+            by_node_retained[d as usize] += by_node_retained[v];
+            by_node_count[d as usize] = by_node_count[d as usize].saturating_add(by_node_count[v]);
+        }
     }
     vertex.truncate(m + 1);
     let order = vertex.split_off(2);

@@ -218,7 +218,7 @@ impl<'a, N: Namer> Aggregator<'a, N> {
             let s = self.target_sig(v);
             let e = acc.entry(s).or_default();
             e.0 += 1;
-            e.1 += self.g.sizes.get(v as usize).copied().unwrap_or(0);
+            e.1 += self.g.size(v);
             if let Some(d) = dom {
                 if !under.is_some_and(|u| u[v as usize]) {
                     e.2 += d.retained[v as usize];

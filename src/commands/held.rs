@@ -29,6 +29,14 @@ pub struct Held {
     pub report: Report,
 }
 
+/// A figure of /proc/self/status, in KiB (0 when unreadable).
+fn own_rss(field: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -40,10 +48,12 @@ impl Held {
         let (walked, graph) = walk::capture(&session.target, &session.interp, opts, &mut hist)?;
         let report = session.report_of(hist, &walked, opts);
         let t1 = Instant::now();
+        log::debug!("graph built: memspy's RSS {} MiB (peak {} MiB)", own_rss("VmRSS") >> 10, own_rss("VmHWM") >> 10);
         let paths = paths::shortest(&graph);
         let t2 = Instant::now();
         let dom = dominators::compute(&graph, &paths);
         let t3 = Instant::now();
+        log::debug!("dominators: memspy's RSS {} MiB (peak {} MiB)", own_rss("VmRSS") >> 10, own_rss("VmHWM") >> 10);
         let mem = CachedMemory::new(RemoteMemory::new(session.target.pid), 64 << 20);
         let anchors = names::anchors(&mem, &session.interp.layout, &graph);
         let figures = Figures {

@@ -61,7 +61,7 @@ pub fn run(opts: &RetainedOptions) -> Result<()> {
     for v in 0..g.objects as usize {
         let c = &mut counts[g.types[v] as usize];
         c.0 += 1;
-        c.1 += g.sizes[v];
+        c.1 += g.size(v as u32);
     }
     let mut by_type: Vec<RetainedType> = g
         .type_infos
@@ -78,7 +78,7 @@ pub fn run(opts: &RetainedOptions) -> Result<()> {
     by_type.sort_by_key(|t| std::cmp::Reverse((t.retained, t.bytes)));
     let r = RetainedReport {
         pid: session.target.pid,
-        total_bytes: g.sizes.iter().sum(),
+        total_bytes: g.total_bytes(),
         by_type,
         dominators,
         partial: held.figures.partial,

@@ -82,7 +82,7 @@ fn by_type(session: &Session, held: &Held, name: &str) -> Result<WhyReport> {
         pid: session.target.pid,
         type_name: full_name,
         count: nodes.len() as u64,
-        bytes: nodes.iter().map(|&v| g.sizes[v as usize]).sum(),
+        bytes: nodes.iter().map(|&v| g.size(v)).sum(),
         retained: paths.iter().map(|p| p.retained).sum(),
         paths,
         partial: held.figures.partial,
@@ -125,7 +125,7 @@ fn object(session: &Session, held: &Held, addr: u64) -> Result<ObjectReport> {
         pid: session.target.pid,
         address: format!("{addr:#x}"),
         type_name: g.type_of(v).map_or_else(|| "?".into(), |t| t.name.clone()),
-        size: g.sizes[v as usize],
+        size: g.size(v),
         refcount: (rc != IMMORTAL).then_some(rc as u64),
         references_found: held.paths.indegree[v as usize] as u64,
         retained: held.dom.retained[v as usize],
@@ -171,7 +171,7 @@ fn unexplained(session: &Session, held: &Held) -> UnexplainedReport {
         u.objects += 1;
         u.missing_references += (rc - found) as u64;
         u.only_outside += outside[v] as u64;
-        u.bytes += g.sizes[v];
+        u.bytes += g.size(v as u32);
     }
     per.retain(|u| u.objects > 0);
     per.sort_by_key(|u| std::cmp::Reverse((u.only_outside, u.missing_references)));

@@ -273,9 +273,12 @@ impl Sink for Tee<'_> {
 pub struct Graph {
     pub objects: u32,
     pub natives: u32,
-    /// Per object: its type's number in `type_infos`, `sys.getsizeof`, refcount ([`IMMORTAL`]).
+    /// Per object: its type's number in `type_infos`, `sys.getsizeof` (see [`Graph::size`]), refcount
+    /// ([`IMMORTAL`]).
     pub types: Vec<u32>,
-    pub sizes: Vec<u64>,
+    sizes: Vec<u32>,
+    /// Sizes of 4 GiB and more (`sizes` holds [`BIG`] for them).
+    big: AddrMap<u64>,
     pub refcounts: Vec<u32>,
     pub type_infos: Vec<TypeInfo>,
     /// Edges of node `i`: `targets[offsets[i]..offsets[i + 1]]`.
@@ -289,7 +292,25 @@ pub struct Graph {
     pub stale: u64,
 }
 
+/// `sizes` of an object whose size is in `big`.
+const BIG: u32 = u32::MAX;
+
 impl Graph {
+    /// `sys.getsizeof` of object `v`.
+    #[inline]
+    pub fn size(&self, v: u32) -> u64 {
+        match self.sizes.get(v as usize) {
+            Some(&BIG) => self.big.get(&(v as u64)).copied().unwrap_or(BIG as u64),
+            Some(&s) => s as u64,
+            None => 0,
+        }
+    }
+
+    /// Bytes of all objects.
+    pub fn total_bytes(&self) -> u64 {
+        (0..self.objects).map(|v| self.size(v)).sum()
+    }
+
     pub fn nodes(&self) -> u32 {
         self.objects + self.natives + self.roots.len() as u32
     }
@@ -345,7 +366,7 @@ impl Graph {
     /// Bytes of the arrays.
     pub fn bytes(&self) -> u64 {
         (self.types.len() * 4
-            + self.sizes.len() * 8
+            + self.sizes.len() * 4
             + self.refcounts.len() * 4
             + self.offsets.len() * 4
             + self.targets.len() * 4
@@ -369,7 +390,8 @@ impl Graph {
         // Per object in address order: type, size, refcount.
         let Objects { addrs, types: t_in, sizes: s_in, refcounts: r_in, type_infos, .. } = objects;
         let mut types = vec![0u32; n as usize];
-        let mut sizes = vec![0u64; n as usize];
+        let mut sizes = vec![0u32; n as usize];
+        let mut big = AddrMap::default();
         let mut refcounts = vec![0u32; n as usize];
         let mut near = (u64::MAX, 0);
         for (i, &a) in addrs.iter().enumerate() {
@@ -377,7 +399,13 @@ impl Graph {
                 .rank_near(a, &mut near)
                 .ok_or_else(|| Error::Other(format!("object {a:#x} is not in the visited set")))?;
             types[r as usize] = t_in[i];
-            sizes[r as usize] = s_in[i];
+            sizes[r as usize] = match u32::try_from(s_in[i]) {
+                Ok(s) if s != BIG => s,
+                _ => {
+                    big.insert(r, s_in[i]);
+                    BIG
+                }
+            };
             refcounts[r as usize] = r_in[i];
         }
         drop((addrs, t_in, s_in, r_in));
@@ -440,16 +468,16 @@ impl Graph {
         if total > u32::MAX as u64 {
             return Err(Error::Other(format!("{total} references: more than a graph holds")));
         }
-        // Prefix sums, then fill (each node's edges in the order they were recorded).
-        let mut offsets = vec![0u32; nodes as usize + 1];
+        // In place: the counts become each node's start, filling moves each start to the node's end
+        // (the next one's start), and a shift by one gives the offsets (each node's edges in the order
+        // they were recorded; no second array).
+        let mut offsets = degree;
         let mut acc = 0u32;
-        for i in 0..nodes as usize {
-            offsets[i] = acc;
-            acc += degree[i];
+        for o in offsets.iter_mut().take(nodes as usize) {
+            let d = *o;
+            *o = acc;
+            acc += d;
         }
-        offsets[nodes as usize] = acc;
-        drop(degree);
-        let mut fill: Vec<u32> = offsets[..nodes as usize].to_vec();
         let mut targets = vec![0u32; acc as usize];
         let mut cur = None;
         for &w in &words {
@@ -461,16 +489,19 @@ impl Graph {
                 continue;
             }
             if let Some(src) = cur {
-                targets[fill[src] as usize] = w as u32;
-                fill[src] += 1;
+                targets[offsets[src] as usize] = w as u32;
+                offsets[src] += 1;
             }
         }
+        offsets.copy_within(0..nodes as usize, 1);
+        offsets[0] = 0;
         drop(words);
         let mut g = Graph {
             objects,
             natives,
             types,
             sizes,
+            big,
             refcounts,
             type_infos,
             offsets,
