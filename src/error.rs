@@ -23,7 +23,7 @@ pub enum Error {
     #[error("PID {pid} runs Python {version}, which memspy does not support (supported: CPython 3.9 to 3.15)")]
     UnsupportedVersion { pid: i32, version: String },
 
-    #[error("PID {pid} runs a free-threaded build of Python {version} (no GIL); memspy does not support free-threaded builds yet")]
+    #[error("PID {pid} runs a free-threaded build of Python {version} (no GIL) without _Py_DebugOffsets; memspy reads free-threaded builds from 3.13 on")]
     FreeThreaded { pid: i32, version: String },
 
     #[error("cannot inspect memspy's own process (PID {0})")]

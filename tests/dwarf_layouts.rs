@@ -54,6 +54,7 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
         frame_object,
         module,
         sizeof,
+        mimalloc,
     } = l;
     m.not_member("version", "the version discovery found");
     m.not_member("debug_build", "discovery's flag (checked against the binary's name)");
@@ -81,7 +82,15 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
     m.size("gc_head.size", *size, "PyGC_Head");
 
     let Object { ob_refcnt, ob_type, ob_size } = object;
-    m.off("object.ob_refcnt", *ob_refcnt, "_object", "ob_refcnt");
+    match l.refcount {
+        RefcountScheme::Biased { shared, gc_bits, deferred_bias: _ } => {
+            m.off("object.ob_refcnt (ob_ref_local)", *ob_refcnt, "_object", "ob_ref_local");
+            m.off("refcount.Biased.shared", shared, "_object", "ob_ref_shared");
+            m.off("refcount.Biased.gc_bits", gc_bits, "_object", "ob_gc_bits");
+            m.not_member("refcount.Biased.deferred_bias", "flag (_Py_REF_DEFERRED in the shared count, 3.14t+)");
+        }
+        _ => m.off("object.ob_refcnt", *ob_refcnt, "_object", "ob_refcnt"),
+    }
     m.off("object.ob_type", *ob_type, "_object", "ob_type");
     m.off("object.ob_size", *ob_size, "PyVarObject", "ob_size");
 
@@ -138,7 +147,9 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
         None => m.not_member("bytearray.bytes_object", "None: no such member before 3.15"),
     }
 
-    let UnicodeLayout { length, state, ascii_size, compact_size, utf8_length, utf8, wstr, wstr_length } = unicode;
+    let UnicodeLayout { length, state, kind_bit: _, ascii_size, compact_size, utf8_length, utf8, wstr, wstr_length } =
+        unicode;
+    m.not_member("unicode.kind_bit", "bit position of state.kind (every str the tests decode checks it)");
     m.off("unicode.length", *length, "PyASCIIObject", "length");
     m.off("unicode.state", *state, "PyASCIIObject", "state");
     m.size("unicode.ascii_size", *ascii_size, "PyASCIIObject");
@@ -178,7 +189,7 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
     m.check("tstate.size", *size, "", "_PyThreadStateImpl|_ts", What::LargestSize(""));
     // The built-in tables' sizes (replaced by the exact ones of `_Py_DebugOffsets` on 3.13+) are the
     // largest among builds too.
-    let b = Layout::builtin(l.version).expect("a supported version");
+    let b = Layout::builtin_build(l.version, l.mimalloc.is_some()).expect("a supported version");
     m.check("runtime.size (built-in table)", b.runtime.size, "", "_PyRuntimeState", What::LargestSize(""));
     m.check("interp.size (built-in table)", b.interp.size, "", "_is", What::LargestSize(""));
 
@@ -243,7 +254,96 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
     m.off("module.md_dict", *md_dict, "PyModuleObject", "md_dict");
 
     sizeof_checks(&mut m, sizeof);
+    match mimalloc {
+        Some(mi) => mimalloc_checks(&mut m, mi),
+        None => m.not_member("mimalloc", "None: objects are found in the GC lists (GIL builds)"),
+    }
     m
+}
+
+fn mimalloc_checks(m: &mut Mapping, mi: &MimallocLayout) {
+    let MimallocLayout {
+        tstate_mimalloc,
+        tstate_thread_id,
+        interp_mimalloc,
+        thread,
+        heap,
+        page,
+        segment,
+        pool,
+        gc_heaps: _,
+        debug_offset: _,
+    } = mi;
+    m.not_member("mimalloc.gc_heaps, mimalloc.debug_offset", "constants (_Py_MIMALLOC_HEAP_GC*, debug allocator)");
+    m.off("mimalloc.tstate_mimalloc", *tstate_mimalloc, "_PyThreadStateImpl", "mimalloc");
+    m.off("mimalloc.tstate_thread_id", *tstate_thread_id, "_ts", "thread_id");
+    m.off("mimalloc.interp_mimalloc", *interp_mimalloc, "_is", "mimalloc.abandoned_pool");
+    let python_bindings::mimalloc::ThreadHeaps { heaps, heap_count, initialized } = thread;
+    let t = "_mimalloc_thread_state";
+    m.off("mimalloc.thread.heaps", *heaps, t, "heaps");
+    m.check("mimalloc.thread.heap_count", *heap_count, "", t, What::Count("heaps"));
+    m.off("mimalloc.thread.initialized", *initialized, t, "initialized");
+    let python_bindings::mimalloc::Heap {
+        size,
+        pages,
+        queues,
+        queue_size,
+        thread_delayed_free,
+        thread_id,
+        page_count,
+        tag,
+    } = heap;
+    let h = "mi_heap_s";
+    m.size("mimalloc.heap.size", *size, h);
+    m.off("mimalloc.heap.pages", *pages, h, "pages");
+    m.check("mimalloc.heap.queues", *queues, "", h, What::Count("pages"));
+    m.size("mimalloc.heap.queue_size", *queue_size, "mi_page_queue_s");
+    m.off("mimalloc.heap.queue first (at 0)", 0, "mi_page_queue_s", "first");
+    m.off("mimalloc.heap.thread_delayed_free", *thread_delayed_free, h, "thread_delayed_free");
+    m.off("mimalloc.heap.thread_id", *thread_id, h, "thread_id");
+    m.off("mimalloc.heap.page_count", *page_count, h, "page_count");
+    m.off("mimalloc.heap.tag", *tag, h, "tag");
+    let python_bindings::mimalloc::Page {
+        size,
+        slice_count,
+        flags_byte: _,
+        tag_shift: _,
+        capacity,
+        reserved,
+        free,
+        used,
+        xblock_size,
+        local_free,
+        xthread_free,
+        xheap,
+        next,
+    } = page;
+    let p = "mi_page_s";
+    m.not_member("mimalloc.page.flags_byte, mimalloc.page.tag_shift", "bit-field `tag` (byte 8, bits 3-6)");
+    m.size("mimalloc.page.size", *size, p);
+    m.off("mimalloc.page.slice_count", *slice_count, p, "slice_count");
+    m.off("mimalloc.page.capacity", *capacity, p, "capacity");
+    m.off("mimalloc.page.reserved", *reserved, p, "reserved");
+    m.off("mimalloc.page.free", *free, p, "free");
+    m.off("mimalloc.page.used", *used, p, "used");
+    m.off("mimalloc.page.xblock_size", *xblock_size, p, "xblock_size");
+    m.off("mimalloc.page.local_free", *local_free, p, "local_free");
+    m.off("mimalloc.page.xthread_free", *xthread_free, p, "xthread_free");
+    m.off("mimalloc.page.xheap", *xheap, p, "xheap");
+    m.off("mimalloc.page.next", *next, p, "next");
+    let python_bindings::mimalloc::Segment { abandoned_next, slice_entries, slices, segment_size: _, slice_size: _ } =
+        segment;
+    let s = "mi_segment_s";
+    m.not_member(
+        "mimalloc.segment.segment_size, slice_size",
+        "compile-time constants (MI_SEGMENT_SIZE, MI_SEGMENT_SLICE_SIZE)",
+    );
+    m.off("mimalloc.segment.abandoned_next", *abandoned_next, s, "abandoned_next");
+    m.off("mimalloc.segment.slice_entries", *slice_entries, s, "slice_entries");
+    m.off("mimalloc.segment.slices", *slices, s, "slices");
+    let python_bindings::mimalloc::AbandonedPool { visited, abandoned } = pool;
+    m.off("mimalloc.pool.visited", *visited, "mi_abandoned_pool_s", "abandoned_visited");
+    m.off("mimalloc.pool.abandoned", *abandoned, "mi_abandoned_pool_s", "abandoned");
 }
 
 fn gc_checks(m: &mut Mapping, g: &GcLayout, gens: [u64; 3]) {
@@ -364,6 +464,10 @@ fn obmalloc_checks(m: &mut Mapping, o: &ObmallocLayout, debug_build: bool) {
             m.not_member("obmalloc.location", "kind (StaticSymbols: found by symbol)");
             false
         }
+        ObmallocLocation::Unused => {
+            m.not_member("obmalloc.location", "kind (Unused: free-threaded builds allocate with mimalloc)");
+            false
+        }
         ObmallocLocation::Embedded { release, debug } | ObmallocLocation::Pointer { release, debug } => {
             // The offset for this build; the other one is checked on the other kind of build.
             let (which, v) = if debug_build { ("debug", debug) } else { ("release", release) };
@@ -395,7 +499,7 @@ fn obmalloc_checks(m: &mut Mapping, o: &ObmallocLayout, debug_build: bool) {
         m.off("obmalloc.state.ntimes_arena_allocated", *ntimes_arena_allocated, s, "mgmt.ntimes_arena_allocated");
         m.off("obmalloc.state.narenas_highwater", *narenas_highwater, s, "mgmt.narenas_highwater");
     } else {
-        m.not_member("obmalloc.state.*", "unused: static globals before 3.12");
+        m.not_member("obmalloc.state.*", "unused: static globals before 3.12, not used by free-threaded builds");
     }
     let ArenaObject { size, address, pool_address, nfreepools, ntotalpools } = arena;
     let a = "arena_object";
@@ -472,7 +576,11 @@ fn sizeof_checks(m: &mut Mapping, s: &SizeofLayout) {
     m.check("sizeof.buffered.basicsize", *basicsize, cu, "buffered", What::Size(""));
     m.check("sizeof.buffered.buffer", *buffer, cu, "buffered", What::Offset("buffer"));
     m.check("sizeof.buffered.buffer_size", *buffer_size, cu, "buffered", What::Offset("buffer_size"));
-    let BytesIO { basicsize, buf } = bytesio;
+    let BytesIO { basicsize, buf, buf_shared } = bytesio;
+    match buf_shared {
+        Some(v) => m.check("sizeof.bytesio.buf_shared", *v, "bytesio.c", "bytesio", What::Offset("buf_shared")),
+        None => m.not_member("sizeof.bytesio.buf_shared", "None: only free-threaded 3.15 has it"),
+    }
     let cu = "bytesio.c";
     m.check("sizeof.bytesio.basicsize", *basicsize, cu, "bytesio", What::Size(""));
     m.check("sizeof.bytesio.buf", *buf, cu, "bytesio", What::Offset("buf"));

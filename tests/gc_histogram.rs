@@ -45,11 +45,12 @@ impl Outcome {
     }
 }
 
-fn check_interpreter(interp: &Interpreter, mode: Mode) -> Outcome {
+fn check_interpreter(interp: &Interpreter, mode: Mode, env: &[(&str, &str)]) -> Outcome {
     let mut out = Outcome::new(interp);
-    let artifacts = artifact_dir("gc_histogram").join(format!("{}-{}", sanitize(&interp.label()), mode.name()));
+    let tag = if env.is_empty() { mode.name().to_string() } else { format!("{}-env", mode.name()) };
+    let artifacts = artifact_dir("gc_histogram").join(format!("{}-{tag}", sanitize(&interp.label())));
     let _ = fs::remove_dir_all(&artifacts); // stale ones from an earlier run
-    let (mut fixture, truth) = match start_settled(interp, FIXTURE, mode.args()) {
+    let (mut fixture, truth) = match start_settled_with_env(interp, FIXTURE, mode.args(), env) {
         Ok(x) => x,
         Err(e) => {
             out.errors.push(e);
@@ -58,6 +59,9 @@ fn check_interpreter(interp: &Interpreter, mode: Mode) -> Outcome {
     };
     if truth["pid"].as_u64() != Some(fixture.pid as u64) {
         out.errors.push(format!("truth pid {} is not the fixture's pid {}", truth["pid"], fixture.pid));
+    }
+    if env.contains(&("PYTHON_GIL", "1")) && truth["gil_enabled"] != Value::Bool(true) {
+        out.errors.push(format!("PYTHON_GIL=1 but the fixture says sys._is_gil_enabled() = {}", truth["gil_enabled"]));
     }
     match inspect_process(fixture.pid) {
         Ok(b) => {
@@ -211,6 +215,8 @@ fn report(title: &str, outcomes: &[Outcome], skipped: &[Skipped], require_covera
     if outcomes.is_empty() {
         failures.push("no interpreter (>= 3.9, GIL build) found".into());
     }
+    let tested: Vec<&Interpreter> = outcomes.iter().map(|o| &o.interp).collect();
+    failures.extend(built_coverage(&tested, require_coverage));
     if require_coverage {
         let covered: BTreeSet<(u32, u32)> = outcomes.iter().map(|o| o.interp.minor()).collect();
         for m in REQUIRED_MINORS {
@@ -249,7 +255,8 @@ fn report(title: &str, outcomes: &[Outcome], skipped: &[Skipped], require_covera
 
 fn run_mode(mode: Mode) {
     let discovery = discover_interpreters();
-    let outcomes: Vec<Outcome> = discovery.interpreters.iter().map(|i| check_interpreter(i, mode)).collect();
+    let outcomes: Vec<Outcome> =
+        discovery.with_free_threaded().into_iter().map(|i| check_interpreter(i, mode, &[])).collect();
     let failures = report(&format!("gc_histogram [{}]", mode.name()), &outcomes, &discovery.skipped, ci_mode());
     assert!(failures.is_empty(), "gc_histogram [{}] failed:\n  {}", mode.name(), failures.join("\n  "));
 }
@@ -264,13 +271,27 @@ fn gc_histogram_freeze() {
     run_mode(Mode::Freeze);
 }
 
+/// A free-threaded build run with the GIL enabled again (`PYTHON_GIL=1`): the same layout, the same walk
+/// of the heaps, the same exact counts.
+#[test]
+fn gc_histogram_free_threaded_with_the_gil() {
+    let discovery = discover_interpreters();
+    if discovery.free_threaded.is_empty() {
+        return skip_or_fail("no free-threaded interpreter (scripts/build-pythons.sh builds them)");
+    }
+    let outcomes: Vec<Outcome> =
+        discovery.free_threaded.iter().map(|i| check_interpreter(i, Mode::Plain, &[("PYTHON_GIL", "1")])).collect();
+    let failures = report("gc_histogram [free-threaded, PYTHON_GIL=1]", &outcomes, &[], false);
+    assert!(failures.is_empty(), "gc_histogram with PYTHON_GIL=1 failed:\n  {}", failures.join("\n  "));
+}
+
 /// The fixture's own consistency check (no memspy involved): after writing its
 /// truth it takes the snapshot again from where it would block and compares.
 #[test]
 fn fixture_selfcheck() {
     let discovery = discover_interpreters();
     let mut outcomes = Vec::new();
-    for interp in &discovery.interpreters {
+    for interp in discovery.with_free_threaded() {
         let mut out = Outcome::new(interp);
         match inspect_interpreter(interp) {
             Ok(b) => out.binary = Some(b),

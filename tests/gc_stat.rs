@@ -1,6 +1,8 @@
 //! `memspy gc PID --json` and `memspy stat PID --json` against fixtures/gc_stat.py, on every CPython
-//! (3.9+, GIL builds) found on the machine. The GC figures must equal what the fixture's own `gc` module
-//! reported, exactly; pymalloc's must be within 1% of its `sys._debugmallocstats()`.
+//! (3.9+, GIL and free-threaded builds) found on the machine. The GC figures must equal what the
+//! fixture's own `gc` module reported, exactly; pymalloc's must be within 1% of its
+//! `sys._debugmallocstats()`; on free-threaded builds mimalloc's GC heaps must hold at least every
+//! tracked object (those builds compile no allocator statistics to compare with).
 //!
 //! Run with `cargo test --test gc_stat -- --nocapture` to see the per-interpreter table.
 //! Env: MEMSPY_TEST_PYTHONS=path:path limits the interpreters.
@@ -127,6 +129,24 @@ fn check(interp: &Interpreter) -> Outcome {
         Err(e) => out.errors.push(e),
     }
     match memspy_json(&["stat", &pid, "--json"]) {
+        Ok(got) if interp.free_threaded => {
+            // mimalloc instead of pymalloc: its GC heaps hold at least every tracked object (the figures
+            // of the target's own allocator statistics are not compiled into these builds).
+            if got["pymalloc"]["status"] != "not_in_use" {
+                out.errors.push(format!("pymalloc on a free-threaded build: {}", got["pymalloc"]));
+            }
+            let heaps = got["mimalloc"]["heaps"].as_array().cloned().unwrap_or_default();
+            let gc_blocks: u64 = heaps.iter().skip(2).filter_map(|h| h["blocks"].as_u64()).sum();
+            let tracked = truth["gc"]["generations"][0].as_u64().unwrap_or(u64::MAX)
+                + truth["gc"]["permanent"].as_u64().unwrap_or(0);
+            if heaps.len() != 4 || gc_blocks < tracked || heaps.iter().any(|h| h["pages"].as_u64().unwrap_or(0) == 0) {
+                out.errors.push(format!(
+                    "mimalloc: {} GC blocks for {tracked} tracked objects: {}",
+                    gc_blocks, got["mimalloc"]
+                ));
+            }
+            out.pymalloc = format!("mimalloc: {gc_blocks} GC blocks, {tracked} tracked objects");
+        }
         Ok(got) => {
             let status = got["pymalloc"]["status"].as_str().unwrap_or("?").to_string();
             if status == "ok" {
@@ -161,7 +181,7 @@ fn gc_and_pymalloc_figures_match_the_target() {
     if d.interpreters.is_empty() {
         return skip_or_fail(NO_INTERPRETER);
     }
-    let results: Vec<Outcome> = d.interpreters.iter().map(check).collect();
+    let results: Vec<Outcome> = d.with_free_threaded().into_iter().map(check).collect();
     let mut failed = 0;
     for r in &results {
         let ok = r.errors.is_empty();

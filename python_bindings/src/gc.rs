@@ -20,8 +20,9 @@ pub struct GcLayout {
     pub callbacks: u64,
     /// 3.15: the frame that started the running collection (non-NULL while one runs).
     pub frame: Option<u64>,
-    /// 3.14.0–3.14.4 incremental collector: `visited_space`, which of old[0]/old[1] is
-    /// `gc.get_objects(1)`.
+    /// 3.14.0–3.14.4 incremental collector: `visited_space`, which of old[0]/old[1] is the visited
+    /// space (its list head is read as generation 1). `gc.get_objects(1)` is empty there and
+    /// `gc.get_objects(2)` both old spaces ([`GcLayout::reported_generation`]).
     pub visited_space: Option<u64>,
     /// `struct gc_generation {PyGC_Head head; int threshold; int count}`: its size (the step between
     /// two list heads of `generations[]`) and the offsets from a list head.
@@ -35,6 +36,17 @@ pub struct GcLayout {
 }
 
 impl GcLayout {
+    /// The generation whose `gc.get_objects(g)` holds the objects of GC list `list` (0–2 as read; the
+    /// permanent generation stays itself): the incremental collector has no generation 1, its two old
+    /// spaces are both generation 2 (`_PyGC_GetObjects` of 3.14.0–3.14.4).
+    pub fn reported_generation(&self, list: usize) -> usize {
+        if self.visited_space.is_some() && list == 1 {
+            2
+        } else {
+            list
+        }
+    }
+
     /// The list heads of generations 0, 1, 2 when generation 0 is at `gen0` instead of
     /// `generations[0]`: the Debian 3.13 GC-head patch makes `PyGC_Head` 4-aligned, which moves the
     /// `generations` array (found through the `generation0` pointer).

@@ -7,6 +7,7 @@
 //! (`tests/dwarf_layouts.rs`).
 
 use crate::gc::GcLayout;
+use crate::mimalloc::MimallocLayout;
 use crate::obmalloc::ObmallocLayout;
 use crate::sizeof::SizeofLayout;
 use crate::{flags, Version};
@@ -49,6 +50,9 @@ pub struct Layout {
     pub module: ModuleObject,
     /// Objects whose own `__sizeof__` memspy recomputes (beyond the core containers).
     pub sizeof: SizeofLayout,
+    /// Free-threaded builds: the GC lists stay empty and objects are found in the mimalloc heaps of
+    /// every thread state (and the interpreter's abandoned segments). None: the GC lists hold them.
+    pub mimalloc: Option<MimallocLayout>,
 }
 
 /// `_PyRuntimeState` (`_PyRuntime`).
@@ -83,9 +87,10 @@ pub struct GcHead {
     pub size: u64,
 }
 
-/// `PyObject` / `PyVarObject` (the default, non-free-threaded header).
+/// `PyObject` / `PyVarObject`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Object {
+    /// `ob_refcnt`; on free-threaded builds `ob_ref_local` (see [`RefcountScheme::Biased`]).
     pub ob_refcnt: u64,
     pub ob_type: u64,
     /// `PyVarObject.ob_size`.
@@ -183,6 +188,23 @@ pub enum RefcountScheme {
     /// 3.12+: immortal when the low 32 bits, read as i32, are negative. The reported refcount of an
     /// immortal is its low 32 bits (what `sys.getrefcount` shows).
     Immortal32,
+    /// Free-threaded builds: `ob_ref_local` (u32, at `object.ob_refcnt`; `u32::MAX` = immortal) plus
+    /// `ob_ref_shared` (i64 at `shared`, the count shifted left by 2 over a 2-bit state; the shift is
+    /// arithmetic). `ob_gc_bits` (u8 at `gc_bits`) holds TRACKED, FROZEN, DEFERRED…; with
+    /// `deferred_bias` (3.14t+) a DEFERRED object's shared count carries [`DEFERRED_BIAS`], which the
+    /// decoded count leaves out.
+    Biased { shared: u64, gc_bits: u64, deferred_bias: bool },
+}
+
+/// `_Py_REF_DEFERRED` (3.14t+): the bias in the shared count of objects with deferred refcounts.
+pub const DEFERRED_BIAS: i64 = 0x0FFF_FFFF_FFFF_FFFF;
+
+/// `ob_gc_bits` of free-threaded builds (`_PyGC_BITS_*`).
+pub mod gc_bits {
+    pub const TRACKED: u8 = 1;
+    pub const UNREACHABLE: u8 = 4;
+    pub const FROZEN: u8 = 8;
+    pub const DEFERRED: u8 = 64;
 }
 
 /// What `sys.getsizeof` adds on top of `__sizeof__`, and what sits before an object in memory.
@@ -194,6 +216,9 @@ pub enum PreHeader {
     ManagedDict,
     /// 3.12+: 16 for GC types, plus 16 when the type has `MANAGED_DICT` or `MANAGED_WEAKREF`.
     ManagedDictOrWeakref,
+    /// Free-threaded builds: no GC head in front of objects; 16 when the type has `MANAGED_DICT` or
+    /// `MANAGED_WEAKREF`.
+    FreeThreaded,
 }
 
 /// The layout of `PyDictKeysObject` and of split-table values.
@@ -214,6 +239,9 @@ pub enum DictLayout {
 pub struct UnicodeLayout {
     pub length: u64,
     pub state: u64,
+    /// The bit of the `state` word where `kind` (3 bits) starts; `compact` and `ascii` follow it. 2, or 8
+    /// on free-threaded 3.14+, whose `interned` is a whole byte.
+    pub kind_bit: u32,
     /// `sizeof(PyASCIIObject)`: the payload of a compact ASCII string starts here.
     pub ascii_size: u64,
     /// `sizeof(PyCompactUnicodeObject)`.
@@ -280,8 +308,10 @@ pub enum ManagedDict {
     Split311,
     /// 3.12: one tagged word at o-24: bit 0 set → values at `word + 1`, else a dict.
     Tagged312,
-    /// 3.13+: dict at o-24; values inline at `o + tp_basicsize` (`INLINE_VALUES` types).
-    Inline313,
+    /// 3.13+: the dict `dict` bytes and the weakref list `weakref` bytes before the object (24 and 32;
+    /// 8 and 16 on free-threaded builds, which have no GC head); values inline at `o + tp_basicsize`
+    /// (`INLINE_VALUES` types).
+    Inline313 { dict: u64, weakref: u64 },
 }
 
 impl Layout {
@@ -295,6 +325,42 @@ impl Layout {
                 let low = raw as u32;
                 (low as u64, (low as i32) < 0)
             }
+            // Only the local count is in `raw`: see `refcount_of`.
+            RefcountScheme::Biased { .. } => ((raw as u32) as u64, raw as u32 == u32::MAX),
+        }
+    }
+
+    /// Decodes an object's refcount from its head (the bytes at the object's address, at least the
+    /// header): (refcount as `sys.getrefcount` reports it less its own reference, immortal). None when
+    /// the head is too short.
+    pub fn refcount_of(&self, head: &[u8]) -> Option<(u64, bool)> {
+        let u64_at =
+            |at: u64| head.get(at as usize..at as usize + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()));
+        match self.refcount {
+            RefcountScheme::Plain | RefcountScheme::Immortal32 => {
+                Some(self.decode_refcount(u64_at(self.object.ob_refcnt)?))
+            }
+            RefcountScheme::Biased { shared, gc_bits, deferred_bias } => {
+                let at = self.object.ob_refcnt as usize;
+                let local = u32::from_le_bytes(head.get(at..at + 4)?.try_into().ok()?);
+                if local == u32::MAX {
+                    return Some((local as u64, true));
+                }
+                let mut shared = (u64_at(shared)? as i64) >> 2;
+                let bits = *head.get(gc_bits as usize)?;
+                if deferred_bias && bits & gc_bits::DEFERRED != 0 {
+                    shared = shared.wrapping_sub(DEFERRED_BIAS);
+                }
+                Some(((local as i64).saturating_add(shared).max(0) as u64, false))
+            }
+        }
+    }
+
+    /// `ob_gc_bits` of a free-threaded object from its head (None on other builds).
+    pub fn gc_bits_of(&self, head: &[u8]) -> Option<u8> {
+        match self.refcount {
+            RefcountScheme::Biased { gc_bits, .. } => head.get(gc_bits as usize).copied(),
+            _ => None,
         }
     }
 
@@ -306,6 +372,9 @@ impl Layout {
             PreHeader::GcOnly => false,
             PreHeader::ManagedDict => type_flags & flags::MANAGED_DICT != 0,
             PreHeader::ManagedDictOrWeakref => type_flags & (flags::MANAGED_DICT | flags::MANAGED_WEAKREF) != 0,
+            PreHeader::FreeThreaded => {
+                return if type_flags & (flags::MANAGED_DICT | flags::MANAGED_WEAKREF) != 0 { 16 } else { 0 }
+            }
         };
         gc + if managed { 16 } else { 0 }
     }

@@ -10,8 +10,10 @@
 
 pub mod debug_offsets;
 pub mod extensions;
+pub mod free_threaded;
 pub mod gc;
 pub mod layout;
+pub mod mimalloc;
 pub mod obmalloc;
 pub mod sizeof;
 pub mod version;
@@ -19,6 +21,7 @@ pub mod versions;
 
 pub use gc::{GcLayout, GcStatsRing};
 pub use layout::*;
+pub use mimalloc::MimallocLayout;
 pub use obmalloc::{ArenaObject, ObmallocLayout, ObmallocLocation, ObmallocState, PoolHeader};
 pub use sizeof::*;
 pub use version::{Version, NEWEST_MINOR, OLDEST_MINOR};

@@ -11,6 +11,8 @@ pub enum ObmallocLocation {
     Embedded { release: u64, debug: u64 },
     /// 3.13+: `PyInterpreterState.obmalloc` is a pointer to it at this offset (not in `_Py_DebugOffsets`).
     Pointer { release: u64, debug: u64 },
+    /// Free-threaded builds: objects and buffers come from mimalloc, pymalloc is not used.
+    Unused,
 }
 
 /// pymalloc's configuration and structures. [V: DWARF of 3.12.1, 3.13.0, 3.13.5, 3.14.10, 3.15.2 and

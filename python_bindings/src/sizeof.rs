@@ -129,6 +129,8 @@ pub struct Buffered {
 pub struct BytesIO {
     pub basicsize: u64,
     pub buf: u64,
+    /// Free-threaded 3.15: `int buf_shared` (non-zero: the buffer is shared, not counted by `__sizeof__`).
+    pub buf_shared: Option<u64>,
 }
 
 /// `PyStructObject` (`_struct`): `s_codes` is a `formatcode[]` (`formatcode_size` bytes each, `fmtdef

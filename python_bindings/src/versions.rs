@@ -75,6 +75,7 @@ pub const V3_9: Layout = Layout {
     unicode: UnicodeLayout {
         length: 16,
         state: 32,
+        kind_bit: 2,
         ascii_size: 48,
         compact_size: 72,
         utf8_length: 48,
@@ -145,10 +146,11 @@ pub const V3_9: Layout = Layout {
         array: Array { basicsize: 64, allocated: 32, descr: 40, descr_itemsize: 4 },
         decimal: Decimal { basicsize: 104, mpd: 24, mpd_flags: 0, mpd_alloc: 32, mpd_dataflags: 32 | 64 | 128 },
         buffered: Buffered { basicsize: 152, buffer: 56, buffer_size: 120 },
-        bytesio: BytesIO { basicsize: 64, buf: 16 },
+        bytesio: BytesIO { basicsize: 64, buf: 16, buf_shared: None },
         struct_: Struct { basicsize: 56, codes: 32, formatcode_size: 32 },
         bytearray_bytes_header: 0,
     },
+    mimalloc: None,
 };
 
 /// 3.10: large pools and arenas; `PyHeapTypeObject` grows (`ht_module`).
@@ -264,6 +266,7 @@ pub const V3_12: Layout = Layout {
     unicode: UnicodeLayout {
         length: 16,
         state: 32,
+        kind_bit: 2,
         ascii_size: 40,
         compact_size: 56,
         utf8_length: 40,
@@ -312,7 +315,7 @@ pub const V3_13: Layout = Layout {
         ..V3_12.obmalloc
     },
     tstate: ThreadState { frame: ThreadFrame::Direct(72), thread_id: 0x98, size: 336, ..V3_12.tstate },
-    managed_dict: ManagedDict::Inline313,
+    managed_dict: ManagedDict::Inline313 { dict: 24, weakref: 32 },
     sizeof: SizeofLayout {
         code: CodeObject { extra: 0xc0, ..V3_12.sizeof.code },
         frame: FrameSizeof::Embedded { frame_data: 64 },
@@ -341,8 +344,9 @@ pub const V3_14: Layout = Layout {
     gc: INCREMENTAL_314_GC,
     heap_type: HeapTypeObject { size: 936, ..V3_13.heap_type },
     tuple: TupleObject { item: 32 },
+    // 3.14.4's DWARF (the debug value follows the other versions' +8, unchecked).
     obmalloc: ObmallocLayout {
-        location: ObmallocLocation::Pointer { release: 0x2a98, debug: 0x2aa0 },
+        location: ObmallocLocation::Pointer { release: 0x2a80, debug: 0x2a88 },
         ..V3_13.obmalloc
     },
     tstate: ThreadState { size: 936, ..V3_13.tstate },
@@ -359,8 +363,16 @@ pub const V3_14: Layout = Layout {
 pub const GENERATIONAL_314_GC: GcLayout =
     GcLayout { size: 264, generation0_ptr: Some(0x100), visited_space: None, ..INCREMENTAL_314_GC };
 
-/// 3.14.5+: 3.14.0 with the generational collector.
-pub const V3_14_5: Layout = Layout { version: Version::new(3, 14, 5), gc: GENERATIONAL_314_GC, ..V3_14 };
+/// 3.14.5+: 3.14.0 with the generational collector (and `interp->obmalloc` 24 bytes further).
+pub const V3_14_5: Layout = Layout {
+    version: Version::new(3, 14, 5),
+    gc: GENERATIONAL_314_GC,
+    obmalloc: ObmallocLayout {
+        location: ObmallocLocation::Pointer { release: 0x2a98, debug: 0x2aa0 },
+        ..V3_14.obmalloc
+    },
+    ..V3_14
+};
 
 /// 3.15: the GC's statistics ring buffers behind `gc.generation_stats`.
 pub const GC_STATS_RING_315: GcStatsRing = GcStatsRing {
@@ -442,10 +454,20 @@ impl Layout {
         Some(Layout { version, ..table })
     }
 
+    /// The built-in table for a version and build (free-threaded or not).
+    pub fn builtin_build(version: Version, free_threaded: bool) -> Option<Layout> {
+        if free_threaded {
+            crate::free_threaded::builtin(version)
+        } else {
+            Layout::builtin(version)
+        }
+    }
+
     /// The GC layout that a `gc.size` value read from `_Py_DebugOffsets` points to, for the versions where
     /// the struct changed inside a patch series (3.14.0–3.14.4 incremental vs 3.14.5+ generational).
     pub fn gc_layout_for_size(&self, gc_size: u64) -> Option<GcLayout> {
         let known: &[GcLayout] = match self.version.minor {
+            m if self.mimalloc.is_some() => crate::free_threaded::gc_layouts(m),
             9..=13 => &[CLASSIC_GC],
             14 => &[INCREMENTAL_314_GC, GENERATIONAL_314_GC],
             15 => &[GC_315],

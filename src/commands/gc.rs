@@ -46,7 +46,19 @@ impl Work for GcRead<'_> {
     }
     fn run<M: ThreadReaders>(&mut self, view: &View<'_, M>) -> Result<(GcFigures, usize)> {
         let main = view.main()?;
-        Ok((gc_stats::read(view.mem, self.layout, &main.gc, true)?, view.interps.len()))
+        let l = self.layout;
+        let f = if l.mimalloc.is_some() {
+            // Free-threaded: no GC lists; the tracked objects are counted where the collector finds them.
+            let mut f = gc_stats::read_counters(view.mem, l, &main.gc)?;
+            let (young, frozen) = crate::walk::ftheaps::count_tracked(view.mem, l, std::slice::from_ref(main))?;
+            f.generations = [young, 0, 0];
+            f.permanent = frozen;
+            f.absent = gc_stats::FREE_THREADED_ABSENT.iter().map(|s| s.to_string()).collect();
+            f
+        } else {
+            gc_stats::read(view.mem, l, &main.gc, true)?
+        };
+        Ok((f, view.interps.len()))
     }
 }
 
@@ -105,6 +117,9 @@ pub fn text(r: &GcReport) -> String {
         writeln!(s, "gc.garbage: {} objects   gc.callbacks: {}   paused {:.1} ms", g.garbage, g.callbacks, r.pause_ms);
     if r.interpreters > 1 {
         let _ = writeln!(s, "({} interpreters; figures of the main one)", r.interpreters);
+    }
+    for a in &g.absent {
+        let _ = writeln!(s, "not on this build: {a}");
     }
     s
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::analysis::histogram::PythonInfo;
 use crate::commands::Session;
+use crate::cpython::mimalloc::{self, MimallocUsage};
 use crate::cpython::pymalloc::{Arenas, Pymalloc, PymallocStats};
 use crate::cpython::types::TypeInfo;
 use crate::discovery::pymalloc;
@@ -71,6 +72,9 @@ pub struct StatReport {
     pub summary: String,
     pub memory: Option<Rollup>,
     pub pymalloc: PymallocReport,
+    /// Free-threaded builds: mimalloc's pages and blocks, which hold the objects instead of pymalloc.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mimalloc: Option<MimallocUsage>,
     pub python_objects: ObjectBytes,
     pub breakdown: Breakdown,
     pub cgroup: Option<CgroupMemory>,
@@ -118,8 +122,29 @@ pub fn report(session: &Session, opts: &SnapshotOptions) -> Result<StatReport> {
     let memory = usage::rollup(pid).map_err(|e| log::warn!("smaps_rollup: {e}")).ok();
     let cgroup = usage::cgroup_memory(pid);
     let limits = usage::limits(pid).map_err(|e| log::warn!("limits: {e}")).ok();
+    // Free-threaded builds: mimalloc's pages and blocks, in their own pause (pymalloc is not used).
+    let mimalloc = if session.interp.layout.mimalloc.is_some() {
+        struct MimallocRead<'a>(&'a Session);
+        impl Work for MimallocRead<'_> {
+            type Output = MimallocUsage;
+            fn what(&self) -> &'static str {
+                "reading the mimalloc heaps"
+            }
+            fn run<M: ThreadReaders>(&mut self, view: &View<'_, M>) -> Result<MimallocUsage> {
+                let interps: Vec<u64> = view.interps.iter().map(|i| i.addr).collect();
+                mimalloc::usage(view.mem, &self.0.interp.layout, &interps)
+            }
+        }
+        let read = ReadOptions { source: Source::Cached { bytes: 64 << 20 }, ..opts.read_options() };
+        Some(pause::read(&session.target, &session.interp, &read, &mut MimallocRead(session))?.value)
+    } else {
+        None
+    };
     // pymalloc first, in its own short pause; then the object walk (which pauses by itself).
-    let pymalloc = {
+    let pymalloc = if mimalloc.is_some() {
+        let detail = "free-threaded build: objects and buffers are allocated by mimalloc (see mimalloc)".to_string();
+        (PymallocReport { status: "not_in_use".into(), detail, stats: None }, None)
+    } else {
         struct PymallocRead<'a>(&'a Session);
         impl Work for PymallocRead<'_> {
             type Output = (Pymalloc, Option<Arenas>);
@@ -183,6 +208,7 @@ pub fn report(session: &Session, opts: &SnapshotOptions) -> Result<StatReport> {
         summary,
         memory,
         pymalloc,
+        mimalloc,
         python_objects,
         breakdown,
         cgroup,
@@ -291,6 +317,29 @@ pub fn text(r: &StatReport) -> String {
         }
         None => {
             let _ = writeln!(s, "pymalloc    {}", r.pymalloc.detail);
+        }
+    }
+    if let Some(m) = &r.mimalloc {
+        let _ = writeln!(
+            s,
+            "mimalloc    {} threads, {} segments; abandoned (threads that exited): {} segments, {} pages",
+            m.threads, m.segments, m.abandoned_segments, m.abandoned_pages
+        );
+        let _ = writeln!(
+            s,
+            "            {:<28} {:>7} {:>10} {:>12} {:>12}",
+            "HEAP", "PAGES", "BLOCKS", "IN USE", "PAGE BYTES"
+        );
+        for h in &m.heaps {
+            let _ = writeln!(
+                s,
+                "            {:<28} {:>7} {:>10} {:>12} {:>12}",
+                h.heap,
+                h.pages,
+                h.blocks,
+                human_bytes(h.block_bytes),
+                human_bytes(h.page_bytes)
+            );
         }
     }
     match &r.cgroup {

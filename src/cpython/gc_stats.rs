@@ -44,7 +44,18 @@ pub struct GcFigures {
     pub callbacks: u64,
     /// `gc.get_stats()`: one entry per generation.
     pub stats: Vec<GenerationStats>,
+    /// Figures this build's collector does not have, each said in one line (free-threaded builds).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<String>,
 }
+
+/// What the free-threaded collector does not have, as `gc` says it.
+pub const FREE_THREADED_ABSENT: &[&str] = &[
+    "generations 1 and 2 hold no objects: the free-threaded collector keeps every tracked object in one \
+     generation (gc.get_objects(g) ignores g), reported as generation 0",
+    "GC lists: the tracked objects are counted in the mimalloc heaps of every thread (and abandoned pages)",
+    "per-thread allocation counts not yet flushed into counts[0] (gc.get_count() flushes only its own thread's)",
+];
 
 /// Reads the GC figures of an interpreter whose GC state was read as `state`. With `strict`, a GC list
 /// that does not hold together is an error (the target is paused); without, its walk stops there.
@@ -55,7 +66,7 @@ pub fn read<M: Memory + ?Sized>(mem: &M, l: &Layout, state: &GcState, strict: bo
         if i == PERMANENT {
             f.permanent = end.objects;
         } else {
-            f.generations[i] = end.objects;
+            f.generations[l.gc.reported_generation(i)] += end.objects;
         }
     }
     Ok(f)
@@ -87,6 +98,11 @@ pub fn read_counters<M: Memory + ?Sized>(mem: &M, l: &Layout, state: &GcState) -
         let head = state.heads[i] - gc;
         f.thresholds[i] = i32_at(head + g.gen_threshold, "generation threshold")?;
         f.counts[i] = i32_at(head + g.gen_count, "generation count")?;
+    }
+    if g.visited_space.is_some() {
+        // The incremental collector's `gc.get_threshold()`: (young, old[0], 0), whichever space is visited.
+        f.thresholds[1] = i32_at(g.generations[1] + g.gen_threshold, "old[0] threshold")?;
+        f.thresholds[2] = 0;
     }
     f.garbage = list_len(mem, l, le_u64(&raw, g.garbage).unwrap_or(0), "gc.garbage")?;
     f.callbacks = list_len(mem, l, le_u64(&raw, g.callbacks).unwrap_or(0), "gc.callbacks")?;

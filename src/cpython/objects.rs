@@ -12,8 +12,11 @@ use crate::memory::{Memory, ReadExt, PAGE};
 pub const MAX_NAME: usize = 4096;
 /// Most entries memspy reads from one dict while looking up a name.
 const MAX_DICT_ENTRIES: u64 = 1 << 20;
-/// How many bytes of each object memspy reads up front (every fixed field it needs lies within).
-pub const HEAD_BYTES: usize = 80;
+/// How many bytes of each object memspy reads up front (every fixed field it needs lies within, with the
+/// free-threaded header 16 bytes longer).
+pub const HEAD_BYTES: usize = 96;
+/// As much of [`HEAD_BYTES`] as the GIL builds' fixed fields need.
+const GIL_HEAD_BYTES: usize = 80;
 
 /// Decoded `str` header fields.
 #[derive(Clone, Copy, Debug)]
@@ -30,9 +33,9 @@ pub fn str_header(l: &Layout, addr: u64, head: &[u8], mem: &(impl Memory + ?Size
     let u = &l.unicode;
     let length = le_u64(head, u.length).ok_or_else(|| Error::Corrupt("str header".into()))?;
     let state = le_u32(head, u.state).ok_or_else(|| Error::Corrupt("str header".into()))? as u64;
-    let kind = (state >> 2) & 7;
-    let compact = state & (1 << 5) != 0;
-    let ascii = state & (1 << 6) != 0;
+    let kind = (state >> u.kind_bit) & 7;
+    let compact = state & (1 << (u.kind_bit + 3)) != 0;
+    let ascii = state & (1 << (u.kind_bit + 4)) != 0;
     if !(matches!(kind, 1 | 2 | 4) || (kind == 0 && !compact)) || length > 1 << 40 {
         return Err(Error::Corrupt(format!("str at {addr:#x}: state {state:#x} length {length}")));
     }
@@ -52,7 +55,10 @@ pub fn str_header(l: &Layout, addr: u64, head: &[u8], mem: &(impl Memory + ?Size
 /// Reads a `str` object's text (names: bounded by [`MAX_NAME`] characters).
 pub fn read_str<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64) -> Result<String> {
     check_ptr(addr, "str")?;
-    let head = mem.bytes_at(addr, HEAD_BYTES, "str header")?;
+    let mut head = [0u8; HEAD_BYTES];
+    if !read_head(mem, addr, &mut head) {
+        return Err(Error::Corrupt(format!("str at {addr:#x} unreadable")));
+    }
     let h = str_header(l, addr, &head, mem)?;
     if h.kind == 0 {
         return Err(Error::Corrupt(format!("str at {addr:#x} is not ready")));
@@ -227,7 +233,10 @@ pub fn dict_get_str<M: Memory + ?Sized>(mem: &M, l: &Layout, dict: u64, name: &s
     let mut found = None;
     dict_for_each(mem, l, dict, |k, v| {
         // Keys of type dicts are str; compare lengths first to avoid decoding most of them.
-        let head = mem.bytes_at(k, HEAD_BYTES, "dict key")?;
+        let mut head = [0u8; HEAD_BYTES];
+        if !read_head(mem, k, &mut head) {
+            return Err(Error::Corrupt(format!("dict key at {k:#x} unreadable")));
+        }
         if le_u64(&head, l.unicode.length) == Some(name.len() as u64) {
             if let Ok(s) = read_str(mem, l, k) {
                 if s == name {
@@ -247,6 +256,10 @@ pub fn read_head<M: Memory + ?Sized>(mem: &M, addr: u64, head: &mut [u8; HEAD_BY
         return true;
     }
     head.fill(0);
+    // What the fields of the GIL builds need (heap images captured before the head grew hold that much),
+    // then what is left of the page.
     let avail = (PAGE - (addr % PAGE)).min(HEAD_BYTES as u64) as usize;
-    avail >= 16 && mem.read(addr, &mut head[..avail]).is_ok()
+    [GIL_HEAD_BYTES, avail]
+        .into_iter()
+        .any(|n| (16..=HEAD_BYTES).contains(&n) && mem.read(addr, &mut head[..n]).is_ok())
 }

@@ -114,10 +114,14 @@ pub fn getsizeof<M: Memory + ?Sized>(
         SizeKind::BytesIO => {
             let buf = field(l.sizeof.bytesio.buf)?;
             let mut n = ty.basicsize;
-            if buf != 0 {
+            let shared = match l.sizeof.bytesio.buf_shared {
+                Some(at) => mem.u32_at(addr + at, "bytesio.buf_shared")? != 0,
+                None => false,
+            };
+            if buf != 0 && !shared {
                 check_ptr(buf, "BytesIO buffer")?;
-                let b = mem.bytes_at(buf, 24, "BytesIO buffer")?;
-                let (refs, immortal) = l.decode_refcount(le_u64(&b, l.object.ob_refcnt).unwrap_or(0));
+                let b = mem.bytes_at(buf, l.object.ob_size as usize + 8, "BytesIO buffer")?;
+                let (refs, immortal) = l.refcount_of(&b).unwrap_or((0, false));
                 if refs <= 1 && !immortal {
                     // `sys.getsizeof` of the bytes object (not a GC type: no pre-header).
                     let bt = le_u64(&b, l.object.ob_type).unwrap_or(0);

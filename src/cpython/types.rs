@@ -290,8 +290,9 @@ pub fn type_name<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, flags: u64)
         let module = heap_type_get(mem, l, addr, "__module__")
             .and_then(|m| m.ok_or_else(|| Error::Corrupt("no __module__".into())))
             .and_then(|m| str_value(mem, l, m));
-        if let (Ok(module), Ok(qualname)) = (module, qualname) {
-            return Ok(format!("{module}.{qualname}"));
+        match (module, qualname) {
+            (Ok(module), Ok(qualname)) => return Ok(format!("{module}.{qualname}")),
+            (m, q) => log::debug!("type at {addr:#x}: __module__ {:?}, __qualname__ {:?}", m.err(), q.err()),
         }
         let tp_name_ptr = mem.u64_at(addr + l.type_.tp_name, "tp_name")?;
         return mem.cstr_at(tp_name_ptr, MAX_NAME, "tp_name");

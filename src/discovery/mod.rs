@@ -39,8 +39,8 @@ pub struct Interpreter {
     /// The file holding `_PyRuntime` has no `.symtab`.
     pub stripped: bool,
     pub debug_build: bool,
-    /// A free-threaded (no GIL) build, as the debug offsets or else the file name say. Discovery refuses
-    /// those for now (`Error::FreeThreaded`).
+    /// A free-threaded (no GIL) build, as the debug offsets or else the file name say: its Layout finds
+    /// objects in the mimalloc heaps (`layout.mimalloc`).
     pub free_threaded: bool,
     /// Where the version came from.
     pub version_source: &'static str,
@@ -183,10 +183,11 @@ pub fn discover<M: Memory + ?Sized>(target: &Target, mem: &M) -> Result<Interpre
         return Err(unsupported(pid, version));
     }
     let free_threaded = debug.as_ref().map_or(name_hint.is_some_and(|(_, _, ft)| ft), |d| d.free_threaded);
-    if free_threaded {
+    // Free-threaded builds have `_Py_DebugOffsets` (3.13+); one without is not a build memspy knows.
+    if free_threaded && debug.is_none() {
         return Err(Error::FreeThreaded { pid, version: version.to_string() });
     }
-    let mut layout = Layout::builtin(version).ok_or_else(|| unsupported(pid, version))?;
+    let mut layout = Layout::builtin_build(version, free_threaded).ok_or_else(|| unsupported(pid, version))?;
     if let Some(d) = &debug {
         layout.apply_debug_offsets(d).map_err(|detail| Error::Layout { pid, detail })?;
     }
@@ -212,8 +213,8 @@ pub fn discover<M: Memory + ?Sized>(target: &Target, mem: &M) -> Result<Interpre
     })
 }
 
-/// The `_Py_DebugOffsets` table at the start of `_PyRuntime` (3.13+), if there is one. Free-threaded
-/// builds and unknown schemas are refused here, each with its own one-line error.
+/// The `_Py_DebugOffsets` table at the start of `_PyRuntime` (3.13+), if there is one. Unknown schemas
+/// are refused here with a one-line error.
 pub fn runtime_debug_offsets<M: Memory + ?Sized>(
     mem: &M,
     pid: i32,
@@ -224,7 +225,6 @@ pub fn runtime_debug_offsets<M: Memory + ?Sized>(
         return Ok(None);
     }
     match debug_offsets::parse(&head) {
-        Ok(d) if d.free_threaded => Err(Error::FreeThreaded { pid, version: d.version().to_string() }),
         Ok(d) => Ok(Some(d)),
         Err(debug_offsets::DebugOffsetsError::UnknownSchema(v)) => Err(unsupported(pid, v)),
         Err(e) => Err(Error::Layout { pid, detail: e.to_string() }),
@@ -266,14 +266,14 @@ mod tests {
     use crate::memory::FakeMemory;
 
     #[test]
-    fn free_threaded_debug_offsets_are_refused() {
+    fn debug_offsets_of_both_builds() {
         let runtime = 0x7f00_0000_0000;
         let mut f = FakeMemory::new();
         f.add(runtime, debug_offsets::synthetic_table(0x30d00f0, true).unwrap());
-        let e = runtime_debug_offsets(&f, 42, runtime).unwrap_err();
-        assert!(matches!(e, Error::FreeThreaded { pid: 42, .. }), "{e}");
-        let msg = e.to_string();
-        assert!(msg.contains("free-threaded") && msg.contains("3.13.0") && !msg.contains('\n'), "{msg}");
+        let d = runtime_debug_offsets(&f, 42, runtime).unwrap().unwrap();
+        assert!(d.free_threaded && d.ob_type == 24, "{d:?}");
+        let msg = Error::FreeThreaded { pid: 42, version: "3.12.0".into() }.to_string();
+        assert!(msg.contains("free-threaded") && msg.contains("3.12.0") && !msg.contains('\n'), "{msg}");
 
         // The same table with the GIL is accepted.
         let mut f = FakeMemory::new();

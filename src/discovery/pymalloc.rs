@@ -22,6 +22,7 @@ pub fn locate<M: Memory + ?Sized>(target: &Target, mem: &M, interp: &Interpreter
     let o = &l.obmalloc;
     let unreachable = |detail: String| Error::Other(format!("pymalloc state not reachable: {detail}"));
     match o.location {
+        ObmallocLocation::Unused => Err(unreachable("this build allocates with mimalloc".into())),
         ObmallocLocation::StaticSymbols => {
             let names = [
                 "usedpools",

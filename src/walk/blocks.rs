@@ -10,6 +10,7 @@
 
 use python_bindings::{flags, Layout};
 
+use crate::cpython::mimalloc::Segments;
 use crate::cpython::pymalloc::{Arenas, Block};
 use crate::cpython::types::{SizeKind, TypeInfo};
 use crate::memory::maps::Maps;
@@ -18,6 +19,9 @@ use crate::native::glibc::Glibc;
 
 /// pymalloc serves requests up to this many bytes (`SMALL_REQUEST_THRESHOLD`); larger ones go to malloc.
 const SMALL_REQUEST: u64 = 512;
+
+/// The mimalloc heap of `PyMem_Malloc`'s buffers (`_Py_MIMALLOC_HEAP_MEM`).
+const BUFFERS: &[u8] = &[0];
 
 /// What the checks of conservative candidates found in one walk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,6 +60,8 @@ pub enum Verdict {
 #[derive(Clone, Debug, Default)]
 pub struct Allocators {
     arenas: Option<Arenas>,
+    /// Free-threaded builds: the mimalloc segments.
+    mimalloc: Option<Segments>,
     glibc: Glibc,
     /// The brk heap: glibc's alone.
     brk: Option<(u64, u64)>,
@@ -81,7 +87,28 @@ impl Allocators {
         let mut readable: Vec<(u64, u64)> =
             maps.entries.iter().filter(|m| m.readable()).map(|m| (m.start, m.end)).collect();
         readable.sort_unstable();
-        Allocators { arenas, glibc: Glibc::new(maps), brk, statics, readable }
+        Allocators { arenas, mimalloc: None, glibc: Glibc::new(maps), brk, statics, readable }
+    }
+
+    /// Adds the mimalloc segments of a free-threaded build (checked before glibc: its segments are
+    /// mmapped regions).
+    pub fn with_mimalloc(mut self, segments: Segments) -> Allocators {
+        self.mimalloc = Some(segments);
+        self
+    }
+
+    /// A block of one of the allocators memspy decodes itself (pymalloc, mimalloc: of a heap in `tags`).
+    fn own_block<M: Memory + ?Sized>(&mut self, mem: &M, l: &Layout, block: u64, tags: &[u8]) -> Block {
+        if let Some(segments) = self.mimalloc.as_mut() {
+            match segments.block(mem, l, block, tags) {
+                Block::Outside => {}
+                b => return b,
+            }
+        }
+        match self.arenas.as_mut() {
+            Some(arenas) => arenas.block(mem, &l.obmalloc, block),
+            None => Block::Outside,
+        }
     }
 
     /// Whether pymalloc's arenas are known.
@@ -134,12 +161,16 @@ impl Allocators {
         }
         // A compact str is smaller than str's basic size (`PyUnicodeObject`): its own size says.
         let least = overhead + pre + if ty.kind == SizeKind::Str { size.min(ty.basicsize) } else { ty.basicsize };
-        if let Some(arenas) = self.arenas.as_mut() {
-            match arenas.block(mem, &l.obmalloc, block) {
-                Block::InUse(n) => return if n >= least { Verdict::Valid } else { Verdict::Invalid },
-                Block::NotInUse => return Verdict::Invalid,
-                Block::Outside => {}
-            }
+        // Free-threaded builds: the mimalloc heap an object of this type is allocated from.
+        let tags: &[u8] = match (ty.flags & flags::HAVE_GC != 0, pre > 0) {
+            (false, _) => &[1],
+            (true, false) => &[2],
+            (true, true) => &[3],
+        };
+        match self.own_block(mem, l, block, tags) {
+            Block::InUse(n) => return if n >= least { Verdict::Valid } else { Verdict::Invalid },
+            Block::NotInUse => return Verdict::Invalid,
+            Block::Outside => {}
         }
         if let Some(chunk) = self.glibc.chunk(mem, block) {
             if chunk.usable < least {
@@ -179,19 +210,17 @@ impl Allocators {
             if debug_header(mem, block).is_some() {
                 block -= DEBUG_HEADER;
             }
-            let live = match self.arenas.as_mut().map(|a| a.block(mem, &l.obmalloc, block)) {
-                Some(Block::InUse(_)) => true,
-                Some(Block::NotInUse) => false,
-                Some(Block::Outside) | None => self.glibc.chunk(mem, block).is_some(),
+            let live = match self.own_block(mem, l, block, BUFFERS) {
+                Block::InUse(_) => true,
+                Block::NotInUse => false,
+                Block::Outside => self.glibc.chunk(mem, block).is_some(),
             };
             return live.then_some(n);
         }
-        if let Some(arenas) = self.arenas.as_mut() {
-            match arenas.block(mem, &l.obmalloc, addr) {
-                Block::InUse(n) => return Some(n),
-                Block::NotInUse => return None,
-                Block::Outside => {}
-            }
+        match self.own_block(mem, l, addr, BUFFERS) {
+            Block::InUse(n) => return Some(n),
+            Block::NotInUse => return None,
+            Block::Outside => {}
         }
         self.glibc.chunk(mem, addr).map(|c| c.usable)
     }

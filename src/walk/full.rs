@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 use python_bindings::{flags, Layout, RefcountScheme};
 
 use crate::error::Result;
-use crate::memory::le_u64;
+use crate::memory::{le_u32, le_u64};
 use crate::memory::{Memory, ReadExt};
 use crate::pause::Control;
 
@@ -51,17 +51,25 @@ fn good_slot(t: u64) -> usize {
     ((t >> 4) ^ (t >> 14)) as usize & (GOOD_FAST - 1)
 }
 
-/// Whether a raw `ob_refcnt` word is one a live object can have.
+/// Whether the refcount in an object's head (its first bytes) is one a live object can have.
 #[inline]
-pub fn plausible_refcount(l: &Layout, raw: u64) -> bool {
+pub fn plausible_refcount(l: &Layout, head: &[u8]) -> bool {
     match l.refcount {
-        RefcountScheme::Plain => (1..1 << 40).contains(&raw),
+        RefcountScheme::Plain => (1..1 << 40).contains(&le_u64(head, l.object.ob_refcnt).unwrap_or(0)),
         RefcountScheme::Immortal32 => {
+            let raw = le_u64(head, l.object.ob_refcnt).unwrap_or(0);
             let low = raw as u32;
             let high = raw >> 32;
             // 3.12/3.13: the high word is 0; 3.14+: ob_overflow (u16, 0) and ob_flags (u16, small).
             low >= 1 && (high & 0xffff) == 0 && high >> 16 < 0x100
         }
+        // Free-threaded: the local count (u32::MAX: immortal) plus the shared one, which another
+        // thread's decrefs can make briefly negative.
+        RefcountScheme::Biased { .. } => match l.refcount_of(head) {
+            Some((_, true)) => true,
+            Some((n, false)) => n < 1 << 40 && (n >= 1 || le_u32(head, l.object.ob_refcnt).unwrap_or(0) >= 1),
+            None => false,
+        },
     }
 }
 
@@ -241,11 +249,11 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         }
         let l = self.l;
         let ok = (|| {
-            let mut h = [0u8; 16];
-            self.mem.read(t, &mut h).ok()?;
-            let raw = le_u64(&h, 0)?;
-            let meta = le_u64(&h, 8)?;
-            if !plausible_refcount(l, raw) {
+            let mut h = [0u8; 32];
+            let h = &mut h[..l.object.ob_type as usize + 8];
+            self.mem.read(t, h).ok()?;
+            let meta = le_u64(h, l.object.ob_type)?;
+            if !plausible_refcount(l, h) {
                 return None;
             }
             let f = self.mem.u64_at(t + l.type_.tp_flags, "tp_flags").ok()?;
@@ -291,11 +299,10 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo),
     ) -> bool {
         let l = self.l;
-        let looks =
-            read_head(self.mem, p, head) && plausible_refcount(l, le_u64(head, l.object.ob_refcnt).unwrap_or(0)) && {
-                let t = le_u64(head, l.object.ob_type).unwrap_or(0);
-                self.valid_type(types, t, 0)
-            };
+        let looks = read_head(self.mem, p, head) && plausible_refcount(l, &head[..]) && {
+            let t = le_u64(head, l.object.ob_type).unwrap_or(0);
+            self.valid_type(types, t, 0)
+        };
         let conservative = tags & refs::CONSERVATIVE != 0;
         if !looks {
             // Only the buffers objects point to are scanned, not those that buffers point to.
@@ -304,7 +311,6 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             }
             return false;
         }
-        let raw = le_u64(head, l.object.ob_refcnt).unwrap_or(0);
         let t = le_u64(head, l.object.ob_type).unwrap_or(0);
         let Ok(info) = types.get(self.mem, t) else { return false };
         // The whole fixed part must be readable.
@@ -343,7 +349,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         if !exact {
             summary.approximate_sizes += 1;
         }
-        let (refcount, immortal) = l.decode_refcount(raw);
+        let (refcount, immortal) = l.refcount_of(&head[..]).unwrap_or((0, false));
         let rec =
             ObjectRecord { addr: p, type_addr: t, size, size_exact: exact, refcount, immortal, list: gc::UNTRACKED };
         log::trace!("{p:#x} {} (referenced from {:#x})", info.name, self.current);
@@ -533,8 +539,13 @@ mod tests {
     use super::*;
     use python_bindings::Version;
 
+    fn plausible(l: &Layout, raw: u64) -> bool {
+        plausible_refcount(l, &raw.to_le_bytes())
+    }
+
     #[test]
     fn refcount_plausibility() {
+        let plausible_refcount = plausible;
         let l39 = Layout::builtin(Version::new(3, 9, 0)).unwrap();
         assert!(plausible_refcount(&l39, 1));
         assert!(!plausible_refcount(&l39, 0));

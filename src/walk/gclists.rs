@@ -26,7 +26,6 @@ pub(crate) fn decode_tracked<'t, M: Memory + ?Sized>(
     head: &[u8; HEAD_BYTES],
     list: usize,
 ) -> Option<(ObjectRecord, &'t TypeInfo)> {
-    let raw_ref = le_u64(head, l.object.ob_refcnt).unwrap_or(0);
     let type_addr = le_u64(head, l.object.ob_type).unwrap_or(0);
     let info = match types.get(mem, type_addr) {
         Ok(i) => i,
@@ -42,7 +41,7 @@ pub(crate) fn decode_tracked<'t, M: Memory + ?Sized>(
             (info.basicsize, false)
         }
     };
-    let (refcount, immortal) = l.decode_refcount(raw_ref);
+    let (refcount, immortal) = l.refcount_of(&head[..]).unwrap_or((0, false));
     Some((ObjectRecord { addr: obj, type_addr, size, size_exact: exact, refcount, immortal, list }, info))
 }
 
@@ -96,7 +95,7 @@ pub fn walk_gc<M: Memory + ?Sized>(
             if list == gc::PERMANENT {
                 summary.permanent += end.objects;
             } else {
-                summary.generations[list] += end.objects;
+                summary.generations[l.gc.reported_generation(list)] += end.objects;
             }
         }
     }

@@ -344,7 +344,7 @@ pub fn walk_gc_parallel<M: ThreadReaders>(
         if list == gc::PERMANENT {
             summary.permanent += objects;
         } else {
-            summary.generations[list] += objects;
+            summary.generations[l.gc.reported_generation(list)] += objects;
         }
     }
     for out in &outs {

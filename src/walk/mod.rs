@@ -5,6 +5,7 @@
 //! in one consistent read of the target ([`crate::pause`]).
 
 pub mod blocks;
+pub mod ftheaps;
 pub mod full;
 pub mod gclists;
 pub mod gcpar;
@@ -184,6 +185,7 @@ impl SnapshotOptions {
 struct HeapWalk<'s> {
     sink: &'s mut dyn Sink,
     full: bool,
+    free_threaded: bool,
     per_object: bool,
     /// Where pymalloc's state is, and the target's mappings as the walk began: to check conservative
     /// candidates against the allocators.
@@ -203,6 +205,8 @@ impl Work for HeapWalk<'_> {
     fn what(&self) -> &'static str {
         if self.full {
             "walking the heap"
+        } else if self.free_threaded {
+            ftheaps::WHAT
         } else {
             gclists::WHAT
         }
@@ -238,6 +242,11 @@ impl Work for HeapWalk<'_> {
                 }
             });
             fw.alloc = blocks::Allocators::new(&self.maps, arenas);
+            if l.mimalloc.is_some() {
+                let addrs: Vec<u64> = interps.iter().map(|i| i.addr).collect();
+                let segments = crate::cpython::mimalloc::Segments::read(*mem, l, &addrs)?;
+                fw.alloc = std::mem::take(&mut fw.alloc).with_mimalloc(segments);
+            }
             fw.visited = self.visited.take().unwrap_or_default();
             fw.control = control.clone();
             // A stopped target's lists are walked from both ends on two threads when that can be done.
@@ -248,7 +257,25 @@ impl Work for HeapWalk<'_> {
                     None => graph::Recorder::with_capacity(words),
                 });
             }
-            let parallel = if strict && !self.per_object {
+            let parallel = if l.mimalloc.is_some() {
+                // Free-threaded: the tracked objects are in the heaps (one thread), not in lists.
+                let mut counts = Default::default();
+                Some(ftheaps::walk_heaps(
+                    *mem,
+                    l,
+                    interps,
+                    &mut types,
+                    strict,
+                    control,
+                    summary,
+                    &mut counts,
+                    |r, t| {
+                        fw.learn_type_type(r.addr);
+                        fw.mark_tracked(r.addr, r.type_addr);
+                        sink.object(r, t)
+                    },
+                ))
+            } else if strict && !self.per_object {
                 gcpar::walk_gc_parallel(*mem, interp, interps, &mut fw, control, summary, sink)
             } else {
                 None
@@ -271,6 +298,11 @@ impl Work for HeapWalk<'_> {
                 self.recorded = Some((g, std::mem::take(&mut fw.visited)));
             }
             r?;
+        } else if l.mimalloc.is_some() {
+            let mut counts = Default::default();
+            ftheaps::walk_heaps(*mem, l, interps, &mut types, strict, control, summary, &mut counts, |r, t| {
+                sink.object(r, t)
+            })?;
         } else {
             walk_gc(*mem, l, interps, &mut types, strict, control, summary, |r, t| sink.object(r, t))?;
         }
@@ -296,6 +328,7 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
     let mut work = HeapWalk {
         sink,
         full: opts.full,
+        free_threaded: interp.layout.mimalloc.is_some(),
         per_object: opts.per_object,
         pymalloc,
         maps,
@@ -328,6 +361,7 @@ pub fn capture(
     let mut work = HeapWalk {
         sink: &mut tee,
         full: true,
+        free_threaded: interp.layout.mimalloc.is_some(),
         per_object: true,
         pymalloc: discovery::pymalloc::located(target, interp),
         maps,

@@ -299,8 +299,8 @@ impl<'a, M: Memory + ?Sized> EdgeNamer<'a, M> {
                     Ok(w) if w & 1 == 1 => Some((w + 1, ri.shared_values)),
                     _ => None,
                 },
-                ManagedDict::Inline313 => {
-                    if mem.u64_at(p - 24, "managed dict").ok() == Some(child) {
+                ManagedDict::Inline313 { dict, .. } => {
+                    if mem.u64_at(p - dict, "managed dict").ok() == Some(child) {
                         return Some(Edge::Dict);
                     }
                     if ri.flags & flags::INLINE_VALUES != 0 {

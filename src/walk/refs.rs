@@ -534,8 +534,8 @@ pub fn object_refs<M: Memory + ?Sized>(
                     out.push(w);
                 }
             }
-            ManagedDict::Inline313 => {
-                out.push(mem.u64_at(addr - 24, "managed dict")?);
+            ManagedDict::Inline313 { dict, .. } => {
+                out.push(mem.u64_at(addr - dict, "managed dict")?);
                 if ri.flags & flags::INLINE_VALUES != 0 {
                     let mut h = [0u8; 8];
                     mem.read_into(addr + ri.basicsize, &mut h, "inline values")?;
@@ -547,8 +547,13 @@ pub fn object_refs<M: Memory + ?Sized>(
             }
         }
     }
-    if ri.flags & flags::MANAGED_WEAKREF != 0 && !matches!(l.managed_dict, ManagedDict::None | ManagedDict::Split311) {
-        out.push(mem.u64_at(addr - 32, "managed weakref")?);
+    let weakref = match l.managed_dict {
+        ManagedDict::None | ManagedDict::Split311 => None,
+        ManagedDict::Tagged312 => Some(32),
+        ManagedDict::Inline313 { weakref, .. } => Some(weakref),
+    };
+    if let Some(back) = weakref.filter(|_| ri.flags & flags::MANAGED_WEAKREF != 0) {
+        out.push(mem.u64_at(addr - back, "managed weakref")?);
     }
     Ok(())
 }

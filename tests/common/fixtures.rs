@@ -163,7 +163,17 @@ pub fn proc_state(pid: u32) -> Option<char> {
 /// Starts `script` under `interp`, waits for its truth and until it sits in `pause()`: the state every
 /// ground-truth comparison needs. Returns the running fixture and its truth.
 pub fn start_settled(interp: &Interpreter, script: &str, args: &[&str]) -> Result<(Fixture, Value), String> {
-    let mut fixture = Fixture::spawn(interp, script, args)?;
+    start_settled_with_env(interp, script, args, &[])
+}
+
+/// [`start_settled`] with extra environment variables (see [`Fixture::spawn_with_env`]).
+pub fn start_settled_with_env(
+    interp: &Interpreter,
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<(Fixture, Value), String> {
+    let mut fixture = Fixture::spawn_with_env(interp, script, args, env)?;
     let truth = fixture.wait_for_truth(FIXTURE_TIMEOUT)?;
     fixture.wait_until_paused(FIXTURE_TIMEOUT)?;
     Ok((fixture, truth))

@@ -60,6 +60,9 @@ pub struct Skipped {
 pub struct Discovery {
     /// Interpreters the tests should run against (>= 3.9, not free-threaded).
     pub interpreters: Vec<Interpreter>,
+    /// Free-threaded interpreters (3.13t+): the exact tests that cover them take them from here
+    /// ([`Discovery::with_free_threaded`]).
+    pub free_threaded: Vec<Interpreter>,
     /// Interpreters found but not used, with the reason.
     pub skipped: Vec<Skipped>,
 }
@@ -86,8 +89,36 @@ fn pyenv_roots() -> Vec<PathBuf> {
     roots
 }
 
+/// Where `scripts/build-pythons.sh` installs the interpreters it builds from source (one prefix per
+/// build, e.g. `3.14.4` or `3.13.12t`).
+pub fn built_pythons_dir() -> PathBuf {
+    match std::env::var_os("MEMSPY_PYTHONS") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/memspy/pythons"),
+    }
+}
+
+/// The builds `scripts/build-pythons.sh` makes: (prefix name, binary name, free-threaded). Under CI each
+/// must be found and covered.
+pub const BUILT_PYTHONS: &[(&str, &str, bool)] = &[
+    ("3.14.4", "python3.14", false),
+    ("3.13.12t", "python3.13t", true),
+    ("3.14.6t", "python3.14t", true),
+    ("3.15.0b4t", "python3.15t", true),
+];
+
+/// The interpreter binary of one of [`BUILT_PYTHONS`].
+pub fn built_python(prefix: &str) -> Option<PathBuf> {
+    let (_, bin, _) = BUILT_PYTHONS.iter().find(|b| b.0 == prefix)?;
+    Some(built_pythons_dir().join(prefix).join("bin").join(bin))
+}
+
 fn candidate_paths() -> Vec<PathBuf> {
     let mut out = Vec::new();
+    // The builds of scripts/build-pythons.sh.
+    for (prefix, _, _) in BUILT_PYTHONS {
+        out.extend(built_python(prefix));
+    }
     // pyenv versions
     for root in pyenv_roots() {
         let versions = root.join("versions");
@@ -210,17 +241,21 @@ fn discover_uncached() -> Discovery {
                 reason: "older than 3.9 (covered by another test)".into(),
             });
         } else if interp.free_threaded {
-            d.skipped.push(Skipped {
-                path: interp.path.clone(),
-                version: interp.label(),
-                reason: "free-threaded build (not supported)".into(),
-            });
+            d.free_threaded.push(interp);
         } else {
             d.interpreters.push(interp);
         }
     }
     d.interpreters.sort_by(|a, b| (a.version, &a.abiflags, &a.path).cmp(&(b.version, &b.abiflags, &b.path)));
+    d.free_threaded.sort_by(|a, b| (a.version, &a.abiflags, &a.path).cmp(&(b.version, &b.abiflags, &b.path)));
     d
+}
+
+impl Discovery {
+    /// The GIL interpreters, then the free-threaded ones.
+    pub fn with_free_threaded(&self) -> Vec<&Interpreter> {
+        self.interpreters.iter().chain(&self.free_threaded).collect()
+    }
 }
 
 /// All interpreters on this machine (computed once per test binary).
@@ -233,8 +268,11 @@ pub fn discover_interpreters() -> &'static Discovery {
         if let Some(only) = std::env::var_os("MEMSPY_TEST_PYTHONS") {
             let wanted: Vec<PathBuf> =
                 std::env::split_paths(&only).map(|p| fs::canonicalize(&p).unwrap_or(p)).collect();
-            let (keep, drop): (Vec<_>, Vec<_>) = d.interpreters.into_iter().partition(|i| wanted.contains(&i.path));
+            let (keep, mut drop): (Vec<_>, Vec<_>) = d.interpreters.into_iter().partition(|i| wanted.contains(&i.path));
             d.interpreters = keep;
+            let (keep, ft_drop): (Vec<_>, Vec<_>) = d.free_threaded.into_iter().partition(|i| wanted.contains(&i.path));
+            d.free_threaded = keep;
+            drop.extend(ft_drop);
             d.skipped.extend(drop.into_iter().map(|i| Skipped {
                 path: i.path.clone(),
                 version: i.label(),
@@ -243,4 +281,24 @@ pub fn discover_interpreters() -> &'static Discovery {
         }
         d
     })
+}
+
+/// Which of [`BUILT_PYTHONS`] the interpreters in `covered` include: one line for the log, and under
+/// CI one failure per build not covered (the test command builds them all: scripts/build-pythons.sh).
+pub fn built_coverage(covered: &[&Interpreter], require: bool) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut line = Vec::new();
+    for (prefix, _, _) in BUILT_PYTHONS {
+        let want = built_python(prefix).map(|p| fs::canonicalize(&p).unwrap_or(p));
+        let hit = want.as_ref().is_some_and(|w| covered.iter().any(|i| &i.path == w));
+        line.push(format!("{prefix} {}", if hit { "covered" } else { "NOT covered" }));
+        if !hit && require {
+            failures.push(format!(
+                "CI: built interpreter {prefix} ({}) not covered (scripts/build-pythons.sh builds it)",
+                want.map(|w| w.display().to_string()).unwrap_or_default()
+            ));
+        }
+    }
+    eprintln!("built interpreters: {}", line.join(", "));
+    failures
 }

@@ -39,6 +39,23 @@ pub fn expected() -> Vec<Expected> {
             });
         }
     }
+    // The builds of scripts/build-pythons.sh (upstream sources, with DWARF).
+    let built = std::env::var_os("MEMSPY_PYTHONS")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/memspy/pythons")))
+        .unwrap_or_default();
+    for (prefix, bin) in [
+        ("3.14.4", "python3.14"),
+        ("3.13.12t", "python3.13t"),
+        ("3.14.6t", "python3.14t"),
+        ("3.15.0b4t", "python3.15t"),
+    ] {
+        out.push(Expected {
+            label: format!("built {prefix}"),
+            bin: built.join(prefix).join("bin").join(bin),
+            debug_build: false,
+        });
+    }
     out
 }
 
