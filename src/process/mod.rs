@@ -141,9 +141,24 @@ impl Target {
             stop::wait_until_stoppable(self.pid)?;
         }
         let start = Instant::now();
-        let dog = stop::Watchdog::arm(stop::STOP_LIMIT);
-        let lock = self.process.lock();
-        let fired = dog.disarm();
+        // Another memspy watching the same target (a `growth` next to a `serve`) holds it while it reads:
+        // ptrace refuses a second tracer, so wait for that one to let go and try again (a few times).
+        let mut attempts = 0;
+        let (lock, fired) = loop {
+            let dog = stop::Watchdog::arm(stop::STOP_LIMIT);
+            let lock = self.process.lock();
+            let fired = dog.disarm();
+            attempts += 1;
+            // The other memspy may have let go between the refusal and this check: any EPERM is tried again.
+            let refused = lock.as_ref().err().is_some_and(|e| e.to_string().contains("EPERM"));
+            if refused && !fired && attempts < 4 && self.alive() {
+                log::debug!("pausing PID {} refused (attempt {attempts}); waiting for any other memspy", self.pid);
+                if stop::wait_for_other_memspy(self.pid, stop::OTHER_MEMSPY_WAIT) {
+                    continue;
+                }
+            }
+            break (lock, fired);
+        };
         let lock = lock.map_err(|e| {
             let msg = e.to_string();
             if fired {

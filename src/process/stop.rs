@@ -21,6 +21,35 @@ pub const D_STATE_GRACE: Duration = Duration::from_millis(1000);
 /// How long stopping every thread may take before the watchdog interrupts it.
 pub const STOP_LIMIT: Duration = Duration::from_millis(1500);
 
+/// How long memspy waits for another memspy that holds the target stopped to let go (that one's pause is
+/// bounded by its `--max-pause`, 10 s by default, plus the time its threads take to stop).
+pub const OTHER_MEMSPY_WAIT: Duration = Duration::from_secs(12);
+
+/// The tracer of `pid` (`TracerPid` in /proc/PID/status) when there is one and it is a memspy (its `comm`).
+pub fn memspy_tracer(pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let tracer: i32 = status.lines().find_map(|l| l.strip_prefix("TracerPid:"))?.trim().parse().ok()?;
+    if tracer <= 0 {
+        return None;
+    }
+    let comm = std::fs::read_to_string(format!("/proc/{tracer}/comm")).ok()?;
+    comm.trim().starts_with("memspy").then_some(tracer)
+}
+
+/// Waits until no memspy traces `pid` (another memspy watching the same target, in the middle of its
+/// pause), polling every 2 ms for at most `limit`. True when none holds it any more.
+pub fn wait_for_other_memspy(pid: i32, limit: Duration) -> bool {
+    let start = Instant::now();
+    while let Some(tracer) = memspy_tracer(pid) {
+        if start.elapsed() >= limit {
+            log::debug!("PID {pid} is still traced by memspy PID {tracer} after {limit:?}");
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    true
+}
+
 /// A thread of the target in uninterruptible sleep: its id and its kernel wait channel (may be empty).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stuck {
