@@ -44,9 +44,11 @@ ROOT = os.path.dirname(HERE)
 DEFAULT_MEMSPY = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"),
                               "release", "memspy")
 WARMUP_S = 30
-# memspy's RSS may settle a little after its first sample (allocator arenas, caches filled on the first
-# walk): growth beyond this over its first reading is reported as growth.
+# memspy's RSS is read once a second: between samples it sits at a floor, during a sample (the heap's
+# copy or chunk cache, the visited bitmap) it peaks. The floor of its last 20 s may exceed the floor of the
+# 20 s after its first sample by this much (allocator arenas settling); more is reported as growth.
 RSS_SLACK = 1.10
+RSS_SLACK_KIB = 1024
 
 
 def log(msg):
@@ -202,12 +204,13 @@ def med(xs):
 
 
 def rss_check(series):
-    """(first, last, max) KiB of a memspy process's RSS, from its reading after its first sample."""
+    """A memspy process's RSS in KiB: (floor of the 20 s after its first sample, floor of its last 20 s,
+    peak over the run) — the floor being the least reading, between samples."""
     pts = [k for t, k in series]
-    if len(pts) < 3:
+    if len(pts) < 10:
         return None
-    first = pts[min(len(pts) - 1, 12)]  # ≈ 12 s in: after the first sample (taken at start)
-    return first, pts[-1], max(pts[12:] or pts)
+    first, last = pts[2:22], pts[-20:]
+    return min(first), min(last), max(pts)
 
 
 def main():
@@ -263,7 +266,9 @@ def main():
     for w in windows:
         if w["kind"] == "on":
             for which in ("growth", "serve"):
-                w[which]["rss_kib"] = rss_check(mon.procs["w%d/%s" % (w["n"], which)]["rss"])
+                series = mon.procs["w%d/%s" % (w["n"], which)]["rss"]
+                w[which]["rss_kib"] = rss_check(series)
+                w[which]["rss_series"] = series
     failures = []
     for w in windows:
         if w["load"]["errors"]:
@@ -280,8 +285,8 @@ def main():
                                            s["stderr"][:3], s["scrape_errors"][:3]))
         for which in ("growth", "serve"):
             r = w[which]["rss_kib"]
-            if r and r[1] > r[0] * RSS_SLACK:
-                failures.append("window %d %s: RSS %d KiB after its first sample, %d KiB at the end"
+            if r and r[1] > r[0] * RSS_SLACK + RSS_SLACK_KIB:
+                failures.append("window %d %s: RSS floor %d KiB after its first sample, %d KiB at the end"
                                 % (w["n"], which, r[0], r[1]))
     if mon.longest_run >= 2:
         failures.append("the service was seen stopped in %d consecutive samples" % mon.longest_run)
@@ -309,7 +314,7 @@ def main():
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
 
-    print("| window | memspy | req/s | p50 ms | p99 ms | max ms | growth samples | serve samples | serve pause median (max) ms | memspy RSS first→last (max) MiB |")
+    print("| window | memspy | req/s | p50 ms | p99 ms | max ms | growth samples | serve samples | serve pause median (max) ms | memspy RSS floor first→last (peak) MiB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for w in windows:
         ld = w["load"]

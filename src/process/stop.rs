@@ -25,24 +25,36 @@ pub const STOP_LIMIT: Duration = Duration::from_millis(1500);
 /// bounded by its `--max-pause`, 10 s by default, plus the time its threads take to stop).
 pub const OTHER_MEMSPY_WAIT: Duration = Duration::from_secs(12);
 
-/// The tracer of `pid` (`TracerPid` in /proc/PID/status) when there is one and it is a memspy (its `comm`).
-pub fn memspy_tracer(pid: i32) -> Option<i32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let tracer: i32 = status.lines().find_map(|l| l.strip_prefix("TracerPid:"))?.trim().parse().ok()?;
-    if tracer <= 0 {
-        return None;
+/// Who traces the threads of `pid` (each thread's `TracerPid`, memspy itself left out): `Some(true)` when
+/// a memspy (by its `comm`) traces one, `Some(false)` when only other tools do, `None` when nothing does.
+/// Another memspy seizes and releases the threads one by one, so every thread is looked at.
+pub fn traced_by_memspy(pid: i32) -> Option<bool> {
+    let me = std::process::id() as i32;
+    let dir = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut found = None;
+    // Bounded: the kernel's thread limit is far below this.
+    for entry in dir.flatten().take(1 << 20) {
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else { continue };
+        let Some(tracer) = status.lines().find_map(|l| l.strip_prefix("TracerPid:")) else { continue };
+        let tracer: i32 = tracer.trim().parse().unwrap_or(0);
+        if tracer <= 0 || tracer == me {
+            continue;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{tracer}/comm")).unwrap_or_default();
+        if comm.trim().starts_with("memspy") {
+            return Some(true);
+        }
+        found = Some(false);
     }
-    let comm = std::fs::read_to_string(format!("/proc/{tracer}/comm")).ok()?;
-    comm.trim().starts_with("memspy").then_some(tracer)
+    found
 }
 
-/// Waits until no memspy traces `pid` (another memspy watching the same target, in the middle of its
-/// pause), polling every 2 ms for at most `limit`. True when none holds it any more.
-pub fn wait_for_other_memspy(pid: i32, limit: Duration) -> bool {
-    let start = Instant::now();
-    while let Some(tracer) = memspy_tracer(pid) {
-        if start.elapsed() >= limit {
-            log::debug!("PID {pid} is still traced by memspy PID {tracer} after {limit:?}");
+/// Waits until no memspy traces a thread of `pid` (another memspy watching the same target, in the middle
+/// of its pause), polling every 2 ms until `until`. True when none holds it any more.
+pub fn wait_for_other_memspy(pid: i32, until: Instant) -> bool {
+    while traced_by_memspy(pid) == Some(true) {
+        if Instant::now() >= until {
+            log::debug!("PID {pid} is still traced by another memspy");
             return false;
         }
         std::thread::sleep(Duration::from_millis(2));
