@@ -101,6 +101,39 @@ def closure():
     return n, size
 
 
+IN_PROCESS_LIMIT = 300  # seconds an in-process path search may take
+
+
+def in_process_path(tool, obj):
+    """How one record is held, found from inside: objgraph's find_backref_chain to a module, or guppy3's
+    shortest path from the root (`iso(obj).sp`). Seconds taken, or why not."""
+    import signal
+
+    def give_up(*_):
+        raise TimeoutError
+
+    old = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(IN_PROCESS_LIMIT)
+    t = time.perf_counter()
+    try:
+        if tool == "objgraph":
+            import objgraph
+            chain = objgraph.find_backref_chain(obj, objgraph.is_proper_module)
+            found = len(chain)
+        else:
+            from guppy import hpy
+            found = len(str(hpy().iso(obj).sp).splitlines())
+        out = {"seconds": time.perf_counter() - t, "found": found}
+    except ImportError as e:
+        out = {"error": str(e)}
+    except TimeoutError:
+        out = {"error": "did not finish in %d s" % IN_PROCESS_LIMIT}
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    return out
+
+
 def main():
     n = int(sys.argv[1])
     records = [Record(i) for i in range(n)]  # noqa: F841 (kept alive by this frame)
@@ -143,6 +176,8 @@ def main():
                 h = hpy().heap()
                 out = {"seconds": time.perf_counter() - t, "objects": h.count, "bytes": h.size}
                 h = None
+        elif cmd in ("objgraph", "heapy_sp"):
+            out = in_process_path(cmd, records[n // 2])
         elif cmd == "quit":
             break
         print(json.dumps(out), flush=True)

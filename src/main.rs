@@ -14,7 +14,7 @@ use memspy::commands::growth::{self, GrowthOptions};
 use memspy::commands::serve::{self, ServeOptions};
 use memspy::commands::snapshot::{self, SnapshotCmdOptions};
 use memspy::commands::top::{self, TopOptions};
-use memspy::commands::{gc, stat, TargetSpec};
+use memspy::commands::{gc, retained, stat, why, TargetSpec};
 use memspy::walk::SnapshotOptions;
 
 #[derive(Parser, Debug)]
@@ -106,9 +106,13 @@ enum Cmd {
         /// Rows shown in the table.
         #[arg(long, default_value_t = 25)]
         limit: usize,
-        /// Sort the table by bytes or by count.
+        /// Sort the table by bytes, by count, or by retained bytes (with --retained).
         #[arg(long, value_enum, default_value_t = SortKey::Bytes)]
         sort: SortKey,
+        /// Add a RETAINED column: the bytes each type's instances keep alive (records the object graph,
+        /// as `memspy retained` does; with --once).
+        #[arg(long)]
+        retained: bool,
         /// Seconds between refreshes.
         #[arg(long, default_value_t = 2.0, value_name = "SECS")]
         rate: f64,
@@ -134,6 +138,10 @@ enum Cmd {
         /// Also draw RSS and the top types' bytes over time into this SVG file.
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<std::path::PathBuf>,
+        /// Do not record the object graph at the first and last samples (no retained growth, no
+        /// owners: each of those two pauses is then a plain walk).
+        #[arg(long)]
+        no_owners: bool,
         #[command(flatten)]
         walk: WalkArgs,
     },
@@ -157,6 +165,45 @@ enum Cmd {
         /// Start this program and serve its figures, e.g. `-- python3 app.py` (stopped when memspy ends)
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
+        #[command(flatten)]
+        walk: WalkArgs,
+    },
+    /// Why objects are alive: how the instances of a type are held (shortest paths from the roots,
+    /// aggregated, with retained bytes), the path of one object, or which types' refcounts the heap
+    /// does not explain.
+    Why {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The type whose instances to explain (`module.Qualname`, or the name after the last dot).
+        #[arg(long = "type", value_name = "TYPE", required_unless_present_any = ["address", "unexplained"])]
+        type_name: Option<String>,
+        /// The object at this address (0x…): its path, holders, retained size.
+        #[arg(long, value_name = "0xADDR", value_parser = parse_address, conflicts_with = "type_name")]
+        address: Option<u64>,
+        /// The types whose refcounts exceed the references found in the heap (held by C code or
+        /// native memory: a C extension's leaked references, for one).
+        #[arg(long, conflicts_with_all = ["type_name", "address"])]
+        unexplained: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Rows in the table.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        walk: WalkArgs,
+    },
+    /// Who owns the memory: the objects that retain the most (the dominator tree) and retained bytes
+    /// per type.
+    Retained {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Rows in each table.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
         #[command(flatten)]
         walk: WalkArgs,
     },
@@ -219,6 +266,15 @@ enum Cmd {
         #[arg(long, value_name = "DIR", conflicts_with = "command")]
         dir: Option<PathBuf>,
     },
+}
+
+/// `0x7f12…` (or decimal) → an address.
+fn parse_address(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|_| format!("{s:?} is not an address (give it as 0x…)"))
 }
 
 /// The exit statuses, for the man page (the README's "Exit status" says the same).
@@ -328,7 +384,7 @@ fn main() -> ExitCode {
     };
     env_logger::Builder::new().filter_level(level).format_timestamp_millis().init();
     let result = match cli.command {
-        Cmd::Top { target, once, json, limit, sort, rate, walk } => top::run(&TopOptions {
+        Cmd::Top { target, once, json, limit, sort, rate, retained, walk } => top::run(&TopOptions {
             target: target.spec(),
             once,
             json,
@@ -336,8 +392,9 @@ fn main() -> ExitCode {
             sort,
             rate: Duration::from_secs_f64(rate.max(0.05)),
             snapshot: walk.options(),
+            retained,
         }),
-        Cmd::Growth { target, interval, samples, json, limit, plot, walk } => {
+        Cmd::Growth { target, interval, samples, json, limit, plot, no_owners, walk } => {
             if samples < 2 {
                 Err(memspy::Error::Other(format!("--samples {samples}: growth needs at least 2 samples to compare")))
             } else if !(interval > 0.0 && interval.is_finite()) {
@@ -351,6 +408,7 @@ fn main() -> ExitCode {
                     limit,
                     plot,
                     snapshot: walk.options(),
+                    owners: !no_owners,
                 })
             }
         }
@@ -368,6 +426,23 @@ fn main() -> ExitCode {
                     snapshot: walk.options(),
                 })
             }
+        }
+        Cmd::Why { walk, .. } | Cmd::Retained { walk, .. } if walk.gc_only => Err(memspy::Error::Other(
+            "--gc-only: why and retained follow every reference; they need the full walk".into(),
+        )),
+        Cmd::Why { target, type_name, address, unexplained, json, limit, walk } => why::run(&why::WhyOptions {
+            target: target.spec(),
+            what: match (type_name, address, unexplained) {
+                (_, Some(a), _) => why::WhatFor::Address(a),
+                (_, None, true) => why::WhatFor::Unexplained,
+                (t, None, false) => why::WhatFor::Type(t.unwrap_or_default()),
+            },
+            json,
+            limit,
+            snapshot: walk.options(),
+        }),
+        Cmd::Retained { target, json, limit, walk } => {
+            retained::run(&retained::RetainedOptions { target: target.spec(), json, limit, snapshot: walk.options() })
         }
         Cmd::Snapshot { target, output, walk } => {
             snapshot::run(&SnapshotCmdOptions { target: target.spec(), output, snapshot: walk.options() })

@@ -50,6 +50,9 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
         tstate,
         iframe,
         managed_dict: _,
+        code,
+        frame_object,
+        module,
         sizeof,
     } = l;
     m.not_member("version", "the version discovery found");
@@ -82,8 +85,18 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
     m.off("object.ob_type", *ob_type, "_object", "ob_type");
     m.off("object.ob_size", *ob_size, "PyVarObject", "ob_size");
 
-    let TypeObject { tp_name, tp_basicsize, tp_itemsize, tp_flags, tp_base, tp_dict, tp_mro, tp_dictoffset, size } =
-        type_;
+    let TypeObject {
+        tp_name,
+        tp_basicsize,
+        tp_itemsize,
+        tp_flags,
+        tp_base,
+        tp_dict,
+        tp_mro,
+        tp_dictoffset,
+        tp_members,
+        size,
+    } = type_;
     for (f, v, p) in [
         ("tp_name", tp_name, "tp_name"),
         ("tp_basicsize", tp_basicsize, "tp_basicsize"),
@@ -93,6 +106,7 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
         ("tp_dict", tp_dict, "tp_dict"),
         ("tp_mro", tp_mro, "tp_mro"),
         ("tp_dictoffset", tp_dictoffset, "tp_dictoffset"),
+        ("tp_members", tp_members, "tp_members"),
     ] {
         m.off(format!("type_.{f}"), *v, "_typeobject", p);
     }
@@ -150,8 +164,9 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
 
     obmalloc_checks(&mut m, obmalloc, l.debug_build);
 
-    let ThreadState { next, frame, size } = tstate;
+    let ThreadState { next, frame, thread_id, size } = tstate;
     m.off("tstate.next", *next, "_ts", "next");
+    m.off("tstate.thread_id", *thread_id, "_ts", "thread_id");
     match frame {
         ThreadFrame::Object(off) => m.off("tstate.frame.Object", *off, "_ts", "frame"),
         ThreadFrame::CFrame { cframe, current } => {
@@ -200,6 +215,32 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
         }
         None => m.not_member("iframe", "None: frames are objects before 3.11"),
     }
+
+    let CodeLayout { filename, name, firstlineno, localsplusnames, varnames, cellvars, freevars } = code;
+    m.off("code.filename", *filename, "PyCodeObject", "co_filename");
+    m.off("code.name", *name, "PyCodeObject", "co_name");
+    m.off("code.firstlineno", *firstlineno, "PyCodeObject", "co_firstlineno");
+    for (f, v, p) in [
+        ("code.localsplusnames", localsplusnames, "co_localsplusnames"),
+        ("code.varnames", varnames, "co_varnames"),
+        ("code.cellvars", cellvars, "co_cellvars"),
+        ("code.freevars", freevars, "co_freevars"),
+    ] {
+        match v {
+            Some(off) => m.off(f, *off, "PyCodeObject", p),
+            None => m.not_member(f, "None: not a member in this version"),
+        }
+    }
+    match frame_object {
+        Some(FrameObjectLayout { back, code, localsplus }) => {
+            m.off("frame_object.back", *back, "_frame", "f_back");
+            m.off("frame_object.code", *code, "_frame", "f_code");
+            m.off("frame_object.localsplus", *localsplus, "_frame", "f_localsplus");
+        }
+        None => m.not_member("frame_object", "None: frames are not objects from 3.11"),
+    }
+    let ModuleObject { md_dict } = module;
+    m.off("module.md_dict", *md_dict, "PyModuleObject", "md_dict");
 
     sizeof_checks(&mut m, sizeof);
     m

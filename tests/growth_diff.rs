@@ -43,6 +43,8 @@ fn check_growth(interp: &Interpreter, samples: usize, interval: f64, plot: Optio
         "--samples".into(),
         samples.to_string(),
         "--json".into(),
+        // Ranked by count, as this test checks (the ranking by owned growth: tests/why.rs).
+        "--no-owners".into(),
     ];
     if plot.is_none() {
         args.push("--gc-only".into());

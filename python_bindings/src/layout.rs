@@ -41,6 +41,12 @@ pub struct Layout {
     /// `_PyInterpreterFrame` (3.11+).
     pub iframe: Option<InterpFrameLayout>,
     pub managed_dict: ManagedDict,
+    /// `PyCodeObject`: the members that name a frame and its locals.
+    pub code: CodeLayout,
+    /// 3.9/3.10: `PyFrameObject` (frames are objects; `None` from 3.11, see [`Self::iframe`]).
+    pub frame_object: Option<FrameObjectLayout>,
+    /// `PyModuleObject`.
+    pub module: ModuleObject,
     /// Objects whose own `__sizeof__` memspy recomputes (beyond the core containers).
     pub sizeof: SizeofLayout,
 }
@@ -97,6 +103,8 @@ pub struct TypeObject {
     pub tp_dict: u64,
     pub tp_mro: u64,
     pub tp_dictoffset: u64,
+    /// `PyMemberDef *tp_members`: the type's C-level attributes (`__slots__` of heap types among them).
+    pub tp_members: u64,
     /// `sizeof(PyTypeObject)`: what `type.__sizeof__` reports for a static type.
     pub size: u64,
 }
@@ -161,6 +169,8 @@ pub struct ThreadState {
     pub next: u64,
     /// How the thread state points to its innermost frame.
     pub frame: ThreadFrame,
+    /// `unsigned long thread_id`: what `threading.get_ident()` returns for the thread.
+    pub thread_id: u64,
     /// Bytes of the struct, largest among the builds checked (scanned for roots).
     pub size: u64,
 }
@@ -346,4 +356,36 @@ mod tests {
         let l = Layout::builtin(Version::new(3, 11, 0)).unwrap();
         assert_eq!(l.decode_refcount(999_999_999), (999_999_999, false));
     }
+}
+
+/// `PyCodeObject`: the members that name a frame (function, file, line) and its local variables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CodeLayout {
+    pub filename: u64,
+    pub name: u64,
+    /// `int co_firstlineno`.
+    pub firstlineno: u64,
+    /// 3.11+: `co_localsplusnames`, a tuple naming every slot of a frame's `localsplus` (locals, cells, free
+    /// variables).
+    pub localsplusnames: Option<u64>,
+    /// 3.9/3.10: `co_varnames`, `co_cellvars`, `co_freevars`, which name `f_localsplus` in that order.
+    pub varnames: Option<u64>,
+    pub cellvars: Option<u64>,
+    pub freevars: Option<u64>,
+}
+
+/// 3.9/3.10 `PyFrameObject`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameObjectLayout {
+    pub back: u64,
+    pub code: u64,
+    /// `f_localsplus`: locals, cells, free variables, then the value stack.
+    pub localsplus: u64,
+}
+
+/// `PyModuleObject`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModuleObject {
+    /// `md_dict`: the module's globals.
+    pub md_dict: u64,
 }

@@ -63,6 +63,7 @@ pub const V3_9: Layout = Layout {
         tp_dict: 264,
         tp_mro: 344,
         tp_dictoffset: 288,
+        tp_members: 0xf0,
         size: 408,
     },
     heap_type: HeapTypeObject { ht_qualname: 856, ht_cached_keys: 864, size: 880 },
@@ -102,9 +103,20 @@ pub const V3_9: Layout = Layout {
         arena: ArenaObject { size: 48, address: 0, pool_address: 8, nfreepools: 0x10, ntotalpools: 0x14 },
         pool: PoolHeader { count: 0, szidx: 0x24, freeblock: 8, nextoffset: 0x28 },
     },
-    tstate: ThreadState { next: 8, frame: ThreadFrame::Object(24), size: 264 },
+    tstate: ThreadState { next: 8, frame: ThreadFrame::Object(24), thread_id: 0xb0, size: 264 },
     iframe: None,
     managed_dict: ManagedDict::None,
+    code: CodeLayout {
+        filename: 0x68,
+        name: 0x70,
+        firstlineno: 0x28,
+        localsplusnames: None,
+        varnames: Some(0x48),
+        cellvars: Some(0x58),
+        freevars: Some(0x50),
+    },
+    frame_object: Some(FrameObjectLayout { back: 0x18, code: 0x20, localsplus: 0x168 }),
+    module: ModuleObject { md_dict: 0x10 },
     sizeof: SizeofLayout {
         code: CodeObject {
             extra: 0x90,
@@ -147,6 +159,7 @@ pub const V3_10: Layout = Layout {
     heap_type: HeapTypeObject { ht_qualname: 864, ht_cached_keys: 872, size: 888 },
     obmalloc: ObmallocLayout { pool_size: 16 << 10, arena_size: 1 << 20, ..V3_9.obmalloc },
     tstate: ThreadState { size: 280, ..V3_9.tstate },
+    frame_object: Some(FrameObjectLayout { back: 0x18, code: 0x20, localsplus: 0x160 }),
     ..V3_9
 };
 
@@ -186,9 +199,24 @@ pub const V3_11: Layout = Layout {
     heap_type: HeapTypeObject { size: 904, ..V3_10.heap_type },
     dict: DictObject { kind: DictLayout::V311, ..V3_10.dict },
     long: LongLayout::ObSize { min_one_digit: true },
-    tstate: ThreadState { frame: ThreadFrame::CFrame { cframe: 56, current: 8 }, size: 360, ..V3_10.tstate },
+    tstate: ThreadState {
+        frame: ThreadFrame::CFrame { cframe: 56, current: 8 },
+        thread_id: 0x98,
+        size: 360,
+        ..V3_10.tstate
+    },
     iframe: Some(IFRAME_311),
     managed_dict: ManagedDict::Split311,
+    code: CodeLayout {
+        filename: 0x70,
+        name: 0x78,
+        firstlineno: 0x48,
+        localsplusnames: Some(0x60),
+        varnames: None,
+        cellvars: None,
+        freevars: None,
+    },
+    frame_object: None,
     sizeof: SizeofLayout {
         code: CodeObject { extra: 0xb0, v39: None, stacksize: 68, nlocalsplus: Some(76) },
         frame: FrameSizeof::Embedded { frame_data: 48 },
@@ -245,9 +273,15 @@ pub const V3_12: Layout = Layout {
     },
     long: LongLayout::LvTag,
     obmalloc: ObmallocLayout { location: ObmallocLocation::Embedded { release: 3960, debug: 3960 }, ..V3_11.obmalloc },
-    tstate: ThreadState { frame: ThreadFrame::CFrame { cframe: 56, current: 0 }, size: 288, ..V3_11.tstate },
+    tstate: ThreadState {
+        frame: ThreadFrame::CFrame { cframe: 56, current: 0 },
+        thread_id: 0x88,
+        size: 288,
+        ..V3_11.tstate
+    },
     iframe: Some(IFRAME_312),
     managed_dict: ManagedDict::Tagged312,
+    code: CodeLayout { firstlineno: 0x44, ..V3_11.code },
     sizeof: SizeofLayout {
         code: CodeObject { extra: 0xb8, stacksize: 64, nlocalsplus: Some(72), ..V3_11.sizeof.code },
         ..V3_11.sizeof
@@ -277,7 +311,7 @@ pub const V3_13: Layout = Layout {
         location: ObmallocLocation::Pointer { release: 0x2a30, debug: 0x2a38 },
         ..V3_12.obmalloc
     },
-    tstate: ThreadState { frame: ThreadFrame::Direct(72), size: 336, ..V3_12.tstate },
+    tstate: ThreadState { frame: ThreadFrame::Direct(72), thread_id: 0x98, size: 336, ..V3_12.tstate },
     managed_dict: ManagedDict::Inline313,
     sizeof: SizeofLayout {
         code: CodeObject { extra: 0xc0, ..V3_12.sizeof.code },
@@ -379,7 +413,7 @@ pub const V3_15: Layout = Layout {
         location: ObmallocLocation::Pointer { release: 0x2a80, debug: 0x2a88 },
         ..V3_14_5.obmalloc
     },
-    tstate: ThreadState { size: 1104, ..V3_14_5.tstate },
+    tstate: ThreadState { thread_id: 0xb0, size: 1104, ..V3_14_5.tstate },
     sizeof: SizeofLayout {
         struct_: Struct { basicsize: 64, ..V3_14_5.sizeof.struct_ },
         // `bytearray_sizeof` 3.15.2: `basicsize + (ob_alloc > 0 ? ob_alloc + 33 : 0)`.

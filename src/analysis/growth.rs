@@ -6,8 +6,31 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::HashMap;
+
 use crate::analysis::diff::signed;
 use crate::analysis::histogram::Report;
+use crate::analysis::why::{Anchor, PathRow, Step};
+
+/// What the instances of one type retain at one sample, and the paths that hold them.
+#[derive(Clone, Debug, Default)]
+pub struct TypeOwners {
+    pub retained: u64,
+    /// What its instances retain less what instances of the program's types (not builtins) under them
+    /// retain; instances under one of those count for none.
+    pub owned: u64,
+    pub paths: Vec<PathRow>,
+}
+
+/// The path that holds most of what a type gained: its count and retained bytes from the first
+/// sample to the last.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Owner {
+    pub root: Anchor,
+    pub steps: Vec<Step>,
+    pub delta: i64,
+    pub delta_retained: i64,
+}
 
 /// Whole-process figures at one sample.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -37,6 +60,18 @@ pub struct TypeGrowth {
     pub per_second: f64,
     /// The count grew in every interval (a leak suspect). False with fewer than two samples.
     pub monotonic: bool,
+    /// Retained bytes, last sample minus first (when both samples recorded the object graph).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub delta_retained: Option<i64>,
+    /// Growth of what its instances own: their retained bytes less what instances of the program's types
+    /// (not builtins) inside them retain, not counting instances inside one of those. The ranking's
+    /// key: a leaking class ranks above the dicts and strings it drags along, and above the list or
+    /// dict that accumulates it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub delta_owned: Option<i64>,
+    /// The path whose objects of this type grew the most.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub owner: Option<Owner>,
 }
 
 /// The `memspy growth --json` document.
@@ -90,6 +125,9 @@ impl Growth {
                     bytes,
                     delta,
                     delta_bytes,
+                    delta_retained: None,
+                    delta_owned: None,
+                    owner: None,
                 }
             })
             .collect();
@@ -102,6 +140,44 @@ impl Growth {
             samples,
             types,
         }
+    }
+
+    /// Adds what the first and the last sample's object graphs say: each type's retained growth and
+    /// the path that gained the most of it; then ranks by owned growth (a type that drags others
+    /// along ranks above them), then by retained growth, then by count.
+    pub fn add_owners(&mut self, first: &HashMap<String, TypeOwners>, last: &HashMap<String, TypeOwners>) {
+        let none = TypeOwners::default();
+        for t in &mut self.types {
+            let (a, b) = (first.get(&t.name).unwrap_or(&none), last.get(&t.name).unwrap_or(&none));
+            t.delta_retained = Some(signed(b.retained, a.retained));
+            t.delta_owned = Some(signed(b.owned, a.owned));
+            let before: HashMap<(&Anchor, &[Step]), &PathRow> =
+                a.paths.iter().map(|p| ((&p.root, p.steps.as_slice()), p)).collect();
+            t.owner = b
+                .paths
+                .iter()
+                .map(|p| {
+                    let old = before.get(&(&p.root, p.steps.as_slice()));
+                    let delta = signed(p.count, old.map_or(0, |o| o.count));
+                    let delta_retained = signed(p.retained, old.map_or(0, |o| o.retained));
+                    (delta, delta_retained, p)
+                })
+                .filter(|(d, r, _)| *d > 0 || *r > 0)
+                .max_by_key(|(d, r, _)| (*d, *r))
+                .map(|(delta, delta_retained, p)| Owner {
+                    root: p.root.clone(),
+                    steps: p.steps.clone(),
+                    delta,
+                    delta_retained,
+                });
+        }
+        // Types whose count grew first: a container whose count did not (the list a leak is appended
+        // to) is the owner of the growth, not what grew.
+        self.types.sort_by(|x, y| {
+            (y.delta > 0, y.delta_owned.unwrap_or(0), y.delta_retained.unwrap_or(0), y.delta, y.delta_bytes)
+                .cmp(&(x.delta > 0, x.delta_owned.unwrap_or(0), x.delta_retained.unwrap_or(0), x.delta, x.delta_bytes))
+                .then_with(|| x.name.cmp(&y.name))
+        });
     }
 
     /// The types that grew in every interval.

@@ -31,6 +31,10 @@ pub struct TypeRow {
     /// formula of their base).
     #[serde(default = "exact_by_default")]
     pub bytes_exact: bool,
+    /// Bytes its instances retain (`top --retained`): what they dominate, not counting instances inside
+    /// another instance of the type.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub retained: Option<u64>,
 }
 
 fn exact_by_default() -> bool {
@@ -139,6 +143,8 @@ impl Sink for Histogram {
 pub enum SortKey {
     Bytes,
     Count,
+    /// Retained bytes (with `--retained`; else as bytes).
+    Retained,
 }
 
 pub fn sort_rows(rows: &mut [TypeRow], key: SortKey) {
@@ -146,6 +152,7 @@ pub fn sort_rows(rows: &mut [TypeRow], key: SortKey) {
         let (ka, kb) = match key {
             SortKey::Bytes => ((a.bytes, a.count), (b.bytes, b.count)),
             SortKey::Count => ((a.count, a.bytes), (b.count, b.bytes)),
+            SortKey::Retained => ((a.retained.unwrap_or(a.bytes), a.bytes), (b.retained.unwrap_or(b.bytes), b.bytes)),
         };
         kb.cmp(&ka).then_with(|| a.name.cmp(&b.name))
     });

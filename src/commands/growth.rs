@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::analysis::growth::Growth;
+use crate::commands::held::Held;
 use crate::commands::{sleep_unless_interrupted, Session, TargetSpec};
 use crate::error::{Error, Result};
 use crate::report;
@@ -20,7 +21,13 @@ pub struct GrowthOptions {
     pub limit: usize,
     pub plot: Option<PathBuf>,
     pub snapshot: SnapshotOptions,
+    /// Record the object graph at the first and the last sample: what each type retains, and the path
+    /// that gained most (full walks only).
+    pub owners: bool,
 }
+
+/// Paths kept per type at a sample that records the graph.
+const OWNER_PATHS: usize = 50;
 
 /// Takes the samples (all of them, or as many as were taken before Ctrl-C).
 pub fn sample(session: &Session, opts: &GrowthOptions) -> Result<Growth> {
@@ -30,18 +37,34 @@ pub fn sample(session: &Session, opts: &GrowthOptions) -> Result<Growth> {
     let pb = progress(Some(n as u64), &format!("sampling PID {pid} every {:.1} s", opts.interval.as_secs_f64()));
     let start = Instant::now();
     let mut reports = Vec::with_capacity(n);
+    let owners = opts.owners && opts.snapshot.full && n >= 2;
+    let (mut first, mut last) = (None, None);
+    let mut last_end = start;
     for i in 0..n {
         if i > 0 {
-            // Samples on a fixed schedule (no drift from walk times).
-            let due = start + opts.interval * i as u32;
+            // Samples on a fixed schedule (no drift from walk times), but never less than half an
+            // interval after the previous sample ended (one that recorded the graph may take longer
+            // than the interval).
+            let due = (start + opts.interval * i as u32).max(last_end + opts.interval / 2);
             sleep_unless_interrupted(due.saturating_duration_since(Instant::now()));
             if crate::interrupt::requested() {
                 pb.println(format!("memspy: interrupted after {i} samples"));
                 break;
             }
         }
+        let graph = owners && (i == 0 || i + 1 == n);
         let r = if i > 0 && !session.target.alive() {
             Err(Error::TargetExited { pid })
+        } else if graph {
+            Held::read(session, &opts.snapshot).map(|h| {
+                let o = h.owners(session, OWNER_PATHS);
+                if i == 0 {
+                    first = Some(o);
+                } else {
+                    last = Some(o);
+                }
+                h.report
+            })
         } else {
             session.report(&opts.snapshot)
         };
@@ -62,10 +85,15 @@ pub fn sample(session: &Session, opts: &GrowthOptions) -> Result<Growth> {
             pb.println(format!("memspy: sample {} is partial (--max-pause reached)", i + 1));
         }
         reports.push(r);
+        last_end = Instant::now();
         pb.inc(1);
     }
     pb.finish_and_clear();
-    Ok(Growth::from_reports(opts.interval.as_secs_f64(), &reports))
+    let mut g = Growth::from_reports(opts.interval.as_secs_f64(), &reports);
+    if let (Some(a), Some(b)) = (first, last) {
+        g.add_owners(&a, &b);
+    }
+    Ok(g)
 }
 
 pub fn run(opts: &GrowthOptions) -> Result<()> {

@@ -3,10 +3,13 @@
 pub mod diff;
 pub mod gc;
 pub mod growth;
+pub mod held;
+pub mod retained;
 pub mod serve;
 pub mod snapshot;
 pub mod stat;
 pub mod top;
+pub mod why;
 
 use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -62,6 +65,11 @@ impl Session {
     pub fn report(&self, opts: &SnapshotOptions) -> Result<Report> {
         let mut hist = Histogram::new();
         let walked = walk::snapshot(&self.target, &self.interp, opts, &mut hist)?;
+        Ok(self.report_of(hist, &walked, opts))
+    }
+
+    /// The report of one walk whose objects went to `hist`.
+    pub fn report_of(&self, hist: Histogram, walked: &walk::Walked, opts: &SnapshotOptions) -> Report {
         let s = &walked.summary;
         if s.unreadable > 0 {
             log::warn!("{} objects could not be read and were skipped", s.unreadable);
@@ -118,7 +126,7 @@ impl Session {
             types,
         };
         report.finish_totals();
-        Ok(report)
+        report
     }
 }
 

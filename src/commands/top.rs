@@ -21,9 +21,19 @@ pub struct TopOptions {
     pub sort: SortKey,
     pub rate: Duration,
     pub snapshot: SnapshotOptions,
+    /// Add each type's retained bytes (records the object graph; `--once` only).
+    pub retained: bool,
 }
 
 pub fn run(opts: &TopOptions) -> Result<()> {
+    if opts.retained && !opts.once {
+        return Err(Error::Other(
+            "--retained works with --once (every refresh would record the whole object graph)".into(),
+        ));
+    }
+    if opts.retained && !opts.snapshot.full {
+        return Err(Error::Other("--retained follows every reference: it needs the full walk, not --gc-only".into()));
+    }
     let (session, mut spawned) = super::open_target("top", &opts.target, opts.snapshot.timeout)?;
     if opts.once {
         crate::interrupt::install_handler();
@@ -70,8 +80,23 @@ pub fn run(opts: &TopOptions) -> Result<()> {
     }
 }
 
+/// The report of a walk that recorded the graph, each type with its retained bytes.
+fn with_retained(session: &Session, opts: &TopOptions) -> Result<crate::analysis::Report> {
+    let held = crate::commands::held::Held::read(session, &opts.snapshot)?;
+    let per = crate::analysis::dominators::retained_by_type(&held.graph, &held.dom);
+    let mut by_name: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for (t, (bytes, _)) in held.graph.type_infos.iter().zip(&per) {
+        *by_name.entry(t.name.as_str()).or_default() += bytes;
+    }
+    let mut r = held.report.clone();
+    for row in &mut r.types {
+        row.retained = Some(by_name.get(row.name.as_str()).copied().unwrap_or(0));
+    }
+    Ok(r)
+}
+
 fn print_once(session: &Session, opts: &TopOptions) -> Result<()> {
-    let r = session.report(&opts.snapshot)?;
+    let r = if opts.retained { with_retained(session, opts)? } else { session.report(&opts.snapshot)? };
     if opts.json {
         println!("{}", report::json(&r));
     } else {
@@ -108,7 +133,7 @@ fn live_view(session: &Session, opts: &TopOptions, mut spawned: Option<&mut Spaw
     let first = first?;
     let mut term = Screen::enter().map_err(|e| Error::Other(format!("cannot set up the terminal: {e}")))?;
     let mut state = ViewState::new(match opts.sort {
-        SortKey::Bytes => ViewSort::Bytes,
+        SortKey::Bytes | SortKey::Retained => ViewSort::Bytes,
         SortKey::Count => ViewSort::Count,
     });
     let start = first.clone();

@@ -56,23 +56,35 @@ pub fn table(g: &Growth, limit: usize) -> String {
         out.push_str("no type grew\n");
         return out;
     }
-    let _ = writeln!(
-        out,
-        "{:>10} {:>10} {:>12} {:>12} {:>10}  {:<7}  TYPE",
-        "COUNT", "DELTA", "BYTES", "ΔBYTES", "PER SEC", "SUSPECT"
-    );
+    let retained = g.types.iter().any(|t| t.delta_retained.is_some());
+    let _ = write!(out, "{:>10} {:>10} {:>12} {:>12} {:>10}", "COUNT", "DELTA", "BYTES", "ΔBYTES", "PER SEC");
+    if retained {
+        let _ = write!(out, " {:>12}", "ΔRETAINED");
+    }
+    let _ = writeln!(out, "  {:<7}  TYPE", "SUSPECT");
     for t in grew.iter().take(limit) {
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "{:>10} {:>10} {:>12} {:>12} {:>10.2}  {:<7}  {}",
+            "{:>10} {:>10} {:>12} {:>12} {:>10.2}",
             t.counts.last().copied().unwrap_or(0),
             signed_count(t.delta),
             human_bytes(t.bytes.last().copied().unwrap_or(0)),
             signed_bytes(t.delta_bytes),
             t.per_second,
-            if t.monotonic { "LEAK?" } else { "" },
-            t.name
         );
+        if retained {
+            let _ = write!(out, " {:>12}", t.delta_retained.map(signed_bytes).unwrap_or_default());
+        }
+        let _ = writeln!(out, "  {:<7}  {}", if t.monotonic { "LEAK?" } else { "" }, t.name);
+        if let (true, Some(o)) = (t.monotonic, &t.owner) {
+            let _ = writeln!(
+                out,
+                "{:>10} {:>10}  owner: {}",
+                "",
+                signed_count(o.delta),
+                crate::report::why::path(&o.root, &o.steps)
+            );
+        }
     }
     if grew.len() > limit {
         let _ = writeln!(out, "({} more types grew)", grew.len() - limit);

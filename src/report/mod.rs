@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod plot;
 pub mod progress;
 pub mod tui;
+pub mod why;
 
 use std::fmt::Write as _;
 
@@ -71,25 +72,27 @@ pub fn table(r: &Report, sort: SortKey, limit: usize) -> String {
     let total_bytes = r.totals.bytes.max(1);
     let mut out = String::new();
     let _ = writeln!(out, "{}", header(r));
-    let _ = writeln!(
-        out,
-        "{:>10} {:>10} {:>12} {:>6} {:>12} {:>9}  TYPE",
-        "COUNT", "GC", "BYTES", "%", "REFCOUNT", "IMMORTAL"
-    );
+    let retained = rows.iter().any(|r| r.retained.is_some());
+    let _ = write!(out, "{:>10} {:>10} {:>12} {:>6}", "COUNT", "GC", "BYTES", "%");
+    if retained {
+        let _ = write!(out, " {:>12}", "RETAINED");
+    }
+    let _ = writeln!(out, " {:>12} {:>9}  TYPE", "REFCOUNT", "IMMORTAL");
     for row in rows.iter().take(limit) {
         // `~`: sizes approximated (a `__sizeof__` memspy does not model).
         let bytes = if row.bytes_exact { human_bytes(row.bytes) } else { format!("~{}", human_bytes(row.bytes)) };
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "{:>10} {:>10} {:>12} {:>5.1}% {:>12} {:>9}  {}",
+            "{:>10} {:>10} {:>12} {:>5.1}%",
             row.count,
             row.gc_tracked,
             bytes,
             row.bytes as f64 * 100.0 / total_bytes as f64,
-            row.refcount,
-            row.immortal,
-            row.name
         );
+        if retained {
+            let _ = write!(out, " {:>12}", row.retained.map(human_bytes).unwrap_or_default());
+        }
+        let _ = writeln!(out, " {:>12} {:>9}  {}", row.refcount, row.immortal, row.name);
     }
     if rows.len() > limit {
         let rest: u64 = rows[limit..].iter().map(|r| r.bytes).sum();

@@ -28,6 +28,7 @@ use crate::memory::{Memory, ReadExt};
 use crate::pause::Control;
 
 use super::blocks::{Allocators, Scanned, Verdict};
+use super::graph::{Recorder, Source};
 use super::refs::{self, RefInfos};
 use super::shares::{owner, Part, SEND_BATCH, SENT_FILTER};
 use super::visited::Visited;
@@ -91,6 +92,8 @@ pub struct FullWalk<'a, M: Memory + ?Sized> {
     pub(super) current: u64,
     /// Set in a worker of the parallel walk: which addresses it owns, where the others' go.
     pub(super) part: Option<Part<'a>>,
+    /// Set when the walk records the object graph (one thread only).
+    pub graph: Option<Recorder>,
 }
 
 /// Largest native block scanned, and how much of it is read at a time.
@@ -148,6 +151,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             control: Control::unlimited(),
             current: 0,
             part: None,
+            graph: None,
         }
     }
 
@@ -357,6 +361,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         }
         let Some(len) = self.alloc.native_block(self.mem, self.l, p) else { return };
         self.native.insert(p);
+        let was = self.graph.as_mut().map(|g| g.set(Source::Native(p)));
         let len = len.min(MAX_NATIVE_BLOCK) & !7;
         self.scanned.native_blocks += 1;
         let mut at = 0;
@@ -386,12 +391,27 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             at += n;
         }
         self.flush();
+        if let (Some(g), Some(was)) = (self.graph.as_mut(), was) {
+            g.set(was);
+        }
     }
 
     /// Queues the words gathered in `scratch` that may point to objects not seen yet; they are
     /// validated when [`Self::run`] takes them off the stack. Queued in reverse, so that they come
     /// off in the order they were found (forward through containers, which keeps reads sequential).
     pub(super) fn flush(&mut self) {
+        if let Some(g) = self.graph.as_mut() {
+            if !self.scratch.is_empty() {
+                g.begin();
+            }
+            for &w in &self.scratch {
+                let tag = w & refs::TAGS;
+                let p = refs::untag(self.l, w & !tag);
+                if p >= 4096 {
+                    g.edge(p, tag);
+                }
+            }
+        }
         let Some(part) = self.part.as_mut() else {
             for &w in self.scratch.iter().rev() {
                 let tag = w & refs::TAGS;
@@ -476,6 +496,9 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
                 continue;
             }
             self.current = p;
+            if let Some(g) = self.graph.as_mut() {
+                g.set(Source::Object(p));
+            }
             let t = le_u64(&head, l.object.ob_type).unwrap_or(0);
             // The type is an object too.
             self.scratch.push(t);
@@ -488,6 +511,11 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
                     continue;
                 }
             };
+            if let Some(g) = self.graph.as_mut() {
+                if ri.flags & flags::HEAPTYPE == 0 {
+                    g.skip(t);
+                }
+            }
             let seen_keys = &mut self.caches.seen_keys;
             let mut first_time = |k: u64| seen_keys.insert(k);
             if let Err(e) = refs::object_refs(self.mem, l, p, &head, &ri, &mut first_time, &mut self.scratch) {

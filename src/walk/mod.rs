@@ -8,6 +8,8 @@ pub mod blocks;
 pub mod full;
 pub mod gclists;
 pub mod gcpar;
+pub mod graph;
+pub mod names;
 pub mod refs;
 pub mod roots;
 pub mod shares;
@@ -190,6 +192,9 @@ struct HeapWalk<'s> {
     summary: WalkSummary,
     /// The visited bitmap, its blocks faulted in before the pause (full walks through the chunk cache).
     visited: Option<visited::Visited>,
+    /// Record the object graph (see [`graph`]): words reserved before the pause, and what was recorded.
+    record: Option<usize>,
+    recorded: Option<(graph::Recorder, visited::Visited)>,
 }
 
 impl Work for HeapWalk<'_> {
@@ -206,6 +211,10 @@ impl Work for HeapWalk<'_> {
     fn prepare(&mut self, heap_bytes: u64) {
         // As many blocks of 1 MiB of address space as that memory.
         self.visited = Some(visited::Visited::with_spare((heap_bytes >> 20) as usize));
+        if self.record.is_some() {
+            // About one possible reference per 32 bytes of heap.
+            self.record = Some((heap_bytes / 32) as usize);
+        }
     }
 
     fn run<M: ThreadReaders>(&mut self, view: &View<'_, M>) -> Result<WalkSummary> {
@@ -233,6 +242,12 @@ impl Work for HeapWalk<'_> {
             fw.control = control.clone();
             // A stopped target's lists are walked from both ends on two threads when that can be done.
             fw.one_thread = self.per_object;
+            if let Some(words) = self.record {
+                fw.graph = Some(match self.recorded.take() {
+                    Some((r, _)) => graph::Recorder::reuse(r),
+                    None => graph::Recorder::with_capacity(words),
+                });
+            }
             let parallel = if strict && !self.per_object {
                 gcpar::walk_gc_parallel(*mem, interp, interps, &mut fw, control, summary, sink)
             } else {
@@ -251,7 +266,11 @@ impl Work for HeapWalk<'_> {
                 view.paused_at.map(|p| p.elapsed()).unwrap_or_default()
             );
             r?;
-            workers::walk_rest(*mem, interp, interps, &mut types, &mut fw, summary, sink)?;
+            let r = workers::walk_rest(*mem, interp, interps, &mut types, &mut fw, summary, sink);
+            if let Some(g) = fw.graph.take() {
+                self.recorded = Some((g, std::mem::take(&mut fw.visited)));
+            }
+            r?;
         } else {
             walk_gc(*mem, l, interps, &mut types, strict, control, summary, |r, t| sink.object(r, t))?;
         }
@@ -282,6 +301,8 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
         maps,
         summary: WalkSummary::default(),
         visited: None,
+        record: None,
+        recorded: None,
     };
     let o = pause::read(target, interp, &opts.read_options(), &mut work)?;
     Ok(Walked {
@@ -291,4 +312,52 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
         pause_budget_spent: o.cut_short,
         retries: o.retries,
     })
+}
+
+/// Takes one full snapshot of the heap that records the object graph ([`graph::Graph`]), on one thread;
+/// every object also goes to `also`.
+pub fn capture(
+    target: &Target,
+    interp: &Interpreter,
+    opts: &SnapshotOptions,
+    also: &mut dyn Sink,
+) -> Result<(Walked, graph::Graph)> {
+    let maps = Maps::read(target.pid).map_err(|e| Error::Other(format!("PID {}: reading maps: {e}", target.pid)))?;
+    let mut objects = graph::Objects::default();
+    let mut tee = graph::Tee { objects: &mut objects, also };
+    let mut work = HeapWalk {
+        sink: &mut tee,
+        full: true,
+        per_object: true,
+        pymalloc: discovery::pymalloc::located(target, interp),
+        maps,
+        summary: WalkSummary::default(),
+        visited: None,
+        record: Some(0),
+        recorded: None,
+    };
+    // The recording and the objects' arrays grow while the read cache is full: a smaller cache (3/16
+    // of the target's RSS, not 3/8) keeps memspy's peak below the target's RSS at little cost in time.
+    let rss = crate::process::rss_bytes(target.pid).unwrap_or(0);
+    let cache_bytes = opts.cache_bytes.min((rss / 16 * 3).max(64 << 20));
+    let opts = SnapshotOptions { full: true, per_object: true, cache_bytes, ..opts.clone() };
+    let o = pause::read(target, interp, &opts.read_options(), &mut work)?;
+    let (rec, visited) = work.recorded.take().ok_or_else(|| Error::Other("the walk recorded no graph".into()))?;
+    drop(work);
+    log::info!(
+        "graph: {} objects, {} words recorded ({} MiB); memspy's RSS {} MiB",
+        objects.len(),
+        rec.words(),
+        (rec.words() * 8) >> 20,
+        crate::process::rss_bytes(std::process::id() as i32).unwrap_or(0) >> 20
+    );
+    let g = graph::Graph::build(rec, visited, objects)?;
+    let walked = Walked {
+        summary: o.value,
+        pause: o.pause,
+        elapsed: o.elapsed,
+        pause_budget_spent: o.cut_short,
+        retries: o.retries,
+    };
+    Ok((walked, g))
 }

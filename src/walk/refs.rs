@@ -346,9 +346,9 @@ pub fn keys_refs<M: Memory + ?Sized>(mem: &M, k: &crate::cpython::objects::DictK
 }
 
 /// The references of an interpreter frame (3.11+) at `f`: code, function, globals, builtins, locals,
-/// frame object, and the `localsplus` slots up to the stack top.
-pub fn iframe_refs<M: Memory + ?Sized>(mem: &M, l: &Layout, f: u64, out: &mut Vec<u64>) -> Result<()> {
-    let Some(fl) = l.iframe else { return Ok(()) };
+/// frame object, and the `localsplus` slots up to the stack top. Returns how many slots it read.
+pub fn iframe_refs<M: Memory + ?Sized>(mem: &M, l: &Layout, f: u64, out: &mut Vec<u64>) -> Result<u64> {
+    let Some(fl) = l.iframe else { return Ok(0) };
     let head = mem.bytes_at(f, fl.localsplus as usize, "interpreter frame")?;
     for off in [fl.code, fl.func, fl.globals, fl.builtins, fl.locals, fl.frame_obj] {
         if let Some(w) = le_u64(&head, off) {
@@ -380,7 +380,7 @@ pub fn iframe_refs<M: Memory + ?Sized>(mem: &M, l: &Layout, f: u64, out: &mut Ve
             *w = untag(l, *w);
         }
     }
-    Ok(())
+    Ok(n)
 }
 
 /// The references of the object at `addr` (whose first bytes are `head`), per its type's kind.
@@ -475,7 +475,18 @@ pub fn object_refs<M: Memory + ?Sized>(
     // body of a C type memspy has no layout for (conservative).
     let start = if ri.kind == RefKind::Object { 16 } else { ri.base_basicsize };
     if ri.basicsize > start {
-        with_bytes(mem, addr + start, (ri.basicsize - start) as usize, "object fields", |b| conservative(b, out))?;
+        with_bytes(mem, addr + start, (ri.basicsize - start) as usize, "object fields", |b| {
+            // The `__dict__` slot of a fixed-size instance is an exact reference, the rest conservative.
+            let d = ri.dictoffset;
+            if ri.itemsize == 0 && d > 0 && (d as u64) >= start && (d as u64) + 8 <= ri.basicsize && d % 8 == 0 {
+                let at = (d as u64 - start) as usize;
+                conservative(&b[..at], out);
+                words(&b[at..at + 8], out);
+                conservative(&b[at + 8..], out);
+            } else {
+                conservative(b, out)
+            }
+        })?;
     }
     if ri.kind == RefKind::Object && ri.itemsize == 8 && (1..1 << 20).contains(&ob_size) {
         let mut i = 0;

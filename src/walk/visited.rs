@@ -150,6 +150,109 @@ impl Visited {
     }
 }
 
+/// The rank of each marked address among all marked addresses in address order (for numbering the
+/// objects of a walk without a map from addresses), and the inverse.
+pub struct Ranks {
+    /// Block numbers in ascending order.
+    keys: Vec<u64>,
+    /// Block number → its position in `keys`.
+    index: AddrMap<u32>,
+    /// Per block: marks before it.
+    base: Vec<u64>,
+    bits: Vec<Box<[u64]>>,
+    /// Per block, per word: marks before that word within the block.
+    prefix: Vec<Box<[u32]>>,
+    count: u64,
+}
+
+impl Visited {
+    /// The ranks of the marked addresses (the set's blocks are moved, not copied).
+    pub fn ranks(self) -> Ranks {
+        let mut blocks: Vec<(u64, Box<[u64]>)> = self.keys.into_iter().zip(self.slab).collect();
+        blocks.sort_unstable_by_key(|b| b.0);
+        let mut r = Ranks {
+            keys: Vec::with_capacity(blocks.len()),
+            index: AddrMap::default(),
+            base: Vec::with_capacity(blocks.len()),
+            bits: Vec::with_capacity(blocks.len()),
+            prefix: Vec::with_capacity(blocks.len()),
+            count: 0,
+        };
+        for (key, b) in blocks {
+            let mut p = vec![0u32; b.len()].into_boxed_slice();
+            let mut acc = 0u32;
+            for (i, w) in b.iter().enumerate() {
+                p[i] = acc;
+                acc += w.count_ones();
+            }
+            r.index.insert(key, r.keys.len() as u32);
+            r.keys.push(key);
+            r.base.push(r.count);
+            r.count += acc as u64;
+            r.bits.push(b);
+            r.prefix.push(p);
+        }
+        r
+    }
+}
+
+impl Ranks {
+    /// The rank of `addr` if it is marked.
+    #[inline]
+    pub fn rank(&self, addr: u64) -> Option<u64> {
+        self.rank_near(addr, &mut (u64::MAX, 0))
+    }
+
+    /// [`Self::rank`], remembering in `last` the block of the previous lookup (lookups in a row often
+    /// fall in the same MiB: no hashing then).
+    #[inline]
+    pub fn rank_near(&self, addr: u64, last: &mut (u64, usize)) -> Option<u64> {
+        let key = addr >> BLOCK_SHIFT;
+        let i = if last.0 == key {
+            last.1
+        } else {
+            let i = *self.index.get(&key)? as usize;
+            *last = (key, i);
+            i
+        };
+        let bit = ((addr >> 3) as usize) & ((1 << (BLOCK_SHIFT - 3)) - 1);
+        let w = self.bits[i][bit / 64];
+        let m = 1u64 << (bit % 64);
+        if w & m == 0 {
+            return None;
+        }
+        Some(self.base[i] + self.prefix[i][bit / 64] as u64 + (w & (m - 1)).count_ones() as u64)
+    }
+
+    /// The marked address of rank `k`.
+    pub fn select(&self, k: u64) -> Option<u64> {
+        if k >= self.count {
+            return None;
+        }
+        let i = self.base.partition_point(|&b| b <= k) - 1;
+        let within = (k - self.base[i]) as u32;
+        let wi = self.prefix[i].partition_point(|&p| p <= within) - 1;
+        let mut w = self.bits[i][wi];
+        for _ in 0..within - self.prefix[i][wi] {
+            w &= w - 1;
+        }
+        let bit = wi as u64 * 64 + w.trailing_zeros() as u64;
+        Some((self.keys[i] << BLOCK_SHIFT) + bit * 8)
+    }
+
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bits.iter().map(|b| b.len() as u64 * 12).sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +282,25 @@ mod tests {
         let parts = v.split(2, |a| (a >> 28) as usize & 1);
         assert_eq!(parts.iter().map(|p| p.spare.len()).sum::<usize>(), 1);
         assert_eq!(parts.iter().map(|p| p.len()).sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn ranks_in_address_order() {
+        let mut v = Visited::new();
+        let addrs = [0x7f00_0010_0000u64, 0x5500_0000_0010, 0x5500_0000_0018, 0x5500_0020_0ff8, 0x7f00_0000_0008];
+        for a in addrs {
+            v.insert(a);
+        }
+        let r = v.ranks();
+        let mut sorted = addrs.to_vec();
+        sorted.sort();
+        for (k, a) in sorted.iter().enumerate() {
+            assert_eq!(r.rank(*a), Some(k as u64), "{a:#x}");
+            assert_eq!(r.select(k as u64), Some(*a));
+        }
+        assert_eq!(r.rank(0x5500_0000_0020), None);
+        assert_eq!(r.rank(0x1234_0000_0000), None);
+        assert_eq!(r.select(5), None);
+        assert_eq!(r.len(), 5);
     }
 }

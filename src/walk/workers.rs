@@ -75,6 +75,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             control: seed.control,
             current: 0,
             part: Some(part),
+            graph: None,
         }
     }
 

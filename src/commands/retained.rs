@@ -1,0 +1,94 @@
+//! `memspy retained PID` (or `-- python app.py`): who owns the memory — the objects that retain the
+//! most (the dominator tree's heaviest nodes, each the innermost holder of most of what it retains)
+//! and the retained size per type.
+
+use crate::analysis::dominators::{self, TOP};
+use crate::analysis::why::{Dominator, HeldPath, RetainedReport, RetainedType};
+use crate::error::{Error, Result};
+use crate::report;
+use crate::report::progress::progress;
+use crate::walk::SnapshotOptions;
+
+use super::held::Held;
+use super::TargetSpec;
+
+#[derive(Clone, Debug)]
+pub struct RetainedOptions {
+    pub target: TargetSpec,
+    pub json: bool,
+    pub limit: usize,
+    pub snapshot: SnapshotOptions,
+}
+
+/// A holder is listed instead of its dominator when it retains at least this share of what that
+/// dominator retains (9/10): a chain module → dict → list shows the list.
+const INNERMOST: (u64, u64) = (9, 10);
+
+pub fn run(opts: &RetainedOptions) -> Result<()> {
+    let (session, mut spawned) = super::open_target("retained", &opts.target, opts.snapshot.timeout)?;
+    let pb = progress(None, &format!("reading the heap of PID {} and its references", session.target.pid));
+    let held = Held::read(&session, &opts.snapshot);
+    pb.finish_and_clear();
+    let held = held.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
+    let g = &held.graph;
+    let d = &held.dom;
+    // Objects with a dominated object that holds most of what they retain are not listed.
+    let mut heavy = vec![false; g.nodes() as usize];
+    for v in 0..g.objects {
+        let p = d.idom[v as usize];
+        if p != TOP && d.retained[v as usize] * INNERMOST.1 >= d.retained[p as usize] * INNERMOST.0 {
+            heavy[p as usize] = true;
+        }
+    }
+    let mut top: Vec<u32> =
+        (0..g.objects).filter(|&v| !heavy[v as usize] && d.retained_objects[v as usize] > 1).collect();
+    top.sort_by_key(|&v| std::cmp::Reverse(d.retained[v as usize]));
+    top.truncate(opts.limit);
+    let paths = held.paths_of(&session, &top);
+    let dominators = top
+        .iter()
+        .zip(paths)
+        .map(|(&v, (root, steps))| Dominator {
+            address: format!("{:#x}", g.addr(v)),
+            type_name: g.type_of(v).map_or_else(|| "?".into(), |t| t.name.clone()),
+            retained: d.retained[v as usize],
+            objects: d.retained_objects[v as usize] as u64,
+            path: HeldPath { root, steps },
+        })
+        .collect();
+    let per = dominators::retained_by_type(g, d);
+    let mut counts = vec![(0u64, 0u64); g.type_infos.len()];
+    for v in 0..g.objects as usize {
+        let c = &mut counts[g.types[v] as usize];
+        c.0 += 1;
+        c.1 += g.size(v as u32);
+    }
+    let mut by_type: Vec<RetainedType> = g
+        .type_infos
+        .iter()
+        .enumerate()
+        .map(|(i, t)| RetainedType {
+            type_name: t.name.clone(),
+            count: counts[i].0,
+            bytes: counts[i].1,
+            retained: per[i].0,
+        })
+        .filter(|t| t.count > 0)
+        .collect();
+    by_type.sort_by_key(|t| std::cmp::Reverse((t.retained, t.bytes)));
+    let r = RetainedReport {
+        pid: session.target.pid,
+        total_bytes: g.total_bytes(),
+        by_type,
+        dominators,
+        partial: held.figures.partial,
+        analysis: held.figures.clone(),
+    };
+    let text = if opts.json {
+        serde_json::to_string_pretty(&r).map_err(|e| Error::Other(format!("JSON: {e}")))?
+    } else {
+        report::why::retained(&r, &held.figures, opts.limit)
+    };
+    println!("{text}");
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! `memspy why PID --type T` (or `--address A`, `--unexplained`; or `-- python app.py`): how objects
+//! are held — their shortest paths from the roots, aggregated — and which types' refcounts the heap
+//! does not explain.
+
+use crate::analysis::why::{HeldPath, ObjectReport, Referrer, Unexplained, UnexplainedReport, WhyReport};
+use crate::error::{Error, Result};
+use crate::report;
+use crate::report::progress::progress;
+use crate::walk::graph::{CONSERVATIVE_EDGE, IMMORTAL};
+use crate::walk::names::{EdgeNamer, Namer};
+use crate::walk::SnapshotOptions;
+
+use super::held::Held;
+use super::{Session, TargetSpec};
+
+/// Most referrers listed for one object.
+const MAX_REFERRERS: usize = 20;
+
+#[derive(Clone, Debug)]
+pub enum WhatFor {
+    Type(String),
+    Address(u64),
+    Unexplained,
+}
+
+#[derive(Clone, Debug)]
+pub struct WhyOptions {
+    pub target: TargetSpec,
+    pub what: WhatFor,
+    pub json: bool,
+    pub limit: usize,
+    pub snapshot: SnapshotOptions,
+}
+
+pub fn run(opts: &WhyOptions) -> Result<()> {
+    let (session, mut spawned) = super::open_target("why", &opts.target, opts.snapshot.timeout)?;
+    let pb = progress(None, &format!("reading the heap of PID {} and its references", session.target.pid));
+    let held = Held::read(&session, &opts.snapshot);
+    pb.finish_and_clear();
+    let held = held.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
+    let text = match &opts.what {
+        WhatFor::Type(t) => {
+            let r = by_type(&session, &held, t)?;
+            if opts.json {
+                serde_json::to_string_pretty(&r).map_err(|e| Error::Other(format!("JSON: {e}")))?
+            } else {
+                report::why::table(&r, &held.figures, opts.limit)
+            }
+        }
+        WhatFor::Address(a) => {
+            let r = object(&session, &held, *a)?;
+            if opts.json {
+                serde_json::to_string_pretty(&r).map_err(|e| Error::Other(format!("JSON: {e}")))?
+            } else {
+                report::why::object(&r)
+            }
+        }
+        WhatFor::Unexplained => {
+            let r = unexplained(&session, &held);
+            if opts.json {
+                serde_json::to_string_pretty(&r).map_err(|e| Error::Other(format!("JSON: {e}")))?
+            } else {
+                report::why::unexplained(&r, opts.limit)
+            }
+        }
+    };
+    println!("{text}");
+    Ok(())
+}
+
+fn by_type(session: &Session, held: &Held, name: &str) -> Result<WhyReport> {
+    let nodes = held.of_type(name).map_err(|names| {
+        Error::Other(format!("type {name:?} is ambiguous: {}; give the full name", names.join(", ")))
+    })?;
+    if nodes.is_empty() {
+        return Err(Error::Other(format!("PID {}: no object of type {name:?} in the heap", session.target.pid)));
+    }
+    let g = &held.graph;
+    let full_name = g.type_of(nodes[0]).map(|t| t.name.clone()).unwrap_or_else(|| name.to_string());
+    let paths = held.rows(session, &nodes);
+    Ok(WhyReport {
+        pid: session.target.pid,
+        type_name: full_name,
+        count: nodes.len() as u64,
+        bytes: nodes.iter().map(|&v| g.size(v)).sum(),
+        retained: paths.iter().map(|p| p.retained).sum(),
+        paths,
+        partial: held.figures.partial,
+        analysis: held.figures.clone(),
+    })
+}
+
+fn object(session: &Session, held: &Held, addr: u64) -> Result<ObjectReport> {
+    let g = &held.graph;
+    let v = g.node_at(addr).ok_or_else(|| {
+        Error::Other(format!("PID {}: no object at {addr:#x} (not found by the walk)", session.target.pid))
+    })?;
+    let (root, steps) = held.paths_of(session, &[v]).pop().expect("one path");
+    let mem = crate::memory::CachedMemory::new(crate::memory::RemoteMemory::new(session.target.pid), 16 << 20);
+    let mut namer = EdgeNamer::new(&mem, &session.interp.layout, g);
+    namer.detail = true;
+    // Who references it: every node with an edge to it (a scan of the edges; one object only).
+    let mut referrers = Vec::new();
+    for u in 0..g.nodes() {
+        if referrers.len() >= MAX_REFERRERS {
+            break;
+        }
+        if let Some(&e) = g.edges(u).iter().find(|&&e| e & !CONSERVATIVE_EDGE == v) {
+            let edge = crate::analysis::why::render_plain(&namer.edge(u, v));
+            let type_name = match g.root_of(u) {
+                Some(_) => held.anchors.get(&u).map_or_else(|| "root".to_string(), |a| a.name.clone()),
+                None if g.is_native(u) => "native block".into(),
+                None => g.type_of(u).map_or_else(|| "?".into(), |t| t.name.clone()),
+            };
+            referrers.push(Referrer {
+                address: format!("{:#x}", g.addr(u)),
+                type_name,
+                edge,
+                conservative: e & CONSERVATIVE_EDGE != 0,
+            });
+        }
+    }
+    let rc = g.refcounts[v as usize];
+    Ok(ObjectReport {
+        pid: session.target.pid,
+        address: format!("{addr:#x}"),
+        type_name: g.type_of(v).map_or_else(|| "?".into(), |t| t.name.clone()),
+        size: g.size(v),
+        refcount: (rc != IMMORTAL).then_some(rc as u64),
+        references_found: held.paths.indegree[v as usize] as u64,
+        retained: held.dom.retained[v as usize],
+        retained_objects: held.dom.retained_objects[v as usize] as u64,
+        dominator: match held.dom.idom[v as usize] {
+            d if d != crate::analysis::dominators::TOP && g.is_object(d) => Some(Referrer {
+                address: format!("{:#x}", g.addr(d)),
+                type_name: g.type_of(d).map_or_else(|| "?".into(), |t| t.name.clone()),
+                edge: String::new(),
+                conservative: false,
+            }),
+            _ => None,
+        },
+        path: HeldPath { root, steps },
+        referrers,
+    })
+}
+
+fn unexplained(session: &Session, held: &Held) -> UnexplainedReport {
+    let g = &held.graph;
+    let mut per: Vec<Unexplained> = g
+        .type_infos
+        .iter()
+        .map(|t| Unexplained {
+            type_name: t.name.clone(),
+            objects: 0,
+            missing_references: 0,
+            only_outside: 0,
+            bytes: 0,
+        })
+        .collect();
+    let mut outside = vec![false; g.objects as usize];
+    for &(v, _) in &held.paths.outside {
+        outside[v as usize] = true;
+    }
+    for v in 0..g.objects as usize {
+        let rc = g.refcounts[v];
+        let found = held.paths.indegree[v];
+        if rc == IMMORTAL || rc <= found {
+            continue;
+        }
+        let u = &mut per[g.types[v] as usize];
+        u.objects += 1;
+        u.missing_references += (rc - found) as u64;
+        u.only_outside += outside[v] as u64;
+        u.bytes += g.size(v as u32);
+    }
+    per.retain(|u| u.objects > 0);
+    per.sort_by_key(|u| std::cmp::Reverse((u.only_outside, u.missing_references)));
+    UnexplainedReport { pid: session.target.pid, types: per }
+}

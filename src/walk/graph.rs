@@ -1,0 +1,559 @@
+//! The object graph of one full walk, for the questions of why an object is alive (`why`, `retained`).
+//!
+//! While the target is stopped the walk only *records*: every word a decoded object, a scanned native
+//! block or a root gave as a possible reference goes into one stream, each source announced by a header
+//! word ([`Recorder`]); the objects themselves go to [`Objects`] (a [`super::Sink`]). After the target is
+//! resumed [`Graph::build`] turns that into compact arrays indexed by node number: objects are numbered
+//! in address order by their rank in the walk's visited bitmap (no map from addresses), then the native
+//! blocks, then the roots; the edges are CSR arrays of `u32` node numbers, bit 31 marking an edge that a
+//! conservative scan found. Words that turned out not to be objects (or native blocks scanned) are dropped.
+
+use python_bindings::Layout;
+
+use super::refs;
+use super::visited::{Ranks, Visited};
+use super::{ObjectRecord, Sink, TypeTotals};
+use crate::cpython::types::TypeInfo;
+use crate::error::{Error, Result};
+use crate::memory::fasthash::AddrMap;
+use crate::memory::{Memory, ReadExt};
+
+/// Bit 0 of a recorded word: a header (the source of the words after it), not an edge.
+const HEADER: u64 = 1;
+/// With [`HEADER`]: the source is a native block at the address.
+const NATIVE: u64 = 2;
+/// With [`HEADER`]: the source is root number `word >> 3`.
+const ROOT: u64 = 4;
+/// Bit 31 of an edge's target: found by a conservative scan.
+pub const CONSERVATIVE_EDGE: u32 = 1 << 31;
+/// Most nodes a graph may have (node numbers leave bit 31 to the edge mark).
+const MAX_NODES: u64 = (1 << 31) - 16;
+/// Most locals recorded per frame.
+const MAX_LOCALS: u64 = 1 << 16;
+
+/// Where the words being recorded come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    None,
+    Object(u64),
+    Native(u64),
+    Root(u32),
+}
+
+/// What a root of the walk is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RootKind {
+    /// `_PyRuntime`.
+    Runtime,
+    /// A `PyInterpreterState`.
+    Interpreter,
+    /// A `PyThreadState` (its `thread_id`: `threading.get_ident()`).
+    Thread { thread_id: u64 },
+    /// A frame running on a thread (3.11+: a `_PyInterpreterFrame`; 3.9/3.10: a frame object, which is
+    /// an object node of its own, labelled by this root), `depth` frames below the innermost.
+    Frame { thread_id: u64, code: u64, depth: u32 },
+}
+
+/// A root, and for frames the locals it holds (slot number in `localsplus`, the object there).
+#[derive(Clone, Debug)]
+pub struct Root {
+    pub kind: RootKind,
+    pub addr: u64,
+    pub locals: Vec<(u32, u64)>,
+}
+
+/// Records the graph during a walk (see the module doc).
+#[derive(Default)]
+pub struct Recorder {
+    current: Option<Source>,
+    /// A word not to record once (an instance's static type: it holds no reference to it).
+    skip: u64,
+    last: Option<Source>,
+    words: Vec<u64>,
+    pub roots: Vec<Root>,
+    /// 3.9/3.10: the frame objects on the threads' stacks (labels of object nodes, not sources).
+    pub frame_objects: Vec<Root>,
+}
+
+impl Recorder {
+    /// Words of about this many edges are expected (reserved now, before the target is stopped).
+    pub fn with_capacity(words: usize) -> Self {
+        let mut words = vec![0u64; words];
+        // Fault the reservation in now: page faults during the pause would lengthen it.
+        for i in (0..words.len()).step_by(512) {
+            // SAFETY: i < words.len(); volatile, so that the write (of the value already there) is kept.
+            unsafe { std::ptr::write_volatile(words.as_mut_ptr().add(i), 0) };
+        }
+        words.clear();
+        Recorder { words, ..Recorder::default() }
+    }
+
+    /// An empty recorder with the buffers of `old` (a walk started over).
+    pub fn reuse(old: Recorder) -> Self {
+        let mut words = old.words;
+        words.clear();
+        Recorder { words, ..Recorder::default() }
+    }
+
+    /// The source of the words recorded next; returns the previous one.
+    pub fn set(&mut self, s: Source) -> Source {
+        self.skip = 0;
+        self.current.replace(s).unwrap_or(Source::None)
+    }
+
+    /// The current source's next word equal to `w` is not an edge (an instance of a static type
+    /// holds no reference to its type: only heap types are counted by their instances).
+    pub fn skip(&mut self, w: u64) {
+        self.skip = w;
+    }
+
+    /// Adds a root and makes it the current source.
+    pub fn root(&mut self, kind: RootKind, addr: u64, locals: Vec<(u32, u64)>) {
+        self.roots.push(Root { kind, addr, locals });
+        self.set(Source::Root(self.roots.len() as u32 - 1));
+    }
+
+    /// Starts the words of the current source, if they have not started yet.
+    #[inline]
+    pub fn begin(&mut self) {
+        if self.current == self.last {
+            return;
+        }
+        self.last = self.current;
+        let h = match self.current {
+            Some(Source::Object(a)) => a | HEADER,
+            Some(Source::Native(a)) => a | HEADER | NATIVE,
+            Some(Source::Root(i)) => ((i as u64) << 3) | HEADER | ROOT,
+            Some(Source::None) | None => 0,
+        };
+        if h != 0 {
+            self.words.push(h);
+        }
+    }
+
+    /// One possible reference (an address, untagged) of the current source.
+    #[inline]
+    pub fn edge(&mut self, p: u64, tags: u64) {
+        if p == self.skip {
+            self.skip = 0;
+            return;
+        }
+        if matches!(self.current, Some(Source::Object(_) | Source::Native(_) | Source::Root(_))) {
+            self.words.push(p | (tags & refs::CONSERVATIVE));
+        }
+    }
+
+    pub fn words(&self) -> usize {
+        self.words.len()
+    }
+}
+
+/// The locals of the 3.11+ interpreter frame at `f` whose code object is `code`: the first
+/// `co_nlocalsplus` slots that hold something.
+pub fn iframe_locals<M: Memory + ?Sized>(mem: &M, l: &Layout, f: u64, code: u64) -> Vec<(u32, u64)> {
+    let (Some(fl), Some(nl)) = (l.iframe, l.sizeof.code.nlocalsplus) else { return Vec::new() };
+    let Ok(n) = mem.u32_at(code + nl, "co_nlocalsplus") else { return Vec::new() };
+    slots_of(mem, l, f + fl.localsplus, (n as u64).min(MAX_LOCALS))
+}
+
+/// The locals of the 3.9/3.10 frame object at `f`: `co_varnames`, `co_cellvars`, `co_freevars` slots.
+pub fn frame_object_locals<M: Memory + ?Sized>(mem: &M, l: &Layout, f: u64, code: u64) -> Vec<(u32, u64)> {
+    let Some(fo) = l.frame_object else { return Vec::new() };
+    let mut n = 0;
+    for t in [l.code.varnames, l.code.cellvars, l.code.freevars].into_iter().flatten() {
+        let len = mem.u64_at(code + t, "code names").and_then(|t| mem.u64_at(t + l.object.ob_size, "names size"));
+        n += len.unwrap_or(0).min(MAX_LOCALS);
+    }
+    slots_of(mem, l, f + fo.localsplus, n.min(MAX_LOCALS))
+}
+
+fn slots_of<M: Memory + ?Sized>(mem: &M, l: &Layout, at: u64, n: u64) -> Vec<(u32, u64)> {
+    let Ok(b) = mem.bytes_at(at, (8 * n) as usize, "frame locals") else { return Vec::new() };
+    b.chunks_exact(8)
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let w = refs::untag(l, u64::from_le_bytes(c.try_into().expect("8 bytes")));
+            (w >= 4096).then_some((i as u32, w))
+        })
+        .collect()
+}
+
+/// Per object, in the order the walk found them: what the graph keeps of each (a [`Sink`]).
+#[derive(Default)]
+pub struct Objects {
+    addrs: Vec<u64>,
+    types: Vec<u32>,
+    sizes: Vec<u64>,
+    refcounts: Vec<u32>,
+    /// The types seen, by number.
+    pub type_infos: Vec<TypeInfo>,
+    type_numbers: AddrMap<u32>,
+}
+
+impl Objects {
+    pub fn with_capacity(n: usize) -> Self {
+        Objects {
+            addrs: Vec::with_capacity(n),
+            types: Vec::with_capacity(n),
+            sizes: Vec::with_capacity(n),
+            refcounts: Vec::with_capacity(n),
+            ..Objects::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.addrs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.addrs.is_empty()
+    }
+}
+
+/// The refcount a graph stores for immortal objects.
+pub const IMMORTAL: u32 = u32::MAX;
+
+impl Sink for Objects {
+    fn reset(&mut self) {
+        self.addrs.clear();
+        self.types.clear();
+        self.sizes.clear();
+        self.refcounts.clear();
+    }
+
+    fn object(&mut self, rec: &ObjectRecord, ty: &TypeInfo) {
+        let next = self.type_infos.len() as u32;
+        let t = *self.type_numbers.entry(rec.type_addr).or_insert(next);
+        if t == next {
+            self.type_infos.push(ty.clone());
+        }
+        self.addrs.push(rec.addr);
+        self.types.push(t);
+        self.sizes.push(rec.size);
+        self.refcounts.push(if rec.immortal { IMMORTAL } else { rec.refcount.min(IMMORTAL as u64 - 1) as u32 });
+    }
+
+    fn untracked(&mut self, _: &TypeTotals, _: &TypeInfo) {
+        unreachable!("a graph walk reports objects one by one")
+    }
+
+    fn tracked(&mut self, _: &TypeTotals, _: &TypeInfo, _: usize) {
+        unreachable!("a graph walk reports objects one by one")
+    }
+}
+
+/// Hands every object to the graph's [`Objects`] and to another sink.
+pub struct Tee<'a> {
+    pub objects: &'a mut Objects,
+    pub also: &'a mut dyn Sink,
+}
+
+impl Sink for Tee<'_> {
+    fn reset(&mut self) {
+        self.objects.reset();
+        self.also.reset();
+    }
+
+    fn object(&mut self, rec: &ObjectRecord, ty: &TypeInfo) {
+        self.objects.object(rec, ty);
+        self.also.object(rec, ty);
+    }
+
+    fn untracked(&mut self, t: &TypeTotals, ty: &TypeInfo) {
+        self.also.untracked(t, ty)
+    }
+
+    fn tracked(&mut self, t: &TypeTotals, ty: &TypeInfo, list: usize) {
+        self.also.tracked(t, ty, list)
+    }
+}
+
+/// The object graph: nodes `0..objects` are the objects in address order, then `natives` native
+/// blocks, then the roots.
+pub struct Graph {
+    pub objects: u32,
+    pub natives: u32,
+    /// Per object: its type's number in `type_infos`, `sys.getsizeof` (see [`Graph::size`]), refcount
+    /// ([`IMMORTAL`]).
+    pub types: Vec<u32>,
+    sizes: Vec<u32>,
+    /// Sizes of 4 GiB and more (`sizes` holds [`BIG`] for them).
+    big: AddrMap<u64>,
+    pub refcounts: Vec<u32>,
+    pub type_infos: Vec<TypeInfo>,
+    /// Edges of node `i`: `targets[offsets[i]..offsets[i + 1]]`.
+    pub offsets: Vec<u32>,
+    pub targets: Vec<u32>,
+    pub roots: Vec<Root>,
+    pub frame_objects: Vec<Root>,
+    native_addrs: Vec<u64>,
+    ranks: Ranks,
+    /// Conservative edges dropped as stale (see [`Graph::drop_stale`]).
+    pub stale: u64,
+}
+
+/// `sizes` of an object whose size is in `big`.
+const BIG: u32 = u32::MAX;
+
+impl Graph {
+    /// `sys.getsizeof` of object `v`.
+    #[inline]
+    pub fn size(&self, v: u32) -> u64 {
+        match self.sizes.get(v as usize) {
+            Some(&BIG) => self.big.get(&(v as u64)).copied().unwrap_or(BIG as u64),
+            Some(&s) => s as u64,
+            None => 0,
+        }
+    }
+
+    /// Bytes of all objects.
+    pub fn total_bytes(&self) -> u64 {
+        (0..self.objects).map(|v| self.size(v)).sum()
+    }
+
+    pub fn nodes(&self) -> u32 {
+        self.objects + self.natives + self.roots.len() as u32
+    }
+
+    /// The node of root `i`.
+    pub fn root_node(&self, i: usize) -> u32 {
+        self.objects + self.natives + i as u32
+    }
+
+    /// The root a node is, if it is one.
+    pub fn root_of(&self, node: u32) -> Option<&Root> {
+        node.checked_sub(self.objects + self.natives).and_then(|i| self.roots.get(i as usize))
+    }
+
+    pub fn is_object(&self, node: u32) -> bool {
+        node < self.objects
+    }
+
+    pub fn is_native(&self, node: u32) -> bool {
+        (self.objects..self.objects + self.natives).contains(&node)
+    }
+
+    #[inline]
+    pub fn edges(&self, node: u32) -> &[u32] {
+        &self.targets[self.offsets[node as usize] as usize..self.offsets[node as usize + 1] as usize]
+    }
+
+    /// The address of a node: an object's or a native block's (a root's struct for roots).
+    pub fn addr(&self, node: u32) -> u64 {
+        if node < self.objects {
+            self.ranks.select(node as u64).unwrap_or(0)
+        } else if let Some(r) = self.root_of(node) {
+            r.addr
+        } else {
+            self.native_addrs.get((node - self.objects) as usize).copied().unwrap_or(0)
+        }
+    }
+
+    /// The object node at `addr`, if the walk found an object there.
+    pub fn node_at(&self, addr: u64) -> Option<u32> {
+        self.ranks.rank(addr).map(|r| r as u32)
+    }
+
+    /// The name of the type at `type_addr`, if the walk reported an instance of it.
+    pub fn type_of_addr(&self, type_addr: u64) -> Option<&str> {
+        self.type_infos.iter().find(|t| t.addr == type_addr).map(|t| t.name.as_str())
+    }
+
+    pub fn type_of(&self, node: u32) -> Option<&TypeInfo> {
+        self.types.get(node as usize).and_then(|&t| self.type_infos.get(t as usize))
+    }
+
+    /// Bytes of the arrays.
+    pub fn bytes(&self) -> u64 {
+        (self.types.len() * 4
+            + self.sizes.len() * 4
+            + self.refcounts.len() * 4
+            + self.offsets.len() * 4
+            + self.targets.len() * 4
+            + self.native_addrs.len() * 8) as u64
+            + self.ranks.bytes()
+    }
+
+    /// Builds the graph from what a walk recorded: `visited` holds exactly the objects `objects` got.
+    pub fn build(rec: Recorder, visited: Visited, objects: Objects) -> Result<Graph> {
+        let n = objects.len() as u64;
+        if visited.len() != n {
+            return Err(Error::Other(format!(
+                "the walk marked {} objects but reported {n}: the graph cannot be numbered",
+                visited.len()
+            )));
+        }
+        if n > MAX_NODES {
+            return Err(Error::Other(format!("{n} objects: more than a graph holds ({MAX_NODES})")));
+        }
+        let ranks = visited.ranks();
+        // Per object in address order: type, size, refcount.
+        let Objects { addrs, types: t_in, sizes: s_in, refcounts: r_in, type_infos, .. } = objects;
+        let mut types = vec![0u32; n as usize];
+        let mut sizes = vec![0u32; n as usize];
+        let mut big = AddrMap::default();
+        let mut refcounts = vec![0u32; n as usize];
+        let mut near = (u64::MAX, 0);
+        for (i, &a) in addrs.iter().enumerate() {
+            let r = ranks
+                .rank_near(a, &mut near)
+                .ok_or_else(|| Error::Other(format!("object {a:#x} is not in the visited set")))?;
+            types[r as usize] = t_in[i];
+            sizes[r as usize] = match u32::try_from(s_in[i]) {
+                Ok(s) if s != BIG => s,
+                _ => {
+                    big.insert(r, s_in[i]);
+                    BIG
+                }
+            };
+            refcounts[r as usize] = r_in[i];
+        }
+        drop((addrs, t_in, s_in, r_in));
+        let Recorder { mut words, roots, frame_objects, .. } = rec;
+        // Native blocks that were sources, numbered in order.
+        let mut native_addrs = Vec::new();
+        let mut native_nodes: AddrMap<u32> = AddrMap::default();
+        for &w in &words {
+            if w & (HEADER | NATIVE | ROOT) == HEADER | NATIVE {
+                let a = w & !7;
+                native_nodes.entry(a).or_insert_with(|| {
+                    native_addrs.push(a);
+                    (native_addrs.len() - 1) as u32
+                });
+            }
+        }
+        let objects = n as u32;
+        let natives = native_addrs.len() as u32;
+        let nodes = objects as u64 + natives as u64 + roots.len() as u64;
+        if nodes > MAX_NODES {
+            return Err(Error::Other(format!("{nodes} nodes: more than a graph holds ({MAX_NODES})")));
+        }
+        // Resolve every word in place: a header becomes its node, an edge its target (or is dropped);
+        // count each node's edges.
+        const DROPPED: u64 = u64::MAX;
+        const SOURCE: u64 = 1 << 63;
+        let mut degree = vec![0u32; nodes as usize + 1];
+        let mut cur: Option<u32> = None;
+        let (mut near_src, mut near) = ((u64::MAX, 0), (u64::MAX, 0));
+        for w in words.iter_mut() {
+            if *w & HEADER != 0 {
+                let node = if *w & ROOT != 0 {
+                    Some(objects + natives + (*w >> 3) as u32)
+                } else if *w & NATIVE != 0 {
+                    native_nodes.get(&(*w & !7)).map(|&i| objects + i)
+                } else {
+                    ranks.rank_near(*w & !7, &mut near_src).map(|r| r as u32)
+                };
+                cur = node;
+                *w = node.map_or(DROPPED, |v| SOURCE | v as u64);
+                continue;
+            }
+            let Some(src) = cur else {
+                *w = DROPPED;
+                continue;
+            };
+            let p = *w & !7;
+            let target =
+                ranks.rank_near(p, &mut near).map(|r| r as u32).or_else(|| native_nodes.get(&p).map(|&i| objects + i));
+            match target {
+                Some(t) => {
+                    let mark = if *w & refs::CONSERVATIVE != 0 { CONSERVATIVE_EDGE } else { 0 };
+                    *w = (t | mark) as u64;
+                    degree[src as usize] += 1;
+                }
+                None => *w = DROPPED,
+            }
+        }
+        let total: u64 = degree.iter().map(|&d| d as u64).sum();
+        if total > u32::MAX as u64 {
+            return Err(Error::Other(format!("{total} references: more than a graph holds")));
+        }
+        // In place: the counts become each node's start, filling moves each start to the node's end
+        // (the next one's start), and a shift by one gives the offsets (each node's edges in the order
+        // they were recorded; no second array).
+        let mut offsets = degree;
+        let mut acc = 0u32;
+        for o in offsets.iter_mut().take(nodes as usize) {
+            let d = *o;
+            *o = acc;
+            acc += d;
+        }
+        let mut targets = vec![0u32; acc as usize];
+        let mut cur = None;
+        for &w in &words {
+            if w == DROPPED {
+                continue;
+            }
+            if w & SOURCE != 0 {
+                cur = Some((w & !SOURCE) as usize);
+                continue;
+            }
+            if let Some(src) = cur {
+                targets[offsets[src] as usize] = w as u32;
+                offsets[src] += 1;
+            }
+        }
+        offsets.copy_within(0..nodes as usize, 1);
+        offsets[0] = 0;
+        drop(words);
+        let mut g = Graph {
+            objects,
+            natives,
+            types,
+            sizes,
+            big,
+            refcounts,
+            type_infos,
+            offsets,
+            targets,
+            roots,
+            frame_objects,
+            native_addrs,
+            ranks,
+            stale: 0,
+        };
+        g.stale = g.drop_stale();
+        Ok(g)
+    }
+
+    /// Drops the conservative edges that cannot be counted references: into an object whose refcount
+    /// the exact references to it already account for, a conservative word pointing to it holds no
+    /// reference (a free list's stale entry, a borrowed pointer). Returns how many were dropped.
+    fn drop_stale(&mut self) -> u64 {
+        let n = self.nodes() as usize;
+        let mut exact = vec![0u32; n];
+        for &t in &self.targets {
+            if t & CONSERVATIVE_EDGE == 0 {
+                exact[t as usize] = exact[t as usize].saturating_add(1);
+            }
+        }
+        let stale = |t: u32| {
+            let v = (t & !CONSERVATIVE_EDGE) as usize;
+            t & CONSERVATIVE_EDGE != 0
+                && v < self.objects as usize
+                && self.refcounts[v] != IMMORTAL
+                && self.refcounts[v] <= exact[v]
+        };
+        let mut kept = 0usize;
+        let mut dropped = 0u64;
+        let mut start = 0usize;
+        for i in 0..n {
+            let end = self.offsets[i + 1] as usize;
+            self.offsets[i] = kept as u32;
+            for j in start..end {
+                let t = self.targets[j];
+                if stale(t) {
+                    dropped += 1;
+                } else {
+                    self.targets[kept] = t;
+                    kept += 1;
+                }
+            }
+            start = end;
+        }
+        self.offsets[n] = kept as u32;
+        self.targets.truncate(kept);
+        self.targets.shrink_to_fit();
+        dropped
+    }
+}

@@ -1,0 +1,512 @@
+//! Names for the edges and the anchors of the object graph ([`super::graph`]): which attribute, key,
+//! item or local of its holder an object is, and what a root or a module, type or frame is called.
+//!
+//! Edges are named by reading the holder again after the walk (from the live target or its copy) and
+//! finding where it holds the object; a holder that changed since reads as [`Edge::Unknown`]. Keys of
+//! big dicts (more than [`NAMED_KEYS`] entries) fold to `[*]` like list items, unless one path is asked
+//! for (`detail`).
+
+use std::collections::HashMap;
+
+use python_bindings::{flags, Layout, LongLayout, ManagedDict};
+
+use super::graph::{Graph, Root, RootKind};
+use super::refs::{RefInfos, RefKind};
+use crate::cpython::objects::{dict_for_each, dict_keys, read_str, MAX_NAME};
+use crate::cpython::types::Types;
+use crate::memory::fasthash::AddrMap;
+use crate::memory::{le_u64, Memory, ReadExt};
+use serde::{Deserialize, Serialize};
+
+/// The name of the module type.
+const MODULE: &str = "builtins.module";
+/// Dicts with at most this many entries have their keys named on every path.
+pub const NAMED_KEYS: u64 = 64;
+/// Most members read from one type's `tp_members`, and bases followed.
+const MAX_MEMBERS: u64 = 512;
+const MAX_BASES: usize = 64;
+/// Longest key text shown.
+const KEY_TEXT: usize = 60;
+/// Most items searched for an index.
+const MAX_ITEMS: u64 = 1 << 24;
+
+/// Where a path starts, as a person reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Anchor {
+    /// "module", "frame", "type", "interned", "runtime", "outside", "unreachable".
+    pub kind: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub thread: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub function: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub line: Option<u32>,
+}
+
+impl Anchor {
+    pub fn new(kind: &str, name: impl Into<String>) -> Self {
+        Anchor { kind: kind.into(), name: name.into(), thread: None, function: None, file: None, line: None }
+    }
+}
+
+/// What an edge is, as the object it leaves holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Edge {
+    /// A dict's value: its key's repr (`'cache'`, `42`), and the key itself when it is a str.
+    Key { repr: String, name: Option<String> },
+    /// The object is a key of the dict.
+    DictKey,
+    /// An attribute: a slot, a C member, a value of an instance without a dict.
+    Attr(String),
+    /// An item of a list, tuple, set, deque or array: its index when asked for.
+    Item(Option<u64>),
+    /// The object is the `__dict__` of the one holding it (one step with it: its keys are attributes).
+    Dict,
+    /// A frame's local variable.
+    Local(String),
+    /// A field of a C struct, by name or offset.
+    Field(String),
+    /// Into a native (non-object) block the object points to.
+    Native,
+    /// The holder no longer holds it (the target changed since the walk), or nothing names it.
+    Unknown,
+}
+
+/// Names edges (reading the target or its copy).
+pub trait Namer {
+    fn edge(&mut self, parent: u32, child: u32) -> Edge;
+}
+
+/// Names edges by reading the holders in `mem`.
+pub struct EdgeNamer<'a, M: Memory + ?Sized> {
+    mem: &'a M,
+    l: &'a Layout,
+    g: &'a Graph,
+    /// Name every key and index (one path), not only those of small dicts.
+    pub detail: bool,
+    infos: RefInfos,
+    /// Frame nodes (roots of 3.11+, frame objects of 3.9/3.10) and their locals.
+    frames: HashMap<u32, &'a Root>,
+    /// Per code object: the names of its `localsplus` slots.
+    local_names: AddrMap<Vec<String>>,
+    /// Per type: its members (offset, name), its bases' included.
+    members: AddrMap<Vec<(u64, String)>>,
+    /// Per root struct: its bytes.
+    root_bytes: HashMap<u32, Vec<u8>>,
+}
+
+impl<'a, M: Memory + ?Sized> EdgeNamer<'a, M> {
+    pub fn new(mem: &'a M, l: &'a Layout, g: &'a Graph) -> Self {
+        let mut frames = HashMap::new();
+        for (i, r) in g.roots.iter().enumerate() {
+            if matches!(r.kind, RootKind::Frame { .. }) {
+                frames.insert(g.root_node(i), r);
+            }
+        }
+        for r in &g.frame_objects {
+            if let Some(v) = g.node_at(r.addr) {
+                frames.insert(v, r);
+            }
+        }
+        EdgeNamer {
+            mem,
+            l,
+            g,
+            detail: false,
+            infos: RefInfos::default(),
+            frames,
+            local_names: AddrMap::default(),
+            members: AddrMap::default(),
+            root_bytes: HashMap::new(),
+        }
+    }
+
+    /// The names of the `localsplus` slots of the code object at `code`.
+    fn locals_of(&mut self, code: u64) -> &[String] {
+        let (mem, l) = (self.mem, self.l);
+        self.local_names.entry(code).or_insert_with(|| {
+            let mut names = Vec::new();
+            let tuples = match l.code.localsplusnames {
+                Some(off) => vec![off],
+                None => [l.code.varnames, l.code.cellvars, l.code.freevars].into_iter().flatten().collect(),
+            };
+            for off in tuples {
+                let Ok(t) = mem.u64_at(code + off, "code names") else { break };
+                let n = mem.u64_at(t + l.object.ob_size, "code names size").unwrap_or(0).min(1 << 16);
+                for i in 0..n {
+                    let s = mem.u64_at(t + l.tuple.item + 8 * i, "code name").and_then(|p| read_str(mem, l, p));
+                    names.push(s.unwrap_or_else(|_| format!("local {}", names.len())));
+                }
+            }
+            names
+        })
+    }
+
+    fn frame_edge(&mut self, frame: u32, child_addr: u64) -> Edge {
+        let Some(r) = self.frames.get(&frame).copied() else { return Edge::Unknown };
+        let RootKind::Frame { code, .. } = r.kind else { return Edge::Unknown };
+        let Some(&(slot, _)) = r.locals.iter().find(|(_, a)| *a == child_addr) else {
+            return Edge::Field("frame".into());
+        };
+        let names = self.locals_of(code);
+        Edge::Local(names.get(slot as usize).cloned().unwrap_or_else(|| format!("local {slot}")))
+    }
+
+    /// The members of type `t` and its bases: (offset, name) from `tp_members`.
+    fn members_of(&mut self, t: u64) -> &[(u64, String)] {
+        let (mem, l) = (self.mem, self.l);
+        self.members.entry(t).or_insert_with(|| {
+            let mut out = Vec::new();
+            let mut b = t;
+            for _ in 0..MAX_BASES {
+                if b == 0 {
+                    break;
+                }
+                if let Ok(m) = mem.u64_at(b + l.type_.tp_members, "tp_members") {
+                    let mut at = m;
+                    for _ in 0..MAX_MEMBERS {
+                        if at == 0 {
+                            break;
+                        }
+                        let Ok(def) = mem.bytes_at(at, 40, "PyMemberDef") else { break };
+                        let name = le_u64(&def, 0).unwrap_or(0);
+                        if name == 0 {
+                            break;
+                        }
+                        let off = le_u64(&def, 16).unwrap_or(0);
+                        if let Ok(n) = mem.cstr_at(name, MAX_NAME, "member name") {
+                            out.push((off, n));
+                        }
+                        at += 40;
+                    }
+                }
+                b = mem.u64_at(b + l.type_.tp_base, "tp_base").unwrap_or(0);
+            }
+            out
+        })
+    }
+
+    /// A field at `off` of an object of type `t`: its member's name, else the offset.
+    fn field(&mut self, t: u64, off: u64) -> Edge {
+        if let Some((_, n)) = self.members_of(t).iter().find(|(o, _)| *o == off) {
+            return Edge::Attr(n.clone());
+        }
+        Edge::Field(format!("+{off:#x}"))
+    }
+
+    /// How a dict's key reads.
+    fn key(&self, k: u64) -> Edge {
+        let ty = self.g.node_at(k).and_then(|v| self.g.type_of(v)).map(|t| t.name.as_str()).unwrap_or("?");
+        match ty {
+            "builtins.str" => match read_str(self.mem, self.l, k) {
+                Ok(s) => {
+                    let short: String = s.chars().take(KEY_TEXT).collect();
+                    let ellipsis = if short.len() < s.len() { "…" } else { "" };
+                    let ident = !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_');
+                    Edge::Key { repr: format!("{short:?}{ellipsis}").replacen('"', "'", 2), name: ident.then_some(s) }
+                }
+                Err(_) => Edge::Key { repr: "key of str".into(), name: None },
+            },
+            "builtins.int" | "builtins.bool" => match small_int(self.mem, self.l, k) {
+                Some(v) => Edge::Key { repr: v.to_string(), name: None },
+                None => Edge::Key { repr: "key of int".into(), name: None },
+            },
+            t => Edge::Key { repr: format!("key of {t}"), name: None },
+        }
+    }
+
+    fn dict_edge(&mut self, d: u64, child: u64) -> Edge {
+        let used = self.mem.u64_at(d + self.l.dict.used, "ma_used").unwrap_or(0);
+        if used > NAMED_KEYS && !self.detail {
+            return Edge::Item(None);
+        }
+        let mut found = None;
+        let _ = dict_for_each(self.mem, self.l, d, |k, v| {
+            if v == child {
+                found = Some(Some(k));
+            } else if k == child && found.is_none() {
+                found = Some(None);
+            }
+            Ok(found.is_none_or(|f| f.is_none()))
+        });
+        match found {
+            Some(Some(k)) => self.key(k),
+            Some(None) => Edge::DictKey,
+            None => Edge::Unknown,
+        }
+    }
+
+    fn item_edge(&self, items: u64, n: u64, child: u64) -> Edge {
+        if !self.detail {
+            return Edge::Item(None);
+        }
+        let n = n.min(MAX_ITEMS);
+        let mut i = 0;
+        while i < n {
+            let k = (n - i).min(8192);
+            let Ok(b) = self.mem.bytes_at(items + 8 * i, (8 * k) as usize, "items") else { break };
+            if let Some(j) = b.chunks_exact(8).position(|c| le_u64(c, 0) == Some(child)) {
+                return Edge::Item(Some(i + j as u64));
+            }
+            i += k;
+        }
+        Edge::Item(None)
+    }
+
+    /// The value slots of an instance without a dict (3.11+): slot `i` is the `i`-th key of the type's
+    /// shared keys.
+    fn values_edge(&mut self, values: u64, cached_keys: u64, n: u64, child: u64) -> Option<Edge> {
+        let b = self.mem.bytes_at(values, (8 * n.min(1 << 16)) as usize, "instance values").ok()?;
+        let i = b.chunks_exact(8).position(|c| le_u64(c, 0) == Some(child))? as u64;
+        let k = dict_keys(self.mem, self.l, cached_keys).ok()?;
+        let at = k.entries + i * k.entry_size + if k.entry_size == 24 { 8 } else { 0 };
+        let key = self.mem.u64_at(at, "shared key").ok()?;
+        match self.key(key) {
+            Edge::Key { name: Some(n), .. } => Some(Edge::Attr(n)),
+            e => Some(e),
+        }
+    }
+
+    fn instance_edge(&mut self, p: u64, t: u64, child: u64) -> Edge {
+        if let Some(e) = self.own_edge(p, t, child) {
+            return e;
+        }
+        match self.infos.get(self.mem, self.l, t) {
+            Ok(ri) if ri.kind == RefKind::Object && ri.itemsize == 8 => Edge::Item(None),
+            _ => Edge::Unknown,
+        }
+    }
+
+    /// Where an object holds `child` in what its own type adds: its `__dict__` (or the values of one
+    /// not made), a slot, a C member, another field.
+    fn own_edge(&mut self, p: u64, t: u64, child: u64) -> Option<Edge> {
+        let (mem, l) = (self.mem, self.l);
+        let ri = self.infos.get(mem, l, t).ok()?;
+        if ri.flags & flags::MANAGED_DICT != 0 {
+            let values = match l.managed_dict {
+                ManagedDict::None => None,
+                ManagedDict::Split311 => {
+                    if mem.u64_at(p - 24, "managed dict").ok() == Some(child) {
+                        return Some(Edge::Dict);
+                    }
+                    mem.u64_at(p - 32, "managed values").ok().filter(|&v| v != 0).map(|v| (v, ri.shared_values))
+                }
+                ManagedDict::Tagged312 => match mem.u64_at(p - 24, "managed dict") {
+                    Ok(w) if w == child => return Some(Edge::Dict),
+                    Ok(w) if w & 1 == 1 => Some((w + 1, ri.shared_values)),
+                    _ => None,
+                },
+                ManagedDict::Inline313 => {
+                    if mem.u64_at(p - 24, "managed dict").ok() == Some(child) {
+                        return Some(Edge::Dict);
+                    }
+                    if ri.flags & flags::INLINE_VALUES != 0 {
+                        let cap = mem.u8_at(p + ri.basicsize, "inline values").unwrap_or(0) as u64;
+                        Some((p + ri.basicsize + 8, cap))
+                    } else {
+                        None
+                    }
+                }
+            };
+            if let Some((v, n)) = values {
+                let keys = ri.cached_keys;
+                if keys != 0 {
+                    if let Some(e) = self.values_edge(v, keys, n, child) {
+                        return Some(e);
+                    }
+                }
+            }
+        }
+        if ri.dictoffset > 0 && mem.u64_at(p + ri.dictoffset as u64, "instance dict").ok() == Some(child) {
+            return Some(Edge::Dict);
+        }
+        // A field of the object: a slot, a C member, or an unnamed one.
+        let len = ri.basicsize.clamp(16, 1 << 16);
+        if let Ok(b) = mem.bytes_at(p, len as usize, "object fields") {
+            if let Some(i) = b.chunks_exact(8).skip(1).position(|c| le_u64(c, 0) == Some(child)) {
+                let off = 8 * (i as u64 + 1);
+                if off == l.object.ob_type {
+                    return Some(Edge::Field("__class__".into()));
+                }
+                if self.g.type_of_addr(t).is_some_and(|n| n == "builtins.cell") && off == 16 {
+                    return Some(Edge::Attr("cell_contents".into()));
+                }
+                return Some(self.field(t, off));
+            }
+        }
+        None
+    }
+
+    fn root_edge(&mut self, root: u32, child: u64) -> Edge {
+        let Some(r) = self.g.root_of(root) else { return Edge::Unknown };
+        let (addr, size) = match r.kind {
+            RootKind::Frame { .. } => return self.frame_edge(root, child),
+            RootKind::Runtime => (r.addr, self.l.runtime.size),
+            RootKind::Interpreter => (r.addr, self.l.interp.size),
+            RootKind::Thread { .. } => (r.addr, self.l.tstate.size),
+        };
+        let (mem, l) = (self.mem, self.l);
+        let b = self
+            .root_bytes
+            .entry(root)
+            .or_insert_with(|| mem.bytes_at(addr, size as usize, "root").unwrap_or_default());
+        let Some(i) = b.chunks_exact(8).position(|c| le_u64(c, 0) == Some(child)) else { return Edge::Unknown };
+        let off = 8 * i as u64;
+        if r.kind == RootKind::Interpreter {
+            let named = [(l.interp.modules, "modules"), (l.interp.sysdict, "sysdict"), (l.interp.builtins, "builtins")];
+            if let Some((_, n)) = named.iter().find(|(o, _)| *o == off) {
+                return Edge::Field((*n).into());
+            }
+        }
+        Edge::Field(format!("+{off:#x}"))
+    }
+}
+
+impl<M: Memory + ?Sized> Namer for EdgeNamer<'_, M> {
+    fn edge(&mut self, parent: u32, child: u32) -> Edge {
+        let g = self.g;
+        let c = g.addr(child);
+        if g.is_native(child) {
+            return Edge::Native;
+        }
+        if g.is_native(parent) {
+            return Edge::Item(None);
+        }
+        if g.root_of(parent).is_some() {
+            return self.root_edge(parent, c);
+        }
+        if self.frames.contains_key(&parent) {
+            return self.frame_edge(parent, c);
+        }
+        let p = g.addr(parent);
+        let Some(info) = g.type_of(parent) else { return Edge::Unknown };
+        let (mem, l) = (self.mem, self.l);
+        let Ok(ri) = self.infos.get(mem, l, info.addr) else { return Edge::Unknown };
+        // A subclass of a container holds its own attributes too.
+        if ri.flags & flags::HEAPTYPE != 0 && !matches!(ri.kind, RefKind::Object | RefKind::Type) {
+            if let Some(e) = self.own_edge(p, info.addr, c) {
+                return e;
+            }
+        }
+        match ri.kind {
+            RefKind::List => {
+                let n = mem.u64_at(p + l.object.ob_size, "list size").unwrap_or(0);
+                match mem.u64_at(p + l.list.item, "list items") {
+                    Ok(items) => self.item_edge(items, n, c),
+                    Err(_) => Edge::Unknown,
+                }
+            }
+            RefKind::Tuple => {
+                let n = mem.u64_at(p + l.object.ob_size, "tuple size").unwrap_or(0);
+                self.item_edge(p + l.tuple.item, n, c)
+            }
+            RefKind::Set | RefKind::Deque => Edge::Item(None),
+            RefKind::Dict => self.dict_edge(p, c),
+            RefKind::Type => {
+                let field = |off: u64| mem.u64_at(p + off, "type field").ok();
+                if field(l.type_.tp_dict) == Some(c) {
+                    Edge::Dict
+                } else if field(l.type_.tp_mro) == Some(c) {
+                    Edge::Field("__mro__".into())
+                } else if field(l.type_.tp_base) == Some(c) {
+                    Edge::Field("__base__".into())
+                } else {
+                    self.instance_edge(p, info.addr, c)
+                }
+            }
+            _ if info.name == MODULE => {
+                if mem.u64_at(p + l.module.md_dict, "md_dict").ok() == Some(c) {
+                    Edge::Dict
+                } else {
+                    self.instance_edge(p, info.addr, c)
+                }
+            }
+            _ => self.instance_edge(p, info.addr, c),
+        }
+    }
+}
+
+/// The value of an `int` of at most two digits (what keys usually are).
+fn small_int<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64) -> Option<i64> {
+    let b = mem.bytes_at(addr, 32, "int").ok()?;
+    let w = le_u64(&b, 16)?;
+    let (n, negative) = match l.long {
+        LongLayout::ObSize { .. } => {
+            let s = w as i64;
+            (s.unsigned_abs(), s < 0)
+        }
+        LongLayout::LvTag => (w >> 3, w & 3 == 2),
+    };
+    if n > 2 {
+        return None;
+    }
+    let d0 = le_u64(&b, 24)? & 0xffff_ffff;
+    let d1 = le_u64(&b, 24)? >> 32;
+    let v = (if n > 0 { d0 as i64 } else { 0 }) | if n > 1 { (d1 as i64) << 30 } else { 0 };
+    Some(if negative { -v } else { v })
+}
+
+/// Where paths start: every root, and the modules (their globals too), types and frames of the heap.
+pub fn anchors<M: Memory + ?Sized>(mem: &M, l: &Layout, g: &Graph) -> HashMap<u32, Anchor> {
+    let mut out = HashMap::new();
+    let mut namer = EdgeNamer::new(mem, l, g);
+    for (i, r) in g.roots.iter().enumerate() {
+        let a = match r.kind {
+            RootKind::Runtime => Anchor::new("runtime", "runtime state"),
+            RootKind::Interpreter => Anchor::new("runtime", "interpreter state"),
+            RootKind::Thread { thread_id } => {
+                Anchor { thread: Some(thread_id), ..Anchor::new("runtime", "thread state") }
+            }
+            RootKind::Frame { .. } => frame_anchor(&mut namer, r),
+        };
+        out.insert(g.root_node(i), a);
+    }
+    for r in &g.frame_objects {
+        if let Some(v) = g.node_at(r.addr) {
+            out.insert(v, frame_anchor(&mut namer, r));
+        }
+    }
+    let mut types = Types::new(l);
+    for v in 0..g.objects {
+        let Some(info) = g.type_of(v) else { continue };
+        let a = g.addr(v);
+        if info.is_metatype {
+            if let Ok(t) = types.get(mem, a) {
+                out.insert(v, Anchor::new("type", t.name.clone()));
+            }
+        } else if info.name == MODULE {
+            let Ok(d) = mem.u64_at(a + l.module.md_dict, "md_dict") else { continue };
+            let name = crate::cpython::objects::dict_get_str(mem, l, d, "__name__")
+                .ok()
+                .flatten()
+                .and_then(|n| read_str(mem, l, n).ok())
+                .unwrap_or_else(|| "?".into());
+            let anchor = Anchor::new("module", name);
+            if let Some(dv) = g.node_at(d) {
+                out.insert(dv, anchor.clone());
+            }
+            out.insert(v, anchor);
+        }
+    }
+    out
+}
+
+fn frame_anchor<M: Memory + ?Sized>(namer: &mut EdgeNamer<'_, M>, r: &Root) -> Anchor {
+    let RootKind::Frame { thread_id, code, .. } = r.kind else { return Anchor::new("frame", "?") };
+    let (mem, l) = (namer.mem, namer.l);
+    let s = |off: u64| mem.u64_at(code + off, "code field").and_then(|p| read_str(mem, l, p)).ok();
+    let function = s(l.code.name);
+    let file = s(l.code.filename);
+    let line = mem.u32_at(code + l.code.firstlineno, "co_firstlineno").ok();
+    Anchor {
+        kind: "frame".into(),
+        name: function.clone().unwrap_or_else(|| "?".into()),
+        thread: Some(thread_id),
+        function,
+        file,
+        line,
+    }
+}

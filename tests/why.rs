@@ -1,0 +1,199 @@
+//! `memspy why` and `memspy retained` against fixtures/retention.py, on every CPython of the matrix:
+//! the aggregated path of objects held through a module global, of objects held by a running thread's
+//! local variable, of objects only C code holds (and `--unexplained`), the retained bytes and objects
+//! of a holder list (summed by the fixture with `sys.getsizeof`), and a diamond's dominator — each
+//! compared exactly with what the fixture knows.
+//!
+//! Run with `cargo test --test why -- --nocapture` to see the per-interpreter table.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const FIXTURE: &str = "retention.py";
+const K: u64 = 3000;
+const M: u64 = 70;
+const C: u64 = 9;
+
+fn json(args: &[&str]) -> Result<Value, String> {
+    run_memspy_json(args).map(|(v, _)| v)
+}
+
+/// The edges and types of a path's steps.
+fn steps(p: &Value) -> (Vec<String>, Vec<String>) {
+    let s = p["steps"].as_array().cloned().unwrap_or_default();
+    let edges = s.iter().map(|x| x["edge"].as_str().unwrap_or("?").to_string()).collect();
+    let types = s.iter().map(|x| x["type"].as_str().unwrap_or("?").to_string()).collect();
+    (edges, types)
+}
+
+fn expect(errors: &mut Vec<String>, what: &str, got: impl std::fmt::Debug + PartialEq, want: impl std::fmt::Debug) {
+    let (g, w) = (format!("{got:?}"), format!("{want:?}"));
+    if g != w {
+        errors.push(format!("{what}: got {g}, expected {w}"));
+    }
+}
+
+fn check(interp: &Interpreter) -> Result<Vec<String>, String> {
+    let (k, m, c) = (K.to_string(), M.to_string(), C.to_string());
+    let mut fixture = Fixture::spawn(interp, FIXTURE, &[&k, &m, &c])?;
+    let truth = fixture.wait_for_truth(FIXTURE_TIMEOUT)?;
+    fixture.wait_until_paused(FIXTURE_TIMEOUT)?;
+    let pid = fixture.pid.to_string();
+    let mut e = Vec::new();
+
+    // Held through a module global, a dict key, a list, an attribute, a list: one row, exactly.
+    let w = json(&["why", &pid, "--type", "Leak", "--json"])?;
+    let rows = w["paths"].as_array().cloned().unwrap_or_default();
+    expect(&mut e, "Leak: rows", rows.len(), 1);
+    expect(&mut e, "Leak: count", w["count"].as_u64(), Some(K));
+    if let Some(r) = rows.first() {
+        expect(&mut e, "Leak: row count", r["count"].as_u64(), Some(K));
+        expect(
+            &mut e,
+            "Leak: root",
+            (r["root"]["kind"].as_str(), r["root"]["name"].as_str()),
+            (Some("module"), Some("__main__")),
+        );
+        let (edges, types) = steps(r);
+        expect(&mut e, "Leak: edges", edges, ["REGISTRY", "['cache']", "[*]", ".items", "[*]"]);
+        expect(
+            &mut e,
+            "Leak: types",
+            types,
+            ["builtins.dict", "builtins.list", "__main__.Holder", "builtins.list", "__main__.Leak"],
+        );
+        expect(&mut e, "Leak: retained", r["retained"].as_u64(), truth["leak_retained"].as_u64());
+    }
+
+    // Held only by a local variable of a running thread's function.
+    let w = json(&["why", &pid, "--type", "__main__.Local", "--json"])?;
+    let rows = w["paths"].as_array().cloned().unwrap_or_default();
+    expect(&mut e, "Local: rows", rows.len(), 1);
+    if let Some(r) = rows.first() {
+        expect(&mut e, "Local: count", r["count"].as_u64(), Some(M));
+        let root = &r["root"];
+        expect(
+            &mut e,
+            "Local: root",
+            (root["kind"].as_str(), root["function"].as_str()),
+            (Some("frame"), Some("worker")),
+        );
+        expect(&mut e, "Local: thread", root["thread"].as_u64(), truth["worker_thread"].as_u64());
+        expect(&mut e, "Local: edges", steps(r).0, ["locals_held", "[*]"]);
+    }
+
+    // Held only by C code: outside the heap, and the type whose refcounts the heap does not explain.
+    let w = json(&["why", &pid, "--type", "CHeld", "--json"])?;
+    let rows = w["paths"].as_array().cloned().unwrap_or_default();
+    expect(&mut e, "CHeld: rows", rows.len(), 1);
+    if let Some(r) = rows.first() {
+        expect(&mut e, "CHeld: count", r["count"].as_u64(), Some(C));
+        expect(&mut e, "CHeld: root", r["root"]["kind"].as_str(), Some("outside"));
+    }
+    let u = json(&["why", &pid, "--unexplained", "--json"])?;
+    let row = u["types"].as_array().and_then(|t| t.iter().find(|t| t["type"] == "__main__.CHeld").cloned());
+    match row {
+        Some(r) => expect(
+            &mut e,
+            "unexplained CHeld: objects, missing references, only outside",
+            (r["objects"].as_u64(), r["missing_references"].as_u64(), r["only_outside"].as_u64()),
+            (Some(C), Some(C), Some(C)),
+        ),
+        None => e.push(format!("unexplained: no __main__.CHeld row in {}", u["types"])),
+    }
+    for t in ["__main__.Leak", "__main__.Holder", "__main__.Local"] {
+        if u["types"].as_array().is_some_and(|a| a.iter().any(|x| x["type"] == t)) {
+            e.push(format!("unexplained: {t} listed, but the heap explains its references"));
+        }
+    }
+
+    // What the holder list retains, and a diamond's dominator.
+    let a = json(&["why", &pid, "--address", truth["holder_list"].as_str().unwrap_or("0"), "--json"])?;
+    expect(
+        &mut e,
+        "holder list: retained bytes, objects",
+        (a["retained"].as_u64(), a["retained_objects"].as_u64()),
+        (truth["holder_list_retained"].as_u64(), truth["holder_list_objects"].as_u64()),
+    );
+    let s = json(&["why", &pid, "--address", truth["shared"].as_str().unwrap_or("0"), "--json"])?;
+    expect(&mut e, "diamond: dominator", s["dominator"]["address"].as_str(), truth["pair"].as_str());
+    expect(&mut e, "diamond: retained", s["retained"].as_u64(), truth["shared_retained"].as_u64());
+    expect(&mut e, "diamond: referrers", s["referrers"].as_array().map(|r| r.len()), Some(2));
+
+    // retained: the holder list is the largest owner; per type, the leaks retain what they own.
+    let r = json(&["retained", &pid, "--json", "--limit", "5"])?;
+    let first = &r["dominators"][0];
+    expect(&mut e, "retained: largest owner", first["address"].as_str(), truth["holder_list"].as_str());
+    expect(&mut e, "retained: its bytes", first["retained"].as_u64(), truth["holder_list_retained"].as_u64());
+    let leak = r["by_type"].as_array().and_then(|t| t.iter().find(|t| t["type"] == "__main__.Leak").cloned());
+    expect(&mut e, "retained: Leak", leak.and_then(|l| l["retained"].as_u64()), truth["leak_retained"].as_u64());
+    if !e.is_empty() {
+        e.push(format!("fixture stderr: {}", tail(&fixture.stderr_text(), 300)));
+    }
+    Ok(e)
+}
+
+/// Runs `check` on every interpreter of the matrix, prints a line each, fails if any failed.
+fn on_every_interpreter(check: fn(&Interpreter) -> Result<Vec<String>, String>) {
+    let d = discover_interpreters();
+    if d.interpreters.is_empty() {
+        return skip_or_fail(NO_INTERPRETER);
+    }
+    let mut failed = 0;
+    for interp in &d.interpreters {
+        let errors = check(interp).unwrap_or_else(|e| vec![e]);
+        eprintln!("{:<10} {}", interp.label(), if errors.is_empty() { "ok" } else { "FAIL" });
+        for x in &errors {
+            eprintln!("    {x}");
+        }
+        failed += usize::from(!errors.is_empty());
+    }
+    assert_eq!(failed, 0, "{failed} of {} interpreters differ (see above)", d.interpreters.len());
+}
+
+#[test]
+fn paths_and_retained_sizes_match_the_target() {
+    on_every_interpreter(check);
+}
+
+/// `growth` on a service that leaks one object per request (with a dict and strings of its own):
+/// the leaking class ranks first, above the dicts and strings it drags along, and its owner is the
+/// module-level list.
+fn growth_owner(interp: &Interpreter) -> Result<Vec<String>, String> {
+    let mut fixture = Fixture::spawn(interp, "leaky_server.py", &[])?;
+    fixture.wait_for_truth(FIXTURE_TIMEOUT)?;
+    let pid = fixture.pid.to_string();
+    let g = json(&["growth", &pid, "--interval", "1.5", "--samples", "3", "--json"])?;
+    let mut e = Vec::new();
+    let types = g["types"].as_array().cloned().unwrap_or_default();
+    let first = types.first().cloned().unwrap_or(Value::Null);
+    expect(&mut e, "growth: first type", first["type"].as_str(), Some("__main__.LeakedRequest"));
+    let owner = &first["owner"];
+    expect(
+        &mut e,
+        "growth: owner",
+        (owner["root"]["kind"].as_str(), owner["root"]["name"].as_str()),
+        (Some("module"), Some("__main__")),
+    );
+    expect(&mut e, "growth: owner's edges", steps(owner).0, ["LEAKS", "[*]"]);
+    if owner["delta"].as_i64().unwrap_or(0) <= 0 || first["delta_retained"].as_i64().unwrap_or(0) <= 0 {
+        e.push(format!("growth: no growth measured: {first}"));
+    }
+    let rank = |name: &str| types.iter().position(|t| t["type"] == name);
+    for t in ["builtins.str", "builtins.dict"] {
+        if rank(t).is_some_and(|r| r == 0) {
+            e.push(format!("growth: {t} ranks first"));
+        }
+    }
+    if !e.is_empty() {
+        e.push(format!("fixture stderr: {}", tail(&fixture.stderr_text(), 300)));
+    }
+    Ok(e)
+}
+
+#[test]
+fn growth_ranks_the_leaking_class_first_with_its_owner() {
+    on_every_interpreter(growth_owner);
+}
