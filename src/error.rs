@@ -44,6 +44,15 @@ pub enum Error {
     #[error("inconsistent heap data: {0}")]
     Corrupt(String),
 
+    /// A check of a GC list's links failed (`check` is one of `cpython::gc::checks`).
+    #[error("inconsistent heap data: {detail} (failed check: {check})")]
+    ListCheck { check: &'static str, detail: String },
+
+    /// A paused read that still found the heap inconsistent after pausing again `pauses` times: the
+    /// last try's failed check and what it saw.
+    #[error("PID {pid}'s heap was still inconsistent after {pauses} pauses; the check that failed: {check} ({detail}). Try again, or use --nonblocking for an approximate answer")]
+    StillInconsistent { pid: i32, pauses: u32, check: String, detail: String },
+
     #[error("a garbage collection kept running in PID {pid} during {tries} attempts; try again (or use --nonblocking for an approximate answer)")]
     CollectionInProgress { pid: i32, tries: u32 },
 
@@ -123,5 +132,21 @@ impl Error {
     /// True for read failures, which in a live target usually mean it exited or unmapped memory.
     pub fn is_read(&self) -> bool {
         matches!(self, Error::Read { .. })
+    }
+
+    /// A read that failed or data that did not hold together: in a live target, what a thread caught
+    /// in the middle of an update (or a free) shows; pausing again may see it whole.
+    pub fn is_inconsistency(&self) -> bool {
+        matches!(self, Error::Read { .. } | Error::Corrupt(_) | Error::ListCheck { .. })
+    }
+
+    /// The check an inconsistency failed and what it saw, for [`Error::StillInconsistent`].
+    pub fn failed_check(&self) -> (String, String) {
+        match self {
+            Error::ListCheck { check, detail } => ((*check).into(), detail.clone()),
+            Error::Read { what, .. } => (format!("the {what} is readable"), self.to_string()),
+            Error::Corrupt(detail) => ("the data decodes".into(), detail.clone()),
+            other => ("none".into(), other.to_string()),
+        }
     }
 }

@@ -344,7 +344,8 @@ fn captured_image_matches_the_live_target() {
     assert_eq!(img_rows, live_rows, "{}", interp.label());
 }
 
-/// Regenerates fuzz/corpus/walk from small live interpreters: `cargo test --test hostile_memory -- --ignored`.
+/// Regenerates fuzz/corpus/walk from small live interpreters, minimised (`Image::minimise`):
+/// `cargo test --test hostile_memory -- --ignored capture`.
 #[test]
 #[ignore]
 fn capture_corpus() {
@@ -377,8 +378,65 @@ fn capture_corpus() {
         };
         let _ = child.kill();
         let _ = child.wait();
+        // At most 60 objects per GC list: small images make fast fuzzing (see fuzz/README.md).
+        let img = img.minimise(&[], 0, 60).expect("minimise");
         let bytes = img.to_bytes();
         eprintln!("{}: {} regions, {} bytes", interp.label(), img.mem.regions.len(), bytes.len());
         std::fs::write(dir.join(format!("py{}.img", interp.version_string())), bytes).unwrap();
     }
+}
+
+/// Adds a small image of a numpy/pandas heap to fuzz/corpus/walk (the venv of scripts/venvs.sh for
+/// Debian's 3.14): the heap after `import numpy, pandas` and a few arrays and a DataFrame, minimised to
+/// at most 40 numpy/pandas objects and 10 others per GC list. `cargo test --test hostile_memory --
+/// --ignored capture_native_corpus`.
+#[test]
+#[ignore]
+fn capture_native_corpus() {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let cache = std::env::var_os("MEMSPY_CACHE").map(PathBuf::from).unwrap_or(home.join(".cache/memspy"));
+    let python = cache.join("venvs/debian-3.14/bin/python");
+    if !python.exists() {
+        return common::skip_or_fail(&format!("{} missing (scripts/venvs.sh makes it)", python.display()));
+    }
+    let code = "import numpy, pandas, sys; a = numpy.arange(12.0).reshape(3, 4); s = numpy.array(['x', 'yz']); \
+                o = numpy.array([1, 'a', None], dtype=object); \
+                df = pandas.DataFrame({'a': [1, 2, 3], 'b': ['p', 'q', 'r']}); g = df.groupby('b'); print('ready', flush=True); sys.stdin.read()";
+    let mut child = std::process::Command::new(&python)
+        .args(["-I", "-c", code])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    // Captured once the imports are done and the objects made.
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut ready).unwrap();
+    assert_eq!(ready.trim(), "ready", "{} did not start", python.display());
+    let start = Instant::now();
+    let img = loop {
+        std::thread::sleep(Duration::from_millis(500));
+        if let Ok(s) = memspy::commands::Session::attach(pid) {
+            if let Ok(img) = Image::capture(&s.target, &s.interp, Duration::from_secs(30)) {
+                break img;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "cannot capture {}", python.display());
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let small = img.minimise(&["numpy", "pandas"], 40, 10).expect("minimise");
+    let (hist, summary) = small.walk(true, Duration::from_secs(30)).expect("the minimised image walks");
+    let native = hist.rows().iter().filter(|r| r.name.contains("numpy") || r.name.contains("pandas")).count();
+    let bytes = small.to_bytes();
+    eprintln!(
+        "numpy/pandas heap: {} bytes captured, {} bytes minimised ({} objects, {} numpy/pandas types)",
+        img.to_bytes().len(),
+        bytes.len(),
+        summary.generations.iter().sum::<u64>() + summary.permanent,
+        native
+    );
+    assert!(native > 0, "no numpy or pandas type in the minimised image");
+    std::fs::write(corpus_dir().join(format!("py{}-numpy-pandas.img", small.version)), bytes).unwrap();
+    let _ = hist;
 }

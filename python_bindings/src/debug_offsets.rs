@@ -248,6 +248,13 @@ impl DebugOffsets {
         if !(256..=1024).contains(&self.type_size) || self.tp_flags >= self.type_size {
             return bad("type_object.size", self.type_size);
         }
+        // Every offset and size the table sets stays below the largest structure's bound, so that adding
+        // one to an address can never overflow (found by fuzzing: a tp_name offset near 2^64).
+        for (what, v) in self.layout_values() {
+            if v > 10_000_000 {
+                return bad(what, v);
+            }
+        }
         if self.tuple_item > 64 || self.list_item > 64 || self.dict_keys > 64 || self.dict_values > 64 {
             return bad("container offsets", self.tuple_item);
         }
@@ -334,6 +341,8 @@ mod tests {
         assert!(matches!(parse(&b), Err(DebugOffsetsError::Implausible(_))));
         let b = table_314(0x30e0af0, &[("interp_sysdict", 300_000)]);
         assert_eq!(parse(&b), Err(DebugOffsetsError::Implausible("interp.sysdict = 300000".into())));
+        let b = table_314(0x30e0af0, &[("tp_name", u64::MAX - 8)]);
+        assert!(matches!(parse(&b), Err(DebugOffsetsError::Implausible(_))));
         let b = table_314(0x3100000 | 0xf0, &[]);
         assert!(matches!(parse(&b), Err(DebugOffsetsError::UnknownSchema(_))));
         let b = table_314(0x30e0af0, &[]);

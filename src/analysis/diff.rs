@@ -87,13 +87,15 @@ pub fn diff_named(a: &Report, file_a: &str, b: &Report, file_b: &str) -> Diff {
     let mut by_name: BTreeMap<&str, TypeDiff> = BTreeMap::new();
     for row in &a.types {
         let d = by_name.entry(&row.name).or_insert_with(|| TypeDiff { name: row.name.clone(), ..Default::default() });
-        d.count_a += row.count;
-        d.bytes_a += row.bytes;
+        // Saturating: a snapshot file may say anything (two rows of one name near u64::MAX).
+        d.count_a = d.count_a.saturating_add(row.count);
+        d.bytes_a = d.bytes_a.saturating_add(row.bytes);
     }
     for row in &b.types {
         let d = by_name.entry(&row.name).or_insert_with(|| TypeDiff { name: row.name.clone(), ..Default::default() });
-        d.count_b += row.count;
-        d.bytes_b += row.bytes;
+        // Saturating: a snapshot file may say anything (two rows of one name near u64::MAX).
+        d.count_b = d.count_b.saturating_add(row.count);
+        d.bytes_b = d.bytes_b.saturating_add(row.bytes);
     }
     let mut types: Vec<TypeDiff> = by_name
         .into_values()
@@ -144,5 +146,13 @@ mod tests {
         assert!(!d.types[2].changed());
         // The sum of the per-type deltas is the difference of the totals.
         assert_eq!(d.types.iter().map(|t| t.delta_bytes).sum::<i64>(), d.bytes_delta);
+    }
+
+    #[test]
+    fn rows_of_one_name_that_overflow_saturate() {
+        // A hostile snapshot file: two rows of one type whose counts and bytes sum past u64::MAX.
+        let a = report(0.0, &[("a.A", u64::MAX, u64::MAX), ("a.A", 2, 3)]);
+        let d = diff_reports(&a, &a);
+        assert_eq!((d.types[0].count_a, d.types[0].bytes_b, d.types[0].delta), (u64::MAX, u64::MAX, 0));
     }
 }

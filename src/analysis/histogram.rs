@@ -262,9 +262,9 @@ impl Report {
 impl Report {
     pub fn finish_totals(&mut self) {
         self.totals = Totals {
-            objects: self.types.iter().map(|r| r.count).sum(),
+            objects: self.types.iter().fold(0u64, |s, r| s.saturating_add(r.count)),
             bytes: self.types.iter().fold(0u64, |s, r| s.saturating_add(r.bytes)),
-            gc_tracked: self.types.iter().map(|r| r.gc_tracked).sum(),
+            gc_tracked: self.types.iter().fold(0u64, |s, r| s.saturating_add(r.gc_tracked)),
         };
     }
 }

@@ -1,5 +1,6 @@
 //! `memspy diff A.json B.json`: what changed between two snapshots (or `top --once --json` reports).
 
+use std::io::Read;
 use std::path::Path;
 
 use crate::analysis::diff::diff_named;
@@ -15,11 +16,27 @@ pub struct DiffOptions {
     pub limit: usize,
 }
 
+/// Most bytes a snapshot file may hold (a report of every type of a large heap is a few MiB).
+pub const MAX_SNAPSHOT_BYTES: u64 = 256 << 20;
+
 /// Reads a snapshot file, with a one-line error naming the file.
 pub fn load(path: &str) -> Result<Report> {
-    let text =
-        std::fs::read_to_string(Path::new(path)).map_err(|e| Error::Other(format!("cannot read {path}: {e}")))?;
-    serde_json::from_str(&text).map_err(|e| {
+    let cannot = |e: std::io::Error| Error::Other(format!("cannot read {path}: {e}"));
+    let file = std::fs::File::open(Path::new(path)).map_err(cannot)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SNAPSHOT_BYTES + 1).read_to_end(&mut bytes).map_err(cannot)?;
+    if bytes.len() as u64 > MAX_SNAPSHOT_BYTES {
+        return Err(Error::Other(format!(
+            "{path} is larger than {} MiB: not a memspy snapshot",
+            MAX_SNAPSHOT_BYTES >> 20
+        )));
+    }
+    parse(path, &bytes)
+}
+
+/// Parses a snapshot's bytes (`path` names it in the error).
+pub fn parse(path: &str, bytes: &[u8]) -> Result<Report> {
+    serde_json::from_slice(bytes).map_err(|e| {
         Error::Other(format!("{path} is not a memspy snapshot (memspy snapshot -o FILE or top --once --json): {e}"))
     })
 }

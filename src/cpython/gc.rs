@@ -67,13 +67,36 @@ impl GcState {
             let next = crate::memory::check_ptr(next, "gc list head")?;
             let prev_of_next = mem.u64_at(next + 8, "gc list")? & !3;
             if prev_of_next != head {
-                return Err(Error::Corrupt(format!(
-                    "GC list at {head:#x} is not circular ({next:#x}->prev = {prev_of_next:#x})"
-                )));
+                return Err(list_check(
+                    checks::CIRCULAR,
+                    format!("GC list at {head:#x} is not circular ({next:#x}->prev = {prev_of_next:#x})"),
+                ));
             }
         }
         Ok(())
     }
+}
+
+/// The checks a strict walk of a GC list makes, by name (the `check` of [`Error::ListCheck`]).
+pub mod checks {
+    /// `head->next->prev == head` for each list head, before a walk.
+    pub const CIRCULAR: &str = "each list head starts a circular list (head->next->prev == head)";
+    /// Each node's link back is the node before it.
+    pub const BACK_LINK: &str = "each object links back to the one before it";
+    /// A link is a non-null, aligned user-space address.
+    pub const POINTER: &str = "each link is an aligned user-space pointer";
+    /// A list returns to its own head (Brent's cycle check).
+    pub const CYCLE: &str = "the list returns to its head";
+    /// A list does not run into the head of another list.
+    pub const OTHER_HEAD: &str = "the list stays off the other lists' heads";
+    /// A list holds at most `MAX_LIST` objects.
+    pub const LENGTH: &str = "the list holds at most MAX_LIST objects";
+    /// The walks from both ends of a list stop where the other stopped.
+    pub const MEET: &str = "the walks from both ends of a list meet";
+}
+
+fn list_check(check: &'static str, detail: String) -> Error {
+    Error::ListCheck { check, detail }
 }
 
 /// How a list walk ended.
@@ -115,9 +138,9 @@ pub fn walk_list_until<M: Memory + ?Sized>(
     let mut mark = head;
     let mut power = 1u64;
     let mut steps = 0u64;
-    let broken = |end: &mut ListEnd, why: String| -> Result<()> {
+    let broken = |end: &mut ListEnd, check: &'static str, why: String| -> Result<()> {
         if strict {
-            return Err(Error::Corrupt(format!("GC list at {head:#x}: {why}")));
+            return Err(list_check(check, format!("GC list at {head:#x}: {why}")));
         }
         log::debug!("GC list at {head:#x} broke off: {why}");
         end.broken = true;
@@ -125,14 +148,14 @@ pub fn walk_list_until<M: Memory + ?Sized>(
     };
     while node != head {
         if end.objects >= MAX_LIST {
-            return Err(Error::Corrupt(format!("GC list at {head:#x} has more than {MAX_LIST} objects")));
+            return Err(list_check(checks::LENGTH, format!("GC list at {head:#x} has more than {MAX_LIST} objects")));
         }
         if node == mark {
-            broken(&mut end, format!("cycle through {node:#x} that does not return to the head"))?;
+            broken(&mut end, checks::CYCLE, format!("cycle through {node:#x} that does not return to the head"))?;
             break;
         }
         if other_heads.contains(&node) {
-            broken(&mut end, format!("ran into another list's head {node:#x}"))?;
+            broken(&mut end, checks::OTHER_HEAD, format!("ran into another list's head {node:#x}"))?;
             break;
         }
         steps += 1;
@@ -142,7 +165,7 @@ pub fn walk_list_until<M: Memory + ?Sized>(
             steps = 0;
         }
         if node >= MAX_USER_ADDR {
-            broken(&mut end, format!("wild pointer {node:#x}"))?;
+            broken(&mut end, checks::POINTER, format!("wild pointer {node:#x}"))?;
             break;
         }
         let mut links = [0u8; 16];
@@ -159,9 +182,14 @@ pub fn walk_list_until<M: Memory + ?Sized>(
         let back = u64::from_le_bytes(links[8..16].try_into().expect("8")) & !3;
         if back != prev || node % 8 != 0 || next == 0 || next >= MAX_USER_ADDR {
             if strict {
-                return Err(Error::Corrupt(format!(
-                    "GC list at {head:#x}: object {node:#x} links back to {back:#x}, expected {prev:#x}"
-                )));
+                return Err(if back != prev {
+                    list_check(
+                        checks::BACK_LINK,
+                        format!("GC list at {head:#x}: object {node:#x} links back to {back:#x}, expected {prev:#x}"),
+                    )
+                } else {
+                    list_check(checks::POINTER, format!("GC list at {head:#x}: object {node:#x} links to {next:#x}"))
+                });
             }
             end.broken = true;
             break;

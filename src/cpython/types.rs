@@ -320,6 +320,8 @@ fn python_sizeof<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64) -> Result<b
     if mro == 0 {
         return Ok(false);
     }
+    // Checked before any offset is added to it (found by the fuzz smoke run: a tp_mro near 2^64).
+    let mro = check_ptr(mro, "tp_mro")?;
     let n = mem.u64_at(mro + l.object.ob_size, "mro size")?.min(MAX_BASES as u64);
     for i in 0..n {
         let t = check_ptr(mem.u64_at(mro + l.tuple.item + 8 * i, "mro item")?, "mro class")?;
@@ -350,4 +352,21 @@ fn is_method_descriptor<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64) -> R
     }
     let name = mem.cstr_at(mem.u64_at(t + l.type_.tp_name, "tp_name")?, MAX_NAME, "tp_name")?;
     Ok(name == "method_descriptor")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::FakeMemory;
+    use python_bindings::Version;
+
+    #[test]
+    fn a_wild_mro_pointer_is_an_error_not_an_overflow() {
+        let l = Layout::builtin(Version::new(3, 14, 0)).unwrap();
+        let ty = 0x10_0000u64;
+        let mut mem = FakeMemory::new();
+        mem.add(ty, vec![0; 0x400]);
+        mem.put_u64(ty + l.type_.tp_mro, u64::MAX - 7);
+        assert!(matches!(python_sizeof(&mem, &l, ty), Err(Error::Corrupt(_))));
+    }
 }

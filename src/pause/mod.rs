@@ -50,7 +50,7 @@ pub struct ReadOptions {
 }
 
 /// How many times a stopped target whose data was caught mid-update is paused again.
-const MAX_INCONSISTENT_RETRIES: u32 = 10;
+pub const MAX_INCONSISTENT_RETRIES: u32 = 10;
 
 /// One interpreter, as read at the start of this read.
 #[derive(Clone, Copy, Debug)]
@@ -186,7 +186,13 @@ pub fn read<W: Work>(
                 // instructions in _PyObject_GC_TRACK/UNTRACK) leaves a list half-linked: pause again.
                 inconsistent += 1;
                 if inconsistent > MAX_INCONSISTENT_RETRIES || Instant::now() > deadline {
-                    return Err(e);
+                    // Say which check the last try failed (a paused read); a read that does not pause
+                    // gives its own error.
+                    if opts.nonblocking {
+                        return Err(e);
+                    }
+                    let (check, detail) = e.failed_check();
+                    return Err(Error::StillInconsistent { pid: target.pid, pauses: inconsistent, check, detail });
                 }
                 log::debug!("read failed ({e}); retrying ({inconsistent})");
                 std::thread::sleep(Duration::from_millis(inconsistent as u64));
@@ -333,7 +339,7 @@ impl Try<'_> {
             Err(Error::Timeout { .. }) => {
                 Attempt::Done(Err(Error::Timeout { seconds: opts.timeout.as_secs_f64(), what: work.what().into() }))
             }
-            Err(e) if e.is_read() || matches!(e, Error::Corrupt(_)) => {
+            Err(e) if e.is_inconsistency() => {
                 let e = target.explain(e);
                 if matches!(e, Error::TargetExited { .. }) {
                     return Attempt::Done(Err(e));

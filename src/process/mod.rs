@@ -141,9 +141,34 @@ impl Target {
             stop::wait_until_stoppable(self.pid)?;
         }
         let start = Instant::now();
-        let dog = stop::Watchdog::arm(stop::STOP_LIMIT);
-        let lock = self.process.lock();
-        let fired = dog.disarm();
+        // Another memspy watching the same target (a `growth` next to a `serve`) holds it while it reads:
+        // ptrace refuses a second tracer, so wait for that one to let go and try again, until
+        // OTHER_MEMSPY_WAIT. Refused with no tracer left (the other let go in between, thread by thread),
+        // try again a few times, a little later each time; refused because another tool traces it, give up.
+        let give_up = start + stop::OTHER_MEMSPY_WAIT;
+        let mut untraced_refusals = 0u64;
+        let (lock, fired) = loop {
+            let dog = stop::Watchdog::arm(stop::STOP_LIMIT);
+            let lock = self.process.lock();
+            let fired = dog.disarm();
+            let refused = lock.as_ref().err().is_some_and(|e| e.to_string().contains("EPERM"));
+            if refused && !fired && Instant::now() < give_up && self.alive() {
+                match stop::traced_by_memspy(self.pid) {
+                    Some(true) => {
+                        log::debug!("PID {} is held by another memspy: waiting for it to let go", self.pid);
+                        stop::wait_for_other_memspy(self.pid, give_up);
+                        continue;
+                    }
+                    None if untraced_refusals < 10 => {
+                        untraced_refusals += 1;
+                        std::thread::sleep(Duration::from_millis(2 * untraced_refusals));
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            break (lock, fired);
+        };
         let lock = lock.map_err(|e| {
             let msg = e.to_string();
             if fired {

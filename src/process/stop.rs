@@ -21,6 +21,47 @@ pub const D_STATE_GRACE: Duration = Duration::from_millis(1000);
 /// How long stopping every thread may take before the watchdog interrupts it.
 pub const STOP_LIMIT: Duration = Duration::from_millis(1500);
 
+/// How long memspy waits for another memspy that holds the target stopped to let go (that one's pause is
+/// bounded by its `--max-pause`, 10 s by default, plus the time its threads take to stop).
+pub const OTHER_MEMSPY_WAIT: Duration = Duration::from_secs(12);
+
+/// Who traces the threads of `pid` (each thread's `TracerPid`, memspy itself left out): `Some(true)` when
+/// a memspy (by its `comm`) traces one, `Some(false)` when only other tools do, `None` when nothing does.
+/// Another memspy seizes and releases the threads one by one, so every thread is looked at.
+pub fn traced_by_memspy(pid: i32) -> Option<bool> {
+    let me = std::process::id() as i32;
+    let dir = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut found = None;
+    // Bounded: the kernel's thread limit is far below this.
+    for entry in dir.flatten().take(1 << 20) {
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else { continue };
+        let Some(tracer) = status.lines().find_map(|l| l.strip_prefix("TracerPid:")) else { continue };
+        let tracer: i32 = tracer.trim().parse().unwrap_or(0);
+        if tracer <= 0 || tracer == me {
+            continue;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{tracer}/comm")).unwrap_or_default();
+        if comm.trim().starts_with("memspy") {
+            return Some(true);
+        }
+        found = Some(false);
+    }
+    found
+}
+
+/// Waits until no memspy traces a thread of `pid` (another memspy watching the same target, in the middle
+/// of its pause), polling every 2 ms until `until`. True when none holds it any more.
+pub fn wait_for_other_memspy(pid: i32, until: Instant) -> bool {
+    while traced_by_memspy(pid) == Some(true) {
+        if Instant::now() >= until {
+            log::debug!("PID {pid} is still traced by another memspy");
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    true
+}
+
 /// A thread of the target in uninterruptible sleep: its id and its kernel wait channel (may be empty).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stuck {

@@ -13,7 +13,7 @@
 //! Strictness is kept: every link is checked in both directions (by the thread that follows it), and
 //! afterwards the two halves of each list must meet exactly: the forward walk stopped at the last node
 //! the backward walk visited (the head if none) and vice versa. Anything else (a cycle, another list's
-//! head, a wild pointer, halves that do not meet) is [`Error::Corrupt`], which the caller retries.
+//! head, a wild pointer, halves that do not meet) is [`Error::ListCheck`], naming the check; the caller retries.
 //! Since each object of a consistent list is reached by exactly one thread, the counts are exact.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -168,26 +168,34 @@ fn walk_direction<M: Memory + ?Sized>(mem: &M, ctl: &Ctl<'_>, forward: bool, out
         let mut leg = Leg { last: head_addr, ..Default::default() };
         let mut addrs: [Vec<u64>; MAX_WORKERS] = Default::default();
         let mut node = mem.u64_at(head_addr + ahead, "gc list head")? & !3;
-        let corrupt = |why: String| Err(Error::Corrupt(format!("GC list at {head_addr:#x} ({dir}): {why}")));
+        let corrupt = |check: &'static str, why: String| {
+            Err(Error::ListCheck { check, detail: format!("GC list at {head_addr:#x} ({dir}): {why}") })
+        };
         loop {
             if node == head_addr {
                 break;
             }
             if leg.objects >= gc::MAX_LIST {
-                return corrupt(format!("more than {} objects", gc::MAX_LIST));
+                return corrupt(gc::checks::LENGTH, format!("more than {} objects", gc::MAX_LIST));
             }
             if ctl.all_heads.contains(&node) {
-                return corrupt(format!("ran into another list's head {node:#x}"));
+                return corrupt(gc::checks::OTHER_HEAD, format!("ran into another list's head {node:#x}"));
             }
             if node == 0 || node >= MAX_USER_ADDR || node % 8 != 0 {
-                return corrupt(format!("wild pointer {node:#x}"));
+                return corrupt(gc::checks::POINTER, format!("wild pointer {node:#x}"));
             }
             let mut links = [0u8; 16];
             mem.read_into(node, &mut links, "PyGC_Head")?;
             let next = le_u64(&links, ahead).unwrap_or(0) & !3;
             let prev = le_u64(&links, back).unwrap_or(0) & !3;
-            if prev != leg.last || next == 0 || next >= MAX_USER_ADDR {
-                return corrupt(format!("object {node:#x} links back to {prev:#x}, expected {:#x}", leg.last));
+            if prev != leg.last {
+                return corrupt(
+                    gc::checks::BACK_LINK,
+                    format!("object {node:#x} links back to {prev:#x}, expected {:#x}", leg.last),
+                );
+            }
+            if next == 0 || next >= MAX_USER_ADDR {
+                return corrupt(gc::checks::POINTER, format!("object {node:#x} links to {next:#x}"));
             }
             if !ctl.claims.claim(node, &mut hint) {
                 // The other direction got here first (or this is a cycle: the halves will not meet).
@@ -237,10 +245,13 @@ type Direction<'s, M> = (<M as ThreadReaders>::Reader<'s>, DirOut, Result<()>);
 /// stopped where the other's last node is (the head when that one visited nothing).
 fn meet(head: u64, f: &Leg, b: &Leg) -> Result<u64> {
     if f.end != b.last || b.end != f.last {
-        return Err(Error::Corrupt(format!(
-            "GC list at {head:#x}: the walks from both ends do not meet (forward stopped at {:#x} after {:#x}, backward at {:#x} after {:#x})",
-            f.end, f.last, b.end, b.last
-        )));
+        return Err(Error::ListCheck {
+            check: gc::checks::MEET,
+            detail: format!(
+                "GC list at {head:#x}: forward stopped at {:#x} after {:#x}, backward at {:#x} after {:#x}",
+                f.end, f.last, b.end, b.last
+            ),
+        });
     }
     Ok(f.objects + b.objects)
 }
