@@ -355,9 +355,8 @@ fn commands_that_start_the_program() {
     assert!(gone(pid), "top: the program {pid} is still running");
 
     // growth: three samples; the never-pruned sessions grow in every interval.
-    let out =
-        run_memspy(["growth", "--interval", "1", "--samples", "3", "--json", "--delay", "0.3", "--", &py, &app])
-            .expect("memspy");
+    let out = run_memspy(["growth", "--interval", "1", "--samples", "3", "--json", "--delay", "0.3", "--", &py, &app])
+        .expect("memspy");
     assert!(out.success(), "growth -- app: {}: {}", out.describe_status(), out.stderr);
     let g: Value = serde_json::from_str(&out.stdout).expect("growth JSON");
     assert_eq!(g["samples"].as_array().unwrap().len(), 3);
