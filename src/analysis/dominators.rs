@@ -247,18 +247,6 @@ pub fn under(g: &Graph, d: &Dominators, marked: &[bool]) -> (Vec<bool>, Vec<bool
     (under, by_marked)
 }
 
-/// Per object of type `t`: whether a dominator of it is of type `t` too (indexed by node).
-pub fn dominated_by_same(g: &Graph, d: &Dominators, t: u32) -> Vec<bool> {
-    let mut under = vec![false; g.nodes() as usize];
-    for &v in &d.order {
-        let p = d.idom[v as usize];
-        if p != TOP {
-            under[v as usize] = under[p as usize] || (g.is_object(p) && g.types[p as usize] == t);
-        }
-    }
-    under
-}
-
 /// Per node: the bytes retained by the nearest objects under it in the dominator tree whose type is
 /// marked in `marked` (what those own, not it).
 pub fn retained_inside(g: &Graph, d: &Dominators, marked: &[bool]) -> Vec<u64> {

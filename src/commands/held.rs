@@ -29,12 +29,8 @@ pub struct Held {
     pub report: Report,
 }
 
-/// A figure of /proc/self/status, in KiB (0 when unreadable).
-fn own_rss(field: &str) -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
-        .unwrap_or(0)
+fn own_rss_mib() -> u64 {
+    process::rss_bytes(std::process::id() as i32).unwrap_or(0) >> 20
 }
 
 fn ms(d: Duration) -> f64 {
@@ -48,12 +44,12 @@ impl Held {
         let (walked, graph) = walk::capture(&session.target, &session.interp, opts, &mut hist)?;
         let report = session.report_of(hist, &walked, opts);
         let t1 = Instant::now();
-        log::debug!("graph built: memspy's RSS {} MiB (peak {} MiB)", own_rss("VmRSS") >> 10, own_rss("VmHWM") >> 10);
+        log::debug!("graph built: memspy's RSS {} MiB", own_rss_mib());
         let paths = paths::shortest(&graph);
         let t2 = Instant::now();
         let dom = dominators::compute(&graph, &paths);
         let t3 = Instant::now();
-        log::debug!("dominators: memspy's RSS {} MiB (peak {} MiB)", own_rss("VmRSS") >> 10, own_rss("VmHWM") >> 10);
+        log::debug!("dominators computed: memspy's RSS {} MiB", own_rss_mib());
         let mem = CachedMemory::new(RemoteMemory::new(session.target.pid), 64 << 20);
         let anchors = names::anchors(&mem, &session.interp.layout, &graph);
         let figures = Figures {
@@ -112,19 +108,14 @@ impl Held {
         Ok((0..g.objects).filter(|&v| wanted.contains(&g.types[v as usize])).collect())
     }
 
-    /// The type number of a node's type.
-    pub fn type_number(&self, v: u32) -> u32 {
-        self.graph.types[v as usize]
-    }
-
     /// Rows of the paths that hold `nodes` (all of one type: retained bytes are counted once per
     /// instance not dominated by another).
     pub fn rows(&self, session: &Session, nodes: &[u32]) -> Vec<PathRow> {
         let mem = CachedMemory::new(RemoteMemory::new(session.target.pid), 64 << 20);
         let namer = EdgeNamer::new(&mem, &session.interp.layout, &self.graph);
-        let under = nodes.first().map(|&v| dominators::dominated_by_same(&self.graph, &self.dom, self.type_number(v)));
+        let under = dominators::under_same_type(&self.graph, &self.dom);
         let mut agg = Aggregator::new(&self.graph, &self.paths, &self.anchors, namer);
-        agg.rows(nodes, Some(&self.dom), under.as_deref())
+        agg.rows(nodes, Some(&self.dom), Some(&under))
     }
 
     /// The path of each node, with indices and every key named.
@@ -174,9 +165,5 @@ impl Held {
             e.paths.extend(rows);
         }
         out
-    }
-
-    pub fn rss(&self, session: &Session) -> Option<u64> {
-        process::rss_bytes(session.target.pid)
     }
 }

@@ -67,6 +67,15 @@ impl Memory for RemoteMemory {
 /// Mappings are page-granular.
 pub const PAGE: u64 = 4096;
 
+/// Faults in every page of a freshly zeroed buffer (call before the target is stopped: the kernel maps
+/// zeroed memory lazily, and a first write during the pause would cost a page fault per page).
+pub fn fault_in(buf: &mut [u64]) {
+    for i in (0..buf.len()).step_by((PAGE / 8) as usize) {
+        // SAFETY: i < buf.len(); volatile, so that the write (of the value already there) is kept.
+        unsafe { std::ptr::write_volatile(buf.as_mut_ptr().add(i), 0) };
+    }
+}
+
 /// Largest single read memspy makes. Lengths often come from the target's own (possibly corrupt or
 /// changing) data: a length past this is refused before anything is allocated.
 pub const MAX_READ: usize = 64 << 20;

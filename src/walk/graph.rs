@@ -79,11 +79,7 @@ impl Recorder {
     /// Words of about this many edges are expected (reserved now, before the target is stopped).
     pub fn with_capacity(words: usize) -> Self {
         let mut words = vec![0u64; words];
-        // Fault the reservation in now: page faults during the pause would lengthen it.
-        for i in (0..words.len()).step_by(512) {
-            // SAFETY: i < words.len(); volatile, so that the write (of the value already there) is kept.
-            unsafe { std::ptr::write_volatile(words.as_mut_ptr().add(i), 0) };
-        }
+        crate::memory::fault_in(&mut words);
         words.clear();
         Recorder { words, ..Recorder::default() }
     }
@@ -368,11 +364,6 @@ impl Graph {
     /// The object node at `addr`, if the walk found an object there.
     pub fn node_at(&self, addr: u64) -> Option<u32> {
         self.ranks.rank(addr).map(|r| r as u32)
-    }
-
-    /// The name of the type at `type_addr`, if the walk reported an instance of it.
-    pub fn type_of_addr(&self, type_addr: u64) -> Option<&str> {
-        self.type_infos.iter().find(|t| t.addr == type_addr).map(|t| t.name.as_str())
     }
 
     pub fn type_of(&self, node: u32) -> Option<&TypeInfo> {

@@ -96,6 +96,8 @@ pub struct EdgeNamer<'a, M: Memory + ?Sized> {
     members: AddrMap<Vec<(u64, String)>>,
     /// Per root struct: its bytes.
     root_bytes: HashMap<u32, Vec<u8>>,
+    /// The address of `cell` (0 when the heap has none), whose one field is `cell_contents`.
+    cell_type: u64,
 }
 
 impl<'a, M: Memory + ?Sized> EdgeNamer<'a, M> {
@@ -121,6 +123,7 @@ impl<'a, M: Memory + ?Sized> EdgeNamer<'a, M> {
             local_names: AddrMap::default(),
             members: AddrMap::default(),
             root_bytes: HashMap::new(),
+            cell_type: g.type_infos.iter().find(|t| t.name == "builtins.cell").map_or(0, |t| t.addr),
         }
     }
 
@@ -331,7 +334,7 @@ impl<'a, M: Memory + ?Sized> EdgeNamer<'a, M> {
                 if off == l.object.ob_type {
                     return Some(Edge::Field("__class__".into()));
                 }
-                if self.g.type_of_addr(t).is_some_and(|n| n == "builtins.cell") && off == 16 {
+                if t == self.cell_type && off == 16 {
                     return Some(Edge::Attr("cell_contents".into()));
                 }
                 return Some(self.field(t, off));

@@ -56,10 +56,7 @@ impl Visited {
         let spare = (0..blocks)
             .map(|_| {
                 let mut b = vec![0u64; WORDS_PER_BLOCK].into_boxed_slice();
-                for i in (0..WORDS_PER_BLOCK).step_by(512) {
-                    // SAFETY: i < b.len(); volatile, so that the write (of the value already there) is kept.
-                    unsafe { std::ptr::write_volatile(b.as_mut_ptr().add(i), 0) };
-                }
+                crate::memory::fault_in(&mut b);
                 b
             })
             .collect();
