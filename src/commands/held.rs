@@ -8,17 +8,29 @@ use super::Session;
 use crate::analysis::dominators::{self, Dominators};
 use crate::analysis::growth::TypeOwners;
 use crate::analysis::paths::{self, Paths};
-use crate::analysis::why::{Aggregator, Anchor, Figures, PathRow, Step};
+use crate::analysis::why::{Aggregator, Anchor, Figures, Namer, PathRow, Step};
 use crate::analysis::{Histogram, Report};
 use crate::error::Result;
 use crate::memory::{CachedMemory, RemoteMemory};
+use crate::store::StoredNames;
+use python_bindings::Layout;
 use crate::process;
 use crate::walk::graph::Graph;
-use crate::walk::names::{self, EdgeNamer};
+use crate::walk::anchors;
+use crate::walk::names::EdgeNamer;
 use crate::walk::{self, SnapshotOptions, Walked};
+
+/// Where the names of edges and objects' values are read.
+pub enum Names {
+    /// The live target (names read after the walk: a holder changed since names nothing).
+    Live { pid: i32, layout: Box<Layout> },
+    /// What a dump stored.
+    Stored(StoredNames),
+}
 
 /// The object graph of one pause, and what was computed from it.
 pub struct Held {
+    pub names: Names,
     pub graph: Graph,
     pub paths: Paths,
     pub dom: Dominators,
@@ -51,7 +63,7 @@ impl Held {
         let t3 = Instant::now();
         log::debug!("dominators computed: memspy's RSS {} MiB", own_rss_mib());
         let mem = CachedMemory::new(RemoteMemory::new(session.target.pid), 64 << 20);
-        let anchors = names::anchors(&mem, &session.interp.layout, &graph);
+        let anchors = anchors::anchors(&mem, &session.interp.layout, &graph);
         let figures = Figures {
             pause_ms: ms(walked.pause),
             walk_ms: ms(walked.elapsed),
@@ -80,7 +92,22 @@ impl Held {
             paths.outside.len(),
             graph.stale
         );
-        Ok(Held { graph, paths, dom, anchors, walked, figures, report })
+        let names = Names::Live { pid: session.target.pid, layout: Box::new(session.interp.layout.clone()) };
+        Ok(Held { names, graph, paths, dom, anchors, walked, figures, report })
+    }
+
+    /// Reads what this graph does not hold — edge names, values — from where it came from; `detail`
+    /// names every index and key (one path), else list indices and big dicts' keys fold to `[*]`.
+    pub fn with_namer<T>(&self, detail: bool, f: impl FnOnce(&mut dyn Namer) -> T) -> T {
+        match &self.names {
+            Names::Live { pid, layout } => {
+                let mem = CachedMemory::new(RemoteMemory::new(*pid), 64 << 20);
+                let mut namer = EdgeNamer::new(&mem, layout, &self.graph);
+                namer.detail = detail;
+                f(&mut namer)
+            }
+            Names::Stored(s) => f(&mut s.namer(&self.graph, detail)),
+        }
     }
 
     /// The objects whose type is named `name`: exactly, else by the part after the last dot when
@@ -110,26 +137,25 @@ impl Held {
 
     /// Rows of the paths that hold `nodes` (all of one type: retained bytes are counted once per
     /// instance not dominated by another).
-    pub fn rows(&self, session: &Session, nodes: &[u32]) -> Vec<PathRow> {
-        let mem = CachedMemory::new(RemoteMemory::new(session.target.pid), 64 << 20);
-        let namer = EdgeNamer::new(&mem, &session.interp.layout, &self.graph);
+    pub fn rows(&self, nodes: &[u32]) -> Vec<PathRow> {
         let under = dominators::under_same_type(&self.graph, &self.dom);
-        let mut agg = Aggregator::new(&self.graph, &self.paths, &self.anchors, namer);
-        agg.rows(nodes, Some(&self.dom), Some(&under))
+        self.with_namer(false, |namer| {
+            let mut agg = Aggregator::new(&self.graph, &self.paths, &self.anchors, namer);
+            agg.rows(nodes, Some(&self.dom), Some(&under))
+        })
     }
 
     /// The path of each node, with indices and every key named.
-    pub fn paths_of(&self, session: &Session, nodes: &[u32]) -> Vec<(Anchor, Vec<Step>)> {
-        let mem = CachedMemory::new(RemoteMemory::new(session.target.pid), 64 << 20);
-        let mut namer = EdgeNamer::new(&mem, &session.interp.layout, &self.graph);
-        namer.detail = true;
-        let mut agg = Aggregator::new(&self.graph, &self.paths, &self.anchors, namer);
-        nodes.iter().map(|&v| agg.path(v)).collect()
+    pub fn paths_of(&self, nodes: &[u32]) -> Vec<(Anchor, Vec<Step>)> {
+        self.with_namer(true, |namer| {
+            let mut agg = Aggregator::new(&self.graph, &self.paths, &self.anchors, namer);
+            nodes.iter().map(|&v| agg.path(v)).collect()
+        })
     }
 
     /// Per type: what its instances retain, and the paths that hold them (the `limit` largest by
     /// count).
-    pub fn owners(&self, session: &Session, limit: usize) -> HashMap<String, TypeOwners> {
+    pub fn owners(&self, limit: usize) -> HashMap<String, TypeOwners> {
         let g = &self.graph;
         // Types of the program (not builtins'): what one of their instances dominates is its growth.
         let program: Vec<bool> = g.type_infos.iter().map(|t| !t.name.starts_with("builtins.")).collect();
@@ -148,22 +174,22 @@ impl Held {
         for v in 0..g.objects {
             by_type[g.types[v as usize] as usize].push(v);
         }
-        let mem = CachedMemory::new(RemoteMemory::new(session.target.pid), 64 << 20);
-        let namer = EdgeNamer::new(&mem, &session.interp.layout, g);
-        let mut agg = Aggregator::new(g, &self.paths, &self.anchors, namer);
-        let mut out: HashMap<String, TypeOwners> = HashMap::new();
-        for (t, nodes) in by_type.iter().enumerate() {
-            if nodes.is_empty() {
-                continue;
+        self.with_namer(false, |namer| {
+            let mut agg = Aggregator::new(g, &self.paths, &self.anchors, namer);
+            let mut out: HashMap<String, TypeOwners> = HashMap::new();
+            for (t, nodes) in by_type.iter().enumerate() {
+                if nodes.is_empty() {
+                    continue;
+                }
+                let mut rows = agg.rows(nodes, Some(&self.dom), Some(&under));
+                rows.sort_by_key(|r| std::cmp::Reverse((r.count, r.retained)));
+                rows.truncate(limit);
+                let e = out.entry(g.type_infos[t].name.clone()).or_default();
+                e.retained += retained[t].0;
+                e.owned += owned[t].0;
+                e.paths.extend(rows);
             }
-            let mut rows = agg.rows(nodes, Some(&self.dom), Some(&under));
-            rows.sort_by_key(|r| std::cmp::Reverse((r.count, r.retained)));
-            rows.truncate(limit);
-            let e = out.entry(g.type_infos[t].name.clone()).or_default();
-            e.retained += retained[t].0;
-            e.owned += owned[t].0;
-            e.paths.extend(rows);
-        }
-        out
+            out
+        })
     }
 }

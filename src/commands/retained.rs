@@ -44,7 +44,7 @@ pub fn run(opts: &RetainedOptions) -> Result<()> {
         (0..g.objects).filter(|&v| !heavy[v as usize] && d.retained_objects[v as usize] > 1).collect();
     top.sort_by_key(|&v| std::cmp::Reverse(d.retained[v as usize]));
     top.truncate(opts.limit);
-    let paths = held.paths_of(&session, &top);
+    let paths = held.paths_of(&top);
     let dominators = top
         .iter()
         .zip(paths)

@@ -77,7 +77,7 @@ fn by_type(session: &Session, held: &Held, name: &str) -> Result<WhyReport> {
     }
     let g = &held.graph;
     let full_name = g.type_of(nodes[0]).map(|t| t.name.clone()).unwrap_or_else(|| name.to_string());
-    let paths = held.rows(session, &nodes);
+    let paths = held.rows(&nodes);
     Ok(WhyReport {
         pid: session.target.pid,
         type_name: full_name,
@@ -95,7 +95,7 @@ fn object(session: &Session, held: &Held, addr: u64) -> Result<ObjectReport> {
     let v = g.node_at(addr).ok_or_else(|| {
         Error::Other(format!("PID {}: no object at {addr:#x} (not found by the walk)", session.target.pid))
     })?;
-    let (root, steps) = held.paths_of(session, &[v]).pop().expect("one path");
+    let (root, steps) = held.paths_of(&[v]).pop().expect("one path");
     let mem = crate::memory::CachedMemory::new(crate::memory::RemoteMemory::new(session.target.pid), 16 << 20);
     let mut namer = EdgeNamer::new(&mem, &session.interp.layout, g);
     namer.detail = true;
