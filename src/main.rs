@@ -14,7 +14,7 @@ use memspy::commands::growth::{self, GrowthOptions};
 use memspy::commands::serve::{self, ServeOptions};
 use memspy::commands::snapshot::{self, SnapshotCmdOptions};
 use memspy::commands::top::{self, TopOptions};
-use memspy::commands::{gc, retained, stat, why, TargetSpec};
+use memspy::commands::{export, gc, report, retained, stat, why, TargetSpec};
 use memspy::walk::SnapshotOptions;
 
 #[derive(Parser, Debug)]
@@ -89,6 +89,13 @@ impl TargetArgs {
     fn spec(self) -> TargetSpec {
         TargetSpec { pid: self.pid, command: self.command, delay: Duration::from_secs_f64(self.delay.max(0.0)) }
     }
+}
+
+/// Formats `memspy export` writes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ExportFormat {
+    /// The V8 heap snapshot (.heapsnapshot).
+    Heapsnapshot,
 }
 
 #[derive(Subcommand, Debug)]
@@ -201,6 +208,37 @@ enum Cmd {
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+        /// Rows in each table.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        walk: WalkArgs,
+    },
+    /// Write the object graph in a format other tools open: `heapsnapshot` (V8's, for Chrome
+    /// DevTools' Memory tab, VS Code and memlab).
+    Export {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The format to write.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Heapsnapshot)]
+        format: ExportFormat,
+        /// The file to write.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Print what was written as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        walk: WalkArgs,
+    },
+    /// Write one static, self-contained HTML page (no server, no network): the type table, the
+    /// objects that retain the most and the paths that hold the largest types.
+    Report {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The file to write.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
         /// Rows in each table.
         #[arg(long, default_value_t = 20)]
         limit: usize,
@@ -427,9 +465,13 @@ fn main() -> ExitCode {
                 })
             }
         }
-        Cmd::Why { walk, .. } | Cmd::Retained { walk, .. } if walk.gc_only => Err(memspy::Error::Other(
-            "--gc-only: why and retained follow every reference; they need the full walk".into(),
-        )),
+        Cmd::Why { walk, .. } | Cmd::Retained { walk, .. } | Cmd::Export { walk, .. } | Cmd::Report { walk, .. }
+            if walk.gc_only =>
+        {
+            Err(memspy::Error::Other(
+                "--gc-only: why, retained, export and report follow every reference; they need the full walk".into(),
+            ))
+        }
         Cmd::Why { target, type_name, address, unexplained, json, limit, walk } => why::run(&why::WhyOptions {
             target: target.spec(),
             what: match (type_name, address, unexplained) {
@@ -443,6 +485,18 @@ fn main() -> ExitCode {
         }),
         Cmd::Retained { target, json, limit, walk } => {
             retained::run(&retained::RetainedOptions { target: target.spec(), json, limit, snapshot: walk.options() })
+        }
+        Cmd::Export { target, format, output, json, walk } => export::run(&export::ExportOptions {
+            target: target.spec(),
+            format: match format {
+                ExportFormat::Heapsnapshot => export::Format::HeapSnapshot,
+            },
+            output,
+            json,
+            snapshot: walk.options(),
+        }),
+        Cmd::Report { target, output, limit, walk } => {
+            report::run(&report::ReportOptions { target: target.spec(), output, limit, snapshot: walk.options() })
         }
         Cmd::Snapshot { target, output, walk } => {
             snapshot::run(&SnapshotCmdOptions { target: target.spec(), output, snapshot: walk.options() })

@@ -12,13 +12,13 @@ use crate::analysis::why::{Aggregator, Anchor, Figures, Namer, PathRow, Step};
 use crate::analysis::{Histogram, Report};
 use crate::error::Result;
 use crate::memory::{CachedMemory, RemoteMemory};
-use crate::store::StoredNames;
-use python_bindings::Layout;
 use crate::process;
-use crate::walk::graph::Graph;
+use crate::store::StoredNames;
 use crate::walk::anchors;
+use crate::walk::graph::Graph;
 use crate::walk::names::EdgeNamer;
 use crate::walk::{self, SnapshotOptions, Walked};
+use python_bindings::Layout;
 
 /// Where the names of edges and objects' values are read.
 pub enum Names {

@@ -1,9 +1,11 @@
 //! The commands behind the CLI: each takes parsed options and prints to stdout.
 
 pub mod diff;
+pub mod export;
 pub mod gc;
 pub mod growth;
 pub mod held;
+pub mod report;
 pub mod retained;
 pub mod serve;
 pub mod snapshot;

@@ -30,6 +30,19 @@ pub fn run(opts: &RetainedOptions) -> Result<()> {
     let held = Held::read(&session, &opts.snapshot);
     pb.finish_and_clear();
     let held = held.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
+    let r = retained_report(&held, session.target.pid, opts.limit);
+    let text = if opts.json {
+        serde_json::to_string_pretty(&r).map_err(|e| Error::Other(format!("JSON: {e}")))?
+    } else {
+        report::why::retained(&r, &held.figures, opts.limit)
+    };
+    println!("{text}");
+    Ok(())
+}
+
+/// What `memspy retained` shows of `held`: the `limit` heaviest owners (innermost) and retained bytes
+/// per type.
+pub fn retained_report(held: &Held, pid: i32, limit: usize) -> RetainedReport {
     let g = &held.graph;
     let d = &held.dom;
     // Objects with a dominated object that holds most of what they retain are not listed.
@@ -43,7 +56,7 @@ pub fn run(opts: &RetainedOptions) -> Result<()> {
     let mut top: Vec<u32> =
         (0..g.objects).filter(|&v| !heavy[v as usize] && d.retained_objects[v as usize] > 1).collect();
     top.sort_by_key(|&v| std::cmp::Reverse(d.retained[v as usize]));
-    top.truncate(opts.limit);
+    top.truncate(limit);
     let paths = held.paths_of(&top);
     let dominators = top
         .iter()
@@ -76,19 +89,12 @@ pub fn run(opts: &RetainedOptions) -> Result<()> {
         .filter(|t| t.count > 0)
         .collect();
     by_type.sort_by_key(|t| std::cmp::Reverse((t.retained, t.bytes)));
-    let r = RetainedReport {
-        pid: session.target.pid,
+    RetainedReport {
+        pid,
         total_bytes: g.total_bytes(),
         by_type,
         dominators,
         partial: held.figures.partial,
         analysis: held.figures.clone(),
-    };
-    let text = if opts.json {
-        serde_json::to_string_pretty(&r).map_err(|e| Error::Other(format!("JSON: {e}")))?
-    } else {
-        report::why::retained(&r, &held.figures, opts.limit)
-    };
-    println!("{text}");
-    Ok(())
+    }
 }
