@@ -278,3 +278,46 @@ fn the_html_report_renders_in_headless_chromium() {
     }
     assert!(errors.is_empty(), "{} ({}): {}", page.display(), interp.label(), errors.join("; "));
 }
+
+#[test]
+fn the_report_shows_the_targets_html_and_script_as_text() {
+    let Some(bin) = chromium() else {
+        return skip_or_fail("chromium is not installed (scripts/install-services.sh installs it)");
+    };
+    let d = discover_interpreters();
+    let Some(interp) = d.interpreters.last() else { return skip_or_fail(NO_INTERPRETER) };
+    let mut fixture = Fixture::spawn(interp, "hostile_names.py", &[]).expect("fixture");
+    let truth = fixture.wait_for_truth(FIXTURE_TIMEOUT).expect("truth");
+    fixture.wait_until_paused(FIXTURE_TIMEOUT).expect("paused");
+    let dir = artifact_dir("export-report");
+    let page = dir.join("hostile.html");
+    let (pid, page_s) = (fixture.pid.to_string(), page.display().to_string());
+    let out = run_memspy(["report", pid.as_str(), "-o", page_s.as_str()]).expect("memspy");
+    assert!(out.success(), "memspy report failed: {}; {}", out.describe_status(), out.stderr);
+    let html = std::fs::read_to_string(&page).expect("the page");
+    let mut errors = Vec::new();
+    if html.matches("<script").count() != 1 || html.contains("<img") {
+        errors.push("a tag of the target's text is in the page".to_string());
+    }
+    let profile = TempDir::new("memspy-chromium").expect("profile dir");
+    let dom = headless(&bin, profile.path(), &["--dump-dom"], &format!("file://{page_s}")).expect("dump-dom");
+    let title = format!("<title>memspy report: PID {pid} (");
+    if !dom.stdout.contains(&title) {
+        errors.push("the target's script changed the page's title".into());
+    }
+    if dom.stdout.contains("<img") {
+        errors.push("the target's <img> became an element".into());
+    }
+    // The class name in the type table, and the dict key (its first 60 characters) in a path, as text.
+    let type_text =
+        truth["type"].as_str().unwrap_or("?").replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    if !dom.stdout.contains(&type_text) {
+        errors.push("the class name is not shown as text".into());
+    }
+    if !dom.stdout.contains("[&#39;&lt;/script&gt;&lt;script&gt;document.title=")
+        && !dom.stdout.contains("['&lt;/script&gt;&lt;script&gt;document.title=")
+    {
+        errors.push("the dict key is not shown as text in the paths".into());
+    }
+    assert!(errors.is_empty(), "{page_s}: {}", errors.join("; "));
+}
