@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::analysis::paths::{Paths, GARBAGE, OUTSIDE, ROOT, STATIC};
@@ -119,11 +120,11 @@ impl Drop for Partial {
     }
 }
 
-/// The strings of a snapshot, each once.
+/// The strings of a snapshot, each once (one allocation each, shared by the list and the index).
 #[derive(Default)]
 struct Strings {
-    list: Vec<String>,
-    index: HashMap<String, u32>,
+    list: Vec<Rc<str>>,
+    index: HashMap<Rc<str>, u32>,
 }
 
 impl Strings {
@@ -132,8 +133,9 @@ impl Strings {
             return i;
         }
         let i = self.list.len() as u32;
-        self.list.push(s.to_string());
-        self.index.insert(s.to_string(), i);
+        let r: Rc<str> = Rc::from(s);
+        self.list.push(r.clone());
+        self.index.insert(r, i);
         i
     }
 }
