@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::Session;
+use super::{Session, Spawned, TargetSpec};
+use crate::report::progress::progress;
+use crate::store;
+use crate::error::Error;
 use crate::analysis::dominators::{self, Dominators};
 use crate::analysis::growth::TypeOwners;
 use crate::analysis::paths::{self, Paths};
@@ -18,7 +21,7 @@ use crate::process;
 use crate::walk::graph::Graph;
 use crate::walk::anchors;
 use crate::walk::names::EdgeNamer;
-use crate::walk::{self, SnapshotOptions, Walked};
+use crate::walk::{self, SnapshotOptions};
 
 /// Where the names of edges and objects' values are read.
 pub enum Names {
@@ -30,12 +33,15 @@ pub enum Names {
 
 /// The object graph of one pause, and what was computed from it.
 pub struct Held {
+    /// The process the graph is of.
+    pub pid: i32,
+    /// The dump file it was read from (None: a live target).
+    pub file: Option<String>,
     pub names: Names,
     pub graph: Graph,
     pub paths: Paths,
     pub dom: Dominators,
     pub anchors: HashMap<u32, Anchor>,
-    pub walked: Walked,
     pub figures: Figures,
     /// The per-type report of the same walk (what `top` would show).
     pub report: Report,
@@ -93,7 +99,58 @@ impl Held {
             graph.stale
         );
         let names = Names::Live { pid: session.target.pid, layout: Box::new(session.interp.layout.clone()) };
-        Ok(Held { names, graph, paths, dom, anchors, walked, figures, report })
+        Ok(Held { pid: session.target.pid, file: None, names, graph, paths, dom, anchors, figures, report })
+    }
+
+    /// The graph a dump file holds, with its paths and dominators computed again.
+    pub fn from_dump(d: store::Dump) -> Result<Held> {
+        let store::Dump { path, header, meta, graph, names } = d;
+        let graph = graph.ok_or_else(|| Error::Other(format!("{path}: the dump was read without its graph")))?;
+        let t0 = Instant::now();
+        let paths = paths::shortest(&graph);
+        let t1 = Instant::now();
+        let dom = dominators::compute(&graph, &paths);
+        let mut figures = meta.figures;
+        figures.paths_ms = ms(t1 - t0);
+        figures.dominators_ms = ms(t1.elapsed());
+        let mut report = meta.report;
+        report.file = Some(path.clone());
+        Ok(Held {
+            pid: header.pid,
+            file: Some(path),
+            names: Names::Stored(names),
+            graph,
+            paths,
+            dom,
+            anchors: meta.anchors.into_iter().collect(),
+            figures,
+            report,
+        })
+    }
+
+    /// The graph of `memspy <name>`'s target: a dump file, a PID, or a program it starts (its handle
+    /// returned: it stops the program when dropped).
+    pub fn open(name: &str, spec: &TargetSpec, opts: &SnapshotOptions) -> Result<(Held, Option<Spawned>)> {
+        if let Some(path) = &spec.dump {
+            let pb = progress(None, &format!("reading {}", path.display()));
+            let d = store::read(path, true);
+            pb.finish_and_clear();
+            return Ok((Held::from_dump(d?)?, None));
+        }
+        let (session, mut spawned) = super::open_target(name, spec, opts.timeout)?;
+        let pb = progress(None, &format!("reading the heap of PID {} and its references", session.target.pid));
+        let held = Held::read(&session, opts);
+        pb.finish_and_clear();
+        let held = held.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
+        Ok((held, spawned))
+    }
+
+    /// How errors and headers name where the graph came from: `PID 1234`, or the file.
+    pub fn label(&self) -> String {
+        match &self.file {
+            Some(f) => format!("{f} (PID {})", self.pid),
+            None => format!("PID {}", self.pid),
+        }
     }
 
     /// Reads what this graph does not hold — edge names, values — from where it came from; `detail`
