@@ -13,6 +13,7 @@ use crate::report;
 use crate::report::progress::progress;
 use crate::store::{self, Header, Meta, ProcessFacts};
 use crate::walk::names::EdgeNamer;
+use crate::walk::graph::Graph;
 use crate::walk::{self, anchors, SnapshotOptions};
 
 use super::TargetSpec;
@@ -89,8 +90,12 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
         stale: graph.stale,
         unnamed: 0,
     };
+    if std::env::var_os("MEMSPY_TEST_CHECK_NAMES").is_some() {
+        check_names(&mem, layout, &graph)?;
+    }
     let pb = progress(Some(graph.nodes() as u64), &format!("writing {}", opts.output.display()));
-    let mut namer = EdgeNamer::new(&mem, layout, &graph);
+    let addrs = graph.addresses();
+    let mut namer = EdgeNamer::new(&mem, layout, &graph).with_addresses(&addrs);
     let written = store::write(&opts.output, header, meta, &graph, &mut namer, &|done, _| pb.set_position(done));
     pb.finish_and_clear();
     let w = written?;
@@ -116,4 +121,27 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A test hook (`MEMSPY_TEST_CHECK_NAMES`): every edge named by `name_edges` (all of a holder's edges
+/// at once, what a dump stores) must read as `Namer::edge` (one edge, with detail) reads it.
+fn check_names<M: crate::memory::Memory + ?Sized>(mem: &M, layout: &python_bindings::Layout, g: &Graph) -> Result<()> {
+    use crate::walk::names::Namer;
+    let mut batch = EdgeNamer::new(mem, layout, g);
+    let mut one = EdgeNamer::new(mem, layout, g);
+    one.detail = true;
+    let (mut differ, mut first) = (0u64, None);
+    for v in 0..g.nodes() {
+        for (e, &t) in batch.name_edges(v).into_iter().zip(g.edges(v)) {
+            let single = one.edge(v, t & !crate::walk::graph::CONSERVATIVE_EDGE);
+            if e != single {
+                differ += 1;
+                first.get_or_insert_with(|| format!("node {v} ({:?}): {e:?} vs {single:?}", g.type_of(v).map(|t| &t.name)));
+            }
+        }
+    }
+    match first {
+        Some(f) => Err(crate::error::Error::Other(format!("{differ} edges named differently, first: {f}"))),
+        None => Ok(()),
+    }
 }
