@@ -14,7 +14,7 @@ use memspy::commands::growth::{self, GrowthOptions};
 use memspy::commands::serve::{self, ServeOptions};
 use memspy::commands::snapshot::{self, SnapshotCmdOptions};
 use memspy::commands::top::{self, TopOptions};
-use memspy::commands::{export, gc, report, retained, stat, why, TargetSpec};
+use memspy::commands::{dump, export, gc, report, retained, stat, why, TargetSpec};
 use memspy::walk::SnapshotOptions;
 
 #[derive(Parser, Debug)]
@@ -72,11 +72,13 @@ impl WalkArgs {
     }
 }
 
-/// The process to inspect: a PID, or a program to start (`-- python3 app.py`).
+/// The process to inspect: a PID, or a program to start (`-- python3 app.py`); for the commands that
+/// read one, a dump file.
 #[derive(clap::Args, Debug, Clone)]
 struct TargetArgs {
-    /// PID of the Python process to inspect.
-    pid: Option<i32>,
+    /// PID of the Python process to inspect (or a file `memspy dump` wrote, for top, why, retained).
+    #[arg(value_name = "PID|FILE")]
+    target: Option<String>,
     /// With a command: seconds to let it run before the first snapshot.
     #[arg(long, default_value_t = 1.0, value_name = "SECS")]
     delay: f64,
@@ -87,7 +89,14 @@ struct TargetArgs {
 
 impl TargetArgs {
     fn spec(self) -> TargetSpec {
-        TargetSpec { pid: self.pid, command: self.command, delay: Duration::from_secs_f64(self.delay.max(0.0)) }
+        let (pid, dump) = match self.target {
+            Some(t) => match t.parse::<i32>() {
+                Ok(pid) => (Some(pid), None),
+                Err(_) => (None, Some(PathBuf::from(t))),
+            },
+            None => (None, None),
+        };
+        TargetSpec { pid, dump, command: self.command, delay: Duration::from_secs_f64(self.delay.max(0.0)) }
     }
 }
 
@@ -211,6 +220,21 @@ enum Cmd {
         /// Rows in each table.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        #[command(flatten)]
+        walk: WalkArgs,
+    },
+    /// Write the heap to a file — every object, the references between them with their names, the
+    /// roots, short values — that top, why, retained and diff read in place of the process, anywhere.
+    Dump {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The file to write (written under a temporary name, renamed when complete).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Leave contents out (str and bytes values, ints, floats, dict keys that are not identifiers),
+        /// for heaps that hold secrets; the file says so.
+        #[arg(long)]
+        no_values: bool,
         #[command(flatten)]
         walk: WalkArgs,
     },
@@ -485,6 +509,9 @@ fn main() -> ExitCode {
         }),
         Cmd::Retained { target, json, limit, walk } => {
             retained::run(&retained::RetainedOptions { target: target.spec(), json, limit, snapshot: walk.options() })
+        }
+        Cmd::Dump { target, output, no_values, walk } => {
+            dump::run(&dump::DumpOptions { target: target.spec(), output, no_values, snapshot: walk.options() })
         }
         Cmd::Export { target, format, output, json, walk } => export::run(&export::ExportOptions {
             target: target.spec(),

@@ -1,4 +1,4 @@
-//! `memspy export PID --format heapsnapshot -o FILE` (or `-- python app.py`): the object graph of one
+//! `memspy export PID --format heapsnapshot -o FILE` (or a dump file, or `-- python app.py`): the object graph of one
 //! walk in a format other tools open (the V8 heap snapshot: Chrome DevTools, VS Code, memlab).
 
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use crate::report::progress::progress;
 use crate::walk::SnapshotOptions;
 
 use super::held::Held;
-use super::{Spawned, TargetSpec};
+use super::TargetSpec;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -25,27 +25,6 @@ pub struct ExportOptions {
     pub output: PathBuf,
     pub json: bool,
     pub snapshot: SnapshotOptions,
-}
-
-/// One object graph and where it came from (what the exports and the report are made of).
-pub struct Source {
-    pub held: Held,
-    /// How the header names it ("PID 1234").
-    pub what: String,
-    pub pid: i32,
-    /// A program memspy started: it runs until the names of the graph have been read.
-    _spawned: Option<Spawned>,
-}
-
-/// The graph of `target` (a PID, or a program started), read once.
-pub fn read(command: &str, target: &TargetSpec, snapshot: &SnapshotOptions) -> Result<Source> {
-    let (session, mut spawned) = super::open_target(command, target, snapshot.timeout)?;
-    let pid = session.target.pid;
-    let pb = progress(None, &format!("reading the heap of PID {pid} and its references"));
-    let held = Held::read(&session, snapshot);
-    pb.finish_and_clear();
-    let held = held.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
-    Ok(Source { held, what: format!("PID {pid}"), pid, _spawned: spawned })
 }
 
 /// The object that retains the most.
@@ -73,8 +52,8 @@ pub struct ExportSummary {
 }
 
 pub fn run(opts: &ExportOptions) -> Result<()> {
-    let src = read("export", &opts.target, &opts.snapshot)?;
-    let held = &src.held;
+    let (held, _spawned) = Held::open("export", &opts.target, &opts.snapshot)?;
+    let held = &held;
     let g = &held.graph;
     let Format::HeapSnapshot = opts.format;
     let pb = progress(Some(2 * g.nodes() as u64), &format!("writing {}", opts.output.display()));
@@ -92,7 +71,7 @@ pub fn run(opts: &ExportOptions) -> Result<()> {
             objects: held.dom.retained_objects[v as usize] as u64,
         });
     let s = ExportSummary {
-        pid: src.pid,
+        pid: held.pid,
         format: "heapsnapshot",
         objects: g.objects as u64,
         export_ms: written.elapsed.as_secs_f64() * 1000.0,

@@ -4,20 +4,23 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::Session;
+use super::{Session, Spawned, TargetSpec};
 use crate::analysis::dominators::{self, Dominators};
 use crate::analysis::growth::TypeOwners;
 use crate::analysis::paths::{self, Paths};
 use crate::analysis::why::{Aggregator, Anchor, Figures, Namer, PathRow, Step};
 use crate::analysis::{Histogram, Report};
+use crate::error::Error;
 use crate::error::Result;
 use crate::memory::{CachedMemory, RemoteMemory};
 use crate::process;
+use crate::report::progress::progress;
+use crate::store;
 use crate::store::StoredNames;
 use crate::walk::anchors;
 use crate::walk::graph::Graph;
 use crate::walk::names::EdgeNamer;
-use crate::walk::{self, SnapshotOptions, Walked};
+use crate::walk::{self, SnapshotOptions};
 use python_bindings::Layout;
 
 /// Where the names of edges and objects' values are read.
@@ -30,12 +33,15 @@ pub enum Names {
 
 /// The object graph of one pause, and what was computed from it.
 pub struct Held {
+    /// The process the graph is of.
+    pub pid: i32,
+    /// The dump file it was read from (None: a live target).
+    pub file: Option<String>,
     pub names: Names,
     pub graph: Graph,
     pub paths: Paths,
     pub dom: Dominators,
     pub anchors: HashMap<u32, Anchor>,
-    pub walked: Walked,
     pub figures: Figures,
     /// The per-type report of the same walk (what `top` would show).
     pub report: Report,
@@ -47,6 +53,30 @@ fn own_rss_mib() -> u64 {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// Checks that the objects of a dump's graph are, type by type, those of its report (one walk made
+/// both): a file that passes shows the same histogram whether read from its report or its graph.
+fn same_histogram(g: &Graph, r: &Report) -> std::result::Result<(), String> {
+    let mut per: HashMap<&str, (u64, u64)> = HashMap::new();
+    for v in 0..g.objects {
+        let e = per.entry(g.type_of(v).map_or("?", |t| t.name.as_str())).or_default();
+        e.0 += 1;
+        e.1 += g.size(v);
+    }
+    for row in &r.types {
+        let got = per.remove(row.name.as_str()).unwrap_or_default();
+        if got != (row.count, row.bytes) {
+            return Err(format!(
+                "{}: {} objects, {} bytes in the graph, {} and {} in the report",
+                row.name, got.0, got.1, row.count, row.bytes
+            ));
+        }
+    }
+    match per.into_iter().next() {
+        Some((name, (n, _))) => Err(format!("{name}: {n} objects in the graph, none in the report")),
+        None => Ok(()),
+    }
 }
 
 impl Held {
@@ -93,7 +123,59 @@ impl Held {
             graph.stale
         );
         let names = Names::Live { pid: session.target.pid, layout: Box::new(session.interp.layout.clone()) };
-        Ok(Held { names, graph, paths, dom, anchors, walked, figures, report })
+        Ok(Held { pid: session.target.pid, file: None, names, graph, paths, dom, anchors, figures, report })
+    }
+
+    /// The graph a dump file holds, with its paths and dominators computed again.
+    pub fn from_dump(d: store::Dump) -> Result<Held> {
+        let store::Dump { path, header, meta, graph, names } = d;
+        let graph = graph.ok_or_else(|| Error::Other(format!("{path}: the dump was read without its graph")))?;
+        same_histogram(&graph, &meta.report).map_err(|detail| Error::InDump { path: path.clone(), detail })?;
+        let t0 = Instant::now();
+        let paths = paths::shortest(&graph);
+        let t1 = Instant::now();
+        let dom = dominators::compute(&graph, &paths);
+        let mut figures = meta.figures;
+        figures.paths_ms = ms(t1 - t0);
+        figures.dominators_ms = ms(t1.elapsed());
+        let mut report = meta.report;
+        report.file = Some(path.clone());
+        Ok(Held {
+            pid: header.pid,
+            file: Some(path),
+            names: Names::Stored(names),
+            graph,
+            paths,
+            dom,
+            anchors: meta.anchors.into_iter().collect(),
+            figures,
+            report,
+        })
+    }
+
+    /// The graph of `memspy <name>`'s target: a dump file, a PID, or a program it starts (its handle
+    /// returned: it stops the program when dropped).
+    pub fn open(name: &str, spec: &TargetSpec, opts: &SnapshotOptions) -> Result<(Held, Option<Spawned>)> {
+        if let Some(path) = &spec.dump {
+            let pb = progress(None, &format!("reading {}", path.display()));
+            let d = store::read(path, true);
+            pb.finish_and_clear();
+            return Ok((Held::from_dump(d?)?, None));
+        }
+        let (session, mut spawned) = super::open_target(name, spec, opts.timeout)?;
+        let pb = progress(None, &format!("reading the heap of PID {} and its references", session.target.pid));
+        let held = Held::read(&session, opts);
+        pb.finish_and_clear();
+        let held = held.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
+        Ok((held, spawned))
+    }
+
+    /// How errors and headers name where the graph came from: `PID 1234`, or the file.
+    pub fn label(&self) -> String {
+        match &self.file {
+            Some(f) => format!("{f} (PID {})", self.pid),
+            None => format!("PID {}", self.pid),
+        }
     }
 
     /// Reads what this graph does not hold — edge names, values — from where it came from; `detail`

@@ -1,4 +1,4 @@
-//! `memspy report PID -o report.html` (or `-- python app.py`): one static HTML page of one walk — the
+//! `memspy report PID -o report.html` (or a dump file, or `-- python app.py`): one static HTML page of one walk — the
 //! type table, the objects that retain the most, the paths that hold the largest types.
 
 use std::io::Write;
@@ -42,10 +42,10 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
 }
 
 pub fn run(opts: &ReportOptions) -> Result<()> {
-    let src = super::export::read("report", &opts.target, &opts.snapshot)?;
-    let held = &src.held;
+    let (held, _spawned) = super::held::Held::open("report", &opts.target, &opts.snapshot)?;
+    let held = &held;
     let g = &held.graph;
-    let owners = super::retained::retained_report(held, src.pid, opts.limit);
+    let owners = super::retained::retained_report(held, opts.limit);
     // The largest types by bytes, and the paths that hold them.
     let mut by_bytes: Vec<_> = owners.by_type.iter().collect();
     by_bytes.sort_by_key(|t| std::cmp::Reverse((t.bytes, t.count)));
@@ -63,7 +63,7 @@ pub fn run(opts: &ReportOptions) -> Result<()> {
     let mut types = owners.by_type;
     types.truncate(opts.limit.max(1) * 10);
     let page = Page {
-        what: src.what.clone(),
+        what: held.label(),
         executable: r.python.executable.clone(),
         python: r.python.version.clone(),
         timestamp: r.timestamp,

@@ -6,7 +6,6 @@ use crate::analysis::dominators::{self, TOP};
 use crate::analysis::why::{Dominator, HeldPath, RetainedReport, RetainedType};
 use crate::error::{Error, Result};
 use crate::report;
-use crate::report::progress::progress;
 use crate::walk::SnapshotOptions;
 
 use super::held::Held;
@@ -25,12 +24,8 @@ pub struct RetainedOptions {
 const INNERMOST: (u64, u64) = (9, 10);
 
 pub fn run(opts: &RetainedOptions) -> Result<()> {
-    let (session, mut spawned) = super::open_target("retained", &opts.target, opts.snapshot.timeout)?;
-    let pb = progress(None, &format!("reading the heap of PID {} and its references", session.target.pid));
-    let held = Held::read(&session, &opts.snapshot);
-    pb.finish_and_clear();
-    let held = held.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
-    let r = retained_report(&held, session.target.pid, opts.limit);
+    let (held, _spawned) = Held::open("retained", &opts.target, &opts.snapshot)?;
+    let r = retained_report(&held, opts.limit);
     let text = if opts.json {
         serde_json::to_string_pretty(&r).map_err(|e| Error::Other(format!("JSON: {e}")))?
     } else {
@@ -42,7 +37,7 @@ pub fn run(opts: &RetainedOptions) -> Result<()> {
 
 /// What `memspy retained` shows of `held`: the `limit` heaviest owners (innermost) and retained bytes
 /// per type.
-pub fn retained_report(held: &Held, pid: i32, limit: usize) -> RetainedReport {
+pub fn retained_report(held: &Held, limit: usize) -> RetainedReport {
     let g = &held.graph;
     let d = &held.dom;
     // Objects with a dominated object that holds most of what they retain are not listed.
@@ -90,7 +85,8 @@ pub fn retained_report(held: &Held, pid: i32, limit: usize) -> RetainedReport {
         .collect();
     by_type.sort_by_key(|t| std::cmp::Reverse((t.retained, t.bytes)));
     RetainedReport {
-        pid,
+        pid: held.pid,
+        file: held.file.clone(),
         total_bytes: g.total_bytes(),
         by_type,
         dominators,

@@ -235,6 +235,13 @@ impl StoredNamer<'_> {
 }
 
 impl Namer for StoredNamer<'_> {
+    fn edges_of(&mut self, parent: u32, targets: &[u32]) -> Vec<Edge> {
+        if self.detail && targets == self.g.edges(parent) {
+            return self.names.labelled(self.g, parent).map(|(_, _, e)| e).collect();
+        }
+        targets.iter().map(|&t| self.edge(parent, t & !CONSERVATIVE_EDGE)).collect()
+    }
+
     fn edge(&mut self, parent: u32, child: u32) -> Edge {
         let Some(label) = self.label(parent, child) else { return Edge::Unknown };
         let e = edge_of(&self.names.strings, label);

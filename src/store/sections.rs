@@ -87,12 +87,14 @@ pub fn write<M: Memory + ?Sized>(
             lab.names.labels.push(l);
         }
     }
+    let t_names = t0.elapsed();
     for v in 0..g.objects {
         let value = namer.value(v);
         let value = if header.values { value } else { value.filter(|v| matches!(v, Value::Len { .. })) };
         lab.value(value.as_ref());
     }
     progress(nodes as u64, nodes as u64);
+    log::debug!("dump: edges named in {t_names:?}, values read in {:?}", t0.elapsed() - t_names);
     meta.unnamed = unnamed;
     meta.stale = g.stale;
     header.format = FORMAT;
@@ -146,6 +148,7 @@ pub fn write<M: Memory + ?Sized>(
     file.sync_all().map_err(io)?;
     let bytes = file.metadata().map_err(io)?.len();
     drop(file);
+    log::debug!("dump: written and synced at {:?}", t0.elapsed());
     std::fs::rename(&partial.tmp, path).map_err(io)?;
     partial.done = true;
     Ok(Written { bytes, unnamed, elapsed: t0.elapsed() })
@@ -155,8 +158,8 @@ fn objects(g: &Graph) -> Vec<u8> {
     let mut b = Vec::with_capacity(g.objects as usize * 5);
     put_varint(&mut b, g.objects as u64);
     let mut prev = 0u64;
-    for v in 0..g.objects {
-        let a = g.addr(v);
+    for (v, a) in g.addresses().into_iter().enumerate() {
+        let v = v as u32;
         put_varint(&mut b, (a - prev) >> 3);
         prev = a;
         put_varint(&mut b, g.types[v as usize] as u64);
