@@ -77,38 +77,23 @@ fn memlab_view(file: &Path) -> Result<Value, String> {
         .map_err(|e| format!("memlab_view.js printed no JSON ({e}): {}", tail(&out.stdout, 500)))
 }
 
-fn check_memlab(interp: &Interpreter, dir: &Path) -> Result<Vec<String>, String> {
-    let (k, m, c) = (K.to_string(), M.to_string(), C.to_string());
-    let mut fixture = Fixture::spawn(interp, FIXTURE, &[&k, &m, &c])?;
-    let truth = fixture.wait_for_truth(FIXTURE_TIMEOUT)?;
-    fixture.wait_until_paused(FIXTURE_TIMEOUT)?;
-    let pid = fixture.pid.to_string();
-    let file = dir.join(format!("retention-{}.heapsnapshot", sanitize(&interp.label())));
+/// Exports `target` (a PID or a dump file), loads it in memlab and compares (errors into `e`).
+fn compare(target: &str, file: &Path, truth: &Value, what: &str, e: &mut Vec<String>) -> Result<(), String> {
     let file_s = file.display().to_string();
-    let (x, _) = run_memspy_json(&["export", &pid, "--format", "heapsnapshot", "-o", &file_s, "--json"])?;
-    let v = memlab_view(&file)?;
-    let mut e = Vec::new();
-    expect(&mut e, "node count", v["nodes"].as_u64(), x["nodes"].as_u64());
-    expect(&mut e, "total self size", v["self_size"].as_u64(), x["self_size"].as_u64());
+    let (x, _) = run_memspy_json(&["export", target, "--format", "heapsnapshot", "-o", &file_s, "--json"])?;
+    let v = memlab_view(file)?;
+    let before = e.len();
+    expect(e, "node count", v["nodes"].as_u64(), x["nodes"].as_u64());
+    expect(e, "total self size", v["self_size"].as_u64(), x["self_size"].as_u64());
     let largest = &x["largest_retained"];
     expect(
-        &mut e,
+        e,
         "largest retained object: id, retained bytes",
         (v["largest"]["id"].as_u64(), v["largest"]["retained"].as_u64()),
         (largest["id"].as_u64(), largest["retained"].as_u64()),
     );
-    expect(
-        &mut e,
-        "holder list: retained",
-        v["holder_list"]["retained"].as_u64(),
-        truth["holder_list_retained"].as_u64(),
-    );
-    expect(
-        &mut e,
-        "one leak: retained × K",
-        v["leak"]["retained"].as_u64().map(|r| r * K),
-        truth["leak_retained"].as_u64(),
-    );
+    expect(e, "holder list: retained", v["holder_list"]["retained"].as_u64(), truth["holder_list_retained"].as_u64());
+    expect(e, "one leak: retained × K", v["leak"]["retained"].as_u64().map(|r| r * K), truth["leak_retained"].as_u64());
     // The retainer trace: from memlab's root, to the leak, through the module's globals.
     let trace: Vec<(String, String)> = v["trace"]
         .as_array()
@@ -118,24 +103,23 @@ fn check_memlab(interp: &Interpreter, dir: &Path) -> Result<Vec<String>, String>
                 .collect()
         })
         .unwrap_or_default();
-    expect(&mut e, "trace: starts at", trace.first().map(|s| s.1.clone()), Some("(memspy roots)"));
-    expect(&mut e, "trace: ends at", trace.last().map(|s| s.1.clone()), Some("__main__.Leak"));
-    let w = run_memspy_json(&["why", &pid, "--type", "Leak", "--json"])?.0;
+    expect(e, "trace: starts at", trace.first().map(|s| s.1.clone()), Some("(memspy roots)"));
+    expect(e, "trace: ends at", trace.last().map(|s| s.1.clone()), Some("__main__.Leak"));
+    let w = run_memspy_json(&["why", target, "--type", "Leak", "--json"])?.0;
     let steps: Vec<String> = w["paths"][0]["steps"]
         .as_array()
         .map(|s| s.iter().map(|x| x["edge"].as_str().unwrap_or("?").to_string()).collect())
         .unwrap_or_default();
     match trace.iter().position(|s| s.0 == "REGISTRY") {
-        Some(i) => {
+        Some(i) if i > 0 => {
             let edges: Vec<String> = trace[i..].iter().map(|s| s.0.clone()).collect();
-            expect(&mut e, "trace below the module's globals", normalized(&edges), normalized(&steps));
-            expect(&mut e, "trace: the globals", trace[i - 1].1.as_str(), "builtins.dict");
+            expect(e, "trace below the module's globals", normalized(&edges), normalized(&steps));
+            expect(e, "trace: the globals", trace[i - 1].1.as_str(), "builtins.dict");
         }
-        None => e.push(format!("trace: no REGISTRY edge in {trace:?}")),
+        _ => e.push(format!("trace: no REGISTRY edge below a dict in {trace:?}")),
     }
     eprintln!(
-        "{:<10} memlab: {} nodes, {} bytes, largest retained {} ({} B), holder list {} B; trace {}",
-        interp.label(),
+        "           {what}: memlab {} nodes, {} bytes, largest retained {} ({} B), holder list {} B; trace {}",
         v["nodes"],
         v["self_size"],
         v["largest"]["name"],
@@ -143,10 +127,38 @@ fn check_memlab(interp: &Interpreter, dir: &Path) -> Result<Vec<String>, String>
         v["holder_list"]["retained"],
         trace.iter().map(|s| format!("{} → {}", s.0, s.1)).collect::<Vec<_>>().join(" | ")
     );
-    if !e.is_empty() {
-        e.push(format!("snapshot kept at {file_s}; fixture stderr: {}", tail(&fixture.stderr_text(), 300)));
+    for x in &mut e[before..] {
+        *x = format!("{what}: {x}");
+    }
+    if e.len() > before {
+        e.push(format!("{what}: snapshot kept at {file_s}"));
     } else {
-        let _ = std::fs::remove_file(&file);
+        let _ = std::fs::remove_file(file);
+    }
+    Ok(())
+}
+
+fn check_memlab(interp: &Interpreter, dir: &Path) -> Result<Vec<String>, String> {
+    let (k, m, c) = (K.to_string(), M.to_string(), C.to_string());
+    let mut fixture = Fixture::spawn(interp, FIXTURE, &[&k, &m, &c])?;
+    let truth = fixture.wait_for_truth(FIXTURE_TIMEOUT)?;
+    fixture.wait_until_paused(FIXTURE_TIMEOUT)?;
+    let pid = fixture.pid.to_string();
+    let label = sanitize(&interp.label());
+    let mut e = Vec::new();
+    compare(&pid, &dir.join(format!("retention-{label}.heapsnapshot")), &truth, "live", &mut e)?;
+    // The same from a dump file, exported once the process is gone.
+    let dump = fixture.dir().join("retention.memspy");
+    let dump_s = dump.to_str().ok_or("a temp path that is not UTF-8")?;
+    let out = run_memspy(["dump", pid.as_str(), "-o", dump_s]).map_err(|x| x.to_string())?;
+    if !out.success() {
+        return Err(format!("memspy dump failed: {}", tail(&out.stderr, 500)));
+    }
+    let stderr = fixture.stderr_text();
+    fixture.kill();
+    compare(dump_s, &dir.join(format!("retention-{label}-dump.heapsnapshot")), &truth, "dump", &mut e)?;
+    if !e.is_empty() {
+        e.push(format!("fixture stderr: {}", tail(&stderr, 300)));
     }
     Ok(e)
 }
