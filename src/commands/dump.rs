@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::analysis::Histogram;
 use crate::error::Result;
 use crate::memory::maps::Maps;
+use crate::memory::chunks::ChunkCache;
 use crate::memory::{CachedMemory, RemoteMemory};
 use crate::report;
 use crate::report::progress::progress;
@@ -39,6 +40,7 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
     let (walked, graph) = captured.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
     let t_walk = t0.elapsed();
     let report = session.report_of(hist, &walked, &opts.snapshot);
+    let rss = report.rss;
     let layout = &session.interp.layout;
     let mem = CachedMemory::new(RemoteMemory::new(pid), 64 << 20);
     let anchors = anchors::anchors(&mem, layout, &graph);
@@ -95,7 +97,12 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
     }
     let pb = progress(Some(graph.nodes() as u64), &format!("writing {}", opts.output.display()));
     let addrs = graph.addresses();
-    let mut namer = EdgeNamer::new(&mem, layout, &graph).with_addresses(&addrs);
+    // Names and values read the whole heap once more, in 64 KiB chunks (as the walk does), within the
+    // budget the walk had.
+    let ranges = Maps::read(pid).map(|m| crate::memory::chunks::readable_ranges(&m)).unwrap_or_default();
+    let budget = rss.map_or(opts.snapshot.cache_bytes, |r| (r / 16 * 3).max(64 << 20));
+    let chunks = ChunkCache::new(RemoteMemory::new(pid), ranges, budget);
+    let mut namer = EdgeNamer::new(&chunks, layout, &graph).with_addresses(&addrs);
     let written = store::write(&opts.output, header, meta, &graph, &mut namer, &|done, _| pb.set_position(done));
     pb.finish_and_clear();
     let w = written?;
