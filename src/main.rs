@@ -468,12 +468,9 @@ fn main() -> ExitCode {
         Cmd::Retained { target, json, limit, walk } => {
             retained::run(&retained::RetainedOptions { target: target.spec(), json, limit, snapshot: walk.options() })
         }
-        Cmd::Dump { target, output, no_values, walk } => dump::run(&dump::DumpOptions {
-            target: target.spec(),
-            output,
-            no_values,
-            snapshot: walk.options(),
-        }),
+        Cmd::Dump { target, output, no_values, walk } => {
+            dump::run(&dump::DumpOptions { target: target.spec(), output, no_values, snapshot: walk.options() })
+        }
         Cmd::Snapshot { target, output, walk } => {
             snapshot::run(&SnapshotCmdOptions { target: target.spec(), output, snapshot: walk.options() })
         }

@@ -7,14 +7,14 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::analysis::Histogram;
 use crate::error::Result;
-use crate::memory::maps::Maps;
 use crate::memory::chunks::ChunkCache;
+use crate::memory::maps::Maps;
 use crate::memory::{CachedMemory, RemoteMemory};
 use crate::report;
 use crate::report::progress::progress;
 use crate::store::{self, Header, Meta, ProcessFacts};
-use crate::walk::names::EdgeNamer;
 use crate::walk::graph::Graph;
+use crate::walk::names::EdgeNamer;
 use crate::walk::{self, anchors, SnapshotOptions};
 
 use super::TargetSpec;
@@ -84,14 +84,8 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
     };
     let objects = report.totals.objects;
     let types = report.types.len();
-    let meta = Meta {
-        report,
-        figures,
-        anchors: anchors.into_iter().collect(),
-        process,
-        stale: graph.stale,
-        unnamed: 0,
-    };
+    let meta =
+        Meta { report, figures, anchors: anchors.into_iter().collect(), process, stale: graph.stale, unnamed: 0 };
     if std::env::var_os("MEMSPY_TEST_CHECK_NAMES").is_some() {
         check_names(&mem, layout, &graph)?;
     }
@@ -143,7 +137,9 @@ fn check_names<M: crate::memory::Memory + ?Sized>(mem: &M, layout: &python_bindi
             let single = one.edge(v, t & !crate::walk::graph::CONSERVATIVE_EDGE);
             if e != single {
                 differ += 1;
-                first.get_or_insert_with(|| format!("node {v} ({:?}): {e:?} vs {single:?}", g.type_of(v).map(|t| &t.name)));
+                first.get_or_insert_with(|| {
+                    format!("node {v} ({:?}): {e:?} vs {single:?}", g.type_of(v).map(|t| &t.name))
+                });
             }
         }
     }

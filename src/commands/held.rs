@@ -5,23 +5,23 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::{Session, Spawned, TargetSpec};
-use crate::report::progress::progress;
-use crate::store;
-use crate::error::Error;
 use crate::analysis::dominators::{self, Dominators};
 use crate::analysis::growth::TypeOwners;
 use crate::analysis::paths::{self, Paths};
 use crate::analysis::why::{Aggregator, Anchor, Figures, Namer, PathRow, Step};
 use crate::analysis::{Histogram, Report};
+use crate::error::Error;
 use crate::error::Result;
 use crate::memory::{CachedMemory, RemoteMemory};
-use crate::store::StoredNames;
-use python_bindings::Layout;
 use crate::process;
-use crate::walk::graph::Graph;
+use crate::report::progress::progress;
+use crate::store;
+use crate::store::StoredNames;
 use crate::walk::anchors;
+use crate::walk::graph::Graph;
 use crate::walk::names::EdgeNamer;
 use crate::walk::{self, SnapshotOptions};
+use python_bindings::Layout;
 
 /// Where the names of edges and objects' values are read.
 pub enum Names {

@@ -87,9 +87,9 @@ fn by_type(held: &Held, name: &str) -> Result<WhyReport> {
 
 fn object(held: &Held, addr: u64) -> Result<ObjectReport> {
     let g = &held.graph;
-    let v = g.node_at(addr).ok_or_else(|| {
-        Error::Other(format!("{}: no object at {addr:#x} (not found by the walk)", held.label()))
-    })?;
+    let v = g
+        .node_at(addr)
+        .ok_or_else(|| Error::Other(format!("{}: no object at {addr:#x} (not found by the walk)", held.label())))?;
     let (root, steps) = held.paths_of(&[v]).pop().expect("one path");
     // Who references it: every node with an edge to it (a scan of the edges; one object only).
     let mut holders = Vec::new();

@@ -1,9 +1,9 @@
 //! Type objects: what memspy knows of a type (its qualified name as Python spells it, sizes, flags, how
 //! `sys.getsizeof` sizes its instances), cached per walk.
 
-use serde::{Deserialize, Serialize};
 use python_bindings::extensions::{numpy_scalar_itemsize, NUMPY_2};
 use python_bindings::{flags, Layout};
+use serde::{Deserialize, Serialize};
 
 use super::objects::{dict_get_str, read_str, MAX_NAME};
 use crate::error::{Error, Result};

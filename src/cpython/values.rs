@@ -19,13 +19,25 @@ const MAX_DIGITS: u64 = 3;
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Value {
     /// The first [`VALUE_PREFIX`] characters and the length in characters.
-    Str { text: String, len: u64 },
+    Str {
+        text: String,
+        len: u64,
+    },
     /// The first [`VALUE_PREFIX`] bytes and the length.
-    Bytes { data: Vec<u8>, len: u64 },
-    Int { value: i64 },
-    Float { value: f64 },
+    Bytes {
+        data: Vec<u8>,
+        len: u64,
+    },
+    Int {
+        value: i64,
+    },
+    Float {
+        value: f64,
+    },
     /// A list's, tuple's or dict's number of items.
-    Len { len: u64 },
+    Len {
+        len: u64,
+    },
 }
 
 /// Which value an instance of a type has (from the type's flags and name).
@@ -66,15 +78,14 @@ impl ValueKind {
 pub fn read<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, kind: ValueKind) -> Option<Value> {
     match kind {
         ValueKind::None => None,
-        ValueKind::Str => {
-            read_str_prefix(mem, l, addr, VALUE_PREFIX).ok().map(|(text, len)| Value::Str { text, len })
-        }
+        ValueKind::Str => read_str_prefix(mem, l, addr, VALUE_PREFIX).ok().map(|(text, len)| Value::Str { text, len }),
         ValueKind::Bytes => {
             let len = mem.u64_at(addr + l.object.ob_size, "bytes size").ok()?;
             if len > 1 << 48 {
                 return None;
             }
-            let data = mem.bytes_at(addr + l.scalars.bytes_sval, len.min(VALUE_PREFIX as u64) as usize, "bytes").ok()?;
+            let data =
+                mem.bytes_at(addr + l.scalars.bytes_sval, len.min(VALUE_PREFIX as u64) as usize, "bytes").ok()?;
             Some(Value::Bytes { data, len })
         }
         ValueKind::Int => int_value(mem, l, addr).map(|value| Value::Int { value }),

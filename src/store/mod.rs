@@ -32,8 +32,8 @@ mod sections;
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::why::{Anchor, Figures};
 use crate::analysis::histogram::PythonInfo;
+use crate::analysis::why::{Anchor, Figures};
 use crate::analysis::Report;
 use crate::walk::graph::Graph;
 pub use names::StoredNames;

@@ -82,9 +82,7 @@ impl Labeller {
             Edge::DictKey => DICT_KEY << 3,
             Edge::Native => NATIVE << 3,
             Edge::Key { name: Some(n), .. } => self.with(KEY_NAME, n),
-            Edge::Key { repr, name: None } if self.redact && repr.starts_with('\'') => {
-                self.with(KEY, "key of str")
-            }
+            Edge::Key { repr, name: None } if self.redact && repr.starts_with('\'') => self.with(KEY, "key of str"),
             Edge::Key { repr, name: None } => self.with(KEY, repr),
             Edge::Attr(a) => self.with(ATTR, a),
             Edge::Local(a) => self.with(LOCAL, a),

@@ -273,7 +273,10 @@ fn decode(s: &HashMap<[u8; 4], Vec<u8>>) -> Result<(Graph, StoredNames)> {
     let mut prev = 0u64;
     for _ in 0..n {
         let d = r.varint("address")?;
-        prev = d.checked_mul(8).and_then(|d| prev.checked_add(d)).ok_or_else(|| Error::BadDump("an address overflows".into()))?;
+        prev = d
+            .checked_mul(8)
+            .and_then(|d| prev.checked_add(d))
+            .ok_or_else(|| Error::BadDump("an address overflows".into()))?;
         addrs.push(prev);
         types.push(r.u32("type")?);
         sizes.push(r.varint("size")?);

@@ -13,11 +13,11 @@ use python_bindings::Layout;
 use super::refs;
 use super::visited::{Ranks, Visited};
 use super::{ObjectRecord, Sink, TypeTotals};
-use serde::{Deserialize, Serialize};
 use crate::cpython::types::TypeInfo;
 use crate::error::{Error, Result};
 use crate::memory::fasthash::AddrMap;
 use crate::memory::{Memory, ReadExt};
+use serde::{Deserialize, Serialize};
 
 /// Bit 0 of a recorded word: a header (the source of the words after it), not an edge.
 const HEADER: u64 = 1;

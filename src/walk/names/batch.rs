@@ -83,7 +83,9 @@ impl<M: Memory + ?Sized> EdgeNamer<'_, M> {
         let module = g.type_of(parent).is_some_and(|t| t.name == super::MODULE);
         let (kind, type_flags) = match container {
             Some((k @ (RefKind::List | RefKind::Tuple | RefKind::Dict), f)) if edges.len() > 1 => (k, f),
-            Some((k, _)) if edges.len() > 1 && !module && !matches!(k, RefKind::Set | RefKind::Deque | RefKind::Type) => {
+            Some((k, _))
+                if edges.len() > 1 && !module && !matches!(k, RefKind::Set | RefKind::Deque | RefKind::Type) =>
+            {
                 return self.instance_edges(parent);
             }
             _ => {
@@ -166,7 +168,8 @@ impl<M: Memory + ?Sized> EdgeNamer<'_, M> {
         let p = self.addr(parent);
         let t = g.type_of(parent).map_or(0, |t| t.addr);
         let own = self.own_names(p, t);
-        let items = matches!(self.infos.get(self.mem, self.l, t), Ok(ri) if ri.kind == RefKind::Object && ri.itemsize == 8);
+        let items =
+            matches!(self.infos.get(self.mem, self.l, t), Ok(ri) if ri.kind == RefKind::Object && ri.itemsize == 8);
         g.edges(parent)
             .iter()
             .map(|&e| {

@@ -13,12 +13,12 @@ use python_bindings::{flags, Layout, ManagedDict};
 use super::graph::{Graph, Root, RootKind};
 
 mod batch;
-use batch::{root_field, root_words};
 use super::refs::{RefInfos, RefKind};
 use crate::cpython::objects::{dict_for_each, dict_keys, read_str, MAX_NAME};
 use crate::cpython::values::{self, Value, ValueKind};
 use crate::memory::fasthash::AddrMap;
 use crate::memory::{le_u64, Memory, ReadExt};
+use batch::{root_field, root_words};
 use serde::{Deserialize, Serialize};
 
 /// The name of the module type.
@@ -490,4 +490,3 @@ impl<M: Memory + ?Sized> Namer for EdgeNamer<'_, M> {
         }
     }
 }
-
