@@ -35,7 +35,17 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
     let pid = session.target.pid;
     let pb = progress(None, &format!("reading the heap of PID {pid} and its references"));
     let mut hist = Histogram::new();
-    let captured = walk::capture(&session.target, &session.interp, &opts.snapshot, &mut hist);
+    // The pause is a copy of the writable memory (into memory within --max-memory, else into a file
+    // beside the dump), walked once the target runs again.
+    let mut walk_opts = opts.snapshot.clone();
+    if walk_opts.max_memory != Some(0) {
+        let dir = match opts.output.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        walk_opts.spill = Some(Box::leak(dir.into_boxed_path()));
+    }
+    let captured = walk::capture(&session.target, &session.interp, &walk_opts, &mut hist);
     pb.finish_and_clear();
     let (walked, graph) = captured.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
     let t_walk = t0.elapsed();
