@@ -190,6 +190,9 @@ enum Attempt<T> {
     Inconsistent(Error),
 }
 
+/// What to copy (the mappings), and where: in memory, or in a file of that directory.
+type CopyPlan = (Vec<(u64, u64)>, Option<&'static std::path::Path>);
+
 /// The mappings to copy, when a whole-heap read copies: blocking, and the copy fits in the budget
 /// (then in memory), or in the spill directory (then in a file there: the directory is returned).
 fn copy_plan(
@@ -197,7 +200,7 @@ fn copy_plan(
     opts: &ReadOptions,
     max_memory: Option<u64>,
     spill: Option<&'static std::path::Path>,
-) -> Option<(Vec<(u64, u64)>, Option<&'static std::path::Path>)> {
+) -> Option<CopyPlan> {
     let hooks = control::test_hooks();
     if opts.nonblocking || hooks.delay.is_some() || hooks.panic_at.is_some() {
         return None;
