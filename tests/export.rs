@@ -347,16 +347,23 @@ fn an_export_that_cannot_be_written_says_so_in_one_line_and_leaves_no_file() {
     // A folder where the file should be: the rename at the end fails, after the whole file was written.
     let target = dir.path().join("taken");
     std::fs::create_dir_all(target.join("x")).expect("dir");
-    for (cmd, path) in [("export", target.clone()), ("report", target.clone()), ("export", dir.path().join("no/such/dir/f"))] {
+    for (cmd, path) in
+        [("export", target.clone()), ("report", target.clone()), ("export", dir.path().join("no/such/dir/f"))]
+    {
         let p = path.display().to_string();
         let out = run_memspy([cmd, pid.as_str(), "-o", p.as_str()]).expect("memspy");
         let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         let want = memspy::Error::CannotWrite { path: p.clone(), detail: ANY.into() };
-        assert!(!out.success() && out.status.and_then(|s| s.code()) == Some(1), "{cmd} -o {p}: {}", out.describe_status());
+        assert!(
+            !out.success() && out.status.and_then(|s| s.code()) == Some(1),
+            "{cmd} -o {p}: {}",
+            out.describe_status()
+        );
         assert!(lines.len() == 1 && shows_error(lines[0], &want), "{cmd} -o {p}: stderr {:?}", out.stderr);
         assert!(!out.stderr.contains("panicked"), "{cmd}: {}", out.stderr);
     }
     // Nothing left beside: no temporary file.
-    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("list").filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    let left: Vec<_> =
+        std::fs::read_dir(dir.path()).expect("list").filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
     assert_eq!(left, vec![std::ffi::OsString::from("taken")], "files left in {}", dir.path().display());
 }

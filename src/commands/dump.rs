@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::analysis::Histogram;
 use crate::error::Result;
+use crate::memory::chunks::ChunkCache;
 use crate::memory::maps::Maps;
 use crate::memory::{CachedMemory, RemoteMemory};
 use crate::report;
@@ -34,11 +35,22 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
     let pid = session.target.pid;
     let pb = progress(None, &format!("reading the heap of PID {pid} and its references"));
     let mut hist = Histogram::new();
-    let captured = walk::capture(&session.target, &session.interp, &opts.snapshot, &mut hist);
+    // The pause is a copy of the writable memory (into memory within --max-memory, else into a file
+    // beside the dump), walked once the target runs again.
+    let mut walk_opts = opts.snapshot.clone();
+    if walk_opts.max_memory != Some(0) {
+        let dir = match opts.output.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        walk_opts.spill = Some(Box::leak(dir.into_boxed_path()));
+    }
+    let captured = walk::capture(&session.target, &session.interp, &walk_opts, &mut hist);
     pb.finish_and_clear();
     let (walked, graph) = captured.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
     let t_walk = t0.elapsed();
     let report = session.report_of(hist, &walked, &opts.snapshot);
+    let rss = report.rss;
     let layout = &session.interp.layout;
     let mem = CachedMemory::new(RemoteMemory::new(pid), 64 << 20);
     let anchors = anchors::anchors(&mem, layout, &graph);
@@ -89,7 +101,12 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
     }
     let pb = progress(Some(graph.nodes() as u64), &format!("writing {}", opts.output.display()));
     let addrs = graph.addresses();
-    let mut namer = EdgeNamer::new(&mem, layout, &graph).with_addresses(&addrs);
+    // Names and values read the whole heap once more, in 64 KiB chunks (as the walk does), within the
+    // budget the walk had.
+    let ranges = Maps::read(pid).map(|m| crate::memory::chunks::readable_ranges(&m)).unwrap_or_default();
+    let budget = rss.map_or(opts.snapshot.cache_bytes, |r| (r / 16 * 3).max(64 << 20));
+    let chunks = ChunkCache::new(RemoteMemory::new(pid), ranges, budget);
+    let mut namer = EdgeNamer::new(&chunks, layout, &graph).with_addresses(&addrs);
     let written = store::write(&opts.output, header, meta, &graph, &mut namer, &|done, _| pb.set_position(done));
     pb.finish_and_clear();
     let w = written?;
