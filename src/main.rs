@@ -256,8 +256,9 @@ enum Cmd {
     },
     /// The cyclic GC: enabled, thresholds, counts, objects per generation, collections, gc.garbage.
     Gc {
-        /// PID of the Python process to inspect.
-        pid: i32,
+        /// PID of the Python process to inspect (or a file `memspy dump` wrote).
+        #[arg(value_name = "PID|FILE")]
+        target: String,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -475,8 +476,8 @@ fn main() -> ExitCode {
             snapshot::run(&SnapshotCmdOptions { target: target.spec(), output, snapshot: walk.options() })
         }
         Cmd::Diff { a, b, json, limit } => diff::run(&DiffOptions { a, b, json, limit }),
-        Cmd::Gc { pid, json, timeout } => {
-            gc::run(&gc::GcOptions { pid, json, timeout: Duration::from_secs_f64(timeout.max(0.1)) })
+        Cmd::Gc { target, json, timeout } => {
+            gc::run(&gc::GcOptions { target, json, timeout: Duration::from_secs_f64(timeout.max(0.1)) })
         }
         Cmd::Stat { pid, json, walk } => stat::run(&stat::StatOptions { pid, json, snapshot: walk.options() }),
         Cmd::Completions { shell } => {

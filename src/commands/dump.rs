@@ -92,10 +92,18 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
         roots: 0,
         edges: 0,
     };
+    // The GC's figures (thresholds, counts, collections), in a pause of their own (a few reads).
+    let gc = match super::gc::read(&session, opts.snapshot.timeout) {
+        Ok((f, interpreters, _)) => Some((f, interpreters)),
+        Err(e) => {
+            log::info!("no GC figures in the dump: {e}");
+            None
+        }
+    };
     let objects = report.totals.objects;
     let types = report.types.len();
     let meta =
-        Meta { report, figures, anchors: anchors.into_iter().collect(), process, stale: graph.stale, unnamed: 0 };
+        Meta { report, figures, anchors: anchors.into_iter().collect(), process, stale: graph.stale, unnamed: 0, gc };
     if std::env::var_os("MEMSPY_TEST_CHECK_NAMES").is_some() {
         check_names(&mem, layout, &graph)?;
     }
