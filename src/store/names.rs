@@ -124,6 +124,16 @@ impl Labeller {
     }
 }
 
+/// `label` with its string (if it names one) renumbered by `remap` (local string number → merged).
+pub fn remap(label: u32, remap: &[u32]) -> u32 {
+    match label & 7 {
+        KEY_NAME | KEY | ATTR | LOCAL | FIELD => {
+            (remap.get((label >> 3) as usize).copied().unwrap_or(0) << 3) | (label & 7)
+        }
+        _ => label,
+    }
+}
+
 /// Edge `e` as its label says (`detail`: indices and every key kept).
 fn edge_of(strings: &[String], label: u32) -> Edge {
     let p = label >> 3;
