@@ -461,9 +461,11 @@ fn main() -> ExitCode {
                 })
             }
         }
-        Cmd::Why { walk, .. } | Cmd::Retained { walk, .. } if walk.gc_only => Err(memspy::Error::Other(
-            "--gc-only: why and retained follow every reference; they need the full walk".into(),
-        )),
+        Cmd::Why { walk, .. } | Cmd::Retained { walk, .. } | Cmd::Dump { walk, .. } if walk.gc_only => {
+            Err(memspy::Error::Other(
+                "--gc-only: why, retained and dump follow every reference; they need the full walk".into(),
+            ))
+        }
         Cmd::Why { target, type_name, address, unexplained, json, limit, walk } => why::run(&why::WhyOptions {
             target: target.spec(),
             what: match (type_name, address, unexplained) {

@@ -31,6 +31,8 @@ pub struct DumpOptions {
 /// What one dump took and made (printed on stderr; `bench/` reads it with `-v`).
 pub fn run(opts: &DumpOptions) -> Result<()> {
     let t0 = Instant::now();
+    // Ctrl-C and SIGTERM end the dump cleanly: the target resumed, no file left.
+    crate::interrupt::install_handler();
     let (session, mut spawned) = super::open_target("dump", &opts.target, opts.snapshot.timeout)?;
     let pid = session.target.pid;
     let pb = progress(None, &format!("reading the heap of PID {pid} and its references"));

@@ -38,6 +38,12 @@ impl Drop for Partial {
     }
 }
 
+/// A new file in `dir` without a name (O_TMPFILE), for writing.
+fn unnamed_in(dir: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_TMPFILE).mode(0o644).open(dir)
+}
+
 fn cannot_write(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::CannotWrite { path: path.display().to_string(), detail: e.to_string() }
 }
@@ -59,8 +65,14 @@ pub fn write(path: &Path, mut header: Header, mut meta: Meta, g: &Graph, names: 
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| cannot_write(path, "not a file name"))?;
     let tmp = dir.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
-    let file = File::create(&tmp).map_err(|e| cannot_write(path, e))?;
-    let mut partial = Partial { tmp, done: false };
+    // A file without a name until it is complete (O_TMPFILE): memspy killed in between, even by
+    // SIGKILL, leaves nothing. Where the file system cannot, a hidden name removed on every error.
+    let (file, unnamed_file) = match unnamed_in(dir) {
+        Ok(f) => (f, true),
+        Err(_) => (File::create(&tmp).map_err(|e| cannot_write(path, e))?, false),
+    };
+    // Nothing to remove while the file has no name.
+    let mut partial = Partial { tmp, done: unnamed_file };
     let Labelled { names, unnamed } = names;
     if names.labels.len() != g.targets.len() || names.value_at.len() != g.objects as usize {
         return Err(Error::Other("the names do not cover the graph".into()));
@@ -116,6 +128,22 @@ pub fn write(path: &Path, mut header: Header, mut meta: Meta, g: &Graph, names: 
     let file = out.into_inner().map_err(|e| cannot_write(path, e.error()))?;
     file.sync_all().map_err(io)?;
     let bytes = file.metadata().map_err(io)?.len();
+    if unnamed_file {
+        // The complete file gets its temporary name, then the final one.
+        use std::os::fd::AsRawFd;
+        let _ = std::fs::remove_file(&partial.tmp);
+        let from = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL");
+        let to = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(partial.tmp.as_os_str()))
+            .map_err(|e| cannot_write(path, e))?;
+        // SAFETY: two NUL-terminated paths; linkat only reads them.
+        let r = unsafe {
+            libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW)
+        };
+        if r != 0 {
+            return Err(cannot_write(path, std::io::Error::last_os_error()));
+        }
+        partial.done = false;
+    }
     drop(file);
     log::debug!("dump: written and synced at {:?}", t0.elapsed());
     std::fs::rename(&partial.tmp, path).map_err(io)?;
