@@ -77,7 +77,7 @@ impl WalkArgs {
 #[derive(clap::Args, Debug, Clone)]
 struct TargetArgs {
     /// PID of the Python process to inspect (or a file `memspy dump` wrote, for top, why, retained).
-    #[arg(value_name = "PID|FILE")]
+    #[arg(value_name = "PID|FILE", value_parser = parse_target)]
     target: Option<String>,
     /// With a command: seconds to let it run before the first snapshot.
     #[arg(long, default_value_t = 1.0, value_name = "SECS")]
@@ -294,8 +294,9 @@ enum Cmd {
     },
     /// The cyclic GC: enabled, thresholds, counts, objects per generation, collections, gc.garbage.
     Gc {
-        /// PID of the Python process to inspect.
-        pid: i32,
+        /// PID of the Python process to inspect (or a file `memspy dump` wrote).
+        #[arg(value_name = "PID|FILE", value_parser = parse_target)]
+        target: String,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -328,6 +329,15 @@ enum Cmd {
         #[arg(long, value_name = "DIR", conflicts_with = "command")]
         dir: Option<PathBuf>,
     },
+}
+
+/// A PID, or the path of a file that exists (a dump): anything else is a usage error.
+fn parse_target(s: &str) -> Result<String, String> {
+    if s.parse::<i32>().is_ok() || Path::new(s).exists() {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?} is neither a PID nor an existing file (a dump written by memspy dump)"))
+    }
 }
 
 /// `0x7f12…` (or decimal) → an address.
@@ -489,11 +499,16 @@ fn main() -> ExitCode {
                 })
             }
         }
-        Cmd::Why { walk, .. } | Cmd::Retained { walk, .. } | Cmd::Export { walk, .. } | Cmd::Report { walk, .. }
+        Cmd::Why { walk, .. }
+        | Cmd::Retained { walk, .. }
+        | Cmd::Dump { walk, .. }
+        | Cmd::Export { walk, .. }
+        | Cmd::Report { walk, .. }
             if walk.gc_only =>
         {
             Err(memspy::Error::Other(
-                "--gc-only: why, retained, export and report follow every reference; they need the full walk".into(),
+                "--gc-only: why, retained, dump, export and report follow every reference; they need the full walk"
+                    .into(),
             ))
         }
         Cmd::Why { target, type_name, address, unexplained, json, limit, walk } => why::run(&why::WhyOptions {
@@ -529,8 +544,8 @@ fn main() -> ExitCode {
             snapshot::run(&SnapshotCmdOptions { target: target.spec(), output, snapshot: walk.options() })
         }
         Cmd::Diff { a, b, json, limit } => diff::run(&DiffOptions { a, b, json, limit }),
-        Cmd::Gc { pid, json, timeout } => {
-            gc::run(&gc::GcOptions { pid, json, timeout: Duration::from_secs_f64(timeout.max(0.1)) })
+        Cmd::Gc { target, json, timeout } => {
+            gc::run(&gc::GcOptions { target, json, timeout: Duration::from_secs_f64(timeout.max(0.1)) })
         }
         Cmd::Stat { pid, json, walk } => stat::run(&stat::StatOptions { pid, json, snapshot: walk.options() }),
         Cmd::Completions { shell } => {

@@ -17,7 +17,8 @@ const COLLECTION_RETRIES: u32 = 50;
 
 #[derive(Clone, Debug)]
 pub struct GcOptions {
-    pub pid: i32,
+    /// A PID, or a dump file (which holds the figures read when it was written).
+    pub target: String,
     pub json: bool,
     pub timeout: Duration,
 }
@@ -26,6 +27,9 @@ pub struct GcOptions {
 #[derive(Clone, Debug, Serialize)]
 pub struct GcReport {
     pub pid: i32,
+    /// The dump file the figures were read from (absent for a live target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     pub python: PythonInfo,
     /// Interpreters in the process; the figures are the main interpreter's.
     pub interpreters: usize,
@@ -79,6 +83,7 @@ pub fn report(session: &Session, timeout: Duration) -> Result<GcReport> {
     let (f, interpreters, paused) = read(session, timeout)?;
     Ok(GcReport {
         pid: session.target.pid,
+        file: None,
         python: session.python_info(),
         interpreters,
         gc: f,
@@ -91,7 +96,8 @@ pub fn text(r: &GcReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "PID {}  Python {}{}  GC {}{}{}",
+        "{}PID {}  Python {}{}  GC {}{}{}",
+        r.file.as_ref().map(|f| format!("{f}: ")).unwrap_or_default(),
         r.pid,
         r.python.version,
         if r.python.debug { " (debug)" } else { "" },
@@ -125,8 +131,24 @@ pub fn text(r: &GcReport) -> String {
 }
 
 pub fn run(opts: &GcOptions) -> Result<()> {
-    let session = Session::attach(opts.pid)?;
-    let r = report(&session, opts.timeout)?;
+    let r = match opts.target.parse::<i32>() {
+        Ok(pid) => report(&Session::attach(pid)?, opts.timeout)?,
+        Err(_) => {
+            let d = crate::store::read(std::path::Path::new(&opts.target), false)?;
+            let (gc, interpreters) = d
+                .meta
+                .gc
+                .ok_or_else(|| crate::error::Error::Other(format!("{}: the dump holds no GC figures", opts.target)))?;
+            GcReport {
+                pid: d.header.pid,
+                file: Some(opts.target.clone()),
+                python: d.header.python,
+                interpreters,
+                gc,
+                pause_ms: 0.0,
+            }
+        }
+    };
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&r).expect("serializes"));
     } else {

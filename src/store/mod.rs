@@ -37,7 +37,7 @@ use crate::analysis::why::{Anchor, Figures};
 use crate::analysis::Report;
 use crate::walk::graph::Graph;
 pub use names::StoredNames;
-pub use sections::{assemble, body, read, read_from, write, Written};
+pub use sections::{assemble, body, label, merge, read, read_from, write, Labelled, Written};
 
 pub const MAGIC: &[u8; 16] = b"\x89memspy dump\r\n\x1a\n";
 /// The format this memspy writes and the newest it reads.
@@ -90,6 +90,10 @@ pub struct Meta {
     pub stale: u64,
     /// Edges whose holder no longer held the object when names were read (the target ran on).
     pub unnamed: u64,
+    /// What `memspy gc` showed right after the walk: the main interpreter's figures, and how many
+    /// interpreters the process had.
+    #[serde(default)]
+    pub gc: Option<(crate::cpython::gc_stats::GcFigures, usize)>,
 }
 
 /// A dump read back.
