@@ -307,8 +307,9 @@ enum Cmd {
     /// Where the memory went: RSS/PSS/USS, pymalloc arenas and size classes, Python objects vs native,
     /// cgroup and rlimit headroom.
     Stat {
-        /// PID of the Python process to inspect.
-        pid: i32,
+        /// PID of the Python process to inspect (or a file `memspy dump` wrote).
+        #[arg(value_name = "PID|FILE", value_parser = parse_target)]
+        target: String,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -547,7 +548,7 @@ fn main() -> ExitCode {
         Cmd::Gc { target, json, timeout } => {
             gc::run(&gc::GcOptions { target, json, timeout: Duration::from_secs_f64(timeout.max(0.1)) })
         }
-        Cmd::Stat { pid, json, walk } => stat::run(&stat::StatOptions { pid, json, snapshot: walk.options() }),
+        Cmd::Stat { target, json, walk } => stat::run(&stat::StatOptions { target, json, snapshot: walk.options() }),
         Cmd::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "memspy", &mut script);

@@ -47,15 +47,21 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
         };
         walk_opts.spill = Some(Box::leak(dir.into_boxed_path()));
     }
-    let captured = walk::capture(&session.target, &session.interp, &walk_opts, &mut hist);
+    let captured = walk::capture_keeping_copy(&session.target, &session.interp, &walk_opts, &mut hist);
     pb.finish_and_clear();
-    let (walked, graph) = captured.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
+    let (walked, graph, copy) = captured.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
+    // Names, values and anchors are read from the copy the walk read when there is one (the same
+    // instant as the graph), else from the target, which has run on since the walk.
+    log::debug!("names and values read from {}", if copy.is_some() { "the copy" } else { "the live target" });
     let t_walk = t0.elapsed();
     let report = session.report_of(hist, &walked, &opts.snapshot);
     let rss = report.rss;
     let layout = &session.interp.layout;
     let mem = CachedMemory::new(RemoteMemory::new(pid), 64 << 20);
-    let anchors = anchors::anchors(&mem, layout, &graph);
+    let anchors = match &copy {
+        Some(c) => anchors::anchors(&CachedMemory::new(c.clone(), 64 << 20), layout, &graph),
+        None => anchors::anchors(&mem, layout, &graph),
+    };
     let process = match Maps::read(pid) {
         Ok(m) => ProcessFacts {
             rss: report.rss,
@@ -111,7 +117,10 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
     }
     let pb = progress(Some(graph.nodes() as u64), &format!("naming the references, writing {}", opts.output.display()));
     let t_names = Instant::now();
-    let labelled = name_in_parallel(pid, layout, &graph, rss, opts, &pb);
+    let labelled = match copy {
+        Some(c) => name_in_parallel(c, pid, layout, &graph, rss, opts, &pb),
+        None => name_in_parallel(RemoteMemory::new(pid), pid, layout, &graph, rss, opts, &pb),
+    };
     log::debug!("references named and values read in {:?}", t_names.elapsed());
     let written = labelled.and_then(|names| store::write(&opts.output, header, meta, &graph, names));
     pb.finish_and_clear();
@@ -168,9 +177,11 @@ fn check_names<M: crate::memory::Memory + ?Sized>(mem: &M, layout: &python_bindi
 /// Most threads naming references.
 const MAX_NAMING_THREADS: usize = 8;
 
-/// Names every reference and reads every value, on as many threads as memspy may use (each with its
-/// own chunk cache, a share of the walk's budget), nodes split in consecutive ranges.
-fn name_in_parallel(
+/// Names every reference and reads every value from `source` (the walk's copy, or the target), on as
+/// many threads as memspy may use (each with its own chunk cache, a share of the walk's budget), nodes
+/// split in consecutive ranges.
+fn name_in_parallel<S: crate::memory::Memory + Clone + Send>(
+    source: S,
     pid: i32,
     layout: &python_bindings::Layout,
     graph: &Graph,
@@ -193,9 +204,9 @@ fn name_in_parallel(
         let handles: Vec<_> = (0..threads as u32)
             .map(|i| {
                 let (lo, hi) = ((i * per).min(nodes), ((i + 1) * per).min(nodes));
-                let (addrs, ranges, done) = (&addrs, ranges.clone(), &done);
+                let (addrs, ranges, done, source) = (&addrs, ranges.clone(), &done, source.clone());
                 s.spawn(move || {
-                    let chunks = ChunkCache::new(RemoteMemory::new(pid), ranges, budget / threads as u64);
+                    let chunks = ChunkCache::new(source, ranges, budget / threads as u64);
                     let mut namer = EdgeNamer::new(&chunks, layout, graph).with_addresses(addrs);
                     store::label(&mut namer, graph, lo..hi, !opts.no_values, done)
                 })
