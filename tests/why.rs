@@ -149,14 +149,16 @@ fn checks(pid: &str, truth: &Value, e: &mut Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `check` on every interpreter of the matrix, prints a line each, fails if any failed.
+/// Runs `check` on every interpreter of the matrix, the free-threaded builds included, prints a line
+/// each, fails if any failed.
 fn on_every_interpreter(check: fn(&Interpreter) -> Result<Vec<String>, String>) {
     let d = discover_interpreters();
     if d.interpreters.is_empty() {
         return skip_or_fail(NO_INTERPRETER);
     }
+    let all = d.with_free_threaded();
     let mut failed = 0;
-    for interp in &d.interpreters {
+    for interp in all.iter().copied() {
         let errors = check(interp).unwrap_or_else(|e| vec![e]);
         eprintln!("{:<10} {}", interp.label(), if errors.is_empty() { "ok" } else { "FAIL" });
         for x in &errors {
@@ -164,7 +166,7 @@ fn on_every_interpreter(check: fn(&Interpreter) -> Result<Vec<String>, String>) 
         }
         failed += usize::from(!errors.is_empty());
     }
-    assert_eq!(failed, 0, "{failed} of {} interpreters differ (see above)", d.interpreters.len());
+    assert_eq!(failed, 0, "{failed} of {} interpreters differ (see above)", all.len());
 }
 
 #[test]
