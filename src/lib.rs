@@ -17,6 +17,7 @@ pub mod error;
 pub mod interrupt;
 pub mod memory;
 pub mod native;
+pub mod outfile;
 pub mod pause;
 pub mod process;
 pub mod report;

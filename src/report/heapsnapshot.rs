@@ -33,6 +33,7 @@ use crate::analysis::paths::{Paths, GARBAGE, OUTSIDE, ROOT, STATIC};
 use crate::analysis::why::{Anchor, Edge, Namer};
 use crate::cpython::values::{Value, ValueKind};
 use crate::error::{Error, Result};
+use crate::outfile::Partial;
 use crate::walk::graph::Graph;
 
 /// Numbers per node and per edge.
@@ -104,20 +105,6 @@ pub fn node_id(position: u32) -> u64 {
 /// The position of graph node `v` in the snapshot.
 pub fn position(v: u32) -> u32 {
     FIRST + v
-}
-
-/// Removes the temporary file unless the write finished.
-struct Partial {
-    tmp: PathBuf,
-    done: bool,
-}
-
-impl Drop for Partial {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
 }
 
 /// The strings of a snapshot, each once (one allocation each, shared by the list and the index).
@@ -232,11 +219,8 @@ pub fn write(
             g.nodes()
         )));
     }
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| cannot_write(path, "not a file name"))?;
-    let tmp = dir.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
-    let file = File::create(&tmp).map_err(|e| cannot_write(path, e))?;
-    let mut partial = Partial { tmp, done: false };
+    let mut partial = Partial::beside(path).ok_or_else(|| cannot_write(path, "not a file name"))?;
+    let file = File::create(&partial.tmp).map_err(|e| cannot_write(path, e))?;
     let io = |e: std::io::Error| cannot_write(path, e);
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut strings = Strings::default();

@@ -72,19 +72,7 @@ pub fn human(b: u64) -> String {
 
 /// A UTC date and time (`2026-12-01 14:15:17 UTC`) from seconds since the epoch.
 pub fn utc(ts: f64) -> String {
-    let secs = ts.max(0.0) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm, written out).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+    super::diff::utc_time(ts)
 }
 
 const STYLE: &str = "
@@ -274,7 +262,7 @@ mod tests {
 
     #[test]
     fn dates_and_sizes_read_as_people_read_them() {
-        assert_eq!(utc(0.0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(0.0), "unknown time");
         assert_eq!(utc(1_795_961_717.0), "2026-11-29 14:15:17 UTC");
         assert_eq!(human(512), "512 B");
         assert_eq!(human(3 << 20), "3.0 MiB");

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::codec::{put_varint, unzigzag, zigzag, Reader};
@@ -13,6 +13,7 @@ use crate::cpython::types::TypeInfo;
 use crate::cpython::values::Value;
 use crate::error::{Error, Result};
 use crate::memory::Memory;
+use crate::outfile::Partial;
 use crate::walk::graph::{Graph, GraphParts, Root, CONSERVATIVE_EDGE, IMMORTAL};
 use crate::walk::names::{Edge, EdgeNamer, Namer};
 
@@ -22,20 +23,6 @@ pub struct Written {
     pub bytes: u64,
     pub unnamed: u64,
     pub elapsed: Duration,
-}
-
-/// The temporary file a dump is written to; removed unless [`Partial::commit`] renamed it.
-struct Partial {
-    tmp: PathBuf,
-    done: bool,
-}
-
-impl Drop for Partial {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
 }
 
 /// A new file in `dir` without a name (O_TMPFILE), for writing.
@@ -63,16 +50,15 @@ fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
 pub fn write(path: &Path, mut header: Header, mut meta: Meta, g: &Graph, names: Labelled) -> Result<Written> {
     let t0 = Instant::now();
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| cannot_write(path, "not a file name"))?;
-    let tmp = dir.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
+    let mut partial = Partial::beside(path).ok_or_else(|| cannot_write(path, "not a file name"))?;
     // A file without a name until it is complete (O_TMPFILE): memspy killed in between, even by
     // SIGKILL, leaves nothing. Where the file system cannot, a hidden name removed on every error.
     let (file, unnamed_file) = match unnamed_in(dir) {
         Ok(f) => (f, true),
-        Err(_) => (File::create(&tmp).map_err(|e| cannot_write(path, e))?, false),
+        Err(_) => (File::create(&partial.tmp).map_err(|e| cannot_write(path, e))?, false),
     };
     // Nothing to remove while the file has no name.
-    let mut partial = Partial { tmp, done: unnamed_file };
+    partial.done = unnamed_file;
     let Labelled { names, unnamed } = names;
     if names.labels.len() != g.targets.len() || names.value_at.len() != g.objects as usize {
         return Err(Error::Other("the names do not cover the graph".into()));
