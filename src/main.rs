@@ -14,7 +14,8 @@ use memspy::commands::growth::{self, GrowthOptions};
 use memspy::commands::serve::{self, ServeOptions};
 use memspy::commands::snapshot::{self, SnapshotCmdOptions};
 use memspy::commands::top::{self, TopOptions};
-use memspy::commands::{gc, retained, stat, why, TargetSpec};
+use memspy::commands::{gc, retained, stat, why, CoreSpec, TargetSpec};
+use memspy::memory::core_memory::Binaries;
 use memspy::walk::SnapshotOptions;
 
 #[derive(Parser, Debug)]
@@ -87,7 +88,35 @@ struct TargetArgs {
 
 impl TargetArgs {
     fn spec(self) -> TargetSpec {
-        TargetSpec { pid: self.pid, command: self.command, delay: Duration::from_secs_f64(self.delay.max(0.0)) }
+        let delay = Duration::from_secs_f64(self.delay.max(0.0));
+        TargetSpec { pid: self.pid, command: self.command, delay, core: None }
+    }
+
+    /// The target, or the core file of `core`.
+    fn spec_or_core(self, core: CoreArgs) -> TargetSpec {
+        TargetSpec { core: core.spec(), ..self.spec() }
+    }
+}
+
+/// A core file to read instead of a live process (the same walk, on the memory the core holds).
+#[derive(clap::Args, Debug, Clone)]
+struct CoreArgs {
+    /// Read this core file (written by gdb's gcore, or `coredumpctl dump`) instead of a live process.
+    #[arg(long, value_name = "FILE", conflicts_with = "pid")]
+    core: Option<PathBuf>,
+    /// With --core: the program's executable on disk, when it is not at the path the core names.
+    #[arg(long, value_name = "FILE", requires = "core")]
+    exe: Option<PathBuf>,
+    /// With --core: find the binaries the core names under this directory (a copy of the machine's or
+    /// the container's root).
+    #[arg(long, value_name = "DIR", requires = "core")]
+    sysroot: Option<PathBuf>,
+}
+
+impl CoreArgs {
+    fn spec(self) -> Option<CoreSpec> {
+        let binaries = Binaries { exe: self.exe, sysroot: self.sysroot };
+        self.core.map(|path| CoreSpec { path, binaries })
     }
 }
 
@@ -97,6 +126,8 @@ enum Cmd {
     Top {
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        core: CoreArgs,
         /// Print one table (or report) and exit.
         #[arg(long)]
         once: bool,
@@ -174,6 +205,8 @@ enum Cmd {
     Why {
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        core: CoreArgs,
         /// The type whose instances to explain (`module.Qualname`, or the name after the last dot).
         #[arg(long = "type", value_name = "TYPE", required_unless_present_any = ["address", "unexplained"])]
         type_name: Option<String>,
@@ -198,6 +231,8 @@ enum Cmd {
     Retained {
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        core: CoreArgs,
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
@@ -211,6 +246,8 @@ enum Cmd {
     Snapshot {
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        core: CoreArgs,
         /// The file to write (default: stdout).
         #[arg(short, long, value_name = "FILE")]
         output: Option<std::path::PathBuf>,
@@ -233,7 +270,10 @@ enum Cmd {
     /// The cyclic GC: enabled, thresholds, counts, objects per generation, collections, gc.garbage.
     Gc {
         /// PID of the Python process to inspect.
-        pid: i32,
+        #[arg(required_unless_present = "core")]
+        pid: Option<i32>,
+        #[command(flatten)]
+        core: CoreArgs,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -245,7 +285,10 @@ enum Cmd {
     /// cgroup and rlimit headroom.
     Stat {
         /// PID of the Python process to inspect.
-        pid: i32,
+        #[arg(required_unless_present = "core")]
+        pid: Option<i32>,
+        #[command(flatten)]
+        core: CoreArgs,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -384,8 +427,8 @@ fn main() -> ExitCode {
     };
     env_logger::Builder::new().filter_level(level).format_timestamp_millis().init();
     let result = match cli.command {
-        Cmd::Top { target, once, json, limit, sort, rate, retained, walk } => top::run(&TopOptions {
-            target: target.spec(),
+        Cmd::Top { target, core, once, json, limit, sort, rate, retained, walk } => top::run(&TopOptions {
+            target: target.spec_or_core(core),
             once,
             json,
             limit,
@@ -430,8 +473,8 @@ fn main() -> ExitCode {
         Cmd::Why { walk, .. } | Cmd::Retained { walk, .. } if walk.gc_only => Err(memspy::Error::Other(
             "--gc-only: why and retained follow every reference; they need the full walk".into(),
         )),
-        Cmd::Why { target, type_name, address, unexplained, json, limit, walk } => why::run(&why::WhyOptions {
-            target: target.spec(),
+        Cmd::Why { target, core, type_name, address, unexplained, json, limit, walk } => why::run(&why::WhyOptions {
+            target: target.spec_or_core(core),
             what: match (type_name, address, unexplained) {
                 (_, Some(a), _) => why::WhatFor::Address(a),
                 (_, None, true) => why::WhatFor::Unexplained,
@@ -441,17 +484,22 @@ fn main() -> ExitCode {
             limit,
             snapshot: walk.options(),
         }),
-        Cmd::Retained { target, json, limit, walk } => {
-            retained::run(&retained::RetainedOptions { target: target.spec(), json, limit, snapshot: walk.options() })
-        }
-        Cmd::Snapshot { target, output, walk } => {
-            snapshot::run(&SnapshotCmdOptions { target: target.spec(), output, snapshot: walk.options() })
+        Cmd::Retained { target, core, json, limit, walk } => retained::run(&retained::RetainedOptions {
+            target: target.spec_or_core(core),
+            json,
+            limit,
+            snapshot: walk.options(),
+        }),
+        Cmd::Snapshot { target, core, output, walk } => {
+            snapshot::run(&SnapshotCmdOptions { target: target.spec_or_core(core), output, snapshot: walk.options() })
         }
         Cmd::Diff { a, b, json, limit } => diff::run(&DiffOptions { a, b, json, limit }),
-        Cmd::Gc { pid, json, timeout } => {
-            gc::run(&gc::GcOptions { pid, json, timeout: Duration::from_secs_f64(timeout.max(0.1)) })
+        Cmd::Gc { pid, core, json, timeout } => {
+            gc::run(&gc::GcOptions { pid, core: core.spec(), json, timeout: Duration::from_secs_f64(timeout.max(0.1)) })
         }
-        Cmd::Stat { pid, json, walk } => stat::run(&stat::StatOptions { pid, json, snapshot: walk.options() }),
+        Cmd::Stat { pid, core, json, walk } => {
+            stat::run(&stat::StatOptions { pid, core: core.spec(), json, snapshot: walk.options() })
+        }
         Cmd::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "memspy", &mut script);

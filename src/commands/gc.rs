@@ -17,7 +17,8 @@ const COLLECTION_RETRIES: u32 = 50;
 
 #[derive(Clone, Debug)]
 pub struct GcOptions {
-    pub pid: i32,
+    pub pid: Option<i32>,
+    pub core: Option<crate::commands::CoreSpec>,
     pub json: bool,
     pub timeout: Duration,
 }
@@ -125,7 +126,7 @@ pub fn text(r: &GcReport) -> String {
 }
 
 pub fn run(opts: &GcOptions) -> Result<()> {
-    let session = Session::attach(opts.pid)?;
+    let session = Session::open(opts.pid, opts.core.as_ref(), "gc")?;
     let r = report(&session, opts.timeout)?;
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&r).expect("serializes"));

@@ -11,7 +11,7 @@ use crate::analysis::paths::{self, Paths};
 use crate::analysis::why::{Aggregator, Anchor, Figures, PathRow, Step};
 use crate::analysis::{Histogram, Report};
 use crate::error::Result;
-use crate::memory::{CachedMemory, RemoteMemory};
+use crate::memory::CachedMemory;
 use crate::process;
 use crate::walk::graph::Graph;
 use crate::walk::names::{self, EdgeNamer};
@@ -50,7 +50,7 @@ impl Held {
         let dom = dominators::compute(&graph, &paths);
         let t3 = Instant::now();
         log::debug!("dominators computed: memspy's RSS {} MiB", own_rss_mib());
-        let mem = CachedMemory::new(RemoteMemory::new(session.target.pid), 64 << 20);
+        let mem = CachedMemory::new(session.target.memory(), 64 << 20);
         let anchors = names::anchors(&mem, &session.interp.layout, &graph);
         let figures = Figures {
             pause_ms: ms(walked.pause),
@@ -111,7 +111,7 @@ impl Held {
     /// Rows of the paths that hold `nodes` (all of one type: retained bytes are counted once per
     /// instance not dominated by another).
     pub fn rows(&self, session: &Session, nodes: &[u32]) -> Vec<PathRow> {
-        let mem = CachedMemory::new(RemoteMemory::new(session.target.pid), 64 << 20);
+        let mem = CachedMemory::new(session.target.memory(), 64 << 20);
         let namer = EdgeNamer::new(&mem, &session.interp.layout, &self.graph);
         let under = dominators::under_same_type(&self.graph, &self.dom);
         let mut agg = Aggregator::new(&self.graph, &self.paths, &self.anchors, namer);
@@ -120,7 +120,7 @@ impl Held {
 
     /// The path of each node, with indices and every key named.
     pub fn paths_of(&self, session: &Session, nodes: &[u32]) -> Vec<(Anchor, Vec<Step>)> {
-        let mem = CachedMemory::new(RemoteMemory::new(session.target.pid), 64 << 20);
+        let mem = CachedMemory::new(session.target.memory(), 64 << 20);
         let mut namer = EdgeNamer::new(&mem, &session.interp.layout, &self.graph);
         namer.detail = true;
         let mut agg = Aggregator::new(&self.graph, &self.paths, &self.anchors, namer);
@@ -148,7 +148,7 @@ impl Held {
         for v in 0..g.objects {
             by_type[g.types[v as usize] as usize].push(v);
         }
-        let mem = CachedMemory::new(RemoteMemory::new(session.target.pid), 64 << 20);
+        let mem = CachedMemory::new(session.target.memory(), 64 << 20);
         let namer = EdgeNamer::new(&mem, &session.interp.layout, g);
         let mut agg = Aggregator::new(g, &self.paths, &self.anchors, namer);
         let mut out: HashMap<String, TypeOwners> = HashMap::new();

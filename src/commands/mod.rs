@@ -11,6 +11,7 @@ pub mod stat;
 pub mod top;
 pub mod why;
 
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,8 +19,9 @@ use crate::analysis::histogram::{GcCounts, PythonInfo, ScanCounts};
 use crate::analysis::{Histogram, Report};
 use crate::discovery::{self, Interpreter, Linkage};
 use crate::error::{Error, Result};
+use crate::memory::core_memory::Binaries;
 use crate::memory::RemoteMemory;
-use crate::process::{self, Target};
+use crate::process::Target;
 use crate::walk::{self, SnapshotOptions};
 
 /// An attached target and its interpreter, found once and reused across snapshots.
@@ -28,10 +30,46 @@ pub struct Session {
     pub interp: Interpreter,
 }
 
+/// A core file to read instead of a live process (`--core FILE [--exe FILE] [--sysroot DIR]`).
+#[derive(Clone, Debug, Default)]
+pub struct CoreSpec {
+    pub path: PathBuf,
+    pub binaries: Binaries,
+}
+
 impl Session {
     pub fn attach(pid: i32) -> Result<Session> {
         let target = Target::open(pid)?;
         let interp = discovery::discover(&target, &RemoteMemory::new(pid)).map_err(|e| target.explain(e))?;
+        Ok(Session::found(target, interp))
+    }
+
+    /// A session on a core file: the same discovery, on the core's memory and the binaries it names.
+    pub fn open_core(spec: &CoreSpec) -> Result<Session> {
+        let target = Target::open_core(&spec.path, &spec.binaries)?;
+        let core = spec.path.display().to_string();
+        let interp = discovery::discover(&target, &target.memory()).map_err(|e| match e {
+            Error::NotPython { pid, exe } => Error::CoreNotPython { core: core.clone(), pid, exe },
+            Error::Read { addr, what, source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Error::CoreTruncated { path: core.clone(), detail: format!("the {what} at {addr:#x} lies beyond its end") }
+            }
+            e => e,
+        })?;
+        Ok(Session::found(target, interp))
+    }
+
+    /// A session on the PID, or on the core file when one is given.
+    pub fn open(pid: Option<i32>, core: Option<&CoreSpec>, name: &str) -> Result<Session> {
+        match (pid, core) {
+            (None, Some(c)) => Session::open_core(c),
+            (Some(pid), None) => Session::attach(pid),
+            (Some(_), Some(_)) => Err(Error::Other("give either a PID or --core FILE, not both".into())),
+            (None, None) => Err(Error::Other(format!("give a PID (memspy {name} PID) or a core file (--core FILE)"))),
+        }
+    }
+
+    fn found(target: Target, interp: Interpreter) -> Session {
+        let pid = target.pid;
         log::info!(
             "PID {pid}: Python {} ({:?}, {}{}) runtime at {:#x} in {} [{}; version from {}]",
             interp.version,
@@ -43,7 +81,7 @@ impl Session {
             interp.runtime_source,
             interp.version_source
         );
-        Ok(Session { target, interp })
+        Session { target, interp }
     }
 
     pub fn python_info(&self) -> PythonInfo {
@@ -109,7 +147,7 @@ impl Session {
             pause_ms: walked.pause.as_secs_f64() * 1000.0,
             elapsed_ms: walked.elapsed.as_secs_f64() * 1000.0,
             timestamp: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
-            rss: process::rss_bytes(self.target.pid),
+            rss: self.target.rss(),
             totals: Default::default(),
             gc: GcCounts { generations: s.generations, permanent: s.permanent },
             interpreters: s.interpreters,
@@ -206,12 +244,14 @@ impl Spawned {
 }
 
 /// The process a command inspects: a PID, or a program memspy starts (`-- python app.py`) and lets run
-/// for `delay` before the first snapshot.
+/// for `delay` before the first snapshot, or a core file of one.
 #[derive(Clone, Debug, Default)]
 pub struct TargetSpec {
     pub pid: Option<i32>,
     pub command: Vec<String>,
     pub delay: Duration,
+    /// A core file instead (the commands that read one).
+    pub core: Option<CoreSpec>,
 }
 
 impl TargetSpec {
@@ -224,6 +264,12 @@ impl TargetSpec {
 /// Opens the target of `memspy <name>`: a session, and the `Spawned` handle of a program memspy started
 /// (which stops the program when dropped).
 pub fn open_target(name: &str, spec: &TargetSpec, timeout: Duration) -> Result<(Session, Option<Spawned>)> {
+    if let Some(core) = &spec.core {
+        if spec.pid.is_some() || spec.starts_program() {
+            return Err(Error::Other("give either a core file (--core FILE), a PID or a command, not two".into()));
+        }
+        return Ok((Session::open_core(core)?, None));
+    }
     match (spec.pid, spec.starts_program()) {
         (Some(pid), false) => Ok((Session::attach(pid)?, None)),
         (None, true) => {

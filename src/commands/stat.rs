@@ -22,7 +22,8 @@ use python_bindings::Layout;
 
 #[derive(Clone, Debug)]
 pub struct StatOptions {
-    pub pid: i32,
+    pub pid: Option<i32>,
+    pub core: Option<crate::commands::CoreSpec>,
     pub json: bool,
     pub snapshot: SnapshotOptions,
 }
@@ -119,9 +120,11 @@ impl Sink for Bytes {
 
 pub fn report(session: &Session, opts: &SnapshotOptions) -> Result<StatReport> {
     let pid = session.target.pid;
-    let memory = usage::rollup(pid).map_err(|e| log::warn!("smaps_rollup: {e}")).ok();
-    let cgroup = usage::cgroup_memory(pid);
-    let limits = usage::limits(pid).map_err(|e| log::warn!("limits: {e}")).ok();
+    // procfs figures: a live process's only (a core records none of them).
+    let live = !session.target.is_core();
+    let memory = live.then(|| usage::rollup(pid).map_err(|e| log::warn!("smaps_rollup: {e}")).ok()).flatten();
+    let cgroup = live.then(|| usage::cgroup_memory(pid)).flatten();
+    let limits = live.then(|| usage::limits(pid).map_err(|e| log::warn!("limits: {e}")).ok()).flatten();
     // Free-threaded builds: mimalloc's pages and blocks, in their own pause (pymalloc is not used).
     let mimalloc = if session.interp.layout.mimalloc.is_some() {
         struct MimallocRead<'a>(&'a Session);
@@ -175,7 +178,7 @@ pub fn report(session: &Session, opts: &SnapshotOptions) -> Result<StatReport> {
     walk::snapshot(&session.target, &session.interp, &per_object, &mut sink)?;
     let coverage = if opts.full { "full-heap" } else { "gc-tracked" };
     let python_objects = ObjectBytes { coverage: coverage.into(), objects: sink.objects, bytes: sink.bytes };
-    let rss = memory.map(|m| m.rss).or_else(|| crate::process::rss_bytes(pid)).unwrap_or(0);
+    let rss = memory.map(|m| m.rss).or_else(|| session.target.rss()).unwrap_or(0);
     let file_backed = memory.map(|m| m.file_backed).unwrap_or(0);
     let pymalloc_free = pymalloc.stats.as_ref().map(|s| s.arena_bytes.saturating_sub(s.bytes_in_use));
     // pymalloc's blocks in use that hold no object memspy reached: objects only C code holds, or small
@@ -375,7 +378,7 @@ pub fn text(r: &StatReport) -> String {
 }
 
 pub fn run(opts: &StatOptions) -> Result<()> {
-    let session = Session::attach(opts.pid)?;
+    let session = Session::open(opts.pid, opts.core.as_ref(), "stat")?;
     let r = report(&session, &opts.snapshot)?;
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&r).expect("serializes"));

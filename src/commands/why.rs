@@ -96,7 +96,7 @@ fn object(session: &Session, held: &Held, addr: u64) -> Result<ObjectReport> {
         Error::Other(format!("PID {}: no object at {addr:#x} (not found by the walk)", session.target.pid))
     })?;
     let (root, steps) = held.paths_of(session, &[v]).pop().expect("one path");
-    let mem = crate::memory::CachedMemory::new(crate::memory::RemoteMemory::new(session.target.pid), 16 << 20);
+    let mem = crate::memory::CachedMemory::new(session.target.memory(), 16 << 20);
     let mut namer = EdgeNamer::new(&mem, &session.interp.layout, g);
     namer.detail = true;
     // Who references it: every node with an edge to it (a scan of the edges; one object only).

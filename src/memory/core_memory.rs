@@ -1,0 +1,339 @@
+//! The memory of a process as a core file holds it ([`CoreMemory`], a [`Memory`] source): the dumped
+//! bytes of each `PT_LOAD` segment; past a segment's dumped part (`p_filesz < p_memsz`) the bytes of the
+//! file mapped there (`NT_FILE`: gcore and the kernel leave out read-only file mappings, which the file
+//! itself holds), else zeros. The files are found as the core names them, under `--sysroot` if given,
+//! the executable at `--exe` if given, and each is checked against the build ID the core's copy of its
+//! first page carries. The address-space map is rebuilt from the segments and `NT_FILE`.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::core::{CoreFile, FileMapping, Mapped, Segment};
+use super::maps::{MapEntry, Maps};
+use super::{le_u32, le_u64, Memory};
+
+/// Where the binaries a core names are found.
+#[derive(Clone, Debug, Default)]
+pub struct Binaries {
+    /// The main executable on disk (`--exe`), instead of the path the core names.
+    pub exe: Option<PathBuf>,
+    /// A directory the core's paths are taken relative to (`--sysroot`).
+    pub sysroot: Option<PathBuf>,
+}
+
+/// What became of one file the core maps.
+#[derive(Clone)]
+pub enum FileState {
+    /// Opened at this path; the build ID matched (or could not be checked).
+    Found { disk: PathBuf, map: Arc<Mapped> },
+    /// Not opened: where it was looked for, and why not.
+    Missing { disk: PathBuf, error: String },
+    /// The file on disk is another build than the one the process mapped.
+    Mismatch { disk: PathBuf, core_id: String, file_id: String },
+}
+
+/// A core file as a source of target memory.
+pub struct CoreMemory {
+    pub core: CoreFile,
+    /// The file behind each `NT_FILE` mapping, sorted by start: (mapping, index into `states`).
+    backings: Vec<(FileMapping, usize)>,
+    states: Vec<(String, FileState)>,
+    /// The main executable, as the core names it.
+    pub exe: String,
+    pub maps: Maps,
+}
+
+fn unavailable(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, what)
+}
+
+impl CoreMemory {
+    /// Opens every file the core maps (see [`Binaries`]) and rebuilds its address-space map.
+    pub fn new(core: CoreFile, binaries: &Binaries) -> CoreMemory {
+        let files = &core.notes.files;
+        let exe = core
+            .notes
+            .entry
+            .and_then(|e| files.iter().find(|f| f.start <= e && e < f.end))
+            .or_else(|| files.iter().min_by_key(|f| f.start))
+            .map(|f| f.path.clone())
+            .unwrap_or_default();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut states: Vec<(String, FileState)> = Vec::new();
+        let mut backings = Vec::new();
+        for f in files {
+            let i = *index.entry(f.path.as_str()).or_insert_with(|| {
+                let disk = disk_path(&f.path, f.path == exe, binaries);
+                let first = files.iter().filter(|g| g.path == f.path && g.offset == 0).min_by_key(|g| g.start);
+                let core_id = first.and_then(|g| build_id(|off, len| dumped(&core, g.start.checked_add(off)?, len)));
+                states.push((f.path.clone(), open_checked(disk, core_id)));
+                states.len() - 1
+            });
+            backings.push((f.clone(), i));
+        }
+        backings.sort_by_key(|(f, _)| f.start);
+        let maps = rebuild_maps(&core.segments, files, &exe);
+        CoreMemory { core, backings, states, exe, maps }
+    }
+
+    /// What became of each file the core maps, by the path the core names.
+    pub fn files(&self) -> impl Iterator<Item = (&str, &FileState)> {
+        self.states.iter().map(|(p, s)| (p.as_str(), s))
+    }
+
+    pub fn file(&self, path: &str) -> Option<&FileState> {
+        self.states.iter().find(|(p, _)| p == path).map(|(_, s)| s)
+    }
+
+    /// The sorted, merged address ranges of the readable segments.
+    pub fn readable_ranges(&self) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for s in self.core.segments.iter().filter(|s| s.flags & goblin::elf::program_header::PF_R != 0) {
+            match out.last_mut() {
+                Some(last) if last.1 >= s.vaddr => last.1 = last.1.max(s.end()),
+                _ => out.push((s.vaddr, s.end())),
+            }
+        }
+        out
+    }
+
+    /// Bytes of the segments: what the process had mapped.
+    pub fn mapped_bytes(&self) -> u64 {
+        self.core.segments.iter().map(|s| s.memsz).sum()
+    }
+
+    fn segment(&self, addr: u64) -> Option<&Segment> {
+        let segs = &self.core.segments;
+        let i = segs.partition_point(|s| s.vaddr <= addr);
+        segs.get(i.checked_sub(1)?).filter(|s| addr < s.end())
+    }
+
+    fn backing(&self, addr: u64) -> Option<&(FileMapping, usize)> {
+        let i = self.backings.partition_point(|(f, _)| f.start <= addr);
+        self.backings.get(i.checked_sub(1)?).filter(|(f, _)| addr < f.end)
+    }
+
+    /// Fills `out` from the file mapped at `addr` (zeros past the file's end, as the kernel maps them);
+    /// returns how many bytes it filled (up to the mapping's end).
+    fn from_file(&self, addr: u64, out: &mut [u8]) -> io::Result<usize> {
+        let Some((f, i)) = self.backing(addr) else { return Err(io::Error::from_raw_os_error(libc::EFAULT)) };
+        let n = out.len().min((f.end - addr) as usize);
+        let (path, state) = &self.states[*i];
+        let FileState::Found { map, .. } = state else {
+            return Err(unavailable(format!("{path}, mapped there, is not available")));
+        };
+        let bytes = map.bytes();
+        let at = f.offset.saturating_add(addr - f.start);
+        let have = if at < bytes.len() as u64 { (bytes.len() as u64 - at).min(n as u64) as usize } else { 0 };
+        out[..have].copy_from_slice(&bytes[at as usize..at as usize + have]);
+        out[have..n].fill(0);
+        Ok(n)
+    }
+}
+
+/// The bytes the core itself holds at `[addr, addr + len)`, within one segment's dumped part.
+fn dumped(core: &CoreFile, addr: u64, len: usize) -> Option<&[u8]> {
+    let segs = &core.segments;
+    let s = segs.get(segs.partition_point(|s| s.vaddr <= addr).checked_sub(1)?)?;
+    let within = addr.checked_sub(s.vaddr)?;
+    if within.checked_add(len as u64)? > s.filesz {
+        return None;
+    }
+    let at = s.offset.checked_add(within)? as usize;
+    core.bytes().get(at..at.checked_add(len)?)
+}
+
+impl Memory for CoreMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        if addr.checked_add(buf.len() as u64).is_none() {
+            return Err(io::Error::from_raw_os_error(libc::EFAULT));
+        }
+        let core = self.core.bytes();
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = addr + done as u64;
+            let out = &mut buf[done..];
+            let n = match self.segment(at) {
+                Some(s) => {
+                    let within = at - s.vaddr;
+                    let n = out.len().min((s.end() - at) as usize);
+                    if within < s.filesz {
+                        let n = n.min((s.filesz - within) as usize);
+                        let from = s.offset.saturating_add(within);
+                        let src = usize::try_from(from)
+                            .ok()
+                            .and_then(|from| core.get(from..from.checked_add(n)?))
+                            .ok_or_else(|| {
+                                io::Error::new(
+                                    io::ErrorKind::UnexpectedEof,
+                                    format!("beyond the end of the truncated core file {}", self.core.path),
+                                )
+                            })?;
+                        out[..n].copy_from_slice(src);
+                        n
+                    } else if self.backing(at).is_some() {
+                        self.from_file(at, &mut out[..n])?
+                    } else {
+                        // Not dumped and no file: memory the process never wrote.
+                        out[..n].fill(0);
+                        n
+                    }
+                }
+                None => self.from_file(at, out)?,
+            };
+            if n == 0 {
+                return Err(io::Error::from_raw_os_error(libc::EFAULT));
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// Where the file the core names `path` is looked for.
+fn disk_path(path: &str, is_exe: bool, b: &Binaries) -> PathBuf {
+    if let (true, Some(exe)) = (is_exe, &b.exe) {
+        return exe.clone();
+    }
+    let clean = path.trim_end_matches(" (deleted)");
+    match &b.sysroot {
+        Some(root) => root.join(clean.trim_start_matches('/')),
+        None => PathBuf::from(clean),
+    }
+}
+
+fn hex(id: &[u8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn open_checked(disk: PathBuf, core_id: Option<Vec<u8>>) -> FileState {
+    let map = match Mapped::open(&disk) {
+        Ok(m) => Arc::new(m),
+        Err(e) => return FileState::Missing { disk, error: e.to_string() },
+    };
+    if let Some(core_id) = core_id {
+        let file_id = build_id(|off, len| {
+            let off = usize::try_from(off).ok()?;
+            map.bytes().get(off..off.checked_add(len)?)
+        });
+        if file_id.as_deref() != Some(core_id.as_slice()) {
+            let file_id = file_id.map(|id| hex(&id)).unwrap_or_else(|| "none".into());
+            return FileState::Mismatch { disk, core_id: hex(&core_id), file_id };
+        }
+        log::debug!("{}: build ID {} as the core has it", disk.display(), hex(&core_id));
+    } else {
+        log::debug!("{}: the core holds no build ID to check it against", disk.display());
+    }
+    FileState::Found { disk, map }
+}
+
+/// The GNU build ID of an ELF image read through `read(file offset, len)`: its program headers'
+/// `PT_NOTE`s, decoded with bounds.
+pub fn build_id<'a>(read: impl Fn(u64, usize) -> Option<&'a [u8]>) -> Option<Vec<u8>> {
+    let eh = read(0, 64)?;
+    if &eh[..4] != b"\x7fELF" || eh[4] != 2 {
+        return None;
+    }
+    let phoff = le_u64(eh, 0x20)?;
+    let phentsize = u16::from_le_bytes([eh[0x36], eh[0x37]]) as u64;
+    let phnum = u16::from_le_bytes([eh[0x38], eh[0x39]]) as u64;
+    if phentsize < 56 {
+        return None;
+    }
+    for i in 0..phnum.min(64) {
+        let ph = read(phoff.checked_add(i * phentsize)?, 56)?;
+        if le_u32(ph, 0)? != goblin::elf::program_header::PT_NOTE {
+            continue;
+        }
+        let (off, size) = (le_u64(ph, 8)?, le_u64(ph, 32)?.min(4096));
+        let Some(notes) = read(off, size as usize) else { continue };
+        let mut at = 0u64;
+        while let (Some(namesz), Some(descsz), Some(kind)) =
+            (le_u32(notes, at), le_u32(notes, at + 4), le_u32(notes, at + 8))
+        {
+            let name_at = at + 12;
+            let desc_at = name_at + ((namesz as u64 + 3) & !3);
+            let desc = notes.get(desc_at as usize..(desc_at + descsz as u64) as usize)?;
+            let name = notes.get(name_at as usize..(name_at + namesz as u64) as usize)?;
+            if kind == goblin::elf::note::NT_GNU_BUILD_ID && name.starts_with(b"GNU") && !desc.is_empty() {
+                return Some(desc.to_vec());
+            }
+            at = desc_at + ((descsz as u64 + 3) & !3);
+        }
+    }
+    None
+}
+
+/// The address-space map of the process, rebuilt: one entry per segment, named by `NT_FILE` where a
+/// file is mapped, and the file mappings without a segment; the brk heap is the first anonymous mapping after the executable's last one that is
+/// not right after it (that one is its `.bss`), within brk's randomisation range.
+fn rebuild_maps(segments: &[Segment], files: &[FileMapping], exe: &str) -> Maps {
+    use goblin::elf::program_header::{PF_R, PF_W, PF_X};
+    let mut entries: Vec<MapEntry> = segments
+        .iter()
+        .map(|s| {
+            let file = files.iter().find(|f| f.start <= s.vaddr && s.vaddr < f.end);
+            let perms: String = [(PF_R, 'r'), (PF_W, 'w'), (PF_X, 'x')]
+                .iter()
+                .map(|(f, c)| if s.flags & f != 0 { *c } else { '-' })
+                .chain(std::iter::once('p'))
+                .collect();
+            MapEntry {
+                start: s.vaddr,
+                end: s.end(),
+                perms,
+                offset: file.map(|f| f.offset.saturating_add(s.vaddr - f.start)).unwrap_or(0),
+                inode: file.map(|_| 1).unwrap_or(0),
+                path: file.map(|f| f.path.clone()),
+            }
+        })
+        .collect();
+    // File mappings the core has no segment for (gcore leaves out read-only ones, code among them):
+    // readable, from the file.
+    for f in files {
+        let covered = |a: u64| segments.iter().any(|s| s.vaddr <= a && a < s.end());
+        let mut at = f.start;
+        while at < f.end {
+            let next = segments.iter().filter(|s| s.vaddr > at).map(|s| s.vaddr).min().unwrap_or(u64::MAX);
+            if covered(at) {
+                at = segments.iter().find(|s| s.vaddr <= at && at < s.end()).map_or(f.end, |s| s.end());
+                continue;
+            }
+            let end = f.end.min(next);
+            entries.push(MapEntry {
+                start: at,
+                end,
+                perms: "r--p".into(),
+                offset: f.offset.saturating_add(at - f.start),
+                inode: 1,
+                path: Some(f.path.clone()),
+            });
+            at = end;
+        }
+    }
+    entries.sort_by_key(|m| m.start);
+    // brk's start is randomised within 1 GiB of the executable's end on 64-bit (32 MiB on 32-bit).
+    const BRK_RANGE: u64 = 0x4000_0000;
+    if let Some(exe_end) = files.iter().filter(|f| f.path == exe).map(|f| f.end).max() {
+        let heap = entries
+            .iter()
+            .position(|m| m.path.is_none() && m.start > exe_end && m.start <= exe_end + BRK_RANGE && m.perms.starts_with("rw"));
+        if let Some(i) = heap {
+            entries[i].path = Some("[heap]".into());
+        }
+    }
+    Maps { entries }
+}
+
+/// The core's memory walked from several threads: each reads the mapped file itself.
+impl super::readers::ThreadReaders for CoreMemory {
+    type Reader<'s> = &'s CoreMemory;
+    fn readers(&self, n: usize, _owner: &dyn Fn(u64) -> usize) -> Vec<Self::Reader<'_>> {
+        vec![self; n]
+    }
+    fn object_ranges(&self) -> Vec<(u64, u64)> {
+        self.readable_ranges()
+    }
+}
