@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs the services and programs the tests run against, from Debian: prometheus (tests/serve.rs starts
 # the binary itself, on loopback, with a temporary config and storage), zsh and fish (tests/cli.rs checks
-# the completion scripts with them). Idempotent and quiet: nothing is done when
+# the completion scripts with them), gdb (tests/core_files.rs takes core files with its gcore). Idempotent and quiet: nothing is done when
 # the packages are there. The packaged service is never started: while installing, a policy-rc.d that
 # refuses every start is put in place (unless the machine has one already) and removed after.
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
 need=()
-for p in prometheus zsh fish; do
+for p in prometheus zsh fish gdb; do
   # (A removed package whose config files remain still answers `dpkg -s`: look at its status.)
   [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || need+=("$p")
 done

@@ -1,0 +1,322 @@
+//! `memspy top --core` on core files that gdb's `gcore` writes of fixtures/gc_heap.py, under every
+//! interpreter of the matrix (GIL and free-threaded builds): the `--gc-only` report of the core against
+//! the fixture's own truth, exactly, and the full walk of the core against the live full walk of the same
+//! stopped state (the fixture idles after writing its truth: gcore stops it, writes the core and lets it
+//! go; the live walk right after sees the same heap) — every type's figures, the totals, the GC
+//! generations, what the scans judged. On one shared and one static build, `retained` and `why` too.
+//! Then the one-line errors: a core of `sleep`, a truncated core, a wrong `--exe`, an empty `--sysroot`,
+//! files that are not cores.
+//!
+//! gdb comes from Debian (scripts/install-services.sh). The cores go to temporary directories, removed
+//! after each interpreter (a free-threaded build's core holds mimalloc's 1 GiB reservation: ~1.1 GB).
+
+mod common;
+// Shared with tests/gc_histogram.rs (which uses its freeze mode too).
+#[allow(dead_code)]
+#[path = "gc_histogram/compare.rs"]
+mod compare;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use compare::{compare, compare_gc_figures, Findings, Mode};
+use memspy::error::Error;
+use serde_json::Value;
+
+const FIXTURE: &str = "gc_heap.py";
+const GCORE_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn gcore_path() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join("gcore")).find(|p| p.is_file())
+}
+
+/// `gcore -o DIR/core PID`: the core's path and how long gcore took.
+fn gcore(pid: u32, dir: &Path) -> Result<(PathBuf, Duration), String> {
+    let gcore = gcore_path().ok_or("gcore is not on PATH")?;
+    let mut cmd = Command::new(gcore);
+    cmd.arg("-o").arg(dir.join("core")).arg(pid.to_string());
+    let t0 = Instant::now();
+    let out = run_with_timeout(cmd, GCORE_TIMEOUT).map_err(|e| format!("running gcore: {e}"))?;
+    let took = t0.elapsed();
+    let core = dir.join(format!("core.{pid}"));
+    if !out.success() || !core.is_file() {
+        return Err(format!("gcore {pid} failed: {}; {}", out.describe_status(), tail(&out.stderr, 1000)));
+    }
+    Ok((core, took))
+}
+
+fn core_args<'a>(core: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["top", "--core", core, "--once", "--json"];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// `v` without what differs from read to read (times, the RSS a core does not record, retries).
+fn steady(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        for k in ["pause_ms", "elapsed_ms", "timestamp", "rss", "retries"] {
+            o.remove(k);
+        }
+        if let Some(a) = o.get_mut("analysis").and_then(Value::as_object_mut) {
+            a.retain(|k, _| !k.ends_with("_ms"));
+        }
+    }
+    v
+}
+
+/// Mismatches between the live report and the core's, field by field (types by name).
+fn compare_reports(what: &str, live: &Value, core: &Value, errors: &mut Vec<String>) {
+    let (live, core) = (steady(live), steady(core));
+    if live == core {
+        return;
+    }
+    let (Some(l), Some(c)) = (live.as_object(), core.as_object()) else {
+        return errors.push(format!("{what}: not JSON objects"));
+    };
+    for (k, lv) in l {
+        let cv = c.get(k).unwrap_or(&Value::Null);
+        if k == "types" {
+            let rows = |v: &Value| -> std::collections::BTreeMap<String, Value> {
+                v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| (r["type"].as_str().unwrap_or("?").to_string(), r.clone()))
+                    .collect()
+            };
+            let (lr, cr) = (rows(lv), rows(cv));
+            for name in lr.keys().chain(cr.keys()).collect::<std::collections::BTreeSet<_>>() {
+                if lr.get(name) != cr.get(name) {
+                    errors.push(format!("{what}: type {name}: live {:?}, core {:?}", lr.get(name), cr.get(name)));
+                }
+            }
+        } else if lv != cv {
+            errors.push(format!("{what}: {k}: live {lv}, core {cv}"));
+        }
+    }
+    for k in c.keys().filter(|k| !l.contains_key(*k)) {
+        errors.push(format!("{what}: {k} only in the core's report"));
+    }
+}
+
+struct Outcome {
+    label: String,
+    errors: Vec<String>,
+    gcore: Duration,
+    walk: Duration,
+    core_mb: u64,
+}
+
+fn check_interpreter(interp: &Interpreter, with_graph: bool) -> Outcome {
+    let mut out =
+        Outcome { label: interp.label(), errors: Vec::new(), gcore: Duration::ZERO, walk: Duration::ZERO, core_mb: 0 };
+    let (fixture, truth) = match start_settled(interp, FIXTURE, &[]) {
+        Ok(x) => x,
+        Err(e) => {
+            out.errors.push(e);
+            return out;
+        }
+    };
+    let binary = inspect_process(fixture.pid).map_err(|e| out.errors.push(format!("inspecting: {e}"))).ok();
+    let tmp = match TempDir::new("memspy-core") {
+        Ok(t) => t,
+        Err(e) => {
+            out.errors.push(format!("temp dir: {e}"));
+            return out;
+        }
+    };
+    let (core, took) = match gcore(fixture.pid, tmp.path()) {
+        Ok(x) => x,
+        Err(e) => {
+            out.errors.push(e);
+            return out;
+        }
+    };
+    out.gcore = took;
+    out.core_mb = std::fs::metadata(&core).map(|m| m.len() >> 20).unwrap_or(0);
+    let core = core.display().to_string();
+    let pid = fixture.pid.to_string();
+    let mut run = |args: &[&str]| run_memspy_json(args).map(|(v, _)| v).map_err(|e| out.errors.push(e)).ok();
+    let live = run(&["top", &pid, "--once", "--json"]);
+    let live_graph = with_graph.then(|| {
+        (run(&["retained", &pid, "--json", "--limit", "10"]), run(&["why", &pid, "--type", "__main__.Rec", "--json"]))
+    });
+    let t0 = Instant::now();
+    let full = run(&core_args(&core, &[]));
+    let walk = t0.elapsed();
+    let gc_only = run(&core_args(&core, &["--gc-only"]));
+    let core_graph = with_graph.then(|| {
+        (
+            run(&["retained", "--core", &core, "--json", "--limit", "10"]),
+            run(&["why", "--core", &core, "--type", "__main__.Rec", "--json"]),
+        )
+    });
+    out.walk = walk;
+    if let Some(g) = &gc_only {
+        let mut found = Findings::default();
+        compare(Mode::Plain, interp, binary.as_ref(), fixture.pid, &truth, g, &mut found);
+        out.errors.extend(found.errors.into_iter().map(|e| format!("core --gc-only vs truth: {e}")));
+        if let Some(f) = &full {
+            compare_gc_figures(g, f, &mut out.errors);
+        }
+    }
+    if let (Some(l), Some(c)) = (&live, &full) {
+        compare_reports("core vs live (full walk)", l, c, &mut out.errors);
+        if c["pause_ms"].as_f64() != Some(0.0) {
+            out.errors.push(format!("a core is never paused, yet pause_ms is {}", c["pause_ms"]));
+        }
+    }
+    if let (Some((lr, lw)), Some((cr, cw))) = (&live_graph, &core_graph) {
+        if let (Some(l), Some(c)) = (lr, cr) {
+            compare_reports("retained", l, c, &mut out.errors);
+        }
+        if let (Some(l), Some(c)) = (lw, cw) {
+            compare_reports("why --type __main__.Rec", l, c, &mut out.errors);
+        }
+    }
+    drop(tmp);
+    drop(fixture);
+    out
+}
+
+#[test]
+fn core_walk_is_the_live_walk() {
+    let d = discover_interpreters();
+    let all = d.with_free_threaded();
+    if all.is_empty() {
+        return skip_or_fail(NO_INTERPRETER);
+    }
+    if gcore_path().is_none() {
+        return skip_or_fail("gcore (Debian's gdb) is not installed: scripts/install-services.sh installs it");
+    }
+    let mut outcomes = Vec::new();
+    let (mut shared_done, mut static_done) = (false, false);
+    for interp in &all {
+        // retained and why on the first shared and the first static GIL build.
+        let shared = interp.enable_shared;
+        let graph = !interp.free_threaded && if shared { !shared_done } else { !static_done };
+        if graph {
+            if shared {
+                shared_done = true
+            } else {
+                static_done = true
+            }
+        }
+        outcomes.push(check_interpreter(interp, graph));
+    }
+    eprintln!("\n== core files: the core's walk vs the fixture's truth and the live walk ==");
+    eprintln!("{:<12} {:>9} {:>9} {:>10}  core equals live and truth", "interpreter", "gcore s", "walk s", "core MiB");
+    let mut failures = Vec::new();
+    for o in &outcomes {
+        eprintln!(
+            "{:<12} {:>9.2} {:>9.2} {:>10}  {}",
+            o.label,
+            o.gcore.as_secs_f64(),
+            o.walk.as_secs_f64(),
+            o.core_mb,
+            if o.errors.is_empty() { "yes".to_string() } else { format!("NO ({} mismatches)", o.errors.len()) }
+        );
+        failures.extend(o.errors.iter().take(40).map(|e| format!("{}: {e}", o.label)));
+    }
+    for s in &d.skipped {
+        eprintln!("{:<12} SKIP: {}", s.version, s.reason);
+    }
+    failures.extend(built_coverage(&all, ci_mode()));
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The one line of a failed run of memspy (status 1, not a panic) is `e`.
+fn expect_error(args: &[&str], e: &Error, failures: &mut Vec<String>) {
+    let out = match run_memspy(args) {
+        Ok(o) => o,
+        Err(err) => return failures.push(format!("running memspy {args:?}: {err}")),
+    };
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.starts_with("memspy: warning:")).collect();
+    let ok = out.status.and_then(|s| s.code()) == Some(1) && lines.len() == 1 && shows_error(lines[0], e);
+    if !ok {
+        failures.push(format!(
+            "memspy {}: {}, stderr {:?}; expected one line ending in {e}",
+            args.join(" "),
+            out.describe_status(),
+            out.stderr
+        ));
+    }
+}
+
+#[test]
+fn core_files_memspy_refuses() {
+    let d = discover_interpreters();
+    // A shared build: its executable is not the file holding the runtime, so a wrong --exe is found
+    // by its build ID and not by the runtime missing.
+    let Some(interp) = d.interpreters.iter().find(|i| i.enable_shared && !i.debug).or(d.interpreters.first()) else {
+        return skip_or_fail(NO_INTERPRETER);
+    };
+    if gcore_path().is_none() {
+        return skip_or_fail("gcore (Debian's gdb) is not installed: scripts/install-services.sh installs it");
+    }
+    let tmp = TempDir::new("memspy-core-errors").expect("temp dir");
+    let mut failures = Vec::new();
+
+    // A core of sleep: not Python.
+    let mut sleep = Command::new("sleep").arg("600").spawn().expect("sleep");
+    let sleep_core = gcore(sleep.id(), tmp.path());
+    let _ = sleep.kill();
+    let _ = sleep.wait();
+    match sleep_core {
+        Ok((core, _)) => {
+            let c = core.display().to_string();
+            let e = Error::CoreNotPython { core: c.clone(), pid: sleep.id() as i32, exe: ANY.into() };
+            expect_error(&["top", "--core", &c, "--once"], &e, &mut failures);
+        }
+        Err(e) => failures.push(e),
+    }
+
+    let (fixture, _truth) = start_settled(interp, FIXTURE, &[]).expect("fixture");
+    let (core, _) = gcore(fixture.pid, tmp.path()).expect("gcore of the fixture");
+    drop(fixture);
+    let c = core.display().to_string();
+
+    // The right binaries given explicitly read the same.
+    let plain = run_memspy_json(&core_args(&c, &[])).map(|(v, _)| v);
+    let exe = interp.path.display().to_string();
+    let explicit = run_memspy_json(&core_args(&c, &["--exe", &exe, "--sysroot", "/"])).map(|(v, _)| v);
+    match (plain, explicit) {
+        (Ok(a), Ok(b)) => compare_reports("--exe and --sysroot / vs neither", &a, &b, &mut failures),
+        (a, b) => failures.extend([a.err(), b.err()].into_iter().flatten()),
+    }
+
+    // Another binary as --exe: its build ID is not the one the core mapped.
+    let e = Error::CoreBuildIdMismatch { path: ANY.into(), disk: "/bin/sleep".into(), core_id: ANY.into(), file_id: ANY.into() };
+    expect_error(&["top", "--core", &c, "--once", "--exe", "/bin/sleep"], &e, &mut failures);
+
+    // An empty sysroot: the binaries are missing.
+    let empty = tmp.path().join("empty-root");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let root = empty.display().to_string();
+    let e = Error::CoreBinaryMissing { path: ANY.into(), disk: format!("{root}{ANY}"), error: ANY.into() };
+    expect_error(&["top", "--core", &c, "--once", "--sysroot", &root], &e, &mut failures);
+
+    // A truncated copy (gcore writes its notes last: they are gone).
+    let truncated = tmp.path().join("truncated.core");
+    let len = std::fs::metadata(&core).expect("core").len();
+    let bytes = std::fs::read(&core).expect("core");
+    std::fs::write(&truncated, &bytes[..(len / 2) as usize]).expect("write");
+    drop(bytes);
+    let t = truncated.display().to_string();
+    let e = Error::CoreTruncated { path: t.clone(), detail: ANY.into() };
+    expect_error(&["top", "--core", &t, "--once"], &e, &mut failures);
+    let e = Error::CoreTruncated { path: t.clone(), detail: ANY.into() };
+    expect_error(&["gc", "--core", &t], &e, &mut failures);
+
+    // Not core files.
+    let script = fixture_script(FIXTURE).display().to_string();
+    let e = Error::NotCore { path: script.clone(), why: "not an ELF file".into() };
+    expect_error(&["top", "--core", &script, "--once"], &e, &mut failures);
+    let e = Error::NotCore { path: "/bin/sleep".into(), why: ANY.into() };
+    expect_error(&["why", "--core", "/bin/sleep", "--type", "dict"], &e, &mut failures);
+
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
