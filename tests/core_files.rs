@@ -289,7 +289,12 @@ fn core_files_memspy_refuses() {
     }
 
     // Another binary as --exe: its build ID is not the one the core mapped.
-    let e = Error::CoreBuildIdMismatch { path: ANY.into(), disk: "/bin/sleep".into(), core_id: ANY.into(), file_id: ANY.into() };
+    let e = Error::CoreBuildIdMismatch {
+        path: ANY.into(),
+        disk: "/bin/sleep".into(),
+        core_id: ANY.into(),
+        file_id: ANY.into(),
+    };
     expect_error(&["top", "--core", &c, "--once", "--exe", "/bin/sleep"], &e, &mut failures);
 
     // An empty sysroot: the binaries are missing.

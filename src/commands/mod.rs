@@ -51,7 +51,10 @@ impl Session {
         let interp = discovery::discover(&target, &target.memory()).map_err(|e| match e {
             Error::NotPython { pid, exe } => Error::CoreNotPython { core: core.clone(), pid, exe },
             Error::Read { addr, what, source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => {
-                Error::CoreTruncated { path: core.clone(), detail: format!("the {what} at {addr:#x} lies beyond its end") }
+                Error::CoreTruncated {
+                    path: core.clone(),
+                    detail: format!("the {what} at {addr:#x} lies beyond its end"),
+                }
             }
             e => e,
         })?;

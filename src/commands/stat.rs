@@ -204,7 +204,11 @@ pub fn report(session: &Session, opts: &SnapshotOptions) -> Result<StatReport> {
         native_remainder,
         outside_python_objects: outside,
     };
-    let summary = summary_line(rss, &breakdown, &pymalloc, &python_objects.coverage);
+    let summary = if rss == 0 && !live {
+        "a core file records no RSS: the objects and the allocators' figures are the core's".into()
+    } else {
+        summary_line(rss, &breakdown, &pymalloc, &python_objects.coverage)
+    };
     Ok(StatReport {
         pid,
         python: session.python_info(),

@@ -38,9 +38,8 @@ impl Mapped {
             return Ok(Mapped { ptr: std::ptr::null(), len: 0 });
         }
         // SAFETY: a fresh read-only private mapping of an open file; checked for failure below.
-        let ptr = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0)
-        };
+        let ptr =
+            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0) };
         if ptr == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
@@ -143,13 +142,17 @@ impl CoreFile {
             return Err(not_core("not a 64-bit ELF file".into()));
         }
         if header.e_type != ET_CORE {
-            return Err(not_core(format!("an ELF file of type {}, not a core", goblin::elf::header::et_to_str(header.e_type))));
+            return Err(not_core(format!(
+                "an ELF file of type {}, not a core",
+                goblin::elf::header::et_to_str(header.e_type)
+            )));
         }
         let phnum = header.e_phnum as usize;
         if phnum > MAX_SEGMENTS {
             return Err(not_core(format!("{phnum} program headers")));
         }
-        let end_of_headers = (header.e_phoff as usize).saturating_add(phnum.saturating_mul(header.e_phentsize as usize));
+        let end_of_headers =
+            (header.e_phoff as usize).saturating_add(phnum.saturating_mul(header.e_phentsize as usize));
         if end_of_headers > bytes.len() {
             return Err(Error::CoreTruncated { path, detail: "its program headers lie beyond the end".into() });
         }
@@ -188,7 +191,10 @@ impl CoreFile {
     /// Bytes the segments' dumped parts miss because the file ends early (0: not truncated).
     pub fn missing_bytes(&self) -> u64 {
         let len = self.bytes().len() as u64;
-        self.segments.iter().map(|s| s.offset.saturating_add(s.filesz).saturating_sub(len.max(s.offset)).min(s.filesz)).sum()
+        self.segments
+            .iter()
+            .map(|s| s.offset.saturating_add(s.filesz).saturating_sub(len.max(s.offset)).min(s.filesz))
+            .sum()
     }
 }
 
@@ -329,13 +335,19 @@ pub(crate) mod tests {
         let mut buf = note(NT_PRPSINFO, &prps);
         buf.extend(note(NT_PRSTATUS, &prstatus));
         buf.extend(note(NT_AUXV, &auxv));
-        buf.extend(note(NT_FILE, &nt_file(&[(0x400000, 0x401000, 0, "/usr/bin/python3"), (0x500000, 0x400000, 0, "/bad")])));
+        buf.extend(note(
+            NT_FILE,
+            &nt_file(&[(0x400000, 0x401000, 0, "/usr/bin/python3"), (0x500000, 0x400000, 0, "/bad")]),
+        ));
         let mut n = ProcessNotes::default();
         decode_notes(&buf, &mut n);
         assert_eq!((n.pid, n.command.as_str(), n.args.as_str()), (4321, "python3", "python3 app.py"));
         assert_eq!(n.threads, vec![4322]);
         assert_eq!(n.entry, Some(0x401000));
-        assert_eq!(n.files, vec![FileMapping { start: 0x400000, end: 0x401000, offset: 0, path: "/usr/bin/python3".into() }]);
+        assert_eq!(
+            n.files,
+            vec![FileMapping { start: 0x400000, end: 0x401000, offset: 0, path: "/usr/bin/python3".into() }]
+        );
         // Truncated anywhere: no panic, what was whole is kept.
         for cut in 0..buf.len() {
             let mut n = ProcessNotes::default();

@@ -117,7 +117,7 @@ impl CoreMemory {
 
     /// Fills `out` from the file mapped at `addr` (zeros past the file's end, as the kernel maps them);
     /// returns how many bytes it filled (up to the mapping's end).
-    fn from_file(&self, addr: u64, out: &mut [u8]) -> io::Result<usize> {
+    fn read_file_at(&self, addr: u64, out: &mut [u8]) -> io::Result<usize> {
         let Some((f, i)) = self.backing(addr) else { return Err(io::Error::from_raw_os_error(libc::EFAULT)) };
         let n = out.len().min((f.end - addr) as usize);
         let (path, state) = &self.states[*i];
@@ -174,14 +174,14 @@ impl Memory for CoreMemory {
                         out[..n].copy_from_slice(src);
                         n
                     } else if self.backing(at).is_some() {
-                        self.from_file(at, &mut out[..n])?
+                        self.read_file_at(at, &mut out[..n])?
                     } else {
                         // Not dumped and no file: memory the process never wrote.
                         out[..n].fill(0);
                         n
                     }
                 }
-                None => self.from_file(at, out)?,
+                None => self.read_file_at(at, out)?,
             };
             if n == 0 {
                 return Err(io::Error::from_raw_os_error(libc::EFAULT));
@@ -317,9 +317,9 @@ fn rebuild_maps(segments: &[Segment], files: &[FileMapping], exe: &str) -> Maps 
     // brk's start is randomised within 1 GiB of the executable's end on 64-bit (32 MiB on 32-bit).
     const BRK_RANGE: u64 = 0x4000_0000;
     if let Some(exe_end) = files.iter().filter(|f| f.path == exe).map(|f| f.end).max() {
-        let heap = entries
-            .iter()
-            .position(|m| m.path.is_none() && m.start > exe_end && m.start <= exe_end + BRK_RANGE && m.perms.starts_with("rw"));
+        let heap = entries.iter().position(|m| {
+            m.path.is_none() && m.start > exe_end && m.start <= exe_end + BRK_RANGE && m.perms.starts_with("rw")
+        });
         if let Some(i) = heap {
             entries[i].path = Some("[heap]".into());
         }
@@ -335,5 +335,166 @@ impl super::readers::ThreadReaders for CoreMemory {
     }
     fn object_ranges(&self) -> Vec<(u64, u64)> {
         self.readable_ranges()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::core::tests::{note, nt_file};
+    use crate::memory::ReadExt;
+
+    /// A minimal ELF image: a header, one PT_NOTE with a GNU build ID, padded to `len` with `fill`.
+    fn elf_with_id(id: &[u8; 4], len: usize, fill: u8) -> Vec<u8> {
+        let mut b = vec![0u8; 64];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2;
+        b[5] = 1;
+        b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        b[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        let mut ph = vec![0u8; 56];
+        ph[..4].copy_from_slice(&goblin::elf::program_header::PT_NOTE.to_le_bytes());
+        ph[8..16].copy_from_slice(&120u64.to_le_bytes());
+        ph[32..40].copy_from_slice(&20u64.to_le_bytes());
+        b.extend(ph);
+        for v in [4u32, 4, goblin::elf::note::NT_GNU_BUILD_ID] {
+            b.extend(v.to_le_bytes());
+        }
+        b.extend(b"GNU\0");
+        b.extend(id);
+        b.resize(len, fill);
+        b
+    }
+
+    /// An ELF core: header, program headers (PT_NOTE first, as the kernel writes them), notes, data.
+    fn core_bytes(loads: &[(u64, u64, u64, &[u8])], notes: &[u8], truncated_load: Option<(u64, u64)>) -> Vec<u8> {
+        let n = 1 + loads.len() + truncated_load.is_some() as usize;
+        let mut h = vec![0u8; 64];
+        h[..4].copy_from_slice(b"\x7fELF");
+        h[4] = 2;
+        h[5] = 1;
+        h[6] = 1;
+        h[16..18].copy_from_slice(&goblin::elf::header::ET_CORE.to_le_bytes());
+        h[18..20].copy_from_slice(&62u16.to_le_bytes());
+        h[20..24].copy_from_slice(&1u32.to_le_bytes());
+        h[32..40].copy_from_slice(&64u64.to_le_bytes());
+        h[52..54].copy_from_slice(&64u16.to_le_bytes());
+        h[54..56].copy_from_slice(&56u16.to_le_bytes());
+        h[56..58].copy_from_slice(&(n as u16).to_le_bytes());
+        let data_at = 64 + 56 * n as u64;
+        let ph = |kind: u32, flags: u32, offset: u64, vaddr: u64, filesz: u64, memsz: u64| {
+            let mut p = vec![0u8; 56];
+            p[..4].copy_from_slice(&kind.to_le_bytes());
+            p[4..8].copy_from_slice(&flags.to_le_bytes());
+            for (at, v) in [(8, offset), (16, vaddr), (32, filesz), (40, memsz)] {
+                p[at..at + 8].copy_from_slice(&v.to_le_bytes());
+            }
+            p
+        };
+        let mut out = h;
+        out.extend(ph(PT_NOTE_, 0, data_at, 0, notes.len() as u64, 0));
+        let mut at = data_at + notes.len() as u64;
+        let mut data = notes.to_vec();
+        for (vaddr, memsz, flags, bytes) in loads {
+            out.extend(ph(goblin::elf::program_header::PT_LOAD, *flags as u32, at, *vaddr, bytes.len() as u64, *memsz));
+            at += bytes.len() as u64;
+            data.extend_from_slice(bytes);
+        }
+        if let Some((vaddr, size)) = truncated_load {
+            out.extend(ph(goblin::elf::program_header::PT_LOAD, 6, at + 0x10000, vaddr, size, size));
+        }
+        out.extend(data);
+        out
+    }
+    const PT_NOTE_: u32 = goblin::elf::program_header::PT_NOTE;
+
+    #[test]
+    fn reads_segments_files_zeros_and_refuses_beyond_the_end() {
+        let dir = std::env::temp_dir().join(format!("memspy-core-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lib = dir.join("lib.so");
+        std::fs::write(&lib, elf_with_id(b"\xaa\xbb\xcc\xdd", 0x3000, 0x5a)).unwrap();
+        let other = dir.join("other.so");
+        std::fs::write(&other, elf_with_id(b"\x11\x22\x33\x44", 0x1000, 0)).unwrap();
+        let (l, o) = (lib.display().to_string(), other.display().to_string());
+        let mut notes = note(3, &{
+            let mut p = vec![0u8; 136];
+            p[24..28].copy_from_slice(&77u32.to_le_bytes());
+            p
+        });
+        notes.extend(note(
+            0x4649_4c45,
+            &nt_file(&[(0x20000, 0x21000, 1, &l), (0x30000, 0x31000, 0, &l), (0x60000, 0x61000, 0, &o)]),
+        ));
+        let dumped_header = elf_with_id(b"\x99\x99\x99\x99", 0x1000, 0);
+        let first: Vec<u8> = (0..0x1000u32).map(|i| i as u8).collect();
+        let bytes = core_bytes(
+            &[(0x10000, 0x2000, 6, &first), (0x20000, 0x1000, 4, &[]), (0x60000, 0x1000, 4, &dumped_header)],
+            &notes,
+            Some((0x40000, 0x1000)),
+        );
+        let path = dir.join("core");
+        std::fs::write(&path, &bytes).unwrap();
+        let core = CoreFile::open(&path).unwrap();
+        assert_eq!(core.notes.pid, 77);
+        assert_eq!(core.missing_bytes(), 0x1000);
+        let mem = CoreMemory::new(core, &Binaries::default());
+        // Dumped bytes, then zeros past p_filesz (no file there).
+        let mut b = [0u8; 8];
+        mem.read(0x10ffc, &mut b).unwrap();
+        assert_eq!(b, [0xfc, 0xfd, 0xfe, 0xff, 0, 0, 0, 0]);
+        // Not dumped, file-backed: the file at the mapping's offset (page 1), and a mapping with no
+        // segment at all.
+        assert_eq!(mem.u8_at(0x20000, "x").unwrap(), 0x5a);
+        assert_eq!(mem.bytes_at(0x30000, 4, "x").unwrap(), b"\x7fELF");
+        // Beyond the end of the truncated core: an error naming it; unmapped: EFAULT.
+        let e = mem.u64_at(0x40008, "thing").unwrap_err();
+        assert!(e.to_string().contains("0x40008") && e.to_string().contains("truncated"), "{e}");
+        assert!(mem.read(0x50000, &mut b).is_err());
+        // The build IDs: the core has none for lib.so (its first page is not dumped); other.so's
+        // dumped header names another build than the file.
+        assert!(matches!(mem.file(&l), Some(FileState::Found { .. })));
+        match mem.file(&o) {
+            Some(FileState::Mismatch { core_id, file_id, .. }) => {
+                assert_eq!((core_id.as_str(), file_id.as_str()), ("99999999", "11223344"))
+            }
+            _ => panic!("other.so should mismatch"),
+        }
+        // The rebuilt map: every segment, and the mapping without one.
+        let starts: Vec<(u64, &str)> = mem.maps.entries.iter().map(|m| (m.start, m.perms.as_str())).collect();
+        assert_eq!(
+            starts,
+            vec![(0x10000, "rw-p"), (0x20000, "r--p"), (0x30000, "r--p"), (0x40000, "rw-p"), (0x60000, "r--p")]
+        );
+        assert_eq!(
+            mem.readable_ranges(),
+            vec![(0x10000, 0x12000), (0x20000, 0x21000), (0x40000, 0x41000), (0x60000, 0x61000)]
+        );
+        // A missing file: its pages are unreadable, with its name.
+        let gone = Binaries { sysroot: Some(dir.join("nowhere")), exe: None };
+        let mem = CoreMemory::new(CoreFile::open(&path).unwrap(), &gone);
+        let e = mem.u8_at(0x20000, "x").unwrap_err();
+        assert!(e.to_string().contains("lib.so"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn not_cores() {
+        let dir = std::env::temp_dir().join(format!("memspy-core-unit-not-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = dir.join("text");
+        std::fs::write(&text, "hello").unwrap();
+        assert!(matches!(CoreFile::open(&text), Err(crate::error::Error::NotCore { .. })));
+        let lib = dir.join("lib.so");
+        std::fs::write(&lib, elf_with_id(b"\x01\x02\x03\x04", 0x200, 0)).unwrap();
+        assert!(matches!(CoreFile::open(&lib), Err(crate::error::Error::NotCore { .. })));
+        // Cut anywhere: an error or a core, never a panic.
+        let bytes = core_bytes(&[(0x10000, 0x1000, 6, &[7u8; 0x1000])], &note(3, &[0u8; 136]), None);
+        for cut in (0..bytes.len()).step_by(97) {
+            std::fs::write(&text, &bytes[..cut]).unwrap();
+            let _ = CoreFile::open(&text);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -143,36 +143,37 @@ pub fn read<W: Work>(
                 t.run(core, work, None)
             }
             (None, source) => match source {
-            Source::Cached { bytes } => {
-                let mem = CachedMemory::new(RemoteMemory::new(target.pid), bytes);
-                let r = t.run(&mem, work, None);
-                log::debug!("read: {:?}, cache {:?}", start.elapsed(), mem.stats());
-                r
-            }
-            Source::Heap { cache_bytes, max_memory } => match copy_plan(target, opts, max_memory) {
-                Some(regions) => t.copy_then_run(work, &regions),
-                None => {
-                    let maps = Maps::read(target.pid)
-                        .map_err(|e| Error::Other(format!("PID {}: reading maps: {e}", target.pid)))?;
-                    // The cache may hold 3/8 of the target's resident memory (at least 64 MiB): with the
-                    // work's own structures, memspy stays under half the target's RSS.
-                    let rss = crate::process::rss_bytes(target.pid);
-                    let budget = rss.map(|r| (r / 8 * 3).max(64 << 20)).unwrap_or(cache_bytes);
-                    let budget = budget.min(cache_bytes.max(64 << 20));
-                    let mem = ChunkCache::new(RemoteMemory::new(target.pid), chunks::readable_ranges(&maps), budget);
-                    // What the read will fill (at most the budget, the writable memory and the target's
-                    // resident memory: mapped is not resident, e.g. thread stacks) is allocated and faulted
-                    // in while the target still runs.
-                    let t0 = Instant::now();
-                    let heap = copy::copy_size(&copy::regions_to_copy(&maps)).min(rss.unwrap_or(0));
-                    mem.prefault(heap.min(budget));
-                    work.prepare(heap);
-                    log::debug!("read cache and the work's structures faulted in: {:?}", t0.elapsed());
+                Source::Cached { bytes } => {
+                    let mem = CachedMemory::new(RemoteMemory::new(target.pid), bytes);
                     let r = t.run(&mem, work, None);
-                    log::debug!("read: {:?}, chunk cache {:?}", start.elapsed(), mem.stats());
+                    log::debug!("read: {:?}, cache {:?}", start.elapsed(), mem.stats());
                     r
                 }
-            },
+                Source::Heap { cache_bytes, max_memory } => match copy_plan(target, opts, max_memory) {
+                    Some(regions) => t.copy_then_run(work, &regions),
+                    None => {
+                        let maps = Maps::read(target.pid)
+                            .map_err(|e| Error::Other(format!("PID {}: reading maps: {e}", target.pid)))?;
+                        // The cache may hold 3/8 of the target's resident memory (at least 64 MiB): with the
+                        // work's own structures, memspy stays under half the target's RSS.
+                        let rss = crate::process::rss_bytes(target.pid);
+                        let budget = rss.map(|r| (r / 8 * 3).max(64 << 20)).unwrap_or(cache_bytes);
+                        let budget = budget.min(cache_bytes.max(64 << 20));
+                        let mem =
+                            ChunkCache::new(RemoteMemory::new(target.pid), chunks::readable_ranges(&maps), budget);
+                        // What the read will fill (at most the budget, the writable memory and the target's
+                        // resident memory: mapped is not resident, e.g. thread stacks) is allocated and faulted
+                        // in while the target still runs.
+                        let t0 = Instant::now();
+                        let heap = copy::copy_size(&copy::regions_to_copy(&maps)).min(rss.unwrap_or(0));
+                        mem.prefault(heap.min(budget));
+                        work.prepare(heap);
+                        log::debug!("read cache and the work's structures faulted in: {:?}", t0.elapsed());
+                        let r = t.run(&mem, work, None);
+                        log::debug!("read: {:?}, chunk cache {:?}", start.elapsed(), mem.stats());
+                        r
+                    }
+                },
             },
         };
         match attempt {

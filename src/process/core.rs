@@ -29,7 +29,10 @@ impl Target {
         let core = CoreFile::open(path)?;
         let shown = core.path.clone();
         if core.notes.files.is_empty() {
-            return Err(Error::NotCore { path: shown, why: "it has no NT_FILE note (the files the process mapped)".into() });
+            return Err(Error::NotCore {
+                path: shown,
+                why: "it has no NT_FILE note (the files the process mapped)".into(),
+            });
         }
         let missing = core.missing_bytes();
         if missing > 0 {
