@@ -49,14 +49,8 @@ impl Session {
         let target = Target::open_core(&spec.path, &spec.binaries)?;
         let core = spec.path.display().to_string();
         let interp = discovery::discover(&target, &target.memory()).map_err(|e| match e {
-            Error::NotPython { pid, exe } => Error::CoreNotPython { core: core.clone(), pid, exe },
-            Error::Read { addr, what, source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => {
-                Error::CoreTruncated {
-                    path: core.clone(),
-                    detail: format!("the {what} at {addr:#x} lies beyond its end"),
-                }
-            }
-            e => e,
+            Error::NotPython { pid, exe } => Error::CoreNotPython { core, pid, exe },
+            e => target.explain(e),
         })?;
         Ok(Session::found(target, interp))
     }

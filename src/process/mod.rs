@@ -217,8 +217,15 @@ impl Target {
         }
     }
 
-    /// Turns an error met while reading into "the target exited" when that is what happened.
+    /// Turns an error met while reading into "the target exited" when that is what happened (of a core:
+    /// a read beyond the end of a truncated one into what it is).
     pub fn explain(&self, e: Error) -> Error {
+        if let (Kind::Core(c), Error::Read { addr, what, source, .. }) = (&self.kind, &e) {
+            if source.kind() == std::io::ErrorKind::UnexpectedEof {
+                let detail = format!("the {what} at {addr:#x} lies beyond its end");
+                return Error::CoreTruncated { path: c.mem.core.path.clone(), detail };
+            }
+        }
         if !self.alive() {
             Error::TargetExited { pid: self.pid }
         } else {
