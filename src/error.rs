@@ -80,6 +80,22 @@ pub enum Error {
     #[error("{disk} is not the {path} the core file mapped (build ID {file_id}, the core's {core_id}); give the matching binary with --exe or --sysroot")]
     CoreBuildIdMismatch { path: String, disk: String, core_id: String, file_id: String },
 
+    /// A dump file's contents do not decode (the reader adds the file's name: [`Error::InDump`]).
+    #[error("{0}")]
+    BadDump(String),
+
+    #[error("{path}: not a memspy dump (no memspy dump header; write one with memspy dump PID -o FILE)")]
+    NotADump { path: String },
+
+    #[error("{path}: a dump of format {found}, newer than this memspy reads (formats up to {supported}); read it with a newer memspy (this is {ours})")]
+    DumpTooNew { path: String, found: u32, supported: u32, ours: String },
+
+    #[error("{path}: the dump is truncated or corrupt ({detail}); write it again")]
+    InDump { path: String, detail: String },
+
+    #[error("cannot write {path}: {detail}")]
+    CannotWrite { path: String, detail: String },
+
     #[error("{0}")]
     Other(String),
 }

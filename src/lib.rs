@@ -19,6 +19,7 @@ pub mod native;
 pub mod pause;
 pub mod process;
 pub mod report;
+pub mod store;
 pub mod walk;
 
 pub use error::{Error, Result};

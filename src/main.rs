@@ -14,7 +14,7 @@ use memspy::commands::growth::{self, GrowthOptions};
 use memspy::commands::serve::{self, ServeOptions};
 use memspy::commands::snapshot::{self, SnapshotCmdOptions};
 use memspy::commands::top::{self, TopOptions};
-use memspy::commands::{gc, retained, stat, why, CoreSpec, TargetSpec};
+use memspy::commands::{dump, gc, retained, stat, why, CoreSpec, TargetSpec};
 use memspy::memory::core_memory::Binaries;
 use memspy::walk::SnapshotOptions;
 
@@ -73,11 +73,13 @@ impl WalkArgs {
     }
 }
 
-/// The process to inspect: a PID, or a program to start (`-- python3 app.py`).
+/// The process to inspect: a PID, or a program to start (`-- python3 app.py`); for the commands that
+/// read one, a dump file.
 #[derive(clap::Args, Debug, Clone)]
 struct TargetArgs {
-    /// PID of the Python process to inspect.
-    pid: Option<i32>,
+    /// PID of the Python process to inspect (or a file `memspy dump` wrote, for top, why, retained).
+    #[arg(value_name = "PID|FILE")]
+    target: Option<String>,
     /// With a command: seconds to let it run before the first snapshot.
     #[arg(long, default_value_t = 1.0, value_name = "SECS")]
     delay: f64,
@@ -88,8 +90,15 @@ struct TargetArgs {
 
 impl TargetArgs {
     fn spec(self) -> TargetSpec {
+        let (pid, dump) = match self.target {
+            Some(t) => match t.parse::<i32>() {
+                Ok(pid) => (Some(pid), None),
+                Err(_) => (None, Some(PathBuf::from(t))),
+            },
+            None => (None, None),
+        };
         let delay = Duration::from_secs_f64(self.delay.max(0.0));
-        TargetSpec { pid: self.pid, command: self.command, delay, core: None }
+        TargetSpec { pid, dump, command: self.command, delay, core: None }
     }
 
     /// The target, or the core file of `core`.
@@ -102,7 +111,7 @@ impl TargetArgs {
 #[derive(clap::Args, Debug, Clone)]
 struct CoreArgs {
     /// Read this core file (written by gdb's gcore, or `coredumpctl dump`) instead of a live process.
-    #[arg(long, value_name = "FILE", conflicts_with = "pid")]
+    #[arg(long, value_name = "FILE", conflicts_with = "target")]
     core: Option<PathBuf>,
     /// With --core: the program's executable on disk, when it is not at the path the core names.
     #[arg(long, value_name = "FILE", requires = "core")]
@@ -242,6 +251,23 @@ enum Cmd {
         #[command(flatten)]
         walk: WalkArgs,
     },
+    /// Write the heap to a file — every object, the references between them with their names, the
+    /// roots, short values — that top, why, retained and diff read in place of the process, anywhere.
+    Dump {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        core: CoreArgs,
+        /// The file to write (written under a temporary name, renamed when complete).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Leave contents out (str and bytes values, ints, floats, dict keys that are not identifiers),
+        /// for heaps that hold secrets; the file says so.
+        #[arg(long)]
+        no_values: bool,
+        #[command(flatten)]
+        walk: WalkArgs,
+    },
     /// Save one report (types, totals, timestamp, RSS) to a file for `memspy diff`.
     Snapshot {
         #[command(flatten)]
@@ -270,7 +296,7 @@ enum Cmd {
     /// The cyclic GC: enabled, thresholds, counts, objects per generation, collections, gc.garbage.
     Gc {
         /// PID of the Python process to inspect.
-        #[arg(required_unless_present = "core")]
+        #[arg(id = "target", value_name = "PID", required_unless_present = "core")]
         pid: Option<i32>,
         #[command(flatten)]
         core: CoreArgs,
@@ -285,7 +311,7 @@ enum Cmd {
     /// cgroup and rlimit headroom.
     Stat {
         /// PID of the Python process to inspect.
-        #[arg(required_unless_present = "core")]
+        #[arg(id = "target", value_name = "PID", required_unless_present = "core")]
         pid: Option<i32>,
         #[command(flatten)]
         core: CoreArgs,
@@ -488,6 +514,12 @@ fn main() -> ExitCode {
             target: target.spec_or_core(core),
             json,
             limit,
+            snapshot: walk.options(),
+        }),
+        Cmd::Dump { target, core, output, no_values, walk } => dump::run(&dump::DumpOptions {
+            target: target.spec_or_core(core),
+            output,
+            no_values,
             snapshot: walk.options(),
         }),
         Cmd::Snapshot { target, core, output, walk } => {

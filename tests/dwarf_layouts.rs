@@ -44,6 +44,7 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
         dict,
         set,
         bytearray,
+        scalars,
         unicode,
         long,
         obmalloc,
@@ -146,6 +147,9 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
         Some(v) => m.off("bytearray.bytes_object", *v, "PyByteArrayObject", "ob_bytes_object"),
         None => m.not_member("bytearray.bytes_object", "None: no such member before 3.15"),
     }
+    let Scalars { bytes_sval, float_fval } = scalars;
+    m.off("scalars.bytes_sval", *bytes_sval, "PyBytesObject", "ob_sval");
+    m.off("scalars.float_fval", *float_fval, "PyFloatObject", "ob_fval");
 
     let UnicodeLayout { length, state, kind_bit: _, ascii_size, compact_size, utf8_length, utf8, wstr, wstr_length } =
         unicode;

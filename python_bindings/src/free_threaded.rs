@@ -153,6 +153,8 @@ fn shift_objects(l: &mut Layout) {
     l.set.smalltable += d;
     l.bytearray.alloc += d;
     l.bytearray.bytes_object = l.bytearray.bytes_object.map(|b| b + d);
+    l.scalars.bytes_sval += d;
+    l.scalars.float_fval += d;
     let u = &mut l.unicode;
     for f in [&mut u.length, &mut u.state, &mut u.ascii_size, &mut u.compact_size, &mut u.utf8_length, &mut u.utf8] {
         *f += d;

@@ -34,6 +34,7 @@ pub struct Layout {
     pub dict: DictObject,
     pub set: SetObject,
     pub bytearray: ByteArrayObject,
+    pub scalars: Scalars,
     pub unicode: UnicodeLayout,
     pub long: LongLayout,
     /// pymalloc's state and structures.
@@ -157,6 +158,15 @@ pub struct SetObject {
     pub mask: u64,
     pub table: u64,
     pub smalltable: u64,
+}
+
+/// Where the values of `bytes` and `float` objects are (the short values a dump keeps).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scalars {
+    /// `PyBytesObject.ob_sval`.
+    pub bytes_sval: u64,
+    /// `PyFloatObject.ob_fval`.
+    pub float_fval: u64,
 }
 
 /// `PyByteArrayObject`.

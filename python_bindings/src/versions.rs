@@ -72,6 +72,7 @@ pub const V3_9: Layout = Layout {
     dict: DictObject { used: 16, keys: 32, values: 40, kind: DictLayout::V39 },
     set: SetObject { mask: 32, table: 40, smalltable: 64 },
     bytearray: ByteArrayObject { alloc: 24, bytes_object: None },
+    scalars: Scalars { bytes_sval: 32, float_fval: 16 },
     unicode: UnicodeLayout {
         length: 16,
         state: 32,

@@ -317,6 +317,9 @@ pub struct HeldPath {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WhyReport {
     pub pid: i32,
+    /// The dump file the graph was read from (absent for a live target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     #[serde(rename = "type")]
     pub type_name: String,
     pub count: u64,
@@ -404,6 +407,9 @@ pub struct Dominator {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RetainedReport {
     pub pid: i32,
+    /// The dump file the graph was read from (absent for a live target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     pub total_bytes: u64,
     pub by_type: Vec<RetainedType>,
     pub dominators: Vec<Dominator>,

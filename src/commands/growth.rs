@@ -57,7 +57,7 @@ pub fn sample(session: &Session, opts: &GrowthOptions) -> Result<Growth> {
             Err(Error::TargetExited { pid })
         } else if graph {
             Held::read(session, &opts.snapshot).map(|h| {
-                let o = h.owners(session, OWNER_PATHS);
+                let o = h.owners(OWNER_PATHS);
                 if i == 0 {
                     first = Some(o);
                 } else {

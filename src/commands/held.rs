@@ -4,26 +4,45 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::Session;
+use super::{Session, Spawned, TargetSpec};
 use crate::analysis::dominators::{self, Dominators};
 use crate::analysis::growth::TypeOwners;
 use crate::analysis::paths::{self, Paths};
-use crate::analysis::why::{Aggregator, Anchor, Figures, PathRow, Step};
+use crate::analysis::why::{Aggregator, Anchor, Figures, Namer, PathRow, Step};
 use crate::analysis::{Histogram, Report};
+use crate::error::Error;
 use crate::error::Result;
 use crate::memory::CachedMemory;
 use crate::process;
+use crate::process::TargetMemory;
+use crate::report::progress::progress;
+use crate::store;
+use crate::store::StoredNames;
+use crate::walk::anchors;
 use crate::walk::graph::Graph;
-use crate::walk::names::{self, EdgeNamer};
-use crate::walk::{self, SnapshotOptions, Walked};
+use crate::walk::names::EdgeNamer;
+use crate::walk::{self, SnapshotOptions};
+use python_bindings::Layout;
+
+/// Where the names of edges and objects' values are read.
+pub enum Names {
+    /// The target, live (names read after the walk: a holder changed since names nothing) or a core file.
+    Live { mem: TargetMemory, layout: Box<Layout> },
+    /// What a dump stored.
+    Stored(StoredNames),
+}
 
 /// The object graph of one pause, and what was computed from it.
 pub struct Held {
+    /// The process the graph is of.
+    pub pid: i32,
+    /// The dump file it was read from (None: a live target).
+    pub file: Option<String>,
+    pub names: Names,
     pub graph: Graph,
     pub paths: Paths,
     pub dom: Dominators,
     pub anchors: HashMap<u32, Anchor>,
-    pub walked: Walked,
     pub figures: Figures,
     /// The per-type report of the same walk (what `top` would show).
     pub report: Report,
@@ -51,7 +70,7 @@ impl Held {
         let t3 = Instant::now();
         log::debug!("dominators computed: memspy's RSS {} MiB", own_rss_mib());
         let mem = CachedMemory::new(session.target.memory(), 64 << 20);
-        let anchors = names::anchors(&mem, &session.interp.layout, &graph);
+        let anchors = anchors::anchors(&mem, &session.interp.layout, &graph);
         let figures = Figures {
             pause_ms: ms(walked.pause),
             walk_ms: ms(walked.elapsed),
@@ -80,7 +99,73 @@ impl Held {
             paths.outside.len(),
             graph.stale
         );
-        Ok(Held { graph, paths, dom, anchors, walked, figures, report })
+        let names = Names::Live { mem: session.target.memory(), layout: Box::new(session.interp.layout.clone()) };
+        Ok(Held { pid: session.target.pid, file: None, names, graph, paths, dom, anchors, figures, report })
+    }
+
+    /// The graph a dump file holds, with its paths and dominators computed again.
+    pub fn from_dump(d: store::Dump) -> Result<Held> {
+        let store::Dump { path, header, meta, graph, names } = d;
+        let graph = graph.ok_or_else(|| Error::Other(format!("{path}: the dump was read without its graph")))?;
+        let t0 = Instant::now();
+        let paths = paths::shortest(&graph);
+        let t1 = Instant::now();
+        let dom = dominators::compute(&graph, &paths);
+        let mut figures = meta.figures;
+        figures.paths_ms = ms(t1 - t0);
+        figures.dominators_ms = ms(t1.elapsed());
+        let mut report = meta.report;
+        report.file = Some(path.clone());
+        Ok(Held {
+            pid: header.pid,
+            file: Some(path),
+            names: Names::Stored(names),
+            graph,
+            paths,
+            dom,
+            anchors: meta.anchors.into_iter().collect(),
+            figures,
+            report,
+        })
+    }
+
+    /// The graph of `memspy <name>`'s target: a dump file, a PID, or a program it starts (its handle
+    /// returned: it stops the program when dropped).
+    pub fn open(name: &str, spec: &TargetSpec, opts: &SnapshotOptions) -> Result<(Held, Option<Spawned>)> {
+        if let Some(path) = &spec.dump {
+            let pb = progress(None, &format!("reading {}", path.display()));
+            let d = store::read(path, true);
+            pb.finish_and_clear();
+            return Ok((Held::from_dump(d?)?, None));
+        }
+        let (session, mut spawned) = super::open_target(name, spec, opts.timeout)?;
+        let pb = progress(None, &format!("reading the heap of PID {} and its references", session.target.pid));
+        let held = Held::read(&session, opts);
+        pb.finish_and_clear();
+        let held = held.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
+        Ok((held, spawned))
+    }
+
+    /// How errors and headers name where the graph came from: `PID 1234`, or the file.
+    pub fn label(&self) -> String {
+        match &self.file {
+            Some(f) => format!("{f} (PID {})", self.pid),
+            None => format!("PID {}", self.pid),
+        }
+    }
+
+    /// Reads what this graph does not hold — edge names, values — from where it came from; `detail`
+    /// names every index and key (one path), else list indices and big dicts' keys fold to `[*]`.
+    pub fn with_namer<T>(&self, detail: bool, f: impl FnOnce(&mut dyn Namer) -> T) -> T {
+        match &self.names {
+            Names::Live { mem, layout } => {
+                let mem = CachedMemory::new(mem.clone(), 64 << 20);
+                let mut namer = EdgeNamer::new(&mem, layout, &self.graph);
+                namer.detail = detail;
+                f(&mut namer)
+            }
+            Names::Stored(s) => f(&mut s.namer(&self.graph, detail)),
+        }
     }
 
     /// The objects whose type is named `name`: exactly, else by the part after the last dot when
@@ -110,26 +195,25 @@ impl Held {
 
     /// Rows of the paths that hold `nodes` (all of one type: retained bytes are counted once per
     /// instance not dominated by another).
-    pub fn rows(&self, session: &Session, nodes: &[u32]) -> Vec<PathRow> {
-        let mem = CachedMemory::new(session.target.memory(), 64 << 20);
-        let namer = EdgeNamer::new(&mem, &session.interp.layout, &self.graph);
+    pub fn rows(&self, nodes: &[u32]) -> Vec<PathRow> {
         let under = dominators::under_same_type(&self.graph, &self.dom);
-        let mut agg = Aggregator::new(&self.graph, &self.paths, &self.anchors, namer);
-        agg.rows(nodes, Some(&self.dom), Some(&under))
+        self.with_namer(false, |namer| {
+            let mut agg = Aggregator::new(&self.graph, &self.paths, &self.anchors, namer);
+            agg.rows(nodes, Some(&self.dom), Some(&under))
+        })
     }
 
     /// The path of each node, with indices and every key named.
-    pub fn paths_of(&self, session: &Session, nodes: &[u32]) -> Vec<(Anchor, Vec<Step>)> {
-        let mem = CachedMemory::new(session.target.memory(), 64 << 20);
-        let mut namer = EdgeNamer::new(&mem, &session.interp.layout, &self.graph);
-        namer.detail = true;
-        let mut agg = Aggregator::new(&self.graph, &self.paths, &self.anchors, namer);
-        nodes.iter().map(|&v| agg.path(v)).collect()
+    pub fn paths_of(&self, nodes: &[u32]) -> Vec<(Anchor, Vec<Step>)> {
+        self.with_namer(true, |namer| {
+            let mut agg = Aggregator::new(&self.graph, &self.paths, &self.anchors, namer);
+            nodes.iter().map(|&v| agg.path(v)).collect()
+        })
     }
 
     /// Per type: what its instances retain, and the paths that hold them (the `limit` largest by
     /// count).
-    pub fn owners(&self, session: &Session, limit: usize) -> HashMap<String, TypeOwners> {
+    pub fn owners(&self, limit: usize) -> HashMap<String, TypeOwners> {
         let g = &self.graph;
         // Types of the program (not builtins'): what one of their instances dominates is its growth.
         let program: Vec<bool> = g.type_infos.iter().map(|t| !t.name.starts_with("builtins.")).collect();
@@ -148,22 +232,22 @@ impl Held {
         for v in 0..g.objects {
             by_type[g.types[v as usize] as usize].push(v);
         }
-        let mem = CachedMemory::new(session.target.memory(), 64 << 20);
-        let namer = EdgeNamer::new(&mem, &session.interp.layout, g);
-        let mut agg = Aggregator::new(g, &self.paths, &self.anchors, namer);
-        let mut out: HashMap<String, TypeOwners> = HashMap::new();
-        for (t, nodes) in by_type.iter().enumerate() {
-            if nodes.is_empty() {
-                continue;
+        self.with_namer(false, |namer| {
+            let mut agg = Aggregator::new(g, &self.paths, &self.anchors, namer);
+            let mut out: HashMap<String, TypeOwners> = HashMap::new();
+            for (t, nodes) in by_type.iter().enumerate() {
+                if nodes.is_empty() {
+                    continue;
+                }
+                let mut rows = agg.rows(nodes, Some(&self.dom), Some(&under));
+                rows.sort_by_key(|r| std::cmp::Reverse((r.count, r.retained)));
+                rows.truncate(limit);
+                let e = out.entry(g.type_infos[t].name.clone()).or_default();
+                e.retained += retained[t].0;
+                e.owned += owned[t].0;
+                e.paths.extend(rows);
             }
-            let mut rows = agg.rows(nodes, Some(&self.dom), Some(&under));
-            rows.sort_by_key(|r| std::cmp::Reverse((r.count, r.retained)));
-            rows.truncate(limit);
-            let e = out.entry(g.type_infos[t].name.clone()).or_default();
-            e.retained += retained[t].0;
-            e.owned += owned[t].0;
-            e.paths.extend(rows);
-        }
-        out
+            out
+        })
     }
 }

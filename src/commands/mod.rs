@@ -1,6 +1,7 @@
 //! The commands behind the CLI: each takes parsed options and prints to stdout.
 
 pub mod diff;
+pub mod dump;
 pub mod gc;
 pub mod growth;
 pub mod held;
@@ -137,6 +138,7 @@ impl Session {
         }
         let mut report = Report {
             pid: self.target.pid,
+            file: None,
             python: self.python_info(),
             coverage: if s.full { "full-heap".into() } else { "gc-tracked".into() },
             approximate: opts.nonblocking || walked.pause_budget_spent || s.broken_lists > 0,
@@ -245,6 +247,8 @@ impl Spawned {
 #[derive(Clone, Debug, Default)]
 pub struct TargetSpec {
     pub pid: Option<i32>,
+    /// A dump file (`memspy dump`) read in place of a live target, by the commands that can.
+    pub dump: Option<std::path::PathBuf>,
     pub command: Vec<String>,
     pub delay: Duration,
     /// A core file instead (the commands that read one).
@@ -266,6 +270,12 @@ pub fn open_target(name: &str, spec: &TargetSpec, timeout: Duration) -> Result<(
             return Err(Error::Other("give either a core file (--core FILE), a PID or a command, not two".into()));
         }
         return Ok((Session::open_core(core)?, None));
+    }
+    if let Some(path) = &spec.dump {
+        return Err(Error::Other(format!(
+            "memspy {name} reads a live process, not a dump file ({}): give a PID or a command",
+            path.display()
+        )));
     }
     match (spec.pid, spec.starts_program()) {
         (Some(pid), false) => Ok((Session::attach(pid)?, None)),

@@ -6,7 +6,6 @@ use crate::analysis::dominators::{self, TOP};
 use crate::analysis::why::{Dominator, HeldPath, RetainedReport, RetainedType};
 use crate::error::{Error, Result};
 use crate::report;
-use crate::report::progress::progress;
 use crate::walk::SnapshotOptions;
 
 use super::held::Held;
@@ -25,11 +24,7 @@ pub struct RetainedOptions {
 const INNERMOST: (u64, u64) = (9, 10);
 
 pub fn run(opts: &RetainedOptions) -> Result<()> {
-    let (session, mut spawned) = super::open_target("retained", &opts.target, opts.snapshot.timeout)?;
-    let pb = progress(None, &format!("reading the heap of PID {} and its references", session.target.pid));
-    let held = Held::read(&session, &opts.snapshot);
-    pb.finish_and_clear();
-    let held = held.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
+    let (held, _spawned) = Held::open("retained", &opts.target, &opts.snapshot)?;
     let g = &held.graph;
     let d = &held.dom;
     // Objects with a dominated object that holds most of what they retain are not listed.
@@ -44,7 +39,7 @@ pub fn run(opts: &RetainedOptions) -> Result<()> {
         (0..g.objects).filter(|&v| !heavy[v as usize] && d.retained_objects[v as usize] > 1).collect();
     top.sort_by_key(|&v| std::cmp::Reverse(d.retained[v as usize]));
     top.truncate(opts.limit);
-    let paths = held.paths_of(&session, &top);
+    let paths = held.paths_of(&top);
     let dominators = top
         .iter()
         .zip(paths)
@@ -77,7 +72,8 @@ pub fn run(opts: &RetainedOptions) -> Result<()> {
         .collect();
     by_type.sort_by_key(|t| std::cmp::Reverse((t.retained, t.bytes)));
     let r = RetainedReport {
-        pid: session.target.pid,
+        pid: held.pid,
+        file: held.file.clone(),
         total_bytes: g.total_bytes(),
         by_type,
         dominators,

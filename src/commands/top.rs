@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::analysis::diff::{diff_reports, Diff};
 use crate::analysis::histogram::SortKey;
+use crate::commands::held::Held;
 use crate::commands::{sleep_unless_interrupted, Session, Spawned, TargetSpec};
 use crate::error::{Error, Result};
 use crate::report;
@@ -33,6 +34,9 @@ pub fn run(opts: &TopOptions) -> Result<()> {
     }
     if opts.retained && !opts.snapshot.full {
         return Err(Error::Other("--retained follows every reference: it needs the full walk, not --gc-only".into()));
+    }
+    if let Some(path) = &opts.target.dump {
+        return from_dump(path, opts);
     }
     let (session, mut spawned) = super::open_target("top", &opts.target, opts.snapshot.timeout)?;
     if opts.once {
@@ -80,9 +84,31 @@ pub fn run(opts: &TopOptions) -> Result<()> {
     }
 }
 
+/// `top` of a dump file: its report (one; a file does not change), with retained bytes computed from
+/// its graph when asked.
+fn from_dump(path: &std::path::Path, opts: &TopOptions) -> Result<()> {
+    let r = if opts.retained {
+        let d = crate::store::read(path, true)?;
+        retained_report(&Held::from_dump(d)?)
+    } else {
+        let mut r = crate::store::read(path, false)?.meta.report;
+        r.file = Some(path.display().to_string());
+        r
+    };
+    if opts.json {
+        println!("{}", report::json(&r));
+    } else {
+        print!("{}", report::table(&r, opts.sort, opts.limit));
+    }
+    Ok(())
+}
+
 /// The report of a walk that recorded the graph, each type with its retained bytes.
 fn with_retained(session: &Session, opts: &TopOptions) -> Result<crate::analysis::Report> {
-    let held = crate::commands::held::Held::read(session, &opts.snapshot)?;
+    Ok(retained_report(&Held::read(session, &opts.snapshot)?))
+}
+
+fn retained_report(held: &Held) -> crate::analysis::Report {
     let per = crate::analysis::dominators::retained_by_type(&held.graph, &held.dom);
     let mut by_name: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
     for (t, (bytes, _)) in held.graph.type_infos.iter().zip(&per) {
@@ -92,7 +118,7 @@ fn with_retained(session: &Session, opts: &TopOptions) -> Result<crate::analysis
     for row in &mut r.types {
         row.retained = Some(by_name.get(row.name.as_str()).copied().unwrap_or(0));
     }
-    Ok(r)
+    r
 }
 
 fn print_once(session: &Session, opts: &TopOptions) -> Result<()> {

@@ -5,13 +5,11 @@
 use crate::analysis::why::{HeldPath, ObjectReport, Referrer, Unexplained, UnexplainedReport, WhyReport};
 use crate::error::{Error, Result};
 use crate::report;
-use crate::report::progress::progress;
 use crate::walk::graph::{CONSERVATIVE_EDGE, IMMORTAL};
-use crate::walk::names::{EdgeNamer, Namer};
 use crate::walk::SnapshotOptions;
 
 use super::held::Held;
-use super::{Session, TargetSpec};
+use super::TargetSpec;
 
 /// Most referrers listed for one object.
 const MAX_REFERRERS: usize = 20;
@@ -33,14 +31,10 @@ pub struct WhyOptions {
 }
 
 pub fn run(opts: &WhyOptions) -> Result<()> {
-    let (session, mut spawned) = super::open_target("why", &opts.target, opts.snapshot.timeout)?;
-    let pb = progress(None, &format!("reading the heap of PID {} and its references", session.target.pid));
-    let held = Held::read(&session, &opts.snapshot);
-    pb.finish_and_clear();
-    let held = held.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
+    let (held, _spawned) = Held::open("why", &opts.target, &opts.snapshot)?;
     let text = match &opts.what {
         WhatFor::Type(t) => {
-            let r = by_type(&session, &held, t)?;
+            let r = by_type(&held, t)?;
             if opts.json {
                 serde_json::to_string_pretty(&r).map_err(|e| Error::Other(format!("JSON: {e}")))?
             } else {
@@ -48,7 +42,7 @@ pub fn run(opts: &WhyOptions) -> Result<()> {
             }
         }
         WhatFor::Address(a) => {
-            let r = object(&session, &held, *a)?;
+            let r = object(&held, *a)?;
             if opts.json {
                 serde_json::to_string_pretty(&r).map_err(|e| Error::Other(format!("JSON: {e}")))?
             } else {
@@ -56,7 +50,7 @@ pub fn run(opts: &WhyOptions) -> Result<()> {
             }
         }
         WhatFor::Unexplained => {
-            let r = unexplained(&session, &held);
+            let r = unexplained(&held);
             if opts.json {
                 serde_json::to_string_pretty(&r).map_err(|e| Error::Other(format!("JSON: {e}")))?
             } else {
@@ -68,18 +62,19 @@ pub fn run(opts: &WhyOptions) -> Result<()> {
     Ok(())
 }
 
-fn by_type(session: &Session, held: &Held, name: &str) -> Result<WhyReport> {
+fn by_type(held: &Held, name: &str) -> Result<WhyReport> {
     let nodes = held.of_type(name).map_err(|names| {
         Error::Other(format!("type {name:?} is ambiguous: {}; give the full name", names.join(", ")))
     })?;
     if nodes.is_empty() {
-        return Err(Error::Other(format!("PID {}: no object of type {name:?} in the heap", session.target.pid)));
+        return Err(Error::Other(format!("{}: no object of type {name:?} in the heap", held.label())));
     }
     let g = &held.graph;
     let full_name = g.type_of(nodes[0]).map(|t| t.name.clone()).unwrap_or_else(|| name.to_string());
-    let paths = held.rows(session, &nodes);
+    let paths = held.rows(&nodes);
     Ok(WhyReport {
-        pid: session.target.pid,
+        pid: held.pid,
+        file: held.file.clone(),
         type_name: full_name,
         count: nodes.len() as u64,
         bytes: nodes.iter().map(|&v| g.size(v)).sum(),
@@ -90,23 +85,28 @@ fn by_type(session: &Session, held: &Held, name: &str) -> Result<WhyReport> {
     })
 }
 
-fn object(session: &Session, held: &Held, addr: u64) -> Result<ObjectReport> {
+fn object(held: &Held, addr: u64) -> Result<ObjectReport> {
     let g = &held.graph;
-    let v = g.node_at(addr).ok_or_else(|| {
-        Error::Other(format!("PID {}: no object at {addr:#x} (not found by the walk)", session.target.pid))
-    })?;
-    let (root, steps) = held.paths_of(session, &[v]).pop().expect("one path");
-    let mem = crate::memory::CachedMemory::new(session.target.memory(), 16 << 20);
-    let mut namer = EdgeNamer::new(&mem, &session.interp.layout, g);
-    namer.detail = true;
+    let v = g
+        .node_at(addr)
+        .ok_or_else(|| Error::Other(format!("{}: no object at {addr:#x} (not found by the walk)", held.label())))?;
+    let (root, steps) = held.paths_of(&[v]).pop().expect("one path");
     // Who references it: every node with an edge to it (a scan of the edges; one object only).
-    let mut referrers = Vec::new();
+    let mut holders = Vec::new();
     for u in 0..g.nodes() {
-        if referrers.len() >= MAX_REFERRERS {
+        if holders.len() >= MAX_REFERRERS {
             break;
         }
         if let Some(&e) = g.edges(u).iter().find(|&&e| e & !CONSERVATIVE_EDGE == v) {
-            let edge = crate::analysis::why::render_plain(&namer.edge(u, v));
+            holders.push((u, e));
+        }
+    }
+    let named: Vec<String> = held.with_namer(true, |namer| {
+        holders.iter().map(|&(u, _)| crate::analysis::why::render_plain(&namer.edge(u, v))).collect()
+    });
+    let mut referrers = Vec::new();
+    for (&(u, e), edge) in holders.iter().zip(named) {
+        {
             let type_name = match g.root_of(u) {
                 Some(_) => held.anchors.get(&u).map_or_else(|| "root".to_string(), |a| a.name.clone()),
                 None if g.is_native(u) => "native block".into(),
@@ -122,7 +122,7 @@ fn object(session: &Session, held: &Held, addr: u64) -> Result<ObjectReport> {
     }
     let rc = g.refcounts[v as usize];
     Ok(ObjectReport {
-        pid: session.target.pid,
+        pid: held.pid,
         address: format!("{addr:#x}"),
         type_name: g.type_of(v).map_or_else(|| "?".into(), |t| t.name.clone()),
         size: g.size(v),
@@ -144,7 +144,7 @@ fn object(session: &Session, held: &Held, addr: u64) -> Result<ObjectReport> {
     })
 }
 
-fn unexplained(session: &Session, held: &Held) -> UnexplainedReport {
+fn unexplained(held: &Held) -> UnexplainedReport {
     let g = &held.graph;
     let mut per: Vec<Unexplained> = g
         .type_infos
@@ -175,5 +175,5 @@ fn unexplained(session: &Session, held: &Held) -> UnexplainedReport {
     }
     per.retain(|u| u.objects > 0);
     per.sort_by_key(|u| std::cmp::Reverse((u.only_outside, u.missing_references)));
-    UnexplainedReport { pid: session.target.pid, types: per }
+    UnexplainedReport { pid: held.pid, types: per }
 }

@@ -9,3 +9,4 @@ pub mod objects;
 pub mod pymalloc;
 pub mod sizeof;
 pub mod types;
+pub mod values;

@@ -54,6 +54,11 @@ pub fn str_header(l: &Layout, addr: u64, head: &[u8], mem: &(impl Memory + ?Size
 
 /// Reads a `str` object's text (names: bounded by [`MAX_NAME`] characters).
 pub fn read_str<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64) -> Result<String> {
+    read_str_prefix(mem, l, addr, MAX_NAME).map(|(s, _)| s)
+}
+
+/// Reads at most `max_chars` characters of a `str` object, and its length in characters.
+pub fn read_str_prefix<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64, max_chars: usize) -> Result<(String, u64)> {
     check_ptr(addr, "str")?;
     let mut head = [0u8; HEAD_BYTES];
     if !read_head(mem, addr, &mut head) {
@@ -63,9 +68,9 @@ pub fn read_str<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64) -> Result<St
     if h.kind == 0 {
         return Err(Error::Corrupt(format!("str at {addr:#x} is not ready")));
     }
-    let n = h.length.min(MAX_NAME as u64) as usize;
+    let n = h.length.min(max_chars as u64) as usize;
     let raw = mem.bytes_at(h.data, n * h.kind as usize, "str data")?;
-    Ok(match h.kind {
+    let text = match h.kind {
         1 => raw.iter().map(|&b| b as char).collect(),
         2 => raw
             .chunks_exact(2)
@@ -75,7 +80,8 @@ pub fn read_str<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64) -> Result<St
             .chunks_exact(4)
             .map(|c| char::from_u32(u32::from_le_bytes([c[0], c[1], c[2], c[3]])).unwrap_or('\u{fffd}'))
             .collect(),
-    })
+    };
+    Ok((text, h.length))
 }
 
 /// The header of a `PyDictKeysObject`, decoded for any version.

@@ -3,6 +3,7 @@
 
 use python_bindings::extensions::{numpy_scalar_itemsize, NUMPY_2};
 use python_bindings::{flags, Layout};
+use serde::{Deserialize, Serialize};
 
 use super::objects::{dict_get_str, read_str, MAX_NAME};
 use crate::error::{Error, Result};
@@ -13,7 +14,7 @@ use crate::memory::{Memory, ReadExt};
 const MAX_BASES: usize = 64;
 
 /// How `sys.getsizeof` sizes instances of a type: the `__sizeof__` the type inherits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SizeKind {
     /// `object.__sizeof__`: basicsize + itemsize × ob_size.
     Default,
@@ -53,7 +54,7 @@ pub enum SizeKind {
 }
 
 /// What memspy knows about one type object.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TypeInfo {
     pub addr: u64,
     /// `f"{t.__module__}.{t.__qualname__}"`.

@@ -33,7 +33,8 @@ pub fn human_bytes(n: u64) -> String {
 /// The one-line header above a table.
 pub fn header(r: &Report) -> String {
     let mut s = format!(
-        "PID {}  Python {}{}  {}: {} objects, {}",
+        "{}PID {}  Python {}{}  {}: {} objects, {}",
+        r.file.as_ref().map(|f| format!("{f}: ")).unwrap_or_default(),
         r.pid,
         r.python.version,
         if r.python.debug { " (debug)" } else { "" },

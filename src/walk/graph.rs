@@ -17,6 +17,7 @@ use crate::cpython::types::TypeInfo;
 use crate::error::{Error, Result};
 use crate::memory::fasthash::AddrMap;
 use crate::memory::{Memory, ReadExt};
+use serde::{Deserialize, Serialize};
 
 /// Bit 0 of a recorded word: a header (the source of the words after it), not an edge.
 const HEADER: u64 = 1;
@@ -41,7 +42,7 @@ pub enum Source {
 }
 
 /// What a root of the walk is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RootKind {
     /// `_PyRuntime`.
     Runtime,
@@ -55,7 +56,7 @@ pub enum RootKind {
 }
 
 /// A root, and for frames the locals it holds (slot number in `localsplus`, the object there).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Root {
     pub kind: RootKind,
     pub addr: u64,
@@ -304,6 +305,21 @@ pub struct Graph {
     pub stale: u64,
 }
 
+/// What [`Graph::from_parts`] takes.
+pub struct GraphParts {
+    pub addrs: Vec<u64>,
+    pub types: Vec<u32>,
+    pub sizes: Vec<u64>,
+    pub refcounts: Vec<u32>,
+    pub type_infos: Vec<TypeInfo>,
+    pub native_addrs: Vec<u64>,
+    pub roots: Vec<Root>,
+    pub frame_objects: Vec<Root>,
+    pub offsets: Vec<u32>,
+    pub targets: Vec<u32>,
+    pub stale: u64,
+}
+
 /// `sizes` of an object whose size is in `big`.
 const BIG: u32 = u32::MAX;
 
@@ -379,6 +395,72 @@ impl Graph {
             + self.targets.len() * 4
             + self.native_addrs.len() * 8) as u64
             + self.ranks.bytes()
+    }
+
+    /// The native blocks' addresses, by node (node `objects + i` is block `i`).
+    pub fn native_addrs(&self) -> &[u64] {
+        &self.native_addrs
+    }
+
+    /// A graph read back from its parts (a dump file): `addrs` in increasing order, per object its
+    /// type number, size and refcount; the edges in CSR form over every node.
+    pub fn from_parts(p: GraphParts) -> Result<Graph> {
+        let n = p.addrs.len();
+        let bad = |what: &str| Err(Error::Other(format!("the graph's {what} do not fit together")));
+        if p.types.len() != n || p.sizes.len() != n || p.refcounts.len() != n {
+            return bad("per-object arrays");
+        }
+        if p.addrs.windows(2).any(|w| w[0] >= w[1]) {
+            return bad("addresses (not increasing)");
+        }
+        let nodes = n as u64 + p.native_addrs.len() as u64 + p.roots.len() as u64;
+        if nodes > MAX_NODES
+            || p.offsets.len() as u64 != nodes + 1
+            || p.offsets.first() != Some(&0)
+            || p.offsets.windows(2).any(|w| w[0] > w[1])
+            || *p.offsets.last().unwrap_or(&0) as usize != p.targets.len()
+        {
+            return bad("edge offsets");
+        }
+        if p.targets.iter().any(|&t| (t & !CONSERVATIVE_EDGE) as u64 >= nodes)
+            || p.types.iter().any(|&t| t as usize >= p.type_infos.len())
+        {
+            return bad("edges or types");
+        }
+        let mut visited = Visited::new();
+        for &a in &p.addrs {
+            visited.insert(a);
+        }
+        let ranks = visited.ranks();
+        let mut big = AddrMap::default();
+        let sizes = p
+            .sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| match u32::try_from(s) {
+                Ok(s) if s != BIG => s,
+                _ => {
+                    big.insert(i as u64, s);
+                    BIG
+                }
+            })
+            .collect();
+        Ok(Graph {
+            objects: n as u32,
+            natives: p.native_addrs.len() as u32,
+            types: p.types,
+            sizes,
+            big,
+            refcounts: p.refcounts,
+            type_infos: p.type_infos,
+            offsets: p.offsets,
+            targets: p.targets,
+            roots: p.roots,
+            frame_objects: p.frame_objects,
+            native_addrs: p.native_addrs,
+            ranks,
+            stale: p.stale,
+        })
     }
 
     /// Builds the graph from what a walk recorded: `visited` holds exactly the objects `objects` got.

@@ -4,6 +4,7 @@
 //! Each object is described (type, `sys.getsizeof`, refcount) to a [`Sink`]. [`snapshot`] does one walk
 //! in one consistent read of the target ([`crate::pause`]).
 
+pub mod anchors;
 pub mod blocks;
 pub mod ftheaps;
 pub mod full;

@@ -6,20 +6,21 @@
 //! big dicts (more than [`NAMED_KEYS`] entries) fold to `[*]` like list items, unless one path is asked
 //! for (`detail`).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
-use python_bindings::{flags, Layout, LongLayout, ManagedDict};
+use python_bindings::{flags, Layout, ManagedDict};
 
 use super::graph::{Graph, Root, RootKind};
 use super::refs::{RefInfos, RefKind};
 use crate::cpython::objects::{dict_for_each, dict_keys, read_str, MAX_NAME};
-use crate::cpython::types::Types;
+use crate::cpython::values::{self, Value, ValueKind};
 use crate::memory::fasthash::AddrMap;
 use crate::memory::{le_u64, Memory, ReadExt};
 use serde::{Deserialize, Serialize};
 
 /// The name of the module type.
-const MODULE: &str = "builtins.module";
+pub const MODULE: &str = "builtins.module";
 /// Dicts with at most this many entries have their keys named on every path.
 pub const NAMED_KEYS: u64 = 64;
 /// Most members read from one type's `tp_members`, and bases followed.
@@ -75,9 +76,23 @@ pub enum Edge {
     Unknown,
 }
 
-/// Names edges (reading the target or its copy).
+/// Names edges and tells objects' short values (reading the target, its copy, or a dump).
 pub trait Namer {
     fn edge(&mut self, parent: u32, child: u32) -> Edge;
+    /// The short value of object `node` (a str's first characters, an int, a container's length).
+    fn value(&mut self, _node: u32) -> Option<Value> {
+        None
+    }
+}
+
+impl<T: Namer + ?Sized> Namer for &mut T {
+    fn edge(&mut self, parent: u32, child: u32) -> Edge {
+        (**self).edge(parent, child)
+    }
+
+    fn value(&mut self, node: u32) -> Option<Value> {
+        (**self).value(node)
+    }
 }
 
 /// Names edges by reading the holders in `mem`.
@@ -213,7 +228,7 @@ impl<'a, M: Memory + ?Sized> EdgeNamer<'a, M> {
                 }
                 Err(_) => Edge::Key { repr: "key of str".into(), name: None },
             },
-            "builtins.int" | "builtins.bool" => match small_int(self.mem, self.l, k) {
+            "builtins.int" | "builtins.bool" => match crate::cpython::values::int_value(self.mem, self.l, k) {
                 Some(v) => Edge::Key { repr: v.to_string(), name: None },
                 None => Edge::Key { repr: "key of int".into(), name: None },
             },
@@ -368,7 +383,101 @@ impl<'a, M: Memory + ?Sized> EdgeNamer<'a, M> {
     }
 }
 
+impl<M: Memory + ?Sized> EdgeNamer<'_, M> {
+    /// Every edge of `parent`, in the graph's order, named as [`Namer::edge`] names it with `detail`
+    /// (every index, every key), reading each list, tuple and dict holder once instead of once per edge.
+    pub fn name_edges(&mut self, parent: u32) -> Vec<Edge> {
+        let g = self.g;
+        let edges = g.edges(parent);
+        let batched = g.is_object(parent) && !self.frames.contains_key(&parent);
+        let container = match g.type_of(parent) {
+            Some(info) if batched => self.infos.get(self.mem, self.l, info.addr).ok().map(|ri| (ri.kind, ri.flags)),
+            _ => None,
+        };
+        let (kind, type_flags) = match container {
+            Some((k @ (RefKind::List | RefKind::Tuple | RefKind::Dict), f)) if edges.len() > 1 => (k, f),
+            _ => {
+                return edges.iter().map(|&e| self.edge(parent, e & !super::graph::CONSERVATIVE_EDGE)).collect();
+            }
+        };
+        let (mem, l) = (self.mem, self.l);
+        let p = g.addr(parent);
+        let info_addr = g.type_of(parent).map_or(0, |t| t.addr);
+        // Where each child sits in the container: a dict's value (its key, the first entry holding
+        // it) or key, an item's index.
+        let mut at: AddrMap<Edge> = AddrMap::default();
+        match kind {
+            RefKind::Dict => {
+                let mut keys: Vec<(u64, u64)> = Vec::new();
+                let _ = dict_for_each(mem, l, p, |k, v| {
+                    keys.push((k, v));
+                    Ok(keys.len() < MAX_ITEMS as usize)
+                });
+                for &(k, _) in &keys {
+                    if let Entry::Vacant(e) = at.entry(k) {
+                        e.insert(Edge::DictKey);
+                    }
+                }
+                let mut valued: AddrMap<()> = AddrMap::default();
+                for (k, v) in keys {
+                    if valued.insert(v, ()).is_none() {
+                        let e = self.key(k);
+                        at.insert(v, e);
+                    }
+                }
+            }
+            _ => {
+                let (items, n) = if kind == RefKind::List {
+                    let n = mem.u64_at(p + l.object.ob_size, "list size").unwrap_or(0);
+                    (mem.u64_at(p + l.list.item, "list items").unwrap_or(0), n)
+                } else {
+                    (p + l.tuple.item, mem.u64_at(p + l.object.ob_size, "tuple size").unwrap_or(0))
+                };
+                let n = if items == 0 { 0 } else { n.min(MAX_ITEMS) };
+                let mut i = 0;
+                while i < n {
+                    let k = (n - i).min(8192);
+                    let Ok(b) = mem.bytes_at(items + 8 * i, (8 * k) as usize, "items") else { break };
+                    for (j, c) in b.chunks_exact(8).enumerate() {
+                        if let Some(w) = le_u64(c, 0) {
+                            at.entry(w).or_insert(Edge::Item(Some(i + j as u64)));
+                        }
+                    }
+                    i += k;
+                }
+            }
+        }
+        let subclass = type_flags & flags::HEAPTYPE != 0;
+        edges
+            .iter()
+            .map(|&e| {
+                let child = e & !super::graph::CONSERVATIVE_EDGE;
+                let c = g.addr(child);
+                if g.is_native(child) {
+                    return Edge::Native;
+                }
+                if subclass {
+                    if let Some(e) = self.own_edge(p, info_addr, c) {
+                        return e;
+                    }
+                }
+                match at.get(&c) {
+                    Some(e) => e.clone(),
+                    None if kind == RefKind::Dict => Edge::Unknown,
+                    None => Edge::Item(None),
+                }
+            })
+            .collect()
+    }
+}
+
 impl<M: Memory + ?Sized> Namer for EdgeNamer<'_, M> {
+    fn value(&mut self, node: u32) -> Option<Value> {
+        let info = self.g.type_of(node)?;
+        let kind = ValueKind::of(info.flags, &info.name);
+        values::read(self.mem, self.l, self.g.addr(node), kind)
+    }
+
     fn edge(&mut self, parent: u32, child: u32) -> Edge {
         let g = self.g;
         let c = g.addr(child);
@@ -429,90 +538,5 @@ impl<M: Memory + ?Sized> Namer for EdgeNamer<'_, M> {
             }
             _ => self.instance_edge(p, info.addr, c),
         }
-    }
-}
-
-/// The value of an `int` of at most two digits (what keys usually are).
-fn small_int<M: Memory + ?Sized>(mem: &M, l: &Layout, addr: u64) -> Option<i64> {
-    let b = mem.bytes_at(addr, 32, "int").ok()?;
-    let w = le_u64(&b, 16)?;
-    let (n, negative) = match l.long {
-        LongLayout::ObSize { .. } => {
-            let s = w as i64;
-            (s.unsigned_abs(), s < 0)
-        }
-        LongLayout::LvTag => (w >> 3, w & 3 == 2),
-    };
-    if n > 2 {
-        return None;
-    }
-    let d0 = le_u64(&b, 24)? & 0xffff_ffff;
-    let d1 = le_u64(&b, 24)? >> 32;
-    let v = (if n > 0 { d0 as i64 } else { 0 }) | if n > 1 { (d1 as i64) << 30 } else { 0 };
-    Some(if negative { -v } else { v })
-}
-
-/// Where paths start: every root, and the modules (their globals too), types and frames of the heap.
-pub fn anchors<M: Memory + ?Sized>(mem: &M, l: &Layout, g: &Graph) -> HashMap<u32, Anchor> {
-    let mut out = HashMap::new();
-    let mut namer = EdgeNamer::new(mem, l, g);
-    for (i, r) in g.roots.iter().enumerate() {
-        let a = match r.kind {
-            RootKind::Runtime => Anchor::new("runtime", "runtime state"),
-            RootKind::Interpreter => Anchor::new("runtime", "interpreter state"),
-            RootKind::Thread { thread_id } => {
-                Anchor { thread: Some(thread_id), ..Anchor::new("runtime", "thread state") }
-            }
-            RootKind::Frame { .. } => frame_anchor(&mut namer, r),
-        };
-        out.insert(g.root_node(i), a);
-    }
-    for r in &g.frame_objects {
-        if let Some(v) = g.node_at(r.addr) {
-            out.insert(v, frame_anchor(&mut namer, r));
-        }
-    }
-    let mut types = Types::new(l);
-    for v in 0..g.objects {
-        let Some(info) = g.type_of(v) else { continue };
-        let a = g.addr(v);
-        if info.is_metatype {
-            if let Ok(t) = types.get(mem, a) {
-                out.insert(v, Anchor::new("type", t.name.clone()));
-            }
-        } else if info.name == MODULE {
-            let Ok(d) = mem.u64_at(a + l.module.md_dict, "md_dict") else { continue };
-            let name = crate::cpython::objects::dict_get_str(mem, l, d, "__name__")
-                .ok()
-                .flatten()
-                .and_then(|n| read_str(mem, l, n).ok())
-                .unwrap_or_else(|| "?".into());
-            let anchor = Anchor::new("module", name);
-            if let Some(dv) = g.node_at(d) {
-                out.insert(dv, anchor.clone());
-            }
-            out.insert(v, anchor);
-        }
-    }
-    out
-}
-
-fn frame_anchor<M: Memory + ?Sized>(namer: &mut EdgeNamer<'_, M>, r: &Root) -> Anchor {
-    let RootKind::Frame { thread_id, code, .. } = r.kind else { return Anchor::new("frame", "?") };
-    let (mem, l) = (namer.mem, namer.l);
-    if !super::graph::is_code(mem, l, code) {
-        return Anchor { thread: Some(thread_id), ..Anchor::new("frame", "(a frame without code: C entry)") };
-    }
-    let s = |off: u64| mem.u64_at(code + off, "code field").and_then(|p| read_str(mem, l, p)).ok();
-    let function = s(l.code.name);
-    let file = s(l.code.filename);
-    let line = mem.u32_at(code + l.code.firstlineno, "co_firstlineno").ok();
-    Anchor {
-        kind: "frame".into(),
-        name: function.clone().unwrap_or_else(|| "?".into()),
-        thread: Some(thread_id),
-        function,
-        file,
-        line,
     }
 }

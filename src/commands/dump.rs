@@ -1,0 +1,113 @@
+//! `memspy dump PID -o app.memspy` (or `-- python app.py`): the pause of one full walk that records the
+//! object graph, then a self-contained file (`store`) that `top`, `why`, `retained`, `diff` and `stat`
+//! read in place of the process.
+
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::analysis::Histogram;
+use crate::error::Result;
+use crate::memory::maps::Maps;
+use crate::memory::{CachedMemory, RemoteMemory};
+use crate::report;
+use crate::report::progress::progress;
+use crate::store::{self, Header, Meta, ProcessFacts};
+use crate::walk::names::EdgeNamer;
+use crate::walk::{self, anchors, SnapshotOptions};
+
+use super::TargetSpec;
+
+#[derive(Clone, Debug)]
+pub struct DumpOptions {
+    pub target: TargetSpec,
+    pub output: PathBuf,
+    /// Keep no contents: no str/bytes/int/float values, no dict keys but identifiers.
+    pub no_values: bool,
+    pub snapshot: SnapshotOptions,
+}
+
+/// What one dump took and made (printed on stderr; `bench/` reads it with `-v`).
+pub fn run(opts: &DumpOptions) -> Result<()> {
+    let t0 = Instant::now();
+    let (session, mut spawned) = super::open_target("dump", &opts.target, opts.snapshot.timeout)?;
+    let pid = session.target.pid;
+    let pb = progress(None, &format!("reading the heap of PID {pid} and its references"));
+    let mut hist = Histogram::new();
+    let captured = walk::capture(&session.target, &session.interp, &opts.snapshot, &mut hist);
+    pb.finish_and_clear();
+    let (walked, graph) = captured.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
+    let t_walk = t0.elapsed();
+    let report = session.report_of(hist, &walked, &opts.snapshot);
+    let layout = &session.interp.layout;
+    let mem = CachedMemory::new(RemoteMemory::new(pid), 64 << 20);
+    let anchors = anchors::anchors(&mem, layout, &graph);
+    let process = match Maps::read(pid) {
+        Ok(m) => ProcessFacts {
+            rss: report.rss,
+            mappings: m.entries.len() as u64,
+            mapped_bytes: m.entries.iter().map(|e| e.end - e.start).sum(),
+            writable_bytes: m.entries.iter().filter(|e| e.perms.contains('w')).map(|e| e.end - e.start).sum(),
+        },
+        Err(_) => ProcessFacts { rss: report.rss, ..ProcessFacts::default() },
+    };
+    let figures = crate::analysis::why::Figures {
+        pause_ms: walked.pause.as_secs_f64() * 1000.0,
+        walk_ms: walked.elapsed.as_secs_f64() * 1000.0,
+        graph_ms: (t_walk.as_secs_f64() - walked.elapsed.as_secs_f64()).max(0.0) * 1000.0,
+        objects: graph.objects as u64,
+        edges: graph.targets.len() as u64,
+        graph_bytes: graph.bytes(),
+        partial: walked.pause_budget_spent,
+        ..Default::default()
+    };
+    let command = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|&c| c == 0).filter(|a| !a.is_empty()).map(String::from_utf8_lossy).collect::<Vec<_>>().join(" ")
+        })
+        .unwrap_or_default();
+    let header = Header {
+        memspy: env!("MEMSPY_VERSION").into(),
+        format: store::FORMAT,
+        created: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+        pid,
+        command,
+        source: "live process".into(),
+        python: session.python_info(),
+        values: !opts.no_values,
+        objects: 0,
+        native_blocks: 0,
+        roots: 0,
+        edges: 0,
+    };
+    let objects = report.totals.objects;
+    let types = report.types.len();
+    let meta =
+        Meta { report, figures, anchors: anchors.into_iter().collect(), process, stale: graph.stale, unnamed: 0 };
+    let pb = progress(Some(graph.nodes() as u64), &format!("writing {}", opts.output.display()));
+    let mut namer = EdgeNamer::new(&mem, layout, &graph);
+    let written = store::write(&opts.output, header, meta, &graph, &mut namer, &|done, _| pb.set_position(done));
+    pb.finish_and_clear();
+    let w = written?;
+    if w.unnamed > 0 {
+        log::info!("{} references without a name: a holder that changed after the walk (the target ran on), or a field memspy cannot name", w.unnamed);
+    }
+    eprintln!(
+        "memspy: dump of PID {pid} written to {}: {} objects of {types} types, {} references, {} ({:.1} bytes per \
+         object); the target was stopped {:.0} ms, the dump took {:.1} s{}",
+        opts.output.display(),
+        objects,
+        graph.targets.len(),
+        report::human_bytes(w.bytes),
+        w.bytes as f64 / objects.max(1) as f64,
+        walked.pause.as_secs_f64() * 1000.0,
+        t0.elapsed().as_secs_f64(),
+        if opts.no_values { " (without values)" } else { "" }
+    );
+    if walked.pause_budget_spent {
+        eprintln!(
+            "memspy: warning: the walk was cut short (--max-pause): {} holds part of the heap only",
+            opts.output.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! Writing and reading the sections of a dump (the format is in the module doc of [`super`]).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::codec::{put_varint, unzigzag, zigzag, Reader};
+use super::names::{Labeller, StoredNames};
+use super::{Dump, Header, Meta, FORMAT, MAGIC, MAX_HEADER, MAX_SECTION};
+use crate::cpython::types::TypeInfo;
+use crate::cpython::values::Value;
+use crate::error::{Error, Result};
+use crate::memory::Memory;
+use crate::walk::graph::{Graph, GraphParts, Root, CONSERVATIVE_EDGE, IMMORTAL};
+use crate::walk::names::{Edge, EdgeNamer, Namer};
+
+/// What writing a dump cost and made.
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub bytes: u64,
+    pub unnamed: u64,
+    pub elapsed: Duration,
+}
+
+/// The temporary file a dump is written to; removed unless [`Partial::commit`] renamed it.
+struct Partial {
+    tmp: PathBuf,
+    done: bool,
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+fn cannot_write(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::CannotWrite { path: path.display().to_string(), detail: e.to_string() }
+}
+
+fn section(out: &mut impl Write, tag: &[u8; 4], payload: &[u8]) -> std::io::Result<()> {
+    out.write_all(tag)?;
+    out.write_all(&(payload.len() as u64).to_le_bytes())?;
+    out.write_all(payload)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("memspy's own structures serialize")
+}
+
+/// Writes the dump of graph `g` to `path`: names every edge and reads every object's value through
+/// `namer` (the live target after the walk). `progress(done, total)` is called as nodes are named.
+pub fn write<M: Memory + ?Sized>(
+    path: &Path,
+    mut header: Header,
+    mut meta: Meta,
+    g: &Graph,
+    namer: &mut EdgeNamer<'_, M>,
+    progress: &dyn Fn(u64, u64),
+) -> Result<Written> {
+    let t0 = Instant::now();
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| cannot_write(path, "not a file name"))?;
+    let tmp = dir.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
+    let file = File::create(&tmp).map_err(|e| cannot_write(path, e))?;
+    let mut partial = Partial { tmp, done: false };
+
+    // Names and values first (they read the target): the counts they find go into META.
+    let mut lab = Labeller::default();
+    lab.redact = !header.values;
+    let nodes = g.nodes();
+    let mut unnamed = 0u64;
+    for v in 0..nodes {
+        if v % 4096 == 0 {
+            if crate::interrupt::requested() {
+                return Err(Error::Interrupted);
+            }
+            progress(v as u64, nodes as u64);
+        }
+        for e in namer.name_edges(v) {
+            unnamed += (e == Edge::Unknown) as u64;
+            let l = lab.label(&e);
+            lab.names.labels.push(l);
+        }
+    }
+    for v in 0..g.objects {
+        let value = namer.value(v);
+        let value = if header.values { value } else { value.filter(|v| matches!(v, Value::Len { .. })) };
+        lab.value(value.as_ref());
+    }
+    progress(nodes as u64, nodes as u64);
+    meta.unnamed = unnamed;
+    meta.stale = g.stale;
+    header.format = FORMAT;
+    header.objects = g.objects as u64;
+    header.native_blocks = g.natives as u64;
+    header.roots = g.roots.len() as u64;
+    header.edges = g.targets.len() as u64;
+
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let head = json(&header);
+    let io = |e: std::io::Error| cannot_write(path, e);
+    out.write_all(MAGIC).map_err(io)?;
+    out.write_all(&FORMAT.to_le_bytes()).map_err(io)?;
+    out.write_all(&(head.len() as u32).to_le_bytes()).map_err(io)?;
+    out.write_all(&head).map_err(io)?;
+    let mut z = zstd::Encoder::new(out, 3).map_err(io)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4) as u32;
+    if threads > 1 {
+        // Compression on worker threads, when the zstd library has them.
+        let _ = z.multithread(threads);
+    }
+    section(&mut z, b"META", &json(&meta)).map_err(io)?;
+    section(&mut z, b"TYPE", &json(&g.type_infos)).map_err(io)?;
+    section(&mut z, b"OBJS", &objects(g)).map_err(io)?;
+    let mut b = Vec::new();
+    put_varint(&mut b, g.natives as u64);
+    let mut prev = 0u64;
+    for &a in g.native_addrs() {
+        put_varint(&mut b, zigzag(a.wrapping_sub(prev) as i64));
+        prev = a;
+    }
+    section(&mut z, b"NATV", &b).map_err(io)?;
+    section(&mut z, b"ROOT", &json(&(&g.roots, &g.frame_objects))).map_err(io)?;
+    section(&mut z, b"EDGE", &edges(g)).map_err(io)?;
+    let names = lab.names;
+    let mut b = Vec::with_capacity(names.labels.len() * 2);
+    for &l in &names.labels {
+        put_varint(&mut b, l as u64);
+    }
+    section(&mut z, b"LABL", &b).map_err(io)?;
+    let mut b = Vec::new();
+    put_varint(&mut b, names.strings.len() as u64);
+    for s in &names.strings {
+        super::codec::put_bytes(&mut b, s.as_bytes());
+    }
+    section(&mut z, b"STRS", &b).map_err(io)?;
+    section(&mut z, b"VALS", &names.value_bytes).map_err(io)?;
+    section(&mut z, b"END.", &[]).map_err(io)?;
+    let out = z.finish().map_err(io)?;
+    let file = out.into_inner().map_err(|e| cannot_write(path, e.error()))?;
+    file.sync_all().map_err(io)?;
+    let bytes = file.metadata().map_err(io)?.len();
+    drop(file);
+    std::fs::rename(&partial.tmp, path).map_err(io)?;
+    partial.done = true;
+    Ok(Written { bytes, unnamed, elapsed: t0.elapsed() })
+}
+
+fn objects(g: &Graph) -> Vec<u8> {
+    let mut b = Vec::with_capacity(g.objects as usize * 5);
+    put_varint(&mut b, g.objects as u64);
+    let mut prev = 0u64;
+    for v in 0..g.objects {
+        let a = g.addr(v);
+        put_varint(&mut b, (a - prev) >> 3);
+        prev = a;
+        put_varint(&mut b, g.types[v as usize] as u64);
+        put_varint(&mut b, g.size(v));
+        let rc = g.refcounts[v as usize];
+        put_varint(&mut b, if rc == IMMORTAL { 0 } else { rc as u64 + 1 });
+    }
+    b
+}
+
+fn edges(g: &Graph) -> Vec<u8> {
+    let mut b = Vec::with_capacity(g.targets.len() * 4 + g.nodes() as usize);
+    for v in 0..g.nodes() {
+        put_varint(&mut b, g.edges(v).len() as u64);
+    }
+    for v in 0..g.nodes() {
+        for &t in g.edges(v) {
+            let to = (t & !CONSERVATIVE_EDGE) as i64;
+            put_varint(&mut b, zigzag(to - v as i64) * 2 + (t & CONSERVATIVE_EDGE != 0) as u64);
+        }
+    }
+    b
+}
+
+/// Reads the dump at `path`; with `graph` false only its header and `META` (what `top` needs).
+pub fn read(path: &Path, graph: bool) -> Result<Dump> {
+    let shown = path.display().to_string();
+    let bad = |detail: String| Error::InDump { path: shown.clone(), detail };
+    let file = File::open(path).map_err(|e| Error::Other(format!("cannot open {shown}: {e}")))?;
+    let mut f = BufReader::with_capacity(1 << 20, file);
+    let mut magic = [0u8; 16];
+    if f.read_exact(&mut magic).is_err() || &magic != MAGIC {
+        return Err(Error::NotADump { path: shown });
+    }
+    let mut w = [0u8; 4];
+    f.read_exact(&mut w).map_err(|e| bad(format!("header: {e}")))?;
+    let format = u32::from_le_bytes(w);
+    if format > FORMAT || format == 0 {
+        return Err(Error::DumpTooNew {
+            path: shown,
+            found: format,
+            supported: FORMAT,
+            ours: env!("CARGO_PKG_VERSION").into(),
+        });
+    }
+    f.read_exact(&mut w).map_err(|e| bad(format!("header: {e}")))?;
+    let n = u32::from_le_bytes(w);
+    if n > MAX_HEADER {
+        return Err(bad(format!("a header of {n} bytes")));
+    }
+    let mut head = vec![0u8; n as usize];
+    f.read_exact(&mut head).map_err(|e| bad(format!("header: {e}")))?;
+    let header: Header = serde_json::from_slice(&head).map_err(|e| bad(format!("header: {e}")))?;
+    let mut z = zstd::Decoder::with_buffer(f).map_err(|e| bad(format!("body: {e}")))?;
+    let mut sections: HashMap<[u8; 4], Vec<u8>> = HashMap::new();
+    loop {
+        let mut tag = [0u8; 4];
+        let mut len = [0u8; 8];
+        z.read_exact(&mut tag).and_then(|_| z.read_exact(&mut len)).map_err(|e| bad(format!("body: {e}")))?;
+        let len = u64::from_le_bytes(len);
+        if &tag == b"END." {
+            break;
+        }
+        if len > MAX_SECTION {
+            return Err(bad(format!("a section of {len} bytes")));
+        }
+        let mut buf = Vec::new();
+        (&mut z).take(len).read_to_end(&mut buf).map_err(|e| bad(format!("section {}: {e}", tag_name(&tag))))?;
+        if buf.len() as u64 != len {
+            return Err(bad(format!("section {} ends after {} of {len} bytes", tag_name(&tag), buf.len())));
+        }
+        let meta_only = &tag == b"META" && !graph;
+        sections.insert(tag, buf);
+        if meta_only {
+            break;
+        }
+    }
+    let meta: Meta = serde_json::from_slice(need(&sections, b"META").map_err(&bad)?)
+        .map_err(|e| bad(format!("section META: {e}")))?;
+    if !graph {
+        return Ok(Dump { path: shown, header, meta, graph: None, names: StoredNames::default() });
+    }
+    let decoded = decode(&sections).map_err(|e| bad(e.to_string()))?;
+    let (g, names) = decoded;
+    Ok(Dump { path: shown, header, meta, graph: Some(g), names })
+}
+
+fn tag_name(t: &[u8; 4]) -> String {
+    String::from_utf8_lossy(t).into_owned()
+}
+
+fn need<'a>(s: &'a HashMap<[u8; 4], Vec<u8>>, tag: &[u8; 4]) -> std::result::Result<&'a [u8], String> {
+    s.get(tag).map(|v| v.as_slice()).ok_or_else(|| format!("no section {}", tag_name(tag)))
+}
+
+fn decode(s: &HashMap<[u8; 4], Vec<u8>>) -> Result<(Graph, StoredNames)> {
+    let sec = |t: &[u8; 4]| need(s, t).map_err(Error::BadDump);
+    let type_infos: Vec<TypeInfo> =
+        serde_json::from_slice(sec(b"TYPE")?).map_err(|e| Error::BadDump(format!("section TYPE: {e}")))?;
+    let (roots, frame_objects): (Vec<Root>, Vec<Root>) =
+        serde_json::from_slice(sec(b"ROOT")?).map_err(|e| Error::BadDump(format!("section ROOT: {e}")))?;
+    let mut r = Reader::new(sec(b"OBJS")?, "OBJS");
+    let n = r.count("objects", 4)?;
+    let (mut addrs, mut types, mut sizes, mut refcounts) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut prev = 0u64;
+    for _ in 0..n {
+        let d = r.varint("address")?;
+        prev = d
+            .checked_mul(8)
+            .and_then(|d| prev.checked_add(d))
+            .ok_or_else(|| Error::BadDump("an address overflows".into()))?;
+        addrs.push(prev);
+        types.push(r.u32("type")?);
+        sizes.push(r.varint("size")?);
+        let rc = r.varint("refcount")?;
+        refcounts.push(if rc == 0 { IMMORTAL } else { (rc - 1).min(IMMORTAL as u64 - 1) as u32 });
+    }
+    let mut r = Reader::new(sec(b"NATV")?, "NATV");
+    let k = r.count("native blocks", 1)?;
+    let mut native_addrs = Vec::with_capacity(k);
+    let mut prev = 0u64;
+    for _ in 0..k {
+        prev = prev.wrapping_add(unzigzag(r.varint("native address")?) as u64);
+        native_addrs.push(prev);
+    }
+    let nodes = (n + k + roots.len()) as u64;
+    let mut r = Reader::new(sec(b"EDGE")?, "EDGE");
+    let mut offsets = Vec::with_capacity(nodes as usize + 1);
+    offsets.push(0u32);
+    let mut total = 0u64;
+    for _ in 0..nodes {
+        total += r.varint("edge count")?;
+        if total > u32::MAX as u64 {
+            return Err(Error::BadDump("more edges than a graph holds".into()));
+        }
+        offsets.push(total as u32);
+    }
+    let mut targets = Vec::with_capacity(total as usize);
+    for v in 0..nodes {
+        let end = offsets[v as usize + 1];
+        while (targets.len() as u32) < end {
+            let w = r.varint("edge")?;
+            let to = v as i64 + unzigzag(w >> 1);
+            if to < 0 || to as u64 >= nodes {
+                return Err(Error::BadDump(format!("an edge of node {v} to node {to} of {nodes}")));
+            }
+            targets.push(to as u32 | if w & 1 == 1 { CONSERVATIVE_EDGE } else { 0 });
+        }
+    }
+    let g = Graph::from_parts(GraphParts {
+        addrs,
+        types,
+        sizes,
+        refcounts,
+        type_infos,
+        native_addrs,
+        roots,
+        frame_objects,
+        offsets,
+        targets,
+        stale: 0,
+    })?;
+    let mut names = StoredNames::default();
+    let mut r = Reader::new(sec(b"STRS")?, "STRS");
+    let k = r.count("strings", 1)?;
+    for _ in 0..k {
+        names.strings.push(r.string("string")?);
+    }
+    let mut r = Reader::new(sec(b"LABL")?, "LABL");
+    names.labels.reserve(g.targets.len());
+    for _ in 0..g.targets.len() {
+        names.labels.push(r.u32("label")?);
+    }
+    let vals = sec(b"VALS")?;
+    if vals.len() >= u32::MAX as usize {
+        return Err(Error::BadDump("a values section over 4 GiB".into()));
+    }
+    names.value_bytes = vals.to_vec();
+    let mut r = Reader::new(vals, "VALS");
+    for _ in 0..g.objects {
+        names.value_at.push(r.position() as u32);
+        let tag = r.u8("value tag")?;
+        match tag {
+            0 => {}
+            1 | 2 => {
+                r.varint("length")?;
+                r.bytes("text")?;
+            }
+            3 | 5 => {
+                r.varint("value")?;
+            }
+            4 => {
+                r.take(8, "float")?;
+            }
+            t => return Err(Error::BadDump(format!("section VALS: value tag {t}"))),
+        }
+    }
+    names.check(&g)?;
+    Ok((g, names))
+}
