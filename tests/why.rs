@@ -42,9 +42,30 @@ fn check(interp: &Interpreter) -> Result<Vec<String>, String> {
     fixture.wait_until_paused(FIXTURE_TIMEOUT)?;
     let pid = fixture.pid.to_string();
     let mut e = Vec::new();
+    checks(&pid, &truth, &mut e)?;
+    // The same answers from a dump, read once the process is gone.
+    let file = fixture.dir().join("retention.memspy");
+    let file = file.to_str().ok_or("a temp path that is not UTF-8")?;
+    let out = run_memspy(["dump", &pid, "-o", file]).map_err(|x| x.to_string())?;
+    if !out.success() {
+        return Err(format!("memspy dump failed: {}", tail(&out.stderr, 500)));
+    }
+    fixture.kill();
+    let mut from_file = Vec::new();
+    checks(file, &truth, &mut from_file)?;
+    e.extend(from_file.into_iter().map(|x| format!("from the dump: {x}")));
+    if !e.is_empty() {
+        e.push(format!("fixture stderr: {}", tail(&fixture.stderr_text(), 300)));
+    }
+    Ok(e)
+}
+
+/// The checks of `why` and `retained` on `pid` (a PID, or a dump file of the fixture).
+fn checks(pid: &str, truth: &Value, e: &mut Vec<String>) -> Result<(), String> {
+    let mut e = e;
 
     // Held through a module global, a dict key, a list, an attribute, a list: one row, exactly.
-    let w = json(&["why", &pid, "--type", "Leak", "--json"])?;
+    let w = json(&["why", pid, "--type", "Leak", "--json"])?;
     let rows = w["paths"].as_array().cloned().unwrap_or_default();
     expect(&mut e, "Leak: rows", rows.len(), 1);
     expect(&mut e, "Leak: count", w["count"].as_u64(), Some(K));
@@ -68,7 +89,7 @@ fn check(interp: &Interpreter) -> Result<Vec<String>, String> {
     }
 
     // Held only by a local variable of a running thread's function.
-    let w = json(&["why", &pid, "--type", "__main__.Local", "--json"])?;
+    let w = json(&["why", pid, "--type", "__main__.Local", "--json"])?;
     let rows = w["paths"].as_array().cloned().unwrap_or_default();
     expect(&mut e, "Local: rows", rows.len(), 1);
     if let Some(r) = rows.first() {
@@ -85,14 +106,14 @@ fn check(interp: &Interpreter) -> Result<Vec<String>, String> {
     }
 
     // Held only by C code: outside the heap, and the type whose refcounts the heap does not explain.
-    let w = json(&["why", &pid, "--type", "CHeld", "--json"])?;
+    let w = json(&["why", pid, "--type", "CHeld", "--json"])?;
     let rows = w["paths"].as_array().cloned().unwrap_or_default();
     expect(&mut e, "CHeld: rows", rows.len(), 1);
     if let Some(r) = rows.first() {
         expect(&mut e, "CHeld: count", r["count"].as_u64(), Some(C));
         expect(&mut e, "CHeld: root", r["root"]["kind"].as_str(), Some("outside"));
     }
-    let u = json(&["why", &pid, "--unexplained", "--json"])?;
+    let u = json(&["why", pid, "--unexplained", "--json"])?;
     let row = u["types"].as_array().and_then(|t| t.iter().find(|t| t["type"] == "__main__.CHeld").cloned());
     match row {
         Some(r) => expect(
@@ -110,29 +131,26 @@ fn check(interp: &Interpreter) -> Result<Vec<String>, String> {
     }
 
     // What the holder list retains, and a diamond's dominator.
-    let a = json(&["why", &pid, "--address", truth["holder_list"].as_str().unwrap_or("0"), "--json"])?;
+    let a = json(&["why", pid, "--address", truth["holder_list"].as_str().unwrap_or("0"), "--json"])?;
     expect(
         &mut e,
         "holder list: retained bytes, objects",
         (a["retained"].as_u64(), a["retained_objects"].as_u64()),
         (truth["holder_list_retained"].as_u64(), truth["holder_list_objects"].as_u64()),
     );
-    let s = json(&["why", &pid, "--address", truth["shared"].as_str().unwrap_or("0"), "--json"])?;
+    let s = json(&["why", pid, "--address", truth["shared"].as_str().unwrap_or("0"), "--json"])?;
     expect(&mut e, "diamond: dominator", s["dominator"]["address"].as_str(), truth["pair"].as_str());
     expect(&mut e, "diamond: retained", s["retained"].as_u64(), truth["shared_retained"].as_u64());
     expect(&mut e, "diamond: referrers", s["referrers"].as_array().map(|r| r.len()), Some(2));
 
     // retained: the holder list is the largest owner; per type, the leaks retain what they own.
-    let r = json(&["retained", &pid, "--json", "--limit", "5"])?;
+    let r = json(&["retained", pid, "--json", "--limit", "5"])?;
     let first = &r["dominators"][0];
     expect(&mut e, "retained: largest owner", first["address"].as_str(), truth["holder_list"].as_str());
     expect(&mut e, "retained: its bytes", first["retained"].as_u64(), truth["holder_list_retained"].as_u64());
     let leak = r["by_type"].as_array().and_then(|t| t.iter().find(|t| t["type"] == "__main__.Leak").cloned());
     expect(&mut e, "retained: Leak", leak.and_then(|l| l["retained"].as_u64()), truth["leak_retained"].as_u64());
-    if !e.is_empty() {
-        e.push(format!("fixture stderr: {}", tail(&fixture.stderr_text(), 300)));
-    }
-    Ok(e)
+    Ok(())
 }
 
 /// Runs `check` on every interpreter of the matrix, prints a line each, fails if any failed.

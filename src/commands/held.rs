@@ -56,6 +56,30 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Checks that the objects of a dump's graph are, type by type, those of its report (one walk made
+/// both): a file that passes shows the same histogram whether read from its report or its graph.
+fn same_histogram(g: &Graph, r: &Report) -> std::result::Result<(), String> {
+    let mut per: HashMap<&str, (u64, u64)> = HashMap::new();
+    for v in 0..g.objects {
+        let e = per.entry(g.type_of(v).map_or("?", |t| t.name.as_str())).or_default();
+        e.0 += 1;
+        e.1 += g.size(v);
+    }
+    for row in &r.types {
+        let got = per.remove(row.name.as_str()).unwrap_or_default();
+        if got != (row.count, row.bytes) {
+            return Err(format!(
+                "{}: {} objects, {} bytes in the graph, {} and {} in the report",
+                row.name, got.0, got.1, row.count, row.bytes
+            ));
+        }
+    }
+    match per.into_iter().next() {
+        Some((name, (n, _))) => Err(format!("{name}: {n} objects in the graph, none in the report")),
+        None => Ok(()),
+    }
+}
+
 impl Held {
     pub fn read(session: &Session, opts: &SnapshotOptions) -> Result<Held> {
         let t0 = Instant::now();
@@ -107,6 +131,7 @@ impl Held {
     pub fn from_dump(d: store::Dump) -> Result<Held> {
         let store::Dump { path, header, meta, graph, names } = d;
         let graph = graph.ok_or_else(|| Error::Other(format!("{path}: the dump was read without its graph")))?;
+        same_histogram(&graph, &meta.report).map_err(|detail| Error::InDump { path: path.clone(), detail })?;
         let t0 = Instant::now();
         let paths = paths::shortest(&graph);
         let t1 = Instant::now();

@@ -64,9 +64,15 @@ fn costs(f: &Figures) -> String {
     )
 }
 
+/// The header's prefix naming the dump file a report was read from.
+fn from_file(file: &Option<String>) -> String {
+    file.as_ref().map(|f| format!("{f}: ")).unwrap_or_default()
+}
+
 pub fn table(r: &WhyReport, f: &Figures, limit: usize) -> String {
     let mut s = format!(
-        "PID {}  why {}: {} objects, {}, retaining {}  ({})\n",
+        "{}PID {}  why {}: {} objects, {}, retaining {}  ({})\n",
+        from_file(&r.file),
         r.pid,
         r.type_name,
         r.count,
@@ -136,7 +142,13 @@ pub fn unexplained(r: &UnexplainedReport, limit: usize) -> String {
 }
 
 pub fn retained(r: &RetainedReport, f: &Figures, limit: usize) -> String {
-    let mut s = format!("PID {}  retained: {} in the heap  ({})\n", r.pid, human_bytes(r.total_bytes), costs(f));
+    let mut s = format!(
+        "{}PID {}  retained: {} in the heap  ({})\n",
+        from_file(&r.file),
+        r.pid,
+        human_bytes(r.total_bytes),
+        costs(f)
+    );
     if r.partial {
         s.push_str("[PARTIAL: the walk was cut short; some objects are missing]\n");
     }

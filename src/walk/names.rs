@@ -372,15 +372,44 @@ impl<'a, M: Memory + ?Sized> EdgeNamer<'a, M> {
             .entry(root)
             .or_insert_with(|| mem.bytes_at(addr, size as usize, "root").unwrap_or_default());
         let Some(i) = b.chunks_exact(8).position(|c| le_u64(c, 0) == Some(child)) else { return Edge::Unknown };
-        let off = 8 * i as u64;
-        if r.kind == RootKind::Interpreter {
-            let named = [(l.interp.modules, "modules"), (l.interp.sysdict, "sysdict"), (l.interp.builtins, "builtins")];
-            if let Some((_, n)) = named.iter().find(|(o, _)| *o == off) {
-                return Edge::Field((*n).into());
+        root_field(l, r.kind, 8 * i as u64)
+    }
+
+    /// Every edge of root `root` (not a frame), reading its struct once.
+    fn root_edges(&mut self, root: u32) -> Vec<Edge> {
+        let g = self.g;
+        let Some(r) = g.root_of(root) else { return Vec::new() };
+        let size = match r.kind {
+            RootKind::Runtime => self.l.runtime.size,
+            RootKind::Interpreter => self.l.interp.size,
+            _ => self.l.tstate.size,
+        };
+        let b = self.mem.bytes_at(r.addr, size as usize, "root").unwrap_or_default();
+        let mut at: AddrMap<u64> = AddrMap::default();
+        for (i, c) in b.chunks_exact(8).enumerate() {
+            if let Some(w) = le_u64(c, 0) {
+                at.entry(w).or_insert(8 * i as u64);
             }
         }
-        Edge::Field(format!("+{off:#x}"))
+        g.edges(root)
+            .iter()
+            .map(|&e| match at.get(&g.addr(e & !super::graph::CONSERVATIVE_EDGE)) {
+                Some(&off) => root_field(self.l, r.kind, off),
+                None => Edge::Unknown,
+            })
+            .collect()
     }
+}
+
+/// The field at `off` of a root's struct: the interpreter's named ones, else the offset.
+fn root_field(l: &Layout, kind: RootKind, off: u64) -> Edge {
+    if kind == RootKind::Interpreter {
+        let named = [(l.interp.modules, "modules"), (l.interp.sysdict, "sysdict"), (l.interp.builtins, "builtins")];
+        if let Some((_, n)) = named.iter().find(|(o, _)| *o == off) {
+            return Edge::Field((*n).into());
+        }
+    }
+    Edge::Field(format!("+{off:#x}"))
 }
 
 impl<M: Memory + ?Sized> EdgeNamer<'_, M> {
@@ -389,6 +418,9 @@ impl<M: Memory + ?Sized> EdgeNamer<'_, M> {
     pub fn name_edges(&mut self, parent: u32) -> Vec<Edge> {
         let g = self.g;
         let edges = g.edges(parent);
+        if g.root_of(parent).is_some_and(|r| !matches!(r.kind, RootKind::Frame { .. })) && edges.len() > 1 {
+            return self.root_edges(parent);
+        }
         let batched = g.is_object(parent) && !self.frames.contains_key(&parent);
         let container = match g.type_of(parent) {
             Some(info) if batched => self.infos.get(self.mem, self.l, info.addr).ok().map(|ri| (ri.kind, ri.flags)),

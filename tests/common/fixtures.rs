@@ -56,6 +56,12 @@ impl Fixture {
         Ok(Fixture { child, pid, truth_path, stderr_path, stdout_path, description, dir })
     }
 
+    /// Kills the fixture and waits for it (what is left of it is its files).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
