@@ -3,7 +3,8 @@
 //! the fixture's own truth, exactly, and the full walk of the core against the live full walk of the same
 //! stopped state (the fixture idles after writing its truth: gcore stops it, writes the core and lets it
 //! go; the live walk right after sees the same heap) — every type's figures, the totals, the GC
-//! generations, what the scans judged. On one shared and one static build, `retained` and `why` too.
+//! generations, what the scans judged. On one shared and one static build, `retained` and `why` too, and
+//! `dump --core`, whose file must hold the core's report.
 //! Then the one-line errors: a core of `sleep`, a truncated core, a wrong `--exe`, an empty `--sysroot`,
 //! files that are not cores.
 //!
@@ -58,7 +59,7 @@ fn core_args<'a>(core: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 fn steady(v: &Value) -> Value {
     let mut v = v.clone();
     if let Some(o) = v.as_object_mut() {
-        for k in ["pause_ms", "elapsed_ms", "timestamp", "rss", "retries"] {
+        for k in ["pause_ms", "elapsed_ms", "timestamp", "rss", "retries", "file"] {
             o.remove(k);
         }
         if let Some(a) = o.get_mut("analysis").and_then(Value::as_object_mut) {
@@ -155,6 +156,14 @@ fn check_interpreter(interp: &Interpreter, with_graph: bool) -> Outcome {
         )
     });
     out.walk = walk;
+    // `dump --core`: the file holds the core's walk.
+    let dumped = with_graph.then(|| {
+        let file = tmp.path().join("core.memspy").display().to_string();
+        run_memspy(&["dump", "--core", &core, "-o", &file])
+            .map_err(|e| e.to_string())
+            .and_then(|o| if o.success() { Ok(()) } else { Err(format!("dump --core: {}", tail(&o.stderr, 500))) })
+            .and_then(|()| run_memspy_json(&["top", &file, "--once", "--json"]).map(|(v, _)| v))
+    });
     if let Some(g) = &gc_only {
         let mut found = Findings::default();
         compare(Mode::Plain, interp, binary.as_ref(), fixture.pid, &truth, g, &mut found);
@@ -168,6 +177,11 @@ fn check_interpreter(interp: &Interpreter, with_graph: bool) -> Outcome {
         if c["pause_ms"].as_f64() != Some(0.0) {
             out.errors.push(format!("a core is never paused, yet pause_ms is {}", c["pause_ms"]));
         }
+    }
+    match (&dumped, &full) {
+        (Some(Ok(d)), Some(c)) => compare_reports("top of dump --core vs top --core", c, d, &mut out.errors),
+        (Some(Err(e)), _) => out.errors.push(e.clone()),
+        _ => {}
     }
     if let (Some((lr, lw)), Some((cr, cw))) = (&live_graph, &core_graph) {
         if let (Some(l), Some(c)) = (lr, cr) {

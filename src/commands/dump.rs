@@ -7,8 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::analysis::Histogram;
 use crate::error::Result;
-use crate::memory::maps::Maps;
-use crate::memory::{CachedMemory, RemoteMemory};
+use crate::memory::CachedMemory;
 use crate::report;
 use crate::report::progress::progress;
 use crate::store::{self, Header, Meta, ProcessFacts};
@@ -39,9 +38,9 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
     let t_walk = t0.elapsed();
     let report = session.report_of(hist, &walked, &opts.snapshot);
     let layout = &session.interp.layout;
-    let mem = CachedMemory::new(RemoteMemory::new(pid), 64 << 20);
+    let mem = CachedMemory::new(session.target.memory(), 64 << 20);
     let anchors = anchors::anchors(&mem, layout, &graph);
-    let process = match Maps::read(pid) {
+    let process = match session.target.current_maps() {
         Ok(m) => ProcessFacts {
             rss: report.rss,
             mappings: m.entries.len() as u64,
