@@ -159,7 +159,7 @@ fn check_interpreter(interp: &Interpreter, with_graph: bool) -> Outcome {
     // `dump --core`: the file holds the core's walk.
     let dumped = with_graph.then(|| {
         let file = tmp.path().join("core.memspy").display().to_string();
-        run_memspy(&["dump", "--core", &core, "-o", &file])
+        run_memspy(["dump", "--core", &core, "-o", &file])
             .map_err(|e| e.to_string())
             .and_then(|o| if o.success() { Ok(()) } else { Err(format!("dump --core: {}", tail(&o.stderr, 500))) })
             .and_then(|()| run_memspy_json(&["top", &file, "--once", "--json"]).map(|(v, _)| v))
