@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::histogram::Report;
+use crate::analysis::why::{Anchor, PathRow, Step};
 
 /// One side of a diff: where the report came from and its totals.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -71,6 +72,60 @@ pub struct Diff {
     pub bytes_delta: i64,
     /// Every type of either report, by `delta_bytes` descending, then `delta` descending, then name.
     pub types: Vec<TypeDiff>,
+    /// When both sides are dumps with their graphs: for the types that grew most, how the change
+    /// is held (the paths of `why`, counted on each side).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<PathDiff>,
+}
+
+/// The instances of one type held one way, on each side of a diff.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PathDiff {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub count_a: u64,
+    pub count_b: u64,
+    pub delta: i64,
+    pub bytes_delta: i64,
+    pub root: Anchor,
+    pub steps: Vec<Step>,
+}
+
+/// The rows of one type's paths on each side, matched by anchor and steps, largest growth first.
+pub fn diff_paths(type_name: &str, a: &[PathRow], b: &[PathRow]) -> Vec<PathDiff> {
+    let mut by: BTreeMap<String, PathDiff> = BTreeMap::new();
+    for (side, rows) in [(0, a), (1, b)] {
+        for r in rows {
+            let key = serde_json::to_string(&(&r.root, &r.steps)).expect("paths serialize");
+            let d = by.entry(key).or_insert_with(|| PathDiff {
+                type_name: type_name.to_string(),
+                count_a: 0,
+                count_b: 0,
+                delta: 0,
+                bytes_delta: 0,
+                root: r.root.clone(),
+                steps: r.steps.clone(),
+            });
+            let bytes = r.bytes.min(i64::MAX as u64) as i64;
+            if side == 0 {
+                d.count_a += r.count;
+                d.bytes_delta -= bytes;
+            } else {
+                d.count_b += r.count;
+                d.bytes_delta += bytes;
+            }
+        }
+    }
+    let mut out: Vec<PathDiff> = by
+        .into_values()
+        .map(|mut d| {
+            d.delta = signed(d.count_b, d.count_a);
+            d
+        })
+        .filter(|d| d.delta != 0)
+        .collect();
+    out.sort_by_key(|d| std::cmp::Reverse((d.delta, d.bytes_delta)));
+    out
 }
 
 pub fn signed(b: u64, a: u64) -> i64 {
@@ -119,6 +174,7 @@ pub fn diff_named(a: &Report, file_a: &str, b: &Report, file_b: &str) -> Diff {
         a: sa,
         b: sb,
         types,
+        paths: Vec::new(),
     }
 }
 

@@ -115,6 +115,21 @@ pub fn table(d: &Diff, limit: usize) -> String {
     if changed.len() > limit {
         let _ = writeln!(out, "({} more types changed)", changed.len() - limit);
     }
+    if !d.paths.is_empty() {
+        let _ = writeln!(out, "\nwhere the types that grew most are held:");
+        let _ = writeln!(out, "{:>10} {:>10} {:>10} {:>12}  HELD BY", "COUNT A", "COUNT B", "DELTA", "ΔBYTES");
+        for p in &d.paths {
+            let _ = writeln!(
+                out,
+                "{:>10} {:>10} {:>10} {:>12}  {}",
+                p.count_a,
+                p.count_b,
+                signed_count(p.delta),
+                signed_bytes(p.bytes_delta),
+                super::why::path(&p.root, &p.steps)
+            );
+        }
+    }
     out
 }
 
