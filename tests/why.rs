@@ -62,62 +62,55 @@ fn check(interp: &Interpreter) -> Result<Vec<String>, String> {
 
 /// The checks of `why` and `retained` on `pid` (a PID, or a dump file of the fixture).
 fn checks(pid: &str, truth: &Value, e: &mut Vec<String>) -> Result<(), String> {
-    let mut e = e;
-
     // Held through a module global, a dict key, a list, an attribute, a list: one row, exactly.
     let w = json(&["why", pid, "--type", "Leak", "--json"])?;
     let rows = w["paths"].as_array().cloned().unwrap_or_default();
-    expect(&mut e, "Leak: rows", rows.len(), 1);
-    expect(&mut e, "Leak: count", w["count"].as_u64(), Some(K));
+    expect(e, "Leak: rows", rows.len(), 1);
+    expect(e, "Leak: count", w["count"].as_u64(), Some(K));
     if let Some(r) = rows.first() {
-        expect(&mut e, "Leak: row count", r["count"].as_u64(), Some(K));
+        expect(e, "Leak: row count", r["count"].as_u64(), Some(K));
         expect(
-            &mut e,
+            e,
             "Leak: root",
             (r["root"]["kind"].as_str(), r["root"]["name"].as_str()),
             (Some("module"), Some("__main__")),
         );
         let (edges, types) = steps(r);
-        expect(&mut e, "Leak: edges", edges, ["REGISTRY", "['cache']", "[*]", ".items", "[*]"]);
+        expect(e, "Leak: edges", edges, ["REGISTRY", "['cache']", "[*]", ".items", "[*]"]);
         expect(
-            &mut e,
+            e,
             "Leak: types",
             types,
             ["builtins.dict", "builtins.list", "__main__.Holder", "builtins.list", "__main__.Leak"],
         );
-        expect(&mut e, "Leak: retained", r["retained"].as_u64(), truth["leak_retained"].as_u64());
+        expect(e, "Leak: retained", r["retained"].as_u64(), truth["leak_retained"].as_u64());
     }
 
     // Held only by a local variable of a running thread's function.
     let w = json(&["why", pid, "--type", "__main__.Local", "--json"])?;
     let rows = w["paths"].as_array().cloned().unwrap_or_default();
-    expect(&mut e, "Local: rows", rows.len(), 1);
+    expect(e, "Local: rows", rows.len(), 1);
     if let Some(r) = rows.first() {
-        expect(&mut e, "Local: count", r["count"].as_u64(), Some(M));
+        expect(e, "Local: count", r["count"].as_u64(), Some(M));
         let root = &r["root"];
-        expect(
-            &mut e,
-            "Local: root",
-            (root["kind"].as_str(), root["function"].as_str()),
-            (Some("frame"), Some("worker")),
-        );
-        expect(&mut e, "Local: thread", root["thread"].as_u64(), truth["worker_thread"].as_u64());
-        expect(&mut e, "Local: edges", steps(r).0, ["locals_held", "[*]"]);
+        expect(e, "Local: root", (root["kind"].as_str(), root["function"].as_str()), (Some("frame"), Some("worker")));
+        expect(e, "Local: thread", root["thread"].as_u64(), truth["worker_thread"].as_u64());
+        expect(e, "Local: edges", steps(r).0, ["locals_held", "[*]"]);
     }
 
     // Held only by C code: outside the heap, and the type whose refcounts the heap does not explain.
     let w = json(&["why", pid, "--type", "CHeld", "--json"])?;
     let rows = w["paths"].as_array().cloned().unwrap_or_default();
-    expect(&mut e, "CHeld: rows", rows.len(), 1);
+    expect(e, "CHeld: rows", rows.len(), 1);
     if let Some(r) = rows.first() {
-        expect(&mut e, "CHeld: count", r["count"].as_u64(), Some(C));
-        expect(&mut e, "CHeld: root", r["root"]["kind"].as_str(), Some("outside"));
+        expect(e, "CHeld: count", r["count"].as_u64(), Some(C));
+        expect(e, "CHeld: root", r["root"]["kind"].as_str(), Some("outside"));
     }
     let u = json(&["why", pid, "--unexplained", "--json"])?;
     let row = u["types"].as_array().and_then(|t| t.iter().find(|t| t["type"] == "__main__.CHeld").cloned());
     match row {
         Some(r) => expect(
-            &mut e,
+            e,
             "unexplained CHeld: objects, missing references, only outside",
             (r["objects"].as_u64(), r["missing_references"].as_u64(), r["only_outside"].as_u64()),
             (Some(C), Some(C), Some(C)),
@@ -133,23 +126,23 @@ fn checks(pid: &str, truth: &Value, e: &mut Vec<String>) -> Result<(), String> {
     // What the holder list retains, and a diamond's dominator.
     let a = json(&["why", pid, "--address", truth["holder_list"].as_str().unwrap_or("0"), "--json"])?;
     expect(
-        &mut e,
+        e,
         "holder list: retained bytes, objects",
         (a["retained"].as_u64(), a["retained_objects"].as_u64()),
         (truth["holder_list_retained"].as_u64(), truth["holder_list_objects"].as_u64()),
     );
     let s = json(&["why", pid, "--address", truth["shared"].as_str().unwrap_or("0"), "--json"])?;
-    expect(&mut e, "diamond: dominator", s["dominator"]["address"].as_str(), truth["pair"].as_str());
-    expect(&mut e, "diamond: retained", s["retained"].as_u64(), truth["shared_retained"].as_u64());
-    expect(&mut e, "diamond: referrers", s["referrers"].as_array().map(|r| r.len()), Some(2));
+    expect(e, "diamond: dominator", s["dominator"]["address"].as_str(), truth["pair"].as_str());
+    expect(e, "diamond: retained", s["retained"].as_u64(), truth["shared_retained"].as_u64());
+    expect(e, "diamond: referrers", s["referrers"].as_array().map(|r| r.len()), Some(2));
 
     // retained: the holder list is the largest owner; per type, the leaks retain what they own.
     let r = json(&["retained", pid, "--json", "--limit", "5"])?;
     let first = &r["dominators"][0];
-    expect(&mut e, "retained: largest owner", first["address"].as_str(), truth["holder_list"].as_str());
-    expect(&mut e, "retained: its bytes", first["retained"].as_u64(), truth["holder_list_retained"].as_u64());
+    expect(e, "retained: largest owner", first["address"].as_str(), truth["holder_list"].as_str());
+    expect(e, "retained: its bytes", first["retained"].as_u64(), truth["holder_list_retained"].as_u64());
     let leak = r["by_type"].as_array().and_then(|t| t.iter().find(|t| t["type"] == "__main__.Leak").cloned());
-    expect(&mut e, "retained: Leak", leak.and_then(|l| l["retained"].as_u64()), truth["leak_retained"].as_u64());
+    expect(e, "retained: Leak", leak.and_then(|l| l["retained"].as_u64()), truth["leak_retained"].as_u64());
     Ok(())
 }
 

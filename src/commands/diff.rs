@@ -4,11 +4,11 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::analysis::diff::{diff_named, diff_paths};
-use crate::commands::held::Held;
-use crate::store;
 use crate::analysis::histogram::Report;
+use crate::commands::held::Held;
 use crate::error::{Error, Result};
 use crate::report;
+use crate::store;
 
 #[derive(Clone, Debug)]
 pub struct DiffOptions {
