@@ -210,7 +210,7 @@ fn core_walk_is_the_live_walk() {
     let (mut shared_done, mut static_done) = (false, false);
     for interp in &all {
         // retained and why on the first shared and the first static GIL build.
-        let shared = interp.enable_shared;
+        let shared = inspect_interpreter(interp).is_ok_and(|b| b.linkage == "shared");
         let graph = !interp.free_threaded && if shared { !shared_done } else { !static_done };
         if graph {
             if shared {
@@ -265,7 +265,8 @@ fn core_files_memspy_refuses() {
     let d = discover_interpreters();
     // A shared build: its executable is not the file holding the runtime, so a wrong --exe is found
     // by its build ID and not by the runtime missing.
-    let Some(interp) = d.interpreters.iter().find(|i| i.enable_shared && !i.debug).or(d.interpreters.first()) else {
+    let shared = |i: &&Interpreter| inspect_interpreter(i).is_ok_and(|b| b.linkage == "shared");
+    let Some(interp) = d.interpreters.iter().find(|i| shared(i) && !i.debug).or(d.interpreters.first()) else {
         return skip_or_fail(NO_INTERPRETER);
     };
     if gcore_path().is_none() {
@@ -337,5 +338,114 @@ fn core_files_memspy_refuses() {
     let e = Error::NotCore { path: "/bin/sleep".into(), why: ANY.into() };
     expect_error(&["why", "--core", "/bin/sleep", "--type", "dict"], &e, &mut failures);
 
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Where the kernel writes the core of a process that dies of a signal, when it writes it as a file in
+/// the process's directory (`core_pattern` a plain name, not a pipe to systemd-coredump or apport).
+fn kernel_core_name() -> Result<String, String> {
+    let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").map_err(|e| e.to_string())?;
+    let pattern = pattern.trim();
+    if pattern.is_empty() || pattern.starts_with('|') || pattern.contains('/') || pattern.contains('%') {
+        return Err(format!("kernel.core_pattern is {pattern:?}: the kernel does not write a plain core file"));
+    }
+    Ok(pattern.to_string())
+}
+
+/// A kernel-written core (what systemd-coredump keeps): the fixture is killed by SIGABRT once it has
+/// written its truth; its core's `--gc-only` report must be the truth, exactly; a truncated copy, in
+/// which the kernel's notes come first, refuses in one line naming what lies beyond the end.
+#[test]
+fn kernel_core_of_an_aborted_fixture() {
+    let d = discover_interpreters();
+    let name = match kernel_core_name() {
+        Ok(n) => n,
+        Err(e) => return skip_or_fail(&e),
+    };
+    let linkage = |i: &Interpreter| inspect_interpreter(i).map(|b| b.linkage).unwrap_or_default();
+    let shared = d.interpreters.iter().find(|i| linkage(i) == "shared");
+    let fixed = d.interpreters.iter().find(|i| linkage(i) == "static");
+    let picked: Vec<&Interpreter> = [shared, fixed, d.free_threaded.first()].into_iter().flatten().collect();
+    if picked.is_empty() {
+        return skip_or_fail(NO_INTERPRETER);
+    }
+    let mut failures = Vec::new();
+    let labels: Vec<String> = picked.iter().map(|i| i.label()).collect();
+    for interp in picked {
+        let label = interp.label();
+        let tmp = TempDir::new("memspy-kernel-core").expect("temp dir");
+        let truth_path = tmp.path().join("truth.json");
+        // The core's size limit lifted for the fixture alone; it runs in the temporary directory, where
+        // the kernel writes its core.
+        let script = format!(
+            "ulimit -c unlimited && exec \"$0\" -I {} {}",
+            fixture_script(FIXTURE).display(),
+            truth_path.display()
+        );
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(&interp.path)
+            .current_dir(tmp.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the fixture");
+        let pid = child.id();
+        let t0 = Instant::now();
+        while !truth_path.is_file() && t0.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Then it blocks in signal.pause(): sleeping, not running.
+        while proc_state(pid) != Some('S') && t0.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let truth: Option<Value> =
+            std::fs::read_to_string(&truth_path).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGABRT);
+        let _ = child.wait();
+        let Some(truth) = truth else {
+            failures.push(format!("{label}: the fixture wrote no truth"));
+            continue;
+        };
+        let core = [tmp.path().join(&name), tmp.path().join(format!("{name}.{pid}"))].into_iter().find(|p| p.is_file());
+        let Some(core) = core else {
+            failures.push(format!("{label}: no core file {name} in {} after SIGABRT", tmp.path().display()));
+            continue;
+        };
+        let c = core.display().to_string();
+        let gc_only = run_memspy_json(&core_args(&c, &["--gc-only"])).map(|(v, _)| v);
+        let full = run_memspy_json(&core_args(&c, &[])).map(|(v, _)| v);
+        match (gc_only, full) {
+            (Ok(g), Ok(f)) => {
+                let mut found = Findings::default();
+                compare(Mode::Plain, interp, None, pid, &truth, &g, &mut found);
+                let mut errors = found.errors;
+                compare_gc_figures(&g, &f, &mut errors);
+                failures.extend(errors.into_iter().map(|e| format!("{label}: kernel core: {e}")));
+            }
+            (g, f) => failures.extend([g.err(), f.err()].into_iter().flatten().map(|e| format!("{label}: {e}"))),
+        }
+        // Cut in the middle: the notes are whole, the runtime's memory (libpython's data, or the heap's
+        // GC lists) is not.
+        let truncated = tmp.path().join("truncated.core");
+        let bytes = std::fs::read(&core).expect("core");
+        std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+        drop(bytes);
+        let t = truncated.display().to_string();
+        let e = Error::CoreTruncated { path: t.clone(), detail: format!("the {ANY} at 0x{ANY} lies beyond its end") };
+        let mut errors = Vec::new();
+        expect_error(&["top", "--core", &t, "--once"], &e, &mut errors);
+        match run_memspy(["top", "--core", &t, "--once"]) {
+            Ok(o)
+                if o.stderr
+                    .lines()
+                    .any(|l| l.starts_with("memspy: warning: the core file") && l.contains("truncated")) => {}
+            Ok(o) => errors.push(format!("no warning that the core is truncated: {:?}", o.stderr)),
+            Err(e) => errors.push(e.to_string()),
+        }
+        failures.extend(errors.into_iter().map(|e| format!("{label}: {e}")));
+    }
+    eprintln!("kernel cores checked against the truth: {}", labels.join(", "));
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }

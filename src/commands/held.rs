@@ -124,7 +124,8 @@ impl Held {
             graph.stale
         );
         let names = Names::Live { mem: session.target.memory(), layout: Box::new(session.interp.layout.clone()) };
-        Ok(Held { pid: session.target.pid, file: None, names, graph, paths, dom, anchors, figures, report })
+        let file = session.file();
+        Ok(Held { pid: session.target.pid, file, names, graph, paths, dom, anchors, figures, report })
     }
 
     /// The graph a dump file holds, with its paths and dominators computed again.

@@ -56,6 +56,11 @@ impl Session {
         Ok(Session::found(target, interp))
     }
 
+    /// The core file the session reads, if it reads one (named in reports).
+    pub fn file(&self) -> Option<String> {
+        self.target.core().map(|c| c.core.path.clone())
+    }
+
     /// A session on the PID, or on the core file when one is given.
     pub fn open(pid: Option<i32>, core: Option<&CoreSpec>, name: &str) -> Result<Session> {
         match (pid, core) {
@@ -138,7 +143,7 @@ impl Session {
         }
         let mut report = Report {
             pid: self.target.pid,
-            file: None,
+            file: self.file(),
             python: self.python_info(),
             coverage: if s.full { "full-heap".into() } else { "gc-tracked".into() },
             approximate: opts.nonblocking || walked.pause_budget_spent || s.broken_lists > 0,
