@@ -480,6 +480,40 @@ mod tests {
     }
 
     #[test]
+    fn corrupt_cores_never_panic() {
+        let dir = std::env::temp_dir().join(format!("memspy-core-unit-mut-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut notes = note(3, &[1u8; 136]);
+        notes.extend(note(0x4649_4c45, &nt_file(&[(0x10000, 0x12000, 0, "/nonexistent/x.so")])));
+        notes.extend(note(6, &[9u8; 64]));
+        let clean = core_bytes(&[(0x10000, 0x2000, 6, &[7u8; 0x100])], &notes, Some((0x30000, 0x1000)));
+        let path = dir.join("core");
+        // Deterministic byte flips in the headers and notes (xorshift).
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..600 {
+            let mut b = clean.clone();
+            for _ in 0..4 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = (x % (64 + 56 * 3 + notes.len() as u64)) as usize;
+                b[at] = (x >> 32) as u8;
+            }
+            std::fs::write(&path, &b).unwrap();
+            if let Ok(core) = CoreFile::open(&path) {
+                let _ = core.missing_bytes();
+                let mem = CoreMemory::new(core, &Binaries::default());
+                let mut buf = [0u8; 64];
+                for addr in [0, 0x10000, 0x11ff0, 0x30000, u64::MAX - 8] {
+                    let _ = mem.read(addr, &mut buf);
+                }
+                let _ = mem.readable_ranges();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn not_cores() {
         let dir = std::env::temp_dir().join(format!("memspy-core-unit-not-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
