@@ -12,7 +12,8 @@ use goblin::elf::program_header::{ProgramHeader, PT_LOAD, PT_NOTE};
 use crate::error::{Error, Result};
 use crate::memory::{le_u32, le_u64};
 
-/// A file mapped read-only into memspy (a core file, or a binary it names). Never written.
+/// A file mapped read-only into memspy (a core file, or a binary it names). Never written. (A file cut
+/// short by someone else while it is mapped would fault on the lost pages: cores are not files in use.)
 pub struct Mapped {
     ptr: *const u8,
     len: usize,
