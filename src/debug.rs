@@ -284,6 +284,27 @@ pub fn fuzz_snapshot(data: &[u8]) {
     }
 }
 
+/// The fuzzing entry point of the dump reader: `body` is a dump's body (its sections, uncompressed).
+/// Whatever it holds, reading it (compressed behind a valid header, and as a whole file on its own) and
+/// running what `why`, `retained` and `top --retained` compute on the graph must return without
+/// panicking or allocating without bound.
+pub fn fuzz_dump(body: &[u8]) {
+    let _ = crate::store::read_from(body, "fuzz.memspy", true);
+    let file = crate::store::assemble(&crate::store::Header::default(), body);
+    let Ok(d) = crate::store::read_from(&file[..], "fuzz.memspy", true) else { return };
+    let Ok(held) = crate::commands::held::Held::from_dump(d) else { return };
+    let g = &held.graph;
+    if let Some(t) = g.type_infos.first() {
+        if let Ok(nodes) = held.of_type(&t.name) {
+            let _ = held.rows(&nodes);
+        }
+    }
+    let some: Vec<u32> = (0..g.objects.min(8)).collect();
+    let _ = held.paths_of(&some);
+    let _ = held.owners(3);
+    let _ = crate::analysis::dominators::retained_by_type(g, &held.dom);
+}
+
 /// A small deterministic PRNG (xorshift64*) for the stable fuzz harness.
 pub struct Rng(pub u64);
 

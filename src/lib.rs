@@ -3,7 +3,8 @@
 //! Layers, each importing only those before it (see ARCHITECTURE.md): [`memory`] (where bytes come
 //! from) → [`process`] (the target: open, pause, resources) → [`cpython`] (decode objects given a
 //! layout) → [`discovery`] (find the runtime, pick the layout) → [`pause`] (one consistent read) →
-//! [`walk`] (the heap walks) → [`analysis`] (histograms, growth, diffs) → [`report`] (tables, JSON,
+//! [`walk`] (the heap walks) → [`analysis`] (histograms, growth, diffs) → [`store`] (the dump file) →
+//! [`report`] (tables, JSON,
 //! the live view) → [`commands`] (the CLI's subcommands). [`error`] and [`interrupt`] serve them all.
 
 pub mod analysis;

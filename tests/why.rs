@@ -2,7 +2,8 @@
 //! the aggregated path of objects held through a module global, of objects held by a running thread's
 //! local variable, of objects only C code holds (and `--unexplained`), the retained bytes and objects
 //! of a holder list (summed by the fixture with `sys.getsizeof`), and a diamond's dominator — each
-//! compared exactly with what the fixture knows.
+//! compared exactly with what the fixture knows; then the same on a dump of the fixture (`memspy dump`),
+//! read after the process is gone, every stored edge name checked against the live one.
 //!
 //! Run with `cargo test --test why -- --nocapture` to see the per-interpreter table.
 
@@ -46,7 +47,9 @@ fn check(interp: &Interpreter) -> Result<Vec<String>, String> {
     // The same answers from a dump, read once the process is gone.
     let file = fixture.dir().join("retention.memspy");
     let file = file.to_str().ok_or("a temp path that is not UTF-8")?;
-    let out = run_memspy(["dump", &pid, "-o", file]).map_err(|x| x.to_string())?;
+    // With the hook that checks every stored edge name against the name `why` gives it one by one.
+    let out =
+        run_memspy_env(["dump", &pid, "-o", file], &[("MEMSPY_TEST_CHECK_NAMES", "1")]).map_err(|x| x.to_string())?;
     if !out.success() {
         return Err(format!("memspy dump failed: {}", tail(&out.stderr, 500)));
     }

@@ -7,10 +7,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::analysis::Histogram;
 use crate::error::Result;
+use crate::memory::chunks::ChunkCache;
 use crate::memory::CachedMemory;
 use crate::report;
 use crate::report::progress::progress;
 use crate::store::{self, Header, Meta, ProcessFacts};
+use crate::walk::graph::Graph;
 use crate::walk::names::EdgeNamer;
 use crate::walk::{self, anchors, SnapshotOptions};
 
@@ -37,6 +39,7 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
     let (walked, graph) = captured.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
     let t_walk = t0.elapsed();
     let report = session.report_of(hist, &walked, &opts.snapshot);
+    let rss = report.rss;
     let layout = &session.interp.layout;
     let mem = CachedMemory::new(session.target.memory(), 64 << 20);
     let anchors = anchors::anchors(&mem, layout, &graph);
@@ -59,18 +62,26 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
         partial: walked.pause_budget_spent,
         ..Default::default()
     };
-    let command = std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|&c| c == 0).filter(|a| !a.is_empty()).map(String::from_utf8_lossy).collect::<Vec<_>>().join(" ")
-        })
-        .unwrap_or_default();
+    let command = match session.target.core() {
+        Some(core) => core.core.notes.args.clone(),
+        None => std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                b.split(|&c| c == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(String::from_utf8_lossy)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default(),
+    };
+    let source = session.file().map_or_else(|| "live process".to_string(), |f| format!("core file {f}"));
     let header = Header {
         memspy: env!("MEMSPY_VERSION").into(),
         format: store::FORMAT,
         created: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
         pid,
         command,
-        source: "live process".into(),
+        source,
         python: session.python_info(),
         values: !opts.no_values,
         objects: 0,
@@ -82,8 +93,17 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
     let types = report.types.len();
     let meta =
         Meta { report, figures, anchors: anchors.into_iter().collect(), process, stale: graph.stale, unnamed: 0 };
+    if std::env::var_os("MEMSPY_TEST_CHECK_NAMES").is_some() {
+        check_names(&mem, layout, &graph)?;
+    }
     let pb = progress(Some(graph.nodes() as u64), &format!("writing {}", opts.output.display()));
-    let mut namer = EdgeNamer::new(&mem, layout, &graph);
+    let addrs = graph.addresses();
+    // Names and values read the whole heap once more, in 64 KiB chunks (as the walk does), within the
+    // budget the walk had.
+    let ranges = session.target.current_maps().map(|m| crate::memory::chunks::readable_ranges(&m)).unwrap_or_default();
+    let budget = rss.map_or(opts.snapshot.cache_bytes, |r| (r / 16 * 3).max(64 << 20));
+    let chunks = ChunkCache::new(session.target.memory(), ranges, budget);
+    let mut namer = EdgeNamer::new(&chunks, layout, &graph).with_addresses(&addrs);
     let written = store::write(&opts.output, header, meta, &graph, &mut namer, &|done, _| pb.set_position(done));
     pb.finish_and_clear();
     let w = written?;
@@ -109,4 +129,29 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A test hook (`MEMSPY_TEST_CHECK_NAMES`): every edge named by `name_edges` (all of a holder's edges
+/// at once, what a dump stores) must read as `Namer::edge` (one edge, with detail) reads it.
+fn check_names<M: crate::memory::Memory + ?Sized>(mem: &M, layout: &python_bindings::Layout, g: &Graph) -> Result<()> {
+    use crate::walk::names::Namer;
+    let mut batch = EdgeNamer::new(mem, layout, g);
+    let mut one = EdgeNamer::new(mem, layout, g);
+    one.detail = true;
+    let (mut differ, mut first) = (0u64, None);
+    for v in 0..g.nodes() {
+        for (e, &t) in batch.name_edges(v).into_iter().zip(g.edges(v)) {
+            let single = one.edge(v, t & !crate::walk::graph::CONSERVATIVE_EDGE);
+            if e != single {
+                differ += 1;
+                first.get_or_insert_with(|| {
+                    format!("node {v} ({:?}): {e:?} vs {single:?}", g.type_of(v).map(|t| &t.name))
+                });
+            }
+        }
+    }
+    match first {
+        Some(f) => Err(crate::error::Error::Other(format!("{differ} edges named differently, first: {f}"))),
+        None => Ok(()),
+    }
 }

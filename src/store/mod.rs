@@ -37,7 +37,7 @@ use crate::analysis::why::{Anchor, Figures};
 use crate::analysis::Report;
 use crate::walk::graph::Graph;
 pub use names::StoredNames;
-pub use sections::{read, write, Written};
+pub use sections::{assemble, body, read, read_from, write, Written};
 
 pub const MAGIC: &[u8; 16] = b"\x89memspy dump\r\n\x1a\n";
 /// The format this memspy writes and the newest it reads.
@@ -48,7 +48,7 @@ const MAX_HEADER: u32 = 1 << 20;
 const MAX_SECTION: u64 = 1 << 36;
 
 /// The uncompressed header: enough to say what the file is without reading the rest.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Header {
     /// The memspy that wrote it.
     pub memspy: String,
@@ -80,7 +80,7 @@ pub struct ProcessFacts {
 }
 
 /// The `META` section.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Meta {
     pub report: Report,
     pub figures: Figures,

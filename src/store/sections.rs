@@ -87,12 +87,14 @@ pub fn write<M: Memory + ?Sized>(
             lab.names.labels.push(l);
         }
     }
+    let t_names = t0.elapsed();
     for v in 0..g.objects {
         let value = namer.value(v);
         let value = if header.values { value } else { value.filter(|v| matches!(v, Value::Len { .. })) };
         lab.value(value.as_ref());
     }
     progress(nodes as u64, nodes as u64);
+    log::debug!("dump: edges named in {t_names:?}, values read in {:?}", t0.elapsed() - t_names);
     meta.unnamed = unnamed;
     meta.stale = g.stale;
     header.format = FORMAT;
@@ -146,6 +148,7 @@ pub fn write<M: Memory + ?Sized>(
     file.sync_all().map_err(io)?;
     let bytes = file.metadata().map_err(io)?.len();
     drop(file);
+    log::debug!("dump: written and synced at {:?}", t0.elapsed());
     std::fs::rename(&partial.tmp, path).map_err(io)?;
     partial.done = true;
     Ok(Written { bytes, unnamed, elapsed: t0.elapsed() })
@@ -155,8 +158,8 @@ fn objects(g: &Graph) -> Vec<u8> {
     let mut b = Vec::with_capacity(g.objects as usize * 5);
     put_varint(&mut b, g.objects as u64);
     let mut prev = 0u64;
-    for v in 0..g.objects {
-        let a = g.addr(v);
+    for (v, a) in g.addresses().into_iter().enumerate() {
+        let v = v as u32;
         put_varint(&mut b, (a - prev) >> 3);
         prev = a;
         put_varint(&mut b, g.types[v as usize] as u64);
@@ -184,9 +187,14 @@ fn edges(g: &Graph) -> Vec<u8> {
 /// Reads the dump at `path`; with `graph` false only its header and `META` (what `top` needs).
 pub fn read(path: &Path, graph: bool) -> Result<Dump> {
     let shown = path.display().to_string();
-    let bad = |detail: String| Error::InDump { path: shown.clone(), detail };
     let file = File::open(path).map_err(|e| Error::Other(format!("cannot open {shown}: {e}")))?;
-    let mut f = BufReader::with_capacity(1 << 20, file);
+    read_from(BufReader::with_capacity(1 << 20, file), &shown, graph)
+}
+
+/// [`read`] from any reader (`shown` names it in errors).
+pub fn read_from<R: Read>(mut f: R, shown: &str, graph: bool) -> Result<Dump> {
+    let shown = shown.to_string();
+    let bad = |detail: String| Error::InDump { path: shown.clone(), detail };
     let mut magic = [0u8; 16];
     if f.read_exact(&mut magic).is_err() || &magic != MAGIC {
         return Err(Error::NotADump { path: shown });
@@ -210,7 +218,7 @@ pub fn read(path: &Path, graph: bool) -> Result<Dump> {
     let mut head = vec![0u8; n as usize];
     f.read_exact(&mut head).map_err(|e| bad(format!("header: {e}")))?;
     let header: Header = serde_json::from_slice(&head).map_err(|e| bad(format!("header: {e}")))?;
-    let mut z = zstd::Decoder::with_buffer(f).map_err(|e| bad(format!("body: {e}")))?;
+    let mut z = zstd::Decoder::new(f).map_err(|e| bad(format!("body: {e}")))?;
     let mut sections: HashMap<[u8; 4], Vec<u8>> = HashMap::new();
     loop {
         let mut tag = [0u8; 4];
@@ -357,4 +365,95 @@ fn decode(s: &HashMap<[u8; 4], Vec<u8>>) -> Result<(Graph, StoredNames)> {
     }
     names.check(&g)?;
     Ok((g, names))
+}
+
+/// The body of a dump (the bytes after its header, decompressed): what the fuzz target mutates.
+pub fn body(file: &[u8]) -> Option<Vec<u8>> {
+    let n = u32::from_le_bytes(file.get(20..24)?.try_into().ok()?) as usize;
+    let start = 24usize.checked_add(n)?;
+    let mut out = Vec::new();
+    zstd::Decoder::new(file.get(start..)?).ok()?.take(64 << 20).read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
+/// A dump file made of `header` and an uncompressed `body` (compressed here): the fuzz target's input.
+pub fn assemble(header: &Header, body: &[u8]) -> Vec<u8> {
+    let head = json(header);
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&FORMAT.to_le_bytes());
+    out.extend_from_slice(&(head.len() as u32).to_le_bytes());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&zstd::encode_all(body, 1).expect("compressing in memory"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpython::types::SizeKind;
+    use crate::memory::FakeMemory;
+    use crate::walk::graph::RootKind;
+
+    /// Three objects (a list holding two ints), one native block, one root holding the list.
+    pub fn tiny_graph() -> Graph {
+        let t = |addr, name: &str| TypeInfo {
+            addr,
+            name: name.into(),
+            flags: 0,
+            basicsize: 32,
+            itemsize: 0,
+            kind: SizeKind::Default,
+            approx: false,
+            is_metatype: false,
+            is_type_type: false,
+        };
+        Graph::from_parts(GraphParts {
+            addrs: vec![0x1000, 0x1040, 0x1080],
+            types: vec![0, 1, 1],
+            sizes: vec![72, 28, 5 << 32],
+            refcounts: vec![1, 2, IMMORTAL],
+            type_infos: vec![t(0x9000, "builtins.list"), t(0x9100, "builtins.int")],
+            native_addrs: vec![0x5000],
+            roots: vec![Root { kind: RootKind::Thread { thread_id: 7 }, addr: 0x8000, locals: vec![] }],
+            frame_objects: vec![],
+            // list → both ints and the native block; the root → the list (conservative).
+            offsets: vec![0, 3, 3, 3, 3, 4],
+            targets: vec![1, 2, 3, CONSERVATIVE_EDGE],
+            stale: 0,
+        })
+        .expect("a consistent graph")
+    }
+
+    #[test]
+    fn a_dump_reads_back_as_written() {
+        let g = tiny_graph();
+        let mem = FakeMemory::new();
+        let l = python_bindings::versions::V3_12;
+        let mut namer = EdgeNamer::new(&mem, &l, &g);
+        let dir = std::env::temp_dir().join(format!("memspy-store-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("tiny.memspy");
+        let header = Header { pid: 42, values: true, ..Header::default() };
+        let w = write(&path, header, Meta::default(), &g, &mut namer, &|_, _| {}).expect("written");
+        assert!(w.bytes > 0);
+        let d = read(&path, true).expect("read back");
+        let h = d.graph.expect("graph");
+        assert_eq!((d.header.pid, d.header.objects, d.header.edges), (42, 3, 4));
+        assert_eq!(h.addresses(), g.addresses());
+        assert_eq!((h.types.clone(), h.refcounts.clone()), (g.types.clone(), g.refcounts.clone()));
+        assert_eq!((0..3).map(|v| h.size(v)).collect::<Vec<_>>(), vec![72, 28, 5 << 32]);
+        assert_eq!((h.offsets.clone(), h.targets.clone()), (g.offsets.clone(), g.targets.clone()));
+        assert_eq!(h.native_addrs(), g.native_addrs());
+        assert_eq!(d.names.labels.len(), 4);
+        // Only the header and META: no graph.
+        assert!(read(&path, false).expect("read").graph.is_none());
+        // The body round-trips through the fuzz target's helpers.
+        let bytes = std::fs::read(&path).expect("file");
+        let again = assemble(&d.header, &body(&bytes).expect("body"));
+        assert!(read_from(&again[..], "again", true).expect("reassembled").graph.is_some());
+        if let Ok(dir) = std::env::var("MEMSPY_WRITE_FUZZ_CORPUS") {
+            std::fs::write(Path::new(&dir).join("tiny.body"), body(&bytes).expect("body")).expect("corpus");
+        }
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
 }

@@ -32,7 +32,12 @@ pub fn anchors<M: Memory + ?Sized>(mem: &M, l: &Layout, g: &Graph) -> HashMap<u3
         }
     }
     let mut types = Types::new(l);
+    // Per type number: its instances are types or modules (the only objects that anchor).
+    let anchoring: Vec<bool> = g.type_infos.iter().map(|t| t.is_metatype || t.name == MODULE).collect();
     for v in 0..g.objects {
+        if !anchoring.get(g.types[v as usize] as usize).copied().unwrap_or(false) {
+            continue;
+        }
         let Some(info) = g.type_of(v) else { continue };
         let a = g.addr(v);
         if info.is_metatype {

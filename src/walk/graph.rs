@@ -397,6 +397,11 @@ impl Graph {
             + self.ranks.bytes()
     }
 
+    /// Every object's address, by node (one pass; [`Graph::addr`] finds one).
+    pub fn addresses(&self) -> Vec<u64> {
+        self.ranks.addresses()
+    }
+
     /// The native blocks' addresses, by node (node `objects + i` is block `i`).
     pub fn native_addrs(&self) -> &[u64] {
         &self.native_addrs

@@ -248,6 +248,22 @@ impl Ranks {
     pub fn bytes(&self) -> u64 {
         self.bits.iter().map(|b| b.len() as u64 * 12).sum()
     }
+
+    /// Every marked address in order (what `select` gives for each rank, in one pass).
+    pub fn addresses(&self) -> Vec<u64> {
+        let mut out = Vec::with_capacity(self.count as usize);
+        for (key, bits) in self.keys.iter().zip(&self.bits) {
+            for (wi, &w) in bits.iter().enumerate() {
+                let mut w = w;
+                while w != 0 {
+                    let bit = wi as u64 * 64 + w.trailing_zeros() as u64;
+                    out.push((key << BLOCK_SHIFT) + bit * 8);
+                    w &= w - 1;
+                }
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]

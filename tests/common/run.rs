@@ -92,8 +92,18 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    run_memspy_env(args, &[])
+}
+
+/// [`run_memspy`] with these environment variables set (memspy's test hooks).
+pub fn run_memspy_env<I, S>(args: I, envs: &[(&str, &str)]) -> io::Result<CmdOutput>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let mut cmd = Command::new(memspy_bin());
     cmd.args(args);
+    cmd.envs(envs.iter().copied());
     // Keep memspy's own logging from flooding stderr unless asked for.
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "warn");

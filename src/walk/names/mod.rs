@@ -6,17 +6,19 @@
 //! big dicts (more than [`NAMED_KEYS`] entries) fold to `[*]` like list items, unless one path is asked
 //! for (`detail`).
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use python_bindings::{flags, Layout, ManagedDict};
 
 use super::graph::{Graph, Root, RootKind};
+
+mod batch;
 use super::refs::{RefInfos, RefKind};
 use crate::cpython::objects::{dict_for_each, dict_keys, read_str, MAX_NAME};
 use crate::cpython::values::{self, Value, ValueKind};
 use crate::memory::fasthash::AddrMap;
 use crate::memory::{le_u64, Memory, ReadExt};
+use batch::{root_field, root_words};
 use serde::{Deserialize, Serialize};
 
 /// The name of the module type.
@@ -110,9 +112,15 @@ pub struct EdgeNamer<'a, M: Memory + ?Sized> {
     /// Per type: its members (offset, name), its bases' included.
     members: AddrMap<Vec<(u64, String)>>,
     /// Per root struct: its bytes.
-    root_bytes: HashMap<u32, Vec<u8>>,
+    root_words: HashMap<u32, AddrMap<u64>>,
     /// The address of `cell` (0 when the heap has none), whose one field is `cell_contents`.
     cell_type: u64,
+    /// Every object's address by node, when the caller has them (else each is looked up).
+    addrs: Option<&'a [u64]>,
+    /// Per key object: how it reads.
+    keys: AddrMap<Edge>,
+    /// Per shared keys object: where its entries are and how big each is.
+    shared: AddrMap<Option<(u64, u64)>>,
 }
 
 impl<'a, M: Memory + ?Sized> EdgeNamer<'a, M> {
@@ -137,8 +145,25 @@ impl<'a, M: Memory + ?Sized> EdgeNamer<'a, M> {
             frames,
             local_names: AddrMap::default(),
             members: AddrMap::default(),
-            root_bytes: HashMap::new(),
+            root_words: HashMap::new(),
             cell_type: g.type_infos.iter().find(|t| t.name == "builtins.cell").map_or(0, |t| t.addr),
+            addrs: None,
+            keys: AddrMap::default(),
+            shared: AddrMap::default(),
+        }
+    }
+
+    /// Uses `addrs` (every object's address by node, [`Graph::addresses`]) instead of looking each up.
+    pub fn with_addresses(mut self, addrs: &'a [u64]) -> Self {
+        self.addrs = Some(addrs);
+        self
+    }
+
+    #[inline]
+    fn addr(&self, v: u32) -> u64 {
+        match self.addrs {
+            Some(a) if (v as usize) < a.len() => a[v as usize],
+            _ => self.g.addr(v),
         }
     }
 
@@ -215,8 +240,19 @@ impl<'a, M: Memory + ?Sized> EdgeNamer<'a, M> {
         Edge::Field(format!("+{off:#x}"))
     }
 
-    /// How a dict's key reads.
-    fn key(&self, k: u64) -> Edge {
+    /// How a dict's key reads (remembered: keys repeat across dicts).
+    fn key(&mut self, k: u64) -> Edge {
+        if let Some(e) = self.keys.get(&k) {
+            return e.clone();
+        }
+        let e = self.read_key(k);
+        if self.keys.len() < 1 << 20 {
+            self.keys.insert(k, e.clone());
+        }
+        e
+    }
+
+    fn read_key(&self, k: u64) -> Edge {
         let ty = self.g.node_at(k).and_then(|v| self.g.type_of(v)).map(|t| t.name.as_str()).unwrap_or("?");
         match ty {
             "builtins.str" => match read_str(self.mem, self.l, k) {
@@ -279,8 +315,18 @@ impl<'a, M: Memory + ?Sized> EdgeNamer<'a, M> {
     fn values_edge(&mut self, values: u64, cached_keys: u64, n: u64, child: u64) -> Option<Edge> {
         let b = self.mem.bytes_at(values, (8 * n.min(1 << 16)) as usize, "instance values").ok()?;
         let i = b.chunks_exact(8).position(|c| le_u64(c, 0) == Some(child))? as u64;
-        let k = dict_keys(self.mem, self.l, cached_keys).ok()?;
-        let at = k.entries + i * k.entry_size + if k.entry_size == 24 { 8 } else { 0 };
+        self.value_slot(cached_keys, i)
+    }
+
+    /// The name of value slot `i` of an instance whose type's shared keys are `cached_keys`.
+    fn value_slot(&mut self, cached_keys: u64, i: u64) -> Option<Edge> {
+        let (mem, l) = (self.mem, self.l);
+        let (entries, entry_size) = *self
+            .shared
+            .entry(cached_keys)
+            .or_insert_with(|| dict_keys(mem, l, cached_keys).ok().map(|k| (k.entries, k.entry_size)))
+            .as_ref()?;
+        let at = entries + i * entry_size + if entry_size == 24 { 8 } else { 0 };
         let key = self.mem.u64_at(at, "shared key").ok()?;
         match self.key(key) {
             Edge::Key { name: Some(n), .. } => Some(Edge::Attr(n)),
@@ -367,139 +413,11 @@ impl<'a, M: Memory + ?Sized> EdgeNamer<'a, M> {
             RootKind::Thread { .. } => (r.addr, self.l.tstate.size),
         };
         let (mem, l) = (self.mem, self.l);
-        let b = self
-            .root_bytes
-            .entry(root)
-            .or_insert_with(|| mem.bytes_at(addr, size as usize, "root").unwrap_or_default());
-        let Some(i) = b.chunks_exact(8).position(|c| le_u64(c, 0) == Some(child)) else { return Edge::Unknown };
-        root_field(l, r.kind, 8 * i as u64)
-    }
-
-    /// Every edge of root `root` (not a frame), reading its struct once.
-    fn root_edges(&mut self, root: u32) -> Vec<Edge> {
-        let g = self.g;
-        let Some(r) = g.root_of(root) else { return Vec::new() };
-        let size = match r.kind {
-            RootKind::Runtime => self.l.runtime.size,
-            RootKind::Interpreter => self.l.interp.size,
-            _ => self.l.tstate.size,
-        };
-        let b = self.mem.bytes_at(r.addr, size as usize, "root").unwrap_or_default();
-        let mut at: AddrMap<u64> = AddrMap::default();
-        for (i, c) in b.chunks_exact(8).enumerate() {
-            if let Some(w) = le_u64(c, 0) {
-                at.entry(w).or_insert(8 * i as u64);
-            }
+        let words = self.root_words.entry(root).or_insert_with(|| root_words(mem, addr, size));
+        match words.get(&child) {
+            Some(&off) => root_field(l, r.kind, off),
+            None => Edge::Unknown,
         }
-        g.edges(root)
-            .iter()
-            .map(|&e| match at.get(&g.addr(e & !super::graph::CONSERVATIVE_EDGE)) {
-                Some(&off) => root_field(self.l, r.kind, off),
-                None => Edge::Unknown,
-            })
-            .collect()
-    }
-}
-
-/// The field at `off` of a root's struct: the interpreter's named ones, else the offset.
-fn root_field(l: &Layout, kind: RootKind, off: u64) -> Edge {
-    if kind == RootKind::Interpreter {
-        let named = [(l.interp.modules, "modules"), (l.interp.sysdict, "sysdict"), (l.interp.builtins, "builtins")];
-        if let Some((_, n)) = named.iter().find(|(o, _)| *o == off) {
-            return Edge::Field((*n).into());
-        }
-    }
-    Edge::Field(format!("+{off:#x}"))
-}
-
-impl<M: Memory + ?Sized> EdgeNamer<'_, M> {
-    /// Every edge of `parent`, in the graph's order, named as [`Namer::edge`] names it with `detail`
-    /// (every index, every key), reading each list, tuple and dict holder once instead of once per edge.
-    pub fn name_edges(&mut self, parent: u32) -> Vec<Edge> {
-        let g = self.g;
-        let edges = g.edges(parent);
-        if g.root_of(parent).is_some_and(|r| !matches!(r.kind, RootKind::Frame { .. })) && edges.len() > 1 {
-            return self.root_edges(parent);
-        }
-        let batched = g.is_object(parent) && !self.frames.contains_key(&parent);
-        let container = match g.type_of(parent) {
-            Some(info) if batched => self.infos.get(self.mem, self.l, info.addr).ok().map(|ri| (ri.kind, ri.flags)),
-            _ => None,
-        };
-        let (kind, type_flags) = match container {
-            Some((k @ (RefKind::List | RefKind::Tuple | RefKind::Dict), f)) if edges.len() > 1 => (k, f),
-            _ => {
-                return edges.iter().map(|&e| self.edge(parent, e & !super::graph::CONSERVATIVE_EDGE)).collect();
-            }
-        };
-        let (mem, l) = (self.mem, self.l);
-        let p = g.addr(parent);
-        let info_addr = g.type_of(parent).map_or(0, |t| t.addr);
-        // Where each child sits in the container: a dict's value (its key, the first entry holding
-        // it) or key, an item's index.
-        let mut at: AddrMap<Edge> = AddrMap::default();
-        match kind {
-            RefKind::Dict => {
-                let mut keys: Vec<(u64, u64)> = Vec::new();
-                let _ = dict_for_each(mem, l, p, |k, v| {
-                    keys.push((k, v));
-                    Ok(keys.len() < MAX_ITEMS as usize)
-                });
-                for &(k, _) in &keys {
-                    if let Entry::Vacant(e) = at.entry(k) {
-                        e.insert(Edge::DictKey);
-                    }
-                }
-                let mut valued: AddrMap<()> = AddrMap::default();
-                for (k, v) in keys {
-                    if valued.insert(v, ()).is_none() {
-                        let e = self.key(k);
-                        at.insert(v, e);
-                    }
-                }
-            }
-            _ => {
-                let (items, n) = if kind == RefKind::List {
-                    let n = mem.u64_at(p + l.object.ob_size, "list size").unwrap_or(0);
-                    (mem.u64_at(p + l.list.item, "list items").unwrap_or(0), n)
-                } else {
-                    (p + l.tuple.item, mem.u64_at(p + l.object.ob_size, "tuple size").unwrap_or(0))
-                };
-                let n = if items == 0 { 0 } else { n.min(MAX_ITEMS) };
-                let mut i = 0;
-                while i < n {
-                    let k = (n - i).min(8192);
-                    let Ok(b) = mem.bytes_at(items + 8 * i, (8 * k) as usize, "items") else { break };
-                    for (j, c) in b.chunks_exact(8).enumerate() {
-                        if let Some(w) = le_u64(c, 0) {
-                            at.entry(w).or_insert(Edge::Item(Some(i + j as u64)));
-                        }
-                    }
-                    i += k;
-                }
-            }
-        }
-        let subclass = type_flags & flags::HEAPTYPE != 0;
-        edges
-            .iter()
-            .map(|&e| {
-                let child = e & !super::graph::CONSERVATIVE_EDGE;
-                let c = g.addr(child);
-                if g.is_native(child) {
-                    return Edge::Native;
-                }
-                if subclass {
-                    if let Some(e) = self.own_edge(p, info_addr, c) {
-                        return e;
-                    }
-                }
-                match at.get(&c) {
-                    Some(e) => e.clone(),
-                    None if kind == RefKind::Dict => Edge::Unknown,
-                    None => Edge::Item(None),
-                }
-            })
-            .collect()
     }
 }
 
@@ -507,12 +425,12 @@ impl<M: Memory + ?Sized> Namer for EdgeNamer<'_, M> {
     fn value(&mut self, node: u32) -> Option<Value> {
         let info = self.g.type_of(node)?;
         let kind = ValueKind::of(info.flags, &info.name);
-        values::read(self.mem, self.l, self.g.addr(node), kind)
+        values::read(self.mem, self.l, self.addr(node), kind)
     }
 
     fn edge(&mut self, parent: u32, child: u32) -> Edge {
         let g = self.g;
-        let c = g.addr(child);
+        let c = self.addr(child);
         if g.is_native(child) {
             return Edge::Native;
         }
@@ -525,7 +443,7 @@ impl<M: Memory + ?Sized> Namer for EdgeNamer<'_, M> {
         if self.frames.contains_key(&parent) {
             return self.frame_edge(parent, c);
         }
-        let p = g.addr(parent);
+        let p = self.addr(parent);
         let Some(info) = g.type_of(parent) else { return Edge::Unknown };
         let (mem, l) = (self.mem, self.l);
         let Ok(ri) = self.infos.get(mem, l, info.addr) else { return Edge::Unknown };
