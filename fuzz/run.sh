@@ -10,7 +10,7 @@ CORE=${2:-1}
 shift $(( $# > 2 ? 2 : $# ))
 TARGETS=${*:-walk_image snapshot_json dump_file}
 cargo +nightly fuzz build -O --features libfuzzer
-BIN=target/x86_64-unknown-linux-gnu/release
+BIN=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release
 OUT=${FUZZ_OUT:-/tmp/memspy-fuzz}
 mkdir -p "$OUT"
 for name in $TARGETS; do

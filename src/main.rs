@@ -295,9 +295,9 @@ enum Cmd {
     },
     /// The cyclic GC: enabled, thresholds, counts, objects per generation, collections, gc.garbage.
     Gc {
-        /// PID of the Python process to inspect.
-        #[arg(id = "target", value_name = "PID", required_unless_present = "core")]
-        pid: Option<i32>,
+        /// PID of the Python process to inspect (or a file `memspy dump` wrote).
+        #[arg(value_name = "PID|FILE", required_unless_present = "core")]
+        target: Option<String>,
         #[command(flatten)]
         core: CoreArgs,
         /// Print JSON instead of a table.
@@ -526,9 +526,12 @@ fn main() -> ExitCode {
             snapshot::run(&SnapshotCmdOptions { target: target.spec_or_core(core), output, snapshot: walk.options() })
         }
         Cmd::Diff { a, b, json, limit } => diff::run(&DiffOptions { a, b, json, limit }),
-        Cmd::Gc { pid, core, json, timeout } => {
-            gc::run(&gc::GcOptions { pid, core: core.spec(), json, timeout: Duration::from_secs_f64(timeout.max(0.1)) })
-        }
+        Cmd::Gc { target, core, json, timeout } => gc::run(&gc::GcOptions {
+            target,
+            core: core.spec(),
+            json,
+            timeout: Duration::from_secs_f64(timeout.max(0.1)),
+        }),
         Cmd::Stat { pid, core, json, walk } => {
             stat::run(&stat::StatOptions { pid, core: core.spec(), json, snapshot: walk.options() })
         }

@@ -124,3 +124,17 @@ fn a_dump_that_cannot_be_completed_leaves_no_file() {
         .collect();
     assert!(left.is_empty(), "partial files left: {left:?}");
 }
+
+#[test]
+fn gc_figures_of_a_dump_are_those_of_the_process() {
+    let dir = TempDir::new("dump-gc").expect("temp dir");
+    let Some((fixture, file)) = dumped(dir.path(), "gc.memspy", &[]) else { return };
+    let pid = fixture.pid.to_string();
+    let (live, _) = run_memspy_json(&["gc", &pid, "--json"]).expect("gc of the process");
+    let (saved, _) = run_memspy_json(&["gc", &file, "--json"]).expect("gc of the dump");
+    // gc_heap.py is idle once it has written its truth: the figures do not move between the two reads.
+    for k in ["enabled", "thresholds", "counts", "generations", "permanent", "garbage", "stats", "pid"] {
+        assert_eq!(live[k], saved[k], "{k}: live {} vs dump {}", live[k], saved[k]);
+    }
+    assert_eq!(saved["file"].as_str(), Some(file.as_str()));
+}

@@ -34,7 +34,17 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
     let pid = session.target.pid;
     let pb = progress(None, &format!("reading the heap of PID {pid} and its references"));
     let mut hist = Histogram::new();
-    let captured = walk::capture(&session.target, &session.interp, &opts.snapshot, &mut hist);
+    // The pause is a copy of the writable memory (into memory within --max-memory, else into a file
+    // beside the dump), walked once the target runs again.
+    let mut walk_opts = opts.snapshot.clone();
+    if walk_opts.max_memory != Some(0) {
+        let dir = match opts.output.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        walk_opts.spill = Some(Box::leak(dir.into_boxed_path()));
+    }
+    let captured = walk::capture(&session.target, &session.interp, &walk_opts, &mut hist);
     pb.finish_and_clear();
     let (walked, graph) = captured.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
     let t_walk = t0.elapsed();
@@ -89,10 +99,18 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
         roots: 0,
         edges: 0,
     };
+    // The GC's figures (thresholds, counts, collections), in a pause of their own (a few reads).
+    let gc = match super::gc::read(&session, opts.snapshot.timeout) {
+        Ok((f, interpreters, _)) => Some((f, interpreters)),
+        Err(e) => {
+            log::info!("no GC figures in the dump: {e}");
+            None
+        }
+    };
     let objects = report.totals.objects;
     let types = report.types.len();
     let meta =
-        Meta { report, figures, anchors: anchors.into_iter().collect(), process, stale: graph.stale, unnamed: 0 };
+        Meta { report, figures, anchors: anchors.into_iter().collect(), process, stale: graph.stale, unnamed: 0, gc };
     if std::env::var_os("MEMSPY_TEST_CHECK_NAMES").is_some() {
         check_names(&mem, layout, &graph)?;
     }

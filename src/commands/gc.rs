@@ -17,7 +17,9 @@ const COLLECTION_RETRIES: u32 = 50;
 
 #[derive(Clone, Debug)]
 pub struct GcOptions {
-    pub pid: Option<i32>,
+    /// A PID, or a dump file (which holds the figures read when it was written).
+    pub target: Option<String>,
+    /// A core file instead.
     pub core: Option<crate::commands::CoreSpec>,
     pub json: bool,
     pub timeout: Duration,
@@ -27,6 +29,9 @@ pub struct GcOptions {
 #[derive(Clone, Debug, Serialize)]
 pub struct GcReport {
     pub pid: i32,
+    /// The dump file the figures were read from (absent for a live target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     pub python: PythonInfo,
     /// Interpreters in the process; the figures are the main interpreter's.
     pub interpreters: usize,
@@ -80,6 +85,7 @@ pub fn report(session: &Session, timeout: Duration) -> Result<GcReport> {
     let (f, interpreters, paused) = read(session, timeout)?;
     Ok(GcReport {
         pid: session.target.pid,
+        file: session.file(),
         python: session.python_info(),
         interpreters,
         gc: f,
@@ -92,7 +98,8 @@ pub fn text(r: &GcReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "PID {}  Python {}{}  GC {}{}{}",
+        "{}PID {}  Python {}{}  GC {}{}{}",
+        r.file.as_ref().map(|f| format!("{f}: ")).unwrap_or_default(),
         r.pid,
         r.python.version,
         if r.python.debug { " (debug)" } else { "" },
@@ -126,8 +133,28 @@ pub fn text(r: &GcReport) -> String {
 }
 
 pub fn run(opts: &GcOptions) -> Result<()> {
-    let session = Session::open(opts.pid, opts.core.as_ref(), "gc")?;
-    let r = report(&session, opts.timeout)?;
+    let r = match (&opts.target, &opts.core) {
+        (None, Some(core)) => report(&Session::open_core(core)?, opts.timeout)?,
+        (Some(target), None) => match target.parse::<i32>() {
+            Ok(pid) => report(&Session::attach(pid)?, opts.timeout)?,
+            Err(_) => {
+                let d = crate::store::read(std::path::Path::new(target), false)?;
+                let (gc, interpreters) = d
+                    .meta
+                    .gc
+                    .ok_or_else(|| crate::error::Error::Other(format!("{target}: the dump holds no GC figures")))?;
+                GcReport {
+                    pid: d.header.pid,
+                    file: Some(target.clone()),
+                    python: d.header.python,
+                    interpreters,
+                    gc,
+                    pause_ms: 0.0,
+                }
+            }
+        },
+        _ => return Err(crate::error::Error::Other("give a PID, a dump file or --core FILE".into())),
+    };
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&r).expect("serializes"));
     } else {

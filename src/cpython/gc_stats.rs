@@ -7,7 +7,7 @@
 //! consistent figures.
 
 use python_bindings::{GcStatsRing, Layout};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::gc::{walk_list, GcState, PERMANENT};
 use crate::error::{Error, Result};
@@ -18,7 +18,7 @@ use crate::memory::{Memory, ReadExt};
 const MAX_LIST_LEN: i64 = 1 << 40;
 
 /// One entry of `gc.get_stats()`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GenerationStats {
     pub collections: u64,
     pub collected: u64,
@@ -26,7 +26,7 @@ pub struct GenerationStats {
 }
 
 /// The GC figures of one interpreter.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcFigures {
     pub enabled: bool,
     pub collecting: bool,
@@ -45,7 +45,7 @@ pub struct GcFigures {
     /// `gc.get_stats()`: one entry per generation.
     pub stats: Vec<GenerationStats>,
     /// Figures this build's collector does not have, each said in one line (free-threaded builds).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub absent: Vec<String>,
 }
 

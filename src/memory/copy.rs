@@ -5,7 +5,10 @@
 //! half the target's RSS). Mappings that are not copied (read-only files: code, constant strings such
 //! as `tp_name`) do not change while the target runs and are read live.
 
+use std::fs::File;
 use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::memory::maps::Maps;
@@ -158,11 +161,162 @@ impl<M: Memory> Memory for CopiedMemory<M> {
     }
 }
 
+/// A copy of the target's writable memory in a temporary file (unlinked when made): its bytes sit in the
+/// page cache, which the kernel writes back and reclaims as it needs, not in memspy's memory; read with
+/// `pread` (put a [`super::chunks::ChunkCache`] in front), in front of the live target for the rest.
+/// The file takes the regions' size on disk while a clone of it lives.
+#[derive(Clone)]
+pub struct FileCopy<M: Memory + Clone> {
+    file: Arc<File>,
+    /// (start, end, offset in the file), sorted.
+    regions: Arc<Vec<(u64, u64, u64)>>,
+    /// Pages that could not be read (sorted addresses).
+    holes: Arc<Vec<u64>>,
+    live: M,
+}
+
+impl<M: Memory + Clone> FileCopy<M> {
+    /// A file in `dir` sized for `regions`, written through once with zeros, so that the copy made while
+    /// the target is stopped overwrites page cache pages that exist rather than allocating them.
+    pub fn prepare(live: M, regions: &[(u64, u64)], dir: &std::path::Path) -> io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let t = Instant::now();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_TMPFILE)
+            .mode(0o600)
+            .open(dir)
+            .or_else(|_| {
+                // No O_TMPFILE on this file system: a named file, unlinked at once.
+                let path = dir.join(format!(".memspy-copy-{}", std::process::id()));
+                let f = std::fs::OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path);
+                let _ = std::fs::remove_file(&path);
+                f
+            })?;
+        let mut at = 0u64;
+        let regions: Vec<(u64, u64, u64)> = regions
+            .iter()
+            .map(|&(s, e)| {
+                at += e - s;
+                (s, e, at - (e - s))
+            })
+            .collect();
+        let zeros = vec![0u8; PIECE as usize];
+        let mut off = 0;
+        while off < at {
+            let n = (at - off).min(PIECE) as usize;
+            file.write_all_at(&zeros[..n], off)?;
+            off += n as u64;
+        }
+        log::debug!("copy file ready in {:?} ({} MiB)", t.elapsed(), at >> 20);
+        Ok(FileCopy { file: Arc::new(file), regions: Arc::new(regions), holes: Arc::new(Vec::new()), live })
+    }
+
+    /// Copies the regions from the target (which must be stopped) into the file, in pieces of up to
+    /// 8 MiB; pages that cannot be read become holes.
+    pub fn fill(&mut self) -> io::Result<()> {
+        let t = Instant::now();
+        let mut holes = Vec::new();
+        // This thread reads the target while another writes what was read: the two copies overlap.
+        let (to_writer, pieces) = std::sync::mpsc::sync_channel::<(Vec<u8>, u64)>(2);
+        let (to_reader, spent) = std::sync::mpsc::channel::<Vec<u8>>();
+        for _ in 0..3 {
+            let _ = to_reader.send(vec![0u8; PIECE as usize]);
+        }
+        let file = self.file.clone();
+        let writer = std::thread::spawn(move || -> io::Result<()> {
+            for (buf, off) in pieces {
+                file.write_all_at(&buf, off)?;
+                let _ = to_reader.send(buf);
+            }
+            Ok(())
+        });
+        'regions: for &(start, end, base) in self.regions.iter() {
+            let mut at = start;
+            while at < end {
+                let n = (end - at).min(PIECE) as usize;
+                let Ok(mut buf) = spent.recv() else { break 'regions };
+                buf.resize(n, 0);
+                if self.live.read(at, &mut buf).is_err() {
+                    for (i, page) in buf.chunks_mut(PAGE as usize).enumerate() {
+                        let p = at + i as u64 * PAGE;
+                        if self.live.read(p, page).is_err() {
+                            page.fill(0);
+                            holes.push(p & !(PAGE - 1));
+                        }
+                    }
+                }
+                if to_writer.send((buf, base + (at - start))).is_err() {
+                    break 'regions;
+                }
+                at += n as u64;
+            }
+        }
+        drop(to_writer);
+        writer.join().map_err(|_| io::Error::other("the copy's writer thread panicked"))??;
+        holes.sort_unstable();
+        log::debug!(
+            "copied {} mappings into the file, {} unreadable pages, in {:?}",
+            self.regions.len(),
+            holes.len(),
+            t.elapsed()
+        );
+        self.holes = Arc::new(holes);
+        Ok(())
+    }
+}
+
+impl<M: Memory + Clone> Memory for FileCopy<M> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        let len = buf.len() as u64;
+        if len == 0 {
+            return Ok(());
+        }
+        let efault = || io::Error::from_raw_os_error(libc::EFAULT);
+        let end = addr.checked_add(len).ok_or_else(efault)?;
+        let i = self.regions.partition_point(|r| r.0 <= addr);
+        if i > 0 {
+            let (start, rend, base) = self.regions[i - 1];
+            if addr < rend {
+                if end > rend {
+                    let n = (rend - addr) as usize;
+                    let (a, b) = buf.split_at_mut(n);
+                    self.read(addr, a)?;
+                    return self.read(rend, b);
+                }
+                let h = self.holes.partition_point(|&p| p + PAGE <= addr);
+                if self.holes.get(h).is_some_and(|&p| p < end) {
+                    return Err(efault());
+                }
+                return self.file.read_exact_at(buf, base + (addr - start));
+            }
+        }
+        self.live.read(addr, buf)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::memory::FakeMemory;
     use crate::memory::ReadExt;
+
+    #[test]
+    fn a_copy_in_a_file_reads_as_one_in_memory() {
+        let mut f = FakeMemory::new();
+        f.add(0x10000, (0..3 * PAGE).map(|i| (i / 8) as u8).collect());
+        f.add(0x90000, vec![7u8; PAGE as usize]);
+        let regions = [(0x10000, 0x10000 + 2 * PAGE), (0x10000 + 2 * PAGE, 0x10000 + 4 * PAGE)];
+        let mut c = FileCopy::prepare(f.clone(), &regions, &std::env::temp_dir()).expect("a file copy");
+        c.fill().expect("filled");
+        let m = CopiedMemory::copy(&f, &regions);
+        for (at, n) in [(0x10000 + 80, 8), (0x10000 + 2 * PAGE - 8, 16), (0x10000 + PAGE, 100)] {
+            assert_eq!(c.bytes_at(at, n, "x").unwrap(), m.bytes_at(at, n, "x").unwrap());
+        }
+        assert!(c.u64_at(0x10000 + 3 * PAGE + 8, "hole").is_err());
+        assert_eq!(c.u8_at(0x90010, "live").unwrap(), 7);
+    }
 
     #[test]
     fn copy_serves_reads_and_falls_back_to_live() {

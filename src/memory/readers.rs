@@ -27,8 +27,8 @@ pub trait ThreadReaders: Memory {
     }
 }
 
-impl ThreadReaders for ChunkCache<RemoteMemory> {
-    type Reader<'s> = ChunkCache<RemoteMemory>;
+impl<M: Memory + Clone + Send + 'static> ThreadReaders for ChunkCache<M> {
+    type Reader<'s> = ChunkCache<M>;
     fn readers(&self, n: usize, owner: &dyn Fn(u64) -> usize) -> Vec<Self::Reader<'_>> {
         self.split(n, owner)
     }

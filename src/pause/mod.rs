@@ -18,7 +18,7 @@ use crate::cpython::gc::GcState;
 use crate::discovery::{self, Interpreter};
 use crate::error::{Error, Result};
 use crate::memory::chunks::{self, ChunkCache};
-use crate::memory::copy::{self, CopiedMemory};
+use crate::memory::copy::{self, CopiedMemory, FileCopy};
 use crate::memory::maps::Maps;
 use crate::memory::readers::ThreadReaders;
 use crate::memory::{CachedMemory, Memory, RemoteMemory};
@@ -32,8 +32,9 @@ pub enum Source {
     Cached { bytes: u64 },
     /// A whole-heap read: copy the writable memory while the target is stopped when that copy takes at
     /// most `max_memory` bytes (None: half the target's RSS), else read through a chunk cache of at
-    /// most `cache_bytes` and 3/8 of the target's RSS.
-    Heap { cache_bytes: u64, max_memory: Option<u64> },
+    /// most `cache_bytes` and 3/8 of the target's RSS. With `spill`, a copy that does not fit
+    /// `max_memory` is made in a temporary file of that directory instead, when it has room.
+    Heap { cache_bytes: u64, max_memory: Option<u64>, spill: Option<&'static std::path::Path> },
 }
 
 /// How to read.
@@ -136,44 +137,22 @@ pub fn read<W: Work>(
             return Err(Error::Interrupted);
         }
         let t = Try { target, interp, opts, start, deadline };
-        let attempt = match (target.core(), opts.source) {
+        let attempt = match opts.source {
             // A core file: the same work on its memory, nothing to stop, nothing that changes.
-            (Some(core), _) => {
+            _ if target.is_core() => {
+                let core = target.core().expect("a core");
                 work.prepare(copy::copy_size(&copy::regions_to_copy(&target.maps)));
                 t.run(core, work, None)
             }
-            (None, source) => match source {
-                Source::Cached { bytes } => {
-                    let mem = CachedMemory::new(RemoteMemory::new(target.pid), bytes);
-                    let r = t.run(&mem, work, None);
-                    log::debug!("read: {:?}, cache {:?}", start.elapsed(), mem.stats());
-                    r
-                }
-                Source::Heap { cache_bytes, max_memory } => match copy_plan(target, opts, max_memory) {
-                    Some(regions) => t.copy_then_run(work, &regions),
-                    None => {
-                        let maps = Maps::read(target.pid)
-                            .map_err(|e| Error::Other(format!("PID {}: reading maps: {e}", target.pid)))?;
-                        // The cache may hold 3/8 of the target's resident memory (at least 64 MiB): with the
-                        // work's own structures, memspy stays under half the target's RSS.
-                        let rss = crate::process::rss_bytes(target.pid);
-                        let budget = rss.map(|r| (r / 8 * 3).max(64 << 20)).unwrap_or(cache_bytes);
-                        let budget = budget.min(cache_bytes.max(64 << 20));
-                        let mem =
-                            ChunkCache::new(RemoteMemory::new(target.pid), chunks::readable_ranges(&maps), budget);
-                        // What the read will fill (at most the budget, the writable memory and the target's
-                        // resident memory: mapped is not resident, e.g. thread stacks) is allocated and faulted
-                        // in while the target still runs.
-                        let t0 = Instant::now();
-                        let heap = copy::copy_size(&copy::regions_to_copy(&maps)).min(rss.unwrap_or(0));
-                        mem.prefault(heap.min(budget));
-                        work.prepare(heap);
-                        log::debug!("read cache and the work's structures faulted in: {:?}", t0.elapsed());
-                        let r = t.run(&mem, work, None);
-                        log::debug!("read: {:?}, chunk cache {:?}", start.elapsed(), mem.stats());
-                        r
-                    }
-                },
+            Source::Cached { bytes } => {
+                let mem = CachedMemory::new(RemoteMemory::new(target.pid), bytes);
+                let r = t.run(&mem, work, None);
+                log::debug!("read: {:?}, cache {:?}", start.elapsed(), mem.stats());
+                r
+            }
+            Source::Heap { max_memory, spill, .. } => match copy_plan(target, opts, max_memory, spill) {
+                Some((regions, dir)) => t.copy_then_run(work, &regions, dir),
+                None => t.chunks_then_run(work),
             },
         };
         match attempt {
@@ -219,8 +198,17 @@ enum Attempt<T> {
     Inconsistent(Error),
 }
 
-/// The mappings to copy, when a whole-heap read copies: blocking, and the copy fits in the budget.
-fn copy_plan(target: &Target, opts: &ReadOptions, max_memory: Option<u64>) -> Option<Vec<(u64, u64)>> {
+/// What to copy (the mappings), and where: in memory, or in a file of that directory.
+type CopyPlan = (Vec<(u64, u64)>, Option<&'static std::path::Path>);
+
+/// The mappings to copy, when a whole-heap read copies: blocking, and the copy fits in the budget
+/// (then in memory), or in the spill directory (then in a file there: the directory is returned).
+fn copy_plan(
+    target: &Target,
+    opts: &ReadOptions,
+    max_memory: Option<u64>,
+    spill: Option<&'static std::path::Path>,
+) -> Option<CopyPlan> {
     let hooks = control::test_hooks();
     if opts.nonblocking || hooks.delay.is_some() || hooks.panic_at.is_some() {
         return None;
@@ -233,7 +221,27 @@ fn copy_plan(target: &Target, opts: &ReadOptions, max_memory: Option<u64>) -> Op
         None => crate::process::rss_bytes(target.pid)? / 2,
     };
     log::debug!("copy of the writable mappings: {} MiB, budget {} MiB", size >> 20, limit >> 20);
-    (size <= limit).then_some(regions)
+    if size <= limit {
+        return Some((regions, None));
+    }
+    let dir = spill?;
+    let free = free_bytes(dir)?;
+    log::debug!("{}: {} MiB free for a copy in a file", dir.display(), free >> 20);
+    // Room for the copy, and 256 MiB besides (what is written next there: the dump itself).
+    (free >= size.saturating_add(256 << 20)).then_some((regions, Some(dir)))
+}
+
+/// Bytes free for memspy in the file system holding `dir`.
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `statvfs` writes into a zeroed struct we own; `c` is a NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 /// Every interpreter and its GC state.
@@ -258,8 +266,20 @@ struct Try<'a> {
 impl Try<'_> {
     /// Copy-then-run: stop, check that no collection runs, copy the writable mappings, resume, run the
     /// work on the copy.
-    fn copy_then_run<W: Work>(self, work: &mut W, regions: &[(u64, u64)]) -> Attempt<W::Output> {
+    fn copy_then_run<W: Work>(
+        self,
+        work: &mut W,
+        regions: &[(u64, u64)],
+        dir: Option<&std::path::Path>,
+    ) -> Attempt<W::Output> {
         let live = RemoteMemory::new(self.target.pid);
+        if let Some(d) = dir {
+            match FileCopy::prepare(live, regions, d) {
+                Ok(f) => return self.file_copy_then_run(work, f),
+                Err(e) => log::info!("no copy in a file of {}: {e}; reading the stopped target", d.display()),
+            }
+            return self.chunks_then_run(work);
+        }
         // Buffers allocated (and faulted in) before the target is stopped.
         let mut mem = CopiedMemory::prepare(live, regions);
         let pause = match self.target.pause() {
@@ -278,6 +298,77 @@ impl Try<'_> {
         let stopped = pause.resume();
         let r = self.run(&mem, work, Some((stopped, interps)));
         log::debug!("read of the copy: {:?} (target stopped {:?})", self.start.elapsed(), stopped);
+        r
+    }
+
+    /// The default whole-heap read: the stopped target through a chunk cache.
+    fn chunks_then_run<W: Work>(self, work: &mut W) -> Attempt<W::Output> {
+        let (target, opts, start) = (self.target, self.opts, self.start);
+        let Source::Heap { cache_bytes, .. } = opts.source else { unreachable!("a heap read") };
+        let maps = match Maps::read(target.pid) {
+            Ok(m) => m,
+            Err(e) => return Attempt::Done(Err(Error::Other(format!("PID {}: reading maps: {e}", target.pid)))),
+        };
+        // The cache may hold 3/8 of the target's resident memory (at least 64 MiB): with the
+        // work's own structures, memspy stays under half the target's RSS.
+        let rss = crate::process::rss_bytes(target.pid);
+        let budget = rss.map(|r| (r / 8 * 3).max(64 << 20)).unwrap_or(cache_bytes);
+        let budget = budget.min(cache_bytes.max(64 << 20));
+        let mem = ChunkCache::new(RemoteMemory::new(target.pid), chunks::readable_ranges(&maps), budget);
+        // What the read will fill (at most the budget, the writable memory and the target's
+        // resident memory: mapped is not resident, e.g. thread stacks) is allocated and faulted
+        // in while the target still runs.
+        let t0 = Instant::now();
+        let heap = copy::copy_size(&copy::regions_to_copy(&maps)).min(rss.unwrap_or(0));
+        mem.prefault(heap.min(budget));
+        work.prepare(heap);
+        log::debug!("read cache and the work's structures faulted in: {:?}", t0.elapsed());
+        let r = self.run(&mem, work, None);
+        log::debug!("read: {:?}, chunk cache {:?}", start.elapsed(), mem.stats());
+        r
+    }
+
+    /// Stop, check that no collection runs, copy the writable mappings into the file `f`, resume, run
+    /// the work on the file through a chunk cache.
+    fn file_copy_then_run<W: Work>(self, work: &mut W, mut f: FileCopy<RemoteMemory>) -> Attempt<W::Output> {
+        let Source::Heap { cache_bytes, .. } = self.opts.source else { unreachable!("a heap read") };
+        let maps = match Maps::read(self.target.pid) {
+            Ok(m) => m,
+            Err(e) => return Attempt::Done(Err(Error::Other(format!("PID {}: reading maps: {e}", self.target.pid)))),
+        };
+        let rss = crate::process::rss_bytes(self.target.pid);
+        let budget = rss.map(|r| (r / 8 * 3).max(64 << 20)).unwrap_or(cache_bytes).min(cache_bytes.max(64 << 20));
+        let heap = copy::copy_size(&copy::regions_to_copy(&maps)).min(rss.unwrap_or(0));
+        work.prepare(heap);
+        let live = RemoteMemory::new(self.target.pid);
+        let pause = match self.target.pause() {
+            Ok(p) => p,
+            Err(e) => return Attempt::Done(Err(e)),
+        };
+        let interps = match read_interps(&live, self.interp) {
+            Ok(i) => i,
+            Err(e) => return Attempt::Done(Err(self.target.explain(e))),
+        };
+        if interps.iter().any(|i| i.gc.collecting) {
+            drop(pause);
+            return Attempt::Collecting;
+        }
+        let filled = f.fill();
+        let stopped = pause.resume();
+        if let Err(e) = filled {
+            return Attempt::Done(Err(Error::Other(format!(
+                "writing the copy of PID {}'s memory: {e}",
+                self.target.pid
+            ))));
+        }
+        let mem = ChunkCache::new(f, chunks::readable_ranges(&maps), budget);
+        let r = self.run(&mem, work, Some((stopped, interps)));
+        log::debug!(
+            "read of the file copy: {:?} (target stopped {:?}), {:?}",
+            self.start.elapsed(),
+            stopped,
+            mem.stats()
+        );
         r
     }
 

@@ -90,6 +90,10 @@ pub struct Meta {
     pub stale: u64,
     /// Edges whose holder no longer held the object when names were read (the target ran on).
     pub unnamed: u64,
+    /// What `memspy gc` showed right after the walk: the main interpreter's figures, and how many
+    /// interpreters the process had.
+    #[serde(default)]
+    pub gc: Option<(crate::cpython::gc_stats::GcFigures, usize)>,
 }
 
 /// A dump read back.

@@ -89,6 +89,8 @@ pub struct SnapshotOptions {
     /// Report every object to the sink one by one (`Sink::object`), on one thread: for sinks that need
     /// each object's address (`stat`).
     pub per_object: bool,
+    /// A directory where a copy that does not fit `max_memory` may be made in a file (`dump`).
+    pub spill: Option<&'static std::path::Path>,
 }
 
 impl Default for SnapshotOptions {
@@ -102,6 +104,7 @@ impl Default for SnapshotOptions {
             full: false,
             max_memory: None,
             per_object: false,
+            spill: None,
         }
     }
 }
@@ -174,7 +177,7 @@ impl SnapshotOptions {
             max_pause: self.max_pause,
             collection_retries: self.collection_retries,
             source: if self.full {
-                Source::Heap { cache_bytes: self.cache_bytes, max_memory: self.max_memory }
+                Source::Heap { cache_bytes: self.cache_bytes, max_memory: self.max_memory, spill: self.spill }
             } else {
                 Source::Cached { bytes: self.cache_bytes }
             },
