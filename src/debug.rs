@@ -305,6 +305,45 @@ pub fn fuzz_dump(body: &[u8]) {
     let _ = crate::analysis::dominators::retained_by_type(g, &held.dom);
 }
 
+/// The stable fuzz harness shared by the byte-input targets: arguments `[DIR] [SECONDS] [SEED]` (the
+/// corpus directory defaulting to `default_dir`); mutates the corpus files' bytes (bit flips, one of
+/// `tokens` spliced in, cuts) and calls `target` on each, for that long; prints the executions.
+pub fn mutate_corpus(default_dir: &str, tokens: &[&[u8]], target: fn(&[u8])) {
+    let mut args = std::env::args().skip(1);
+    let dir = args.next().unwrap_or_else(|| default_dir.into());
+    let secs: f64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(60.0);
+    let seed: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(0x5eed);
+    let bases: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .expect("corpus directory")
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .collect();
+    assert!(!bases.is_empty(), "no files in {dir}");
+    let mut rng = Rng(seed | 1);
+    let start = std::time::Instant::now();
+    let mut execs = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        let mut b = bases[rng.below(bases.len() as u64) as usize].clone();
+        for _ in 0..1 + rng.below(8) {
+            if b.is_empty() {
+                break;
+            }
+            let at = rng.below(b.len() as u64) as usize;
+            match rng.below(4) {
+                0 | 1 => b[at] ^= 1 << rng.below(8),
+                2 => {
+                    let t = tokens[rng.below(tokens.len() as u64) as usize];
+                    b.splice(at..at, t.iter().copied());
+                }
+                _ => b.truncate(at),
+            }
+        }
+        target(&b);
+        execs += 1;
+    }
+    println!("{execs} executions in {:.1} s, {} base files, seed {seed}", start.elapsed().as_secs_f64(), bases.len());
+}
+
 /// A small deterministic PRNG (xorshift64*) for the stable fuzz harness.
 pub struct Rng(pub u64);
 

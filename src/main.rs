@@ -78,7 +78,7 @@ impl WalkArgs {
 #[derive(clap::Args, Debug, Clone)]
 struct TargetArgs {
     /// PID of the Python process to inspect (or a file `memspy dump` wrote, for top, why, retained).
-    #[arg(value_name = "PID|FILE")]
+    #[arg(value_name = "PID|FILE", value_parser = parse_target)]
     target: Option<String>,
     /// With a command: seconds to let it run before the first snapshot.
     #[arg(long, default_value_t = 1.0, value_name = "SECS")]
@@ -296,7 +296,7 @@ enum Cmd {
     /// The cyclic GC: enabled, thresholds, counts, objects per generation, collections, gc.garbage.
     Gc {
         /// PID of the Python process to inspect (or a file `memspy dump` wrote).
-        #[arg(value_name = "PID|FILE", required_unless_present = "core")]
+        #[arg(value_name = "PID|FILE", value_parser = parse_target, required_unless_present = "core")]
         target: Option<String>,
         #[command(flatten)]
         core: CoreArgs,
@@ -335,6 +335,15 @@ enum Cmd {
         #[arg(long, value_name = "DIR", conflicts_with = "command")]
         dir: Option<PathBuf>,
     },
+}
+
+/// A PID, or the path of a file that exists (a dump): anything else is a usage error.
+fn parse_target(s: &str) -> Result<String, String> {
+    if s.parse::<i32>().is_ok() || Path::new(s).exists() {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?} is neither a PID nor an existing file (a dump written by memspy dump)"))
+    }
 }
 
 /// `0x7f12…` (or decimal) → an address.
@@ -496,9 +505,11 @@ fn main() -> ExitCode {
                 })
             }
         }
-        Cmd::Why { walk, .. } | Cmd::Retained { walk, .. } if walk.gc_only => Err(memspy::Error::Other(
-            "--gc-only: why and retained follow every reference; they need the full walk".into(),
-        )),
+        Cmd::Why { walk, .. } | Cmd::Retained { walk, .. } | Cmd::Dump { walk, .. } if walk.gc_only => {
+            Err(memspy::Error::Other(
+                "--gc-only: why, retained and dump follow every reference; they need the full walk".into(),
+            ))
+        }
         Cmd::Why { target, core, type_name, address, unexplained, json, limit, walk } => why::run(&why::WhyOptions {
             target: target.spec_or_core(core),
             what: match (type_name, address, unexplained) {

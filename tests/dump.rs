@@ -138,3 +138,23 @@ fn gc_figures_of_a_dump_are_those_of_the_process() {
     }
     assert_eq!(saved["file"].as_str(), Some(file.as_str()));
 }
+
+#[test]
+fn the_reader_survives_mutated_dumps() {
+    // A smoke run of fuzz/fuzz_targets/dump_file.rs's entry point on its corpus (the fuzzer runs longer).
+    let base = fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/dump/tiny.body")).expect("corpus");
+    memspy::debug::fuzz_dump(&base);
+    let mut rng = memspy::debug::Rng(0x5eed);
+    for _ in 0..3000 {
+        let mut b = base.clone();
+        for _ in 0..1 + rng.below(6) {
+            let at = rng.below(b.len() as u64) as usize;
+            match rng.below(3) {
+                0 => b[at] ^= 1 << rng.below(8),
+                1 => b.insert(at, [0x80, 0xff, 0][rng.below(3) as usize]),
+                _ => b.truncate(at.max(1)),
+            }
+        }
+        memspy::debug::fuzz_dump(&b);
+    }
+}

@@ -67,7 +67,6 @@ fn check_growth(interp: &Interpreter, samples: usize, interval: f64, plot: Optio
         Ok(v) => v,
         Err(e) => return vec![format!("growth output is not JSON ({e}): {}", tail(&out.stdout, 500))],
     };
-    let final_ticks = leaky.ticks().unwrap_or(0);
     if g["pid"].as_u64() != Some(leaky.fixture.pid as u64) {
         errors.push(format!("pid {} (expected {})", g["pid"], leaky.fixture.pid));
     }
@@ -106,6 +105,11 @@ fn check_growth(interp: &Interpreter, samples: usize, interval: f64, plot: Optio
         errors.push(format!("counts of the wrong length: {lc:?} {tc:?} {cc:?}"));
         return errors;
     }
+    // The fixture rewrites its file just after a tick: a sample may see a tick whose file is not yet
+    // written when memspy exits (a loaded machine). The counter must catch up, never stay behind.
+    let seen = tc.iter().copied().max().unwrap_or(0);
+    wait_until(Duration::from_secs(5), || leaky.ticks().unwrap_or(0) >= seen);
+    let final_ticks = leaky.ticks().unwrap_or(0);
     // Exact, per sample: the leak is PER_TICK times the fixture's own counter at that instant, the churn
     // is what that tick left, and the counter never runs ahead of the fixture's file.
     for i in 0..samples {

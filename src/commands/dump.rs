@@ -30,6 +30,8 @@ pub struct DumpOptions {
 /// What one dump took and made (printed on stderr; `bench/` reads it with `-v`).
 pub fn run(opts: &DumpOptions) -> Result<()> {
     let t0 = Instant::now();
+    // Ctrl-C and SIGTERM end the dump cleanly: the target resumed, no file left.
+    crate::interrupt::install_handler();
     let (session, mut spawned) = super::open_target("dump", &opts.target, opts.snapshot.timeout)?;
     let pid = session.target.pid;
     let pb = progress(None, &format!("reading the heap of PID {pid} and its references"));
@@ -114,15 +116,11 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
     if std::env::var_os("MEMSPY_TEST_CHECK_NAMES").is_some() {
         check_names(&mem, layout, &graph)?;
     }
-    let pb = progress(Some(graph.nodes() as u64), &format!("writing {}", opts.output.display()));
-    let addrs = graph.addresses();
-    // Names and values read the whole heap once more, in 64 KiB chunks (as the walk does), within the
-    // budget the walk had.
-    let ranges = session.target.current_maps().map(|m| crate::memory::chunks::readable_ranges(&m)).unwrap_or_default();
-    let budget = rss.map_or(opts.snapshot.cache_bytes, |r| (r / 16 * 3).max(64 << 20));
-    let chunks = ChunkCache::new(session.target.memory(), ranges, budget);
-    let mut namer = EdgeNamer::new(&chunks, layout, &graph).with_addresses(&addrs);
-    let written = store::write(&opts.output, header, meta, &graph, &mut namer, &|done, _| pb.set_position(done));
+    let pb = progress(Some(graph.nodes() as u64), &format!("naming the references, writing {}", opts.output.display()));
+    let t_names = Instant::now();
+    let labelled = name_in_parallel(&session.target, layout, &graph, rss, opts, &pb);
+    log::debug!("references named and values read in {:?}", t_names.elapsed());
+    let written = labelled.and_then(|names| store::write(&opts.output, header, meta, &graph, names));
     pb.finish_and_clear();
     let w = written?;
     if w.unnamed > 0 {
@@ -172,4 +170,54 @@ fn check_names<M: crate::memory::Memory + ?Sized>(mem: &M, layout: &python_bindi
         Some(f) => Err(crate::error::Error::Other(format!("{differ} edges named differently, first: {f}"))),
         None => Ok(()),
     }
+}
+
+/// Most threads naming references.
+const MAX_NAMING_THREADS: usize = 8;
+
+/// Names every reference and reads every value, on as many threads as memspy may use (each with its
+/// own chunk cache, a share of the walk's budget), nodes split in consecutive ranges.
+fn name_in_parallel(
+    target: &crate::process::Target,
+    layout: &python_bindings::Layout,
+    graph: &Graph,
+    rss: Option<u64>,
+    opts: &DumpOptions,
+    pb: &indicatif::ProgressBar,
+) -> Result<store::Labelled> {
+    let addrs = graph.addresses();
+    let ranges = target.current_maps().map(|m| crate::memory::chunks::readable_ranges(&m)).unwrap_or_default();
+    let mem = target.memory();
+    // Names and values read the heap once more in 64 KiB chunks, as the walk does, within its budget.
+    let budget = rss.map_or(opts.snapshot.cache_bytes, |r| (r / 16 * 3).max(64 << 20));
+    let nodes = graph.nodes();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_NAMING_THREADS)
+        .min((nodes as usize / 100_000).max(1));
+    let per = nodes.div_ceil(threads as u32).max(1);
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let parts = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads as u32)
+            .map(|i| {
+                let (lo, hi) = ((i * per).min(nodes), ((i + 1) * per).min(nodes));
+                let (addrs, ranges, done, mem) = (&addrs, ranges.clone(), &done, mem.clone());
+                s.spawn(move || {
+                    let chunks = ChunkCache::new(mem, ranges, budget / threads as u64);
+                    let mut namer = EdgeNamer::new(&chunks, layout, graph).with_addresses(addrs);
+                    store::label(&mut namer, graph, lo..hi, !opts.no_values, done)
+                })
+            })
+            .collect();
+        while handles.iter().any(|h| !h.is_finished()) {
+            pb.set_position(done.load(std::sync::atomic::Ordering::Relaxed));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(crate::error::Error::Other("a naming thread panicked".into()))))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    log::debug!("{threads} threads named the references");
+    Ok(store::merge(parts))
 }

@@ -282,23 +282,29 @@ impl Try<'_> {
         }
         // Buffers allocated (and faulted in) before the target is stopped.
         let mut mem = CopiedMemory::prepare(live, regions);
-        let pause = match self.target.pause() {
+        let (pause, interps) = match self.stop_for_copy(&live) {
             Ok(p) => p,
-            Err(e) => return Attempt::Done(Err(e)),
+            Err(a) => return a,
         };
-        let interps = match read_interps(&live, self.interp) {
-            Ok(i) => i,
-            Err(e) => return Attempt::Done(Err(self.target.explain(e))),
-        };
-        if interps.iter().any(|i| i.gc.collecting) {
-            drop(pause);
-            return Attempt::Collecting;
-        }
         mem.fill();
         let stopped = pause.resume();
         let r = self.run(&mem, work, Some((stopped, interps)));
         log::debug!("read of the copy: {:?} (target stopped {:?})", self.start.elapsed(), stopped);
         r
+    }
+
+    /// Stops the target for a copy and reads its interpreters; a running collection resumes it at once.
+    fn stop_for_copy<T>(
+        &self,
+        live: &RemoteMemory,
+    ) -> std::result::Result<(crate::process::Pause, Vec<Interp>), Attempt<T>> {
+        let pause = self.target.pause().map_err(|e| Attempt::Done(Err(e)))?;
+        let interps = read_interps(live, self.interp).map_err(|e| Attempt::Done(Err(self.target.explain(e))))?;
+        if interps.iter().any(|i| i.gc.collecting) {
+            drop(pause);
+            return Err(Attempt::Collecting);
+        }
+        Ok((pause, interps))
     }
 
     /// The default whole-heap read: the stopped target through a chunk cache.
@@ -341,18 +347,10 @@ impl Try<'_> {
         let heap = copy::copy_size(&copy::regions_to_copy(&maps)).min(rss.unwrap_or(0));
         work.prepare(heap);
         let live = RemoteMemory::new(self.target.pid);
-        let pause = match self.target.pause() {
+        let (pause, interps) = match self.stop_for_copy(&live) {
             Ok(p) => p,
-            Err(e) => return Attempt::Done(Err(e)),
+            Err(a) => return a,
         };
-        let interps = match read_interps(&live, self.interp) {
-            Ok(i) => i,
-            Err(e) => return Attempt::Done(Err(self.target.explain(e))),
-        };
-        if interps.iter().any(|i| i.gc.collecting) {
-            drop(pause);
-            return Attempt::Collecting;
-        }
         let filled = f.fill();
         let stopped = pause.resume();
         if let Err(e) = filled {

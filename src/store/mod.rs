@@ -37,7 +37,7 @@ use crate::analysis::why::{Anchor, Figures};
 use crate::analysis::Report;
 use crate::walk::graph::Graph;
 pub use names::StoredNames;
-pub use sections::{assemble, body, read, read_from, write, Written};
+pub use sections::{assemble, body, label, merge, read, read_from, write, Labelled, Written};
 
 pub const MAGIC: &[u8; 16] = b"\x89memspy dump\r\n\x1a\n";
 /// The format this memspy writes and the newest it reads.

@@ -124,6 +124,16 @@ impl Labeller {
     }
 }
 
+/// `label` with its string (if it names one) renumbered by `remap` (local string number → merged).
+pub fn remap(label: u32, remap: &[u32]) -> u32 {
+    match label & 7 {
+        KEY_NAME | KEY | ATTR | LOCAL | FIELD => {
+            (remap.get((label >> 3) as usize).copied().unwrap_or(0) << 3) | (label & 7)
+        }
+        _ => label,
+    }
+}
+
 /// Edge `e` as its label says (`detail`: indices and every key kept).
 fn edge_of(strings: &[String], label: u32) -> Edge {
     let p = label >> 3;
@@ -208,7 +218,7 @@ pub struct StoredNamer<'a> {
     g: &'a Graph,
     detail: bool,
     /// Per node of many edges: child → label.
-    big: AddrMap<HashMap<u32, u32>>,
+    big: AddrMap<AddrMap<u32>>,
 }
 
 /// Edges searched one by one; a node with more gets a map.
@@ -224,18 +234,28 @@ impl StoredNamer<'_> {
             return names.labels.get(start + j).copied();
         }
         let map = self.big.entry(parent as u64).or_insert_with(|| {
-            let mut m = HashMap::with_capacity(edges.len());
+            let mut m = AddrMap::default();
+            m.reserve(edges.len());
             for (j, &t) in edges.iter().enumerate() {
-                m.entry(t & !CONSERVATIVE_EDGE).or_insert(names.labels.get(start + j).copied().unwrap_or(0));
+                m.entry((t & !CONSERVATIVE_EDGE) as u64).or_insert(names.labels.get(start + j).copied().unwrap_or(0));
             }
             m
         });
-        map.get(&child).copied()
+        map.get(&(child as u64)).copied()
     }
 }
 
 impl Namer for StoredNamer<'_> {
     fn edge(&mut self, parent: u32, child: u32) -> Edge {
+        // Without detail, every edge of a plain list or tuple reads `[*]`: no need to find it.
+        if !self.detail && self.g.is_object(parent) && !self.g.is_native(child) {
+            if let Some(t) = self.g.type_of(parent) {
+                if t.flags & python_bindings::flags::HEAPTYPE == 0 && ValueKind::of(t.flags, &t.name) == ValueKind::Size
+                {
+                    return Edge::Item(None);
+                }
+            }
+        }
         let Some(label) = self.label(parent, child) else { return Edge::Unknown };
         let e = edge_of(&self.names.strings, label);
         if self.detail {

@@ -38,6 +38,12 @@ impl Drop for Partial {
     }
 }
 
+/// A new file in `dir` without a name (O_TMPFILE), for writing.
+fn unnamed_in(dir: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_TMPFILE).mode(0o644).open(dir)
+}
+
 fn cannot_write(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::CannotWrite { path: path.display().to_string(), detail: e.to_string() }
 }
@@ -52,49 +58,25 @@ fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("memspy's own structures serialize")
 }
 
-/// Writes the dump of graph `g` to `path`: names every edge and reads every object's value through
-/// `namer` (the live target after the walk). `progress(done, total)` is called as nodes are named.
-pub fn write<M: Memory + ?Sized>(
-    path: &Path,
-    mut header: Header,
-    mut meta: Meta,
-    g: &Graph,
-    namer: &mut EdgeNamer<'_, M>,
-    progress: &dyn Fn(u64, u64),
-) -> Result<Written> {
+/// Writes the dump of graph `g` to `path`, with the edge names and values of `names` (see
+/// [`label`]).
+pub fn write(path: &Path, mut header: Header, mut meta: Meta, g: &Graph, names: Labelled) -> Result<Written> {
     let t0 = Instant::now();
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| cannot_write(path, "not a file name"))?;
     let tmp = dir.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
-    let file = File::create(&tmp).map_err(|e| cannot_write(path, e))?;
-    let mut partial = Partial { tmp, done: false };
-
-    // Names and values first (they read the target): the counts they find go into META.
-    let mut lab = Labeller::default();
-    lab.redact = !header.values;
-    let nodes = g.nodes();
-    let mut unnamed = 0u64;
-    for v in 0..nodes {
-        if v % 4096 == 0 {
-            if crate::interrupt::requested() {
-                return Err(Error::Interrupted);
-            }
-            progress(v as u64, nodes as u64);
-        }
-        for e in namer.name_edges(v) {
-            unnamed += (e == Edge::Unknown) as u64;
-            let l = lab.label(&e);
-            lab.names.labels.push(l);
-        }
+    // A file without a name until it is complete (O_TMPFILE): memspy killed in between, even by
+    // SIGKILL, leaves nothing. Where the file system cannot, a hidden name removed on every error.
+    let (file, unnamed_file) = match unnamed_in(dir) {
+        Ok(f) => (f, true),
+        Err(_) => (File::create(&tmp).map_err(|e| cannot_write(path, e))?, false),
+    };
+    // Nothing to remove while the file has no name.
+    let mut partial = Partial { tmp, done: unnamed_file };
+    let Labelled { names, unnamed } = names;
+    if names.labels.len() != g.targets.len() || names.value_at.len() != g.objects as usize {
+        return Err(Error::Other("the names do not cover the graph".into()));
     }
-    let t_names = t0.elapsed();
-    for v in 0..g.objects {
-        let value = namer.value(v);
-        let value = if header.values { value } else { value.filter(|v| matches!(v, Value::Len { .. })) };
-        lab.value(value.as_ref());
-    }
-    progress(nodes as u64, nodes as u64);
-    log::debug!("dump: edges named in {t_names:?}, values read in {:?}", t0.elapsed() - t_names);
     meta.unnamed = unnamed;
     meta.stale = g.stale;
     header.format = FORMAT;
@@ -129,7 +111,6 @@ pub fn write<M: Memory + ?Sized>(
     section(&mut z, b"NATV", &b).map_err(io)?;
     section(&mut z, b"ROOT", &json(&(&g.roots, &g.frame_objects))).map_err(io)?;
     section(&mut z, b"EDGE", &edges(g)).map_err(io)?;
-    let names = lab.names;
     let mut b = Vec::with_capacity(names.labels.len() * 2);
     for &l in &names.labels {
         put_varint(&mut b, l as u64);
@@ -147,11 +128,93 @@ pub fn write<M: Memory + ?Sized>(
     let file = out.into_inner().map_err(|e| cannot_write(path, e.error()))?;
     file.sync_all().map_err(io)?;
     let bytes = file.metadata().map_err(io)?.len();
+    if unnamed_file {
+        // The complete file gets its temporary name, then the final one.
+        use std::os::fd::AsRawFd;
+        let _ = std::fs::remove_file(&partial.tmp);
+        let from = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL");
+        let to = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(partial.tmp.as_os_str()))
+            .map_err(|e| cannot_write(path, e))?;
+        // SAFETY: two NUL-terminated paths; linkat only reads them.
+        let r = unsafe {
+            libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW)
+        };
+        if r != 0 {
+            return Err(cannot_write(path, std::io::Error::last_os_error()));
+        }
+        partial.done = false;
+    }
     drop(file);
     log::debug!("dump: written and synced at {:?}", t0.elapsed());
     std::fs::rename(&partial.tmp, path).map_err(io)?;
     partial.done = true;
     Ok(Written { bytes, unnamed, elapsed: t0.elapsed() })
+}
+
+/// What [`label`] found: the names, and how many edges it could not name.
+pub struct Labelled {
+    pub names: StoredNames,
+    pub unnamed: u64,
+}
+
+/// Names the edges of `nodes` and reads the values of the objects among them through `namer` (after
+/// the walk, on the live target); `values` false keeps only lengths (`--no-values`). `done` counts
+/// the nodes named, for a progress bar.
+pub fn label<M: Memory + ?Sized>(
+    namer: &mut EdgeNamer<'_, M>,
+    g: &Graph,
+    nodes: std::ops::Range<u32>,
+    values: bool,
+    done: &std::sync::atomic::AtomicU64,
+) -> Result<Labelled> {
+    let mut lab = Labeller::default();
+    lab.redact = !values;
+    let mut unnamed = 0u64;
+    for v in nodes.clone() {
+        if v % 4096 == 0 {
+            if crate::interrupt::requested() {
+                return Err(Error::Interrupted);
+            }
+            done.fetch_add(4096.min(nodes.end - v) as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        for e in namer.name_edges(v) {
+            unnamed += (e == Edge::Unknown) as u64;
+            let l = lab.label(&e);
+            lab.names.labels.push(l);
+        }
+    }
+    for v in nodes.start.min(g.objects)..nodes.end.min(g.objects) {
+        let value = namer.value(v);
+        let value = if values { value } else { value.filter(|v| matches!(v, Value::Len { .. })) };
+        lab.value(value.as_ref());
+    }
+    Ok(Labelled { names: lab.names, unnamed })
+}
+
+/// The names of consecutive ranges of nodes, [`label`]ed apart (on several threads), as one.
+pub fn merge(parts: Vec<Labelled>) -> Labelled {
+    let mut out = Labelled { names: StoredNames::default(), unnamed: 0 };
+    let mut ids: HashMap<String, u32> = HashMap::new();
+    for p in parts {
+        out.unnamed += p.unnamed;
+        let remap: Vec<u32> = p
+            .names
+            .strings
+            .into_iter()
+            .map(|s| {
+                let next = out.names.strings.len() as u32;
+                *ids.entry(s).or_insert_with_key(|k| {
+                    out.names.strings.push(k.clone());
+                    next
+                })
+            })
+            .collect();
+        out.names.labels.extend(p.names.labels.into_iter().map(|l| super::names::remap(l, &remap)));
+        let base = out.names.value_bytes.len() as u32;
+        out.names.value_at.extend(p.names.value_at.into_iter().map(|a| a + base));
+        out.names.value_bytes.extend(p.names.value_bytes);
+    }
+    out
 }
 
 fn objects(g: &Graph) -> Vec<u8> {
@@ -430,11 +493,12 @@ mod tests {
         let mem = FakeMemory::new();
         let l = python_bindings::versions::V3_12;
         let mut namer = EdgeNamer::new(&mem, &l, &g);
+        let names = label(&mut namer, &g, 0..g.nodes(), true, &Default::default()).expect("named");
         let dir = std::env::temp_dir().join(format!("memspy-store-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("tiny.memspy");
         let header = Header { pid: 42, values: true, ..Header::default() };
-        let w = write(&path, header, Meta::default(), &g, &mut namer, &|_, _| {}).expect("written");
+        let w = write(&path, header, Meta::default(), &g, names).expect("written");
         assert!(w.bytes > 0);
         let d = read(&path, true).expect("read back");
         let h = d.graph.expect("graph");
