@@ -310,9 +310,9 @@ enum Cmd {
     /// Where the memory went: RSS/PSS/USS, pymalloc arenas and size classes, Python objects vs native,
     /// cgroup and rlimit headroom.
     Stat {
-        /// PID of the Python process to inspect.
-        #[arg(id = "target", value_name = "PID", required_unless_present = "core")]
-        pid: Option<i32>,
+        /// PID of the Python process to inspect (or a file `memspy dump` wrote).
+        #[arg(value_name = "PID|FILE", value_parser = parse_target, required_unless_present = "core")]
+        target: Option<String>,
         #[command(flatten)]
         core: CoreArgs,
         /// Print JSON instead of text.
@@ -543,8 +543,8 @@ fn main() -> ExitCode {
             json,
             timeout: Duration::from_secs_f64(timeout.max(0.1)),
         }),
-        Cmd::Stat { pid, core, json, walk } => {
-            stat::run(&stat::StatOptions { pid, core: core.spec(), json, snapshot: walk.options() })
+        Cmd::Stat { target, core, json, walk } => {
+            stat::run(&stat::StatOptions { target, core: core.spec(), json, snapshot: walk.options() })
         }
         Cmd::Completions { shell } => {
             let mut script = Vec::new();

@@ -158,3 +158,16 @@ fn the_reader_survives_mutated_dumps() {
         memspy::debug::fuzz_dump(&b);
     }
 }
+
+#[test]
+fn stat_of_a_dump_says_what_it_holds() {
+    let dir = TempDir::new("dump-stat").expect("temp dir");
+    let Some((fixture, file)) = dumped(dir.path(), "stat.memspy", &[]) else { return };
+    let pid = fixture.pid.to_string();
+    let (top, _) = run_memspy_json(&["top", &file, "--once", "--json"]).expect("top of the dump");
+    let (s, _) = run_memspy_json(&["stat", &file, "--json"]).expect("stat of the dump");
+    assert_eq!(s["pid"].as_str().map(String::from).unwrap_or_else(|| s["pid"].to_string()), pid);
+    assert_eq!(s["python_objects"]["objects"], top["totals"]["objects"]);
+    assert_eq!(s["python_objects"]["bytes"], top["totals"]["bytes"]);
+    assert!(s["rss"].as_u64().unwrap_or(0) > 0 && s["writable_bytes"].as_u64().unwrap_or(0) > 0, "{s}");
+}

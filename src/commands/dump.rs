@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::analysis::Histogram;
+use crate::analysis::{dominators, paths, Histogram};
 use crate::error::Result;
 use crate::memory::chunks::ChunkCache;
 use crate::memory::CachedMemory;
@@ -46,15 +46,21 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
         };
         walk_opts.spill = Some(Box::leak(dir.into_boxed_path()));
     }
-    let captured = walk::capture(&session.target, &session.interp, &walk_opts, &mut hist);
+    let captured = walk::capture_keeping_copy(&session.target, &session.interp, &walk_opts, &mut hist);
     pb.finish_and_clear();
-    let (walked, graph) = captured.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
+    let (walked, graph, copy) = captured.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
+    // Names, values and anchors are read from the copy the walk read when there is one (the same
+    // instant as the graph), else from the target, which has run on since the walk.
+    log::debug!("names and values read from {}", if copy.is_some() { "the copy" } else { "the live target" });
     let t_walk = t0.elapsed();
     let report = session.report_of(hist, &walked, &opts.snapshot);
     let rss = report.rss;
     let layout = &session.interp.layout;
     let mem = CachedMemory::new(session.target.memory(), 64 << 20);
-    let anchors = anchors::anchors(&mem, layout, &graph);
+    let anchors = match &copy {
+        Some(c) => anchors::anchors(&CachedMemory::new(c.clone(), 64 << 20), layout, &graph),
+        None => anchors::anchors(&mem, layout, &graph),
+    };
     let process = match session.target.current_maps() {
         Ok(m) => ProcessFacts {
             rss: report.rss,
@@ -118,9 +124,27 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
     }
     let pb = progress(Some(graph.nodes() as u64), &format!("naming the references, writing {}", opts.output.display()));
     let t_names = Instant::now();
-    let labelled = name_in_parallel(&session.target, layout, &graph, rss, opts, &pb);
+    // The shortest paths and the dominator tree, computed beside the naming, go into the file: every
+    // later read of it is spared them.
+    let (labelled, trees) = std::thread::scope(|s| {
+        let trees = s.spawn(|| {
+            let t = Instant::now();
+            let p = paths::shortest(&graph);
+            let d = dominators::compute(&graph, &p);
+            log::debug!("paths and dominators computed in {:?}", t.elapsed());
+            (p, d)
+        });
+        let labelled = match copy {
+            Some(c) => name_in_parallel(c, &session.target, layout, &graph, rss, opts, &pb),
+            None => name_in_parallel(session.target.memory(), &session.target, layout, &graph, rss, opts, &pb),
+        };
+        (labelled, trees.join())
+    });
+    let (paths, dom) =
+        trees.map_err(|_| crate::error::Error::Other("computing the paths and dominators failed".into()))?;
     log::debug!("references named and values read in {:?}", t_names.elapsed());
-    let written = labelled.and_then(|names| store::write(&opts.output, header, meta, &graph, names));
+    let written =
+        labelled.and_then(|names| store::write(&opts.output, header, meta, &graph, names, Some((&paths, &dom))));
     pb.finish_and_clear();
     let w = written?;
     if w.unnamed > 0 {
@@ -175,9 +199,11 @@ fn check_names<M: crate::memory::Memory + ?Sized>(mem: &M, layout: &python_bindi
 /// Most threads naming references.
 const MAX_NAMING_THREADS: usize = 8;
 
-/// Names every reference and reads every value, on as many threads as memspy may use (each with its
-/// own chunk cache, a share of the walk's budget), nodes split in consecutive ranges.
-fn name_in_parallel(
+/// Names every reference and reads every value from `source` (the walk's copy, or the target), on as
+/// many threads as memspy may use (each with its own chunk cache, a share of the walk's budget), nodes
+/// split in consecutive ranges.
+fn name_in_parallel<S: crate::memory::Memory + Clone + Send>(
+    source: S,
     target: &crate::process::Target,
     layout: &python_bindings::Layout,
     graph: &Graph,
@@ -187,7 +213,6 @@ fn name_in_parallel(
 ) -> Result<store::Labelled> {
     let addrs = graph.addresses();
     let ranges = target.current_maps().map(|m| crate::memory::chunks::readable_ranges(&m)).unwrap_or_default();
-    let mem = target.memory();
     // Names and values read the heap once more in 64 KiB chunks, as the walk does, within its budget.
     let budget = rss.map_or(opts.snapshot.cache_bytes, |r| (r / 16 * 3).max(64 << 20));
     let nodes = graph.nodes();
@@ -201,9 +226,9 @@ fn name_in_parallel(
         let handles: Vec<_> = (0..threads as u32)
             .map(|i| {
                 let (lo, hi) = ((i * per).min(nodes), ((i + 1) * per).min(nodes));
-                let (addrs, ranges, done, mem) = (&addrs, ranges.clone(), &done, mem.clone());
+                let (addrs, ranges, done, source) = (&addrs, ranges.clone(), &done, source.clone());
                 s.spawn(move || {
-                    let chunks = ChunkCache::new(mem, ranges, budget / threads as u64);
+                    let chunks = ChunkCache::new(source, ranges, budget / threads as u64);
                     let mut namer = EdgeNamer::new(&chunks, layout, graph).with_addresses(addrs);
                     store::label(&mut namer, graph, lo..hi, !opts.no_values, done)
                 })

@@ -22,7 +22,9 @@ use python_bindings::Layout;
 
 #[derive(Clone, Debug)]
 pub struct StatOptions {
-    pub pid: Option<i32>,
+    /// A PID, or a dump file (which holds what was read of the process when it was written).
+    pub target: Option<String>,
+    /// A core file instead.
     pub core: Option<crate::commands::CoreSpec>,
     pub json: bool,
     pub snapshot: SnapshotOptions,
@@ -381,8 +383,88 @@ pub fn text(r: &StatReport) -> String {
     s
 }
 
+/// `memspy stat FILE --json`: what a dump holds of where the memory went (the allocators' figures
+/// and procfs's are read live only).
+#[derive(Clone, Debug, Serialize)]
+pub struct DumpStat {
+    pub pid: i32,
+    pub file: String,
+    pub python: PythonInfo,
+    pub rss: Option<u64>,
+    pub mappings: u64,
+    pub mapped_bytes: u64,
+    pub writable_bytes: u64,
+    pub python_objects: ObjectBytes,
+    /// RSS not in Python objects: the allocators' free space, native memory, file-backed pages.
+    pub outside_python_objects: Option<u64>,
+    /// Bytes of the native blocks the walk scanned (C extensions' buffers that hold objects).
+    pub native_blocks_scanned: u64,
+}
+
+fn from_dump(path: &str) -> Result<DumpStat> {
+    let d = crate::store::read(std::path::Path::new(path), false)?;
+    let (r, p) = (&d.meta.report, &d.meta.process);
+    Ok(DumpStat {
+        pid: d.header.pid,
+        file: path.to_string(),
+        python: d.header.python.clone(),
+        rss: p.rss,
+        mappings: p.mappings,
+        mapped_bytes: p.mapped_bytes,
+        writable_bytes: p.writable_bytes,
+        python_objects: ObjectBytes { coverage: r.coverage.clone(), objects: r.totals.objects, bytes: r.totals.bytes },
+        outside_python_objects: p.rss.map(|rss| rss.saturating_sub(r.totals.bytes)),
+        native_blocks_scanned: r.scan.native_bytes,
+    })
+}
+
+fn dump_text(s: &DumpStat) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: PID {}  Python {}  (from the dump)", s.file, s.pid, s.python.version);
+    let _ = writeln!(
+        out,
+        "RSS {}   mappings {} ({} mapped, {} writable)",
+        s.rss.map(human_bytes).unwrap_or_else(|| "unknown".into()),
+        s.mappings,
+        human_bytes(s.mapped_bytes),
+        human_bytes(s.writable_bytes)
+    );
+    let _ = writeln!(
+        out,
+        "Python objects ({}): {} objects, {}",
+        s.python_objects.coverage,
+        s.python_objects.objects,
+        human_bytes(s.python_objects.bytes)
+    );
+    if let Some(o) = s.outside_python_objects {
+        let _ = writeln!(
+            out,
+            "outside Python objects: {} (allocators' free space, native memory, file pages)",
+            human_bytes(o)
+        );
+    }
+    let _ =
+        writeln!(out, "(pymalloc's arenas, smaps and cgroup figures are read from a live process: memspy stat PID)");
+    out
+}
+
 pub fn run(opts: &StatOptions) -> Result<()> {
-    let session = Session::open(opts.pid, opts.core.as_ref(), "stat")?;
+    let session = match (&opts.target, &opts.core) {
+        (None, Some(core)) => Session::open_core(core)?,
+        (Some(target), None) => {
+            let Ok(pid) = target.parse::<i32>() else {
+                let s = from_dump(target)?;
+                if opts.json {
+                    println!("{}", serde_json::to_string_pretty(&s).expect("serializes"));
+                } else {
+                    print!("{}", dump_text(&s));
+                }
+                return Ok(());
+            };
+            Session::attach(pid)?
+        }
+        _ => return Err(crate::error::Error::Other("give a PID, a dump file or --core FILE".into())),
+    };
     let r = report(&session, &opts.snapshot)?;
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&r).expect("serializes"));

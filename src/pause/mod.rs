@@ -18,7 +18,8 @@ use crate::cpython::gc::GcState;
 use crate::discovery::{self, Interpreter};
 use crate::error::{Error, Result};
 use crate::memory::chunks::{self, ChunkCache};
-use crate::memory::copy::{self, CopiedMemory, FileCopy};
+pub use crate::memory::copy::FileCopy;
+use crate::memory::copy::{self, CopiedMemory};
 use crate::memory::maps::Maps;
 use crate::memory::readers::ThreadReaders;
 use crate::memory::{CachedMemory, Memory, RemoteMemory};
@@ -104,6 +105,9 @@ pub trait Work {
     fn partial(&mut self) -> Option<Self::Output> {
         None
     }
+    /// After a successful run on a copy in a file: the copy, which the work may keep (to read the same
+    /// instant again after the read, as `dump` does for names and values). Dropped otherwise.
+    fn keep_copy(&mut self, _copy: FileCopy<RemoteMemory>) {}
 }
 
 /// The result of a read.
@@ -359,7 +363,7 @@ impl Try<'_> {
                 self.target.pid
             ))));
         }
-        let mem = ChunkCache::new(f, chunks::readable_ranges(&maps), budget);
+        let mem = ChunkCache::new(f.clone(), chunks::readable_ranges(&maps), budget);
         let r = self.run(&mem, work, Some((stopped, interps)));
         log::debug!(
             "read of the file copy: {:?} (target stopped {:?}), {:?}",
@@ -367,6 +371,9 @@ impl Try<'_> {
             stopped,
             mem.stats()
         );
+        if matches!(r, Attempt::Done(Ok(_))) {
+            work.keep_copy(f);
+        }
         r
     }
 

@@ -201,6 +201,8 @@ struct HeapWalk<'s> {
     /// Record the object graph (see [`graph`]): words reserved before the pause, and what was recorded.
     record: Option<usize>,
     recorded: Option<(graph::Recorder, visited::Visited)>,
+    /// The copy a recording walk read (a copy in a file), kept for reading the same instant again.
+    copy: Option<pause::FileCopy<crate::memory::RemoteMemory>>,
 }
 
 impl Work for HeapWalk<'_> {
@@ -317,6 +319,12 @@ impl Work for HeapWalk<'_> {
     fn partial(&mut self) -> Option<WalkSummary> {
         Some(self.summary.clone())
     }
+
+    fn keep_copy(&mut self, copy: pause::FileCopy<crate::memory::RemoteMemory>) {
+        if self.record.is_some() {
+            self.copy = Some(copy);
+        }
+    }
 }
 
 /// Takes one snapshot of the heap (the GC lists, or with `opts.full` every reachable object) in one
@@ -339,6 +347,7 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
         visited: None,
         record: None,
         recorded: None,
+        copy: None,
     };
     let o = pause::read(target, interp, &opts.read_options(), &mut work)?;
     Ok(Walked {
@@ -358,6 +367,20 @@ pub fn capture(
     opts: &SnapshotOptions,
     also: &mut dyn Sink,
 ) -> Result<(Walked, graph::Graph)> {
+    capture_keeping_copy(target, interp, opts, also).map(|(w, g, _)| (w, g))
+}
+
+/// The memory a walk read, when it was a copy in a file (`SnapshotOptions::spill`): the instant the
+/// graph is of, readable after the walk.
+pub type Copy = pause::FileCopy<crate::memory::RemoteMemory>;
+
+/// [`capture`], returning the copy the walk read when it was one in a file.
+pub fn capture_keeping_copy(
+    target: &Target,
+    interp: &Interpreter,
+    opts: &SnapshotOptions,
+    also: &mut dyn Sink,
+) -> Result<(Walked, graph::Graph, Option<Copy>)> {
     let maps = target.current_maps()?;
     let mut objects = graph::Objects::default();
     let mut tee = graph::Tee { objects: &mut objects, also };
@@ -372,6 +395,7 @@ pub fn capture(
         visited: None,
         record: Some(0),
         recorded: None,
+        copy: None,
     };
     // The recording and the objects' arrays grow while the read cache is full: a smaller cache (3/16
     // of the target's RSS, not 3/8) keeps memspy's peak below the target's RSS at little cost in time.
@@ -380,6 +404,7 @@ pub fn capture(
     let opts = SnapshotOptions { full: true, per_object: true, cache_bytes, ..opts.clone() };
     let o = pause::read(target, interp, &opts.read_options(), &mut work)?;
     let (rec, visited) = work.recorded.take().ok_or_else(|| Error::Other("the walk recorded no graph".into()))?;
+    let copy = work.copy.take();
     drop(work);
     log::info!(
         "graph: {} objects, {} words recorded ({} MiB); memspy's RSS {} MiB",
@@ -396,5 +421,5 @@ pub fn capture(
         pause_budget_spent: o.cut_short,
         retries: o.retries,
     };
-    Ok((walked, g))
+    Ok((walked, g, copy))
 }
