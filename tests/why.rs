@@ -149,14 +149,16 @@ fn checks(pid: &str, truth: &Value, e: &mut Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `check` on every interpreter of the matrix, prints a line each, fails if any failed.
-fn on_every_interpreter(check: fn(&Interpreter) -> Result<Vec<String>, String>) {
+/// Runs `check` on every interpreter of the matrix (and the free-threaded builds, with
+/// `free_threaded`), prints a line each, fails if any failed.
+fn on_every_interpreter(check: fn(&Interpreter) -> Result<Vec<String>, String>, free_threaded: bool) {
     let d = discover_interpreters();
     if d.interpreters.is_empty() {
         return skip_or_fail(NO_INTERPRETER);
     }
+    let all = if free_threaded { d.with_free_threaded() } else { d.interpreters.iter().collect() };
     let mut failed = 0;
-    for interp in &d.interpreters {
+    for interp in all.iter().copied() {
         let errors = check(interp).unwrap_or_else(|e| vec![e]);
         eprintln!("{:<10} {}", interp.label(), if errors.is_empty() { "ok" } else { "FAIL" });
         for x in &errors {
@@ -164,12 +166,12 @@ fn on_every_interpreter(check: fn(&Interpreter) -> Result<Vec<String>, String>) 
         }
         failed += usize::from(!errors.is_empty());
     }
-    assert_eq!(failed, 0, "{failed} of {} interpreters differ (see above)", d.interpreters.len());
+    assert_eq!(failed, 0, "{failed} of {} interpreters differ (see above)", all.len());
 }
 
 #[test]
 fn paths_and_retained_sizes_match_the_target() {
-    on_every_interpreter(check);
+    on_every_interpreter(check, true);
 }
 
 /// `growth` on a service that leaks one object per request (with a dict and strings of its own):
@@ -209,5 +211,5 @@ fn growth_owner(interp: &Interpreter) -> Result<Vec<String>, String> {
 
 #[test]
 fn growth_ranks_the_leaking_class_first_with_its_owner() {
-    on_every_interpreter(growth_owner);
+    on_every_interpreter(growth_owner, false);
 }

@@ -262,38 +262,3 @@ pub fn retained_inside(g: &Graph, d: &Dominators, marked: &[bool]) -> Vec<u64> {
     }
     inside
 }
-
-/// Dominators read back (a dump): `idom` per node and `order` (every node once, each after its
-/// dominator) as [`compute`] made them; the retained sizes are summed again. None when the parts do
-/// not fit `g` or do not make a tree.
-pub fn from_tree(g: &Graph, idom: Vec<u32>, order: Vec<u32>) -> Option<Dominators> {
-    let n = g.nodes() as usize;
-    if idom.len() != n || order.len() != n {
-        return None;
-    }
-    let mut pos = vec![u32::MAX; n];
-    for (i, &v) in order.iter().enumerate() {
-        if v as usize >= n || pos[v as usize] != u32::MAX {
-            return None;
-        }
-        pos[v as usize] = i as u32;
-    }
-    // Each node after its dominator: a tree, no cycle.
-    if (0..n).any(|v| idom[v] != TOP && (idom[v] as usize >= n || pos[idom[v] as usize] >= pos[v])) {
-        return None;
-    }
-    let mut retained = vec![0u64; n];
-    let mut retained_objects = vec![0u32; n];
-    for v in 0..g.objects {
-        retained[v as usize] = g.size(v);
-        retained_objects[v as usize] = 1;
-    }
-    for &v in order.iter().rev() {
-        let d = idom[v as usize];
-        if d != TOP {
-            retained[d as usize] = retained[d as usize].saturating_add(retained[v as usize]);
-            retained_objects[d as usize] = retained_objects[d as usize].saturating_add(retained_objects[v as usize]);
-        }
-    }
-    Some(Dominators { idom, retained, retained_objects, order })
-}

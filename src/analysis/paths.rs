@@ -128,27 +128,3 @@ fn bfs(g: &Graph, parent: &mut [u32], mut frontier: Vec<u32>) {
         }
     }
 }
-
-/// Paths read back (a dump): `parent` per node as [`shortest`] made it, and the sources in the order
-/// they were taken; the in-degrees and the objects held from outside are counted again. None when the
-/// parts do not fit `g` (a parent beyond the nodes, a source that is not one).
-pub fn from_parents(g: &Graph, parent: Vec<u32>, sources: Vec<u32>) -> Option<Paths> {
-    let n = g.nodes() as usize;
-    let is_mark = |p: u32| p >= GARBAGE;
-    if parent.len() != n || parent.iter().any(|&p| !is_mark(p) && (p & !CONSERVATIVE_EDGE) as usize >= n) {
-        return None;
-    }
-    if sources.iter().any(|&s| s as usize >= n || !is_mark(parent[s as usize])) {
-        return None;
-    }
-    let mut indegree = vec![0u32; n];
-    for &t in &g.targets {
-        let t = (t & !CONSERVATIVE_EDGE) as usize;
-        indegree[t] = indegree[t].saturating_add(1);
-    }
-    let outside = (0..g.objects)
-        .filter(|&v| parent[v as usize] == OUTSIDE)
-        .map(|v| (v, g.refcounts[v as usize].saturating_sub(indegree[v as usize])))
-        .collect();
-    Some(Paths { parent, indegree, sources, outside })
-}

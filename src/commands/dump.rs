@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::analysis::{dominators, paths, Histogram};
+use crate::analysis::Histogram;
 use crate::error::Result;
 use crate::memory::chunks::ChunkCache;
 use crate::memory::CachedMemory;
@@ -124,27 +124,12 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
     }
     let pb = progress(Some(graph.nodes() as u64), &format!("naming the references, writing {}", opts.output.display()));
     let t_names = Instant::now();
-    // The shortest paths and the dominator tree, computed beside the naming, go into the file: every
-    // later read of it is spared them.
-    let (labelled, trees) = std::thread::scope(|s| {
-        let trees = s.spawn(|| {
-            let t = Instant::now();
-            let p = paths::shortest(&graph);
-            let d = dominators::compute(&graph, &p);
-            log::debug!("paths and dominators computed in {:?}", t.elapsed());
-            (p, d)
-        });
-        let labelled = match copy {
-            Some(c) => name_in_parallel(c, &session.target, layout, &graph, rss, opts, &pb),
-            None => name_in_parallel(session.target.memory(), &session.target, layout, &graph, rss, opts, &pb),
-        };
-        (labelled, trees.join())
-    });
-    let (paths, dom) =
-        trees.map_err(|_| crate::error::Error::Other("computing the paths and dominators failed".into()))?;
+    let labelled = match copy {
+        Some(c) => name_in_parallel(c, &session.target, layout, &graph, rss, opts, &pb),
+        None => name_in_parallel(session.target.memory(), &session.target, layout, &graph, rss, opts, &pb),
+    };
     log::debug!("references named and values read in {:?}", t_names.elapsed());
-    let written =
-        labelled.and_then(|names| store::write(&opts.output, header, meta, &graph, names, Some((&paths, &dom))));
+    let written = labelled.and_then(|names| store::write(&opts.output, header, meta, &graph, names));
     pb.finish_and_clear();
     let w = written?;
     if w.unnamed > 0 {

@@ -128,29 +128,15 @@ impl Held {
         Ok(Held { pid: session.target.pid, file, names, graph, paths, dom, anchors, figures, report })
     }
 
-    /// The graph a dump file holds, with the paths and dominators it keeps (checked against the graph),
-    /// else computed again.
+    /// The graph a dump file holds, with its paths and dominators computed again.
     pub fn from_dump(d: store::Dump) -> Result<Held> {
-        let store::Dump { path, header, meta, graph, names, trees } = d;
+        let store::Dump { path, header, meta, graph, names } = d;
         let graph = graph.ok_or_else(|| Error::Other(format!("{path}: the dump was read without its graph")))?;
         same_histogram(&graph, &meta.report).map_err(|detail| Error::InDump { path: path.clone(), detail })?;
         let t0 = Instant::now();
-        let (stored_paths, stored_dom) = match trees {
-            Some(t) => (paths::from_parents(&graph, t.parent, t.sources), Some((t.idom, t.order))),
-            None => (None, None),
-        };
-        if stored_dom.is_some() && stored_paths.is_none() {
-            return Err(Error::InDump { path, detail: "its paths do not fit its graph".into() });
-        }
-        let paths = stored_paths.unwrap_or_else(|| paths::shortest(&graph));
+        let paths = paths::shortest(&graph);
         let t1 = Instant::now();
-        let dom = match stored_dom {
-            Some((idom, order)) => dominators::from_tree(&graph, idom, order).ok_or_else(|| Error::InDump {
-                path: path.clone(),
-                detail: "its dominator tree does not fit its graph".into(),
-            })?,
-            None => dominators::compute(&graph, &paths),
-        };
+        let dom = dominators::compute(&graph, &paths);
         let mut figures = meta.figures;
         figures.paths_ms = ms(t1 - t0);
         figures.dominators_ms = ms(t1.elapsed());

@@ -20,9 +20,6 @@
 //! - `EDGE`: per node (objects, native blocks, roots): its edge count; then per edge: the target's
 //!   node minus the source's (zigzag) × 2, + 1 when found by a conservative scan.
 //! - `LABL`: per edge its label ([`names`]); `STRS`: the strings labels name.
-//! - `PATH`, `DOMS` (optional): each node's parent on its shortest path and the sources in order; each
-//!   node's immediate dominator and the dominator tree's preorder (node deltas): read back, checked
-//!   against the graph, instead of computed again.
 //! - `VALS`: per object its short value (a str's first 64 characters, bytes, int, float, a container's
 //!   length); with `--no-values` only lengths, and keys that are not identifiers are not kept.
 //!
@@ -99,15 +96,6 @@ pub struct Meta {
     pub gc: Option<(crate::cpython::gc_stats::GcFigures, usize)>,
 }
 
-/// The shortest paths' parents and sources and the dominator tree a dump keeps (sections `PATH`,
-/// `DOMS`), so that reading it need not compute them again.
-pub struct Trees {
-    pub parent: Vec<u32>,
-    pub sources: Vec<u32>,
-    pub idom: Vec<u32>,
-    pub order: Vec<u32>,
-}
-
 /// A dump read back.
 pub struct Dump {
     pub path: String,
@@ -116,6 +104,4 @@ pub struct Dump {
     /// Absent when only the header and `META` were asked for.
     pub graph: Option<Graph>,
     pub names: StoredNames,
-    /// The paths and dominators, when the file has them.
-    pub trees: Option<Trees>,
 }

@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 use super::codec::{put_varint, unzigzag, zigzag, Reader};
 use super::names::{Labeller, StoredNames};
 use super::{Dump, Header, Meta, FORMAT, MAGIC, MAX_HEADER, MAX_SECTION};
-use crate::analysis::dominators::{self, Dominators};
-use crate::analysis::paths::{self, Paths};
 use crate::cpython::types::TypeInfo;
 use crate::cpython::values::Value;
 use crate::error::{Error, Result};
@@ -62,14 +60,7 @@ fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
 
 /// Writes the dump of graph `g` to `path`, with the edge names and values of `names` (see
 /// [`label`]).
-pub fn write(
-    path: &Path,
-    mut header: Header,
-    mut meta: Meta,
-    g: &Graph,
-    names: Labelled,
-    trees: Option<(&Paths, &Dominators)>,
-) -> Result<Written> {
+pub fn write(path: &Path, mut header: Header, mut meta: Meta, g: &Graph, names: Labelled) -> Result<Written> {
     let t0 = Instant::now();
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| cannot_write(path, "not a file name"))?;
@@ -132,10 +123,6 @@ pub fn write(
     }
     section(&mut z, b"STRS", &b).map_err(io)?;
     section(&mut z, b"VALS", &names.value_bytes).map_err(io)?;
-    if let Some((p, d)) = trees {
-        section(&mut z, b"PATH", &path_section(p)).map_err(io)?;
-        section(&mut z, b"DOMS", &dom_section(d)).map_err(io)?;
-    }
     section(&mut z, b"END.", &[]).map_err(io)?;
     let out = z.finish().map_err(io)?;
     let file = out.into_inner().map_err(|e| cannot_write(path, e.error()))?;
@@ -230,89 +217,6 @@ pub fn merge(parts: Vec<Labelled>) -> Labelled {
     out
 }
 
-/// Marks of `Paths::parent` (sources), coded 0..4; a parent node `p` of `v` is
-/// `4 + 2 * zigzag(p - v) + conservative`.
-const MARKS: [u32; 4] = [paths::ROOT, paths::OUTSIDE, paths::STATIC, paths::GARBAGE];
-
-fn path_section(p: &Paths) -> Vec<u8> {
-    let mut b = Vec::with_capacity(p.parent.len() * 2);
-    put_varint(&mut b, p.parent.len() as u64);
-    for (v, &x) in p.parent.iter().enumerate() {
-        match MARKS.iter().position(|&m| m == x) {
-            Some(i) => put_varint(&mut b, i as u64),
-            None => {
-                let to = (x & !CONSERVATIVE_EDGE) as i64;
-                put_varint(&mut b, 4 + 2 * zigzag(to - v as i64) + (x & CONSERVATIVE_EDGE != 0) as u64);
-            }
-        }
-    }
-    put_varint(&mut b, p.sources.len() as u64);
-    let mut prev = 0i64;
-    for &s in &p.sources {
-        put_varint(&mut b, zigzag(s as i64 - prev));
-        prev = s as i64;
-    }
-    b
-}
-
-fn dom_section(d: &Dominators) -> Vec<u8> {
-    let mut b = Vec::with_capacity(d.idom.len() * 3);
-    put_varint(&mut b, d.idom.len() as u64);
-    for (v, &x) in d.idom.iter().enumerate() {
-        put_varint(&mut b, if x == dominators::TOP { 0 } else { 1 + zigzag(x as i64 - v as i64) });
-    }
-    put_varint(&mut b, d.order.len() as u64);
-    let mut prev = 0i64;
-    for &w in &d.order {
-        put_varint(&mut b, zigzag(w as i64 - prev));
-        prev = w as i64;
-    }
-    b
-}
-
-/// The paths' parents and sources, the dominators' tree and order, as a dump stores them (unchecked:
-/// `analysis::paths::from_parents` and `dominators::from_tree` check them against the graph).
-fn decode_trees(s: &HashMap<[u8; 4], Vec<u8>>) -> Result<Option<super::Trees>> {
-    let (Some(pb), Some(db)) = (s.get(b"PATH"), s.get(b"DOMS")) else { return Ok(None) };
-    let node = |v: usize, d: i64| -> Result<u32> {
-        u32::try_from(v as i64 + d).map_err(|_| Error::BadDump(format!("a tree link of node {v} out of range")))
-    };
-    let mut r = Reader::new(pb, "PATH");
-    let n = r.count("parents", 1)?;
-    let mut parent = Vec::with_capacity(n);
-    for v in 0..n {
-        let c = r.varint("parent")?;
-        parent.push(match c {
-            0..=3 => MARKS[c as usize],
-            c => node(v, unzigzag((c - 4) >> 1))? | if (c - 4) & 1 == 1 { CONSERVATIVE_EDGE } else { 0 },
-        });
-    }
-    let k = r.count("sources", 1)?;
-    let mut sources = Vec::with_capacity(k);
-    let mut prev = 0i64;
-    for _ in 0..k {
-        prev += unzigzag(r.varint("source")?);
-        sources.push(node(0, prev)?);
-    }
-    let mut r = Reader::new(db, "DOMS");
-    let n = r.count("dominators", 1)?;
-    let mut idom = Vec::with_capacity(n);
-    for v in 0..n {
-        idom.push(match r.varint("dominator")? {
-            0 => dominators::TOP,
-            c => node(v, unzigzag(c - 1))?,
-        });
-    }
-    let k = r.count("order", 1)?;
-    let mut order = Vec::with_capacity(k);
-    let mut prev = 0i64;
-    for _ in 0..k {
-        prev += unzigzag(r.varint("order")?);
-        order.push(node(0, prev)?);
-    }
-    Ok(Some(super::Trees { parent, sources, idom, order }))
-}
-
 fn objects(g: &Graph) -> Vec<u8> {
     let mut b = Vec::with_capacity(g.objects as usize * 5);
     put_varint(&mut b, g.objects as u64);
@@ -404,11 +308,11 @@ pub fn read_from<R: Read>(mut f: R, shown: &str, graph: bool) -> Result<Dump> {
     let meta: Meta = serde_json::from_slice(need(&sections, b"META").map_err(&bad)?)
         .map_err(|e| bad(format!("section META: {e}")))?;
     if !graph {
-        return Ok(Dump { path: shown, header, meta, graph: None, names: StoredNames::default(), trees: None });
+        return Ok(Dump { path: shown, header, meta, graph: None, names: StoredNames::default() });
     }
     let decoded = decode(&sections).map_err(|e| bad(e.to_string()))?;
-    let (g, names, trees) = decoded;
-    Ok(Dump { path: shown, header, meta, graph: Some(g), names, trees })
+    let (g, names) = decoded;
+    Ok(Dump { path: shown, header, meta, graph: Some(g), names })
 }
 
 fn tag_name(t: &[u8; 4]) -> String {
@@ -419,7 +323,7 @@ fn need<'a>(s: &'a HashMap<[u8; 4], Vec<u8>>, tag: &[u8; 4]) -> std::result::Res
     s.get(tag).map(|v| v.as_slice()).ok_or_else(|| format!("no section {}", tag_name(tag)))
 }
 
-fn decode(s: &HashMap<[u8; 4], Vec<u8>>) -> Result<(Graph, StoredNames, Option<super::Trees>)> {
+fn decode(s: &HashMap<[u8; 4], Vec<u8>>) -> Result<(Graph, StoredNames)> {
     let sec = |t: &[u8; 4]| need(s, t).map_err(Error::BadDump);
     let type_infos: Vec<TypeInfo> =
         serde_json::from_slice(sec(b"TYPE")?).map_err(|e| Error::BadDump(format!("section TYPE: {e}")))?;
@@ -523,8 +427,7 @@ fn decode(s: &HashMap<[u8; 4], Vec<u8>>) -> Result<(Graph, StoredNames, Option<s
         }
     }
     names.check(&g)?;
-    let trees = decode_trees(s)?;
-    Ok((g, names, trees))
+    Ok((g, names))
 }
 
 /// The body of a dump (the bytes after its header, decompressed): what the fuzz target mutates.
@@ -595,9 +498,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("tiny.memspy");
         let header = Header { pid: 42, values: true, ..Header::default() };
-        let p = crate::analysis::paths::shortest(&g);
-        let dom = crate::analysis::dominators::compute(&g, &p);
-        let w = write(&path, header, Meta::default(), &g, names, Some((&p, &dom))).expect("written");
+        let w = write(&path, header, Meta::default(), &g, names).expect("written");
         assert!(w.bytes > 0);
         let d = read(&path, true).expect("read back");
         let h = d.graph.expect("graph");
@@ -608,10 +509,6 @@ mod tests {
         assert_eq!((h.offsets.clone(), h.targets.clone()), (g.offsets.clone(), g.targets.clone()));
         assert_eq!(h.native_addrs(), g.native_addrs());
         assert_eq!(d.names.labels.len(), 4);
-        let t = d.trees.as_ref().expect("the paths and dominators");
-        assert_eq!((&t.parent, &t.sources), (&p.parent, &p.sources));
-        let d2 = crate::analysis::dominators::from_tree(&h, t.idom.clone(), t.order.clone()).expect("a tree");
-        assert_eq!((d2.idom, d2.retained, d2.order), (dom.idom, dom.retained, dom.order));
         // Only the header and META: no graph.
         assert!(read(&path, false).expect("read").graph.is_none());
         // The body round-trips through the fuzz target's helpers.
