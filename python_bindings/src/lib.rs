@@ -8,6 +8,7 @@
 //! Nothing here reads memory: this crate is pure data plus the small decoding rules that differ per
 //! version (refcount immortality, pre-header sizes).
 
+pub mod builds;
 pub mod debug_offsets;
 pub mod extensions;
 pub mod free_threaded;

@@ -82,6 +82,7 @@ fn same_histogram(g: &Graph, r: &Report) -> std::result::Result<(), String> {
 
 impl Held {
     pub fn read(session: &Session, opts: &SnapshotOptions) -> Result<Held> {
+        session.warn_if_long(opts);
         let t0 = Instant::now();
         let mut hist = Histogram::new();
         let (walked, graph) = walk::capture(&session.target, &session.interp, opts, &mut hist)?;
