@@ -117,7 +117,7 @@ impl Session {
         if !opts.full || opts.nonblocking || SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        if let Some(line) = process::rss_bytes(self.target.pid).and_then(|rss| long_pause(self.target.pid, rss)) {
+        if let Some(line) = self.target.rss().and_then(|rss| long_pause(self.target.pid, rss)) {
             eprintln!("memspy: {line}");
         }
     }
