@@ -14,7 +14,7 @@ use memspy::commands::growth::{self, GrowthOptions};
 use memspy::commands::serve::{self, ServeOptions};
 use memspy::commands::snapshot::{self, SnapshotCmdOptions};
 use memspy::commands::top::{self, TopOptions};
-use memspy::commands::{dump, gc, retained, stat, why, CoreSpec, TargetSpec};
+use memspy::commands::{dump, export, gc, report, retained, stat, why, CoreSpec, TargetSpec};
 use memspy::memory::core_memory::Binaries;
 use memspy::walk::SnapshotOptions;
 
@@ -127,6 +127,13 @@ impl CoreArgs {
         let binaries = Binaries { exe: self.exe, sysroot: self.sysroot };
         self.core.map(|path| CoreSpec { path, binaries })
     }
+}
+
+/// Formats `memspy export` writes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ExportFormat {
+    /// The V8 heap snapshot (.heapsnapshot).
+    Heapsnapshot,
 }
 
 #[derive(Subcommand, Debug)]
@@ -265,6 +272,37 @@ enum Cmd {
         /// for heaps that hold secrets; the file says so.
         #[arg(long)]
         no_values: bool,
+        #[command(flatten)]
+        walk: WalkArgs,
+    },
+    /// Write the object graph in a format other tools open: `heapsnapshot` (V8's, for Chrome
+    /// DevTools' Memory tab, VS Code and memlab).
+    Export {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The format to write.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Heapsnapshot)]
+        format: ExportFormat,
+        /// The file to write.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Print what was written as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        walk: WalkArgs,
+    },
+    /// Write one static, self-contained HTML page (no server, no network): the type table, the
+    /// objects that retain the most and the paths that hold the largest types.
+    Report {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The file to write.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Rows in each table.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
         #[command(flatten)]
         walk: WalkArgs,
     },
@@ -505,9 +543,16 @@ fn main() -> ExitCode {
                 })
             }
         }
-        Cmd::Why { walk, .. } | Cmd::Retained { walk, .. } | Cmd::Dump { walk, .. } if walk.gc_only => {
+        Cmd::Why { walk, .. }
+        | Cmd::Retained { walk, .. }
+        | Cmd::Dump { walk, .. }
+        | Cmd::Export { walk, .. }
+        | Cmd::Report { walk, .. }
+            if walk.gc_only =>
+        {
             Err(memspy::Error::Other(
-                "--gc-only: why, retained and dump follow every reference; they need the full walk".into(),
+                "--gc-only: why, retained, dump, export and report follow every reference; they need the full walk"
+                    .into(),
             ))
         }
         Cmd::Why { target, core, type_name, address, unexplained, json, limit, walk } => why::run(&why::WhyOptions {
@@ -533,6 +578,18 @@ fn main() -> ExitCode {
             no_values,
             snapshot: walk.options(),
         }),
+        Cmd::Export { target, format, output, json, walk } => export::run(&export::ExportOptions {
+            target: target.spec(),
+            format: match format {
+                ExportFormat::Heapsnapshot => export::Format::HeapSnapshot,
+            },
+            output,
+            json,
+            snapshot: walk.options(),
+        }),
+        Cmd::Report { target, output, limit, walk } => {
+            report::run(&report::ReportOptions { target: target.spec(), output, limit, snapshot: walk.options() })
+        }
         Cmd::Snapshot { target, core, output, walk } => {
             snapshot::run(&SnapshotCmdOptions { target: target.spec_or_core(core), output, snapshot: walk.options() })
         }

@@ -149,14 +149,14 @@ fn checks(pid: &str, truth: &Value, e: &mut Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `check` on every interpreter of the matrix (and the free-threaded builds, with
-/// `free_threaded`), prints a line each, fails if any failed.
-fn on_every_interpreter(check: fn(&Interpreter) -> Result<Vec<String>, String>, free_threaded: bool) {
+/// Runs `check` on every interpreter of the matrix, the free-threaded builds included, prints a line
+/// each, fails if any failed.
+fn on_every_interpreter(check: fn(&Interpreter) -> Result<Vec<String>, String>) {
     let d = discover_interpreters();
     if d.interpreters.is_empty() {
         return skip_or_fail(NO_INTERPRETER);
     }
-    let all = if free_threaded { d.with_free_threaded() } else { d.interpreters.iter().collect() };
+    let all = d.with_free_threaded();
     let mut failed = 0;
     for interp in all.iter().copied() {
         let errors = check(interp).unwrap_or_else(|e| vec![e]);
@@ -171,7 +171,7 @@ fn on_every_interpreter(check: fn(&Interpreter) -> Result<Vec<String>, String>, 
 
 #[test]
 fn paths_and_retained_sizes_match_the_target() {
-    on_every_interpreter(check, true);
+    on_every_interpreter(check);
 }
 
 /// `growth` on a service that leaks one object per request (with a dict and strings of its own):
@@ -211,5 +211,5 @@ fn growth_owner(interp: &Interpreter) -> Result<Vec<String>, String> {
 
 #[test]
 fn growth_ranks_the_leaking_class_first_with_its_owner() {
-    on_every_interpreter(growth_owner, false);
+    on_every_interpreter(growth_owner);
 }

@@ -2,9 +2,11 @@
 
 pub mod diff;
 pub mod dump;
+pub mod export;
 pub mod gc;
 pub mod growth;
 pub mod held;
+pub mod report;
 pub mod retained;
 pub mod serve;
 pub mod snapshot;

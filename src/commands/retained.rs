@@ -25,6 +25,19 @@ const INNERMOST: (u64, u64) = (9, 10);
 
 pub fn run(opts: &RetainedOptions) -> Result<()> {
     let (held, _spawned) = Held::open("retained", &opts.target, &opts.snapshot)?;
+    let r = retained_report(&held, opts.limit);
+    let text = if opts.json {
+        serde_json::to_string_pretty(&r).map_err(|e| Error::Other(format!("JSON: {e}")))?
+    } else {
+        report::why::retained(&r, &held.figures, opts.limit)
+    };
+    println!("{text}");
+    Ok(())
+}
+
+/// What `memspy retained` shows of `held`: the `limit` heaviest owners (innermost) and retained bytes
+/// per type.
+pub fn retained_report(held: &Held, limit: usize) -> RetainedReport {
     let g = &held.graph;
     let d = &held.dom;
     // Objects with a dominated object that holds most of what they retain are not listed.
@@ -38,7 +51,7 @@ pub fn run(opts: &RetainedOptions) -> Result<()> {
     let mut top: Vec<u32> =
         (0..g.objects).filter(|&v| !heavy[v as usize] && d.retained_objects[v as usize] > 1).collect();
     top.sort_by_key(|&v| std::cmp::Reverse(d.retained[v as usize]));
-    top.truncate(opts.limit);
+    top.truncate(limit);
     let paths = held.paths_of(&top);
     let dominators = top
         .iter()
@@ -71,7 +84,7 @@ pub fn run(opts: &RetainedOptions) -> Result<()> {
         .filter(|t| t.count > 0)
         .collect();
     by_type.sort_by_key(|t| std::cmp::Reverse((t.retained, t.bytes)));
-    let r = RetainedReport {
+    RetainedReport {
         pid: held.pid,
         file: held.file.clone(),
         total_bytes: g.total_bytes(),
@@ -79,12 +92,5 @@ pub fn run(opts: &RetainedOptions) -> Result<()> {
         dominators,
         partial: held.figures.partial,
         analysis: held.figures.clone(),
-    };
-    let text = if opts.json {
-        serde_json::to_string_pretty(&r).map_err(|e| Error::Other(format!("JSON: {e}")))?
-    } else {
-        report::why::retained(&r, &held.figures, opts.limit)
-    };
-    println!("{text}");
-    Ok(())
+    }
 }

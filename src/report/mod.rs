@@ -3,6 +3,8 @@
 
 pub mod diff;
 pub mod growth;
+pub mod heapsnapshot;
+pub mod html;
 pub mod http;
 pub mod metrics;
 pub mod plot;

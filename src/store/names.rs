@@ -246,6 +246,13 @@ impl StoredNamer<'_> {
 }
 
 impl Namer for StoredNamer<'_> {
+    fn edges_of(&mut self, parent: u32, targets: &[u32]) -> Vec<Edge> {
+        if self.detail && targets == self.g.edges(parent) {
+            return self.names.labelled(self.g, parent).map(|(_, _, e)| e).collect();
+        }
+        targets.iter().map(|&t| self.edge(parent, t & !CONSERVATIVE_EDGE)).collect()
+    }
+
     fn edge(&mut self, parent: u32, child: u32) -> Edge {
         // Without detail, every edge of a plain list or tuple reads `[*]`: no need to find it.
         if !self.detail && self.g.is_object(parent) && !self.g.is_native(child) {

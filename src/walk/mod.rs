@@ -12,6 +12,7 @@ pub mod gclists;
 pub mod gcpar;
 pub mod graph;
 pub mod names;
+pub mod record;
 pub mod refs;
 pub mod roots;
 pub mod shares;

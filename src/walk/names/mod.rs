@@ -85,6 +85,11 @@ pub trait Namer {
     fn value(&mut self, _node: u32) -> Option<Value> {
         None
     }
+    /// Every edge of `parent` (`targets`: its edges in the graph's order, bit 31 kept), named as
+    /// [`Namer::edge`] names each; a namer that reads each holder once overrides it.
+    fn edges_of(&mut self, parent: u32, targets: &[u32]) -> Vec<Edge> {
+        targets.iter().map(|&t| self.edge(parent, t & !super::graph::CONSERVATIVE_EDGE)).collect()
+    }
 }
 
 impl<T: Namer + ?Sized> Namer for &mut T {
@@ -94,6 +99,10 @@ impl<T: Namer + ?Sized> Namer for &mut T {
 
     fn value(&mut self, node: u32) -> Option<Value> {
         (**self).value(node)
+    }
+
+    fn edges_of(&mut self, parent: u32, targets: &[u32]) -> Vec<Edge> {
+        (**self).edges_of(parent, targets)
     }
 }
 
@@ -426,6 +435,13 @@ impl<M: Memory + ?Sized> Namer for EdgeNamer<'_, M> {
         let info = self.g.type_of(node)?;
         let kind = ValueKind::of(info.flags, &info.name);
         values::read(self.mem, self.l, self.addr(node), kind)
+    }
+
+    fn edges_of(&mut self, parent: u32, targets: &[u32]) -> Vec<Edge> {
+        if self.detail && targets == self.g.edges(parent) {
+            return self.name_edges(parent);
+        }
+        targets.iter().map(|&t| self.edge(parent, t & !super::graph::CONSERVATIVE_EDGE)).collect()
     }
 
     fn edge(&mut self, parent: u32, child: u32) -> Edge {
