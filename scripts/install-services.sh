@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the services and programs the tests run against, from Debian: prometheus (tests/serve.rs starts
 # the binary itself, on loopback, with a temporary config and storage), zsh and fish (tests/cli.rs checks
-# the completion scripts with them). Idempotent and quiet: nothing is done when
+# the completion scripts with them), gdb (tests/core_files.rs takes core files with its gcore). Idempotent and quiet: nothing is done when
 # the packages are there. Also Node.js and npm and Chromium (Debian; tests/export.rs renders `memspy report`'s
 # page headless), and memlab from the npm registry into ~/.cache/memspy/npm (tests/export.rs loads
 # `memspy export`'s .heapsnapshot with it; PUPPETEER_SKIP_DOWNLOAD: it needs no browser of its own). The packaged service is never started: while installing, a policy-rc.d that
@@ -9,7 +9,7 @@
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
 need=()
-for p in prometheus zsh fish chromium; do
+for p in prometheus zsh fish chromium gdb; do
   # (A removed package whose config files remain still answers `dpkg -s`: look at its status.)
   [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || need+=("$p")
 done

@@ -65,6 +65,21 @@ pub enum Error {
     #[error("interrupted; the target was resumed")]
     Interrupted,
 
+    #[error("{path} is not a core file: {why}")]
+    NotCore { path: String, why: String },
+
+    #[error("the core file {path} is truncated: {detail}")]
+    CoreTruncated { path: String, detail: String },
+
+    #[error("the core file {core} (PID {pid}, {exe}) is not of a Python process: no CPython runtime (_PyRuntime) found in its executable or libraries")]
+    CoreNotPython { core: String, pid: i32, exe: String },
+
+    #[error("{path}, which the core file maps, is missing ({disk}: {error}); give the executable with --exe, or the root the binaries are under with --sysroot")]
+    CoreBinaryMissing { path: String, disk: String, error: String },
+
+    #[error("{disk} is not the {path} the core file mapped (build ID {file_id}, the core's {core_id}); give the matching binary with --exe or --sysroot")]
+    CoreBuildIdMismatch { path: String, disk: String, core_id: String, file_id: String },
+
     /// A dump file's contents do not decode (the reader adds the file's name: [`Error::InDump`]).
     #[error("{0}")]
     BadDump(String),

@@ -14,7 +14,8 @@ use memspy::commands::growth::{self, GrowthOptions};
 use memspy::commands::serve::{self, ServeOptions};
 use memspy::commands::snapshot::{self, SnapshotCmdOptions};
 use memspy::commands::top::{self, TopOptions};
-use memspy::commands::{dump, export, gc, report, retained, stat, why, TargetSpec};
+use memspy::commands::{dump, export, gc, report, retained, stat, why, CoreSpec, TargetSpec};
+use memspy::memory::core_memory::Binaries;
 use memspy::walk::SnapshotOptions;
 
 #[derive(Parser, Debug)]
@@ -96,7 +97,35 @@ impl TargetArgs {
             },
             None => (None, None),
         };
-        TargetSpec { pid, dump, command: self.command, delay: Duration::from_secs_f64(self.delay.max(0.0)) }
+        let delay = Duration::from_secs_f64(self.delay.max(0.0));
+        TargetSpec { pid, dump, command: self.command, delay, core: None }
+    }
+
+    /// The target, or the core file of `core`.
+    fn spec_or_core(self, core: CoreArgs) -> TargetSpec {
+        TargetSpec { core: core.spec(), ..self.spec() }
+    }
+}
+
+/// A core file to read instead of a live process (the same walk, on the memory the core holds).
+#[derive(clap::Args, Debug, Clone)]
+struct CoreArgs {
+    /// Read this core file (written by gdb's gcore, or `coredumpctl dump`) instead of a live process.
+    #[arg(long, value_name = "FILE", conflicts_with = "target")]
+    core: Option<PathBuf>,
+    /// With --core: the program's executable on disk, when it is not at the path the core names.
+    #[arg(long, value_name = "FILE", requires = "core")]
+    exe: Option<PathBuf>,
+    /// With --core: find the binaries the core names under this directory (a copy of the machine's or
+    /// the container's root).
+    #[arg(long, value_name = "DIR", requires = "core")]
+    sysroot: Option<PathBuf>,
+}
+
+impl CoreArgs {
+    fn spec(self) -> Option<CoreSpec> {
+        let binaries = Binaries { exe: self.exe, sysroot: self.sysroot };
+        self.core.map(|path| CoreSpec { path, binaries })
     }
 }
 
@@ -113,6 +142,8 @@ enum Cmd {
     Top {
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        core: CoreArgs,
         /// Print one table (or report) and exit.
         #[arg(long)]
         once: bool,
@@ -190,6 +221,8 @@ enum Cmd {
     Why {
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        core: CoreArgs,
         /// The type whose instances to explain (`module.Qualname`, or the name after the last dot).
         #[arg(long = "type", value_name = "TYPE", required_unless_present_any = ["address", "unexplained"])]
         type_name: Option<String>,
@@ -214,6 +247,8 @@ enum Cmd {
     Retained {
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        core: CoreArgs,
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
@@ -228,6 +263,8 @@ enum Cmd {
     Dump {
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        core: CoreArgs,
         /// The file to write (written under a temporary name, renamed when complete).
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
@@ -273,6 +310,8 @@ enum Cmd {
     Snapshot {
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        core: CoreArgs,
         /// The file to write (default: stdout).
         #[arg(short, long, value_name = "FILE")]
         output: Option<std::path::PathBuf>,
@@ -295,8 +334,10 @@ enum Cmd {
     /// The cyclic GC: enabled, thresholds, counts, objects per generation, collections, gc.garbage.
     Gc {
         /// PID of the Python process to inspect (or a file `memspy dump` wrote).
-        #[arg(value_name = "PID|FILE", value_parser = parse_target)]
-        target: String,
+        #[arg(value_name = "PID|FILE", value_parser = parse_target, required_unless_present = "core")]
+        target: Option<String>,
+        #[command(flatten)]
+        core: CoreArgs,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -308,8 +349,10 @@ enum Cmd {
     /// cgroup and rlimit headroom.
     Stat {
         /// PID of the Python process to inspect (or a file `memspy dump` wrote).
-        #[arg(value_name = "PID|FILE", value_parser = parse_target)]
-        target: String,
+        #[arg(value_name = "PID|FILE", value_parser = parse_target, required_unless_present = "core")]
+        target: Option<String>,
+        #[command(flatten)]
+        core: CoreArgs,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -457,8 +500,8 @@ fn main() -> ExitCode {
     };
     env_logger::Builder::new().filter_level(level).format_timestamp_millis().init();
     let result = match cli.command {
-        Cmd::Top { target, once, json, limit, sort, rate, retained, walk } => top::run(&TopOptions {
-            target: target.spec(),
+        Cmd::Top { target, core, once, json, limit, sort, rate, retained, walk } => top::run(&TopOptions {
+            target: target.spec_or_core(core),
             once,
             json,
             limit,
@@ -512,8 +555,8 @@ fn main() -> ExitCode {
                     .into(),
             ))
         }
-        Cmd::Why { target, type_name, address, unexplained, json, limit, walk } => why::run(&why::WhyOptions {
-            target: target.spec(),
+        Cmd::Why { target, core, type_name, address, unexplained, json, limit, walk } => why::run(&why::WhyOptions {
+            target: target.spec_or_core(core),
             what: match (type_name, address, unexplained) {
                 (_, Some(a), _) => why::WhatFor::Address(a),
                 (_, None, true) => why::WhatFor::Unexplained,
@@ -523,12 +566,18 @@ fn main() -> ExitCode {
             limit,
             snapshot: walk.options(),
         }),
-        Cmd::Retained { target, json, limit, walk } => {
-            retained::run(&retained::RetainedOptions { target: target.spec(), json, limit, snapshot: walk.options() })
-        }
-        Cmd::Dump { target, output, no_values, walk } => {
-            dump::run(&dump::DumpOptions { target: target.spec(), output, no_values, snapshot: walk.options() })
-        }
+        Cmd::Retained { target, core, json, limit, walk } => retained::run(&retained::RetainedOptions {
+            target: target.spec_or_core(core),
+            json,
+            limit,
+            snapshot: walk.options(),
+        }),
+        Cmd::Dump { target, core, output, no_values, walk } => dump::run(&dump::DumpOptions {
+            target: target.spec_or_core(core),
+            output,
+            no_values,
+            snapshot: walk.options(),
+        }),
         Cmd::Export { target, format, output, json, walk } => export::run(&export::ExportOptions {
             target: target.spec(),
             format: match format {
@@ -541,14 +590,19 @@ fn main() -> ExitCode {
         Cmd::Report { target, output, limit, walk } => {
             report::run(&report::ReportOptions { target: target.spec(), output, limit, snapshot: walk.options() })
         }
-        Cmd::Snapshot { target, output, walk } => {
-            snapshot::run(&SnapshotCmdOptions { target: target.spec(), output, snapshot: walk.options() })
+        Cmd::Snapshot { target, core, output, walk } => {
+            snapshot::run(&SnapshotCmdOptions { target: target.spec_or_core(core), output, snapshot: walk.options() })
         }
         Cmd::Diff { a, b, json, limit } => diff::run(&DiffOptions { a, b, json, limit }),
-        Cmd::Gc { target, json, timeout } => {
-            gc::run(&gc::GcOptions { target, json, timeout: Duration::from_secs_f64(timeout.max(0.1)) })
+        Cmd::Gc { target, core, json, timeout } => gc::run(&gc::GcOptions {
+            target,
+            core: core.spec(),
+            json,
+            timeout: Duration::from_secs_f64(timeout.max(0.1)),
+        }),
+        Cmd::Stat { target, core, json, walk } => {
+            stat::run(&stat::StatOptions { target, core: core.spec(), json, snapshot: walk.options() })
         }
-        Cmd::Stat { target, json, walk } => stat::run(&stat::StatOptions { target, json, snapshot: walk.options() }),
         Cmd::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "memspy", &mut script);

@@ -193,7 +193,7 @@ pub struct GcCounts {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Report {
     pub pid: i32,
-    /// The dump file the report was read from (absent for a live target).
+    /// The file the report was read from: a dump, or a core file (absent for a live target).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
     pub python: PythonInfo,

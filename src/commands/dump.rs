@@ -8,8 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::analysis::Histogram;
 use crate::error::Result;
 use crate::memory::chunks::ChunkCache;
-use crate::memory::maps::Maps;
-use crate::memory::{CachedMemory, RemoteMemory};
+use crate::memory::CachedMemory;
 use crate::report;
 use crate::report::progress::progress;
 use crate::store::{self, Header, Meta, ProcessFacts};
@@ -57,12 +56,12 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
     let report = session.report_of(hist, &walked, &opts.snapshot);
     let rss = report.rss;
     let layout = &session.interp.layout;
-    let mem = CachedMemory::new(RemoteMemory::new(pid), 64 << 20);
+    let mem = CachedMemory::new(session.target.memory(), 64 << 20);
     let anchors = match &copy {
         Some(c) => anchors::anchors(&CachedMemory::new(c.clone(), 64 << 20), layout, &graph),
         None => anchors::anchors(&mem, layout, &graph),
     };
-    let process = match Maps::read(pid) {
+    let process = match session.target.current_maps() {
         Ok(m) => ProcessFacts {
             rss: report.rss,
             mappings: m.entries.len() as u64,
@@ -81,18 +80,26 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
         partial: walked.pause_budget_spent,
         ..Default::default()
     };
-    let command = std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|&c| c == 0).filter(|a| !a.is_empty()).map(String::from_utf8_lossy).collect::<Vec<_>>().join(" ")
-        })
-        .unwrap_or_default();
+    let command = match session.target.core() {
+        Some(core) => core.core.notes.args.clone(),
+        None => std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                b.split(|&c| c == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(String::from_utf8_lossy)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default(),
+    };
+    let source = session.file().map_or_else(|| "live process".to_string(), |f| format!("core file {f}"));
     let header = Header {
         memspy: env!("MEMSPY_VERSION").into(),
         format: store::FORMAT,
         created: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
         pid,
         command,
-        source: "live process".into(),
+        source,
         python: session.python_info(),
         values: !opts.no_values,
         objects: 0,
@@ -118,8 +125,8 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
     let pb = progress(Some(graph.nodes() as u64), &format!("naming the references, writing {}", opts.output.display()));
     let t_names = Instant::now();
     let labelled = match copy {
-        Some(c) => name_in_parallel(c, pid, layout, &graph, rss, opts, &pb),
-        None => name_in_parallel(RemoteMemory::new(pid), pid, layout, &graph, rss, opts, &pb),
+        Some(c) => name_in_parallel(c, &session.target, layout, &graph, rss, opts, &pb),
+        None => name_in_parallel(session.target.memory(), &session.target, layout, &graph, rss, opts, &pb),
     };
     log::debug!("references named and values read in {:?}", t_names.elapsed());
     let written = labelled.and_then(|names| store::write(&opts.output, header, meta, &graph, names));
@@ -182,7 +189,7 @@ const MAX_NAMING_THREADS: usize = 8;
 /// split in consecutive ranges.
 fn name_in_parallel<S: crate::memory::Memory + Clone + Send>(
     source: S,
-    pid: i32,
+    target: &crate::process::Target,
     layout: &python_bindings::Layout,
     graph: &Graph,
     rss: Option<u64>,
@@ -190,7 +197,7 @@ fn name_in_parallel<S: crate::memory::Memory + Clone + Send>(
     pb: &indicatif::ProgressBar,
 ) -> Result<store::Labelled> {
     let addrs = graph.addresses();
-    let ranges = Maps::read(pid).map(|m| crate::memory::chunks::readable_ranges(&m)).unwrap_or_default();
+    let ranges = target.current_maps().map(|m| crate::memory::chunks::readable_ranges(&m)).unwrap_or_default();
     // Names and values read the heap once more in 64 KiB chunks, as the walk does, within its budget.
     let budget = rss.map_or(opts.snapshot.cache_bytes, |r| (r / 16 * 3).max(64 << 20));
     let nodes = graph.nodes();

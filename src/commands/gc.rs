@@ -18,7 +18,9 @@ const COLLECTION_RETRIES: u32 = 50;
 #[derive(Clone, Debug)]
 pub struct GcOptions {
     /// A PID, or a dump file (which holds the figures read when it was written).
-    pub target: String,
+    pub target: Option<String>,
+    /// A core file instead.
+    pub core: Option<crate::commands::CoreSpec>,
     pub json: bool,
     pub timeout: Duration,
 }
@@ -83,7 +85,7 @@ pub fn report(session: &Session, timeout: Duration) -> Result<GcReport> {
     let (f, interpreters, paused) = read(session, timeout)?;
     Ok(GcReport {
         pid: session.target.pid,
-        file: None,
+        file: session.file(),
         python: session.python_info(),
         interpreters,
         gc: f,
@@ -131,23 +133,27 @@ pub fn text(r: &GcReport) -> String {
 }
 
 pub fn run(opts: &GcOptions) -> Result<()> {
-    let r = match opts.target.parse::<i32>() {
-        Ok(pid) => report(&Session::attach(pid)?, opts.timeout)?,
-        Err(_) => {
-            let d = crate::store::read(std::path::Path::new(&opts.target), false)?;
-            let (gc, interpreters) = d
-                .meta
-                .gc
-                .ok_or_else(|| crate::error::Error::Other(format!("{}: the dump holds no GC figures", opts.target)))?;
-            GcReport {
-                pid: d.header.pid,
-                file: Some(opts.target.clone()),
-                python: d.header.python,
-                interpreters,
-                gc,
-                pause_ms: 0.0,
+    let r = match (&opts.target, &opts.core) {
+        (None, Some(core)) => report(&Session::open_core(core)?, opts.timeout)?,
+        (Some(target), None) => match target.parse::<i32>() {
+            Ok(pid) => report(&Session::attach(pid)?, opts.timeout)?,
+            Err(_) => {
+                let d = crate::store::read(std::path::Path::new(target), false)?;
+                let (gc, interpreters) = d
+                    .meta
+                    .gc
+                    .ok_or_else(|| crate::error::Error::Other(format!("{target}: the dump holds no GC figures")))?;
+                GcReport {
+                    pid: d.header.pid,
+                    file: Some(target.clone()),
+                    python: d.header.python,
+                    interpreters,
+                    gc,
+                    pause_ms: 0.0,
+                }
             }
-        }
+        },
+        _ => return Err(crate::error::Error::Other("give a PID, a dump file or --core FILE".into())),
     };
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&r).expect("serializes"));

@@ -12,8 +12,9 @@ use crate::analysis::why::{Aggregator, Anchor, Figures, Namer, PathRow, Step};
 use crate::analysis::{Histogram, Report};
 use crate::error::Error;
 use crate::error::Result;
-use crate::memory::{CachedMemory, RemoteMemory};
+use crate::memory::CachedMemory;
 use crate::process;
+use crate::process::TargetMemory;
 use crate::report::progress::progress;
 use crate::store;
 use crate::store::StoredNames;
@@ -25,8 +26,8 @@ use python_bindings::Layout;
 
 /// Where the names of edges and objects' values are read.
 pub enum Names {
-    /// The live target (names read after the walk: a holder changed since names nothing).
-    Live { pid: i32, layout: Box<Layout> },
+    /// The target, live (names read after the walk: a holder changed since names nothing) or a core file.
+    Live { mem: TargetMemory, layout: Box<Layout> },
     /// What a dump stored.
     Stored(StoredNames),
 }
@@ -93,7 +94,7 @@ impl Held {
         let dom = dominators::compute(&graph, &paths);
         let t3 = Instant::now();
         log::debug!("dominators computed: memspy's RSS {} MiB", own_rss_mib());
-        let mem = CachedMemory::new(RemoteMemory::new(session.target.pid), 64 << 20);
+        let mem = CachedMemory::new(session.target.memory(), 64 << 20);
         let anchors = anchors::anchors(&mem, &session.interp.layout, &graph);
         let figures = Figures {
             pause_ms: ms(walked.pause),
@@ -123,8 +124,9 @@ impl Held {
             paths.outside.len(),
             graph.stale
         );
-        let names = Names::Live { pid: session.target.pid, layout: Box::new(session.interp.layout.clone()) };
-        Ok(Held { pid: session.target.pid, file: None, names, graph, paths, dom, anchors, figures, report })
+        let names = Names::Live { mem: session.target.memory(), layout: Box::new(session.interp.layout.clone()) };
+        let file = session.file();
+        Ok(Held { pid: session.target.pid, file, names, graph, paths, dom, anchors, figures, report })
     }
 
     /// The graph a dump file holds, with its paths and dominators computed again.
@@ -183,8 +185,8 @@ impl Held {
     /// names every index and key (one path), else list indices and big dicts' keys fold to `[*]`.
     pub fn with_namer<T>(&self, detail: bool, f: impl FnOnce(&mut dyn Namer) -> T) -> T {
         match &self.names {
-            Names::Live { pid, layout } => {
-                let mem = CachedMemory::new(RemoteMemory::new(*pid), 64 << 20);
+            Names::Live { mem, layout } => {
+                let mem = CachedMemory::new(mem.clone(), 64 << 20);
                 let mut namer = EdgeNamer::new(&mem, layout, &self.graph);
                 namer.detail = detail;
                 f(&mut namer)

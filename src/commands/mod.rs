@@ -14,6 +14,7 @@ pub mod stat;
 pub mod top;
 pub mod why;
 
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,8 +22,9 @@ use crate::analysis::histogram::{GcCounts, PythonInfo, ScanCounts};
 use crate::analysis::{Histogram, Report};
 use crate::discovery::{self, Interpreter, Linkage};
 use crate::error::{Error, Result};
+use crate::memory::core_memory::Binaries;
 use crate::memory::RemoteMemory;
-use crate::process::{self, Target};
+use crate::process::Target;
 use crate::walk::{self, SnapshotOptions};
 
 /// An attached target and its interpreter, found once and reused across snapshots.
@@ -31,10 +33,48 @@ pub struct Session {
     pub interp: Interpreter,
 }
 
+/// A core file to read instead of a live process (`--core FILE [--exe FILE] [--sysroot DIR]`).
+#[derive(Clone, Debug, Default)]
+pub struct CoreSpec {
+    pub path: PathBuf,
+    pub binaries: Binaries,
+}
+
 impl Session {
     pub fn attach(pid: i32) -> Result<Session> {
         let target = Target::open(pid)?;
         let interp = discovery::discover(&target, &RemoteMemory::new(pid)).map_err(|e| target.explain(e))?;
+        Ok(Session::found(target, interp))
+    }
+
+    /// A session on a core file: the same discovery, on the core's memory and the binaries it names.
+    pub fn open_core(spec: &CoreSpec) -> Result<Session> {
+        let target = Target::open_core(&spec.path, &spec.binaries)?;
+        let core = spec.path.display().to_string();
+        let interp = discovery::discover(&target, &target.memory()).map_err(|e| match e {
+            Error::NotPython { pid, exe } => Error::CoreNotPython { core, pid, exe },
+            e => target.explain(e),
+        })?;
+        Ok(Session::found(target, interp))
+    }
+
+    /// The core file the session reads, if it reads one (named in reports).
+    pub fn file(&self) -> Option<String> {
+        self.target.core().map(|c| c.core.path.clone())
+    }
+
+    /// A session on the PID, or on the core file when one is given.
+    pub fn open(pid: Option<i32>, core: Option<&CoreSpec>, name: &str) -> Result<Session> {
+        match (pid, core) {
+            (None, Some(c)) => Session::open_core(c),
+            (Some(pid), None) => Session::attach(pid),
+            (Some(_), Some(_)) => Err(Error::Other("give either a PID or --core FILE, not both".into())),
+            (None, None) => Err(Error::Other(format!("give a PID (memspy {name} PID) or a core file (--core FILE)"))),
+        }
+    }
+
+    fn found(target: Target, interp: Interpreter) -> Session {
+        let pid = target.pid;
         log::info!(
             "PID {pid}: Python {} ({:?}, {}{}) runtime at {:#x} in {} [{}; version from {}]",
             interp.version,
@@ -46,7 +86,7 @@ impl Session {
             interp.runtime_source,
             interp.version_source
         );
-        Ok(Session { target, interp })
+        Session { target, interp }
     }
 
     pub fn python_info(&self) -> PythonInfo {
@@ -79,7 +119,7 @@ impl Session {
         if !opts.full || opts.nonblocking || SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        if let Some(line) = process::rss_bytes(self.target.pid).and_then(|rss| long_pause(self.target.pid, rss)) {
+        if let Some(line) = self.target.rss().and_then(|rss| long_pause(self.target.pid, rss)) {
             eprintln!("memspy: {line}");
         }
     }
@@ -118,7 +158,7 @@ impl Session {
         }
         let mut report = Report {
             pid: self.target.pid,
-            file: None,
+            file: self.file(),
             python: self.python_info(),
             coverage: if s.full { "full-heap".into() } else { "gc-tracked".into() },
             approximate: opts.nonblocking || walked.pause_budget_spent || s.broken_lists > 0,
@@ -126,7 +166,7 @@ impl Session {
             pause_ms: walked.pause.as_secs_f64() * 1000.0,
             elapsed_ms: walked.elapsed.as_secs_f64() * 1000.0,
             timestamp: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
-            rss: process::rss_bytes(self.target.pid),
+            rss: self.target.rss(),
             totals: Default::default(),
             gc: GcCounts { generations: s.generations, permanent: s.permanent },
             interpreters: s.interpreters,
@@ -243,7 +283,7 @@ pub fn long_pause(pid: i32, rss: u64) -> Option<String> {
 }
 
 /// The process a command inspects: a PID, or a program memspy starts (`-- python app.py`) and lets run
-/// for `delay` before the first snapshot.
+/// for `delay` before the first snapshot, or a core file of one.
 #[derive(Clone, Debug, Default)]
 pub struct TargetSpec {
     pub pid: Option<i32>,
@@ -251,6 +291,8 @@ pub struct TargetSpec {
     pub dump: Option<std::path::PathBuf>,
     pub command: Vec<String>,
     pub delay: Duration,
+    /// A core file instead (the commands that read one).
+    pub core: Option<CoreSpec>,
 }
 
 impl TargetSpec {
@@ -263,6 +305,12 @@ impl TargetSpec {
 /// Opens the target of `memspy <name>`: a session, and the `Spawned` handle of a program memspy started
 /// (which stops the program when dropped).
 pub fn open_target(name: &str, spec: &TargetSpec, timeout: Duration) -> Result<(Session, Option<Spawned>)> {
+    if let Some(core) = &spec.core {
+        if spec.pid.is_some() || spec.starts_program() {
+            return Err(Error::Other("give either a core file (--core FILE), a PID or a command, not two".into()));
+        }
+        return Ok((Session::open_core(core)?, None));
+    }
     if let Some(path) = &spec.dump {
         return Err(Error::Other(format!(
             "memspy {name} reads a live process, not a dump file ({}): give a PID or a command",

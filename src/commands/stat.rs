@@ -23,7 +23,9 @@ use python_bindings::Layout;
 #[derive(Clone, Debug)]
 pub struct StatOptions {
     /// A PID, or a dump file (which holds what was read of the process when it was written).
-    pub target: String,
+    pub target: Option<String>,
+    /// A core file instead.
+    pub core: Option<crate::commands::CoreSpec>,
     pub json: bool,
     pub snapshot: SnapshotOptions,
 }
@@ -120,9 +122,11 @@ impl Sink for Bytes {
 
 pub fn report(session: &Session, opts: &SnapshotOptions) -> Result<StatReport> {
     let pid = session.target.pid;
-    let memory = usage::rollup(pid).map_err(|e| log::warn!("smaps_rollup: {e}")).ok();
-    let cgroup = usage::cgroup_memory(pid);
-    let limits = usage::limits(pid).map_err(|e| log::warn!("limits: {e}")).ok();
+    // procfs figures: a live process's only (a core records none of them).
+    let live = !session.target.is_core();
+    let memory = live.then(|| usage::rollup(pid).map_err(|e| log::warn!("smaps_rollup: {e}")).ok()).flatten();
+    let cgroup = live.then(|| usage::cgroup_memory(pid)).flatten();
+    let limits = live.then(|| usage::limits(pid).map_err(|e| log::warn!("limits: {e}")).ok()).flatten();
     // Free-threaded builds: mimalloc's pages and blocks, in their own pause (pymalloc is not used).
     let mimalloc = if session.interp.layout.mimalloc.is_some() {
         struct MimallocRead<'a>(&'a Session);
@@ -176,7 +180,7 @@ pub fn report(session: &Session, opts: &SnapshotOptions) -> Result<StatReport> {
     walk::snapshot(&session.target, &session.interp, &per_object, &mut sink)?;
     let coverage = if opts.full { "full-heap" } else { "gc-tracked" };
     let python_objects = ObjectBytes { coverage: coverage.into(), objects: sink.objects, bytes: sink.bytes };
-    let rss = memory.map(|m| m.rss).or_else(|| crate::process::rss_bytes(pid)).unwrap_or(0);
+    let rss = memory.map(|m| m.rss).or_else(|| session.target.rss()).unwrap_or(0);
     let file_backed = memory.map(|m| m.file_backed).unwrap_or(0);
     let pymalloc_free = pymalloc.stats.as_ref().map(|s| s.arena_bytes.saturating_sub(s.bytes_in_use));
     // pymalloc's blocks in use that hold no object memspy reached: objects only C code holds, or small
@@ -202,7 +206,11 @@ pub fn report(session: &Session, opts: &SnapshotOptions) -> Result<StatReport> {
         native_remainder,
         outside_python_objects: outside,
     };
-    let summary = summary_line(rss, &breakdown, &pymalloc, &python_objects.coverage);
+    let summary = if rss == 0 && !live {
+        "a core file records no RSS: the objects and the allocators' figures are the core's".into()
+    } else {
+        summary_line(rss, &breakdown, &pymalloc, &python_objects.coverage)
+    };
     Ok(StatReport {
         pid,
         python: session.python_info(),
@@ -441,16 +449,22 @@ fn dump_text(s: &DumpStat) -> String {
 }
 
 pub fn run(opts: &StatOptions) -> Result<()> {
-    let Ok(pid) = opts.target.parse::<i32>() else {
-        let s = from_dump(&opts.target)?;
-        if opts.json {
-            println!("{}", serde_json::to_string_pretty(&s).expect("serializes"));
-        } else {
-            print!("{}", dump_text(&s));
+    let session = match (&opts.target, &opts.core) {
+        (None, Some(core)) => Session::open_core(core)?,
+        (Some(target), None) => {
+            let Ok(pid) = target.parse::<i32>() else {
+                let s = from_dump(target)?;
+                if opts.json {
+                    println!("{}", serde_json::to_string_pretty(&s).expect("serializes"));
+                } else {
+                    print!("{}", dump_text(&s));
+                }
+                return Ok(());
+            };
+            Session::attach(pid)?
         }
-        return Ok(());
+        _ => return Err(crate::error::Error::Other("give a PID, a dump file or --core FILE".into())),
     };
-    let session = Session::attach(pid)?;
     let r = report(&session, &opts.snapshot)?;
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&r).expect("serializes"));

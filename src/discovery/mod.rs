@@ -73,7 +73,7 @@ pub fn discover<M: Memory + ?Sized>(target: &Target, mem: &M) -> Result<Interpre
     // The first file named like a CPython binary that could not be opened, and why.
     let mut unopened: Option<(&str, std::io::Error)> = None;
     for path in elf::candidates(&target.maps, &target.exe) {
-        let bytes = match elf::read_target_file(pid, &target.maps, path) {
+        let bytes = match target.read_file(path) {
             Ok(b) => b,
             Err(e) => {
                 log::debug!("cannot open {path}: {e}");

@@ -32,7 +32,7 @@ pub fn locate<M: Memory + ?Sized>(target: &Target, mem: &M, interp: &Interpreter
                 "ntimes_arena_allocated",
                 "narenas_highwater",
             ];
-            let found = symbols::find(target.pid, &target.maps, &interp.binary, &names).map_err(unreachable)?;
+            let found = symbols::find(target, &interp.binary, &names).map_err(unreachable)?;
             let a = |n: &str| found.addrs[n];
             if usedpools_shape(mem, o, a("usedpools")).is_none() {
                 return Err(unreachable(format!(
@@ -122,15 +122,15 @@ pub fn pymalloc<M: Memory + ?Sized>(target: &Target, mem: &M, interp: &Interpret
 pub fn located(target: &Target, interp: &Interpreter) -> Option<Located> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    /// Per (PID, runtime address).
-    type Found = HashMap<(i32, u64), Option<Located>>;
+    /// Per (PID, runtime address, a core file).
+    type Found = HashMap<(i32, u64, bool), Option<Located>>;
     static FOUND: OnceLock<Mutex<Found>> = OnceLock::new();
-    let key = (target.pid, interp.runtime);
+    let key = (target.pid, interp.runtime, target.is_core());
     let found = FOUND.get_or_init(Default::default);
     if let Some(l) = found.lock().ok()?.get(&key) {
         return l.clone();
     }
-    let mem = crate::memory::RemoteMemory::new(target.pid);
+    let mem = target.memory();
     let main = super::interpreters(&mem, interp).ok()?.last().copied()?;
     let l = match locate(target, &mem, interp, main) {
         Ok(l) => {

@@ -1,6 +1,7 @@
 //! Local (static) symbols of the target's runtime binary: from its own `.symtab`, or, when it is
 //! stripped, from its separate debug file found by build ID (`/usr/lib/debug/.build-id/xx/yyyy.debug`,
-//! looked up through `/proc/PID/root` first so that containers resolve to their own files).
+//! looked up through `/proc/PID/root` first so that containers resolve to their own files; a core's under
+//! `--sysroot`).
 //!
 //! Used for what is not reachable from `_PyRuntime`: the 3.9–3.11 pymalloc globals.
 
@@ -8,8 +9,8 @@ use std::collections::HashMap;
 
 use goblin::elf::Elf;
 
-use super::elf::{read_target_file, ElfInfo};
-use crate::memory::maps::Maps;
+use super::elf::ElfInfo;
+use crate::process::Target;
 
 /// Where symbols were found, for messages.
 #[derive(Clone, Debug)]
@@ -31,12 +32,12 @@ pub fn build_id(elf: &Elf, bytes: &[u8]) -> Option<String> {
     None
 }
 
-/// Looks up `names` (local symbols, LTO suffixes ignored) for the mapped file `path` of process `pid`.
+/// Looks up `names` (local symbols, LTO suffixes ignored) for the mapped file `path` of `target`.
 /// Err says why they are not reachable (stripped and no debug file, …).
-pub fn find(pid: i32, maps: &Maps, path: &str, names: &[&str]) -> Result<FoundSymbols, String> {
-    let bytes = read_target_file(pid, maps, path).map_err(|e| format!("cannot open {path}: {e}"))?;
+pub fn find(target: &Target, path: &str, names: &[&str]) -> Result<FoundSymbols, String> {
+    let bytes = target.read_file(path).map_err(|e| format!("cannot open {path}: {e}"))?;
     let info = ElfInfo::parse(path, &bytes)?;
-    let bias = info.load_bias(maps).ok_or_else(|| format!("{path} is not mapped at file offset 0"))?;
+    let bias = info.load_bias(&target.maps).ok_or_else(|| format!("{path} is not mapped at file offset 0"))?;
     let elf = Elf::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
     let mut tried = Vec::new();
     if info.has_symtab {
@@ -55,7 +56,7 @@ pub fn find(pid: i32, maps: &Maps, path: &str, names: &[&str]) -> Result<FoundSy
         return Err(format!("{path}: build ID {id} is too short"));
     }
     let rel = format!("/usr/lib/debug/.build-id/{}/{}.debug", &id[..2], &id[2..]);
-    for candidate in [format!("/proc/{pid}/root{rel}"), rel.clone()] {
+    for candidate in target.root_paths(&rel) {
         let Ok(dbg) = std::fs::read(&candidate) else {
             continue;
         };

@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 
 pub mod chunks;
 pub mod copy;
+pub mod core;
+pub mod core_memory;
 pub mod fasthash;
 pub mod maps;
 pub mod readers;

@@ -6,7 +6,8 @@
 //!
 //! How the bytes are read is chosen here too ([`Source`]): a page cache in front of the live process;
 //! for full walks a chunk cache bounded by the target's RSS, or a copy of the writable memory taken
-//! while the target is stopped and walked after it is resumed.
+//! while the target is stopped and walked after it is resumed. A core file is read as it is: the same
+//! work, never a pause, always consistent.
 
 pub mod control;
 
@@ -141,6 +142,12 @@ pub fn read<W: Work>(
         }
         let t = Try { target, interp, opts, start, deadline };
         let attempt = match opts.source {
+            // A core file: the same work on its memory, nothing to stop, nothing that changes.
+            _ if target.is_core() => {
+                let core = target.core().expect("a core");
+                work.prepare(copy::copy_size(&copy::regions_to_copy(&target.maps)));
+                t.run(core, work, None)
+            }
             Source::Cached { bytes } => {
                 let mem = CachedMemory::new(RemoteMemory::new(target.pid), bytes);
                 let r = t.run(&mem, work, None);
@@ -170,10 +177,11 @@ pub fn read<W: Work>(
                 // A thread stopped in the middle of linking or unlinking an object (a handful of
                 // instructions in _PyObject_GC_TRACK/UNTRACK) leaves a list half-linked: pause again.
                 inconsistent += 1;
-                if inconsistent > MAX_INCONSISTENT_RETRIES || Instant::now() > deadline {
+                // A core file reads the same every time.
+                if inconsistent > MAX_INCONSISTENT_RETRIES || Instant::now() > deadline || target.is_core() {
                     // Say which check the last try failed (a paused read); a read that does not pause
                     // gives its own error.
-                    if opts.nonblocking {
+                    if opts.nonblocking || target.is_core() {
                         return Err(e);
                     }
                     let (check, detail) = e.failed_check();
@@ -382,7 +390,7 @@ impl Try<'_> {
             Some((p, i)) => (Some(p), Some(i)),
             None => (None, None),
         };
-        let pause = if opts.nonblocking || copied_pause.is_some() {
+        let pause = if opts.nonblocking || copied_pause.is_some() || target.is_core() {
             None
         } else {
             match target.pause() {
@@ -396,8 +404,12 @@ impl Try<'_> {
         };
         // A collection's lists are in flux: let it finish (a non-blocking read goes on, marked).
         if interps.iter().any(|i| i.gc.collecting) && !opts.nonblocking {
-            drop(pause);
-            return Attempt::Collecting;
+            if !target.is_core() {
+                drop(pause);
+                return Attempt::Collecting;
+            }
+            // A core written during a collection stays so: read it as it is.
+            log::warn!("the core was written during a garbage collection: its GC lists may be mid-update");
         }
         // A copy is read while the target runs: only the overall timeout applies.
         let stopped = pause.is_some();

@@ -1,26 +1,53 @@
-//! The target process: open it (exists, not a zombie, not memspy, readable), pause and resume it (never
-//! leaving it stopped), tell whether it lives, and read its resource figures from procfs ([`usage`]).
-//! Its memory is read through [`crate::memory`].
+//! The target: a live process — open it (exists, not a zombie, not memspy, readable), pause and resume it
+//! (never leaving it stopped), tell whether it lives, read its resource figures from procfs ([`usage`]) —
+//! or a core file of one ([`core`]: never paused, always consistent). Either way its memory
+//! ([`Target::memory`]), maps and mapped files are read through the same methods.
 //!
 //! Nothing in memspy writes to the target: there is no `process_vm_writev`, no `PTRACE_POKE*` and no write
 //! to `/proc/PID/mem` anywhere (a test scans the source for them).
 
+pub mod core;
+pub mod files;
 pub mod stop;
 pub mod usage;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::memory::core_memory::{CoreMemory, FileState};
 pub use crate::memory::maps::{MapEntry, Maps};
 use crate::memory::{Memory, RemoteMemory};
 
-/// A process memspy inspects.
+/// A process memspy inspects: live, or as a core file holds it.
 pub struct Target {
+    /// The process ID (of a core: the one it had).
     pub pid: i32,
-    /// What `/proc/PID/exe` points to, as the target sees it.
+    /// What `/proc/PID/exe` points to, as the target sees it (of a core: the path its notes give).
     pub exe: String,
     pub maps: Maps,
-    process: remoteprocess::Process,
+    kind: Kind,
+}
+
+enum Kind {
+    Live(remoteprocess::Process),
+    Core(core::CoreTarget),
+}
+
+/// The memory of a target: the live process or its core file.
+#[derive(Clone)]
+pub enum TargetMemory {
+    Live(RemoteMemory),
+    Core(Arc<CoreMemory>),
+}
+
+impl Memory for TargetMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        match self {
+            TargetMemory::Live(m) => m.read(addr, buf),
+            TargetMemory::Core(m) => m.read(addr, buf),
+        }
+    }
 }
 
 /// The one-letter state from `/proc/PID/stat` ('R', 'S', 'T', 'Z', …), or None if the process is gone.
@@ -97,7 +124,7 @@ impl Target {
             .into_owned();
         let maps = Maps::read(pid).map_err(|e| io_to_error(pid, e, "reading /proc/PID/maps"))?;
         let process = remoteprocess::Process::new(pid).map_err(|e| Error::Other(format!("PID {pid}: {e}")))?;
-        let target = Target { pid, exe, maps, process };
+        let target = Target { pid, exe, maps, kind: Kind::Live(process) };
         // Check now that memory can be read at all, so that permission problems surface as such.
         if let Some(m) = target.maps.entries.iter().find(|m| m.readable() && m.path.is_some()) {
             let mut b = [0u8; 8];
@@ -112,17 +139,93 @@ impl Target {
         Ok(target)
     }
 
-    pub fn memory(&self) -> RemoteMemory {
-        RemoteMemory::new(self.pid)
+    /// Where the target's bytes come from.
+    pub fn memory(&self) -> TargetMemory {
+        match &self.kind {
+            Kind::Live(_) => TargetMemory::Live(RemoteMemory::new(self.pid)),
+            Kind::Core(c) => TargetMemory::Core(c.mem.clone()),
+        }
     }
 
-    /// Whether the target still exists (and is not a zombie).
+    /// The core file this target is read from, if it is one.
+    pub fn core(&self) -> Option<&CoreMemory> {
+        match &self.kind {
+            Kind::Live(_) => None,
+            Kind::Core(c) => Some(&c.mem),
+        }
+    }
+
+    pub fn is_core(&self) -> bool {
+        self.core().is_some()
+    }
+
+    /// The memory map as it is now (a live target's changes; a core's never does).
+    pub fn current_maps(&self) -> Result<Maps> {
+        match &self.kind {
+            Kind::Live(_) => {
+                Maps::read(self.pid).map_err(|e| Error::Other(format!("PID {}: reading maps: {e}", self.pid)))
+            }
+            Kind::Core(_) => Ok(self.maps.clone()),
+        }
+    }
+
+    /// Resident set size in bytes (a core does not record it).
+    pub fn rss(&self) -> Option<u64> {
+        match &self.kind {
+            Kind::Live(_) => rss_bytes(self.pid),
+            Kind::Core(_) => None,
+        }
+    }
+
+    /// The bytes of a file the target maps, `path` as its maps name it (a live target's through procfs,
+    /// see [`files::read_target_file`]; a core's as found on disk when it was opened).
+    pub fn read_file(&self, path: &str) -> std::io::Result<Vec<u8>> {
+        match &self.kind {
+            Kind::Live(_) => files::read_target_file(self.pid, &self.maps, path),
+            Kind::Core(c) => match c.mem.file(path) {
+                Some(FileState::Found { map, .. }) => Ok(map.bytes().to_vec()),
+                Some(FileState::Missing { disk, error }) => {
+                    Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{}: {error}", disk.display())))
+                }
+                Some(FileState::Mismatch { disk, .. }) => Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is another build than the one mapped", disk.display()),
+                )),
+                None => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "not mapped in the core")),
+            },
+        }
+    }
+
+    /// Where a file of the target's root (a separate debug file: `/usr/lib/debug/...`) may be found.
+    pub fn root_paths(&self, path: &str) -> Vec<String> {
+        match &self.kind {
+            Kind::Live(_) => vec![format!("/proc/{}/root{path}", self.pid), path.to_string()],
+            Kind::Core(c) => match &c.binaries.sysroot {
+                Some(root) => vec![root.join(path.trim_start_matches('/')).display().to_string()],
+                None => vec![path.to_string()],
+            },
+        }
+    }
+
+    /// Whether the target still exists (and is not a zombie); a core always does.
     pub fn alive(&self) -> bool {
-        !matches!(process_state(self.pid), None | Some('Z') | Some('X')) && !being_killed(self.pid)
+        match &self.kind {
+            Kind::Live(_) => {
+                !matches!(process_state(self.pid), None | Some('Z') | Some('X')) && !being_killed(self.pid)
+            }
+            Kind::Core(_) => true,
+        }
     }
 
-    /// Turns an error met while reading into "the target exited" when that is what happened.
+    /// Turns an error met while reading into "the target exited" when that is what happened (of a core:
+    /// a read beyond the end of a truncated one into what it is).
     pub fn explain(&self, e: Error) -> Error {
+        if let (Kind::Core(c), Error::Read { addr, what, source, .. }) = (&self.kind, &e) {
+            if source.kind() == std::io::ErrorKind::UnexpectedEof {
+                let detail = format!("the {what} at {addr:#x} lies beyond its end");
+                return Error::CoreTruncated { path: c.mem.core.path.clone(), detail };
+            }
+        }
         if !self.alive() {
             Error::TargetExited { pid: self.pid }
         } else {
@@ -137,6 +240,10 @@ impl Target {
     /// (or, if one enters that state while memspy pauses, gives up after [`stop::STOP_LIMIT`]) and
     /// says so. See [`stop`].
     pub fn pause(&self) -> Result<Pause> {
+        let process = match &self.kind {
+            Kind::Live(p) => p,
+            Kind::Core(_) => return Err(Error::Other("a core file is not a process to pause".into())),
+        };
         if std::env::var_os("MEMSPY_TEST_SKIP_STOP_CHECK").is_none() {
             stop::wait_until_stoppable(self.pid)?;
         }
@@ -149,7 +256,7 @@ impl Target {
         let mut untraced_refusals = 0u64;
         let (lock, fired) = loop {
             let dog = stop::Watchdog::arm(stop::STOP_LIMIT);
-            let lock = self.process.lock();
+            let lock = process.lock();
             let fired = dog.disarm();
             let refused = lock.as_ref().err().is_some_and(|e| e.to_string().contains("EPERM"));
             if refused && !fired && Instant::now() < give_up && self.alive() {

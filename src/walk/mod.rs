@@ -332,8 +332,7 @@ impl Work for HeapWalk<'_> {
 /// consistent read of the target.
 pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, sink: &mut dyn Sink) -> Result<Walked> {
     let (pymalloc, maps) = if opts.full {
-        let maps =
-            Maps::read(target.pid).map_err(|e| Error::Other(format!("PID {}: reading maps: {e}", target.pid)))?;
+        let maps = target.current_maps()?;
         (discovery::pymalloc::located(target, interp), maps)
     } else {
         (None, Maps::default())
@@ -383,7 +382,7 @@ pub fn capture_keeping_copy(
     opts: &SnapshotOptions,
     also: &mut dyn Sink,
 ) -> Result<(Walked, graph::Graph, Option<Copy>)> {
-    let maps = Maps::read(target.pid).map_err(|e| Error::Other(format!("PID {}: reading maps: {e}", target.pid)))?;
+    let maps = target.current_maps()?;
     let mut objects = graph::Objects::default();
     let mut tee = graph::Tee { objects: &mut objects, also };
     let mut work = HeapWalk {
@@ -401,7 +400,7 @@ pub fn capture_keeping_copy(
     };
     // The recording and the objects' arrays grow while the read cache is full: a smaller cache (3/16
     // of the target's RSS, not 3/8) keeps memspy's peak below the target's RSS at little cost in time.
-    let rss = crate::process::rss_bytes(target.pid).unwrap_or(0);
+    let rss = target.rss().unwrap_or(0);
     let cache_bytes = opts.cache_bytes.min((rss / 16 * 3).max(64 << 20));
     let opts = SnapshotOptions { full: true, per_object: true, cache_bytes, ..opts.clone() };
     let o = pause::read(target, interp, &opts.read_options(), &mut work)?;
