@@ -280,6 +280,8 @@ enum Cmd {
     Export {
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        core: CoreArgs,
         /// The format to write.
         #[arg(long, value_enum, default_value_t = ExportFormat::Heapsnapshot)]
         format: ExportFormat,
@@ -297,6 +299,8 @@ enum Cmd {
     Report {
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        core: CoreArgs,
         /// The file to write.
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
@@ -578,8 +582,8 @@ fn main() -> ExitCode {
             no_values,
             snapshot: walk.options(),
         }),
-        Cmd::Export { target, format, output, json, walk } => export::run(&export::ExportOptions {
-            target: target.spec(),
+        Cmd::Export { target, core, format, output, json, walk } => export::run(&export::ExportOptions {
+            target: target.spec_or_core(core),
             format: match format {
                 ExportFormat::Heapsnapshot => export::Format::HeapSnapshot,
             },
@@ -587,9 +591,12 @@ fn main() -> ExitCode {
             json,
             snapshot: walk.options(),
         }),
-        Cmd::Report { target, output, limit, walk } => {
-            report::run(&report::ReportOptions { target: target.spec(), output, limit, snapshot: walk.options() })
-        }
+        Cmd::Report { target, core, output, limit, walk } => report::run(&report::ReportOptions {
+            target: target.spec_or_core(core),
+            output,
+            limit,
+            snapshot: walk.options(),
+        }),
         Cmd::Snapshot { target, core, output, walk } => {
             snapshot::run(&SnapshotCmdOptions { target: target.spec_or_core(core), output, snapshot: walk.options() })
         }
