@@ -496,6 +496,16 @@ fn main() -> ExitCode {
         eprintln!("memspy: internal error (a bug; please report it): {}{at}", msg.replace('\n', " "));
     }));
     let cli = Cli::parse();
+    if !matches!(cli.command, Cmd::Serve { .. } | Cmd::Man { .. } | Cmd::Completions { .. }) {
+        // A reader that goes away (`memspy why PID --type T | head`) ends memspy quietly, as it ends
+        // other tools, instead of a panic on the next line printed. Output is printed once the target is
+        // resumed (and the kernel resumes a dead tracer's tracees). `serve` keeps SIGPIPE ignored (its
+        // clients may hang up), and `man`/`completions` handle a closed pipe themselves.
+        // SAFETY: restoring a signal's default disposition; no handler is involved.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let level = match cli.verbose {
         0 => log::LevelFilter::Off,
         1 => log::LevelFilter::Info,
