@@ -35,31 +35,6 @@ pub(super) fn root_field(l: &Layout, kind: RootKind, off: u64) -> Edge {
 }
 
 impl<M: Memory + ?Sized> EdgeNamer<'_, M> {
-    /// Every edge of root `root` (not a frame), reading its struct once.
-    fn root_edges(&mut self, root: u32) -> Vec<Edge> {
-        let g = self.g;
-        let Some(r) = g.root_of(root) else { return Vec::new() };
-        let size = match r.kind {
-            RootKind::Runtime => self.l.runtime.size,
-            RootKind::Interpreter => self.l.interp.size,
-            _ => self.l.tstate.size,
-        };
-        let at = root_words(self.mem, r.addr, size);
-        g.edges(root)
-            .iter()
-            .map(|&e| {
-                let child = e & !CONSERVATIVE_EDGE;
-                if g.is_native(child) {
-                    return Edge::Native;
-                }
-                match at.get(&self.addr(child)) {
-                    Some(&off) => root_field(self.l, r.kind, off),
-                    None => Edge::Unknown,
-                }
-            })
-            .collect()
-    }
-
     /// Every edge of `parent`, in the graph's order, named as [`Namer::edge`] names it with `detail`
     /// (every index, every key), reading each list, tuple and dict holder once instead of once per edge.
     pub fn name_edges(&mut self, parent: u32) -> Vec<Edge> {
@@ -72,9 +47,6 @@ impl<M: Memory + ?Sized> EdgeNamer<'_, M> {
     fn all_edges(&mut self, parent: u32) -> Vec<Edge> {
         let g = self.g;
         let edges = g.edges(parent);
-        if g.root_of(parent).is_some_and(|r| !matches!(r.kind, RootKind::Frame { .. })) && edges.len() > 1 {
-            return self.root_edges(parent);
-        }
         let batched = g.is_object(parent) && !self.frames.contains_key(&parent);
         let container = match g.type_of(parent) {
             Some(info) if batched => self.infos.get(self.mem, self.l, info.addr).ok().map(|ri| (ri.kind, ri.flags)),
@@ -186,10 +158,11 @@ impl<M: Memory + ?Sized> EdgeNamer<'_, M> {
             .collect()
     }
 
-    /// What an object of type `t` at `p` holds in what its own type adds, child address → name, in
-    /// `own_edge`'s order of precedence: its managed `__dict__`, the values of one not made, the dict
-    /// at `tp_dictoffset`, then its fields (the first field holding a child names it).
-    fn own_names(&mut self, p: u64, t: u64) -> AddrMap<Edge> {
+    /// What an object of type `t` at `p` holds in what its own type adds, child address → name (one
+    /// edge's name too: `own_edge`), in this order of precedence: its managed `__dict__`, the values of
+    /// one not made, the dict at `tp_dictoffset`, then its fields (the first field holding a child
+    /// names it).
+    pub(super) fn own_names(&mut self, p: u64, t: u64) -> AddrMap<Edge> {
         let (mem, l) = (self.mem, self.l);
         let mut m: AddrMap<Edge> = AddrMap::default();
         let Ok(ri) = self.infos.get(mem, l, t) else { return m };

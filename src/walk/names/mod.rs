@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use python_bindings::{flags, Layout, ManagedDict};
+use python_bindings::{flags, Layout};
 
 use super::graph::{Graph, Root, RootKind};
 
@@ -319,15 +319,8 @@ impl<'a, M: Memory + ?Sized> EdgeNamer<'a, M> {
         Edge::Item(None)
     }
 
-    /// The value slots of an instance without a dict (3.11+): slot `i` is the `i`-th key of the type's
-    /// shared keys.
-    fn values_edge(&mut self, values: u64, cached_keys: u64, n: u64, child: u64) -> Option<Edge> {
-        let b = self.mem.bytes_at(values, (8 * n.min(1 << 16)) as usize, "instance values").ok()?;
-        let i = b.chunks_exact(8).position(|c| le_u64(c, 0) == Some(child))? as u64;
-        self.value_slot(cached_keys, i)
-    }
-
-    /// The name of value slot `i` of an instance whose type's shared keys are `cached_keys`.
+    /// The name of value slot `i` of an instance without a dict (3.11+) whose type's shared keys are
+    /// `cached_keys`: the `i`-th key.
     fn value_slot(&mut self, cached_keys: u64, i: u64) -> Option<Edge> {
         let (mem, l) = (self.mem, self.l);
         let (entries, entry_size) = *self
@@ -356,61 +349,8 @@ impl<'a, M: Memory + ?Sized> EdgeNamer<'a, M> {
     /// Where an object holds `child` in what its own type adds: its `__dict__` (or the values of one
     /// not made), a slot, a C member, another field.
     fn own_edge(&mut self, p: u64, t: u64, child: u64) -> Option<Edge> {
-        let (mem, l) = (self.mem, self.l);
-        let ri = self.infos.get(mem, l, t).ok()?;
-        if ri.flags & flags::MANAGED_DICT != 0 {
-            let values = match l.managed_dict {
-                ManagedDict::None => None,
-                ManagedDict::Split311 => {
-                    if mem.u64_at(p - 24, "managed dict").ok() == Some(child) {
-                        return Some(Edge::Dict);
-                    }
-                    mem.u64_at(p - 32, "managed values").ok().filter(|&v| v != 0).map(|v| (v, ri.shared_values))
-                }
-                ManagedDict::Tagged312 => match mem.u64_at(p - 24, "managed dict") {
-                    Ok(w) if w == child => return Some(Edge::Dict),
-                    Ok(w) if w & 1 == 1 => Some((w + 1, ri.shared_values)),
-                    _ => None,
-                },
-                ManagedDict::Inline313 { dict, .. } => {
-                    if mem.u64_at(p - dict, "managed dict").ok() == Some(child) {
-                        return Some(Edge::Dict);
-                    }
-                    if ri.flags & flags::INLINE_VALUES != 0 {
-                        let cap = mem.u8_at(p + ri.basicsize, "inline values").unwrap_or(0) as u64;
-                        Some((p + ri.basicsize + 8, cap))
-                    } else {
-                        None
-                    }
-                }
-            };
-            if let Some((v, n)) = values {
-                let keys = ri.cached_keys;
-                if keys != 0 {
-                    if let Some(e) = self.values_edge(v, keys, n, child) {
-                        return Some(e);
-                    }
-                }
-            }
-        }
-        if ri.dictoffset > 0 && mem.u64_at(p + ri.dictoffset as u64, "instance dict").ok() == Some(child) {
-            return Some(Edge::Dict);
-        }
-        // A field of the object: a slot, a C member, or an unnamed one.
-        let len = ri.basicsize.clamp(16, 1 << 16);
-        if let Ok(b) = mem.bytes_at(p, len as usize, "object fields") {
-            if let Some(i) = b.chunks_exact(8).skip(1).position(|c| le_u64(c, 0) == Some(child)) {
-                let off = 8 * (i as u64 + 1);
-                if off == l.object.ob_type {
-                    return Some(Edge::Field("__class__".into()));
-                }
-                if t == self.cell_type && off == 16 {
-                    return Some(Edge::Attr("cell_contents".into()));
-                }
-                return Some(self.field(t, off));
-            }
-        }
-        None
+        // One reading of the object for both ways of asking (this edge, or all of them: `own_names`).
+        self.own_names(p, t).remove(&child)
     }
 
     fn root_edge(&mut self, root: u32, child: u64) -> Edge {
