@@ -125,39 +125,55 @@ impl<M: Memory> CopiedMemory<M> {
     }
 }
 
+/// Serves a read of a copy made region by region: `region(addr)` is the number, end and unreadable
+/// pages of the copied region holding `addr`, `copied(number, addr, buf)` reads within it, and what no
+/// region holds is read `live` (read-only file mappings, which do not change). A read spanning two
+/// regions is served piecewise.
+fn read_copy<'a, R, C, L>(addr: u64, buf: &mut [u8], region: &R, copied: &C, live: &L) -> io::Result<()>
+where
+    R: Fn(u64) -> Option<(usize, u64, &'a [u64])>,
+    C: Fn(usize, u64, &mut [u8]) -> io::Result<()>,
+    L: Fn(u64, &mut [u8]) -> io::Result<()>,
+{
+    let len = buf.len() as u64;
+    if len == 0 {
+        return Ok(());
+    }
+    let efault = || io::Error::from_raw_os_error(libc::EFAULT);
+    let end = addr.checked_add(len).ok_or_else(efault)?;
+    let Some((i, rend, holes)) = region(addr) else { return live(addr, buf) };
+    if end > rend {
+        let (a, b) = buf.split_at_mut((rend - addr) as usize);
+        read_copy(addr, a, region, copied, live)?;
+        return read_copy(rend, b, region, copied, live);
+    }
+    let h = holes.partition_point(|&p| p + PAGE <= addr);
+    if holes.get(h).is_some_and(|&p| p < end) {
+        return Err(efault());
+    }
+    copied(i, addr, buf)
+}
+
 impl<M: Memory> Memory for CopiedMemory<M> {
     fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
-        let len = buf.len() as u64;
-        if len == 0 {
-            return Ok(());
-        }
-        let efault = || io::Error::from_raw_os_error(libc::EFAULT);
-        let end = addr.checked_add(len).ok_or_else(efault)?;
-        let i = self.regions.partition_point(|r| r.start <= addr);
-        if i > 0 {
-            let r = &self.regions[i - 1];
-            let rend = r.start + r.data.len() as u64;
-            if addr < rend {
-                if end > rend {
-                    // Mappings are copied one by one; a read spanning two is served piecewise.
-                    let n = (rend - addr) as usize;
-                    let (a, b) = buf.split_at_mut(n);
-                    self.read(addr, a)?;
-                    return self.read(rend, b);
-                }
-                if !r.holes.is_empty() {
-                    let h = r.holes.partition_point(|&p| p + PAGE <= addr);
-                    if r.holes.get(h).is_some_and(|&p| p < end) {
-                        return Err(efault());
-                    }
-                }
-                let o = (addr - r.start) as usize;
-                buf.copy_from_slice(&r.data[o..o + buf.len()]);
-                return Ok(());
-            }
-        }
-        // Not copied: read-only file mappings, which do not change.
-        self.live.read(addr, buf)
+        let regions = &self.regions;
+        read_copy(
+            addr,
+            buf,
+            &|a| {
+                let i = regions.partition_point(|r| r.start <= a).checked_sub(1)?;
+                let r = &regions[i];
+                let end = r.start + r.data.len() as u64;
+                (a < end).then_some((i, end, r.holes.as_slice()))
+            },
+            &|i, a, b| {
+                let r = &regions[i];
+                let o = (a - r.start) as usize;
+                b.copy_from_slice(&r.data[o..o + b.len()]);
+                Ok(())
+            },
+            &|a, b| self.live.read(a, b),
+        )
     }
 }
 
@@ -269,30 +285,20 @@ impl<M: Memory + Clone> FileCopy<M> {
 
 impl<M: Memory + Clone> Memory for FileCopy<M> {
     fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
-        let len = buf.len() as u64;
-        if len == 0 {
-            return Ok(());
-        }
-        let efault = || io::Error::from_raw_os_error(libc::EFAULT);
-        let end = addr.checked_add(len).ok_or_else(efault)?;
-        let i = self.regions.partition_point(|r| r.0 <= addr);
-        if i > 0 {
-            let (start, rend, base) = self.regions[i - 1];
-            if addr < rend {
-                if end > rend {
-                    let n = (rend - addr) as usize;
-                    let (a, b) = buf.split_at_mut(n);
-                    self.read(addr, a)?;
-                    return self.read(rend, b);
-                }
-                let h = self.holes.partition_point(|&p| p + PAGE <= addr);
-                if self.holes.get(h).is_some_and(|&p| p < end) {
-                    return Err(efault());
-                }
-                return self.file.read_exact_at(buf, base + (addr - start));
-            }
-        }
-        self.live.read(addr, buf)
+        let regions = &self.regions;
+        read_copy(
+            addr,
+            buf,
+            &|a| {
+                let i = regions.partition_point(|r| r.0 <= a).checked_sub(1)?;
+                (a < regions[i].1).then_some((i, regions[i].1, self.holes.as_slice()))
+            },
+            &|i, a, b| {
+                let (start, _, base) = regions[i];
+                self.file.read_exact_at(b, base + (a - start))
+            },
+            &|a, b| self.live.read(a, b),
+        )
     }
 }
 
