@@ -124,7 +124,7 @@ struct CoreArgs {
 
 impl CoreArgs {
     fn spec(self) -> Option<CoreSpec> {
-        let binaries = Binaries { exe: self.exe, sysroot: self.sysroot };
+        let binaries = Binaries { exe: self.exe, sysroot: self.sysroot, in_memory: None };
         self.core.map(|path| CoreSpec { path, binaries })
     }
 }

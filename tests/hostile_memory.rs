@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use memspy::debug::{fuzz_one, mutate, Image, Rng, Synth};
+use memspy::debug::core_image::{core_from_image, fuzz_core, open_core, walk_core, TOKENS};
+use memspy::debug::{fuzz_one, mutate, mutate_bytes, Image, Rng, Synth};
 use memspy::memory::ReadExt;
 use memspy::memory::{FakeMemory, MAX_READ};
 
@@ -439,4 +440,82 @@ fn capture_native_corpus() {
     assert!(native > 0, "no numpy or pandas type in the minimised image");
     std::fs::write(corpus_dir().join(format!("py{}-numpy-pandas.img", small.version)), bytes).unwrap();
     let _ = hist;
+}
+
+fn core_corpus_dir() -> PathBuf {
+    common::repo_root().join("fuzz").join("corpus").join("core")
+}
+
+/// Regenerates fuzz/corpus/core from fuzz/corpus/walk: each image written as an ELF core file
+/// (`memspy::debug::core_image`). `cargo test --test hostile_memory -- --ignored core_corpus`.
+#[test]
+#[ignore]
+fn core_corpus() {
+    let dir = core_corpus_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in corpus() {
+        let img = Image::from_bytes(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let core = core_from_image(&img);
+        eprintln!("{name}: {} bytes as a core", core.len());
+        std::fs::write(dir.join(name.replace(".img", ".core")), core).unwrap();
+    }
+}
+
+/// Each core of fuzz/corpus/core is its walk image's heap: read through the core reader (segments,
+/// bytes from the file `NT_FILE` maps where the core has none, the build ID checked) it walks to the
+/// same per-type counts as the image, with nothing unreadable.
+#[test]
+fn core_corpus_walks_as_its_image() {
+    let cores: Vec<_> = std::fs::read_dir(core_corpus_dir())
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    let images = corpus();
+    assert!(cores.len() >= images.len(), "fuzz/corpus/core holds {} cores for {} images", cores.len(), images.len());
+    let total: u64 = cores.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+    assert!(total < 1 << 20, "fuzz/corpus/core is {total} bytes; keep it under 1 MiB");
+    for (name, bytes) in images {
+        let img = Image::from_bytes(&bytes).unwrap();
+        let path = core_corpus_dir().join(name.replace(".img", ".core"));
+        let core = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(core, core_from_image(&img), "{}: regenerate it (see core_corpus)", path.display());
+        let (mem, _) = open_core(&core).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let states: Vec<String> = mem.files().map(|(p, s)| format!("{p}: {}", found(s))).collect();
+        assert_eq!(states, ["/usr/bin/python3: found", "/usr/lib/libmissing.so: missing"], "{name}");
+        let (hist, summary) = walk_core(&core, true, Duration::from_secs(10)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (want, _) = img.walk(true, Duration::from_secs(10)).unwrap();
+        assert_eq!(summary.unreadable, 0, "{name}");
+        let rows = |h: &memspy::analysis::Histogram| -> Vec<(String, u64, u64)> {
+            h.rows().into_iter().map(|r| (r.name, r.count, r.bytes)).collect()
+        };
+        assert_eq!(rows(&hist), rows(&want), "{name}");
+    }
+}
+
+fn found(s: &memspy::memory::core_memory::FileState) -> &'static str {
+    use memspy::memory::core_memory::FileState;
+    match s {
+        FileState::Found { .. } => "found",
+        FileState::Missing { .. } => "missing",
+        FileState::Mismatch { .. } => "mismatch",
+    }
+}
+
+/// The stable harness of the core reader's fuzz target: the corpus cores mutated (bytes flipped,
+/// words replaced, cuts), each read and walked in bounded time and memory. MEMSPY_FUZZ_ITERS (default
+/// 200) and MEMSPY_FUZZ_SEED as for fuzz_walk_smoke.
+#[test]
+fn fuzz_core_smoke() {
+    let iters: u64 = std::env::var("MEMSPY_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let seed: u64 = std::env::var("MEMSPY_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed);
+    let bases: Vec<Vec<u8>> = corpus().iter().filter_map(|(_, b)| Image::from_bytes(b).ok()).map(|i| core_from_image(&i)).collect();
+    assert!(!bases.is_empty());
+    let mut rng = Rng(seed | 1);
+    for i in 0..iters {
+        let mut b = bases[(i % bases.len() as u64) as usize].clone();
+        mutate_bytes(&mut b, &mut rng, TOKENS);
+        let t = Instant::now();
+        fuzz_core(&b);
+        assert!(t.elapsed() < Duration::from_secs(10), "iteration {i} took {:?}", t.elapsed());
+    }
+    assert_allocations_bounded();
 }

@@ -14,9 +14,12 @@ use crate::memory::{le_u32, le_u64};
 
 /// A file mapped read-only into memspy (a core file, or a binary it names). Never written. (A file cut
 /// short by someone else while it is mapped would fault on the lost pages: cores are not files in use.)
+/// Tests and the fuzz harness hand over bytes already in memory instead ([`Mapped::from_vec`]).
 pub struct Mapped {
     ptr: *const u8,
     len: usize,
+    /// Bytes owned rather than mapped (`ptr` is then unused).
+    owned: Option<Vec<u8>>,
 }
 
 // SAFETY: the mapping is read-only (PROT_READ, MAP_PRIVATE) and never changed through this type; shared
@@ -36,7 +39,7 @@ impl Mapped {
         let len = usize::try_from(meta.len())
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "file too large"))?;
         if len == 0 {
-            return Ok(Mapped { ptr: std::ptr::null(), len: 0 });
+            return Ok(Mapped::from_vec(Vec::new()));
         }
         // SAFETY: a fresh read-only private mapping of an open file; checked for failure below.
         let ptr =
@@ -44,10 +47,18 @@ impl Mapped {
         if ptr == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(Mapped { ptr: ptr as *const u8, len })
+        Ok(Mapped { ptr: ptr as *const u8, len, owned: None })
+    }
+
+    /// Bytes in memory, read as a mapped file's would be.
+    pub fn from_vec(bytes: Vec<u8>) -> Mapped {
+        Mapped { ptr: std::ptr::null(), len: 0, owned: Some(bytes) }
     }
 
     pub fn bytes(&self) -> &[u8] {
+        if let Some(b) = &self.owned {
+            return b;
+        }
         if self.len == 0 {
             return &[];
         }
@@ -56,9 +67,15 @@ impl Mapped {
     }
 }
 
+impl std::fmt::Debug for Mapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mapped({} bytes)", self.bytes().len())
+    }
+}
+
 impl Drop for Mapped {
     fn drop(&mut self) {
-        if self.len > 0 {
+        if self.len > 0 && self.owned.is_none() {
             // SAFETY: unmaps exactly what `open` mapped; no reference to the bytes outlives `self`.
             unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
         }
@@ -112,6 +129,8 @@ pub struct CoreFile {
     /// Sorted by address.
     pub segments: Vec<Segment>,
     pub notes: ProcessNotes,
+    /// Where the `PT_NOTE` segments lie in the file (offset, size), checked to be within it.
+    note_segments: Vec<(usize, usize)>,
 }
 
 const NT_PRSTATUS: u32 = 1;
@@ -130,6 +149,11 @@ impl CoreFile {
         let map = Mapped::open(path).map_err(|e| Error::Other(format!("cannot open core file {shown}: {e}")))?;
         let core = CoreFile::parse(shown, map)?;
         Ok(core)
+    }
+
+    /// Reads a core file's bytes already in memory (tests, the fuzz harness); `path` names it in errors.
+    pub fn from_bytes(path: &str, bytes: Vec<u8>) -> Result<CoreFile> {
+        CoreFile::parse(path.to_string(), Mapped::from_vec(bytes))
     }
 
     fn parse(path: String, map: Mapped) -> Result<CoreFile> {
@@ -162,6 +186,7 @@ impl CoreFile {
             .map_err(|e| not_core(format!("bad program headers: {e}")))?;
         let mut segments = Vec::new();
         let mut notes = ProcessNotes::default();
+        let mut note_segments = Vec::new();
         for ph in &phdrs {
             match ph.p_type {
                 PT_LOAD => segments.push(Segment {
@@ -177,16 +202,24 @@ impl CoreFile {
                         return Err(Error::CoreTruncated { path, detail: "its notes lie beyond the end".into() });
                     };
                     decode_notes(&bytes[ph.p_offset as usize..end as usize], &mut notes);
+                    note_segments.push((ph.p_offset as usize, (end - ph.p_offset) as usize));
                 }
                 _ => {}
             }
         }
         segments.sort_by_key(|s| s.vaddr);
-        Ok(CoreFile { path, map, segments, notes })
+        Ok(CoreFile { path, map, segments, notes, note_segments })
     }
 
     pub fn bytes(&self) -> &[u8] {
         self.map.bytes()
+    }
+
+    /// Every note of the core's `PT_NOTE` segments: (name, type, descriptor), in file order, bounded.
+    pub fn each_note(&self, mut f: impl FnMut(&[u8], u32, &[u8])) {
+        for &(at, len) in &self.note_segments {
+            each_note(&self.bytes()[at..at + len], &mut f);
+        }
     }
 
     /// Bytes the segments' dumped parts miss because the file ends early (0: not truncated).
@@ -199,8 +232,9 @@ impl CoreFile {
     }
 }
 
-/// Decodes the notes of one PT_NOTE segment (4-byte aligned name and descriptor), bounded.
-fn decode_notes(buf: &[u8], out: &mut ProcessNotes) {
+/// Calls `f` with each note of one PT_NOTE segment (4-byte aligned name and descriptor; the name without
+/// its NUL), bounded; stops at the first note that does not fit.
+fn each_note(buf: &[u8], f: &mut impl FnMut(&[u8], u32, &[u8])) {
     let align4 = |n: u64| n.saturating_add(3) & !3;
     let mut at = 0u64;
     for _ in 0..MAX_NOTES {
@@ -213,47 +247,54 @@ fn decode_notes(buf: &[u8], out: &mut ProcessNotes) {
         let next = desc_at + align4(descsz as u64);
         let Some(desc) = buf.get(desc_at as usize..(desc_at + descsz as u64) as usize) else { return };
         let name = buf.get(name_at as usize..(name_at + namesz as u64) as usize).unwrap_or(&[]);
-        let name = name.split(|b| *b == 0).next().unwrap_or(&[]);
-        if name == b"CORE" {
-            match kind {
-                // struct elf_prstatus: pr_pid after siginfo (12), cursig (2 + 2), sigpend, sighold (8 + 8).
-                NT_PRSTATUS => {
-                    if let Some(tid) = le_u32(desc, 32) {
-                        if out.threads.len() < MAX_NOTES {
-                            out.threads.push(tid as i32);
-                        }
-                    }
-                }
-                // struct elf_prpsinfo: state, sname, zomb, nice, pad, flag (8), uid, gid, pid, ppid, pgrp,
-                // sid, fname[16], psargs[80].
-                NT_PRPSINFO => {
-                    if let Some(pid) = le_u32(desc, 24) {
-                        out.pid = pid as i32;
-                    }
-                    out.command = c_string(desc.get(40..56).unwrap_or(&[]));
-                    out.args = c_string(desc.get(56..136).unwrap_or(&[]));
-                }
-                NT_AUXV => {
-                    let mut i = 0u64;
-                    while let (Some(k), Some(v)) = (le_u64(desc, i), le_u64(desc, i + 8)) {
-                        if k == AT_ENTRY {
-                            out.entry = Some(v);
-                        }
-                        if k == 0 {
-                            break;
-                        }
-                        i += 16;
-                    }
-                }
-                NT_FILE => out.files = decode_nt_file(desc),
-                _ => {}
-            }
-        }
+        f(name.split(|b| *b == 0).next().unwrap_or(&[]), kind, desc);
         if next <= at {
             return;
         }
         at = next;
     }
+}
+
+/// Decodes the process's notes (name "CORE") of one PT_NOTE segment.
+fn decode_notes(buf: &[u8], out: &mut ProcessNotes) {
+    each_note(buf, &mut |name, kind, desc| {
+        if name != b"CORE" {
+            return;
+        }
+        match kind {
+            // struct elf_prstatus: pr_pid after siginfo (12), cursig (2 + 2), sigpend, sighold (8 + 8).
+            NT_PRSTATUS => {
+                if let Some(tid) = le_u32(desc, 32) {
+                    if out.threads.len() < MAX_NOTES {
+                        out.threads.push(tid as i32);
+                    }
+                }
+            }
+            // struct elf_prpsinfo: state, sname, zomb, nice, pad, flag (8), uid, gid, pid, ppid, pgrp,
+            // sid, fname[16], psargs[80].
+            NT_PRPSINFO => {
+                if let Some(pid) = le_u32(desc, 24) {
+                    out.pid = pid as i32;
+                }
+                out.command = c_string(desc.get(40..56).unwrap_or(&[]));
+                out.args = c_string(desc.get(56..136).unwrap_or(&[]));
+            }
+            NT_AUXV => {
+                let mut i = 0u64;
+                while let (Some(k), Some(v)) = (le_u64(desc, i), le_u64(desc, i + 8)) {
+                    if k == AT_ENTRY {
+                        out.entry = Some(v);
+                    }
+                    if k == 0 {
+                        break;
+                    }
+                    i += 16;
+                }
+            }
+            NT_FILE => out.files = decode_nt_file(desc),
+            _ => {}
+        }
+    });
 }
 
 /// NT_FILE: count, page size, count × (start, end, offset in pages), then count NUL-terminated paths.

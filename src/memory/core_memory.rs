@@ -21,6 +21,9 @@ pub struct Binaries {
     pub exe: Option<PathBuf>,
     /// A directory the core's paths are taken relative to (`--sysroot`).
     pub sysroot: Option<PathBuf>,
+    /// Files held in memory, by the path they would be looked for at (tests, the fuzz harness): when
+    /// set, these are the only files opened and nothing is read from the host's disk.
+    pub in_memory: Option<Arc<Vec<(PathBuf, Arc<Mapped>)>>>,
 }
 
 /// What became of one file the core maps.
@@ -68,7 +71,7 @@ impl CoreMemory {
                 let disk = disk_path(&f.path, f.path == exe, binaries);
                 let first = files.iter().filter(|g| g.path == f.path && g.offset == 0).min_by_key(|g| g.start);
                 let core_id = first.and_then(|g| build_id(|off, len| dumped(&core, g.start.checked_add(off)?, len)));
-                states.push((f.path.clone(), open_checked(disk, core_id)));
+                states.push((f.path.clone(), open_checked(disk, core_id, binaries)));
                 states.len() - 1
             });
             backings.push((f.clone(), i));
@@ -126,8 +129,10 @@ impl CoreMemory {
         };
         let bytes = map.bytes();
         let at = f.offset.saturating_add(addr - f.start);
-        let have = if at < bytes.len() as u64 { (bytes.len() as u64 - at).min(n as u64) as usize } else { 0 };
-        out[..have].copy_from_slice(&bytes[at as usize..at as usize + have]);
+        // The file's bytes from `at` (none when it ends before: a file shorter than the process saw).
+        let src = usize::try_from(at).ok().and_then(|at| bytes.get(at..)).unwrap_or(&[]);
+        let have = src.len().min(n);
+        out[..have].copy_from_slice(&src[..have]);
         out[have..n].fill(0);
         Ok(n)
     }
@@ -208,10 +213,18 @@ fn hex(id: &[u8]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn open_checked(disk: PathBuf, core_id: Option<Vec<u8>>) -> FileState {
-    let map = match Mapped::open(&disk) {
-        Ok(m) => Arc::new(m),
-        Err(e) => return FileState::Missing { disk, error: e.to_string() },
+fn open_checked(disk: PathBuf, core_id: Option<Vec<u8>>, b: &Binaries) -> FileState {
+    let opened = match &b.in_memory {
+        Some(files) => files
+            .iter()
+            .find(|(p, _)| *p == disk)
+            .map(|(_, m)| m.clone())
+            .ok_or_else(|| "not among the files in memory".to_string()),
+        None => Mapped::open(&disk).map(Arc::new).map_err(|e| e.to_string()),
+    };
+    let map = match opened {
+        Ok(m) => m,
+        Err(error) => return FileState::Missing { disk, error },
     };
     if let Some(core_id) = core_id {
         let file_id = build_id(|off, len| {
@@ -472,7 +485,7 @@ mod tests {
             vec![(0x10000, 0x12000), (0x20000, 0x21000), (0x40000, 0x41000), (0x60000, 0x61000)]
         );
         // A missing file: its pages are unreadable, with its name.
-        let gone = Binaries { sysroot: Some(dir.join("nowhere")), exe: None };
+        let gone = Binaries { sysroot: Some(dir.join("nowhere")), ..Default::default() };
         let mem = CoreMemory::new(CoreFile::open(&path).unwrap(), &gone);
         let e = mem.u8_at(0x20000, "x").unwrap_err();
         assert!(e.to_string().contains("lib.so"), "{e}");
@@ -530,5 +543,24 @@ mod tests {
             let _ = CoreFile::open(&text);
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A file that ends before the offset a mapping names (a shorter file than the process mapped):
+    /// zeros, not a panic (found by the core_file fuzz target).
+    #[test]
+    fn a_mapping_past_the_end_of_its_file_reads_zeros() {
+        let notes = note(0x4649_4c45, &nt_file(&[(0x20000, 0x22000, 1, "/x.so")]));
+        let core = CoreFile::from_bytes("core", core_bytes(&[(0x10000, 0x10, 6, &[1u8; 0x10])], &notes, None)).unwrap();
+        let small = Arc::new(Mapped::from_vec(vec![7u8; 0x100]));
+        let b = Binaries { in_memory: Some(Arc::new(vec![(PathBuf::from("/x.so"), small)])), ..Default::default() };
+        let mem = CoreMemory::new(core, &b);
+        assert!(matches!(mem.file("/x.so"), Some(FileState::Found { .. })));
+        assert_eq!(mem.u64_at(0x21ff8, "x").unwrap(), 0);
+        // Not a file on disk: the files in memory are the only ones looked at.
+        let mem = CoreMemory::new(
+            CoreFile::from_bytes("core", core_bytes(&[], &notes, None)).unwrap(),
+            &Binaries { in_memory: Some(Arc::new(Vec::new())), ..Default::default() },
+        );
+        assert!(matches!(mem.file("/x.so"), Some(FileState::Missing { .. })));
     }
 }

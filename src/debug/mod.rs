@@ -3,8 +3,10 @@
 //! fuzz harness, and a builder of synthetic heaps.
 //!
 //! Image format (little-endian): `MSPYIMG1`, version hex, `_PyRuntime` address, flags (bit 0: the layout
-//! takes `_Py_DebugOffsets`, bit 1: debug build), region count N, N × (address, length), then the regions'
+//! takes `_Py_DebugOffsets`, bit 1: debug build, bit 2: free-threaded), region count N, N × (address, length), then the regions'
 //! bytes one after the other.
+
+pub mod core_image;
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,7 @@ pub struct Image {
     pub runtime: u64,
     pub debug_offsets: bool,
     pub debug_build: bool,
+    pub free_threaded: bool,
     pub mem: FakeMemory,
 }
 
@@ -85,12 +88,8 @@ impl Image {
             fn run<M: ThreadReaders>(&mut self, view: &View<'_, M>) -> Result<FakeMemory> {
                 let rec = Recorder { inner: view.mem, reads: Default::default() };
                 // Read again through the recorder, so that the image holds what a walk of it reads.
-                let interps = pause::read_interps(&rec, self.interp)?;
-                let mut summary = WalkSummary::default();
-                let mut types = Types::new(&self.interp.layout);
                 discovery::runtime_debug_offsets(&rec, self.pid, self.interp.runtime)?;
-                let l = &self.interp.layout;
-                walk::walk_gc(&rec, l, &interps, &mut types, true, &view.control, &mut summary, |_, _| {})?;
+                walk_memory(&rec, self.interp, true, Duration::from_secs(60))?;
                 Ok(coalesce(rec.reads.into_inner()))
             }
         }
@@ -107,14 +106,14 @@ impl Image {
             runtime: interp.runtime,
             debug_offsets: interp.used_debug_offsets,
             debug_build: interp.debug_build,
+            free_threaded: interp.free_threaded,
             mem,
         })
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
-        let flags = self.debug_offsets as u64 | (self.debug_build as u64) << 1;
-        for v in [self.version.hex(), self.runtime, flags, self.mem.regions.len() as u64] {
+        for v in [self.version.hex(), self.runtime, self.flags(), self.mem.regions.len() as u64] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         for (addr, bytes) in &self.mem.regions {
@@ -161,48 +160,86 @@ impl Image {
             mem.add(addr, b[data_at..end as usize].to_vec());
             data_at = end as usize;
         }
-        Ok(Image { version, runtime, debug_offsets: flags & 1 != 0, debug_build: flags & 2 != 0, mem })
+        Ok(Image {
+            version,
+            runtime,
+            debug_offsets: flags & 1 != 0,
+            debug_build: flags & 2 != 0,
+            free_threaded: flags & 4 != 0,
+            mem,
+        })
     }
 
     /// The interpreter description a walk of this image needs (the layout as discovery would fill it).
     pub fn interpreter(&self) -> Result<Interpreter> {
-        let unsupported = || Error::UnsupportedVersion { pid: 0, version: self.version.to_string() };
-        let mut layout = Layout::builtin(self.version).ok_or_else(unsupported)?;
-        if self.debug_offsets {
-            let d = discovery::runtime_debug_offsets(&self.mem, 0, self.runtime)?
-                .ok_or_else(|| Error::Corrupt("heap image: no _Py_DebugOffsets".into()))?;
-            layout.apply_debug_offsets(&d).map_err(|detail| Error::Layout { pid: 0, detail })?;
-        }
-        layout.debug_build = self.debug_build;
-        Ok(Interpreter {
-            runtime: self.runtime,
-            version: self.version,
-            debug_build: self.debug_build,
-            free_threaded: false,
-            layout,
-            executable: "(image)".into(),
-            binary: "(image)".into(),
-            linkage: Linkage::Static,
-            stripped: true,
-            version_source: "image",
-            runtime_source: "image",
-            used_debug_offsets: self.debug_offsets,
-        })
+        interpreter_of(&self.mem, self.version, self.runtime, self.flags())
+    }
+
+    /// The header's flags: bit 0 the layout takes `_Py_DebugOffsets`, bit 1 a debug build, bit 2
+    /// free-threaded.
+    pub fn flags(&self) -> u64 {
+        self.debug_offsets as u64 | (self.debug_build as u64) << 1 | (self.free_threaded as u64) << 2
     }
 
     /// Walks the image (strict, as when paused, or not) into a histogram.
     pub fn walk(&self, strict: bool, budget: Duration) -> Result<(Histogram, WalkSummary)> {
-        let interp = self.interpreter()?;
-        let mut hist = Histogram::new();
-        let mut summary = WalkSummary::default();
-        let mut types = Types::new(&interp.layout);
-        let interps = pause::read_interps(&self.mem, &interp)?;
-        let control = Control::new(Some(Instant::now() + budget));
-        walk::walk_gc(&self.mem, &interp.layout, &interps, &mut types, strict, &control, &mut summary, |r, t| {
-            hist.add(r, t, true)
-        })?;
-        Ok((hist, summary))
+        walk_memory(&self.mem, &self.interpreter()?, strict, budget)
     }
+}
+
+/// The interpreter description a walk of `mem` needs, its `_PyRuntime` at `runtime` (the layout as
+/// discovery would fill it; `flags` as [`Image::flags`]).
+pub fn interpreter_of<M: Memory + ?Sized>(mem: &M, version: Version, runtime: u64, flags: u64) -> Result<Interpreter> {
+    let (debug_offsets, debug_build, free_threaded) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
+    let unsupported = || Error::UnsupportedVersion { pid: 0, version: version.to_string() };
+    let mut layout = Layout::builtin_build(version, free_threaded).ok_or_else(unsupported)?;
+    if debug_offsets {
+        let d = discovery::runtime_debug_offsets(mem, 0, runtime)?
+            .ok_or_else(|| Error::Corrupt("heap image: no _Py_DebugOffsets".into()))?;
+        if d.free_threaded != free_threaded {
+            return Err(Error::Corrupt("heap image: _Py_DebugOffsets disagree on the build".into()));
+        }
+        layout.apply_debug_offsets(&d).map_err(|detail| Error::Layout { pid: 0, detail })?;
+    }
+    layout.debug_build = debug_build;
+    Ok(Interpreter {
+        runtime,
+        version,
+        debug_build,
+        free_threaded,
+        layout,
+        executable: "(image)".into(),
+        binary: "(image)".into(),
+        linkage: Linkage::Static,
+        stripped: true,
+        version_source: "image",
+        runtime_source: "image",
+        used_debug_offsets: debug_offsets,
+    })
+}
+
+/// The tracked objects of `mem` walked as a paused (`strict`) or `--nonblocking` walk finds them: the
+/// GC lists, or a free-threaded build's mimalloc heaps; at most `budget` long.
+pub fn walk_memory<M: Memory + ?Sized>(
+    mem: &M,
+    interp: &Interpreter,
+    strict: bool,
+    budget: Duration,
+) -> Result<(Histogram, WalkSummary)> {
+    let mut hist = Histogram::new();
+    let mut summary = WalkSummary::default();
+    let mut types = Types::new(&interp.layout);
+    let interps = pause::read_interps(mem, interp)?;
+    let control = Control::new(Some(Instant::now() + budget));
+    let l = &interp.layout;
+    let sink = |r: &walk::ObjectRecord, t: &crate::cpython::types::TypeInfo| hist.add(r, t, true);
+    if l.mimalloc.is_some() {
+        let mut counts = Default::default();
+        walk::ftheaps::walk_heaps(mem, l, &interps, &mut types, strict, &control, &mut summary, &mut counts, sink)?;
+    } else {
+        walk::walk_gc(mem, l, &interps, &mut types, strict, &control, &mut summary, sink)?;
+    }
+    Ok((hist, summary))
 }
 
 impl Image {
@@ -324,24 +361,41 @@ pub fn mutate_corpus(default_dir: &str, tokens: &[&[u8]], target: fn(&[u8])) {
     let mut execs = 0u64;
     while start.elapsed().as_secs_f64() < secs {
         let mut b = bases[rng.below(bases.len() as u64) as usize].clone();
-        for _ in 0..1 + rng.below(8) {
-            if b.is_empty() {
-                break;
-            }
-            let at = rng.below(b.len() as u64) as usize;
-            match rng.below(4) {
-                0 | 1 => b[at] ^= 1 << rng.below(8),
-                2 => {
-                    let t = tokens[rng.below(tokens.len() as u64) as usize];
-                    b.splice(at..at, t.iter().copied());
-                }
-                _ => b.truncate(at),
-            }
-        }
+        mutate_bytes(&mut b, &mut rng, tokens);
         target(&b);
         execs += 1;
     }
     println!("{execs} executions in {:.1} s, {} base files, seed {seed}", start.elapsed().as_secs_f64(), bases.len());
+}
+
+/// Mutates a file's bytes 1–8 times: bit flips, a little-endian word overwritten with an interesting
+/// value (0, -1, a power of two, a nearby value), one of `tokens` spliced in, a cut.
+pub fn mutate_bytes(b: &mut Vec<u8>, rng: &mut Rng, tokens: &[&[u8]]) {
+    for _ in 0..1 + rng.below(8) {
+        if b.is_empty() {
+            break;
+        }
+        let at = rng.below(b.len() as u64) as usize;
+        match rng.below(6) {
+            0..=2 => b[at] ^= 1 << rng.below(8),
+            3 => {
+                let old = b.get(at..at + 8).map_or(0, |w| u64::from_le_bytes(w.try_into().expect("8")));
+                let v = match rng.below(4) {
+                    0 => 0,
+                    1 => u64::MAX,
+                    2 => 1 << rng.below(64),
+                    _ => old.wrapping_add(rng.below(64)).wrapping_sub(32),
+                };
+                let n = 8.min(b.len() - at);
+                b[at..at + n].copy_from_slice(&v.to_le_bytes()[..n]);
+            }
+            4 => {
+                let t = tokens[rng.below(tokens.len() as u64) as usize];
+                b.splice(at..at, t.iter().copied());
+            }
+            _ => b.truncate(at),
+        }
+    }
 }
 
 /// A small deterministic PRNG (xorshift64*) for the stable fuzz harness.
@@ -497,6 +551,7 @@ impl Synth {
             runtime: self.runtime,
             debug_offsets: false,
             debug_build: false,
+            free_threaded: false,
             mem: self.mem.clone(),
         }
     }
