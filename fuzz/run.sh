@@ -2,14 +2,14 @@
 # Builds the libFuzzer targets and runs each for RUNS executions (default 1,000,000) on one core (CORE,
 # default 1), niced, under the bounds fuzz/README.md states; prints each target's executions, time and
 # final stats, and what is new is merged (-merge=1) into a temporary corpus, never into the repo's.
-# Usage: fuzz/run.sh [RUNS] [CORE] [TARGET...]   (targets: walk_image snapshot_json dump_file)
+# Usage: fuzz/run.sh [RUNS] [CORE] [TARGET...]   (targets: walk_image snapshot_json dump_file core_file)
 set -eu
 cd "$(dirname "$0")"
 RUNS=${1:-1000000}
 CORE=${2:-1}
 shift $(( $# > 2 ? 2 : $# ))
-TARGETS=${*:-walk_image snapshot_json dump_file}
-cargo +nightly fuzz build -O --features libfuzzer
+TARGETS=${*:-walk_image snapshot_json dump_file core_file}
+cargo +nightly fuzz build -O -a --features libfuzzer
 BIN=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release
 OUT=${FUZZ_OUT:-/tmp/memspy-fuzz}
 mkdir -p "$OUT"
@@ -18,6 +18,7 @@ for name in $TARGETS; do
         walk_image) corpus=corpus/walk ;;
         snapshot_json) corpus=corpus/snapshot ;;
         dump_file) corpus=corpus/dump ;;
+        core_file) corpus=corpus/core ;;
         *) echo "unknown target $name" >&2; exit 2 ;;
     esac
     work=$(mktemp -d "$OUT/$name-XXXXXX")

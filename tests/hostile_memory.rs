@@ -442,6 +442,13 @@ fn capture_native_corpus() {
     let _ = hist;
 }
 
+/// The image a core of the corpus is written from: the walk corpus's, cut to at most 8 numpy/pandas and 8 other objects per
+/// GC list (or 1 page per queue of a free-threaded heap), so that one execution of the core target
+/// stays cheap.
+fn core_image(bytes: &[u8]) -> Image {
+    Image::from_bytes(bytes).and_then(|i| i.minimise(&["numpy", "pandas"], 8, if i.free_threaded { 1 } else { 8 })).unwrap()
+}
+
 fn core_corpus_dir() -> PathBuf {
     common::repo_root().join("fuzz").join("corpus").join("core")
 }
@@ -454,7 +461,7 @@ fn core_corpus() {
     let dir = core_corpus_dir();
     std::fs::create_dir_all(&dir).unwrap();
     for (name, bytes) in corpus() {
-        let img = Image::from_bytes(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let img = core_image(&bytes);
         let core = core_from_image(&img);
         eprintln!("{name}: {} bytes as a core", core.len());
         std::fs::write(dir.join(name.replace(".img", ".core")), core).unwrap();
@@ -474,7 +481,7 @@ fn core_corpus_walks_as_its_image() {
     let total: u64 = cores.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
     assert!(total < 1 << 20, "fuzz/corpus/core is {total} bytes; keep it under 1 MiB");
     for (name, bytes) in images {
-        let img = Image::from_bytes(&bytes).unwrap();
+        let img = core_image(&bytes);
         let path = core_corpus_dir().join(name.replace(".img", ".core"));
         let core = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(core, core_from_image(&img), "{}: regenerate it (see core_corpus)", path.display());
@@ -507,7 +514,7 @@ fn found(s: &memspy::memory::core_memory::FileState) -> &'static str {
 fn fuzz_core_smoke() {
     let iters: u64 = std::env::var("MEMSPY_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let seed: u64 = std::env::var("MEMSPY_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed);
-    let bases: Vec<Vec<u8>> = corpus().iter().filter_map(|(_, b)| Image::from_bytes(b).ok()).map(|i| core_from_image(&i)).collect();
+    let bases: Vec<Vec<u8>> = corpus().iter().map(|(_, b)| core_from_image(&core_image(b))).collect();
     assert!(!bases.is_empty());
     let mut rng = Rng(seed | 1);
     for i in 0..iters {

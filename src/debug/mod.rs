@@ -7,6 +7,7 @@
 //! bytes one after the other.
 
 pub mod core_image;
+mod minimise;
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use crate::discovery::{self, Interpreter, Linkage};
 use crate::error::{Error, Result};
 use crate::memory::readers::ThreadReaders;
 use crate::memory::FakeMemory;
-use crate::memory::{Memory, ReadExt};
+use crate::memory::Memory;
 use crate::pause::{self, Control, ReadOptions, Source, View, Work};
 use crate::process::Target;
 use crate::walk::{self, WalkSummary};
@@ -39,9 +40,9 @@ pub struct Image {
 }
 
 /// Records every successful read, to be saved as an image.
-struct Recorder<M: Memory> {
-    inner: M,
-    reads: std::cell::RefCell<Vec<(u64, Vec<u8>)>>,
+pub(super) struct Recorder<M: Memory> {
+    pub(super) inner: M,
+    pub(super) reads: std::cell::RefCell<Vec<(u64, Vec<u8>)>>,
 }
 
 impl<M: Memory> Memory for Recorder<M> {
@@ -53,7 +54,7 @@ impl<M: Memory> Memory for Recorder<M> {
 }
 
 /// Merges overlapping or adjacent reads into regions.
-fn coalesce(mut reads: Vec<(u64, Vec<u8>)>) -> FakeMemory {
+pub(super) fn coalesce(mut reads: Vec<(u64, Vec<u8>)>) -> FakeMemory {
     reads.sort_by_key(|(a, b)| (*a, std::cmp::Reverse(b.len())));
     let mut regions: Vec<(u64, Vec<u8>)> = Vec::new();
     for (addr, bytes) in reads {
@@ -240,62 +241,6 @@ pub fn walk_memory<M: Memory + ?Sized>(
         walk::walk_gc(mem, l, &interps, &mut types, strict, &control, &mut summary, sink)?;
     }
     Ok((hist, summary))
-}
-
-impl Image {
-    /// A smaller image of the same heap, for the fuzz corpus: each GC list keeps at most `keep` objects
-    /// whose type's name contains one of `prefer` (in list order) and `others` other objects, relinked into
-    /// a consistent list (flag bits kept), and only what a walk of that reads is kept.
-    pub fn minimise(&self, prefer: &[&str], keep: usize, others: usize) -> Result<Image> {
-        let interp = self.interpreter()?;
-        let l = &interp.layout;
-        let mut mem = self.mem.clone();
-        let mut types = Types::new(l);
-        for it in pause::read_interps(&self.mem, &interp)? {
-            for head in it.gc.heads {
-                let mut objs = Vec::new();
-                crate::cpython::gc::walk_list(&self.mem, head, l.gc_head.size, true, |o| {
-                    objs.push(o);
-                    Ok(())
-                })?;
-                let (mut kept, mut other) = (0, 0);
-                let mut ring = vec![head];
-                for o in objs {
-                    let ty = self.mem.u64_at(o + l.object.ob_type, "ob_type")?;
-                    let preferred = types.get(&self.mem, ty).is_ok_and(|t| prefer.iter().any(|p| t.name.contains(p)));
-                    if preferred && kept < keep {
-                        kept += 1;
-                    } else if !preferred && other < others {
-                        other += 1;
-                    } else {
-                        continue;
-                    }
-                    ring.push(o - l.gc_head.size);
-                }
-                for (i, &node) in ring.iter().enumerate() {
-                    let next = ring[(i + 1) % ring.len()];
-                    let prev = ring[(i + ring.len() - 1) % ring.len()];
-                    // A capture holds only the head's link the walk followed: add the other.
-                    for (at, link) in [(node, next), (node + 8, prev)] {
-                        match self.mem.u64_at(at, "gc link") {
-                            Ok(old) => mem.put_u64(at, link | (old & 3)),
-                            Err(_) => mem.add(at, link.to_le_bytes().to_vec()),
-                        }
-                    }
-                }
-            }
-        }
-        let rec = Recorder { inner: mem, reads: Default::default() };
-        let small = Image { mem: FakeMemory::new(), ..self.clone() };
-        if self.debug_offsets {
-            discovery::runtime_debug_offsets(&rec, 0, self.runtime)?;
-        }
-        let interps = pause::read_interps(&rec, &interp)?;
-        let mut summary = WalkSummary::default();
-        let mut types = Types::new(l);
-        walk::walk_gc(&rec, l, &interps, &mut types, true, &Control::unlimited(), &mut summary, |_, _| {})?;
-        Ok(Image { mem: coalesce(rec.reads.into_inner()), ..small })
-    }
 }
 
 /// The fuzzing entry point: `data` is a heap image (usually a mutated capture). Whatever it holds, this

@@ -228,7 +228,7 @@ impl CoreFile {
         self.segments
             .iter()
             .map(|s| s.offset.saturating_add(s.filesz).saturating_sub(len.max(s.offset)).min(s.filesz))
-            .sum()
+            .fold(0u64, u64::saturating_add)
     }
 }
 

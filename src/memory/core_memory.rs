@@ -104,7 +104,7 @@ impl CoreMemory {
 
     /// Bytes of the segments: what the process had mapped.
     pub fn mapped_bytes(&self) -> u64 {
-        self.core.segments.iter().map(|s| s.memsz).sum()
+        self.core.segments.iter().fold(0u64, |n, s| n.saturating_add(s.memsz))
     }
 
     fn segment(&self, addr: u64) -> Option<&Segment> {
@@ -562,5 +562,14 @@ mod tests {
             &Binaries { in_memory: Some(Arc::new(Vec::new())), ..Default::default() },
         );
         assert!(matches!(mem.file("/x.so"), Some(FileState::Missing { .. })));
+    }
+
+    /// Segments whose sizes add up past 2^64 (found by the core_file fuzz target): the total saturates.
+    #[test]
+    fn mapped_bytes_saturate() {
+        let huge: &[u8] = &[];
+        let core = core_bytes(&[(0x10000, u64::MAX / 2, 6, huge), (0x20000, u64::MAX / 2 + 8, 6, huge)], &[], None);
+        let mem = CoreMemory::new(CoreFile::from_bytes("core", core).unwrap(), &Binaries::default());
+        assert_eq!(mem.mapped_bytes(), u64::MAX);
     }
 }
