@@ -9,6 +9,9 @@ use crate::error::{Error, Result};
 use crate::memory::{FakeMemory, ReadExt};
 use crate::pause;
 
+/// Allocated blocks a page of a free-threaded heap keeps in a minimised image.
+const BLOCKS_PER_PAGE: usize = 16;
+
 impl Image {
     /// A smaller image of the same heap, for the fuzz corpus: each GC list keeps at most `keep` objects
     /// whose type's name contains one of `prefer` (in list order) and `others` other objects, relinked into
@@ -51,6 +54,7 @@ impl Image {
                                 break;
                             }
                             kept += 1;
+                            self.cut_page(l, mem, p, BLOCKS_PER_PAGE)?;
                             let next = self.mem.u64_at(p + m.page.next, "mi_page_t.next")?;
                             if n == pages {
                                 mem.put_u64(p + m.page.next, 0);
@@ -62,6 +66,31 @@ impl Image {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// A page of a free-threaded heap cut after its first `keep` allocated blocks: its capacity ends
+    /// there, the blocks before that which are not allocated make its one free list (the local and
+    /// thread-free lists emptied), and `used` counts the rest, as mimalloc keeps it.
+    fn cut_page(&self, l: &python_bindings::Layout, mem: &mut FakeMemory, p: u64, keep: usize) -> Result<()> {
+        use crate::cpython::mimalloc as mi;
+        let m = l.mimalloc.ok_or_else(|| Error::Other("not a free-threaded layout".into()))?;
+        let page = mi::page_info(&self.mem, l, p)?;
+        let live = mi::live_blocks(&self.mem, &page, &Default::default(), false, &mut Default::default())?;
+        if live.len() <= keep {
+            return Ok(());
+        }
+        let n = (live[keep - 1] - page.start) / page.bsize + 1;
+        let free: Vec<u64> =
+            (0..n).map(|i| page.start + i * page.bsize).filter(|b| live.binary_search(b).is_err()).collect();
+        for (i, &b) in free.iter().enumerate() {
+            mem.put_u64(b, free.get(i + 1).copied().unwrap_or(0));
+        }
+        mem.put_u64(p + m.page.free, free.first().copied().unwrap_or(0));
+        mem.put_u64(p + m.page.local_free, 0);
+        mem.put_u64(p + m.page.xthread_free, 0);
+        mem.write(p + m.page.capacity, &(n as u16).to_le_bytes());
+        mem.write(p + m.page.used, &((n - free.len() as u64) as u32).to_le_bytes());
         Ok(())
     }
 
