@@ -41,11 +41,11 @@ fn note(out: &mut Vec<u8>, name: &str, kind: u32, desc: &[u8]) {
     }
     out.extend_from_slice(name.as_bytes());
     out.push(0);
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
     out.extend_from_slice(desc);
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
@@ -154,9 +154,12 @@ pub fn core_from_image(img: &Image) -> Vec<u8> {
     out
 }
 
+/// Where a walk starts: version, `_PyRuntime`, flags.
+pub type Start = (Version, u64, u64);
+
 /// An input read as the core reader reads a core file: its headers and notes, the files its `MEMSPY`
 /// notes hold standing in for the host's, and where a walk starts (version, `_PyRuntime`, flags).
-pub fn open_core(data: &[u8]) -> Result<(CoreMemory, Option<(Version, u64, u64)>)> {
+pub fn open_core(data: &[u8]) -> Result<(CoreMemory, Option<Start>)> {
     let core = CoreFile::from_bytes("fuzz.core", data.to_vec())?;
     let mut files: Vec<(PathBuf, Arc<Mapped>)> = Vec::new();
     let mut start = None;

@@ -23,8 +23,11 @@ pub struct Binaries {
     pub sysroot: Option<PathBuf>,
     /// Files held in memory, by the path they would be looked for at (tests, the fuzz harness): when
     /// set, these are the only files opened and nothing is read from the host's disk.
-    pub in_memory: Option<Arc<Vec<(PathBuf, Arc<Mapped>)>>>,
+    pub in_memory: Option<Arc<InMemoryFiles>>,
 }
+
+/// Files in memory, by path (see [`Binaries::in_memory`]).
+pub type InMemoryFiles = Vec<(PathBuf, Arc<Mapped>)>;
 
 /// What became of one file the core maps.
 #[derive(Clone)]
