@@ -100,7 +100,12 @@ class Monitor(threading.Thread):
 
     def watch(self, label, pid):
         with self.lock:
-            self.procs[label] = {"pid": pid, "rss": []}
+            self.procs[label] = {"pid": pid, "rss": [], "done": False}
+
+    def unwatch(self, label):
+        """Stops reading a process that has exited (its PID may be another process's from now on)."""
+        with self.lock:
+            self.procs[label]["done"] = True
 
     def run(self):
         t0 = time.monotonic()
@@ -115,6 +120,8 @@ class Monitor(threading.Thread):
             self.service_rss.append((t, rss_kib(self.pid)))
             with self.lock:
                 for p in self.procs.values():
+                    if p["done"]:
+                        continue
                     k = rss_kib(p["pid"])
                     if k is not None:
                         p["rss"].append((t, k))
@@ -140,6 +147,7 @@ class Watch:
 
     def __init__(self, memspy, pid, interval, samples, monitor, label):
         self.interval = interval
+        self.monitor, self.label = monitor, label
         self.growth = subprocess.Popen(
             [memspy, "growth", str(pid), "--interval", str(interval), "--samples", str(samples), "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -169,6 +177,7 @@ class Watch:
         self.quit.set()
         self.scraper.join()
         out, err = self.growth.communicate(timeout=300)
+        self.monitor.unwatch(self.label + "/growth")
         g = {"status": self.growth.returncode, "stderr": [x for x in err.splitlines() if x.strip()]}
         try:
             doc = json.loads(out)
@@ -182,6 +191,7 @@ class Watch:
         except subprocess.TimeoutExpired:
             self.serve.kill()
             _, serr = self.serve.communicate()
+        self.monitor.unwatch(self.label + "/serve")
         last = self.scrapes[-1] if self.scrapes else {}
         pauses = {}
         for s in self.scrapes:

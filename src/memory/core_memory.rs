@@ -287,10 +287,18 @@ pub fn build_id<'a>(read: impl Fn(u64, usize) -> Option<&'a [u8]>) -> Option<Vec
 /// not right after it (that one is its `.bss`), within brk's randomisation range.
 fn rebuild_maps(segments: &[Segment], files: &[FileMapping], exe: &str) -> Maps {
     use goblin::elf::program_header::{PF_R, PF_W, PF_X};
+    // The file mappings by start, and the segments (sorted by address, as `CoreFile` keeps them) with
+    // the largest end so far, so that each lookup is a binary search (cores map thousands of files).
+    let mut by_start: Vec<&FileMapping> = files.iter().collect();
+    by_start.sort_by_key(|f| f.start);
+    let file_at = |a: u64| {
+        let i = by_start.partition_point(|f| f.start <= a);
+        i.checked_sub(1).map(|i| by_start[i]).filter(|f| a < f.end)
+    };
     let mut entries: Vec<MapEntry> = segments
         .iter()
         .map(|s| {
-            let file = files.iter().find(|f| f.start <= s.vaddr && s.vaddr < f.end);
+            let file = file_at(s.vaddr);
             let perms: String = [(PF_R, 'r'), (PF_W, 'w'), (PF_X, 'x')]
                 .iter()
                 .map(|(f, c)| if s.flags & f != 0 { *c } else { '-' })
@@ -307,26 +315,38 @@ fn rebuild_maps(segments: &[Segment], files: &[FileMapping], exe: &str) -> Maps 
         })
         .collect();
     // File mappings the core has no segment for (gcore leaves out read-only ones, code among them):
-    // readable, from the file.
+    // readable, from the file. `reach[i]`: the largest end of segments 0..=i (segments may overlap).
+    let reach: Vec<u64> = segments
+        .iter()
+        .scan(0u64, |r, s| {
+            *r = (*r).max(s.end());
+            Some(*r)
+        })
+        .collect();
     for f in files {
-        let covered = |a: u64| segments.iter().any(|s| s.vaddr <= a && a < s.end());
         let mut at = f.start;
+        // Segments that start at or before `at`: 0..i.
+        let mut i = segments.partition_point(|s| s.vaddr <= at);
         while at < f.end {
-            let next = segments.iter().filter(|s| s.vaddr > at).map(|s| s.vaddr).min().unwrap_or(u64::MAX);
-            if covered(at) {
-                at = segments.iter().find(|s| s.vaddr <= at && at < s.end()).map_or(f.end, |s| s.end());
-                continue;
+            let covered_to = i.checked_sub(1).map_or(0, |j| reach[j]);
+            if covered_to > at {
+                at = covered_to.min(f.end);
+            } else {
+                let next = segments.get(i).map_or(u64::MAX, |s| s.vaddr);
+                let end = f.end.min(next);
+                entries.push(MapEntry {
+                    start: at,
+                    end,
+                    perms: "r--p".into(),
+                    offset: f.offset.saturating_add(at - f.start),
+                    inode: 1,
+                    path: Some(f.path.clone()),
+                });
+                at = end;
             }
-            let end = f.end.min(next);
-            entries.push(MapEntry {
-                start: at,
-                end,
-                perms: "r--p".into(),
-                offset: f.offset.saturating_add(at - f.start),
-                inode: 1,
-                path: Some(f.path.clone()),
-            });
-            at = end;
+            while segments.get(i).is_some_and(|s| s.vaddr <= at) {
+                i += 1;
+            }
         }
     }
     entries.sort_by_key(|m| m.start);
@@ -334,7 +354,10 @@ fn rebuild_maps(segments: &[Segment], files: &[FileMapping], exe: &str) -> Maps 
     const BRK_RANGE: u64 = 0x4000_0000;
     if let Some(exe_end) = files.iter().filter(|f| f.path == exe).map(|f| f.end).max() {
         let heap = entries.iter().position(|m| {
-            m.path.is_none() && m.start > exe_end && m.start <= exe_end + BRK_RANGE && m.perms.starts_with("rw")
+            m.path.is_none()
+                && m.start > exe_end
+                && m.start <= exe_end.saturating_add(BRK_RANGE)
+                && m.perms.starts_with("rw")
         });
         if let Some(i) = heap {
             entries[i].path = Some("[heap]".into());
