@@ -212,6 +212,7 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
                 localsplus,
                 tagged: _,
                 gen_iframe,
+                gen_origin,
                 frame_object_frame,
             } = f;
             let fr = "_PyInterpreterFrame";
@@ -225,6 +226,7 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
             m.off("iframe.stacktop", *stacktop, fr, "stacktop|stackpointer");
             m.off("iframe.localsplus", *localsplus, fr, "localsplus");
             m.off("iframe.gen_iframe", *gen_iframe, "PyGenObject", "gi_iframe");
+            m.off("iframe.gen_origin", *gen_origin, "PyGenObject", "gi_origin_or_finalizer");
             m.off("iframe.frame_object_frame", *frame_object_frame, "_frame", "f_frame");
             m.not_member("iframe.stack_pointer, iframe.tagged", "flags (_PyStackRef frames)");
         }

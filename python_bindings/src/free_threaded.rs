@@ -193,6 +193,7 @@ fn shift_objects(l: &mut Layout) {
     }
     if let Some(f) = &mut l.iframe {
         f.gen_iframe += d;
+        f.gen_origin += d;
         f.frame_object_frame += d;
     }
 }

@@ -305,6 +305,9 @@ pub struct InterpFrameLayout {
     pub tagged: bool,
     /// Where a generator/coroutine embeds its frame (`PyGenObject.gi_iframe`).
     pub gen_iframe: u64,
+    /// `PyGenObject.gi_origin_or_finalizer`: a reference in coroutines (origin) and async generators
+    /// (finalizer); a plain generator never writes it, so it holds what its memory held before.
+    pub gen_origin: u64,
     /// `PyFrameObject.f_frame`.
     pub frame_object_frame: u64,
 }

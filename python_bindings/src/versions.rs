@@ -180,6 +180,7 @@ pub const IFRAME_311: InterpFrameLayout = InterpFrameLayout {
     localsplus: 72,
     tagged: false,
     gen_iframe: 80,
+    gen_origin: 64,
     frame_object_frame: 24,
 };
 
@@ -243,6 +244,7 @@ pub const IFRAME_312: InterpFrameLayout = InterpFrameLayout {
     localsplus: 72,
     tagged: false,
     gen_iframe: 72,
+    gen_origin: 56,
     frame_object_frame: 24,
 };
 

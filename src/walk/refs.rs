@@ -35,8 +35,11 @@ pub enum RefKind {
     Set,
     /// A type object (`type` or a metaclass instance).
     Type,
-    /// 3.11+ generator, coroutine, async generator: an embedded interpreter frame.
-    Gen,
+    /// 3.11+ generator, coroutine, async generator: an embedded interpreter frame; `origin`: its
+    /// `gi_origin_or_finalizer` is a reference (not in a plain generator, which leaves that word as its
+    /// allocation found it: a stale pointer there once made a free-threaded walk find an object that only
+    /// the interpreter's table of interned constants holds, in some runs and not others).
+    Gen { origin: bool },
     /// 3.11+ frame object: its interpreter frame is behind `f_frame`.
     FrameObject,
     /// `collections.deque`: its items, block by block.
@@ -110,7 +113,8 @@ fn kind_of(l: &Layout, name: &str) -> Option<RefKind> {
         "dict" => RefKind::Dict,
         "set" | "frozenset" => RefKind::Set,
         "type" => RefKind::Type,
-        "generator" | "coroutine" | "async_generator" if l.iframe.is_some() => RefKind::Gen,
+        "generator" if l.iframe.is_some() => RefKind::Gen { origin: false },
+        "coroutine" | "async_generator" if l.iframe.is_some() => RefKind::Gen { origin: true },
         "frame" if l.iframe.is_some() => RefKind::FrameObject,
         "object" => RefKind::Object,
         _ => return None,
@@ -452,9 +456,15 @@ pub fn object_refs<M: Memory + ?Sized>(
             }
             return Ok(());
         }
-        RefKind::Gen => {
+        RefKind::Gen { origin } => {
             let fl = l.iframe.expect("Gen only with frames");
-            let b = mem.bytes_at(addr + 16, (fl.gen_iframe - 16) as usize, "generator")?;
+            let mut b = mem.bytes_at(addr + 16, (fl.gen_iframe - 16) as usize, "generator")?;
+            if !origin {
+                let at = (fl.gen_origin - 16) as usize;
+                if let Some(w) = b.get_mut(at..at + 8) {
+                    w.fill(0);
+                }
+            }
             conservative(&b, out);
             iframe_refs(mem, l, addr + fl.gen_iframe, out)?;
         }
