@@ -119,6 +119,7 @@ fn shift_objects(l: &mut Layout) {
         &mut t.tp_basicsize,
         &mut t.tp_itemsize,
         &mut t.tp_flags,
+        &mut t.tp_doc,
         &mut t.tp_base,
         &mut t.tp_dict,
         &mut t.tp_mro,

@@ -105,6 +105,8 @@ pub struct TypeObject {
     pub tp_basicsize: u64,
     pub tp_itemsize: u64,
     pub tp_flags: u64,
+    /// `const char *tp_doc`: text (a heap type's is a copy of its own, in an allocation of its own).
+    pub tp_doc: u64,
     pub tp_base: u64,
     pub tp_dict: u64,
     pub tp_mro: u64,

@@ -59,6 +59,7 @@ pub const V3_9: Layout = Layout {
         tp_basicsize: 32,
         tp_itemsize: 40,
         tp_flags: 168,
+        tp_doc: 176,
         tp_base: 256,
         tp_dict: 264,
         tp_mro: 344,
