@@ -50,15 +50,18 @@ SETTLE_S = 0.2  # idle time before each memspy run (not measured)
 
 
 class Build:
-    def __init__(self, label, path):
+    def __init__(self, label, path, options=()):
         self.label = label
         self.path = os.path.abspath(path)
+        # memspy options of this build's runs (e.g. `--threads 4`: one binary measured several ways).
+        self.options = list(options)
         self._describe = None
 
     def shown_path(self):
-        """The path as the reproducing command gives it: relative to the repository's root if inside it."""
+        """The path as the reproducing command gives it (relative to the repository's root if inside it),
+        with the build's options."""
         rel = os.path.relpath(self.path, ROOT)
-        return self.path if rel.startswith("..") else rel
+        return shlex.join([self.path if rel.startswith("..") else rel] + self.options)
 
     def describe(self):
         if self._describe is None:
@@ -79,9 +82,10 @@ def build_arg(text):
     label, sep, path = text.partition("=")
     if not sep:
         label, path = os.path.basename(text), text
-    if not label or not path:
-        raise argparse.ArgumentTypeError("expected LABEL=PATH, got %r" % text)
-    return Build(label, path)
+    words = shlex.split(path)
+    if not label or not words:
+        raise argparse.ArgumentTypeError("expected LABEL=PATH [OPTIONS], got %r" % text)
+    return Build(label, words[0], words[1:])
 
 
 def venv_with_guppy(python):
@@ -134,7 +138,7 @@ def run_memspy(build, pid, extra):
     """One `memspy top PID --once --json`: (report, wall seconds, peak RSS bytes, (start, end) in
     time.monotonic(), the heartbeat log's clock)."""
     start = time.monotonic()
-    p = subprocess.Popen([build.path, "top", str(pid), "--once", "--json"] + extra, stdout=subprocess.PIPE,
+    p = subprocess.Popen([build.path, "top", str(pid), "--once", "--json"] + build.options + extra, stdout=subprocess.PIPE,
                          text=True)
     out = p.stdout.read()
     _, status, usage = os.wait4(p.pid, 0)
@@ -420,7 +424,8 @@ def main(argv):
                     help="records in the target (default 1000000: about 7 M objects)")
     ap.add_argument("--runs", type=int, default=5, metavar="K", help="runs of each build per target (default 5)")
     ap.add_argument("--memspy", action="append", type=build_arg, metavar="LABEL=PATH", dest="builds",
-                    help="a memspy binary to measure; repeatable, the first is the reference (A) of the ratios "
+                    help="a memspy binary to measure, with options if any ('4 threads=target/release/memspy "
+                         "--threads 4'); repeatable, the first is the reference (A) of the ratios "
                          "(default: the repository's target/release/memspy, labelled \"%s\")" % DEFAULT_LABEL)
     ap.add_argument("--max-memory", metavar="MIB",
                     help="passed to every build (a budget that holds the target's writable memory makes memspy "

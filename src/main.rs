@@ -58,6 +58,9 @@ struct WalkArgs {
     /// stopped. Default: half the target's RSS (0: never copy).
     #[arg(long, value_name = "MIB")]
     max_memory: Option<u64>,
+    /// Threads of the full walk. Default: the CPUs memspy may run on (CPU affinity, cgroup quota), at most 8.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: Option<u16>,
 }
 
 impl WalkArgs {
@@ -68,6 +71,7 @@ impl WalkArgs {
             max_pause: Duration::from_secs_f64(self.max_pause.max(0.001)),
             full: !self.gc_only,
             max_memory: self.max_memory.map(|m| m.saturating_mul(1 << 20)),
+            threads: self.threads.map(usize::from),
             ..Default::default()
         }
     }

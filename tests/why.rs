@@ -44,6 +44,7 @@ fn check(interp: &Interpreter) -> Result<Vec<String>, String> {
     let pid = fixture.pid.to_string();
     let mut e = Vec::new();
     checks(&pid, &truth, &mut e)?;
+    same_for_any_threads(&pid, &mut e)?;
     // The same answers from a dump, read once the process is gone.
     let file = fixture.dir().join("retention.memspy");
     let file = file.to_str().ok_or("a temp path that is not UTF-8")?;
@@ -146,6 +147,55 @@ fn checks(pid: &str, truth: &Value, e: &mut Vec<String>) -> Result<(), String> {
     expect(e, "retained: its bytes", first["retained"].as_u64(), truth["holder_list_retained"].as_u64());
     let leak = r["by_type"].as_array().and_then(|t| t.iter().find(|t| t["type"] == "__main__.Leak").cloned());
     expect(e, "retained: Leak", leak.and_then(|l| l["retained"].as_u64()), truth["leak_retained"].as_u64());
+    Ok(())
+}
+
+/// `v` without what differs from one run to the next: timings and allocation sizes.
+fn steady(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !k.ends_with("_ms") && k.as_str() != "graph_bytes")
+                .map(|(k, x)| (k.clone(), steady(x)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(steady).collect()),
+        x => x.clone(),
+    }
+}
+
+/// The walk that records the graph gives the same graph on 1, 2, 4 and 8 threads: `why` and
+/// `retained` of the idle fixture answer the same, field for field.
+fn same_for_any_threads(pid: &str, e: &mut Vec<String>) -> Result<(), String> {
+    let asks: [&[&str]; 3] = [
+        &["why", pid, "--type", "Leak", "--json"],
+        &["why", pid, "--unexplained", "--json"],
+        &["retained", pid, "--json", "--limit", "20"],
+    ];
+    for args in asks {
+        let mut first: Option<Value> = None;
+        for threads in ["1", "2", "4", "8"] {
+            let out = run_memspy_env(args, &[("MEMSPY_TEST_WALK_THREADS", threads)]).map_err(|x| x.to_string())?;
+            if !out.success() {
+                return Err(format!(
+                    "memspy {} on {threads} threads failed: {}",
+                    args.join(" "),
+                    tail(&out.stderr, 300)
+                ));
+            }
+            let v: Value = serde_json::from_str(&out.stdout).map_err(|x| format!("{}: {x}", args.join(" ")))?;
+            let v = steady(&v);
+            match &first {
+                None => first = Some(v),
+                Some(one) if *one != v => e.push(format!(
+                    "{} on {threads} threads differs from 1 thread: {}",
+                    args.join(" "),
+                    tail(&v.to_string(), 300)
+                )),
+                Some(_) => {}
+            }
+        }
+    }
     Ok(())
 }
 

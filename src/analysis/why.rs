@@ -33,6 +33,15 @@ pub struct Step {
     pub conservative: bool,
 }
 
+/// Sorts `rows` by `key` (largest first), then shortest path first, then by root and steps: a total
+/// order, the same whatever order the rows were found in (one walking thread or many).
+pub fn sort_rows(rows: &mut [PathRow], key: impl Fn(&PathRow) -> (u64, u64, u64)) {
+    rows.sort_by_cached_key(|r| {
+        let (a, b, c) = key(r);
+        (std::cmp::Reverse((a, b, c)), r.steps.len(), format!("{:?} {:?}", r.root, r.steps))
+    });
+}
+
 /// Objects held the same way.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PathRow {
@@ -232,11 +241,7 @@ impl<'a, N: Namer> Aggregator<'a, N> {
                 PathRow { count, bytes, retained, root, steps }
             })
             .collect();
-        rows.sort_by(|a, b| {
-            (b.retained, b.bytes, b.count)
-                .cmp(&(a.retained, a.bytes, a.count))
-                .then_with(|| a.steps.len().cmp(&b.steps.len()))
-        });
+        sort_rows(&mut rows, |r| (r.retained, r.bytes, r.count));
         rows
     }
 

@@ -70,7 +70,7 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
         },
         Err(_) => ProcessFacts { rss: report.rss, ..ProcessFacts::default() },
     };
-    let figures = crate::analysis::why::Figures {
+    let mut figures = crate::analysis::why::Figures {
         pause_ms: walked.pause.as_secs_f64() * 1000.0,
         walk_ms: walked.elapsed.as_secs_f64() * 1000.0,
         graph_ms: (t_walk.as_secs_f64() - walked.elapsed.as_secs_f64()).max(0.0) * 1000.0,
@@ -107,14 +107,24 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
         roots: 0,
         edges: 0,
     };
-    // The GC's figures (thresholds, counts, collections), in a pause of their own (a few reads).
-    let gc = match super::gc::read(&session, opts.snapshot.timeout) {
-        Ok((f, interpreters, _)) => Some((f, interpreters)),
+    // The GC's figures (thresholds, counts, collections): from the copy the walk read (the same
+    // instant, nothing stopped again), else in a pause of their own, which the stop time then includes.
+    let mut gc_pause = std::time::Duration::ZERO;
+    let gc = match &copy {
+        Some(c) => super::gc::read_kept(&session, c),
+        None => super::gc::read(&session, opts.snapshot.timeout).map(|(f, interpreters, paused)| {
+            gc_pause = paused;
+            (f, interpreters)
+        }),
+    };
+    let gc = match gc {
+        Ok(g) => Some(g),
         Err(e) => {
             log::info!("no GC figures in the dump: {e}");
             None
         }
     };
+    figures.pause_ms += gc_pause.as_secs_f64() * 1000.0;
     let objects = report.totals.objects;
     let types = report.types.len();
     let meta =
@@ -143,7 +153,7 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
         graph.targets.len(),
         report::human_bytes(w.bytes),
         w.bytes as f64 / objects.max(1) as f64,
-        walked.pause.as_secs_f64() * 1000.0,
+        (walked.pause + gc_pause).as_secs_f64() * 1000.0,
         t0.elapsed().as_secs_f64(),
         if opts.no_values { " (without values)" } else { "" }
     );

@@ -81,6 +81,12 @@ pub fn read(session: &Session, timeout: Duration) -> Result<(GcFigures, usize, D
     Ok((o.value.0, o.value.1, o.pause))
 }
 
+/// The main interpreter's GC figures and the number of interpreters, read from a copy a walk kept
+/// (`dump`: the instant of its graph, without stopping the target again).
+pub fn read_kept(session: &Session, copy: &crate::walk::Copy) -> Result<(GcFigures, usize)> {
+    pause::read_kept(&session.interp, copy, 64 << 20, &mut GcRead { layout: &session.interp.layout })
+}
+
 pub fn report(session: &Session, timeout: Duration) -> Result<GcReport> {
     let (f, interpreters, paused) = read(session, timeout)?;
     Ok(GcReport {

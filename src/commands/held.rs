@@ -267,7 +267,7 @@ impl Held {
                     continue;
                 }
                 let mut rows = agg.rows(nodes, Some(&self.dom), Some(&under));
-                rows.sort_by_key(|r| std::cmp::Reverse((r.count, r.retained)));
+                crate::analysis::why::sort_rows(&mut rows, |r| (r.count, r.retained, r.bytes));
                 rows.truncate(limit);
                 let e = out.entry(g.type_infos[t].name.clone()).or_default();
                 e.retained += retained[t].0;

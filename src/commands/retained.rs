@@ -50,7 +50,8 @@ pub fn retained_report(held: &Held, limit: usize) -> RetainedReport {
     }
     let mut top: Vec<u32> =
         (0..g.objects).filter(|&v| !heavy[v as usize] && d.retained_objects[v as usize] > 1).collect();
-    top.sort_by_key(|&v| std::cmp::Reverse(d.retained[v as usize]));
+    // Ties in address order (objects are numbered so): the same list whatever walked the heap.
+    top.sort_by_key(|&v| (std::cmp::Reverse(d.retained[v as usize]), v));
     top.truncate(limit);
     let paths = held.paths_of(&top);
     let dominators = top
@@ -83,7 +84,9 @@ pub fn retained_report(held: &Held, limit: usize) -> RetainedReport {
         })
         .filter(|t| t.count > 0)
         .collect();
-    by_type.sort_by_key(|t| std::cmp::Reverse((t.retained, t.bytes)));
+    by_type.sort_by(|a, b| {
+        (b.retained, b.bytes, b.count).cmp(&(a.retained, a.bytes, a.count)).then_with(|| a.type_name.cmp(&b.type_name))
+    });
     RetainedReport {
         pid: held.pid,
         file: held.file.clone(),

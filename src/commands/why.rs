@@ -174,6 +174,10 @@ fn unexplained(held: &Held) -> UnexplainedReport {
         u.bytes += g.size(v as u32);
     }
     per.retain(|u| u.objects > 0);
-    per.sort_by_key(|u| std::cmp::Reverse((u.only_outside, u.missing_references)));
+    per.sort_by(|a, b| {
+        (b.only_outside, b.missing_references, b.objects)
+            .cmp(&(a.only_outside, a.missing_references, a.objects))
+            .then_with(|| a.type_name.cmp(&b.type_name))
+    });
     UnexplainedReport { pid: held.pid, types: per }
 }

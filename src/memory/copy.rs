@@ -281,6 +281,11 @@ impl<M: Memory + Clone> FileCopy<M> {
         self.holes = Arc::new(holes);
         Ok(())
     }
+
+    /// The address ranges the file holds (sorted).
+    pub fn ranges(&self) -> Vec<(u64, u64)> {
+        self.regions.iter().map(|&(s, e, _)| (s, e)).collect()
+    }
 }
 
 impl<M: Memory + Clone> Memory for FileCopy<M> {

@@ -462,6 +462,28 @@ impl Try<'_> {
     }
 }
 
+/// Runs `work` on a copy an earlier read kept ([`Work::keep_copy`]): the memory of that instant, through
+/// a chunk cache of `cache_bytes`, with nothing stopped (the target runs on; the copy does not change).
+pub fn read_kept<W: Work>(
+    interp: &Interpreter,
+    copy: &FileCopy<RemoteMemory>,
+    cache_bytes: u64,
+    work: &mut W,
+) -> Result<W::Output> {
+    let mem = ChunkCache::new(copy.clone(), copy.ranges(), cache_bytes);
+    let interps = read_interps(&mem, interp)?;
+    let view = View {
+        mem: &mem,
+        interp,
+        interps: &interps,
+        control: Control::new(None),
+        stopped: false,
+        consistent: true,
+        paused_at: None,
+    };
+    work.run(&view)
+}
+
 /// Runs `f` while a watcher thread checks that the target lives; if it dies, `control` says so and the
 /// work stops at its next object instead of reading on from a target that is stopped with a SIGKILL
 /// pending. The watcher parks between checks and is woken when `f` ends (a panic too), so that the

@@ -38,7 +38,7 @@ pub use crate::cpython::objects::read_head;
 use crate::cpython::objects::HEAD_BYTES;
 use crate::cpython::sizeof::getsizeof;
 use crate::cpython::types::{SizeKind, TypeInfo, Types};
-use crate::memory::fasthash::AddrSet;
+use crate::memory::fasthash::{AddrMap, AddrSet};
 
 /// Largest object body scanned conservatively.
 const MAX_SCAN: u64 = 1 << 20;
@@ -79,7 +79,7 @@ pub struct FullWalk<'a, M: Memory + ?Sized> {
     pub(super) l: &'a Layout,
     pub visited: Visited,
     pub(super) stack: Vec<u64>,
-    /// Objects of the GC lists not marked yet, split by owner (see [`owner`] with [`super::shares::MAX_WORKERS`]),
+    /// Objects of the GC lists not marked yet, split by owner (see [`owner`] with [`Self::threads`]),
     /// each share a list of segments in the order they go on the stack: the parallel walk of the GC
     /// lists leaves them to the workers, which mark their own share (see [`Self::set_pending`]).
     pub(super) pending: Vec<Vec<Vec<u64>>>,
@@ -95,6 +95,8 @@ pub struct FullWalk<'a, M: Memory + ?Sized> {
     pub scanned: Scanned,
     /// Walk on this thread only (every object reported one by one).
     pub one_thread: bool,
+    /// Threads of the reference walk (see [`super::workers::threads`]).
+    pub threads: usize,
     pub control: Control,
     /// The object being decoded (0 while scanning roots), for trace logs.
     pub(super) current: u64,
@@ -125,6 +127,10 @@ pub(super) struct TypeCaches {
     pub(super) type_type: u64,
     /// Shared dict keys objects already followed.
     pub(super) seen_keys: AddrSet,
+    /// Shared keys a heap type caches (`ht_cached_keys`) → that type: their references are the type's
+    /// (followed when the type is), not those of whichever instance dict is met first — the same graph
+    /// whatever order, or however many threads, walk the heap.
+    pub(super) type_keys: AddrMap<u64>,
 }
 
 impl Default for TypeCaches {
@@ -136,6 +142,7 @@ impl Default for TypeCaches {
             bad_types: AddrSet::default(),
             type_type: 0,
             seen_keys: AddrSet::default(),
+            type_keys: AddrMap::default(),
         }
     }
 }
@@ -156,10 +163,26 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             native: AddrSet::default(),
             scanned: Scanned::default(),
             one_thread: false,
+            threads: 1,
             control: Control::unlimited(),
             current: 0,
             part: None,
             graph: None,
+        }
+    }
+
+    /// Notes the shared keys of the type object at `t` if it is a heap type that caches some (see
+    /// [`TypeCaches::type_keys`]); called for the type objects the GC lists hold, before the reference walk.
+    pub fn note_type_keys(&mut self, t: u64) {
+        let l = self.l;
+        let heap = self.mem.u64_at(t + l.type_.tp_flags, "tp_flags").is_ok_and(|f| f & flags::HEAPTYPE != 0);
+        if !heap {
+            return;
+        }
+        if let Ok(k) = self.mem.u64_at(t + l.heap_type.ht_cached_keys, "ht_cached_keys") {
+            if k != 0 {
+                self.caches.type_keys.entry(k).or_insert(t);
+            }
         }
     }
 
@@ -190,7 +213,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         self.caches.good_types.insert(type_addr);
     }
 
-    /// Objects of the GC lists (per owner among [`super::shares::MAX_WORKERS`], each share segments in stack order),
+    /// Objects of the GC lists (per owner among [`Self::threads`], each share segments in stack order),
     /// to be marked and decoded by the workers of [`walk_rest`] (or marked here first when it walks in
     /// one thread).
     pub fn set_pending(&mut self, pending: Vec<Vec<Vec<u64>>>) {
@@ -383,6 +406,9 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         }
         let Some(len) = self.alloc.native_block(self.mem, self.l, p) else { return };
         self.native.insert(p);
+        if self.part.as_ref().is_some_and(|part| !part.shared.claim(p)) {
+            return;
+        }
         let was = self.graph.as_mut().map(|g| g.set(Source::Native(p)));
         let len = len.min(MAX_NATIVE_BLOCK) & !7;
         self.scanned.native_blocks += 1;
@@ -539,7 +565,14 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
                 }
             }
             let seen_keys = &mut self.caches.seen_keys;
-            let mut first_time = |k: u64| seen_keys.insert(k);
+            let type_keys = &self.caches.type_keys;
+            let shared = self.part.as_ref().map(|part| part.shared);
+            // Keys a type caches are followed from that type; other shared keys once, by the first
+            // worker to meet them.
+            let mut first_time = |k: u64| match type_keys.get(&k) {
+                Some(&owner) => owner == p,
+                None => seen_keys.insert(k) && shared.is_none_or(|s| s.claim(k | 1)),
+            };
             if let Err(e) = refs::object_refs(self.mem, l, p, &head, &ri, &mut first_time, &mut self.scratch) {
                 log::debug!("object {p:#x} ({:?}): {e}", ri.kind);
                 self.decode_errors += 1;

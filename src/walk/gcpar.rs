@@ -27,7 +27,7 @@ use crate::memory::{le_u64, MAX_USER_ADDR};
 use crate::memory::{Memory, ReadExt};
 
 use super::full::{read_head, FullWalk};
-use super::shares::{self, MAX_WORKERS};
+use super::shares;
 use super::{Sink, TypeTotals, WalkSummary};
 use crate::cpython::gc;
 use crate::cpython::objects::HEAD_BYTES;
@@ -118,7 +118,7 @@ struct DirOut {
     legs: Vec<Leg>,
     /// Per list and owner (see [`shares::owner`]): the objects reported, in the order this direction
     /// reached them.
-    addrs: Vec<[Vec<u64>; MAX_WORKERS]>,
+    addrs: Vec<Vec<Vec<u64>>>,
     /// Per type: totals per list (0, 1, 2, permanent).
     totals: AddrMap<[TypeTotals; 4]>,
     infos: AddrMap<TypeInfo>,
@@ -138,6 +138,8 @@ struct Ctl<'a> {
     /// One direction failed or panicked: the other stops.
     abort: &'a AtomicBool,
     control: &'a Control,
+    /// Threads of the reference walk that follows: the objects reported are split among them.
+    shares: usize,
 }
 
 /// Sets `abort` when a direction ends early (an error or a panic), unless disarmed: a direction that
@@ -166,7 +168,7 @@ fn walk_direction<M: Memory + ?Sized>(mem: &M, ctl: &Ctl<'_>, forward: bool, out
     let dir = if forward { "forward" } else { "backward" };
     for &(list, head_addr) in ctl.lists {
         let mut leg = Leg { last: head_addr, ..Default::default() };
-        let mut addrs: [Vec<u64>; MAX_WORKERS] = Default::default();
+        let mut addrs: Vec<Vec<u64>> = vec![Vec::new(); ctl.shares];
         let mut node = mem.u64_at(head_addr + ahead, "gc list head")? & !3;
         let corrupt = |check: &'static str, why: String| {
             Err(Error::ListCheck { check, detail: format!("GC list at {head_addr:#x} ({dir}): {why}") })
@@ -229,7 +231,7 @@ fn walk_direction<M: Memory + ?Sized>(mem: &M, ctl: &Ctl<'_>, forward: bool, out
                 Default::default()
             });
             per_list[list.min(3)].add(&rec);
-            addrs[shares::owner(obj, MAX_WORKERS)].push(obj);
+            addrs[shares::owner(obj, ctl.shares)].push(obj);
         }
         leg.end = node;
         out.legs.push(leg);
@@ -269,9 +271,9 @@ pub fn walk_gc_parallel<M: ThreadReaders>(
     summary: &mut WalkSummary,
     sink: &mut dyn Sink,
 ) -> Option<Result<()>> {
-    let threads =
-        control.hooks().threads.unwrap_or_else(|| std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1));
-    if threads < 2 {
+    // Two directions, and the objects left for the reference walk's threads split among them.
+    let shares = fw.threads;
+    if shares < 2 {
         return None;
     }
     let claims = Claims::new(&mem.object_ranges()).filter(|c| !c.ranges.is_empty())?;
@@ -296,7 +298,7 @@ pub fn walk_gc_parallel<M: ThreadReaders>(
     }
     let all_heads: Vec<u64> = lists.iter().map(|&(_, h)| h).collect();
     let abort = AtomicBool::new(false);
-    let ctl = Ctl { l, lists: &lists, all_heads: &all_heads, claims: &claims, abort: &abort, control };
+    let ctl = Ctl { l, lists: &lists, all_heads: &all_heads, claims: &claims, abort: &abort, control, shares };
     let results: Vec<std::thread::Result<Direction<'_, M>>> = std::thread::scope(|s| {
         let handles: Vec<_> = parts
             .into_iter()
@@ -380,7 +382,7 @@ pub fn walk_gc_parallel<M: ThreadReaders>(
     }
     // Per owner, the segments in that order (moved, not copied: copying would fault in fresh memory
     // while the target is stopped).
-    let mut pending: Vec<Vec<Vec<u64>>> = vec![Vec::new(); MAX_WORKERS];
+    let mut pending: Vec<Vec<Vec<u64>>> = vec![Vec::new(); shares];
     for k in 0..lists.len() {
         for out in outs.iter_mut() {
             if let Some(a) = out.addrs.get_mut(k) {
@@ -425,7 +427,15 @@ mod tests {
         let lists = [(2usize, HEAD)];
         let abort = AtomicBool::new(false);
         let control = Control::unlimited();
-        let ctl = Ctl { l: &l, lists: &lists, all_heads: &[HEAD], claims: &claims, abort: &abort, control: &control };
+        let ctl = Ctl {
+            l: &l,
+            lists: &lists,
+            all_heads: &[HEAD],
+            claims: &claims,
+            abort: &abort,
+            control: &control,
+            shares: 2,
+        };
         let (mut fo, mut bo) = (DirOut::default(), DirOut::default());
         match forward_first {
             Some(first) => {

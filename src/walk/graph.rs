@@ -9,7 +9,7 @@
 //! conservative scan found. Words that turned out not to be objects (or native blocks scanned) are dropped.
 
 pub use super::record::{
-    frame_object_locals, iframe_locals, is_code, Objects, Recorder, Root, RootKind, Source, Tee, IMMORTAL,
+    frame_object_locals, iframe_locals, is_code, Objects, Recorder, Root, RootKind, Source, Tee, BIG, IMMORTAL,
 };
 use super::record::{HEADER, NATIVE, ROOT};
 use super::refs;
@@ -61,9 +61,6 @@ pub struct GraphParts {
     pub targets: Vec<u32>,
     pub stale: u64,
 }
-
-/// `sizes` of an object whose size is in `big`.
-const BIG: u32 = u32::MAX;
 
 impl Graph {
     /// `sys.getsizeof` of object `v`.
@@ -211,7 +208,10 @@ impl Graph {
     }
 
     /// Builds the graph from what a walk recorded: `visited` holds exactly the objects `objects` got.
-    pub fn build(rec: Recorder, visited: Visited, objects: Objects) -> Result<Graph> {
+    pub fn build(mut rec: Recorder, visited: Visited, mut objects: Objects) -> Result<Graph> {
+        // A parallel walk's workers recorded apart: one stream, one table of objects.
+        rec.join_parts();
+        objects.join_parts();
         let n = objects.len() as u64;
         if visited.len() != n {
             return Err(Error::Other(format!(
@@ -224,7 +224,7 @@ impl Graph {
         }
         let ranks = visited.ranks();
         // Per object in address order: type, size, refcount.
-        let Objects { addrs, types: t_in, sizes: s_in, refcounts: r_in, type_infos, .. } = objects;
+        let Objects { addrs, types: t_in, sizes: s_in, big: big_in, refcounts: r_in, type_infos, .. } = objects;
         let mut types = vec![0u32; n as usize];
         let mut sizes = vec![0u32; n as usize];
         let mut big = AddrMap::default();
@@ -235,13 +235,10 @@ impl Graph {
                 .rank_near(a, &mut near)
                 .ok_or_else(|| Error::Other(format!("object {a:#x} is not in the visited set")))?;
             types[r as usize] = t_in[i];
-            sizes[r as usize] = match u32::try_from(s_in[i]) {
-                Ok(s) if s != BIG => s,
-                _ => {
-                    big.insert(r, s_in[i]);
-                    BIG
-                }
-            };
+            sizes[r as usize] = s_in[i];
+            if s_in[i] == BIG {
+                big.insert(r, big_in.get(&(i as u64)).copied().unwrap_or(BIG as u64));
+            }
             refcounts[r as usize] = r_in[i];
         }
         drop((addrs, t_in, s_in, r_in));

@@ -92,6 +92,8 @@ pub struct SnapshotOptions {
     pub per_object: bool,
     /// A directory where a copy that does not fit `max_memory` may be made in a file (`dump`).
     pub spill: Option<&'static std::path::Path>,
+    /// Threads of the full walk (None: as many as memspy may use, at most 8; see [`workers::threads`]).
+    pub threads: Option<usize>,
 }
 
 impl Default for SnapshotOptions {
@@ -106,6 +108,7 @@ impl Default for SnapshotOptions {
             max_memory: None,
             per_object: false,
             spill: None,
+            threads: None,
         }
     }
 }
@@ -133,6 +136,14 @@ pub trait Sink {
     /// sums them per type, list and thread): the same as `count` calls of [`Self::object`] with these
     /// totals and `list`.
     fn tracked(&mut self, totals: &TypeTotals, ty: &types::TypeInfo, list: usize);
+    /// Whether the sink keeps the graph's objects one by one ([`graph::Objects`]): then a recording
+    /// walk may run on several threads and hand it each worker's objects through [`Self::objects`].
+    fn keeps_objects(&self) -> bool {
+        false
+    }
+    /// One worker's objects, one by one (only called when [`Self::keeps_objects`]); its totals per type
+    /// come through [`Self::untracked`] besides.
+    fn objects(&mut self, _part: graph::Objects) {}
 }
 
 /// The sum of several objects of one type found outside the GC lists.
@@ -192,6 +203,8 @@ struct HeapWalk<'s> {
     full: bool,
     free_threaded: bool,
     per_object: bool,
+    /// Threads of the full walk.
+    threads: usize,
     /// Where pymalloc's state is, and the target's mappings as the walk began: to check conservative
     /// candidates against the allocators.
     pymalloc: Option<Located>,
@@ -223,8 +236,13 @@ impl Work for HeapWalk<'_> {
         // As many blocks of 1 MiB of address space as that memory.
         self.visited = Some(visited::Visited::with_spare((heap_bytes >> 20) as usize));
         if self.record.is_some() {
-            // About one possible reference per 32 bytes of heap.
-            self.record = Some((heap_bytes / 32) as usize);
+            // About one possible reference per 32 bytes of heap, shared by the walk's threads; the
+            // first thread's part is allocated (and faulted in) now, the others' as they record.
+            let words = (heap_bytes / 32) as usize;
+            self.record = Some(words / self.threads);
+            if self.recorded.is_none() {
+                self.recorded = Some((graph::Recorder::with_capacity(words / self.threads), Default::default()));
+            }
         }
     }
 
@@ -257,7 +275,10 @@ impl Work for HeapWalk<'_> {
             fw.visited = self.visited.take().unwrap_or_default();
             fw.control = control.clone();
             // A stopped target's lists are walked from both ends on two threads when that can be done.
-            fw.one_thread = self.per_object;
+            // Objects reported one by one come from one thread, unless the walk records the graph
+            // for a sink that takes each worker's objects.
+            fw.one_thread = self.per_object && !(self.record.is_some() && sink.keeps_objects());
+            fw.threads = self.threads;
             if let Some(words) = self.record {
                 fw.graph = Some(match self.recorded.take() {
                     Some((r, _)) => graph::Recorder::reuse(r),
@@ -279,10 +300,13 @@ impl Work for HeapWalk<'_> {
                     |r, t| {
                         fw.learn_type_type(r.addr);
                         fw.mark_tracked(r.addr, r.type_addr);
+                        if t.is_metatype {
+                            fw.note_type_keys(r.addr);
+                        }
                         sink.object(r, t)
                     },
                 ))
-            } else if strict && !self.per_object {
+            } else if strict && !self.per_object && self.threads > 1 {
                 gcpar::walk_gc_parallel(*mem, interp, interps, &mut fw, control, summary, sink)
             } else {
                 None
@@ -292,6 +316,9 @@ impl Work for HeapWalk<'_> {
                 None => walk_gc(*mem, l, interps, &mut types, strict, control, summary, |r, t| {
                     fw.learn_type_type(r.addr);
                     fw.mark_tracked(r.addr, r.type_addr);
+                    if t.is_metatype {
+                        fw.note_type_keys(r.addr);
+                    }
                     sink.object(r, t)
                 }),
             };
@@ -349,6 +376,7 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
         record: None,
         recorded: None,
         copy: None,
+        threads: workers::threads(opts.threads),
     };
     let o = pause::read(target, interp, &opts.read_options(), &mut work)?;
     Ok(Walked {
@@ -397,6 +425,7 @@ pub fn capture_keeping_copy(
         record: Some(0),
         recorded: None,
         copy: None,
+        threads: workers::threads(opts.threads),
     };
     // The recording and the objects' arrays grow while the read cache is full: a smaller cache (3/16
     // of the target's RSS, not 3/8) keeps memspy's peak below the target's RSS at little cost in time.

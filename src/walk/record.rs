@@ -60,6 +60,9 @@ pub struct Recorder {
     skip: u64,
     last: Option<Source>,
     pub(super) words: Vec<u64>,
+    /// What the other workers of a parallel walk recorded (each a stream of its own, headers first),
+    /// joined to `words` by [`Self::join_parts`] once the target runs again.
+    pub(super) parts: Vec<Vec<u64>>,
     pub roots: Vec<Root>,
     /// 3.9/3.10: the frame objects on the threads' stacks (labels of object nodes, not sources).
     pub frame_objects: Vec<Root>,
@@ -130,7 +133,29 @@ impl Recorder {
     }
 
     pub fn words(&self) -> usize {
-        self.words.len()
+        self.words.len() + self.parts.iter().map(Vec::len).sum::<usize>()
+    }
+
+    /// A recorder for another worker of a parallel walk, with room for about `words` words (reserved,
+    /// not faulted in).
+    pub(super) fn for_worker(words: usize) -> Self {
+        Recorder { words: Vec::with_capacity(words), ..Recorder::default() }
+    }
+
+    /// Takes what another worker recorded (its words; it records no roots).
+    pub(super) fn absorb(&mut self, other: Recorder) {
+        if !other.words.is_empty() {
+            self.parts.push(other.words);
+        }
+    }
+
+    /// One stream of words: the other workers' after this one's.
+    pub(super) fn join_parts(&mut self) {
+        let more: usize = self.parts.iter().map(Vec::len).sum();
+        self.words.reserve_exact(more);
+        for p in std::mem::take(&mut self.parts) {
+            self.words.extend_from_slice(&p);
+        }
     }
 }
 
@@ -185,11 +210,16 @@ fn slots_of<M: Memory + ?Sized>(mem: &M, l: &Layout, at: u64, n: u64) -> Vec<(u3
 pub struct Objects {
     pub(super) addrs: Vec<u64>,
     pub(super) types: Vec<u32>,
-    pub(super) sizes: Vec<u64>,
+    /// `sys.getsizeof`, [`BIG`] for 4 GiB and more (then in `big`, by position).
+    pub(super) sizes: Vec<u32>,
+    pub(super) big: AddrMap<u64>,
     pub(super) refcounts: Vec<u32>,
     /// The types seen, by number.
     pub type_infos: Vec<TypeInfo>,
     type_numbers: AddrMap<u32>,
+    /// What the other workers of a parallel walk found (numbered by their own type tables), joined by
+    /// [`Self::join_parts`] once the target runs again.
+    parts: Vec<Objects>,
 }
 
 impl Objects {
@@ -204,13 +234,48 @@ impl Objects {
     }
 
     pub fn len(&self) -> usize {
-        self.addrs.len()
+        self.addrs.len() + self.parts.iter().map(Objects::len).sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.addrs.is_empty()
+        self.len() == 0
+    }
+
+    /// Takes what a worker of a parallel walk found.
+    pub fn absorb(&mut self, other: Objects) {
+        if !other.is_empty() {
+            self.parts.push(other);
+        }
+    }
+
+    /// The objects of every part in this one, their types renumbered into its table.
+    pub(super) fn join_parts(&mut self) {
+        for mut part in std::mem::take(&mut self.parts) {
+            part.join_parts();
+            let number: Vec<u32> = part
+                .type_infos
+                .into_iter()
+                .map(|ty| {
+                    let next = self.type_infos.len() as u32;
+                    let t = *self.type_numbers.entry(ty.addr).or_insert(next);
+                    if t == next {
+                        self.type_infos.push(ty);
+                    }
+                    t
+                })
+                .collect();
+            self.addrs.extend_from_slice(&part.addrs);
+            self.types.extend(part.types.iter().map(|&t| number[t as usize]));
+            let base = self.sizes.len() as u64;
+            self.big.extend(part.big.iter().map(|(&i, &s)| (base + i, s)));
+            self.sizes.extend_from_slice(&part.sizes);
+            self.refcounts.extend_from_slice(&part.refcounts);
+        }
     }
 }
+
+/// The size a graph stores for objects of 4 GiB and more (their sizes are kept apart).
+pub const BIG: u32 = u32::MAX;
 
 /// The refcount a graph stores for immortal objects.
 pub const IMMORTAL: u32 = u32::MAX;
@@ -220,7 +285,9 @@ impl Sink for Objects {
         self.addrs.clear();
         self.types.clear();
         self.sizes.clear();
+        self.big.clear();
         self.refcounts.clear();
+        self.parts.clear();
     }
 
     fn object(&mut self, rec: &ObjectRecord, ty: &TypeInfo) {
@@ -231,7 +298,13 @@ impl Sink for Objects {
         }
         self.addrs.push(rec.addr);
         self.types.push(t);
-        self.sizes.push(rec.size);
+        match u32::try_from(rec.size) {
+            Ok(s) if s != BIG => self.sizes.push(s),
+            _ => {
+                self.big.insert(self.sizes.len() as u64, rec.size);
+                self.sizes.push(BIG);
+            }
+        }
         self.refcounts.push(if rec.immortal { IMMORTAL } else { rec.refcount.min(IMMORTAL as u64 - 1) as u32 });
     }
 
@@ -261,11 +334,73 @@ impl Sink for Tee<'_> {
         self.also.object(rec, ty);
     }
 
+    /// The objects go to [`Objects`] (through [`Sink::objects`]), their totals to the other sink.
     fn untracked(&mut self, t: &TypeTotals, ty: &TypeInfo) {
         self.also.untracked(t, ty)
     }
 
     fn tracked(&mut self, t: &TypeTotals, ty: &TypeInfo, list: usize) {
         self.also.tracked(t, ty, list)
+    }
+
+    fn keeps_objects(&self) -> bool {
+        true
+    }
+
+    fn objects(&mut self, part: Objects) {
+        self.objects.absorb(part);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpython::types::SizeKind;
+
+    fn ty(addr: u64, name: &str) -> TypeInfo {
+        TypeInfo {
+            addr,
+            name: name.into(),
+            flags: 0,
+            basicsize: 16,
+            itemsize: 0,
+            kind: SizeKind::Default,
+            approx: false,
+            is_metatype: false,
+            is_type_type: false,
+        }
+    }
+
+    fn rec(addr: u64, type_addr: u64, size: u64) -> ObjectRecord {
+        ObjectRecord { addr, type_addr, size, size_exact: true, refcount: 1, immortal: false, list: 0 }
+    }
+
+    #[test]
+    fn workers_objects_join_with_their_types_renumbered() {
+        let (a, b) = (ty(0x100, "A"), ty(0x200, "B"));
+        let mut main = Objects::default();
+        main.object(&rec(0x1000, 0x100, 32), &a);
+        let mut other = Objects::default();
+        other.object(&rec(0x2000, 0x200, 5 << 32), &b);
+        other.object(&rec(0x3000, 0x100, 48), &a);
+        main.absorb(other);
+        assert_eq!(main.len(), 3);
+        main.join_parts();
+        assert_eq!(main.addrs, [0x1000, 0x2000, 0x3000]);
+        let names: Vec<&str> = main.types.iter().map(|&t| main.type_infos[t as usize].name.as_str()).collect();
+        assert_eq!(names, ["A", "B", "A"]);
+        assert_eq!(main.sizes, [32, BIG, 48]);
+        assert_eq!(main.big.get(&1), Some(&(5 << 32)));
+    }
+
+    #[test]
+    fn workers_words_join_after_the_first() {
+        let mut r = Recorder::default();
+        r.words = vec![1, 2];
+        r.absorb(Recorder { words: vec![3], ..Recorder::default() });
+        r.absorb(Recorder::default());
+        assert_eq!(r.words(), 3);
+        r.join_parts();
+        assert_eq!(r.words, [1, 2, 3]);
     }
 }

@@ -5,8 +5,13 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 
-/// Walking threads of the reference walk (after the GC lists), at most.
-pub const MAX_WORKERS: usize = 2;
+use crate::memory::fasthash::AddrSet;
+
+/// Walking threads of the reference walk (after the GC lists) memspy chooses by itself, at most (`--threads`
+/// may ask for more).
+pub const MAX_WORKERS: usize = 8;
+/// Walking threads `--threads` may ask for, at most.
+pub const MOST_WORKERS: usize = 64;
 
 /// Candidates sent to another worker per batch.
 pub(super) const SEND_BATCH: usize = 4096;
@@ -33,6 +38,9 @@ pub struct Shared {
     pub(super) outstanding: AtomicI64,
     /// A worker failed, panicked or was told to stop: everyone stops.
     pub(super) abort: AtomicBool,
+    /// Native blocks and shared dict keys claimed by a worker: each is scanned by one worker only, so
+    /// that every reference in them is found (and recorded) once, as by one thread.
+    claimed: Mutex<AddrSet>,
 }
 
 impl Shared {
@@ -42,7 +50,13 @@ impl Shared {
             idle: (0..n).map(|_| AtomicBool::new(false)).collect(),
             outstanding: AtomicI64::new(n as i64),
             abort: AtomicBool::new(false),
+            claimed: Mutex::new(AddrSet::default()),
         }
+    }
+
+    /// True for the first worker that claims the block or keys at `addr`.
+    pub(super) fn claim(&self, addr: u64) -> bool {
+        self.claimed.lock().unwrap_or_else(|e| e.into_inner()).insert(addr)
     }
 
     pub(super) fn inbox(&self, i: usize) -> std::sync::MutexGuard<'_, Vec<Vec<u64>>> {

@@ -132,6 +132,19 @@ impl Visited {
         out
     }
 
+    /// The parts [`Self::split`] made, one set again (their blocks are disjoint).
+    pub fn join(parts: Vec<Visited>) -> Visited {
+        let mut out = Visited::new();
+        for p in parts {
+            out.count += p.count;
+            for (key, b) in p.keys.into_iter().zip(p.slab) {
+                out.block_or(key << BLOCK_SHIFT, || Some(b));
+            }
+            out.spare.extend(p.spare);
+        }
+        out
+    }
+
     /// Objects marked.
     pub fn len(&self) -> u64 {
         self.count
@@ -295,6 +308,17 @@ mod tests {
         let parts = v.split(2, |a| (a >> 28) as usize & 1);
         assert_eq!(parts.iter().map(|p| p.spare.len()).sum::<usize>(), 1);
         assert_eq!(parts.iter().map(|p| p.len()).sum::<u64>(), 2);
+        // Split parts that marked more, joined: one set of everything.
+        let mut parts = parts;
+        for (i, p) in parts.iter_mut().enumerate() {
+            assert!(p.insert(0x3000_0000 + ((i as u64) << 28) + 8));
+        }
+        let v = Visited::join(parts);
+        assert_eq!(v.len(), 4);
+        for a in [0x1000_0000, 0x2000_0000, 0x3000_0008, 0x4000_0008] {
+            assert!(v.contains(a), "{a:#x}");
+        }
+        assert!(!v.contains(0x3000_0010));
     }
 
     #[test]

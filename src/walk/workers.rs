@@ -8,8 +8,9 @@ use python_bindings::Layout;
 
 use super::blocks::{Allocators, Scanned};
 use super::full::{FullWalk, TypeCaches, WHAT};
+use super::record::{Objects, Recorder};
 use super::refs;
-use super::shares::{owner, Part, Shared, MAX_WORKERS, SENT_FILTER};
+use super::shares::{owner, Part, Shared, MAX_WORKERS, MOST_WORKERS, SENT_FILTER};
 use super::visited::Visited;
 use super::{Sink, TypeTotals, WalkSummary};
 use crate::cpython::types::{TypeInfo, Types};
@@ -49,6 +50,10 @@ struct WorkerOut {
     cache: String,
     /// The worker stopped early (what it found so far is still reported: a partial walk).
     error: Option<Error>,
+    /// Its share of the visited set, and when the walk records the graph, what it recorded and the
+    /// objects one by one.
+    visited: Visited,
+    recorded: Option<(Recorder, Objects)>,
 }
 
 impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
@@ -57,7 +62,14 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
     }
 
     /// A worker of a parallel walk over `mem`.
-    fn worker(mem: &'a M, seed: Seed<'a>, visited: Visited, stack: Vec<u64>, part: Part<'a>) -> Self {
+    fn worker(
+        mem: &'a M,
+        seed: Seed<'a>,
+        visited: Visited,
+        stack: Vec<u64>,
+        part: Part<'a>,
+        graph: Option<Recorder>,
+    ) -> Self {
         FullWalk {
             mem,
             l: seed.l,
@@ -72,10 +84,11 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             native: AddrSet::default(),
             scanned: Scanned::default(),
             one_thread: false,
+            threads: 1,
             control: seed.control,
             current: 0,
             part: Some(part),
-            graph: None,
+            graph,
         }
     }
 
@@ -134,6 +147,16 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
     }
 }
 
+/// The threads of a parallel full walk: `chosen` (`--threads`), else the CPUs memspy may run on (its
+/// CPU affinity and its cgroup's CPU quota, as the standard library counts them), at most
+/// [`MAX_WORKERS`]. A test may choose with `MEMSPY_TEST_WALK_THREADS`.
+pub fn threads(chosen: Option<usize>) -> usize {
+    chosen
+        .or(crate::pause::control::test_hooks().threads)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).min(MAX_WORKERS))
+        .clamp(1, MOST_WORKERS)
+}
+
 /// Runs the full walk after the GC lists' walk (which marked the objects of the GC lists in `walk`):
 /// scans the roots, then follows references, split among up to [`MAX_WORKERS`] threads when `mem`
 /// can be forked (each thread owns a share of the address space: see [`owner`]).
@@ -147,12 +170,7 @@ pub fn walk_rest<M: ThreadReaders>(
     sink: &mut dyn Sink,
 ) -> Result<()> {
     walk.scan_roots(interp, interps)?;
-    let n = walk
-        .control
-        .hooks()
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).min(MAX_WORKERS));
-    let n = if walk.one_thread { 1 } else { n };
+    let n = if walk.one_thread { 1 } else { walk.threads };
     let parts = if n > 1 { mem.readers(n, &|a| owner(a, n)) } else { Vec::new() };
     // The objects of the GC lists go to their owners unmarked (each marks its own, in parallel),
     // unless the shares do not match the workers.
@@ -176,6 +194,18 @@ pub fn walk_rest<M: ThreadReaders>(
         return Ok(());
     }
     let n = parts.len();
+    // Recording the graph: each worker records into a recorder of its own (the first continues the
+    // walk's, which holds the roots) and keeps its objects one by one for the sink.
+    let recording = walk.graph.is_some() && sink.keeps_objects();
+    let mut recorders: Vec<Option<Recorder>> = (0..n).map(|_| None).collect();
+    if recording {
+        let main = walk.graph.take().expect("a recorder");
+        let room = main.words.capacity();
+        recorders[0] = Some(main);
+        for r in recorders.iter_mut().skip(1) {
+            *r = Some(Recorder::for_worker(room));
+        }
+    }
     let mut stacks: Vec<Vec<u64>> = vec![Vec::new(); n];
     for e in std::mem::take(&mut walk.stack) {
         stacks[owner(e & !1, n)].push(e);
@@ -191,8 +221,9 @@ pub fn walk_rest<M: ThreadReaders>(
             .zip(visited)
             .zip(stacks)
             .zip(seeds)
+            .zip(recorders)
             .enumerate()
-            .map(|(me, (((pm, vis), stack), seed))| {
+            .map(|(me, ((((pm, vis), stack), seed), rec))| {
                 let shared = &shared;
                 let mine = pending.next().unwrap_or_default();
                 s.spawn(move || {
@@ -207,7 +238,8 @@ pub fn walk_rest<M: ThreadReaders>(
                             outbox: vec![Vec::new(); n],
                             sent: vec![0; SENT_FILTER].into_boxed_slice(),
                         };
-                        let mut w = FullWalk::worker(&pm, seed, vis, stack, part);
+                        let mut w = FullWalk::worker(&pm, seed, vis, stack, part, rec);
+                        let mut objects = w.graph.is_some().then(Objects::default);
                         w.pending = vec![mine];
                         w.mark_pending();
                         let mut types = Types::new(l);
@@ -216,7 +248,10 @@ pub fn walk_rest<M: ThreadReaders>(
                         let mut totals: Vec<TypeTotals> = Vec::new();
                         let mut index: AddrMap<usize> = AddrMap::default();
                         let mut front = [(0u64, 0usize); 64];
-                        let r = w.run(&mut types, &mut sum, &mut |r, _| {
+                        let r = w.run(&mut types, &mut sum, &mut |r, info| {
+                            if let Some(o) = objects.as_mut() {
+                                o.object(r, info);
+                            }
                             let t = r.type_addr;
                             let h = ((t >> 4) ^ (t >> 10)) as usize & 63;
                             let i = if front[h].0 == t && t != 0 {
@@ -245,6 +280,8 @@ pub fn walk_rest<M: ThreadReaders>(
                             visited_bytes: w.visited.bytes(),
                             totals: out,
                             cache: M::describe(&pm),
+                            recorded: w.graph.take().zip(objects),
+                            visited: std::mem::take(&mut w.visited),
                         })
                     })();
                     (pm, r)
@@ -267,6 +304,7 @@ pub fn walk_rest<M: ThreadReaders>(
         })
         .collect();
     mem.take_back(readers);
+    let mut visited = Vec::with_capacity(n);
     for out in outs {
         match out {
             Err(panic) => std::panic::resume_unwind(panic),
@@ -283,6 +321,14 @@ pub fn walk_rest<M: ThreadReaders>(
                 summary.decode_errors += w.decode_errors;
                 summary.conservative.add(&w.scanned);
                 summary.approximate_sizes += w.approximate_sizes;
+                visited.push(w.visited);
+                if let Some((rec, objects)) = w.recorded {
+                    match walk.graph.as_mut() {
+                        Some(g) => g.absorb(rec),
+                        None => walk.graph = Some(rec),
+                    }
+                    sink.objects(objects);
+                }
                 log::debug!(
                     "full walk, worker: {} objects beyond the GC lists, visited bitmap {} KiB, {} types, {} decode errors, cache {}",
                     w.found,
@@ -296,6 +342,9 @@ pub fn walk_rest<M: ThreadReaders>(
                 }
             }
         }
+    }
+    if recording {
+        walk.visited = Visited::join(visited);
     }
     result
 }
