@@ -21,8 +21,6 @@ pub struct Paths {
     /// The parent node (bit 31: over a conservative edge), or [`ROOT`], [`OUTSIDE`], [`STATIC`],
     /// [`GARBAGE`] for the nodes paths start from.
     pub parent: Vec<u32>,
-    /// References to each node the walk found (from objects, native blocks and roots).
-    pub indegree: Vec<u32>,
     /// The nodes paths start from, in the order they were taken.
     pub sources: Vec<u32>,
     /// Objects held from outside the heap, and their references not found in it (refcount − indegree).
@@ -52,16 +50,13 @@ impl Paths {
 /// Shortest paths from the roots of `g` (see the module doc).
 pub fn shortest(g: &Graph) -> Paths {
     let n = g.nodes() as usize;
-    let mut indegree = vec![0u32; n];
-    for &t in &g.targets {
-        let t = (t & !CONSERVATIVE_EDGE) as usize;
-        indegree[t] = indegree[t].saturating_add(1);
-    }
     let mut parent = vec![UNSEEN; n];
     let mut sources = Vec::new();
     let roots: Vec<u32> = (0..g.roots.len()).map(|i| g.root_node(i)).collect();
     start(&mut parent, &mut sources, &roots, ROOT);
     bfs(g, &mut parent, roots);
+    // Not kept: the paths and the dominator tree need memory while this would sit unused.
+    let indegree = indegree(g);
     let mut outside = Vec::new();
     for v in 0..g.objects {
         let rc = g.refcounts[v as usize];
@@ -82,7 +77,18 @@ pub fn shortest(g: &Graph) -> Paths {
             bfs(g, &mut parent, vec![v]);
         }
     }
-    Paths { parent, indegree, sources, outside }
+    drop(indegree);
+    Paths { parent, sources, outside }
+}
+
+/// References to each node the walk found (from objects, native blocks and roots).
+pub fn indegree(g: &Graph) -> Vec<u32> {
+    let mut indegree = vec![0u32; g.nodes() as usize];
+    for &t in &g.targets {
+        let t = (t & !CONSERVATIVE_EDGE) as usize;
+        indegree[t] = indegree[t].saturating_add(1);
+    }
+    indegree
 }
 
 fn start(parent: &mut [u32], sources: &mut Vec<u32>, nodes: &[u32], mark: u32) {

@@ -127,7 +127,7 @@ fn object(held: &Held, addr: u64) -> Result<ObjectReport> {
         type_name: g.type_of(v).map_or_else(|| "?".into(), |t| t.name.clone()),
         size: g.size(v),
         refcount: (rc != IMMORTAL).then_some(rc as u64),
-        references_found: held.paths.indegree[v as usize] as u64,
+        references_found: g.edges_to(v),
         retained: held.dom.retained[v as usize],
         retained_objects: held.dom.retained_objects[v as usize] as u64,
         dominator: match held.dom.idom[v as usize] {
@@ -161,9 +161,10 @@ fn unexplained(held: &Held) -> UnexplainedReport {
     for &(v, _) in &held.paths.outside {
         outside[v as usize] = true;
     }
+    let indegree = crate::analysis::paths::indegree(g);
     for v in 0..g.objects as usize {
         let rc = g.refcounts[v];
-        let found = held.paths.indegree[v];
+        let found = indegree[v];
         if rc == IMMORTAL || rc <= found {
             continue;
         }

@@ -105,6 +105,11 @@ impl Graph {
         &self.targets[self.offsets[node as usize] as usize..self.offsets[node as usize + 1] as usize]
     }
 
+    /// References to `node` the walk found (one pass over every edge).
+    pub fn edges_to(&self, node: u32) -> u64 {
+        self.targets.iter().filter(|&&t| t & !CONSERVATIVE_EDGE == node).count() as u64
+    }
+
     /// The address of a node: an object's or a native block's (a root's struct for roots).
     pub fn addr(&self, node: u32) -> u64 {
         if node < self.objects {

@@ -427,10 +427,10 @@ pub fn capture_keeping_copy(
         copy: None,
         threads: workers::threads(opts.threads),
     };
-    // The recording and the objects' arrays grow while the read cache is full: a smaller cache (3/16
-    // of the target's RSS, not 3/8) keeps memspy's peak below the target's RSS at little cost in time.
+    // The recording and the objects' arrays grow while the read cache is full: a smaller cache (1/6
+    // of the target's RSS, not 3/8) keeps memspy's peak at 3/4 of the target's RSS at little cost in time.
     let rss = target.rss().unwrap_or(0);
-    let cache_bytes = opts.cache_bytes.min((rss / 16 * 3).max(64 << 20));
+    let cache_bytes = opts.cache_bytes.min((rss / 6).max(64 << 20));
     let opts = SnapshotOptions { full: true, per_object: true, cache_bytes, ..opts.clone() };
     let o = pause::read(target, interp, &opts.read_options(), &mut work)?;
     let (rec, visited) = work.recorded.take().ok_or_else(|| Error::Other("the walk recorded no graph".into()))?;
