@@ -395,8 +395,7 @@ mod tests {
 
     #[test]
     fn workers_words_join_after_the_first() {
-        let mut r = Recorder::default();
-        r.words = vec![1, 2];
+        let mut r = Recorder { words: vec![1, 2], ..Recorder::default() };
         r.absorb(Recorder { words: vec![3], ..Recorder::default() });
         r.absorb(Recorder::default());
         assert_eq!(r.words(), 3);
