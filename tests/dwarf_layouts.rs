@@ -100,6 +100,7 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
         tp_basicsize,
         tp_itemsize,
         tp_flags,
+        tp_doc,
         tp_base,
         tp_dict,
         tp_mro,
@@ -112,6 +113,7 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
         ("tp_basicsize", tp_basicsize, "tp_basicsize"),
         ("tp_itemsize", tp_itemsize, "tp_itemsize"),
         ("tp_flags", tp_flags, "tp_flags"),
+        ("tp_doc", tp_doc, "tp_doc"),
         ("tp_base", tp_base, "tp_base"),
         ("tp_dict", tp_dict, "tp_dict"),
         ("tp_mro", tp_mro, "tp_mro"),
@@ -212,6 +214,7 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
                 localsplus,
                 tagged: _,
                 gen_iframe,
+                gen_origin,
                 frame_object_frame,
             } = f;
             let fr = "_PyInterpreterFrame";
@@ -225,6 +228,7 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
             m.off("iframe.stacktop", *stacktop, fr, "stacktop|stackpointer");
             m.off("iframe.localsplus", *localsplus, fr, "localsplus");
             m.off("iframe.gen_iframe", *gen_iframe, "PyGenObject", "gi_iframe");
+            m.off("iframe.gen_origin", *gen_origin, "PyGenObject", "gi_origin_or_finalizer");
             m.off("iframe.frame_object_frame", *frame_object_frame, "_frame", "f_frame");
             m.not_member("iframe.stack_pointer, iframe.tagged", "flags (_PyStackRef frames)");
         }

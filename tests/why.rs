@@ -175,7 +175,8 @@ fn same_for_any_threads(pid: &str, e: &mut Vec<String>) -> Result<(), String> {
     for args in asks {
         let mut first: Option<Value> = None;
         for threads in ["1", "2", "4", "8"] {
-            let out = run_memspy_env(args, &[("MEMSPY_TEST_WALK_THREADS", threads)]).map_err(|x| x.to_string())?;
+            let with: Vec<&str> = args.iter().copied().chain(["--threads", threads]).collect();
+            let out = run_memspy(with).map_err(|x| x.to_string())?;
             if !out.success() {
                 return Err(format!(
                     "memspy {} on {threads} threads failed: {}",

@@ -119,6 +119,7 @@ fn shift_objects(l: &mut Layout) {
         &mut t.tp_basicsize,
         &mut t.tp_itemsize,
         &mut t.tp_flags,
+        &mut t.tp_doc,
         &mut t.tp_base,
         &mut t.tp_dict,
         &mut t.tp_mro,
@@ -193,6 +194,7 @@ fn shift_objects(l: &mut Layout) {
     }
     if let Some(f) = &mut l.iframe {
         f.gen_iframe += d;
+        f.gen_origin += d;
         f.frame_object_frame += d;
     }
 }

@@ -105,6 +105,8 @@ pub struct TypeObject {
     pub tp_basicsize: u64,
     pub tp_itemsize: u64,
     pub tp_flags: u64,
+    /// `const char *tp_doc`: text (a heap type's is a copy of its own, in an allocation of its own).
+    pub tp_doc: u64,
     pub tp_base: u64,
     pub tp_dict: u64,
     pub tp_mro: u64,
@@ -305,6 +307,9 @@ pub struct InterpFrameLayout {
     pub tagged: bool,
     /// Where a generator/coroutine embeds its frame (`PyGenObject.gi_iframe`).
     pub gen_iframe: u64,
+    /// `PyGenObject.gi_origin_or_finalizer`: a reference in coroutines (origin) and async generators
+    /// (finalizer); a plain generator never writes it, so it holds what its memory held before.
+    pub gen_origin: u64,
     /// `PyFrameObject.f_frame`.
     pub frame_object_frame: u64,
 }

@@ -59,6 +59,7 @@ pub const V3_9: Layout = Layout {
         tp_basicsize: 32,
         tp_itemsize: 40,
         tp_flags: 168,
+        tp_doc: 176,
         tp_base: 256,
         tp_dict: 264,
         tp_mro: 344,
@@ -180,6 +181,7 @@ pub const IFRAME_311: InterpFrameLayout = InterpFrameLayout {
     localsplus: 72,
     tagged: false,
     gen_iframe: 80,
+    gen_origin: 64,
     frame_object_frame: 24,
 };
 
@@ -243,6 +245,7 @@ pub const IFRAME_312: InterpFrameLayout = InterpFrameLayout {
     localsplus: 72,
     tagged: false,
     gen_iframe: 72,
+    gen_origin: 56,
     frame_object_frame: 24,
 };
 

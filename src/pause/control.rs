@@ -12,13 +12,12 @@ use crate::error::{Error, Result};
 /// `MEMSPY_TEST_WALK_DELAY_US=N` sleeps N µs per object walked, to catch a walk in the middle;
 /// `MEMSPY_TEST_PANIC_IN_WALK=N` panics at the N-th object (default 1000) with the target paused — the
 /// GC lists' objects first, then those the reference walk finds — from the K-th read of the process on
-/// (`MEMSPY_TEST_PANIC_FROM_SNAPSHOT=K`, default 1); `MEMSPY_TEST_WALK_THREADS=N` sets the walk's threads.
+/// (`MEMSPY_TEST_PANIC_FROM_SNAPSHOT=K`, default 1).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TestHooks {
     pub delay: Option<Duration>,
     pub panic_at: Option<u64>,
     panic_from: u64,
-    pub threads: Option<usize>,
 }
 
 /// Consistent reads taken by this process so far (for `MEMSPY_TEST_PANIC_FROM_SNAPSHOT`).
@@ -37,7 +36,6 @@ pub fn test_hooks() -> TestHooks {
             delay: num("MEMSPY_TEST_WALK_DELAY_US").filter(|us| *us > 0).map(Duration::from_micros),
             panic_at: num("MEMSPY_TEST_PANIC_IN_WALK").map(|n| n.max(1)),
             panic_from: num("MEMSPY_TEST_PANIC_FROM_SNAPSHOT").unwrap_or(1),
-            threads: std::env::var("MEMSPY_TEST_WALK_THREADS").ok().and_then(|v| v.trim().parse::<usize>().ok()),
         }
     });
     if READS.load(Ordering::SeqCst) < hooks.panic_from {

@@ -311,8 +311,28 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
     /// Validates the candidate at `p` (not visited yet): when it is a live object, reads its head into
     /// `head`, marks it, reports it and returns true. A candidate from a conservative scan must also lie
     /// where a live block of its size starts; one that is no object but the start of a native block is
-    /// scanned for pointers in turn.
+    /// scanned for pointers in turn — also when its first bytes happen to read as an object's head that
+    /// the later checks refuse (a free-threaded module state whose first words are an object pointer and
+    /// a type pointer passes the refcount and type checks, depending on where the heap was mapped).
     fn candidate(
+        &mut self,
+        types: &mut Types,
+        summary: &mut WalkSummary,
+        p: u64,
+        tags: u64,
+        head: &mut [u8; HEAD_BYTES],
+        sink: &mut dyn FnMut(&ObjectRecord, &TypeInfo),
+    ) -> bool {
+        let taken = self.object_candidate(types, summary, p, tags, head, sink);
+        // Only the buffers objects point to are scanned, not those that buffers point to.
+        if !taken && tags & refs::CONSERVATIVE != 0 && tags & refs::FROM_NATIVE == 0 {
+            self.scan_native(p);
+        }
+        taken
+    }
+
+    /// [`Self::candidate`] as an object: true when it is one, marked and reported.
+    fn object_candidate(
         &mut self,
         types: &mut Types,
         summary: &mut WalkSummary,
@@ -328,10 +348,6 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
         };
         let conservative = tags & refs::CONSERVATIVE != 0;
         if !looks {
-            // Only the buffers objects point to are scanned, not those that buffers point to.
-            if conservative && tags & refs::FROM_NATIVE == 0 {
-                self.scan_native(p);
-            }
             return false;
         }
         let t = le_u64(head, l.object.ob_type).unwrap_or(0);

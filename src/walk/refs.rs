@@ -35,8 +35,13 @@ pub enum RefKind {
     Set,
     /// A type object (`type` or a metaclass instance).
     Type,
-    /// 3.11+ generator, coroutine, async generator: an embedded interpreter frame.
-    Gen,
+    /// 3.11+ generator, coroutine, async generator: an embedded interpreter frame; `origin`: its
+    /// `gi_origin_or_finalizer` is a reference (not in a plain generator, which leaves that word as its
+    /// allocation found it: a stale pointer there once made a free-threaded walk find an object that only
+    /// the interpreter's table of interned constants holds, in some runs and not others).
+    Gen {
+        origin: bool,
+    },
     /// 3.11+ frame object: its interpreter frame is behind `f_frame`.
     FrameObject,
     /// `collections.deque`: its items, block by block.
@@ -101,6 +106,21 @@ impl RefInfos {
     }
 }
 
+/// Zeroes, in the bytes of an object read from its offset 16, the words that hold the same pointer as
+/// one of the `text` members at these offsets: C strings (`tp_name`, `tp_doc`, and a heap type's
+/// `_ht_tpname`, which is its `tp_name`), not references. A string's allocation is not scanned as a
+/// native block: the bytes after its end are what the allocation held before, which once read as a
+/// pointer to a live static tuple in some runs only.
+fn drop_text(b: &mut [u8], text: &[u64]) {
+    let ptrs: Vec<u64> = text.iter().filter_map(|&at| le_u64(b, at)).filter(|&p| p != 0).collect();
+    for w in b.chunks_exact_mut(8) {
+        let v = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        if ptrs.contains(&v) {
+            w.fill(0);
+        }
+    }
+}
+
 fn kind_of(l: &Layout, name: &str) -> Option<RefKind> {
     Some(match name {
         "int" | "bool" | "float" | "complex" | "str" | "bytes" => RefKind::Leaf,
@@ -110,7 +130,8 @@ fn kind_of(l: &Layout, name: &str) -> Option<RefKind> {
         "dict" => RefKind::Dict,
         "set" | "frozenset" => RefKind::Set,
         "type" => RefKind::Type,
-        "generator" | "coroutine" | "async_generator" if l.iframe.is_some() => RefKind::Gen,
+        "generator" if l.iframe.is_some() => RefKind::Gen { origin: false },
+        "coroutine" | "async_generator" if l.iframe.is_some() => RefKind::Gen { origin: true },
         "frame" if l.iframe.is_some() => RefKind::FrameObject,
         "object" => RefKind::Object,
         _ => return None,
@@ -440,7 +461,8 @@ pub fn object_refs<M: Memory + ?Sized>(
             let own = mem.u64_at(addr + l.type_.tp_flags, "tp_flags")?;
             let size = if own & flags::HEAPTYPE != 0 { l.heap_type.size } else { l.type_.size };
             let size = size.max(ri.basicsize);
-            let b = mem.bytes_at(addr + 16, (size - 16) as usize, "type object")?;
+            let mut b = mem.bytes_at(addr + 16, (size - 16) as usize, "type object")?;
+            drop_text(&mut b, &[l.type_.tp_name - 16, l.type_.tp_doc - 16]);
             conservative(&b, out);
             if own & flags::HEAPTYPE != 0 {
                 let ck = mem.u64_at(addr + l.heap_type.ht_cached_keys, "ht_cached_keys")?;
@@ -452,9 +474,15 @@ pub fn object_refs<M: Memory + ?Sized>(
             }
             return Ok(());
         }
-        RefKind::Gen => {
+        RefKind::Gen { origin } => {
             let fl = l.iframe.expect("Gen only with frames");
-            let b = mem.bytes_at(addr + 16, (fl.gen_iframe - 16) as usize, "generator")?;
+            let mut b = mem.bytes_at(addr + 16, (fl.gen_iframe - 16) as usize, "generator")?;
+            if !origin {
+                let at = (fl.gen_origin - 16) as usize;
+                if let Some(w) = b.get_mut(at..at + 8) {
+                    w.fill(0);
+                }
+            }
             conservative(&b, out);
             iframe_refs(mem, l, addr + fl.gen_iframe, out)?;
         }

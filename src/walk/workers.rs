@@ -149,10 +149,9 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
 
 /// The threads of a parallel full walk: `chosen` (`--threads`), else the CPUs memspy may run on (its
 /// CPU affinity and its cgroup's CPU quota, as the standard library counts them), at most
-/// [`MAX_WORKERS`]. A test may choose with `MEMSPY_TEST_WALK_THREADS`.
+/// [`MAX_WORKERS`].
 pub fn threads(chosen: Option<usize>) -> usize {
     chosen
-        .or(crate::pause::control::test_hooks().threads)
         .unwrap_or_else(|| std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).min(MAX_WORKERS))
         .clamp(1, MOST_WORKERS)
 }
