@@ -8,9 +8,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::fs;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
@@ -25,39 +22,6 @@ fn full_heap(interp: &Interpreter) -> Result<(u64, u64, u64), String> {
     let (fx, _truth) = start_settled(interp, "full_heap.py", &["000400"])?;
     let (report, _) = memspy_top_json(fx.pid)?;
     counters(&report)
-}
-
-/// The venvs of scripts/venvs.sh with numpy and pandas: (name, interpreter).
-fn venvs() -> Vec<(String, Interpreter)> {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    let cache = std::env::var_os("MEMSPY_CACHE").map(PathBuf::from).unwrap_or(home.join(".cache/memspy"));
-    let mut dirs: Vec<PathBuf> =
-        fs::read_dir(cache.join("venvs")).into_iter().flatten().filter_map(|e| e.ok()).map(|e| e.path()).collect();
-    dirs.sort();
-    let mut out = Vec::new();
-    for dir in dirs {
-        let Ok(text) = fs::read_to_string(dir.join("memspy-venv.txt")) else { continue };
-        let kv: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
-        let (Some(name), Some(python), Some(version)) = (kv.get("name"), kv.get("python"), kv.get("version")) else {
-            continue;
-        };
-        let v: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
-        if v.len() != 3 {
-            continue;
-        }
-        let interp = Interpreter {
-            path: PathBuf::from(python),
-            found_as: PathBuf::from(python),
-            version: (v[0], v[1], v[2]),
-            full_version: version.to_string(),
-            abiflags: String::new(),
-            debug: false,
-            free_threaded: false,
-            enable_shared: false,
-        };
-        out.push((name.to_string(), interp));
-    }
-    out
 }
 
 fn native_heap(interp: &Interpreter) -> Result<(u64, u64, u64), String> {
@@ -96,8 +60,8 @@ fn nothing_fails_to_decode_on_the_matrix() {
     if venvs.is_empty() {
         skip_or_fail("no numpy/pandas venv (scripts/venvs.sh makes them)");
     }
-    for (name, interp) in &venvs {
-        row(format!("venv {name} native_heap.py"), native_heap(interp));
+    for v in &venvs {
+        row(format!("venv {} native_heap.py", v.name), native_heap(&v.interp));
     }
     eprintln!("| interpreter, fixture | objects | decode_errors | unreadable |\n|---|---|---|---|");
     for r in &rows {

@@ -24,50 +24,6 @@ use serde_json::Value;
 const K1: &str = "001000";
 const K2: &str = "021000";
 
-/// A venv made by scripts/venvs.sh (its marker file `memspy-venv.txt`).
-struct Venv {
-    name: String,
-    interp: Interpreter,
-    packages: String,
-}
-
-fn venvs_dir() -> PathBuf {
-    let cache = std::env::var("MEMSPY_CACHE").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/memspy")
-    });
-    cache.join("venvs")
-}
-
-fn venvs() -> Vec<Venv> {
-    let mut out = Vec::new();
-    let mut dirs: Vec<PathBuf> =
-        fs::read_dir(venvs_dir()).into_iter().flatten().filter_map(|e| e.ok()).map(|e| e.path()).collect();
-    dirs.sort();
-    for dir in dirs {
-        let Ok(text) = fs::read_to_string(dir.join("memspy-venv.txt")) else { continue };
-        let kv: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
-        let (Some(name), Some(python), Some(version)) = (kv.get("name"), kv.get("python"), kv.get("version")) else {
-            continue;
-        };
-        let v: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
-        if v.len() != 3 {
-            continue;
-        }
-        let interp = Interpreter {
-            path: PathBuf::from(python),
-            found_as: PathBuf::from(python),
-            version: (v[0], v[1], v[2]),
-            full_version: version.to_string(),
-            abiflags: String::new(),
-            debug: false,
-            free_threaded: false,
-            enable_shared: false,
-        };
-        out.push(Venv { name: name.to_string(), interp, packages: kv.get("packages").unwrap_or(&"").to_string() });
-    }
-    out
-}
-
 /// Per type: (count, bytes) of a memspy report.
 fn rows(report: &Value) -> BTreeMap<String, (u64, u64)> {
     report["types"]

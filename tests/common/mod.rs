@@ -16,10 +16,13 @@ mod json;
 mod leaky;
 mod run;
 mod safety_target;
+mod venvs;
 
 // Each test binary uses only some of these.
 #[allow(unused_imports)]
-pub use {elf::*, errors::*, fixtures::*, http::*, interpreters::*, json::*, leaky::*, run::*, safety_target::*};
+pub use {
+    elf::*, errors::*, fixtures::*, http::*, interpreters::*, json::*, leaky::*, run::*, safety_target::*, venvs::*,
+};
 
 use std::fs;
 use std::io;
