@@ -89,36 +89,71 @@ pub struct Growth {
     pub types: Vec<TypeGrowth>,
 }
 
-impl Growth {
-    /// Builds the growth table from reports taken in order.
-    pub fn from_reports(interval_s: f64, reports: &[Report]) -> Growth {
-        let t0 = reports.first().map(|r| r.timestamp).unwrap_or(0.0);
-        let samples: Vec<Sample> = reports
-            .iter()
-            .map(|r| Sample {
-                t: r.timestamp - t0,
-                rss: r.rss.unwrap_or(0),
-                objects: r.totals.objects,
-                bytes: r.totals.bytes,
-            })
-            .collect();
-        let n = reports.len();
-        let mut by_name: BTreeMap<&str, (Vec<u64>, Vec<u64>)> = BTreeMap::new();
-        for (i, r) in reports.iter().enumerate() {
-            for row in &r.types {
-                let e = by_name.entry(&row.name).or_insert_with(|| (vec![0; n], vec![0; n]));
-                e.0[i] += row.count;
-                e.1[i] += row.bytes;
-            }
+/// The samples of a growth run as they are taken: per sample its totals, per type its count and bytes —
+/// what [`Growth`] is made of, not the reports themselves (a long run grows by 16 bytes per type and
+/// sample, not by a report).
+#[derive(Default)]
+pub struct Series {
+    pid: i32,
+    python: String,
+    coverage: String,
+    t0: f64,
+    samples: Vec<Sample>,
+    by_name: BTreeMap<String, (Vec<u64>, Vec<u64>)>,
+}
+
+impl Series {
+    /// Adds the next sample.
+    pub fn push(&mut self, r: &Report) {
+        if self.samples.is_empty() {
+            self.pid = r.pid;
+            self.python = r.python.version.clone();
+            self.coverage = r.coverage.clone();
+            self.t0 = r.timestamp;
         }
-        let span = samples.last().map(|s| s.t).unwrap_or(0.0);
-        let mut types: Vec<TypeGrowth> = by_name
+        let i = self.samples.len();
+        self.samples.push(Sample {
+            t: r.timestamp - self.t0,
+            rss: r.rss.unwrap_or(0),
+            objects: r.totals.objects,
+            bytes: r.totals.bytes,
+        });
+        for row in &r.types {
+            if !self.by_name.contains_key(&row.name) {
+                self.by_name.insert(row.name.clone(), Default::default());
+            }
+            let (counts, bytes) = self.by_name.get_mut(&row.name).expect("inserted above");
+            counts.resize(i + 1, 0);
+            bytes.resize(i + 1, 0);
+            counts[i] += row.count;
+            bytes[i] += row.bytes;
+        }
+    }
+
+    /// Samples taken so far.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// The growth table of the samples, for samples `interval_s` apart.
+    pub fn growth(self, interval_s: f64) -> Growth {
+        let n = self.samples.len();
+        let span = self.samples.last().map(|s| s.t).unwrap_or(0.0);
+        let mut types: Vec<TypeGrowth> = self
+            .by_name
             .into_iter()
-            .map(|(name, (counts, bytes))| {
+            .map(|(name, (mut counts, mut bytes))| {
+                // A type absent from the last samples had none there.
+                counts.resize(n, 0);
+                bytes.resize(n, 0);
                 let delta = signed(*counts.last().unwrap_or(&0), *counts.first().unwrap_or(&0));
                 let delta_bytes = signed(*bytes.last().unwrap_or(&0), *bytes.first().unwrap_or(&0));
                 TypeGrowth {
-                    name: name.to_string(),
+                    name,
                     monotonic: counts.len() >= 2 && counts.windows(2).all(|w| w[1] > w[0]),
                     per_second: if span > 0.0 { delta as f64 / span } else { 0.0 },
                     counts,
@@ -132,14 +167,18 @@ impl Growth {
             })
             .collect();
         types.sort_by(|x, y| (y.delta, y.delta_bytes).cmp(&(x.delta, x.delta_bytes)).then_with(|| x.name.cmp(&y.name)));
-        Growth {
-            pid: reports.first().map(|r| r.pid).unwrap_or(0),
-            interval_s,
-            python: reports.first().map(|r| r.python.version.clone()).unwrap_or_default(),
-            coverage: reports.first().map(|r| r.coverage.clone()).unwrap_or_default(),
-            samples,
-            types,
+        Growth { pid: self.pid, interval_s, python: self.python, coverage: self.coverage, samples: self.samples, types }
+    }
+}
+
+impl Growth {
+    /// Builds the growth table from reports taken in order.
+    pub fn from_reports(interval_s: f64, reports: &[Report]) -> Growth {
+        let mut s = Series::default();
+        for r in reports {
+            s.push(r);
         }
+        s.growth(interval_s)
     }
 
     /// Adds what the first and the last sample's object graphs say: each type's retained growth and

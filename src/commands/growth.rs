@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::analysis::growth::Growth;
+use crate::analysis::growth::{Growth, Series};
 use crate::commands::held::Held;
 use crate::commands::{sleep_unless_interrupted, Session, TargetSpec};
 use crate::error::{Error, Result};
@@ -36,7 +36,8 @@ pub fn sample(session: &Session, opts: &GrowthOptions) -> Result<Growth> {
     let pid = session.target.pid;
     let pb = progress(Some(n as u64), &format!("sampling PID {pid} every {:.1} s", opts.interval.as_secs_f64()));
     let start = Instant::now();
-    let mut reports = Vec::with_capacity(n);
+    // Each report is reduced to its rows' counts and bytes as it comes (not kept whole).
+    let mut series = Series::default();
     let owners = opts.owners && opts.snapshot.full && n >= 2;
     let (mut first, mut last) = (None, None);
     let mut last_end = start;
@@ -71,7 +72,7 @@ pub fn sample(session: &Session, opts: &GrowthOptions) -> Result<Growth> {
         let r = match r {
             Ok(r) => r,
             // A program memspy started may end on its own: report the samples taken.
-            Err(Error::TargetExited { .. }) if opts.target.starts_program() && !reports.is_empty() => {
+            Err(Error::TargetExited { .. }) if opts.target.starts_program() && !series.is_empty() => {
                 pb.finish_and_clear();
                 eprintln!("memspy: the program (PID {pid}) exited after {i} samples");
                 break;
@@ -84,12 +85,12 @@ pub fn sample(session: &Session, opts: &GrowthOptions) -> Result<Growth> {
         if r.partial {
             pb.println(format!("memspy: sample {} is partial (--max-pause reached)", i + 1));
         }
-        reports.push(r);
+        series.push(&r);
         last_end = Instant::now();
         pb.inc(1);
     }
     pb.finish_and_clear();
-    let mut g = Growth::from_reports(opts.interval.as_secs_f64(), &reports);
+    let mut g = series.growth(opts.interval.as_secs_f64());
     if let (Some(a), Some(b)) = (first, last) {
         g.add_owners(&a, &b);
     }
