@@ -347,6 +347,35 @@ fn captured_image_matches_the_live_target() {
     assert_eq!(img_rows, live_rows, "{}", interp.label());
 }
 
+/// An image of `interp` started idle (`-I -S`, reading stdin), captured once it can be, the process
+/// ended afterwards.
+fn capture_idle(interp: &common::Interpreter) -> Image {
+    let mut child = std::process::Command::new(&interp.path)
+        .args(["-I", "-S", "-c", "import sys; sys.stdin.read()"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let img = capture_when_ready(child.id() as i32, &interp.label(), Duration::from_secs(30));
+    let _ = child.kill();
+    let _ = child.wait();
+    img
+}
+
+/// An image of the process `pid` (named `what` in the failure), tried until memspy can attach and read
+/// it, for at most `within`.
+fn capture_when_ready(pid: i32, what: &str, within: Duration) -> Image {
+    let start = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        if let Ok(s) = memspy::commands::Session::attach(pid) {
+            if let Ok(img) = Image::capture(&s.target, &s.interp, Duration::from_secs(30)) {
+                return img;
+            }
+        }
+        assert!(start.elapsed() < within, "cannot capture {what}");
+    }
+}
+
 /// Regenerates fuzz/corpus/walk from small live interpreters, minimised (`Image::minimise`):
 /// `cargo test --test hostile_memory -- --ignored capture`.
 #[test]
@@ -363,24 +392,7 @@ fn capture_corpus() {
             common::skip_or_fail(&format!("no non-debug Python {want} found; its image is not captured"));
             continue;
         };
-        let mut child = std::process::Command::new(&interp.path)
-            .args(["-I", "-S", "-c", "import sys; sys.stdin.read()"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = child.id() as i32;
-        let start = Instant::now();
-        let img = loop {
-            std::thread::sleep(Duration::from_millis(100));
-            if let Ok(s) = memspy::commands::Session::attach(pid) {
-                if let Ok(img) = Image::capture(&s.target, &s.interp, Duration::from_secs(30)) {
-                    break img;
-                }
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "cannot capture {}", interp.label());
-        };
-        let _ = child.kill();
-        let _ = child.wait();
+        let img = capture_idle(interp);
         // At most 60 objects per GC list: small images make fast fuzzing (see fuzz/README.md).
         let img = img.minimise(&[], 0, 60).expect("minimise");
         let bytes = img.to_bytes();
@@ -416,16 +428,7 @@ fn capture_native_corpus() {
     let mut ready = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut ready).unwrap();
     assert_eq!(ready.trim(), "ready", "{} did not start", python.display());
-    let start = Instant::now();
-    let img = loop {
-        std::thread::sleep(Duration::from_millis(500));
-        if let Ok(s) = memspy::commands::Session::attach(pid) {
-            if let Ok(img) = Image::capture(&s.target, &s.interp, Duration::from_secs(30)) {
-                break img;
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "cannot capture {}", python.display());
-    };
+    let img = capture_when_ready(pid, &python.display().to_string(), Duration::from_secs(60));
     let _ = child.kill();
     let _ = child.wait();
     let small = img.minimise(&["numpy", "pandas"], 40, 10).expect("minimise");
@@ -542,24 +545,7 @@ fn capture_free_threaded_corpus() {
     let Some(interp) = d.free_threaded.iter().find(|i| i.minor() == (3, 14)) else {
         return common::skip_or_fail("no free-threaded 3.14 (scripts/build-pythons.sh builds it)");
     };
-    let mut child = std::process::Command::new(&interp.path)
-        .args(["-I", "-S", "-c", "import sys; sys.stdin.read()"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as i32;
-    let start = Instant::now();
-    let img = loop {
-        std::thread::sleep(Duration::from_millis(200));
-        if let Ok(s) = memspy::commands::Session::attach(pid) {
-            if let Ok(img) = Image::capture(&s.target, &s.interp, Duration::from_secs(30)) {
-                break img;
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "cannot capture {}", interp.label());
-    };
-    let _ = child.kill();
-    let _ = child.wait();
+    let img = capture_idle(interp);
     assert!(img.free_threaded);
     let small = img.minimise(&[], 0, 1).expect("minimise");
     let (hist, summary) = small.walk(true, Duration::from_secs(30)).expect("the minimised image walks");

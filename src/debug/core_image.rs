@@ -19,6 +19,7 @@ use crate::analysis::Histogram;
 use crate::error::{Error, Result};
 use crate::memory::core::{CoreFile, Mapped};
 use crate::memory::core_memory::{Binaries, CoreMemory};
+use crate::memory::synthetic::{elf_with_build_id, note};
 use crate::memory::{le_u64, Memory};
 use crate::walk::WalkSummary;
 
@@ -35,45 +36,12 @@ const PT_NOTE: u32 = 4;
 const PF_R: u32 = 4;
 const PF_W: u32 = 2;
 
-fn note(out: &mut Vec<u8>, name: &str, kind: u32, desc: &[u8]) {
-    for v in [name.len() as u32 + 1, desc.len() as u32, kind] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out.extend_from_slice(name.as_bytes());
-    out.push(0);
-    while !out.len().is_multiple_of(4) {
-        out.push(0);
-    }
-    out.extend_from_slice(desc);
-    while !out.len().is_multiple_of(4) {
-        out.push(0);
-    }
-}
-
-/// The first bytes of an ELF file carrying a GNU build ID (a header, one `PT_NOTE`, the note).
-fn elf_head(id: &[u8; 8]) -> Vec<u8> {
-    let mut b = vec![0u8; 64];
-    b[..4].copy_from_slice(b"\x7fELF");
-    b[4] = 2;
-    b[5] = 1;
-    b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
-    b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
-    b[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
-    let mut ph = vec![0u8; 56];
-    ph[..4].copy_from_slice(&PT_NOTE.to_le_bytes());
-    ph[8..16].copy_from_slice(&120u64.to_le_bytes());
-    ph[32..40].copy_from_slice(&24u64.to_le_bytes());
-    b.extend(ph);
-    note(&mut b, "GNU", 3, id);
-    b
-}
-
 /// `img` as an ELF core file (see the module's description): every third region held by the
 /// executable's file instead of the core (alternately with no segment and with an empty one).
 pub fn core_from_image(img: &Image) -> Vec<u8> {
     let end = img.mem.regions.iter().map(|(a, b)| a + b.len() as u64).max().unwrap_or(0);
     let exe_base = (end + 0x1_ffff) & !0xffff;
-    let head = elf_head(b"memspy\x00\x01");
+    let head = elf_with_build_id(b"memspy\x00\x01");
     // The executable's file: its head, then the bytes of the regions it maps.
     let mut file = head.clone();
     // (address, size in memory, dumped bytes, flags) of each PT_LOAD; NT_FILE (start, end, offset).

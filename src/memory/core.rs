@@ -333,16 +333,10 @@ pub(crate) mod tests {
     use super::*;
 
     /// One note: name "CORE", type, descriptor, 4-byte aligned.
+    /// One note named `CORE`, as the kernel writes them.
     pub fn note(kind: u32, desc: &[u8]) -> Vec<u8> {
         let mut n = Vec::new();
-        n.extend_from_slice(&5u32.to_le_bytes());
-        n.extend_from_slice(&(desc.len() as u32).to_le_bytes());
-        n.extend_from_slice(&kind.to_le_bytes());
-        n.extend_from_slice(b"CORE\0\0\0\0");
-        n.extend_from_slice(desc);
-        while n.len() % 4 != 0 {
-            n.push(0);
-        }
+        crate::memory::synthetic::note(&mut n, "CORE", kind, desc);
         n
     }
 

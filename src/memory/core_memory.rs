@@ -385,23 +385,7 @@ mod tests {
 
     /// A minimal ELF image: a header, one PT_NOTE with a GNU build ID, padded to `len` with `fill`.
     fn elf_with_id(id: &[u8; 4], len: usize, fill: u8) -> Vec<u8> {
-        let mut b = vec![0u8; 64];
-        b[..4].copy_from_slice(b"\x7fELF");
-        b[4] = 2;
-        b[5] = 1;
-        b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
-        b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
-        b[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
-        let mut ph = vec![0u8; 56];
-        ph[..4].copy_from_slice(&goblin::elf::program_header::PT_NOTE.to_le_bytes());
-        ph[8..16].copy_from_slice(&120u64.to_le_bytes());
-        ph[32..40].copy_from_slice(&20u64.to_le_bytes());
-        b.extend(ph);
-        for v in [4u32, 4, goblin::elf::note::NT_GNU_BUILD_ID] {
-            b.extend(v.to_le_bytes());
-        }
-        b.extend(b"GNU\0");
-        b.extend(id);
+        let mut b = crate::memory::synthetic::elf_with_build_id(id);
         b.resize(len, fill);
         b
     }

@@ -18,6 +18,7 @@ pub mod core_memory;
 pub mod fasthash;
 pub mod maps;
 pub mod readers;
+pub mod synthetic;
 
 /// A source of target memory: the live process, a cache in front of it, or a synthetic image in tests.
 pub trait Memory {
