@@ -66,7 +66,7 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
             rss: report.rss,
             mappings: m.entries.len() as u64,
             mapped_bytes: m.entries.iter().map(|e| e.end - e.start).sum(),
-            writable_bytes: m.entries.iter().filter(|e| e.perms.contains('w')).map(|e| e.end - e.start).sum(),
+            writable_bytes: m.entries.iter().filter(|e| e.perms.writable()).map(|e| e.end - e.start).sum(),
         },
         Err(_) => ProcessFacts { rss: report.rss, ..ProcessFacts::default() },
     };

@@ -392,8 +392,7 @@ mod tests {
         f.write(pool + o.pool.nextoffset, &((o.pool_overhead + 5 * 32) as u32).to_le_bytes());
         f.put_u64(pool + o.pool.freeblock, block(1));
         f.put_u64(block(1), block(3));
-        let mut state = FakeMemory::new();
-        state.regions = f.regions.clone();
+        let mut state = f.clone();
         let located = Located { addrs: StateAddrs::Struct(0x2000), how: String::new() };
         state.add(0x2000, vec![0; o.state.size as usize]);
         state.put_u64(0x2000 + o.state.arenas, 0x1000);

@@ -70,7 +70,11 @@ pub(super) fn coalesce(mut reads: Vec<(u64, Vec<u8>)>) -> FakeMemory {
         }
         regions.push((addr, bytes));
     }
-    FakeMemory { regions }
+    let mut mem = FakeMemory::new();
+    for (addr, bytes) in regions {
+        mem.add(addr, bytes);
+    }
+    mem
 }
 
 impl Image {

@@ -27,7 +27,7 @@ pub fn regions_to_copy(maps: &Maps) -> Vec<(u64, u64)> {
         .filter(|m| {
             !matches!(m.path.as_deref(), Some("[vvar]") | Some("[vvar_vclock]") | Some("[vsyscall]") | Some("[vdso]"))
         })
-        .filter(|m| m.perms.as_bytes().get(1) == Some(&b'w') || m.path.is_none() || m.inode == 0)
+        .filter(|m| m.perms.writable() || m.path.is_none() || m.inode == 0)
         .map(|m| (m.start, m.end))
         .collect();
     r.sort_unstable();

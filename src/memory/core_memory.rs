@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::core::{CoreFile, FileMapping, Mapped, Segment};
-use super::maps::{MapEntry, Maps};
+use super::maps::{MapEntry, Maps, Perms};
 use super::{le_u32, le_u64, Memory};
 
 /// Where the binaries a core names are found.
@@ -43,8 +43,9 @@ pub enum FileState {
 /// A core file as a source of target memory.
 pub struct CoreMemory {
     pub core: CoreFile,
-    /// The file behind each `NT_FILE` mapping, sorted by start: (mapping, index into `states`).
-    backings: Vec<(FileMapping, usize)>,
+    /// The file behind each `NT_FILE` mapping, sorted by start: (index into the core's
+    /// `notes.files`, index into `states`).
+    backings: Vec<(usize, usize)>,
     states: Vec<(String, FileState)>,
     /// The main executable, as the core names it.
     pub exe: String,
@@ -68,8 +69,8 @@ impl CoreMemory {
             .unwrap_or_default();
         let mut index: HashMap<&str, usize> = HashMap::new();
         let mut states: Vec<(String, FileState)> = Vec::new();
-        let mut backings = Vec::new();
-        for f in files {
+        let mut backings = Vec::with_capacity(files.len());
+        for (j, f) in files.iter().enumerate() {
             let i = *index.entry(f.path.as_str()).or_insert_with(|| {
                 let disk = disk_path(&f.path, f.path == exe, binaries);
                 let first = files.iter().filter(|g| g.path == f.path && g.offset == 0).min_by_key(|g| g.start);
@@ -77,9 +78,9 @@ impl CoreMemory {
                 states.push((f.path.clone(), open_checked(disk, core_id, binaries)));
                 states.len() - 1
             });
-            backings.push((f.clone(), i));
+            backings.push((j, i));
         }
-        backings.sort_by_key(|(f, _)| f.start);
+        backings.sort_by_key(|&(j, _)| files[j].start);
         let maps = rebuild_maps(&core.segments, files, &exe);
         CoreMemory { core, backings, states, exe, maps }
     }
@@ -116,9 +117,12 @@ impl CoreMemory {
         segs.get(i.checked_sub(1)?).filter(|s| addr < s.end())
     }
 
-    fn backing(&self, addr: u64) -> Option<&(FileMapping, usize)> {
-        let i = self.backings.partition_point(|(f, _)| f.start <= addr);
-        self.backings.get(i.checked_sub(1)?).filter(|(f, _)| addr < f.end)
+    /// The `NT_FILE` mapping at `addr` and the index of its file's state.
+    fn backing(&self, addr: u64) -> Option<(&FileMapping, usize)> {
+        let files = &self.core.notes.files;
+        let i = self.backings.partition_point(|&(j, _)| files[j].start <= addr);
+        let &(j, state) = self.backings.get(i.checked_sub(1)?)?;
+        Some((&files[j], state)).filter(|(f, _)| addr < f.end)
     }
 
     /// Fills `out` from the file mapped at `addr` (zeros past the file's end, as the kernel maps them);
@@ -126,7 +130,7 @@ impl CoreMemory {
     fn read_file_at(&self, addr: u64, out: &mut [u8]) -> io::Result<usize> {
         let Some((f, i)) = self.backing(addr) else { return Err(io::Error::from_raw_os_error(libc::EFAULT)) };
         let n = out.len().min((f.end - addr) as usize);
-        let (path, state) = &self.states[*i];
+        let (path, state) = &self.states[i];
         let FileState::Found { map, .. } = state else {
             return Err(unavailable(format!("{path}, mapped there, is not available")));
         };
@@ -287,33 +291,39 @@ pub fn build_id<'a>(read: impl Fn(u64, usize) -> Option<&'a [u8]>) -> Option<Vec
 /// not right after it (that one is its `.bss`), within brk's randomisation range.
 fn rebuild_maps(segments: &[Segment], files: &[FileMapping], exe: &str) -> Maps {
     use goblin::elf::program_header::{PF_R, PF_W, PF_X};
-    // The file mappings by start, and the segments (sorted by address, as `CoreFile` keeps them) with
-    // the largest end so far, so that each lookup is a binary search (cores map thousands of files).
-    let mut by_start: Vec<&FileMapping> = files.iter().collect();
-    by_start.sort_by_key(|f| f.start);
+    // One shared name per path; the file mappings by start, and the segments (sorted by address, as
+    // `CoreFile` keeps them) with the largest end so far, so that each lookup is a binary search (cores
+    // map thousands of files).
+    let mut by_path: HashMap<&str, Arc<str>> = HashMap::new();
+    let names: Vec<Arc<str>> =
+        files.iter().map(|f| by_path.entry(f.path.as_str()).or_insert_with(|| Arc::from(f.path.as_str())).clone()).collect();
+    let mut by_start: Vec<usize> = (0..files.len()).collect();
+    by_start.sort_by_key(|&i| files[i].start);
     let file_at = |a: u64| {
-        let i = by_start.partition_point(|f| f.start <= a);
-        i.checked_sub(1).map(|i| by_start[i]).filter(|f| a < f.end)
+        let i = by_start.partition_point(|&j| files[j].start <= a);
+        i.checked_sub(1).map(|i| by_start[i]).filter(|&j| a < files[j].end)
     };
-    let mut entries: Vec<MapEntry> = segments
-        .iter()
-        .map(|s| {
-            let file = file_at(s.vaddr);
-            let perms: String = [(PF_R, 'r'), (PF_W, 'w'), (PF_X, 'x')]
-                .iter()
-                .map(|(f, c)| if s.flags & f != 0 { *c } else { '-' })
-                .chain(std::iter::once('p'))
-                .collect();
-            MapEntry {
-                start: s.vaddr,
-                end: s.end(),
-                perms,
-                offset: file.map(|f| f.offset.saturating_add(s.vaddr - f.start)).unwrap_or(0),
-                inode: file.map(|_| 1).unwrap_or(0),
-                path: file.map(|f| f.path.clone()),
+    let perms = |flags: u32| {
+        let mut p = *b"---p";
+        for (at, (f, c)) in [(PF_R, b'r'), (PF_W, b'w'), (PF_X, b'x')].into_iter().enumerate() {
+            if flags & f != 0 {
+                p[at] = c;
             }
-        })
-        .collect();
+        }
+        Perms::new(std::str::from_utf8(&p).unwrap_or("---p"))
+    };
+    // One entry per segment, in the segments' order (sorted).
+    let of_segments = segments.iter().map(|s| {
+        let file = file_at(s.vaddr);
+        MapEntry {
+            start: s.vaddr,
+            end: s.end(),
+            perms: perms(s.flags),
+            offset: file.map(|j| files[j].offset.saturating_add(s.vaddr - files[j].start)).unwrap_or(0),
+            inode: file.map(|_| 1).unwrap_or(0),
+            path: file.map(|j| names[j].clone()),
+        }
+    });
     // File mappings the core has no segment for (gcore leaves out read-only ones, code among them):
     // readable, from the file. `reach[i]`: the largest end of segments 0..=i (segments may overlap).
     let reach: Vec<u64> = segments
@@ -323,8 +333,14 @@ fn rebuild_maps(segments: &[Segment], files: &[FileMapping], exe: &str) -> Maps 
             Some(*r)
         })
         .collect();
-    for f in files {
-        let mut at = f.start;
+    // In order of start, each from where the previous ones end: mappings that overlap (only a corrupt
+    // core has them) cannot multiply the entries of the gaps they span, which come out sorted.
+    let mut unsegmented = Vec::new();
+    let mut done = 0u64;
+    for &j in &by_start {
+        let (f, name) = (&files[j], &names[j]);
+        let mut at = f.start.max(done);
+        done = done.max(f.end);
         // Segments that start at or before `at`: 0..i.
         let mut i = segments.partition_point(|s| s.vaddr <= at);
         while at < f.end {
@@ -334,13 +350,13 @@ fn rebuild_maps(segments: &[Segment], files: &[FileMapping], exe: &str) -> Maps 
             } else {
                 let next = segments.get(i).map_or(u64::MAX, |s| s.vaddr);
                 let end = f.end.min(next);
-                entries.push(MapEntry {
+                unsegmented.push(MapEntry {
                     start: at,
                     end,
-                    perms: "r--p".into(),
+                    perms: Perms::new("r--p"),
                     offset: f.offset.saturating_add(at - f.start),
                     inode: 1,
-                    path: Some(f.path.clone()),
+                    path: Some(name.clone()),
                 });
                 at = end;
             }
@@ -349,7 +365,17 @@ fn rebuild_maps(segments: &[Segment], files: &[FileMapping], exe: &str) -> Maps 
             }
         }
     }
-    entries.sort_by_key(|m| m.start);
+    // Both sorted by start, merged (a segment before a file mapping starting at the same address).
+    debug_assert!(unsegmented.is_sorted_by_key(|m| m.start));
+    let mut entries = Vec::with_capacity(segments.len() + unsegmented.len());
+    let mut rest = unsegmented.into_iter().peekable();
+    for m in of_segments {
+        while let Some(u) = rest.next_if(|u| u.start < m.start) {
+            entries.push(u);
+        }
+        entries.push(m);
+    }
+    entries.extend(rest);
     // brk's start is randomised within 1 GiB of the executable's end on 64-bit (32 MiB on 32-bit).
     const BRK_RANGE: u64 = 0x4000_0000;
     if let Some(exe_end) = files.iter().filter(|f| f.path == exe).map(|f| f.end).max() {
@@ -357,7 +383,7 @@ fn rebuild_maps(segments: &[Segment], files: &[FileMapping], exe: &str) -> Maps 
             m.path.is_none()
                 && m.start > exe_end
                 && m.start <= exe_end.saturating_add(BRK_RANGE)
-                && m.perms.starts_with("rw")
+                && m.perms.readable_writable()
         });
         if let Some(i) = heap {
             entries[i].path = Some("[heap]".into());
@@ -572,6 +598,23 @@ mod tests {
             &Binaries { in_memory: Some(Arc::new(Vec::new())), ..Default::default() },
         );
         assert!(matches!(mem.file("/x.so"), Some(FileState::Missing { .. })));
+    }
+
+    /// File mappings that overlap, each spanning every gap between the segments (a corrupt core): each
+    /// gap is one entry of the rebuilt map, not one per mapping (which would be files × segments).
+    #[test]
+    fn overlapping_file_mappings_do_not_multiply_the_map() {
+        let gaps: Vec<(u64, u64, u64, &[u8])> = (0..100u64).map(|i| (0x10000 + i * 0x2000, 0x1000, 6, &[][..])).collect();
+        let spans: Vec<(u64, u64, u64, &str)> = (0..200u64).map(|i| (0x10000 + i * 8, 0x1000_0000, 0, "/x.so")).collect();
+        let core = core_bytes(&gaps, &note(0x4649_4c45, &nt_file(&spans)), None);
+        let mem = CoreMemory::new(CoreFile::from_bytes("core", core).unwrap(), &Binaries::default());
+        let e = &mem.maps.entries;
+        // 100 segments, the 99 gaps between them and what follows the last: 200 entries, in order.
+        assert_eq!(e.len(), 200);
+        assert!(e.windows(2).all(|w| w[0].end <= w[1].start), "sorted, disjoint");
+        assert_eq!((e[1].start, e[1].end, e[1].perms.as_str()), (0x11000, 0x12000, "r--p"));
+        assert_eq!((e[199].start, e[199].end), (0x10000 + 99 * 0x2000 + 0x1000, 0x1000_0000));
+        assert!(e.iter().all(|m| m.path.as_deref() == Some("/x.so")));
     }
 
     /// Segments whose sizes add up past 2^64 (found by the core_file fuzz target): the total saturates.

@@ -1,18 +1,51 @@
 //! `/proc/PID/maps`, parsed.
 
+use std::sync::Arc;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MapEntry {
     pub start: u64,
     pub end: u64,
-    pub perms: String,
+    pub perms: Perms,
     pub offset: u64,
     pub inode: u64,
-    pub path: Option<String>,
+    /// Shared by the entries of one file (a core's rebuilt map names one file in thousands of them).
+    pub path: Option<Arc<str>>,
+}
+
+/// A mapping's permissions as the maps file spells them (`r-xp`): four ASCII characters, no allocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Perms([u8; 4]);
+
+impl Perms {
+    /// The first four characters of `s`, '-' for what is missing, '?' for what is not ASCII.
+    pub fn new(s: &str) -> Perms {
+        let mut p = [b'-'; 4];
+        for (out, b) in p.iter_mut().zip(s.bytes()) {
+            *out = if b.is_ascii_graphic() { b } else { b'?' };
+        }
+        Perms(p)
+    }
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("????")
+    }
+    pub fn writable(&self) -> bool {
+        self.0[1] == b'w'
+    }
+    pub fn readable_writable(&self) -> bool {
+        self.0[..2] == *b"rw"
+    }
+}
+
+impl std::fmt::Debug for Perms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
 }
 
 impl MapEntry {
     pub fn readable(&self) -> bool {
-        self.perms.starts_with('r')
+        self.perms.0[0] == b'r'
     }
     pub fn contains(&self, addr: u64) -> bool {
         self.start <= addr && addr < self.end
@@ -45,11 +78,11 @@ impl Maps {
             else {
                 continue;
             };
-            let path = it.next().map(|p| p.trim_start().to_string()).filter(|p| !p.is_empty());
+            let path = it.next().map(str::trim_start).filter(|p| !p.is_empty()).map(Arc::from);
             entries.push(MapEntry {
                 start,
                 end,
-                perms: perms.to_string(),
+                perms: Perms::new(perms),
                 offset,
                 inode: inode.parse().unwrap_or(0),
                 path,
@@ -110,6 +143,8 @@ mod tests {
         assert_eq!(m.entries[0].path.as_deref(), Some("/usr/bin/python3.11"));
         assert_eq!(m.entries[1].path, None);
         assert_eq!(m.entries[2].offset, 0x1000);
+        assert_eq!((m.entries[0].perms.as_str(), m.entries[1].perms.writable()), ("r-xp", true));
+        assert!(m.entries[0].readable() && !m.entries[0].perms.writable());
         assert!(m.readable(0x400000, 0x10));
         assert!(!m.readable(0x452000, 1));
         assert_eq!(m.files(), vec!["/usr/bin/python3.11", "/lib/libpython3.12.so.1.0 (deleted)"]);

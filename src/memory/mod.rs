@@ -250,7 +250,11 @@ pub fn le_u32(buf: &[u8], at: u64) -> Option<u32> {
 /// A synthetic address space for unit tests and fuzzing: a few regions of bytes.
 #[derive(Clone, Debug, Default)]
 pub struct FakeMemory {
+    /// Sorted by address (add them with [`FakeMemory::add`]; their bytes may be changed in place).
     pub regions: Vec<(u64, Vec<u8>)>,
+    /// Whether two regions overlap (so that a read the last region starting before it cannot serve may
+    /// lie within an earlier, longer one).
+    overlapping: bool,
 }
 
 impl FakeMemory {
@@ -260,6 +264,10 @@ impl FakeMemory {
     /// Adds a region; regions are kept sorted by address (reads use a binary search).
     pub fn add(&mut self, addr: u64, bytes: Vec<u8>) {
         let at = self.regions.partition_point(|(s, _)| *s <= addr);
+        let end = addr.saturating_add(bytes.len() as u64);
+        let before = at.checked_sub(1).map(|i| &self.regions[i]);
+        self.overlapping |= before.is_some_and(|(s, b)| s.saturating_add(b.len() as u64) > addr)
+            || self.regions.get(at).is_some_and(|(s, _)| *s < end);
         self.regions.insert(at, (addr, bytes));
     }
     pub fn put_u64(&mut self, addr: u64, v: u64) {
@@ -294,7 +302,10 @@ impl Memory for FakeMemory {
                 return Ok(());
             }
         }
-        // Regions pushed directly (unsorted or overlapping): scan them all.
+        // Overlapping regions: an earlier one may hold the bytes (sorted, disjoint ones cannot).
+        if !self.overlapping {
+            return Err(io::Error::from_raw_os_error(libc::EFAULT));
+        }
         for (start, bytes) in &self.regions {
             let end = *start + bytes.len() as u64;
             if *start <= addr && addr.checked_add(buf.len() as u64).is_some_and(|e| e <= end) {
@@ -325,6 +336,27 @@ mod tests {
         assert!(matches!(c.u64_at(0x5, "nothing"), Err(Error::Read { what: "nothing", .. })));
     }
 
+
+    /// Disjoint regions: a read is served by the one region holding it, or fails; an overlapping,
+    /// longer region added earlier still serves what a later, shorter one cannot.
+    #[test]
+    fn fake_memory_disjoint_and_overlapping_regions() {
+        let mut f = FakeMemory::new();
+        f.add(0x3000, vec![3; 0x10]);
+        f.add(0x1000, vec![1; 0x1000]);
+        let mut b = [0u8; 8];
+        f.read(0x1ff8, &mut b).unwrap();
+        assert_eq!(b, [1; 8]);
+        assert!(f.read(0x1ffc, &mut b).is_err() && f.read(0x300c, &mut b).is_err() && f.read(0x2000, &mut b).is_err());
+        // [0x1800, 0x1810) inside [0x1000, 0x2000): its own bytes where it holds the read, the longer
+        // region's past its end.
+        f.add(0x1800, vec![2; 0x10]);
+        f.read(0x1808, &mut b).unwrap();
+        assert_eq!(b, [2; 8]);
+        f.read(0x180c, &mut b).unwrap();
+        assert_eq!(b, [1; 8]);
+        assert!(f.read(0x1ffc, &mut b).is_err());
+    }
     #[test]
     fn cstr_bounded() {
         let mut f = FakeMemory::new();
