@@ -38,3 +38,37 @@ fn a_heap_inconsistent_after_the_retries_names_the_failed_check() {
         assert_ne!(fixture.proc_state(), Some('t'), "{what}: the target was left stopped");
     }
 }
+
+/// A free-threaded heap (the walk corpus's 3.14.6t capture) with one page whose lists do not add up, as a
+/// thread caught between unlinking a block and counting it leaves it: a paused walk refuses it (and is
+/// tried again), a walk without pausing takes it and counts it (`scan.inconsistent_pages`).
+#[test]
+fn an_inconsistent_mimalloc_page_is_refused_paused_and_counted_otherwise() {
+    use memspy::cpython::mimalloc;
+    use memspy::memory::ReadExt;
+    use std::time::Duration;
+    let bytes = std::fs::read(repo_root().join("fuzz/corpus/walk/py3.14.6t.img")).expect("the free-threaded image");
+    let mut img = memspy::debug::Image::from_bytes(&bytes).expect("image");
+    let interp = img.interpreter().expect("interpreter");
+    let l = &interp.layout;
+    let m = l.mimalloc.as_ref().expect("a free-threaded layout");
+    let (clean, summary) = img.walk(false, Duration::from_secs(10)).expect("clean walk");
+    assert_eq!(summary.inconsistent_pages, 0);
+    // The first page with blocks in use, of the first thread state's heaps.
+    let main = img.mem.u64_at(interp.runtime + l.runtime.interpreters_head, "interpreters").expect("interpreter");
+    let ts = mimalloc::thread_states(&img.mem, l, main).expect("thread states")[0];
+    let page = mimalloc::thread_heaps(&img.mem, l, ts)
+        .expect("heaps")
+        .expect("initialised heaps")
+        .into_iter()
+        .flat_map(|h| mimalloc::heap_pages(&img.mem, l, h, true).unwrap_or_default()) // the GC heaps the image holds
+        .find(|&p| mimalloc::page_info(&img.mem, l, p).is_ok_and(|i| i.used > 0))
+        .expect("a page in use");
+    let used = img.mem.u32_at(page + m.page.used, "used").expect("used");
+    img.mem.write(page + m.page.used, &(used + 1).to_le_bytes());
+    let Err(e) = img.walk(true, Duration::from_secs(10)) else { panic!("a paused walk should refuse the page") };
+    assert!(e.to_string().contains(&format!("page {page:#x}: used {}", used + 1)), "{e}");
+    let (hist, summary) = img.walk(false, Duration::from_secs(10)).expect("a walk without pausing");
+    assert_eq!(summary.inconsistent_pages, 1);
+    assert_eq!(hist.rows().iter().map(|r| r.count).sum::<u64>(), clean.rows().iter().map(|r| r.count).sum::<u64>());
+}

@@ -235,6 +235,12 @@ pub struct ScanCounts {
     pub unreadable: u64,
     /// Objects whose references could not be decoded (what they hold may be missing).
     pub decode_errors: u64,
+    /// Read without pausing: GC lists that broke off, and free-threaded heap pages whose free lists did
+    /// not add up (skipped, or their blocks taken as the lists said); what they held may be missing.
+    #[serde(default)]
+    pub broken_lists: u64,
+    #[serde(default)]
+    pub inconsistent_pages: u64,
     /// Objects sized by an approximation (a `__sizeof__` of their own that memspy does not model).
     pub approximate_sizes: u64,
     /// Candidates of conservative scans that looked like objects where no live block of theirs starts.

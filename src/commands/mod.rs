@@ -161,7 +161,10 @@ impl Session {
             file: self.file(),
             python: self.python_info(),
             coverage: if s.full { "full-heap".into() } else { "gc-tracked".into() },
-            approximate: opts.nonblocking || walked.pause_budget_spent || s.broken_lists > 0,
+            approximate: opts.nonblocking
+                || walked.pause_budget_spent
+                || s.broken_lists > 0
+                || s.inconsistent_pages > 0,
             partial: walked.pause_budget_spent,
             pause_ms: walked.pause.as_secs_f64() * 1000.0,
             elapsed_ms: walked.elapsed.as_secs_f64() * 1000.0,
@@ -174,6 +177,8 @@ impl Session {
             scan: ScanCounts {
                 unreadable: s.unreadable,
                 decode_errors: s.decode_errors,
+                broken_lists: s.broken_lists,
+                inconsistent_pages: s.inconsistent_pages,
                 approximate_sizes: s.approximate_sizes,
                 rejected_candidates: s.conservative.rejected,
                 unvalidated_objects: s.conservative.unvalidated,

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 pub mod chunks;
 pub mod copy;
 pub mod core;
+mod core_maps;
 pub mod core_memory;
 pub mod fasthash;
 pub mod maps;
@@ -335,7 +336,6 @@ mod tests {
         assert_eq!(c.u32_at(0x10004, "x").unwrap(), u32::from_le_bytes([4, 5, 6, 7]));
         assert!(matches!(c.u64_at(0x5, "nothing"), Err(Error::Read { what: "nothing", .. })));
     }
-
 
     /// Disjoint regions: a read is served by the one region holding it, or fails; an overlapping,
     /// longer region added earlier still serves what a later, shorter one cannot.

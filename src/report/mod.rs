@@ -63,7 +63,12 @@ pub fn header(r: &Report) -> String {
     if r.partial {
         s.push_str("  [PARTIAL: cut short]");
     } else if r.approximate {
-        s.push_str("  [approximate: read without pausing]");
+        s.push_str("  [approximate: read without pausing");
+        if sc.broken_lists > 0 || sc.inconsistent_pages > 0 {
+            let _ =
+                write!(s, "; {} lists broke off, {} heap pages inconsistent", sc.broken_lists, sc.inconsistent_pages);
+        }
+        s.push(']');
     }
     s
 }
@@ -123,6 +128,14 @@ mod tests {
         assert!(!header(&r).contains("not decoded"), "{}", header(&r));
         r.scan.decode_errors = 2;
         assert!(header(&r).contains("[2 objects not decoded, 0 unreadable"), "{}", header(&r));
+        r.approximate = true;
+        assert!(header(&r).ends_with("[approximate: read without pausing]"), "{}", header(&r));
+        r.scan.inconsistent_pages = 3;
+        assert!(
+            header(&r).ends_with("[approximate: read without pausing; 0 lists broke off, 3 heap pages inconsistent]"),
+            "{}",
+            header(&r)
+        );
     }
 
     #[test]

@@ -138,6 +138,7 @@ pub fn walk_heaps<M: Memory + ?Sized>(
 ) -> Result<()> {
     summary.interpreters = interps.len();
     summary.collecting |= interps.iter().any(|i| i.gc.collecting);
+    let pages_before = counts.inconsistent_pages;
     let unreadable = visit_heaps(mem, l, interps, strict, counts, &mut |obj, head, list| {
         control.reported();
         control.tick(summary.generations[0] + summary.permanent, WHAT)?;
@@ -157,6 +158,7 @@ pub fn walk_heaps<M: Memory + ?Sized>(
         Ok(())
     })?;
     summary.unreadable += unreadable;
+    summary.inconsistent_pages += counts.inconsistent_pages - pages_before;
     Ok(())
 }
 

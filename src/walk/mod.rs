@@ -53,6 +53,9 @@ pub struct WalkSummary {
     pub interpreters: usize,
     /// A list broke off (only in `--nonblocking` mode).
     pub broken_lists: u64,
+    /// Free-threaded: heap pages whose free lists did not add up, skipped or taken as they were (only
+    /// in `--nonblocking` mode).
+    pub inconsistent_pages: u64,
     /// Objects whose type or size could not be read (skipped).
     pub unreadable: u64,
     /// Objects sized by an approximation (types with their own `__sizeof__`).
