@@ -24,7 +24,7 @@ for name in $TARGETS; do
     work=$(mktemp -d "$OUT/$name-XXXXXX")
     start=$(date +%s)
     status=0
-    nice taskset -c "$CORE" "$BIN/$name" -runs="$RUNS" -rss_limit_mb=1024 -malloc_limit_mb=128 -timeout=10 \
+    taskset -c "$CORE" nice -n 15 "$BIN/$name" -runs="$RUNS" -rss_limit_mb=1024 -malloc_limit_mb=128 -timeout=10 \
         -print_final_stats=1 -artifact_prefix="$OUT/$name-" "$work" "$corpus" > "$OUT/$name.log" 2>&1 || status=$?
     secs=$(( $(date +%s) - start ))
     grep -E '^(Done|stat::)|ERROR|SUMMARY|crash|timeout|leak|oom' "$OUT/$name.log" | grep -v '^INFO' | tail -20
