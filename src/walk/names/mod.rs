@@ -90,6 +90,11 @@ pub trait Namer {
     fn edges_of(&mut self, parent: u32, targets: &[u32]) -> Vec<Edge> {
         targets.iter().map(|&t| self.edge(parent, t & !super::graph::CONSERVATIVE_EDGE)).collect()
     }
+    /// The name [`Namer::edge`] gives every edge from `parent` to an object, when it is the same for
+    /// all of them (a list's items with indices not named); None: ask per edge.
+    fn uniform(&mut self, _parent: u32) -> Option<Edge> {
+        None
+    }
 }
 
 impl<T: Namer + ?Sized> Namer for &mut T {
@@ -103,6 +108,10 @@ impl<T: Namer + ?Sized> Namer for &mut T {
 
     fn edges_of(&mut self, parent: u32, targets: &[u32]) -> Vec<Edge> {
         (**self).edges_of(parent, targets)
+    }
+
+    fn uniform(&mut self, parent: u32) -> Option<Edge> {
+        (**self).uniform(parent)
     }
 }
 
@@ -382,6 +391,25 @@ impl<M: Memory + ?Sized> Namer for EdgeNamer<'_, M> {
             return self.name_edges(parent);
         }
         targets.iter().map(|&t| self.edge(parent, t & !super::graph::CONSERVATIVE_EDGE)).collect()
+    }
+
+    fn uniform(&mut self, parent: u32) -> Option<Edge> {
+        let g = self.g;
+        if self.detail {
+            return None;
+        }
+        if g.is_native(parent) {
+            return Some(Edge::Item(None));
+        }
+        if !g.is_object(parent) || self.frames.contains_key(&parent) {
+            return None;
+        }
+        let info = g.type_of(parent)?;
+        let ri = self.infos.get(self.mem, self.l, info.addr).ok()?;
+        // A subclass of a container holds attributes too.
+        let plain = ri.flags & flags::HEAPTYPE == 0;
+        (plain && matches!(ri.kind, RefKind::List | RefKind::Tuple | RefKind::Set | RefKind::Deque))
+            .then_some(Edge::Item(None))
     }
 
     fn edge(&mut self, parent: u32, child: u32) -> Edge {
