@@ -6,6 +6,7 @@
 
 pub mod anchors;
 pub mod blocks;
+mod build;
 pub mod ftheaps;
 pub mod full;
 pub mod gclists;
@@ -443,7 +444,7 @@ pub fn capture_keeping_copy(
         (rec.words() * 8) >> 20,
         crate::process::rss_bytes(std::process::id() as i32).unwrap_or(0) >> 20
     );
-    let g = graph::Graph::build(rec, visited, objects)?;
+    let g = graph::Graph::build(rec, visited, objects, workers::threads(opts.threads))?;
     let walked = Walked {
         summary: o.value,
         pause: o.pause,
