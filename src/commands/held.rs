@@ -55,8 +55,11 @@ pub struct Held {
 /// A result computed on another thread, waited for when first asked.
 struct Later<T> {
     done: OnceLock<(T, Duration)>,
-    job: Mutex<Option<JoinHandle<Option<(T, Duration)>>>>,
+    job: Mutex<Option<Job<T>>>,
 }
+
+/// The thread computing a [`Later`]'s value and how long that took (None: it found no job to do).
+type Job<T> = JoinHandle<Option<(T, Duration)>>;
 
 impl<T: Send + 'static> Later<T> {
     fn spawn<F: FnOnce() -> T + Send + 'static>(f: F) -> Later<T> {
