@@ -412,7 +412,11 @@ pub fn capture_keeping_copy(
     also: &mut dyn Sink,
 ) -> Result<(Walked, graph::Graph, Option<Copy>)> {
     let maps = target.current_maps()?;
-    let mut objects = graph::Objects::default();
+    let rss = target.rss().unwrap_or(0);
+    let threads = workers::threads(opts.threads);
+    // Room for about one object per 64 bytes of the target's RSS, this thread's share: reserved
+    // address space (nothing faulted in), so that the arrays do not move while the target is stopped.
+    let mut objects = graph::Objects::with_capacity((rss / 64) as usize / threads);
     let mut tee = graph::Tee { objects: &mut objects, also };
     let mut work = HeapWalk {
         sink: &mut tee,
@@ -426,11 +430,10 @@ pub fn capture_keeping_copy(
         record: Some(0),
         recorded: None,
         copy: None,
-        threads: workers::threads(opts.threads),
+        threads,
     };
     // The recording and the objects' arrays grow while the read cache is full: a smaller cache (1/6
     // of the target's RSS, not 3/8) keeps memspy's peak at 3/4 of the target's RSS at little cost in time.
-    let rss = target.rss().unwrap_or(0);
     let cache_bytes = opts.cache_bytes.min((rss / 6).max(64 << 20));
     let opts = SnapshotOptions { full: true, per_object: true, cache_bytes, ..opts.clone() };
     let o = pause::read(target, interp, &opts.read_options(), &mut work)?;
@@ -444,7 +447,7 @@ pub fn capture_keeping_copy(
         (rec.words() * 8) >> 20,
         crate::process::rss_bytes(std::process::id() as i32).unwrap_or(0) >> 20
     );
-    let g = graph::Graph::build(rec, visited, objects, workers::threads(opts.threads))?;
+    let g = graph::Graph::build(rec, visited, objects, threads)?;
     let walked = Walked {
         summary: o.value,
         pause: o.pause,

@@ -215,6 +215,8 @@ pub struct Objects {
     /// The types seen, by number.
     pub type_infos: Vec<TypeInfo>,
     type_numbers: AddrMap<u32>,
+    /// The type of the last object (its address, its number).
+    last_type: (u64, u32),
     /// What the other workers of a parallel walk found (numbered by their own type tables), read by
     /// [`Self::into_tables`] once the target runs again.
     parts: Vec<Objects>,
@@ -298,11 +300,19 @@ impl Sink for Objects {
     }
 
     fn object(&mut self, rec: &ObjectRecord, ty: &TypeInfo) {
-        let next = self.type_infos.len() as u32;
-        let t = *self.type_numbers.entry(rec.type_addr).or_insert(next);
-        if t == next {
-            self.type_infos.push(ty.clone());
-        }
+        // Objects in a row are often of one type: the last one's number needs no hashing.
+        let t = match self.last_type {
+            (a, t) if a == rec.type_addr && a != 0 => t,
+            _ => {
+                let next = self.type_infos.len() as u32;
+                let t = *self.type_numbers.entry(rec.type_addr).or_insert(next);
+                if t == next {
+                    self.type_infos.push(ty.clone());
+                }
+                self.last_type = (rec.type_addr, t);
+                t
+            }
+        };
         self.addrs.push(rec.addr);
         self.types.push(t);
         match u32::try_from(rec.size) {

@@ -238,7 +238,10 @@ pub fn walk_rest<M: ThreadReaders>(
                             sent: vec![0; SENT_FILTER].into_boxed_slice(),
                         };
                         let mut w = FullWalk::worker(&pm, seed, vis, stack, part, rec);
-                        let mut objects = w.graph.is_some().then(Objects::default);
+                        // Room reserved (address space only, nothing faulted in) for about one object
+                        // per two words, so that the arrays do not move while the target is stopped.
+                        let room = w.graph.as_ref().map_or(0, |g| g.words.capacity() / 2);
+                        let mut objects = w.graph.is_some().then(|| Objects::with_capacity(room));
                         w.pending = vec![mine];
                         w.mark_pending();
                         let mut types = Types::new(l);
