@@ -83,7 +83,8 @@ struct Sig {
 pub struct Aggregator<'a, N: Namer> {
     g: &'a Graph,
     paths: &'a Paths,
-    anchors: &'a HashMap<u32, Anchor>,
+    /// The anchors, by node (the address hasher: looked up for every node of every path).
+    anchors: NodeMap<&'a Anchor>,
     namer: N,
     sigs: Vec<Sig>,
     interned: HashMap<(u32, u32, u32, bool), u32, std::hash::BuildHasherDefault<crate::memory::fasthash::AddrHasher>>,
@@ -103,7 +104,7 @@ impl<'a, N: Namer> Aggregator<'a, N> {
         Aggregator {
             g,
             paths,
-            anchors,
+            anchors: anchors.iter().map(|(&v, a)| (v, a)).collect(),
             namer,
             sigs: Vec::new(),
             interned: Default::default(),
@@ -176,7 +177,7 @@ impl<'a, N: Namer> Aggregator<'a, N> {
                 base = s;
                 break;
             }
-            if let Some(a) = self.anchors.get(&x) {
+            if let Some(&a) = self.anchors.get(&x) {
                 base = (self.root_sig(a), Mode::Globals);
                 self.memo.insert(x, base);
                 break;
