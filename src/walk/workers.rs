@@ -36,6 +36,8 @@ struct Seed<'a> {
     caches: TypeCaches,
     control: Control,
     alloc: Allocators,
+    /// Sample the objects found ([`FullWalk::samples`]).
+    sampling: bool,
 }
 
 /// What one worker of a parallel walk hands back.
@@ -54,11 +56,18 @@ struct WorkerOut {
     /// objects one by one.
     visited: Visited,
     recorded: Option<(Recorder, Objects)>,
+    samples: Vec<(u64, u64)>,
 }
 
 impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
     fn seed(&self) -> Seed<'a> {
-        Seed { l: self.l, caches: self.caches.clone(), control: self.control.clone(), alloc: self.alloc.clone() }
+        Seed {
+            l: self.l,
+            caches: self.caches.clone(),
+            control: self.control.clone(),
+            alloc: self.alloc.clone(),
+            sampling: self.samples.is_some(),
+        }
     }
 
     /// A worker of a parallel walk over `mem`.
@@ -89,6 +98,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             current: 0,
             part: Some(part),
             graph,
+            samples: seed.sampling.then(Vec::new),
         }
     }
 
@@ -283,6 +293,7 @@ pub fn walk_rest<M: ThreadReaders>(
                             totals: out,
                             cache: M::describe(&pm),
                             recorded: w.graph.take().zip(objects),
+                            samples: w.samples.take().unwrap_or_default(),
                             visited: std::mem::take(&mut w.visited),
                         })
                     })();
@@ -324,6 +335,9 @@ pub fn walk_rest<M: ThreadReaders>(
                 summary.conservative.add(&w.scanned);
                 summary.approximate_sizes += w.approximate_sizes;
                 visited.push(w.visited);
+                if let Some(s) = walk.samples.as_mut() {
+                    s.extend(w.samples);
+                }
                 if let Some((rec, objects)) = w.recorded {
                     match walk.graph.as_mut() {
                         Some(g) => g.absorb(rec),
