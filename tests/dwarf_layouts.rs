@@ -218,6 +218,7 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
                 frame_object_frame,
                 instr,
                 tlbc_index,
+                c_entry,
             } = f;
             let fr = "_PyInterpreterFrame";
             m.off("iframe.code", *code, fr, "f_code|f_executable");
@@ -236,6 +237,13 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
             match tlbc_index {
                 Some(v) => m.off("iframe.tlbc_index", *v, fr, "tlbc_index"),
                 None => m.not_member("iframe.tlbc_index", "None: no thread-local bytecode in this build"),
+            }
+            match c_entry {
+                Some(FrameOwner { at, cstack: _ }) => {
+                    m.off("iframe.c_entry.at", *at, fr, "owner");
+                    m.not_member("iframe.c_entry.cstack", "FRAME_OWNED_BY_CSTACK (an enum constant)");
+                }
+                None => m.not_member("iframe.c_entry", "None: no shim frame holds a code object"),
             }
             m.not_member("iframe.stack_pointer, iframe.tagged", "flags (_PyStackRef frames)");
         }

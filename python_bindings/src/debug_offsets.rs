@@ -396,7 +396,13 @@ mod tests {
         assert_eq!((l.iframe.unwrap().instr, l.code.code_adaptive, l.code.tlbc), (56, Some(208), None));
         // A free-threaded 3.14 table names the bytecode copies; a GIL one has 0 there.
         let mut l = crate::free_threaded::builtin(Version::new(3, 14, 6)).unwrap();
-        let t = DebugOffsets { gc_size: 288, code_tlbc: Some(224), frame_tlbc_index: Some(72), code_adaptive: 232, ..d.clone() };
+        let t = DebugOffsets {
+            gc_size: 288,
+            code_tlbc: Some(224),
+            frame_tlbc_index: Some(72),
+            code_adaptive: 232,
+            ..d.clone()
+        };
         l.apply_debug_offsets(&t).unwrap();
         assert_eq!((l.code.tlbc, l.iframe.unwrap().tlbc_index), (Some(224), Some(72)));
         let t = DebugOffsets { code_tlbc: Some(0), frame_tlbc_index: Some(0), ..t };

@@ -279,9 +279,15 @@ mod tests {
         let l = builtin(Version::new(3, 14, 6)).unwrap();
         assert_eq!((l.tuple.item, l.dict.keys, l.set.table), (48, 48, 56));
         assert_eq!(l.iframe.unwrap().gen_iframe, 88);
-        assert_eq!((l.code.linetable, l.code.code_adaptive, l.code.tlbc, l.iframe.unwrap().tlbc_index), (152, Some(232), Some(224), Some(72)));
+        assert_eq!(
+            (l.code.linetable, l.code.code_adaptive, l.code.tlbc, l.iframe.unwrap().tlbc_index),
+            (152, Some(232), Some(224), Some(72))
+        );
         let l = builtin(Version::new(3, 13, 12)).unwrap();
-        assert_eq!((l.code.linetable, l.code.code_adaptive, l.code.tlbc, l.iframe.unwrap().tlbc_index), (152, Some(216), None, None));
+        assert_eq!(
+            (l.code.linetable, l.code.code_adaptive, l.code.tlbc, l.iframe.unwrap().tlbc_index),
+            (152, Some(216), None, None)
+        );
         let l = builtin(Version::new(3, 15, 0)).unwrap();
         assert_eq!((l.heap_type.ht_cached_keys, l.sizeof.bytearray_bytes_header), (904, 49));
         assert!(builtin(Version::new(3, 12, 0)).is_none());

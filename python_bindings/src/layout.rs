@@ -319,6 +319,17 @@ pub struct InterpFrameLayout {
     /// Free-threaded 3.14t+: `int32_t tlbc_index`, which of the code object's bytecode copies
     /// ([`CodeLayout::tlbc`]) the frame runs.
     pub tlbc_index: Option<u64>,
+    /// 3.12: how a C entry's shim frame is told (it holds the `<interpreter trampoline>` code object,
+    /// and runs none of it). None: no shim frame holds a code object (3.11 has none; 3.13+ entry frames
+    /// hold `None`).
+    pub c_entry: Option<FrameOwner>,
+}
+
+/// `char owner` of a `_PyInterpreterFrame`: at `at`, `FRAME_OWNED_BY_CSTACK` is `cstack`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameOwner {
+    pub at: u64,
+    pub cstack: u8,
 }
 
 /// Where an instance's `__dict__` (or its values without a dict) lives for `MANAGED_DICT` types.

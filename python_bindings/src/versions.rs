@@ -191,6 +191,7 @@ pub const IFRAME_311: InterpFrameLayout = InterpFrameLayout {
     frame_object_frame: 24,
     instr: 56,
     tlbc_index: None,
+    c_entry: None,
 };
 
 /// 3.11: frames are no longer objects (`_PyCFrame`, `_PyInterpreterFrame`), managed dicts, new dict
@@ -261,6 +262,7 @@ pub const IFRAME_312: InterpFrameLayout = InterpFrameLayout {
     frame_object_frame: 24,
     instr: 56,
     tlbc_index: None,
+    c_entry: None,
 };
 
 /// 3.12: immortal objects, `lv_tag` ints, no `wstr`, pymalloc state inside the interpreter, tagged
@@ -300,7 +302,7 @@ pub const V3_12: Layout = Layout {
         size: 288,
         ..V3_11.tstate
     },
-    iframe: Some(IFRAME_312),
+    iframe: Some(InterpFrameLayout { c_entry: Some(FrameOwner { at: 70, cstack: 3 }), ..IFRAME_312 }),
     managed_dict: ManagedDict::Tagged312,
     code: CodeLayout { firstlineno: 0x44, code_adaptive: Some(192), ..V3_11.code },
     sizeof: SizeofLayout {
@@ -333,6 +335,7 @@ pub const V3_13: Layout = Layout {
         ..V3_12.obmalloc
     },
     tstate: ThreadState { frame: ThreadFrame::Direct(72), thread_id: 0x98, size: 336, ..V3_12.tstate },
+    iframe: Some(IFRAME_312),
     managed_dict: ManagedDict::Inline313 { dict: 24, weakref: 32 },
     code: CodeLayout { code_adaptive: Some(200), ..V3_12.code },
     sizeof: SizeofLayout {
@@ -551,7 +554,11 @@ mod tests {
         assert_eq!((f.lasti, f.lasti_unit, get("3.10.13").code.line_table), (96, 2, LineTable::Pep626));
         for (v, adaptive) in [("3.11.7", 184), ("3.12.1", 192), ("3.13.0", 200), ("3.14.4", 208), ("3.15.2", 208)] {
             let l = get(v);
-            assert_eq!((l.iframe.unwrap().instr, l.code.linetable, l.code.code_adaptive), (56, 136, Some(adaptive)), "{v}");
+            assert_eq!(
+                (l.iframe.unwrap().instr, l.code.linetable, l.code.code_adaptive),
+                (56, 136, Some(adaptive)),
+                "{v}"
+            );
             assert_eq!(l.code.line_table, LineTable::Locations, "{v}");
         }
         let l = get("3.15.2");

@@ -53,7 +53,11 @@ pub fn current_line<M: Memory + ?Sized>(
             let len = units * CODE_UNIT;
             match offset_in(instr, code + at, len) {
                 Some(o) => o,
-                None => offset_in(instr, thread_copy(mem, l, code, tlbc?)?, len)?,
+                None => {
+                    let copy = thread_copy(mem, l, code, tlbc?)?;
+                    log::trace!("a frame of code {code:#x} runs its thread's bytecode copy {tlbc:?} at {copy:#x}");
+                    offset_in(instr, copy, len)?
+                }
             }
         }
     };
@@ -252,8 +256,8 @@ mod tests {
             0,
             1,
             1,
-            head(15, 3),  // no location: [24,30)
-            head(13, 1),  // -5 (varint 11): line 86 for [30,32)
+            head(15, 3), // no location: [24,30)
+            head(13, 1), // -5 (varint 11): line 86 for [30,32)
             11,
             head(10, 1), // one line, +0
             1,

@@ -122,7 +122,13 @@ impl<M: Memory + ?Sized> FullWalk<'_, M> {
         while f != 0 && f.is_multiple_of(8) && n < MAX_FRAMES {
             let mut locals = Vec::new();
             if let Some(g) = self.graph.as_mut() {
-                let code = refs::untag(self.l, self.mem.u64_at(f + fl.code, "frame->f_code").unwrap_or(0));
+                let mut code = refs::untag(self.l, self.mem.u64_at(f + fl.code, "frame->f_code").unwrap_or(0));
+                if let Some(o) = fl.c_entry {
+                    // A C entry's shim frame (3.12) runs none of its code: a C entry, as on 3.13+.
+                    if self.mem.u8_at(f + o.at, "frame->owner").is_ok_and(|v| v == o.cstack) {
+                        code = 0;
+                    }
+                }
                 locals = graph::iframe_locals(self.mem, self.l, f, code);
                 let (instr, tlbc) = lines::frame_position(self.mem, self.l, f);
                 g.root(RootKind::Frame { thread_id, code, depth: n as u32, instr, tlbc }, f, locals.clone());
