@@ -65,6 +65,12 @@ impl Anchor {
             def_line: None,
         }
     }
+
+    /// The anchor as samples of one process match it: a frame is the same root whichever line it has
+    /// reached since (its `line` left out).
+    pub fn identity(&self) -> Anchor {
+        Anchor { line: None, ..self.clone() }
+    }
 }
 
 /// What an edge is, as the object it leaves holds it.
