@@ -2,12 +2,14 @@
 //! `sys._current_frames()[tid].f_lineno` gives it, on every interpreter of the matrix (free-threaded
 //! builds included, whose threads run their own copies of the bytecode).
 //!
-//! fixtures/frame_lines.py parks the main thread and two others three frames deep, each frame holding a
-//! `Marker` in a local (one thread parks inside a generator), and records every parked frame's function,
+//! fixtures/frame_lines.py parks the main thread and three others three frames deep, each frame holding
+//! a `Marker` in a local (one thread parks inside a generator, one inside a coroutine), and records every
+//! parked frame's function,
 //! file, f_lineno and co_firstlineno from inside. `why --type Marker --json` must give one row per
 //! marker, rooted at its frame with that function, file, thread, `line` (the current line) and
 //! `def_line` (co_firstlineno); `why --address` of the generator's marker the same root; the table names
-//! `thread TID frame FUNC (FILE:LINE)`.
+//! `thread TID frame FUNC (FILE:LINE)`; a dump of the process (`memspy dump`) gives the same roots once the
+//! process is gone.
 //!
 //! Run with `cargo test --test frame_lines -- --nocapture` to see the per-interpreter lines.
 
@@ -18,7 +20,7 @@ use serde_json::Value;
 
 const FIXTURE: &str = "frame_lines.py";
 /// Frames holding a marker: three per parked thread.
-const MARKERS: usize = 9;
+const MARKERS: usize = 12;
 
 fn expect(errors: &mut Vec<String>, what: &str, got: impl std::fmt::Debug + PartialEq, want: impl std::fmt::Debug) {
     let (g, w) = (format!("{got:?}"), format!("{want:?}"));
@@ -41,7 +43,7 @@ fn truth_key(m: &Value) -> RootKey {
 }
 
 fn check(interp: &Interpreter) -> Result<(Vec<String>, String), String> {
-    let (fixture, truth) = start_settled(interp, FIXTURE, &[])?;
+    let (mut fixture, truth) = start_settled(interp, FIXTURE, &[])?;
     let pid = fixture.pid.to_string();
     let markers = truth["markers"].as_array().cloned().unwrap_or_default();
     let mut e = Vec::new();
@@ -92,6 +94,19 @@ fn check(interp: &Interpreter) -> Result<(Vec<String>, String), String> {
             e.push(format!("the table has no `{text}{edge}`: {}", tail(&out.stdout, 1500)));
         }
     }
+    // A dump keeps the roots as the pause found them: the same answers once the process is gone.
+    let file = fixture.dir().join("frame_lines.memspy");
+    let file = file.to_str().ok_or("a temp path that is not UTF-8")?;
+    let out = run_memspy(["dump", &pid, "-o", file]).map_err(|x| x.to_string())?;
+    if !out.success() {
+        return Err(format!("memspy dump failed: {}", tail(&out.stderr, 500)));
+    }
+    fixture.kill();
+    let (w, _) = run_memspy_json(&["why", file, "--type", "Marker", "--json"])?;
+    let mut from_dump: Vec<RootKey> =
+        w["paths"].as_array().into_iter().flatten().map(|r| root_key(&r["root"])).collect();
+    from_dump.sort();
+    expect(&mut e, "roots from the dump", from_dump, &want);
     let lines: Vec<String> =
         markers.iter().map(|m| format!("{}:{}", m["function"].as_str().unwrap_or("?"), m["line"])).collect();
     if !e.is_empty() {
