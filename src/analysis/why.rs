@@ -488,4 +488,12 @@ pub struct Figures {
     pub graph_bytes: u64,
     /// The walk was cut short (`--max-pause`): objects and paths are missing.
     pub partial: bool,
+    /// Frames whose current line could not be decoded: their roots give `def_line`, no `line`.
+    #[serde(default)]
+    pub frames_without_line: u64,
+}
+
+/// How many frame anchors have no current line (see [`Figures::frames_without_line`]).
+pub fn frames_without_line<'a>(anchors: impl IntoIterator<Item = &'a Anchor>) -> u64 {
+    anchors.into_iter().filter(|a| a.kind == "frame" && a.def_line.is_some() && a.line.is_none()).count() as u64
 }

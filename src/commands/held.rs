@@ -167,11 +167,12 @@ impl Held {
             edges: graph.targets.len() as u64,
             graph_bytes: graph.bytes(),
             partial: walked.pause_budget_spent,
+            frames_without_line: crate::analysis::why::frames_without_line(anchors.values()),
         };
         log::info!(
             "graph: {} objects, {} native blocks, {} roots, {} edges, {} MiB; walk {:.0} ms (paused {:.0} ms), \
              numbering {:.0} ms, paths {:.0} ms; {} held from outside the heap; {} conservative references \
-             dropped as stale (the refcount is explained without them)",
+             dropped as stale (the refcount is explained without them); {} frames without a decoded line",
             graph.objects,
             graph.natives,
             graph.roots.len(),
@@ -182,7 +183,8 @@ impl Held {
             figures.graph_ms,
             figures.paths_ms,
             paths.outside.len(),
-            graph.stale
+            graph.stale,
+            figures.frames_without_line
         );
         let names = Names::Live { mem: session.target.memory(), layout: Box::new(session.interp.layout.clone()) };
         let file = session.file();

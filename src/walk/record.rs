@@ -40,8 +40,18 @@ pub enum RootKind {
     /// A `PyThreadState` (its `thread_id`: `threading.get_ident()`).
     Thread { thread_id: u64 },
     /// A frame running on a thread (3.11+: a `_PyInterpreterFrame`; 3.9/3.10: a frame object, which is
-    /// an object node of its own, labelled by this root), `depth` frames below the innermost.
-    Frame { thread_id: u64, code: u64, depth: u32 },
+    /// an object node of its own, labelled by this root), `depth` frames below the innermost; where it
+    /// was in its code when the target was stopped (`cpython::lines::frame_position`: `instr`, and
+    /// `tlbc` on free-threaded 3.14t+).
+    Frame {
+        thread_id: u64,
+        code: u64,
+        depth: u32,
+        #[serde(default)]
+        instr: Option<u64>,
+        #[serde(default)]
+        tlbc: Option<u32>,
+    },
 }
 
 /// A root, and for frames the locals it holds (slot number in `localsplus`, the object there).

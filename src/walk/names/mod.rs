@@ -45,13 +45,31 @@ pub struct Anchor {
     pub function: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub file: Option<String>,
+    /// A frame's: the line it is executing (None: it could not be decoded; see `def_line`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub line: Option<u32>,
+    /// A frame's: the first line of its code (`co_firstlineno`, the `def`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub def_line: Option<u32>,
 }
 
 impl Anchor {
     pub fn new(kind: &str, name: impl Into<String>) -> Self {
-        Anchor { kind: kind.into(), name: name.into(), thread: None, function: None, file: None, line: None }
+        Anchor {
+            kind: kind.into(),
+            name: name.into(),
+            thread: None,
+            function: None,
+            file: None,
+            line: None,
+            def_line: None,
+        }
+    }
+
+    /// The anchor as samples of one process match it: a frame is the same root whichever line it has
+    /// reached since (its `line` left out).
+    pub fn identity(&self) -> Anchor {
+        Anchor { line: None, ..self.clone() }
     }
 }
 
