@@ -206,7 +206,9 @@ impl<'a, N: Namer> Aggregator<'a, N> {
             if let Some(label) = self.uniform_label(parent, c, pmode) {
                 let ty = self.ty(c);
                 base = (self.step_labelled(ps, label, ty, conservative), Mode::Normal);
-                self.memo.insert(c, base);
+                if c != v {
+                    self.memo.insert(c, base);
+                }
                 parent = c;
                 continue;
             }
@@ -221,7 +223,11 @@ impl<'a, N: Namer> Aggregator<'a, N> {
                     (self.step(ps, render(&e, pmode), ty, conservative), Mode::Normal)
                 }
             };
-            self.memo.insert(c, base);
+            // The node asked about is remembered only once it is met on another's path (most are
+            // asked about once: a million instances need no million entries).
+            if c != v {
+                self.memo.insert(c, base);
+            }
             parent = c;
         }
         base.0
