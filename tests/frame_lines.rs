@@ -117,24 +117,5 @@ fn check(interp: &Interpreter) -> Result<(Vec<String>, String), String> {
 
 #[test]
 fn frame_roots_name_the_line_each_frame_executes() {
-    let d = discover_interpreters();
-    if d.interpreters.is_empty() {
-        return skip_or_fail(NO_INTERPRETER);
-    }
-    let all = d.with_free_threaded();
-    let mut failed = 0;
-    for interp in all.iter().copied() {
-        let (errors, lines) = check(interp).unwrap_or_else(|x| (vec![x], String::new()));
-        eprintln!("{:<10} {}  {lines}", interp.label(), if errors.is_empty() { "ok" } else { "FAIL" });
-        for x in &errors {
-            eprintln!("    {x}");
-        }
-        failed += usize::from(!errors.is_empty());
-    }
-    let missing = built_coverage(&all, ci_mode());
-    for m in &missing {
-        eprintln!("{m}");
-    }
-    assert_eq!(failed, 0, "{failed} of {} interpreters differ (see above)", all.len());
-    assert!(missing.is_empty(), "{}", missing.join("; "));
+    on_every_interpreter(check);
 }

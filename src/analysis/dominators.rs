@@ -286,23 +286,13 @@ pub fn retained_inside(g: &Graph, d: &Dominators, marked: &[bool]) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpython::types::{SizeKind, TypeInfo};
+    use crate::cpython::types::TypeInfo;
     use crate::walk::graph::{GraphParts, Root, RootKind};
 
     /// A root holding X0 and X3; X0 → X1 → Y2, and X3 → Y2 too (a diamond: Y2 is the root's alone);
     /// X1 → X4.
     fn graph() -> Graph {
-        let t = |addr, name: &str| TypeInfo {
-            addr,
-            name: name.into(),
-            flags: 0,
-            basicsize: 16,
-            itemsize: 0,
-            kind: SizeKind::Default,
-            approx: false,
-            is_metatype: false,
-            is_type_type: false,
-        };
+        let t = |addr, name: &str| TypeInfo::plain(addr, name, 16);
         let edges: [&[u32]; 6] = [&[1], &[2, 4], &[], &[2], &[], &[0, 3]];
         let mut offsets = vec![0];
         let mut targets = Vec::new();

@@ -331,24 +331,13 @@ pub fn assemble(header: &Header, body: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpython::types::SizeKind;
     use crate::cpython::types::TypeInfo;
     use crate::memory::FakeMemory;
     use crate::walk::graph::{GraphParts, Root, RootKind};
 
     /// Three objects (a list holding two ints), one native block, one root holding the list.
     pub fn tiny_graph() -> Graph {
-        let t = |addr, name: &str| TypeInfo {
-            addr,
-            name: name.into(),
-            flags: 0,
-            basicsize: 32,
-            itemsize: 0,
-            kind: SizeKind::Default,
-            approx: false,
-            is_metatype: false,
-            is_type_type: false,
-        };
+        let t = |addr, name: &str| TypeInfo::plain(addr, name, 32);
         Graph::from_parts(GraphParts {
             addrs: vec![0x1000, 0x1040, 0x1080],
             types: vec![0, 1, 1],

@@ -382,20 +382,9 @@ impl Sink for Tee<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpython::types::SizeKind;
 
     fn ty(addr: u64, name: &str) -> TypeInfo {
-        TypeInfo {
-            addr,
-            name: name.into(),
-            flags: 0,
-            basicsize: 16,
-            itemsize: 0,
-            kind: SizeKind::Default,
-            approx: false,
-            is_metatype: false,
-            is_type_type: false,
-        }
+        TypeInfo::plain(addr, name, 16)
     }
 
     fn rec(addr: u64, type_addr: u64, size: u64) -> ObjectRecord {
