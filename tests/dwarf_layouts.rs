@@ -216,6 +216,9 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
                 gen_iframe,
                 gen_origin,
                 frame_object_frame,
+                instr,
+                tlbc_index,
+                c_entry,
             } = f;
             let fr = "_PyInterpreterFrame";
             m.off("iframe.code", *code, fr, "f_code|f_executable");
@@ -230,12 +233,38 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
             m.off("iframe.gen_iframe", *gen_iframe, "PyGenObject", "gi_iframe");
             m.off("iframe.gen_origin", *gen_origin, "PyGenObject", "gi_origin_or_finalizer");
             m.off("iframe.frame_object_frame", *frame_object_frame, "_frame", "f_frame");
+            m.off("iframe.instr", *instr, fr, "prev_instr|instr_ptr");
+            match tlbc_index {
+                Some(v) => m.off("iframe.tlbc_index", *v, fr, "tlbc_index"),
+                None => m.not_member("iframe.tlbc_index", "None: no thread-local bytecode in this build"),
+            }
+            match c_entry {
+                Some(FrameOwner { at, cstack: _ }) => {
+                    m.off("iframe.c_entry.at", *at, fr, "owner");
+                    m.not_member("iframe.c_entry.cstack", "FRAME_OWNED_BY_CSTACK (an enum constant)");
+                }
+                None => m.not_member("iframe.c_entry", "None: no shim frame holds a code object"),
+            }
             m.not_member("iframe.stack_pointer, iframe.tagged", "flags (_PyStackRef frames)");
         }
         None => m.not_member("iframe", "None: frames are objects before 3.11"),
     }
 
-    let CodeLayout { filename, name, firstlineno, localsplusnames, varnames, cellvars, freevars } = code;
+    let CodeLayout {
+        filename,
+        name,
+        firstlineno,
+        localsplusnames,
+        varnames,
+        cellvars,
+        freevars,
+        linetable,
+        line_table: _,
+        code_adaptive,
+        tlbc,
+    } = code;
+    m.not_member("code.line_table", "kind (LineTable)");
+    m.off("code.linetable", *linetable, "PyCodeObject", "co_lnotab|co_linetable");
     m.off("code.filename", *filename, "PyCodeObject", "co_filename");
     m.off("code.name", *name, "PyCodeObject", "co_name");
     m.off("code.firstlineno", *firstlineno, "PyCodeObject", "co_firstlineno");
@@ -244,6 +273,8 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
         ("code.varnames", varnames, "co_varnames"),
         ("code.cellvars", cellvars, "co_cellvars"),
         ("code.freevars", freevars, "co_freevars"),
+        ("code.code_adaptive", code_adaptive, "co_code_adaptive"),
+        ("code.tlbc", tlbc, "co_tlbc"),
     ] {
         match v {
             Some(off) => m.off(f, *off, "PyCodeObject", p),
@@ -251,7 +282,9 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
         }
     }
     match frame_object {
-        Some(FrameObjectLayout { back, code, localsplus }) => {
+        Some(FrameObjectLayout { back, code, localsplus, lasti, lasti_unit: _ }) => {
+            m.off("frame_object.lasti", *lasti, "_frame", "f_lasti");
+            m.not_member("frame_object.lasti_unit", "bytes per unit of f_lasti (1 on 3.9, 2 on 3.10)");
             m.off("frame_object.back", *back, "_frame", "f_back");
             m.off("frame_object.code", *code, "_frame", "f_code");
             m.off("frame_object.localsplus", *localsplus, "_frame", "f_localsplus");

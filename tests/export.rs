@@ -5,6 +5,11 @@
 //!   (the same node, the same bytes), what the holder list `REGISTRY['cache']` retains (the fixture's
 //!   `sys.getsizeof` sum) and what one leaked object retains, and memlab's retainer trace of that
 //!   leaked object (its path below the module's globals, as `memspy why --type Leak` gives it);
+//! - Chrome DevTools' own heap snapshot loader (the front end Chromium bundles, run in headless
+//!   Chromium: tests/export/devtools_view.js) loads it, on every CPython of the matrix, and the figures
+//!   of its Summary view agree with memspy's of the same walk (a dump, exported, and `top` of it): the
+//!   node count, the total self size, and per class named as a type of `memspy top` (every one but the
+//!   type objects, named each by its own name) its count and self size;
 //! - the HTML page renders in headless Chromium (Debian's): its script ran without an error (it
 //!   sorted the type table by retained bytes, largest first), the largest owner is the holder list,
 //!   the page fetches nothing, and a screenshot is left in the test's output folder.
@@ -183,6 +188,114 @@ fn memlab_loads_the_heapsnapshot_and_agrees_with_memspy() {
         failed += usize::from(!errors.is_empty());
     }
     assert_eq!(failed, 0, "{failed} of {} interpreters differ (see above)", d.interpreters.len());
+}
+
+/// The flag node needs for a WebSocket client: none from node 22 on, `--experimental-websocket` on 20.
+fn node_websocket_flag() -> Option<Vec<&'static str>> {
+    let has = |flags: &[&'static str]| {
+        Command::new("node")
+            .args(flags)
+            .args(["-e", "process.exit(typeof WebSocket === 'undefined' ? 1 : 0)"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    [vec![], vec!["--experimental-websocket"]].into_iter().find(|f| has(f))
+}
+
+#[test]
+fn chrome_devtools_loads_the_heapsnapshot_and_agrees_with_memspy() {
+    let Some(bin) = chromium() else {
+        return skip_or_fail("chromium is not installed (scripts/install-services.sh installs it)");
+    };
+    let Some(flags) = node_websocket_flag() else {
+        return skip_or_fail("node with a WebSocket client is not installed (scripts/install-services.sh)");
+    };
+    let d = discover_interpreters();
+    if d.interpreters.is_empty() {
+        return skip_or_fail(NO_INTERPRETER);
+    }
+    let dir = artifact_dir("export-devtools");
+    // Per interpreter: a dump of the paused fixture, its export, and `top` of the same dump (one walk).
+    let mut expected = Vec::new();
+    let (k, m, c) = (K.to_string(), M.to_string(), C.to_string());
+    for interp in &d.interpreters {
+        let mut fixture = Fixture::spawn(interp, FIXTURE, &[&k, &m, &c]).expect("fixture");
+        fixture.wait_for_truth(FIXTURE_TIMEOUT).expect("truth");
+        fixture.wait_until_paused(FIXTURE_TIMEOUT).expect("paused");
+        let pid = fixture.pid.to_string();
+        let label = sanitize(&interp.label());
+        let dump = dir.join(format!("retention-{label}.memspy")).display().to_string();
+        let out = run_memspy(["dump", pid.as_str(), "-o", dump.as_str()]).expect("memspy runs");
+        assert!(out.success(), "{}: dump: {}", interp.label(), tail(&out.stderr, 500));
+        fixture.kill();
+        let file = dir.join(format!("retention-{label}.heapsnapshot")).display().to_string();
+        let (x, _) = run_memspy_json(&["export", &dump, "--format", "heapsnapshot", "-o", &file, "--json"])
+            .unwrap_or_else(|e| panic!("{}: export: {e}", interp.label()));
+        let (top, _) = run_memspy_json(&["top", &dump, "--once", "--json"])
+            .unwrap_or_else(|e| panic!("{}: top: {e}", interp.label()));
+        let _ = std::fs::remove_file(&dump);
+        expected.push((interp.label(), file, x, top));
+    }
+    let profile = TempDir::new("devtools-profile").expect("profile dir");
+    let mut cmd = Command::new("node");
+    cmd.args(&flags)
+        .arg(repo_root().join("tests/export/devtools_view.js"))
+        .arg(&bin)
+        .arg(profile.path())
+        .args(expected.iter().map(|e| e.1.as_str()));
+    let out = run_with_timeout(cmd, TOOL_TIMEOUT).expect("node runs");
+    assert!(out.success(), "devtools_view.js failed: {}; stderr: {}", out.describe_status(), tail(&out.stderr, 2000));
+    let seen: Vec<Value> = out.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert_eq!(seen.len(), expected.len(), "one result per snapshot: {}", tail(&out.stdout, 1000));
+    let mut failed = 0;
+    for ((label, file, x, top), v) in expected.iter().zip(&seen) {
+        let mut e = Vec::new();
+        expect(&mut e, "file", v["file"].as_str(), Some(file.as_str()));
+        expect(&mut e, "node count", v["nodes"].as_u64(), x["nodes"].as_u64());
+        expect(&mut e, "total self size", v["self_size"].as_u64(), x["self_size"].as_u64());
+        let classes: std::collections::HashMap<&str, (u64, u64)> = v["classes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| Some((c["name"].as_str()?, (c["count"].as_u64()?, c["self"].as_u64()?))))
+            .collect();
+        let mut matched = 0;
+        for t in top["types"].as_array().into_iter().flatten() {
+            let name = t["type"].as_str().unwrap_or("?");
+            // Type objects are nodes named each by its own name (`type NAME`), not by their class.
+            if name == "builtins.type" {
+                continue;
+            }
+            if let Some(&(count, bytes)) = classes.get(name) {
+                matched += 1;
+                expect(
+                    &mut e,
+                    name,
+                    (count, bytes),
+                    (t["count"].as_u64().unwrap_or(0), t["bytes"].as_u64().unwrap_or(0)),
+                );
+            }
+        }
+        for must in ["__main__.Leak", "__main__.Holder", "builtins.dict", "builtins.list"] {
+            if !classes.contains_key(must) {
+                e.push(format!("no class {must} in DevTools' summary"));
+            }
+        }
+        let leak = classes.get("__main__.Leak").copied().unwrap_or_default();
+        eprintln!(
+            "{label:<10} {}: DevTools {} nodes, {} bytes, {matched} classes as memspy's types; __main__.Leak {} objects, {} bytes",
+            if e.is_empty() { "ok" } else { "FAIL" },
+            v["nodes"],
+            v["self_size"],
+            leak.0,
+            leak.1
+        );
+        for x in &e {
+            eprintln!("    {x}");
+        }
+        failed += usize::from(!e.is_empty());
+    }
+    assert_eq!(failed, 0, "{failed} of {} interpreters differ (see above)", expected.len());
 }
 
 fn chromium() -> Option<PathBuf> {

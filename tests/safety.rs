@@ -277,6 +277,13 @@ fn moving_target_nonblocking_and_paused() {
             let r: Value = serde_json::from_str(&out.stdout).expect("JSON");
             assert_eq!(r["approximate"], Value::Bool(true));
             assert_eq!(r["pause_ms"].as_f64(), Some(0.0));
+            // How approximate: a sample of the objects found, read again after the walk.
+            let c = &r["scan"]["changed_under_walk"];
+            let (checked, changed) = (c["checked"].as_u64().unwrap_or(0), c["changed"].as_u64().unwrap_or(0));
+            // One object in 256, chosen by address: at least one in a thousand of those found.
+            let objects = r["totals"]["objects"].as_u64().unwrap_or(0);
+            assert!(checked > 0 && checked * 1000 >= objects && changed <= checked, "{}: {c}", interp.label());
+            eprintln!("moving target: {} nonblocking run {i}: {changed} of {checked} sampled changed", interp.label());
         }
         for i in 0..5 {
             let out = run_memspy(["-v", "top", pid.as_str(), "--once", "--json"]).unwrap();

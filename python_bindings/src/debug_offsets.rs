@@ -26,7 +26,8 @@ pub struct Field {
     pub c_name: &'static str,
     /// Its position in the table for each of [`SCHEMA_MINORS`] (None: not in that version's table).
     pub at: [Option<usize>; 3],
-    /// The [`Layout`] member it sets, if any ("" for fields that only select or validate).
+    /// The [`Layout`] member it sets, if any ("" for fields that only select or validate, and for those
+    /// [`Layout::apply_debug_offsets`] sets itself).
     pub sets: &'static str,
 }
 
@@ -151,11 +152,20 @@ debug_offsets_table! {
         /// `sizeof(struct _gc_runtime_state)`: selects the GC layout ([`Layout::gc_layout_for_size`]).
         gc_size             "gc.size"                           [0x238, 0x288, 0x2f0] 264;
         gc_collecting       "gc.collecting"                     [0x240, 0x290, 0x2f8] 192    => gc.collecting;
+        /// Where a frame's instruction and a code object's line table and bytecode are (set by
+        /// [`Layout::apply_debug_offsets`] itself: `iframe` is optional).
+        frame_instr_ptr     "interpreter_frame.instr_ptr"       [0xf8, 0x110, 0x150]  56;
+        code_linetable      "code_object.linetable"             [0x130, 0x158, 0x198] 136;
+        code_firstlineno    "code_object.firstlineno"           [0x138, 0x160, 0x1a0] 68;
+        code_adaptive       "code_object.co_code_adaptive"      [0x158, 0x180, 0x1c0] 208;
     }
     in some schemas {
         /// 3.15: `gc.frame` (non-NULL while a collection runs) and `gc.generation_stats`.
         gc_frame            "gc.frame"                          [-, -, 0x300]                => gc.frame;
         gc_generation_stats "gc.generation_stats"               [-, -, 0x310]                => gc.stats_ptr;
+        /// 3.14+: the thread-local bytecode of free-threaded builds (0 in GIL builds: none).
+        frame_tlbc_index    "interpreter_frame.tlbc_index"      [-, 0x130, 0x170];
+        code_tlbc           "code_object.co_tlbc"               [-, 0x188, 0x1c8];
     }
 }
 
@@ -255,6 +265,13 @@ impl DebugOffsets {
                 return bad(what, v);
             }
         }
+        if self.frame_instr_ptr > 512 || self.frame_tlbc_index.is_some_and(|v| v > 512) {
+            return bad("interpreter_frame.instr_ptr", self.frame_instr_ptr);
+        }
+        let code = [self.code_linetable, self.code_firstlineno, self.code_adaptive, self.code_tlbc.unwrap_or(0)];
+        if code.iter().any(|v| *v > 1024) {
+            return bad("code_object", self.code_adaptive);
+        }
         if self.tuple_item > 64 || self.list_item > 64 || self.dict_keys > 64 || self.dict_values > 64 {
             return bad("container offsets", self.tuple_item);
         }
@@ -270,6 +287,18 @@ impl Layout {
             .gc_layout_for_size(d.gc_size)
             .ok_or_else(|| format!("unknown GC state layout for Python {} (gc.size = {})", self.version, d.gc_size))?;
         d.set_members(self);
+        if let Some(f) = self.iframe.as_mut() {
+            f.instr = d.frame_instr_ptr;
+            if let Some(v) = d.frame_tlbc_index {
+                f.tlbc_index = (v != 0).then_some(v);
+            }
+        }
+        self.code.linetable = d.code_linetable;
+        self.code.firstlineno = d.code_firstlineno;
+        self.code.code_adaptive = Some(d.code_adaptive);
+        if let Some(v) = d.code_tlbc {
+            self.code.tlbc = (v != 0).then_some(v);
+        }
         Ok(())
     }
 }
@@ -364,6 +393,21 @@ mod tests {
         l.apply_debug_offsets(&d).unwrap();
         assert_eq!((l.interp.gc, l.gc.collecting, l.gc.frame, l.gc.stats_ptr), (7408, 192, Some(0x78), Some(0x70)));
         assert_eq!(l.unicode.ascii_size, 40);
+        assert_eq!((l.iframe.unwrap().instr, l.code.code_adaptive, l.code.tlbc), (56, Some(208), None));
+        // A free-threaded 3.14 table names the bytecode copies; a GIL one has 0 there.
+        let mut l = crate::free_threaded::builtin(Version::new(3, 14, 6)).unwrap();
+        let t = DebugOffsets {
+            gc_size: 288,
+            code_tlbc: Some(224),
+            frame_tlbc_index: Some(72),
+            code_adaptive: 232,
+            ..d.clone()
+        };
+        l.apply_debug_offsets(&t).unwrap();
+        assert_eq!((l.code.tlbc, l.iframe.unwrap().tlbc_index), (Some(224), Some(72)));
+        let t = DebugOffsets { code_tlbc: Some(0), frame_tlbc_index: Some(0), ..t };
+        l.apply_debug_offsets(&t).unwrap();
+        assert_eq!((l.code.tlbc, l.iframe.unwrap().tlbc_index), (None, None));
         let sets: Vec<&str> = FIELDS.iter().map(|f| f.sets).filter(|s| !s.is_empty()).collect();
         assert_eq!(sets.len(), d.layout_values().len());
         assert!(sets.contains(&"runtime.interpreters_head") && sets.contains(&"gc.stats_ptr"));

@@ -56,6 +56,12 @@ struct FtTable {
     heap_type_size: u64,
     /// `_PyInterpreterFrame.localsplus` (3.14t+: after `tlbc_index`).
     localsplus: u64,
+    /// 3.14t+: `_PyInterpreterFrame.tlbc_index`.
+    tlbc_index: Option<u64>,
+    /// `PyCodeObject.co_code_adaptive` (3.14t+: after `co_tlbc`).
+    code_adaptive: u64,
+    /// 3.14t+: `PyCodeObject.co_tlbc`.
+    tlbc: Option<u64>,
     mimalloc: MimallocLayout,
     /// 3.14t+: deferred objects' shared count carries `_Py_REF_DEFERRED`.
     deferred_bias: bool,
@@ -74,6 +80,9 @@ const FT_3_13: FtTable = FtTable {
     type_size: 432,
     heap_type_size: 944,
     localsplus: 72,
+    tlbc_index: None,
+    code_adaptive: 216,
+    tlbc: None,
     mimalloc: MIMALLOC_212,
     deferred_bias: false,
     str_kind_bit: 2,
@@ -89,6 +98,9 @@ const FT_3_14: FtTable = FtTable {
     type_size: 432,
     heap_type_size: 960,
     localsplus: 80,
+    tlbc_index: Some(72),
+    code_adaptive: 232,
+    tlbc: Some(224),
     mimalloc: MimallocLayout { tstate_mimalloc: 936, interp_mimalloc: 10944, ..MIMALLOC_212 },
     deferred_bias: true,
     str_kind_bit: 8,
@@ -104,6 +116,9 @@ const FT_3_15: FtTable = FtTable {
     type_size: 440,
     heap_type_size: 968,
     localsplus: 80,
+    tlbc_index: Some(72),
+    code_adaptive: 232,
+    tlbc: Some(224),
     mimalloc: MimallocLayout { tstate_mimalloc: 1104, tstate_thread_id: 176, interp_mimalloc: 10944, ..MIMALLOC_212 },
     deferred_bias: true,
     str_kind_bit: 8,
@@ -132,6 +147,8 @@ fn shift_objects(l: &mut Layout) {
     c.filename += d;
     c.name += d;
     c.firstlineno += d;
+    c.linetable += d;
+    c.code_adaptive = c.code_adaptive.map(|v| v + d);
     for f in [&mut c.localsplusnames, &mut c.varnames, &mut c.cellvars, &mut c.freevars] {
         *f = f.map(|v| v + d);
     }
@@ -139,6 +156,7 @@ fn shift_objects(l: &mut Layout) {
         f.back += d;
         f.code += d;
         f.localsplus += d;
+        f.lasti += d;
     }
     l.module.md_dict += d;
     l.heap_type.ht_qualname += d;
@@ -219,7 +237,10 @@ fn table(t: &FtTable) -> Layout {
     l.heap_type.size = t.heap_type_size;
     if let Some(f) = &mut l.iframe {
         f.localsplus = t.localsplus;
+        f.tlbc_index = t.tlbc_index;
     }
+    l.code.code_adaptive = Some(t.code_adaptive);
+    l.code.tlbc = t.tlbc;
     l.obmalloc.location = ObmallocLocation::Unused;
     l.mimalloc = Some(t.mimalloc);
     l
@@ -258,6 +279,15 @@ mod tests {
         let l = builtin(Version::new(3, 14, 6)).unwrap();
         assert_eq!((l.tuple.item, l.dict.keys, l.set.table), (48, 48, 56));
         assert_eq!(l.iframe.unwrap().gen_iframe, 88);
+        assert_eq!(
+            (l.code.linetable, l.code.code_adaptive, l.code.tlbc, l.iframe.unwrap().tlbc_index),
+            (152, Some(232), Some(224), Some(72))
+        );
+        let l = builtin(Version::new(3, 13, 12)).unwrap();
+        assert_eq!(
+            (l.code.linetable, l.code.code_adaptive, l.code.tlbc, l.iframe.unwrap().tlbc_index),
+            (152, Some(216), None, None)
+        );
         let l = builtin(Version::new(3, 15, 0)).unwrap();
         assert_eq!((l.heap_type.ht_cached_keys, l.sizeof.bytearray_bytes_header), (904, 49));
         assert!(builtin(Version::new(3, 12, 0)).is_none());

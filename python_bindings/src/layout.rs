@@ -312,6 +312,24 @@ pub struct InterpFrameLayout {
     pub gen_origin: u64,
     /// `PyFrameObject.f_frame`.
     pub frame_object_frame: u64,
+    /// The instruction the frame runs: `prev_instr` (3.11/3.12: the last one started, one code unit
+    /// before the bytecode when none has) or `instr_ptr` (3.13+: the one running), a pointer into the
+    /// code object's bytecode (see [`CodeLayout::code_adaptive`]).
+    pub instr: u64,
+    /// Free-threaded 3.14t+: `int32_t tlbc_index`, which of the code object's bytecode copies
+    /// ([`CodeLayout::tlbc`]) the frame runs.
+    pub tlbc_index: Option<u64>,
+    /// 3.12: how a C entry's shim frame is told (it holds the `<interpreter trampoline>` code object,
+    /// and runs none of it). None: no shim frame holds a code object (3.11 has none; 3.13+ entry frames
+    /// hold `None`).
+    pub c_entry: Option<FrameOwner>,
+}
+
+/// `char owner` of a `_PyInterpreterFrame`: at `at`, `FRAME_OWNED_BY_CSTACK` is `cstack`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameOwner {
+    pub at: u64,
+    pub cstack: u8,
 }
 
 /// Where an instance's `__dict__` (or its values without a dict) lives for `MANAGED_DICT` types.
@@ -456,6 +474,28 @@ pub struct CodeLayout {
     pub varnames: Option<u64>,
     pub cellvars: Option<u64>,
     pub freevars: Option<u64>,
+    /// The line table, a bytes object: `co_lnotab` (3.9), `co_linetable` (3.10+).
+    pub linetable: u64,
+    /// How the line table reads.
+    pub line_table: LineTable,
+    /// 3.11+: `co_code_adaptive`, the bytecode inline in the code object (`ob_size` code units of 2
+    /// bytes). None: a frame's position is an offset already ([`FrameObjectLayout::lasti`]).
+    pub code_adaptive: Option<u64>,
+    /// Free-threaded 3.14t+: `_PyCodeArray *co_tlbc` (`Py_ssize_t size`, then `size` pointers, the
+    /// first the bytecode at `code_adaptive`): the threads' own copies of the bytecode.
+    pub tlbc: Option<u64>,
+}
+
+/// The format of a code object's line table: what maps a bytecode offset (in bytes) to a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineTable {
+    /// 3.9 `co_lnotab`: (offset increment: u8, line increment: i8) pairs.
+    Lnotab,
+    /// 3.10 `co_linetable` (PEP 626): (range length in bytes: u8, line delta: i8, -128 for no line) pairs.
+    Pep626,
+    /// 3.11+ `co_linetable`, the location table (PEP 657): entries of a header byte (bit 7 set, a
+    /// code in bits 3–6, the length in code units less one in bits 0–2) and varints.
+    Locations,
 }
 
 /// 3.9/3.10 `PyFrameObject`.
@@ -465,6 +505,10 @@ pub struct FrameObjectLayout {
     pub code: u64,
     /// `f_localsplus`: locals, cells, free variables, then the value stack.
     pub localsplus: u64,
+    /// `int f_lasti`: the last instruction started, -1 before the first.
+    pub lasti: u64,
+    /// Bytes per unit of `f_lasti`: 1 on 3.9 (a byte offset), 2 on 3.10 (code units).
+    pub lasti_unit: u64,
 }
 
 /// `PyModuleObject`.

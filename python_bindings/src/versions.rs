@@ -117,8 +117,12 @@ pub const V3_9: Layout = Layout {
         varnames: Some(0x48),
         cellvars: Some(0x58),
         freevars: Some(0x50),
+        linetable: 0x78,
+        line_table: LineTable::Lnotab,
+        code_adaptive: None,
+        tlbc: None,
     },
-    frame_object: Some(FrameObjectLayout { back: 0x18, code: 0x20, localsplus: 0x168 }),
+    frame_object: Some(FrameObjectLayout { back: 0x18, code: 0x20, localsplus: 0x168, lasti: 0x68, lasti_unit: 1 }),
     module: ModuleObject { md_dict: 0x10 },
     sizeof: SizeofLayout {
         code: CodeObject {
@@ -155,7 +159,8 @@ pub const V3_9: Layout = Layout {
     mimalloc: None,
 };
 
-/// 3.10: large pools and arenas; `PyHeapTypeObject` grows (`ht_module`).
+/// 3.10: large pools and arenas; `PyHeapTypeObject` grows (`ht_module`); PEP 626's line table,
+/// `f_lasti` in code units.
 pub const V3_10: Layout = Layout {
     version: Version::new(3, 10, 0),
     runtime: RuntimeState { size: 672, ..V3_9.runtime },
@@ -163,7 +168,8 @@ pub const V3_10: Layout = Layout {
     heap_type: HeapTypeObject { ht_qualname: 864, ht_cached_keys: 872, size: 888 },
     obmalloc: ObmallocLayout { pool_size: 16 << 10, arena_size: 1 << 20, ..V3_9.obmalloc },
     tstate: ThreadState { size: 280, ..V3_9.tstate },
-    frame_object: Some(FrameObjectLayout { back: 0x18, code: 0x20, localsplus: 0x160 }),
+    code: CodeLayout { line_table: LineTable::Pep626, ..V3_9.code },
+    frame_object: Some(FrameObjectLayout { back: 0x18, code: 0x20, localsplus: 0x160, lasti: 0x60, lasti_unit: 2 }),
     ..V3_9
 };
 
@@ -183,6 +189,9 @@ pub const IFRAME_311: InterpFrameLayout = InterpFrameLayout {
     gen_iframe: 80,
     gen_origin: 64,
     frame_object_frame: 24,
+    instr: 56,
+    tlbc_index: None,
+    c_entry: None,
 };
 
 /// 3.11: frames are no longer objects (`_PyCFrame`, `_PyInterpreterFrame`), managed dicts, new dict
@@ -220,6 +229,10 @@ pub const V3_11: Layout = Layout {
         varnames: None,
         cellvars: None,
         freevars: None,
+        linetable: 136,
+        line_table: LineTable::Locations,
+        code_adaptive: Some(184),
+        tlbc: None,
     },
     frame_object: None,
     sizeof: SizeofLayout {
@@ -247,6 +260,9 @@ pub const IFRAME_312: InterpFrameLayout = InterpFrameLayout {
     gen_iframe: 72,
     gen_origin: 56,
     frame_object_frame: 24,
+    instr: 56,
+    tlbc_index: None,
+    c_entry: None,
 };
 
 /// 3.12: immortal objects, `lv_tag` ints, no `wstr`, pymalloc state inside the interpreter, tagged
@@ -286,9 +302,9 @@ pub const V3_12: Layout = Layout {
         size: 288,
         ..V3_11.tstate
     },
-    iframe: Some(IFRAME_312),
+    iframe: Some(InterpFrameLayout { c_entry: Some(FrameOwner { at: 70, cstack: 3 }), ..IFRAME_312 }),
     managed_dict: ManagedDict::Tagged312,
-    code: CodeLayout { firstlineno: 0x44, ..V3_11.code },
+    code: CodeLayout { firstlineno: 0x44, code_adaptive: Some(192), ..V3_11.code },
     sizeof: SizeofLayout {
         code: CodeObject { extra: 0xb8, stacksize: 64, nlocalsplus: Some(72), ..V3_11.sizeof.code },
         ..V3_11.sizeof
@@ -319,7 +335,9 @@ pub const V3_13: Layout = Layout {
         ..V3_12.obmalloc
     },
     tstate: ThreadState { frame: ThreadFrame::Direct(72), thread_id: 0x98, size: 336, ..V3_12.tstate },
+    iframe: Some(IFRAME_312),
     managed_dict: ManagedDict::Inline313 { dict: 24, weakref: 32 },
+    code: CodeLayout { code_adaptive: Some(200), ..V3_12.code },
     sizeof: SizeofLayout {
         code: CodeObject { extra: 0xc0, ..V3_12.sizeof.code },
         frame: FrameSizeof::Embedded { frame_data: 64 },
@@ -355,6 +373,7 @@ pub const V3_14: Layout = Layout {
     },
     tstate: ThreadState { size: 936, ..V3_13.tstate },
     iframe: Some(InterpFrameLayout { stack_pointer: true, localsplus: 80, tagged: true, ..IFRAME_312 }),
+    code: CodeLayout { code_adaptive: Some(208), ..V3_13.code },
     sizeof: SizeofLayout {
         code: CodeObject { extra: 0xc8, ..V3_13.sizeof.code },
         frame: FrameSizeof::Embedded { frame_data: 72 },
@@ -528,6 +547,20 @@ mod tests {
         let l = get("3.14.10");
         assert_eq!((l.tuple.item, l.heap_type.size, l.gc.generation0_ptr), (32, 936, Some(0x100)));
         assert_eq!(l.iframe.unwrap().localsplus, 80);
+        // Where frames say which instruction runs, and the line tables (DWARF of pyenv's and Debian's builds).
+        let f = get("3.9.18").frame_object.unwrap();
+        assert_eq!((f.lasti, f.lasti_unit, get("3.9.18").code.linetable), (104, 1, 120));
+        let f = get("3.10.13").frame_object.unwrap();
+        assert_eq!((f.lasti, f.lasti_unit, get("3.10.13").code.line_table), (96, 2, LineTable::Pep626));
+        for (v, adaptive) in [("3.11.7", 184), ("3.12.1", 192), ("3.13.0", 200), ("3.14.4", 208), ("3.15.2", 208)] {
+            let l = get(v);
+            assert_eq!(
+                (l.iframe.unwrap().instr, l.code.linetable, l.code.code_adaptive),
+                (56, 136, Some(adaptive)),
+                "{v}"
+            );
+            assert_eq!(l.code.line_table, LineTable::Locations, "{v}");
+        }
         let l = get("3.15.2");
         assert_eq!((l.type_.size, l.heap_type.ht_cached_keys, l.bytearray.bytes_object), (424, 888, Some(56)));
         assert_eq!((l.gc.size, l.gc.stats_ptr, l.sizeof.struct_.basicsize), (176, Some(0x68), 64));

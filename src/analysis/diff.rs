@@ -96,7 +96,7 @@ pub fn diff_paths(type_name: &str, a: &[PathRow], b: &[PathRow]) -> Vec<PathDiff
     let mut by: BTreeMap<String, PathDiff> = BTreeMap::new();
     for (side, rows) in [(0, a), (1, b)] {
         for r in rows {
-            let key = serde_json::to_string(&(&r.root, &r.steps)).expect("paths serialize");
+            let key = serde_json::to_string(&(&r.root.identity(), &r.steps)).expect("paths serialize");
             let d = by.entry(key).or_insert_with(|| PathDiff {
                 type_name: type_name.to_string(),
                 count_a: 0,
@@ -107,6 +107,10 @@ pub fn diff_paths(type_name: &str, a: &[PathRow], b: &[PathRow]) -> Vec<PathDiff
                 steps: r.steps.clone(),
             });
             let bytes = r.bytes.min(i64::MAX as u64) as i64;
+            if side == 1 {
+                // A frame's line as the later side has it.
+                d.root = r.root.clone();
+            }
             if side == 0 {
                 d.count_a += r.count;
                 d.bytes_delta -= bytes;
@@ -202,6 +206,22 @@ mod tests {
         assert!(!d.types[2].changed());
         // The sum of the per-type deltas is the difference of the totals.
         assert_eq!(d.types.iter().map(|t| t.delta_bytes).sum::<i64>(), d.bytes_delta);
+    }
+
+    #[test]
+    fn a_frame_that_moved_on_is_the_same_root() {
+        let frame = |line| Anchor { line: Some(line), def_line: Some(3), thread: Some(7), ..Anchor::new("frame", "f") };
+        let step = Step { edge: "x".into(), type_name: "a.A".into(), conservative: false };
+        let row = |count, line| PathRow {
+            count,
+            bytes: count * 10,
+            retained: 0,
+            root: frame(line),
+            steps: vec![step.clone()],
+        };
+        let d = diff_paths("a.A", &[row(2, 5)], &[row(5, 9)]);
+        assert_eq!(d.len(), 1);
+        assert_eq!((d[0].count_a, d[0].count_b, d[0].delta, d[0].root.line), (2, 5, 3, Some(9)));
     }
 
     #[test]

@@ -192,6 +192,26 @@ pub fn under_same_type(g: &Graph, d: &Dominators) -> Vec<bool> {
     under(g, d, &[]).0
 }
 
+/// [`under_same_type`] for what `nodes` are asked about: when they are all of one type, in one pass
+/// down the tree (per node: whether a dominator of it is of that type — true to `under_same_type` for
+/// the nodes of that type, which are all the caller may look at).
+pub fn under_own_type(g: &Graph, d: &Dominators, nodes: &[u32]) -> Vec<bool> {
+    let mut types = nodes.iter().filter(|&&v| g.is_object(v)).map(|&v| g.types[v as usize]);
+    let Some(t) = types.next() else { return under_same_type(g, d) };
+    if types.any(|u| u != t) {
+        return under_same_type(g, d);
+    }
+    let mut above = vec![false; g.nodes() as usize];
+    for &v in &d.order {
+        let p = d.idom[v as usize];
+        if p != TOP {
+            let p = p as usize;
+            above[v as usize] = above[p] || (g.is_object(p as u32) && g.types[p] == t);
+        }
+    }
+    above
+}
+
 /// Per node: whether a dominator of it is an object of its type, and whether one is an object of a
 /// type marked in `marked` (by type number; empty: none).
 pub fn under(g: &Graph, d: &Dominators, marked: &[bool]) -> (Vec<bool>, Vec<bool>) {
@@ -261,4 +281,58 @@ pub fn retained_inside(g: &Graph, d: &Dominators, marked: &[bool]) -> Vec<u64> {
         inside[p as usize] += c;
     }
     inside
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpython::types::TypeInfo;
+    use crate::walk::graph::{GraphParts, Root, RootKind};
+
+    /// A root holding X0 and X3; X0 → X1 → Y2, and X3 → Y2 too (a diamond: Y2 is the root's alone);
+    /// X1 → X4.
+    fn graph() -> Graph {
+        let t = |addr, name: &str| TypeInfo::plain(addr, name, 16);
+        let edges: [&[u32]; 6] = [&[1], &[2, 4], &[], &[2], &[], &[0, 3]];
+        let mut offsets = vec![0];
+        let mut targets = Vec::new();
+        for e in edges {
+            targets.extend_from_slice(e);
+            offsets.push(targets.len() as u32);
+        }
+        Graph::from_parts(GraphParts {
+            addrs: vec![0x1000, 0x1040, 0x1080, 0x10c0, 0x1100],
+            types: vec![0, 0, 1, 0, 0],
+            sizes: vec![10, 20, 30, 40, 50],
+            refcounts: vec![1, 1, 2, 1, 1],
+            type_infos: vec![t(0x9000, "m.X"), t(0x9100, "m.Y")],
+            native_addrs: vec![],
+            roots: vec![Root { kind: RootKind::Thread { thread_id: 7 }, addr: 0x8000, locals: vec![] }],
+            frame_objects: vec![],
+            offsets,
+            targets,
+            stale: 0,
+        })
+        .expect("a consistent graph")
+    }
+
+    #[test]
+    fn under_own_type_agrees_with_under_same_type() {
+        let g = graph();
+        let p = crate::analysis::paths::shortest(&g);
+        let d = compute(&g, &p);
+        // Y2 is held two ways: only the root dominates it; X4 is under X1 and X0.
+        assert_eq!(d.idom[2], 5);
+        assert_eq!((d.idom[1], d.idom[4]), (0, 1));
+        assert_eq!(d.retained[0], 10 + 20 + 50);
+        let all = under_same_type(&g, &d);
+        let xs = [0, 1, 3, 4];
+        let own = under_own_type(&g, &d, &xs);
+        for v in xs {
+            assert_eq!(own[v as usize], all[v as usize], "X{v}");
+        }
+        assert_eq!(xs.map(|v| own[v as usize]), [false, true, false, true]);
+        // Of two types: the general answer.
+        assert_eq!(under_own_type(&g, &d, &[1, 2]), all);
+    }
 }

@@ -190,13 +190,14 @@ impl Growth {
             let (a, b) = (first.get(&t.name).unwrap_or(&none), last.get(&t.name).unwrap_or(&none));
             t.delta_retained = Some(signed(b.retained, a.retained));
             t.delta_owned = Some(signed(b.owned, a.owned));
-            let before: HashMap<(&Anchor, &[Step]), &PathRow> =
-                a.paths.iter().map(|p| ((&p.root, p.steps.as_slice()), p)).collect();
+            // Frames match whatever line they reached in between (`Anchor::identity`).
+            let before: HashMap<(Anchor, &[Step]), &PathRow> =
+                a.paths.iter().map(|p| ((p.root.identity(), p.steps.as_slice()), p)).collect();
             t.owner = b
                 .paths
                 .iter()
                 .map(|p| {
-                    let old = before.get(&(&p.root, p.steps.as_slice()));
+                    let old = before.get(&(p.root.identity(), p.steps.as_slice()));
                     let delta = signed(p.count, old.map_or(0, |o| o.count));
                     let delta_retained = signed(p.retained, old.map_or(0, |o| o.retained));
                     (delta, delta_retained, p)

@@ -250,6 +250,10 @@ pub struct ScanCounts {
     /// Native blocks (a C extension's buffers) scanned for object pointers, and their bytes.
     pub native_blocks: u64,
     pub native_bytes: u64,
+    /// Read without pausing: of a sample of the objects found (one in 256), how many had changed once
+    /// the walk was over (gone, or another object there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_under_walk: Option<crate::walk::recheck::Changed>,
 }
 
 #[cfg(test)]

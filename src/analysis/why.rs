@@ -63,6 +63,9 @@ fn class_anchor(mark: u32) -> Option<Anchor> {
     })
 }
 
+/// Maps keyed by node number (the address hasher: no need to resist flooding).
+type NodeMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<crate::memory::fasthash::AddrHasher>>;
+
 const NO_SIG: u32 = u32::MAX;
 /// Type numbers of steps that reach no object.
 pub const NATIVE_TYPE: u32 = u32::MAX;
@@ -80,15 +83,18 @@ struct Sig {
 pub struct Aggregator<'a, N: Namer> {
     g: &'a Graph,
     paths: &'a Paths,
-    anchors: &'a HashMap<u32, Anchor>,
+    /// The anchors, by node (the address hasher: looked up for every node of every path).
+    anchors: NodeMap<&'a Anchor>,
     namer: N,
     sigs: Vec<Sig>,
-    interned: HashMap<(u32, u32, u32, bool), u32>,
+    interned: HashMap<(u32, u32, u32, bool), u32, std::hash::BuildHasherDefault<crate::memory::fasthash::AddrHasher>>,
     labels: Vec<String>,
     label_ids: HashMap<String, u32>,
     roots: Vec<Anchor>,
     root_sigs: HashMap<Anchor, u32>,
-    memo: HashMap<u32, (u32, Mode)>,
+    memo: NodeMap<(u32, Mode)>,
+    /// Per holder: the label every edge from it to an object gets, when it is one ([`Namer::uniform`]).
+    uniform: NodeMap<Option<u32>>,
     /// Nodes that are the `__dict__` of their holder (one step with it).
     collapsed: std::collections::HashSet<u32>,
 }
@@ -98,15 +104,16 @@ impl<'a, N: Namer> Aggregator<'a, N> {
         Aggregator {
             g,
             paths,
-            anchors,
+            anchors: anchors.iter().map(|(&v, a)| (v, a)).collect(),
             namer,
             sigs: Vec::new(),
-            interned: HashMap::new(),
+            interned: Default::default(),
             labels: Vec::new(),
             label_ids: HashMap::new(),
             roots: Vec::new(),
             root_sigs: HashMap::new(),
-            memo: HashMap::new(),
+            memo: NodeMap::default(),
+            uniform: NodeMap::default(),
             collapsed: Default::default(),
         }
     }
@@ -135,6 +142,10 @@ impl<'a, N: Namer> Aggregator<'a, N> {
 
     fn step(&mut self, parent: u32, label: String, ty: u32, conservative: bool) -> u32 {
         let label = self.label(label);
+        self.step_labelled(parent, label, ty, conservative)
+    }
+
+    fn step_labelled(&mut self, parent: u32, label: u32, ty: u32, conservative: bool) -> u32 {
         let key = (parent, label, ty, conservative);
         if let Some(&s) = self.interned.get(&key) {
             return s;
@@ -166,7 +177,7 @@ impl<'a, N: Namer> Aggregator<'a, N> {
                 base = s;
                 break;
             }
-            if let Some(a) = self.anchors.get(&x) {
+            if let Some(&a) = self.anchors.get(&x) {
                 base = (self.root_sig(a), Mode::Globals);
                 self.memo.insert(x, base);
                 break;
@@ -192,6 +203,15 @@ impl<'a, N: Namer> Aggregator<'a, N> {
         while let Some(c) = chain.pop() {
             let (ps, pmode) = base;
             let conservative = self.paths.parent_of(c).is_some_and(|(_, k)| k);
+            if let Some(label) = self.uniform_label(parent, c, pmode) {
+                let ty = self.ty(c);
+                base = (self.step_labelled(ps, label, ty, conservative), Mode::Normal);
+                if c != v {
+                    self.memo.insert(c, base);
+                }
+                parent = c;
+                continue;
+            }
             let edge = self.namer.edge(parent, c);
             base = match edge {
                 Edge::Dict => {
@@ -203,10 +223,28 @@ impl<'a, N: Namer> Aggregator<'a, N> {
                     (self.step(ps, render(&e, pmode), ty, conservative), Mode::Normal)
                 }
             };
-            self.memo.insert(c, base);
+            // The node asked about is remembered only once it is met on another's path (most are
+            // asked about once: a million instances need no million entries).
+            if c != v {
+                self.memo.insert(c, base);
+            }
             parent = c;
         }
         base.0
+    }
+
+    /// The label of the edge from `parent` to object `c` when all of `parent`'s edges to objects read
+    /// the same (asked once per holder).
+    fn uniform_label(&mut self, parent: u32, c: u32, mode: Mode) -> Option<u32> {
+        if !self.g.is_object(c) {
+            return None;
+        }
+        if let Some(&l) = self.uniform.get(&parent) {
+            return l;
+        }
+        let l = self.namer.uniform(parent).map(|e| render(&e, mode)).map(|s| self.label(s));
+        self.uniform.insert(parent, l);
+        l
     }
 
     /// The signature of `v` as the object a path ends at: a `__dict__` gets a step of its own.
@@ -222,9 +260,25 @@ impl<'a, N: Namer> Aggregator<'a, N> {
     /// Rows for `nodes`, largest first (by retained bytes, then bytes). `under`: per node, whether a
     /// dominator of it is of the same kind (its retained bytes are counted through that one).
     pub fn rows(&mut self, nodes: &[u32], dom: Option<&Dominators>, under: Option<&[bool]>) -> Vec<PathRow> {
+        let sigs = self.signatures(nodes);
+        self.rows_of(nodes, &sigs, dom, under)
+    }
+
+    /// The path signature of each of `nodes` (what [`Aggregator::rows_of`] folds; no dominator needed).
+    pub fn signatures(&mut self, nodes: &[u32]) -> Vec<u32> {
+        nodes.iter().map(|&v| self.target_sig(v)).collect()
+    }
+
+    /// [`Aggregator::rows`], the signatures of `nodes` given (`sigs[i]` is that of `nodes[i]`).
+    pub fn rows_of(
+        &mut self,
+        nodes: &[u32],
+        sigs: &[u32],
+        dom: Option<&Dominators>,
+        under: Option<&[bool]>,
+    ) -> Vec<PathRow> {
         let mut acc: HashMap<u32, (u64, u64, u64)> = HashMap::new();
-        for &v in nodes {
-            let s = self.target_sig(v);
+        for (&v, &s) in nodes.iter().zip(sigs) {
             let e = acc.entry(s).or_default();
             e.0 += 1;
             e.1 += self.g.size(v);
@@ -440,4 +494,12 @@ pub struct Figures {
     pub graph_bytes: u64,
     /// The walk was cut short (`--max-pause`): objects and paths are missing.
     pub partial: bool,
+    /// Frames whose current line could not be decoded: their roots give `def_line`, no `line`.
+    #[serde(default)]
+    pub frames_without_line: u64,
+}
+
+/// How many frame anchors have no current line (see [`Figures::frames_without_line`]).
+pub fn frames_without_line<'a>(anchors: impl IntoIterator<Item = &'a Anchor>) -> u64 {
+    anchors.into_iter().filter(|a| a.kind == "frame" && a.def_line.is_some() && a.line.is_none()).count() as u64
 }

@@ -78,6 +78,7 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
         edges: graph.targets.len() as u64,
         graph_bytes: graph.bytes(),
         partial: walked.pause_budget_spent,
+        frames_without_line: crate::analysis::why::frames_without_line(anchors.values()),
         ..Default::default()
     };
     let command = match session.target.core() {

@@ -63,12 +63,12 @@ pub fn run(opts: &ExportOptions) -> Result<()> {
     pb.finish_and_clear();
     let written = written?;
     let largest =
-        (0..g.objects).max_by_key(|&v| (held.dom.retained[v as usize], std::cmp::Reverse(v))).map(|v| Largest {
+        (0..g.objects).max_by_key(|&v| (held.dom().retained[v as usize], std::cmp::Reverse(v))).map(|v| Largest {
             id: heapsnapshot::node_id(heapsnapshot::position(v)),
             address: format!("{:#x}", g.addr(v)),
             type_name: g.type_of(v).map_or_else(|| "?".into(), |t| t.name.clone()),
-            retained: held.dom.retained[v as usize],
-            objects: held.dom.retained_objects[v as usize] as u64,
+            retained: held.dom().retained[v as usize],
+            objects: held.dom().retained_objects[v as usize] as u64,
         });
     let s = ExportSummary {
         pid: held.pid,

@@ -2,6 +2,8 @@
 //! running again) its shortest paths, dominator tree and anchors.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{Session, Spawned, TargetSpec};
@@ -39,13 +41,73 @@ pub struct Held {
     /// The dump file it was read from (None: a live target).
     pub file: Option<String>,
     pub names: Names,
-    pub graph: Graph,
-    pub paths: Paths,
-    pub dom: Dominators,
+    pub graph: Arc<Graph>,
+    pub paths: Arc<Paths>,
+    /// The dominator tree, computed on a thread of its own while the command names paths ([`Held::dom`]).
+    dom: Later<Dominators>,
     pub anchors: HashMap<u32, Anchor>,
-    pub figures: Figures,
+    /// How long each step took; the dominators' time is filled in by [`Held::figures`].
+    figures: Figures,
     /// The per-type report of the same walk (what `top` would show).
     pub report: Report,
+}
+
+/// A result computed on another thread, waited for when first asked.
+struct Later<T> {
+    done: OnceLock<(T, Duration)>,
+    job: Mutex<Option<Job<T>>>,
+}
+
+/// The thread computing a [`Later`]'s value and how long that took (None: it found no job to do).
+type Job<T> = JoinHandle<Option<(T, Duration)>>;
+
+impl<T: Send + 'static> Later<T> {
+    fn spawn<F: FnOnce() -> T + Send + 'static>(f: F) -> Later<T> {
+        let timed = move || {
+            let t = Instant::now();
+            let r = f();
+            (r, t.elapsed())
+        };
+        // The job is handed over through a slot, so that it is still here when no thread can start.
+        let slot = Arc::new(Mutex::new(Some(timed)));
+        let theirs = slot.clone();
+        let spawned = std::thread::Builder::new().name("memspy-dominators".into()).spawn(move || {
+            let job = theirs.lock().unwrap_or_else(|p| p.into_inner()).take();
+            job.map(|j| j())
+        });
+        let later = Later { done: OnceLock::new(), job: Mutex::new(None) };
+        match spawned {
+            Ok(h) => *later.job.lock().unwrap_or_else(|p| p.into_inner()) = Some(h),
+            Err(e) => {
+                log::debug!("no thread for the dominators ({e}): computed now");
+                if let Some(j) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    let _ = later.done.set(j());
+                }
+            }
+        }
+        later
+    }
+
+    fn get(&self) -> &(T, Duration) {
+        self.done.get_or_init(|| {
+            let h = self.job.lock().unwrap_or_else(|p| p.into_inner()).take();
+            match h.map(|h| h.join()) {
+                Some(Ok(Some(r))) => r,
+                Some(Err(p)) => std::panic::resume_unwind(p),
+                _ => unreachable!("a job runs until it is done"),
+            }
+        })
+    }
+}
+
+/// The dominator tree of `graph`, started on a thread of its own.
+fn dominators_later(graph: &Arc<Graph>, paths: &Arc<Paths>) -> Later<Dominators> {
+    let (g, p) = (graph.clone(), paths.clone());
+    Later::spawn(move || {
+        let d = dominators::compute(&g, &p);
+        log::debug!("dominators computed: memspy's RSS {} MiB", own_rss_mib());
+        d
+    })
 }
 
 fn own_rss_mib() -> u64 {
@@ -89,11 +151,10 @@ impl Held {
         let report = session.report_of(hist, &walked, opts);
         let t1 = Instant::now();
         log::debug!("graph built: memspy's RSS {} MiB", own_rss_mib());
-        let paths = paths::shortest(&graph);
+        let paths = Arc::new(paths::shortest(&graph));
         let t2 = Instant::now();
-        let dom = dominators::compute(&graph, &paths);
-        let t3 = Instant::now();
-        log::debug!("dominators computed: memspy's RSS {} MiB", own_rss_mib());
+        let graph = Arc::new(graph);
+        let dom = dominators_later(&graph, &paths);
         let mem = CachedMemory::new(session.target.memory(), 64 << 20);
         let anchors = anchors::anchors(&mem, &session.interp.layout, &graph);
         let figures = Figures {
@@ -101,16 +162,17 @@ impl Held {
             walk_ms: ms(walked.elapsed),
             graph_ms: ms(t1 - t0) - ms(walked.elapsed),
             paths_ms: ms(t2 - t1),
-            dominators_ms: ms(t3 - t2),
+            dominators_ms: 0.0,
             objects: graph.objects as u64,
             edges: graph.targets.len() as u64,
             graph_bytes: graph.bytes(),
             partial: walked.pause_budget_spent,
+            frames_without_line: crate::analysis::why::frames_without_line(anchors.values()),
         };
         log::info!(
             "graph: {} objects, {} native blocks, {} roots, {} edges, {} MiB; walk {:.0} ms (paused {:.0} ms), \
-             numbering {:.0} ms, paths {:.0} ms, dominators {:.0} ms; {} held from outside the heap; {} \
-             conservative references dropped as stale (the refcount is explained without them)",
+             numbering {:.0} ms, paths {:.0} ms; {} held from outside the heap; {} conservative references \
+             dropped as stale (the refcount is explained without them); {} frames without a decoded line",
             graph.objects,
             graph.natives,
             graph.roots.len(),
@@ -120,9 +182,9 @@ impl Held {
             figures.pause_ms,
             figures.graph_ms,
             figures.paths_ms,
-            figures.dominators_ms,
             paths.outside.len(),
-            graph.stale
+            graph.stale,
+            figures.frames_without_line
         );
         let names = Names::Live { mem: session.target.memory(), layout: Box::new(session.interp.layout.clone()) };
         let file = session.file();
@@ -135,12 +197,12 @@ impl Held {
         let graph = graph.ok_or_else(|| Error::Other(format!("{path}: the dump was read without its graph")))?;
         same_histogram(&graph, &meta.report).map_err(|detail| Error::InDump { path: path.clone(), detail })?;
         let t0 = Instant::now();
-        let paths = paths::shortest(&graph);
-        let t1 = Instant::now();
-        let dom = dominators::compute(&graph, &paths);
+        let paths = Arc::new(paths::shortest(&graph));
+        let graph = Arc::new(graph);
+        let dom = dominators_later(&graph, &paths);
         let mut figures = meta.figures;
-        figures.paths_ms = ms(t1 - t0);
-        figures.dominators_ms = ms(t1.elapsed());
+        figures.paths_ms = ms(t0.elapsed());
+        figures.dominators_ms = 0.0;
         let mut report = meta.report;
         report.file = Some(path.clone());
         Ok(Held {
@@ -171,6 +233,18 @@ impl Held {
         pb.finish_and_clear();
         let held = held.map_err(|e| super::explain_spawned(spawned.as_mut(), e))?;
         Ok((held, spawned))
+    }
+
+    /// The dominator tree (waited for, the first time, while its thread computes it).
+    pub fn dom(&self) -> &Dominators {
+        &self.dom.get().0
+    }
+
+    /// How long each step took, the dominator tree's included.
+    pub fn figures(&self) -> Figures {
+        let mut f = self.figures.clone();
+        f.dominators_ms = ms(self.dom.get().1);
+        f
     }
 
     /// How errors and headers name where the graph came from: `PID 1234`, or the file.
@@ -223,10 +297,22 @@ impl Held {
     /// Rows of the paths that hold `nodes` (all of one type: retained bytes are counted once per
     /// instance not dominated by another).
     pub fn rows(&self, nodes: &[u32]) -> Vec<PathRow> {
-        let under = dominators::under_same_type(&self.graph, &self.dom);
         self.with_namer(false, |namer| {
             let mut agg = Aggregator::new(&self.graph, &self.paths, &self.anchors, namer);
-            agg.rows(nodes, Some(&self.dom), Some(&under))
+            // Named while the dominator tree is computed.
+            let t = Instant::now();
+            let sigs = agg.signatures(nodes);
+            let named = t.elapsed();
+            let dom = self.dom();
+            let waited = t.elapsed() - named;
+            let under = dominators::under_own_type(&self.graph, dom, nodes);
+            let rows = agg.rows_of(nodes, &sigs, Some(dom), Some(&under));
+            log::debug!(
+                "paths of {} objects named in {named:?}, then {waited:?} waiting for the dominators, rows in {:?}",
+                nodes.len(),
+                t.elapsed() - named - waited
+            );
+            rows
         })
     }
 
@@ -244,15 +330,15 @@ impl Held {
         let g = &self.graph;
         // Types of the program (not builtins'): what one of their instances dominates is its growth.
         let program: Vec<bool> = g.type_infos.iter().map(|t| !t.name.starts_with("builtins.")).collect();
-        let (under, by_program) = dominators::under(g, &self.dom, &program);
-        let retained = dominators::retained_of(g, &self.dom, &under);
+        let (under, by_program) = dominators::under(g, self.dom(), &program);
+        let retained = dominators::retained_of(g, self.dom(), &under);
         // What a type's instances own: what they retain less what instances of the program's types
         // under them retain, counting no instance under one of its type or of the program's.
-        let inside = dominators::retained_inside(g, &self.dom, &program);
+        let inside = dominators::retained_inside(g, self.dom(), &program);
         let mut owned = vec![(0u64, 0u64); g.type_infos.len()];
         for v in 0..g.objects as usize {
             if !under[v] && !by_program[v] {
-                owned[g.types[v] as usize].0 += self.dom.retained[v].saturating_sub(inside[v]);
+                owned[g.types[v] as usize].0 += self.dom().retained[v].saturating_sub(inside[v]);
             }
         }
         let mut by_type: Vec<Vec<u32>> = vec![Vec::new(); g.type_infos.len()];
@@ -266,7 +352,7 @@ impl Held {
                 if nodes.is_empty() {
                     continue;
                 }
-                let mut rows = agg.rows(nodes, Some(&self.dom), Some(&under));
+                let mut rows = agg.rows(nodes, Some(self.dom()), Some(&under));
                 crate::analysis::why::sort_rows(&mut rows, |r| (r.count, r.retained, r.bytes));
                 rows.truncate(limit);
                 let e = out.entry(g.type_infos[t].name.clone()).or_default();

@@ -184,6 +184,7 @@ impl Session {
                 unvalidated_objects: s.conservative.unvalidated,
                 native_blocks: s.conservative.native_blocks,
                 native_bytes: s.conservative.native_bytes,
+                changed_under_walk: s.changed,
             },
             types,
         };

@@ -29,7 +29,7 @@ pub fn run(opts: &RetainedOptions) -> Result<()> {
     let text = if opts.json {
         serde_json::to_string_pretty(&r).map_err(|e| Error::Other(format!("JSON: {e}")))?
     } else {
-        report::why::retained(&r, &held.figures, opts.limit)
+        report::why::retained(&r, &held.figures(), opts.limit)
     };
     println!("{text}");
     Ok(())
@@ -39,7 +39,7 @@ pub fn run(opts: &RetainedOptions) -> Result<()> {
 /// per type.
 pub fn retained_report(held: &Held, limit: usize) -> RetainedReport {
     let g = &held.graph;
-    let d = &held.dom;
+    let d = held.dom();
     // Objects with a dominated object that holds most of what they retain are not listed.
     let mut heavy = vec![false; g.nodes() as usize];
     for v in 0..g.objects {
@@ -93,7 +93,7 @@ pub fn retained_report(held: &Held, limit: usize) -> RetainedReport {
         total_bytes: g.total_bytes(),
         by_type,
         dominators,
-        partial: held.figures.partial,
-        analysis: held.figures.clone(),
+        partial: held.figures().partial,
+        analysis: held.figures(),
     }
 }

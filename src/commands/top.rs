@@ -109,7 +109,7 @@ fn with_retained(session: &Session, opts: &TopOptions) -> Result<crate::analysis
 }
 
 fn retained_report(held: &Held) -> crate::analysis::Report {
-    let per = crate::analysis::dominators::retained_by_type(&held.graph, &held.dom);
+    let per = crate::analysis::dominators::retained_by_type(&held.graph, held.dom());
     let mut by_name: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
     for (t, (bytes, _)) in held.graph.type_infos.iter().zip(&per) {
         *by_name.entry(t.name.as_str()).or_default() += bytes;

@@ -38,7 +38,7 @@ pub fn run(opts: &WhyOptions) -> Result<()> {
             if opts.json {
                 serde_json::to_string_pretty(&r).map_err(|e| Error::Other(format!("JSON: {e}")))?
             } else {
-                report::why::table(&r, &held.figures, opts.limit)
+                report::why::table(&r, &held.figures(), opts.limit)
             }
         }
         WhatFor::Address(a) => {
@@ -80,8 +80,8 @@ fn by_type(held: &Held, name: &str) -> Result<WhyReport> {
         bytes: nodes.iter().map(|&v| g.size(v)).sum(),
         retained: paths.iter().map(|p| p.retained).sum(),
         paths,
-        partial: held.figures.partial,
-        analysis: held.figures.clone(),
+        partial: held.figures().partial,
+        analysis: held.figures(),
     })
 }
 
@@ -128,9 +128,9 @@ fn object(held: &Held, addr: u64) -> Result<ObjectReport> {
         size: g.size(v),
         refcount: (rc != IMMORTAL).then_some(rc as u64),
         references_found: g.edges_to(v),
-        retained: held.dom.retained[v as usize],
-        retained_objects: held.dom.retained_objects[v as usize] as u64,
-        dominator: match held.dom.idom[v as usize] {
+        retained: held.dom().retained[v as usize],
+        retained_objects: held.dom().retained_objects[v as usize] as u64,
+        dominator: match held.dom().idom[v as usize] {
             d if d != crate::analysis::dominators::TOP && g.is_object(d) => Some(Referrer {
                 address: format!("{:#x}", g.addr(d)),
                 type_name: g.type_of(d).map_or_else(|| "?".into(), |t| t.name.clone()),

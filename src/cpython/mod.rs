@@ -4,6 +4,7 @@
 
 pub mod gc;
 pub mod gc_stats;
+pub mod lines;
 pub mod mimalloc;
 pub mod objects;
 pub mod pymalloc;

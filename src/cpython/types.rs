@@ -72,6 +72,24 @@ pub struct TypeInfo {
     pub is_type_type: bool,
 }
 
+#[cfg(test)]
+impl TypeInfo {
+    /// A plain type named `name` at `addr` (no flags, fixed size `basicsize`): for tests' graphs.
+    pub fn plain(addr: u64, name: &str, basicsize: u64) -> TypeInfo {
+        TypeInfo {
+            addr,
+            name: name.into(),
+            flags: 0,
+            basicsize,
+            itemsize: 0,
+            kind: SizeKind::Default,
+            approx: false,
+            is_metatype: false,
+            is_type_type: false,
+        }
+    }
+}
+
 /// Caches type information while walking one snapshot.
 pub struct Types<'l> {
     pub layout: &'l Layout,

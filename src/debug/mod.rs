@@ -288,7 +288,7 @@ pub fn fuzz_dump(body: &[u8]) {
     let some: Vec<u32> = (0..g.objects.min(8)).collect();
     let _ = held.paths_of(&some);
     let _ = held.owners(3);
-    let _ = crate::analysis::dominators::retained_by_type(g, &held.dom);
+    let _ = crate::analysis::dominators::retained_by_type(g, held.dom());
 }
 
 /// The stable fuzz harness shared by the byte-input targets: arguments `[DIR] [SECONDS] [SEED]` (the

@@ -22,6 +22,9 @@ impl Hasher for AddrHasher {
     fn write_u64(&mut self, n: u64) {
         self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(K);
     }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64);
+    }
     fn write_usize(&mut self, n: usize) {
         self.write_u64(n as u64);
     }

@@ -27,6 +27,7 @@
 //! every count bounded by the bytes present ([`read`]).
 
 pub mod codec;
+mod decode;
 pub mod names;
 mod sections;
 

@@ -253,15 +253,14 @@ impl Namer for StoredNamer<'_> {
         targets.iter().map(|&t| self.edge(parent, t & !CONSERVATIVE_EDGE)).collect()
     }
 
+    fn uniform(&mut self, parent: u32) -> Option<Edge> {
+        self.plain_container(parent).then_some(Edge::Item(None))
+    }
+
     fn edge(&mut self, parent: u32, child: u32) -> Edge {
         // Without detail, every edge of a plain list or tuple reads `[*]`: no need to find it.
-        if !self.detail && self.g.is_object(parent) && !self.g.is_native(child) {
-            if let Some(t) = self.g.type_of(parent) {
-                if t.flags & python_bindings::flags::HEAPTYPE == 0 && ValueKind::of(t.flags, &t.name) == ValueKind::Size
-                {
-                    return Edge::Item(None);
-                }
-            }
+        if !self.g.is_native(child) && self.plain_container(parent) {
+            return Edge::Item(None);
         }
         let Some(label) = self.label(parent, child) else { return Edge::Unknown };
         let e = edge_of(&self.names.strings, label);
@@ -282,6 +281,15 @@ impl Namer for StoredNamer<'_> {
 }
 
 impl StoredNamer<'_> {
+    /// Without detail: whether `node` is a plain list or tuple (every edge of it to an object reads `[*]`).
+    fn plain_container(&self, node: u32) -> bool {
+        !self.detail
+            && self.g.is_object(node)
+            && self.g.type_of(node).is_some_and(|t| {
+                t.flags & python_bindings::flags::HEAPTYPE == 0 && ValueKind::of(t.flags, &t.name) == ValueKind::Size
+            })
+    }
+
     fn big_dict(&self, node: u32) -> bool {
         let Some(t) = self.g.type_of(node) else { return false };
         ValueKind::of(t.flags, &t.name) == ValueKind::DictLen

@@ -6,15 +6,14 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::codec::{put_varint, unzigzag, zigzag, Reader};
+use super::codec::{put_varint, zigzag};
 use super::names::{Labeller, StoredNames};
 use super::{Dump, Header, Meta, FORMAT, MAGIC, MAX_HEADER, MAX_SECTION};
-use crate::cpython::types::TypeInfo;
 use crate::cpython::values::Value;
 use crate::error::{Error, Result};
 use crate::memory::Memory;
 use crate::outfile::Partial;
-use crate::walk::graph::{Graph, GraphParts, Root, CONSERVATIVE_EDGE, IMMORTAL};
+use crate::walk::graph::{Graph, CONSERVATIVE_EDGE, IMMORTAL};
 use crate::walk::names::{Edge, EdgeNamer, Namer};
 
 /// What writing a dump cost and made.
@@ -296,7 +295,7 @@ pub fn read_from<R: Read>(mut f: R, shown: &str, graph: bool) -> Result<Dump> {
     if !graph {
         return Ok(Dump { path: shown, header, meta, graph: None, names: StoredNames::default() });
     }
-    let decoded = decode(&sections).map_err(|e| bad(e.to_string()))?;
+    let decoded = super::decode::decode(&sections).map_err(|e| bad(e.to_string()))?;
     let (g, names) = decoded;
     Ok(Dump { path: shown, header, meta, graph: Some(g), names })
 }
@@ -305,115 +304,8 @@ fn tag_name(t: &[u8; 4]) -> String {
     String::from_utf8_lossy(t).into_owned()
 }
 
-fn need<'a>(s: &'a HashMap<[u8; 4], Vec<u8>>, tag: &[u8; 4]) -> std::result::Result<&'a [u8], String> {
+pub(super) fn need<'a>(s: &'a HashMap<[u8; 4], Vec<u8>>, tag: &[u8; 4]) -> std::result::Result<&'a [u8], String> {
     s.get(tag).map(|v| v.as_slice()).ok_or_else(|| format!("no section {}", tag_name(tag)))
-}
-
-fn decode(s: &HashMap<[u8; 4], Vec<u8>>) -> Result<(Graph, StoredNames)> {
-    let sec = |t: &[u8; 4]| need(s, t).map_err(Error::BadDump);
-    let type_infos: Vec<TypeInfo> =
-        serde_json::from_slice(sec(b"TYPE")?).map_err(|e| Error::BadDump(format!("section TYPE: {e}")))?;
-    let (roots, frame_objects): (Vec<Root>, Vec<Root>) =
-        serde_json::from_slice(sec(b"ROOT")?).map_err(|e| Error::BadDump(format!("section ROOT: {e}")))?;
-    let mut r = Reader::new(sec(b"OBJS")?, "OBJS");
-    let n = r.count("objects", 4)?;
-    let (mut addrs, mut types, mut sizes, mut refcounts) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let mut prev = 0u64;
-    for _ in 0..n {
-        let d = r.varint("address")?;
-        prev = d
-            .checked_mul(8)
-            .and_then(|d| prev.checked_add(d))
-            .ok_or_else(|| Error::BadDump("an address overflows".into()))?;
-        addrs.push(prev);
-        types.push(r.u32("type")?);
-        sizes.push(r.varint("size")?);
-        let rc = r.varint("refcount")?;
-        refcounts.push(if rc == 0 { IMMORTAL } else { (rc - 1).min(IMMORTAL as u64 - 1) as u32 });
-    }
-    let mut r = Reader::new(sec(b"NATV")?, "NATV");
-    let k = r.count("native blocks", 1)?;
-    let mut native_addrs = Vec::with_capacity(k);
-    let mut prev = 0u64;
-    for _ in 0..k {
-        prev = prev.wrapping_add(unzigzag(r.varint("native address")?) as u64);
-        native_addrs.push(prev);
-    }
-    let nodes = (n + k + roots.len()) as u64;
-    let mut r = Reader::new(sec(b"EDGE")?, "EDGE");
-    let mut offsets = Vec::with_capacity(nodes as usize + 1);
-    offsets.push(0u32);
-    let mut total = 0u64;
-    for _ in 0..nodes {
-        total += r.varint("edge count")?;
-        if total > u32::MAX as u64 {
-            return Err(Error::BadDump("more edges than a graph holds".into()));
-        }
-        offsets.push(total as u32);
-    }
-    let mut targets = Vec::with_capacity(total as usize);
-    for v in 0..nodes {
-        let end = offsets[v as usize + 1];
-        while (targets.len() as u32) < end {
-            let w = r.varint("edge")?;
-            let to = v as i64 + unzigzag(w >> 1);
-            if to < 0 || to as u64 >= nodes {
-                return Err(Error::BadDump(format!("an edge of node {v} to node {to} of {nodes}")));
-            }
-            targets.push(to as u32 | if w & 1 == 1 { CONSERVATIVE_EDGE } else { 0 });
-        }
-    }
-    let g = Graph::from_parts(GraphParts {
-        addrs,
-        types,
-        sizes,
-        refcounts,
-        type_infos,
-        native_addrs,
-        roots,
-        frame_objects,
-        offsets,
-        targets,
-        stale: 0,
-    })?;
-    let mut names = StoredNames::default();
-    let mut r = Reader::new(sec(b"STRS")?, "STRS");
-    let k = r.count("strings", 1)?;
-    for _ in 0..k {
-        names.strings.push(r.string("string")?);
-    }
-    let mut r = Reader::new(sec(b"LABL")?, "LABL");
-    names.labels.reserve(g.targets.len());
-    for _ in 0..g.targets.len() {
-        names.labels.push(r.u32("label")?);
-    }
-    let vals = sec(b"VALS")?;
-    if vals.len() >= u32::MAX as usize {
-        return Err(Error::BadDump("a values section over 4 GiB".into()));
-    }
-    names.value_bytes = vals.to_vec();
-    let mut r = Reader::new(vals, "VALS");
-    for _ in 0..g.objects {
-        names.value_at.push(r.position() as u32);
-        let tag = r.u8("value tag")?;
-        match tag {
-            0 => {}
-            1 | 2 => {
-                r.varint("length")?;
-                r.bytes("text")?;
-            }
-            3 | 5 => {
-                r.varint("value")?;
-            }
-            4 => {
-                r.take(8, "float")?;
-            }
-            t => return Err(Error::BadDump(format!("section VALS: value tag {t}"))),
-        }
-    }
-    names.check(&g)?;
-    Ok((g, names))
 }
 
 /// The body of a dump (the bytes after its header, decompressed): what the fuzz target mutates.
@@ -439,23 +331,13 @@ pub fn assemble(header: &Header, body: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpython::types::SizeKind;
+    use crate::cpython::types::TypeInfo;
     use crate::memory::FakeMemory;
-    use crate::walk::graph::RootKind;
+    use crate::walk::graph::{GraphParts, Root, RootKind};
 
     /// Three objects (a list holding two ints), one native block, one root holding the list.
     pub fn tiny_graph() -> Graph {
-        let t = |addr, name: &str| TypeInfo {
-            addr,
-            name: name.into(),
-            flags: 0,
-            basicsize: 32,
-            itemsize: 0,
-            kind: SizeKind::Default,
-            approx: false,
-            is_metatype: false,
-            is_type_type: false,
-        };
+        let t = |addr, name: &str| TypeInfo::plain(addr, name, 32);
         Graph::from_parts(GraphParts {
             addrs: vec![0x1000, 0x1040, 0x1080],
             types: vec![0, 1, 1],

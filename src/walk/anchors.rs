@@ -8,6 +8,7 @@ use python_bindings::Layout;
 
 use super::graph::{Graph, Root, RootKind};
 use super::names::{Anchor, MODULE};
+use crate::cpython::lines;
 use crate::cpython::objects::read_str;
 use crate::cpython::types::Types;
 use crate::memory::{Memory, ReadExt};
@@ -62,14 +63,18 @@ pub fn anchors<M: Memory + ?Sized>(mem: &M, l: &Layout, g: &Graph) -> HashMap<u3
 }
 
 fn frame_anchor<M: Memory + ?Sized>(mem: &M, l: &Layout, r: &Root) -> Anchor {
-    let RootKind::Frame { thread_id, code, .. } = r.kind else { return Anchor::new("frame", "?") };
+    let RootKind::Frame { thread_id, code, instr, tlbc, .. } = r.kind else { return Anchor::new("frame", "?") };
     if !super::graph::is_code(mem, l, code) {
         return Anchor { thread: Some(thread_id), ..Anchor::new("frame", "(a frame without code: C entry)") };
     }
     let s = |off: u64| mem.u64_at(code + off, "code field").and_then(|p| read_str(mem, l, p)).ok();
     let function = s(l.code.name);
     let file = s(l.code.filename);
-    let line = mem.u32_at(code + l.code.firstlineno, "co_firstlineno").ok();
+    let def_line = mem.u32_at(code + l.code.firstlineno, "co_firstlineno").ok();
+    let line = lines::current_line(mem, l, code, instr, tlbc);
+    if line.is_none() {
+        log::debug!("frame of {function:?} at {:#x}: no line decoded (position {instr:?}, copy {tlbc:?})", r.addr);
+    }
     Anchor {
         kind: "frame".into(),
         name: function.clone().unwrap_or_else(|| "?".into()),
@@ -77,5 +82,6 @@ fn frame_anchor<M: Memory + ?Sized>(mem: &M, l: &Layout, r: &Root) -> Anchor {
         function,
         file,
         line,
+        def_line,
     }
 }

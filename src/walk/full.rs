@@ -104,6 +104,9 @@ pub struct FullWalk<'a, M: Memory + ?Sized> {
     pub(super) part: Option<Part<'a>>,
     /// Set when the walk records the object graph (one thread only).
     pub graph: Option<Recorder>,
+    /// Without a pause: a sample of the objects found (address, type), to see afterwards how many
+    /// changed under the walk ([`super::recheck`]).
+    pub samples: Option<Vec<(u64, u64)>>,
 }
 
 /// Largest native block scanned, and how much of it is read at a time.
@@ -168,6 +171,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             current: 0,
             part: None,
             graph: None,
+            samples: None,
         }
     }
 
@@ -209,8 +213,19 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
     pub fn mark_tracked(&mut self, addr: u64, type_addr: u64) {
         if self.visited.insert(addr) {
             self.stack.push(addr | 1);
+            self.sample(addr, type_addr);
         }
         self.caches.good_types.insert(type_addr);
+    }
+
+    /// Keeps `addr` (of type `type_addr`) in the sample, if sampling and if it is one of the sample.
+    #[inline]
+    fn sample(&mut self, addr: u64, type_addr: u64) {
+        if let Some(s) = self.samples.as_mut() {
+            if super::recheck::sampled(addr) {
+                s.push((addr, type_addr));
+            }
+        }
     }
 
     /// Objects of the GC lists (per owner among [`Self::threads`], each share segments in stack order),
@@ -384,6 +399,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             }
         }
         self.visited.insert(p);
+        self.sample(p, t);
         self.found += 1;
         if !exact {
             summary.approximate_sizes += 1;

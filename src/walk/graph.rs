@@ -11,8 +11,6 @@
 pub use super::record::{
     frame_object_locals, iframe_locals, is_code, Objects, Recorder, Root, RootKind, Source, Tee, BIG, IMMORTAL,
 };
-use super::record::{HEADER, NATIVE, ROOT};
-use super::refs;
 use super::visited::{Ranks, Visited};
 use crate::cpython::types::TypeInfo;
 use crate::error::{Error, Result};
@@ -21,7 +19,7 @@ use crate::memory::fasthash::AddrMap;
 /// Bit 31 of an edge's target: found by a conservative scan.
 pub const CONSERVATIVE_EDGE: u32 = 1 << 31;
 /// Most nodes a graph may have (node numbers leave bit 31 to the edge mark).
-const MAX_NODES: u64 = (1 << 31) - 16;
+pub(super) const MAX_NODES: u64 = (1 << 31) - 16;
 
 /// The object graph: nodes `0..objects` are the objects in address order, then `natives` native
 /// blocks, then the roots.
@@ -31,9 +29,9 @@ pub struct Graph {
     /// Per object: its type's number in `type_infos`, `sys.getsizeof` (see [`Graph::size`]), refcount
     /// ([`IMMORTAL`]).
     pub types: Vec<u32>,
-    sizes: Vec<u32>,
+    pub(super) sizes: Vec<u32>,
     /// Sizes of 4 GiB and more (`sizes` holds [`BIG`] for them).
-    big: AddrMap<u64>,
+    pub(super) big: AddrMap<u64>,
     pub refcounts: Vec<u32>,
     pub type_infos: Vec<TypeInfo>,
     /// Edges of node `i`: `targets[offsets[i]..offsets[i + 1]]`.
@@ -41,8 +39,8 @@ pub struct Graph {
     pub targets: Vec<u32>,
     pub roots: Vec<Root>,
     pub frame_objects: Vec<Root>,
-    native_addrs: Vec<u64>,
-    ranks: Ranks,
+    pub(super) native_addrs: Vec<u64>,
+    pub(super) ranks: Ranks,
     /// Conservative edges dropped as stale (see [`Graph::drop_stale`]).
     pub stale: u64,
 }
@@ -212,152 +210,10 @@ impl Graph {
         })
     }
 
-    /// Builds the graph from what a walk recorded: `visited` holds exactly the objects `objects` got.
-    pub fn build(mut rec: Recorder, visited: Visited, mut objects: Objects) -> Result<Graph> {
-        // A parallel walk's workers recorded apart: one stream, one table of objects.
-        rec.join_parts();
-        objects.join_parts();
-        let n = objects.len() as u64;
-        if visited.len() != n {
-            return Err(Error::Other(format!(
-                "the walk marked {} objects but reported {n}: the graph cannot be numbered",
-                visited.len()
-            )));
-        }
-        if n > MAX_NODES {
-            return Err(Error::Other(format!("{n} objects: more than a graph holds ({MAX_NODES})")));
-        }
-        let ranks = visited.ranks();
-        // Per object in address order: type, size, refcount.
-        let Objects { addrs, types: t_in, sizes: s_in, big: big_in, refcounts: r_in, type_infos, .. } = objects;
-        let mut types = vec![0u32; n as usize];
-        let mut sizes = vec![0u32; n as usize];
-        let mut big = AddrMap::default();
-        let mut refcounts = vec![0u32; n as usize];
-        let mut near = (u64::MAX, 0);
-        for (i, &a) in addrs.iter().enumerate() {
-            let r = ranks
-                .rank_near(a, &mut near)
-                .ok_or_else(|| Error::Other(format!("object {a:#x} is not in the visited set")))?;
-            types[r as usize] = t_in[i];
-            sizes[r as usize] = s_in[i];
-            if s_in[i] == BIG {
-                big.insert(r, big_in.get(&(i as u64)).copied().unwrap_or(BIG as u64));
-            }
-            refcounts[r as usize] = r_in[i];
-        }
-        drop((addrs, t_in, s_in, r_in));
-        let Recorder { mut words, roots, frame_objects, .. } = rec;
-        // Native blocks that were sources, numbered in order.
-        let mut native_addrs = Vec::new();
-        let mut native_nodes: AddrMap<u32> = AddrMap::default();
-        for &w in &words {
-            if w & (HEADER | NATIVE | ROOT) == HEADER | NATIVE {
-                let a = w & !7;
-                native_nodes.entry(a).or_insert_with(|| {
-                    native_addrs.push(a);
-                    (native_addrs.len() - 1) as u32
-                });
-            }
-        }
-        let objects = n as u32;
-        let natives = native_addrs.len() as u32;
-        let nodes = objects as u64 + natives as u64 + roots.len() as u64;
-        if nodes > MAX_NODES {
-            return Err(Error::Other(format!("{nodes} nodes: more than a graph holds ({MAX_NODES})")));
-        }
-        // Resolve every word in place: a header becomes its node, an edge its target (or is dropped);
-        // count each node's edges.
-        const DROPPED: u64 = u64::MAX;
-        const SOURCE: u64 = 1 << 63;
-        let mut degree = vec![0u32; nodes as usize + 1];
-        let mut cur: Option<u32> = None;
-        let (mut near_src, mut near) = ((u64::MAX, 0), (u64::MAX, 0));
-        for w in words.iter_mut() {
-            if *w & HEADER != 0 {
-                let node = if *w & ROOT != 0 {
-                    Some(objects + natives + (*w >> 3) as u32)
-                } else if *w & NATIVE != 0 {
-                    native_nodes.get(&(*w & !7)).map(|&i| objects + i)
-                } else {
-                    ranks.rank_near(*w & !7, &mut near_src).map(|r| r as u32)
-                };
-                cur = node;
-                *w = node.map_or(DROPPED, |v| SOURCE | v as u64);
-                continue;
-            }
-            let Some(src) = cur else {
-                *w = DROPPED;
-                continue;
-            };
-            let p = *w & !7;
-            let target =
-                ranks.rank_near(p, &mut near).map(|r| r as u32).or_else(|| native_nodes.get(&p).map(|&i| objects + i));
-            match target {
-                Some(t) => {
-                    let mark = if *w & refs::CONSERVATIVE != 0 { CONSERVATIVE_EDGE } else { 0 };
-                    *w = (t | mark) as u64;
-                    degree[src as usize] += 1;
-                }
-                None => *w = DROPPED,
-            }
-        }
-        let total: u64 = degree.iter().map(|&d| d as u64).sum();
-        if total > u32::MAX as u64 {
-            return Err(Error::Other(format!("{total} references: more than a graph holds")));
-        }
-        // In place: the counts become each node's start, filling moves each start to the node's end
-        // (the next one's start), and a shift by one gives the offsets (each node's edges in the order
-        // they were recorded; no second array).
-        let mut offsets = degree;
-        let mut acc = 0u32;
-        for o in offsets.iter_mut().take(nodes as usize) {
-            let d = *o;
-            *o = acc;
-            acc += d;
-        }
-        let mut targets = vec![0u32; acc as usize];
-        let mut cur = None;
-        for &w in &words {
-            if w == DROPPED {
-                continue;
-            }
-            if w & SOURCE != 0 {
-                cur = Some((w & !SOURCE) as usize);
-                continue;
-            }
-            if let Some(src) = cur {
-                targets[offsets[src] as usize] = w as u32;
-                offsets[src] += 1;
-            }
-        }
-        offsets.copy_within(0..nodes as usize, 1);
-        offsets[0] = 0;
-        drop(words);
-        let mut g = Graph {
-            objects,
-            natives,
-            types,
-            sizes,
-            big,
-            refcounts,
-            type_infos,
-            offsets,
-            targets,
-            roots,
-            frame_objects,
-            native_addrs,
-            ranks,
-            stale: 0,
-        };
-        g.stale = g.drop_stale();
-        Ok(g)
-    }
-
     /// Drops the conservative edges that cannot be counted references: into an object whose refcount
     /// the exact references to it already account for, a conservative word pointing to it holds no
     /// reference (a free list's stale entry, a borrowed pointer). Returns how many were dropped.
-    fn drop_stale(&mut self) -> u64 {
+    pub(super) fn drop_stale(&mut self) -> u64 {
         let n = self.nodes() as usize;
         let mut exact = vec![0u32; n];
         for &t in &self.targets {

@@ -6,12 +6,14 @@
 
 pub mod anchors;
 pub mod blocks;
+mod build;
 pub mod ftheaps;
 pub mod full;
 pub mod gclists;
 pub mod gcpar;
 pub mod graph;
 pub mod names;
+pub mod recheck;
 pub mod record;
 pub mod refs;
 pub mod roots;
@@ -70,6 +72,8 @@ pub struct WalkSummary {
     pub full: bool,
     /// What the checks of conservative candidates found.
     pub conservative: blocks::Scanned,
+    /// Without a pause: how many of a sample of the objects found had changed once the walk was over.
+    pub changed: Option<recheck::Changed>,
 }
 
 /// How to take a snapshot.
@@ -218,6 +222,8 @@ struct HeapWalk<'s> {
     /// Record the object graph (see [`graph`]): words reserved before the pause, and what was recorded.
     record: Option<usize>,
     recorded: Option<(graph::Recorder, visited::Visited)>,
+    /// Without a pause: a sample of the objects found (address, type; see [`recheck`]).
+    samples: Vec<(u64, u64)>,
     /// The copy a recording walk read (a copy in a file), kept for reading the same instant again.
     copy: Option<pause::FileCopy<crate::memory::RemoteMemory>>,
 }
@@ -276,6 +282,7 @@ impl Work for HeapWalk<'_> {
                 fw.alloc = std::mem::take(&mut fw.alloc).with_mimalloc(segments);
             }
             fw.visited = self.visited.take().unwrap_or_default();
+            fw.samples = (!strict).then(Vec::new);
             fw.control = control.clone();
             // A stopped target's lists are walked from both ends on two threads when that can be done.
             // Objects reported one by one come from one thread, unless the walk records the graph
@@ -331,17 +338,26 @@ impl Work for HeapWalk<'_> {
             );
             r?;
             let r = workers::walk_rest(*mem, interp, interps, &mut types, &mut fw, summary, sink);
+            self.samples = fw.samples.take().unwrap_or_default();
             if let Some(g) = fw.graph.take() {
                 self.recorded = Some((g, std::mem::take(&mut fw.visited)));
             }
             r?;
-        } else if l.mimalloc.is_some() {
-            let mut counts = Default::default();
-            ftheaps::walk_heaps(*mem, l, interps, &mut types, strict, control, summary, &mut counts, |r, t| {
-                sink.object(r, t)
-            })?;
         } else {
-            walk_gc(*mem, l, interps, &mut types, strict, control, summary, |r, t| sink.object(r, t))?;
+            let samples = &mut self.samples;
+            samples.clear();
+            let mut each = |r: &ObjectRecord, t: &crate::cpython::types::TypeInfo| {
+                if !strict && recheck::sampled(r.addr) {
+                    samples.push((r.addr, r.type_addr));
+                }
+                sink.object(r, t)
+            };
+            if l.mimalloc.is_some() {
+                let mut counts = Default::default();
+                ftheaps::walk_heaps(*mem, l, interps, &mut types, strict, control, summary, &mut counts, &mut each)?;
+            } else {
+                walk_gc(*mem, l, interps, &mut types, strict, control, summary, &mut each)?;
+            }
         }
         log::debug!("{} types", types.len());
         Ok(summary.clone())
@@ -378,10 +394,24 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
         visited: None,
         record: None,
         recorded: None,
+        samples: Vec::new(),
         copy: None,
         threads: workers::threads(opts.threads),
     };
-    let o = pause::read(target, interp, &opts.read_options(), &mut work)?;
+    let mut o = pause::read(target, interp, &opts.read_options(), &mut work)?;
+    if opts.nonblocking && !work.samples.is_empty() {
+        let t = std::time::Instant::now();
+        // Read one by one (a cache would read the whole heap again for heads a few KiB apart).
+        let changed = recheck::recheck(&target.memory(), &interp.layout, &mut work.samples);
+        log::info!(
+            "{} of {} objects sampled changed under the walk ({:.1}%; read again in {:?})",
+            changed.changed,
+            changed.checked,
+            changed.percent(),
+            t.elapsed()
+        );
+        o.value.changed = Some(changed);
+    }
     Ok(Walked {
         summary: o.value,
         pause: o.pause,
@@ -414,7 +444,11 @@ pub fn capture_keeping_copy(
     also: &mut dyn Sink,
 ) -> Result<(Walked, graph::Graph, Option<Copy>)> {
     let maps = target.current_maps()?;
-    let mut objects = graph::Objects::default();
+    let rss = target.rss().unwrap_or(0);
+    let threads = workers::threads(opts.threads);
+    // Room for about one object per 64 bytes of the target's RSS, this thread's share: reserved
+    // address space (nothing faulted in), so that the arrays do not move while the target is stopped.
+    let mut objects = graph::Objects::with_capacity((rss / 64) as usize / threads);
     let mut tee = graph::Tee { objects: &mut objects, also };
     let mut work = HeapWalk {
         sink: &mut tee,
@@ -427,12 +461,12 @@ pub fn capture_keeping_copy(
         visited: None,
         record: Some(0),
         recorded: None,
+        samples: Vec::new(),
         copy: None,
-        threads: workers::threads(opts.threads),
+        threads,
     };
     // The recording and the objects' arrays grow while the read cache is full: a smaller cache (1/6
     // of the target's RSS, not 3/8) keeps memspy's peak at 3/4 of the target's RSS at little cost in time.
-    let rss = target.rss().unwrap_or(0);
     let cache_bytes = opts.cache_bytes.min((rss / 6).max(64 << 20));
     let opts = SnapshotOptions { full: true, per_object: true, cache_bytes, ..opts.clone() };
     let o = pause::read(target, interp, &opts.read_options(), &mut work)?;
@@ -446,7 +480,7 @@ pub fn capture_keeping_copy(
         (rec.words() * 8) >> 20,
         crate::process::rss_bytes(std::process::id() as i32).unwrap_or(0) >> 20
     );
-    let g = graph::Graph::build(rec, visited, objects)?;
+    let g = graph::Graph::build(rec, visited, objects, threads)?;
     let walked = Walked {
         summary: o.value,
         pause: o.pause,

@@ -40,8 +40,18 @@ pub enum RootKind {
     /// A `PyThreadState` (its `thread_id`: `threading.get_ident()`).
     Thread { thread_id: u64 },
     /// A frame running on a thread (3.11+: a `_PyInterpreterFrame`; 3.9/3.10: a frame object, which is
-    /// an object node of its own, labelled by this root), `depth` frames below the innermost.
-    Frame { thread_id: u64, code: u64, depth: u32 },
+    /// an object node of its own, labelled by this root), `depth` frames below the innermost; where it
+    /// was in its code when the target was stopped (`cpython::lines::frame_position`: `instr`, and
+    /// `tlbc` on free-threaded 3.14t+).
+    Frame {
+        thread_id: u64,
+        code: u64,
+        depth: u32,
+        #[serde(default)]
+        instr: Option<u64>,
+        #[serde(default)]
+        tlbc: Option<u32>,
+    },
 }
 
 /// A root, and for frames the locals it holds (slot number in `localsplus`, the object there).
@@ -61,7 +71,7 @@ pub struct Recorder {
     last: Option<Source>,
     pub(super) words: Vec<u64>,
     /// What the other workers of a parallel walk recorded (each a stream of its own, headers first),
-    /// joined to `words` by [`Self::join_parts`] once the target runs again.
+    /// read with `words` by [`super::graph::Graph::build`] once the target runs again ([`Self::into_streams`]).
     pub(super) parts: Vec<Vec<u64>>,
     pub roots: Vec<Root>,
     /// 3.9/3.10: the frame objects on the threads' stacks (labels of object nodes, not sources).
@@ -149,13 +159,11 @@ impl Recorder {
         }
     }
 
-    /// One stream of words: the other workers' after this one's.
-    pub(super) fn join_parts(&mut self) {
-        let more: usize = self.parts.iter().map(Vec::len).sum();
-        self.words.reserve_exact(more);
-        for p in std::mem::take(&mut self.parts) {
-            self.words.extend_from_slice(&p);
-        }
+    /// Every stream of words (this one's, then the other workers'), the roots and the frame objects.
+    pub(super) fn into_streams(self) -> (Vec<Vec<u64>>, Vec<Root>, Vec<Root>) {
+        let mut streams = vec![self.words];
+        streams.extend(self.parts);
+        (streams, self.roots, self.frame_objects)
     }
 }
 
@@ -217,8 +225,10 @@ pub struct Objects {
     /// The types seen, by number.
     pub type_infos: Vec<TypeInfo>,
     type_numbers: AddrMap<u32>,
-    /// What the other workers of a parallel walk found (numbered by their own type tables), joined by
-    /// [`Self::join_parts`] once the target runs again.
+    /// The type of the last object (its address, its number).
+    last_type: (u64, u32),
+    /// What the other workers of a parallel walk found (numbered by their own type tables), read by
+    /// [`Self::into_tables`] once the target runs again.
     parts: Vec<Objects>,
 }
 
@@ -248,29 +258,38 @@ impl Objects {
         }
     }
 
-    /// The objects of every part in this one, their types renumbered into its table.
-    pub(super) fn join_parts(&mut self) {
-        for mut part in std::mem::take(&mut self.parts) {
-            part.join_parts();
-            let number: Vec<u32> = part
-                .type_infos
+    /// This table and its parts' (this one first, then each part before the parts it took in), each
+    /// with the number of each of its types in the one table of types returned.
+    pub(super) fn into_tables(mut self) -> (Vec<TypeInfo>, Vec<(Objects, Vec<u32>)>) {
+        let mut flat = Vec::new();
+        let mut stack = vec![std::mem::take(&mut self.parts)];
+        let own: Vec<u32> = (0..self.type_infos.len() as u32).collect();
+        let mut infos = std::mem::take(&mut self.type_infos);
+        let mut numbers = std::mem::take(&mut self.type_numbers);
+        flat.push((self, own));
+        // Depth first, each part before the parts it took in, as the join goes.
+        while let Some(level) = stack.last_mut() {
+            if level.is_empty() {
+                stack.pop();
+                continue;
+            }
+            let mut part = level.remove(0);
+            let number: Vec<u32> = std::mem::take(&mut part.type_infos)
                 .into_iter()
                 .map(|ty| {
-                    let next = self.type_infos.len() as u32;
-                    let t = *self.type_numbers.entry(ty.addr).or_insert(next);
+                    let next = infos.len() as u32;
+                    let t = *numbers.entry(ty.addr).or_insert(next);
                     if t == next {
-                        self.type_infos.push(ty);
+                        infos.push(ty);
                     }
                     t
                 })
                 .collect();
-            self.addrs.extend_from_slice(&part.addrs);
-            self.types.extend(part.types.iter().map(|&t| number[t as usize]));
-            let base = self.sizes.len() as u64;
-            self.big.extend(part.big.iter().map(|(&i, &s)| (base + i, s)));
-            self.sizes.extend_from_slice(&part.sizes);
-            self.refcounts.extend_from_slice(&part.refcounts);
+            let inner = std::mem::take(&mut part.parts);
+            flat.push((part, number));
+            stack.push(inner);
         }
+        (infos, flat)
     }
 }
 
@@ -291,11 +310,19 @@ impl Sink for Objects {
     }
 
     fn object(&mut self, rec: &ObjectRecord, ty: &TypeInfo) {
-        let next = self.type_infos.len() as u32;
-        let t = *self.type_numbers.entry(rec.type_addr).or_insert(next);
-        if t == next {
-            self.type_infos.push(ty.clone());
-        }
+        // Objects in a row are often of one type: the last one's number needs no hashing.
+        let t = match self.last_type {
+            (a, t) if a == rec.type_addr && a != 0 => t,
+            _ => {
+                let next = self.type_infos.len() as u32;
+                let t = *self.type_numbers.entry(rec.type_addr).or_insert(next);
+                if t == next {
+                    self.type_infos.push(ty.clone());
+                }
+                self.last_type = (rec.type_addr, t);
+                t
+            }
+        };
         self.addrs.push(rec.addr);
         self.types.push(t);
         match u32::try_from(rec.size) {
@@ -355,20 +382,9 @@ impl Sink for Tee<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpython::types::SizeKind;
 
     fn ty(addr: u64, name: &str) -> TypeInfo {
-        TypeInfo {
-            addr,
-            name: name.into(),
-            flags: 0,
-            basicsize: 16,
-            itemsize: 0,
-            kind: SizeKind::Default,
-            approx: false,
-            is_metatype: false,
-            is_type_type: false,
-        }
+        TypeInfo::plain(addr, name, 16)
     }
 
     fn rec(addr: u64, type_addr: u64, size: u64) -> ObjectRecord {
@@ -376,7 +392,7 @@ mod tests {
     }
 
     #[test]
-    fn workers_objects_join_with_their_types_renumbered() {
+    fn workers_objects_read_with_their_types_renumbered() {
         let (a, b) = (ty(0x100, "A"), ty(0x200, "B"));
         let mut main = Objects::default();
         main.object(&rec(0x1000, 0x100, 32), &a);
@@ -385,21 +401,26 @@ mod tests {
         other.object(&rec(0x3000, 0x100, 48), &a);
         main.absorb(other);
         assert_eq!(main.len(), 3);
-        main.join_parts();
-        assert_eq!(main.addrs, [0x1000, 0x2000, 0x3000]);
-        let names: Vec<&str> = main.types.iter().map(|&t| main.type_infos[t as usize].name.as_str()).collect();
+        let (infos, tables) = main.into_tables();
+        let addrs: Vec<u64> = tables.iter().flat_map(|(o, _)| o.addrs.iter().copied()).collect();
+        assert_eq!(addrs, [0x1000, 0x2000, 0x3000]);
+        let names: Vec<&str> = tables
+            .iter()
+            .flat_map(|(o, number)| o.types.iter().map(|&t| infos[number[t as usize] as usize].name.as_str()))
+            .collect();
         assert_eq!(names, ["A", "B", "A"]);
-        assert_eq!(main.sizes, [32, BIG, 48]);
-        assert_eq!(main.big.get(&1), Some(&(5 << 32)));
+        let sizes: Vec<u32> = tables.iter().flat_map(|(o, _)| o.sizes.iter().copied()).collect();
+        assert_eq!(sizes, [32, BIG, 48]);
+        assert_eq!(tables[1].0.big.get(&0), Some(&(5 << 32)));
     }
 
     #[test]
-    fn workers_words_join_after_the_first() {
+    fn workers_words_follow_the_first() {
         let mut r = Recorder { words: vec![1, 2], ..Recorder::default() };
         r.absorb(Recorder { words: vec![3], ..Recorder::default() });
         r.absorb(Recorder::default());
         assert_eq!(r.words(), 3);
-        r.join_parts();
-        assert_eq!(r.words, [1, 2, 3]);
+        let (streams, _, _) = r.into_streams();
+        assert_eq!(streams, [vec![1, 2], vec![3]]);
     }
 }

@@ -6,6 +6,7 @@ use python_bindings::ThreadFrame;
 use super::full::FullWalk;
 use super::graph::{self, Root, RootKind};
 use super::refs;
+use crate::cpython::lines;
 use crate::discovery::Interpreter;
 use crate::error::Result;
 use crate::memory::fasthash::AddrSet;
@@ -104,7 +105,9 @@ impl<M: Memory + ?Sized> FullWalk<'_, M> {
         while f != 0 && f.is_multiple_of(8) && (depth as usize) < MAX_FRAMES {
             let Ok(code) = self.mem.u64_at(f + fo.code, "frame->f_code") else { break };
             let locals = graph::frame_object_locals(self.mem, self.l, f, code);
-            g.frame_objects.push(Root { kind: RootKind::Frame { thread_id, code, depth }, addr: f, locals });
+            let (instr, tlbc) = lines::frame_position(self.mem, self.l, f);
+            let kind = RootKind::Frame { thread_id, code, depth, instr, tlbc };
+            g.frame_objects.push(Root { kind, addr: f, locals });
             f = self.mem.u64_at(f + fo.back, "frame->f_back").unwrap_or(0);
             depth += 1;
         }
@@ -119,9 +122,16 @@ impl<M: Memory + ?Sized> FullWalk<'_, M> {
         while f != 0 && f.is_multiple_of(8) && n < MAX_FRAMES {
             let mut locals = Vec::new();
             if let Some(g) = self.graph.as_mut() {
-                let code = refs::untag(self.l, self.mem.u64_at(f + fl.code, "frame->f_code").unwrap_or(0));
+                let mut code = refs::untag(self.l, self.mem.u64_at(f + fl.code, "frame->f_code").unwrap_or(0));
+                if let Some(o) = fl.c_entry {
+                    // A C entry's shim frame (3.12) runs none of its code: a C entry, as on 3.13+.
+                    if self.mem.u8_at(f + o.at, "frame->owner").is_ok_and(|v| v == o.cstack) {
+                        code = 0;
+                    }
+                }
                 locals = graph::iframe_locals(self.mem, self.l, f, code);
-                g.root(RootKind::Frame { thread_id, code, depth: n as u32 }, f, locals.clone());
+                let (instr, tlbc) = lines::frame_position(self.mem, self.l, f);
+                g.root(RootKind::Frame { thread_id, code, depth: n as u32, instr, tlbc }, f, locals.clone());
             }
             let read = match refs::iframe_refs(self.mem, self.l, f, &mut self.scratch) {
                 Ok(k) => k,

@@ -36,6 +36,8 @@ struct Seed<'a> {
     caches: TypeCaches,
     control: Control,
     alloc: Allocators,
+    /// Sample the objects found ([`FullWalk::samples`]).
+    sampling: bool,
 }
 
 /// What one worker of a parallel walk hands back.
@@ -54,11 +56,18 @@ struct WorkerOut {
     /// objects one by one.
     visited: Visited,
     recorded: Option<(Recorder, Objects)>,
+    samples: Vec<(u64, u64)>,
 }
 
 impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
     fn seed(&self) -> Seed<'a> {
-        Seed { l: self.l, caches: self.caches.clone(), control: self.control.clone(), alloc: self.alloc.clone() }
+        Seed {
+            l: self.l,
+            caches: self.caches.clone(),
+            control: self.control.clone(),
+            alloc: self.alloc.clone(),
+            sampling: self.samples.is_some(),
+        }
     }
 
     /// A worker of a parallel walk over `mem`.
@@ -89,6 +98,7 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             current: 0,
             part: Some(part),
             graph,
+            samples: seed.sampling.then(Vec::new),
         }
     }
 
@@ -238,7 +248,10 @@ pub fn walk_rest<M: ThreadReaders>(
                             sent: vec![0; SENT_FILTER].into_boxed_slice(),
                         };
                         let mut w = FullWalk::worker(&pm, seed, vis, stack, part, rec);
-                        let mut objects = w.graph.is_some().then(Objects::default);
+                        // Room reserved (address space only, nothing faulted in) for about one object
+                        // per two words, so that the arrays do not move while the target is stopped.
+                        let room = w.graph.as_ref().map_or(0, |g| g.words.capacity() / 2);
+                        let mut objects = w.graph.is_some().then(|| Objects::with_capacity(room));
                         w.pending = vec![mine];
                         w.mark_pending();
                         let mut types = Types::new(l);
@@ -280,6 +293,7 @@ pub fn walk_rest<M: ThreadReaders>(
                             totals: out,
                             cache: M::describe(&pm),
                             recorded: w.graph.take().zip(objects),
+                            samples: w.samples.take().unwrap_or_default(),
                             visited: std::mem::take(&mut w.visited),
                         })
                     })();
@@ -321,6 +335,9 @@ pub fn walk_rest<M: ThreadReaders>(
                 summary.conservative.add(&w.scanned);
                 summary.approximate_sizes += w.approximate_sizes;
                 visited.push(w.visited);
+                if let Some(s) = walk.samples.as_mut() {
+                    s.extend(w.samples);
+                }
                 if let Some((rec, objects)) = w.recorded {
                     match walk.graph.as_mut() {
                         Some(g) => g.absorb(rec),

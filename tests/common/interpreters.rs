@@ -302,3 +302,29 @@ pub fn built_coverage(covered: &[&Interpreter], require: bool) -> Vec<String> {
     eprintln!("built interpreters: {}", line.join(", "));
     failures
 }
+
+/// Runs `check` on every interpreter of the matrix, the free-threaded builds included: a line each (its
+/// label, ok or FAIL, and the summary `check` gave), then its errors; fails if any interpreter failed
+/// or, under CI, a built one is missing.
+pub fn on_every_interpreter(check: impl Fn(&Interpreter) -> Result<(Vec<String>, String), String>) {
+    let d = discover_interpreters();
+    if d.interpreters.is_empty() {
+        return super::skip_or_fail(NO_INTERPRETER);
+    }
+    let all = d.with_free_threaded();
+    let mut failed = 0;
+    for interp in all.iter().copied() {
+        let (errors, summary) = check(interp).unwrap_or_else(|e| (vec![e], String::new()));
+        eprintln!("{:<10} {}  {summary}", interp.label(), if errors.is_empty() { "ok" } else { "FAIL" });
+        for x in &errors {
+            eprintln!("    {x}");
+        }
+        failed += usize::from(!errors.is_empty());
+    }
+    let missing = built_coverage(&all, super::ci_mode());
+    for m in &missing {
+        eprintln!("{m}");
+    }
+    assert_eq!(failed, 0, "{failed} of {} interpreters differ (see above)", all.len());
+    assert!(missing.is_empty(), "{}", missing.join("; "));
+}

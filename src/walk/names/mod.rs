@@ -45,13 +45,31 @@ pub struct Anchor {
     pub function: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub file: Option<String>,
+    /// A frame's: the line it is executing (None: it could not be decoded; see `def_line`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub line: Option<u32>,
+    /// A frame's: the first line of its code (`co_firstlineno`, the `def`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub def_line: Option<u32>,
 }
 
 impl Anchor {
     pub fn new(kind: &str, name: impl Into<String>) -> Self {
-        Anchor { kind: kind.into(), name: name.into(), thread: None, function: None, file: None, line: None }
+        Anchor {
+            kind: kind.into(),
+            name: name.into(),
+            thread: None,
+            function: None,
+            file: None,
+            line: None,
+            def_line: None,
+        }
+    }
+
+    /// The anchor as samples of one process match it: a frame is the same root whichever line it has
+    /// reached since (its `line` left out).
+    pub fn identity(&self) -> Anchor {
+        Anchor { line: None, ..self.clone() }
     }
 }
 
@@ -90,6 +108,11 @@ pub trait Namer {
     fn edges_of(&mut self, parent: u32, targets: &[u32]) -> Vec<Edge> {
         targets.iter().map(|&t| self.edge(parent, t & !super::graph::CONSERVATIVE_EDGE)).collect()
     }
+    /// The name [`Namer::edge`] gives every edge from `parent` to an object, when it is the same for
+    /// all of them (a list's items with indices not named); None: ask per edge.
+    fn uniform(&mut self, _parent: u32) -> Option<Edge> {
+        None
+    }
 }
 
 impl<T: Namer + ?Sized> Namer for &mut T {
@@ -103,6 +126,10 @@ impl<T: Namer + ?Sized> Namer for &mut T {
 
     fn edges_of(&mut self, parent: u32, targets: &[u32]) -> Vec<Edge> {
         (**self).edges_of(parent, targets)
+    }
+
+    fn uniform(&mut self, parent: u32) -> Option<Edge> {
+        (**self).uniform(parent)
     }
 }
 
@@ -382,6 +409,25 @@ impl<M: Memory + ?Sized> Namer for EdgeNamer<'_, M> {
             return self.name_edges(parent);
         }
         targets.iter().map(|&t| self.edge(parent, t & !super::graph::CONSERVATIVE_EDGE)).collect()
+    }
+
+    fn uniform(&mut self, parent: u32) -> Option<Edge> {
+        let g = self.g;
+        if self.detail {
+            return None;
+        }
+        if g.is_native(parent) {
+            return Some(Edge::Item(None));
+        }
+        if !g.is_object(parent) || self.frames.contains_key(&parent) {
+            return None;
+        }
+        let info = g.type_of(parent)?;
+        let ri = self.infos.get(self.mem, self.l, info.addr).ok()?;
+        // A subclass of a container holds attributes too.
+        let plain = ri.flags & flags::HEAPTYPE == 0;
+        (plain && matches!(ri.kind, RefKind::List | RefKind::Tuple | RefKind::Set | RefKind::Deque))
+            .then_some(Edge::Item(None))
     }
 
     fn edge(&mut self, parent: u32, child: u32) -> Edge {
