@@ -62,14 +62,11 @@ pub fn header(r: &Report) -> String {
     }
     if r.partial {
         s.push_str("  [PARTIAL: cut short]");
-    } else if let (true, Some(c)) = (r.approximate, sc.changed_under_walk) {
-        let _ = write!(
-            s,
-            "  [approximate: read without pausing; {:.1}% of the objects sampled changed under the walk]",
-            c.percent()
-        );
     } else if r.approximate {
         s.push_str("  [approximate: read without pausing");
+        if let Some(c) = sc.changed_under_walk {
+            let _ = write!(s, "; {:.1}% of the objects sampled changed under the walk", c.percent());
+        }
         if sc.broken_lists > 0 || sc.inconsistent_pages > 0 {
             let _ =
                 write!(s, "; {} lists broke off, {} heap pages inconsistent", sc.broken_lists, sc.inconsistent_pages);
