@@ -139,6 +139,15 @@ mod tests {
             "{}",
             header(&r)
         );
+        r.scan.changed_under_walk = Some(crate::walk::recheck::Changed { checked: 1000, changed: 25 });
+        assert!(
+            header(&r).ends_with(
+                "[approximate: read without pausing; 2.5% of the objects sampled changed under the walk; 0 lists \
+                 broke off, 3 heap pages inconsistent]"
+            ),
+            "{}",
+            header(&r)
+        );
     }
 
     #[test]
