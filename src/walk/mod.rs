@@ -360,6 +360,12 @@ impl Work for HeapWalk<'_> {
             }
         }
         log::debug!("{} types", types.len());
+        // A live interpreter always holds objects: a walk without a pause that found none at all met
+        // a heap changing under it (its first reads failed or led nowhere). Read again rather than
+        // report an empty heap.
+        if !strict && summary.generations.iter().sum::<u64>() + summary.permanent + summary.untracked == 0 {
+            return Err(Error::Corrupt("a walk without a pause found no object: the heap changed under it".into()));
+        }
         Ok(summary.clone())
     }
 
