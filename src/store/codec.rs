@@ -103,6 +103,19 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A section's tag as text, for errors.
+pub fn tag_name(t: &[u8; 4]) -> String {
+    String::from_utf8_lossy(t).into_owned()
+}
+
+/// The payload of section `tag`, or what is missing.
+pub fn need<'a>(
+    s: &'a std::collections::HashMap<[u8; 4], Vec<u8>>,
+    tag: &[u8; 4],
+) -> std::result::Result<&'a [u8], String> {
+    s.get(tag).map(|v| v.as_slice()).ok_or_else(|| format!("no section {}", tag_name(tag)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

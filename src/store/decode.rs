@@ -4,9 +4,8 @@
 
 use std::collections::HashMap;
 
-use super::codec::{unzigzag, Reader};
+use super::codec::{need, unzigzag, Reader};
 use super::names::StoredNames;
-use super::sections::need;
 use crate::cpython::types::TypeInfo;
 use crate::error::{Error, Result};
 use crate::walk::graph::{Graph, GraphParts, Root, CONSERVATIVE_EDGE, IMMORTAL};

@@ -6,7 +6,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::codec::{put_varint, zigzag};
+use super::codec::{need, put_varint, tag_name, zigzag};
 use super::names::{Labeller, StoredNames};
 use super::{Dump, Header, Meta, FORMAT, MAGIC, MAX_HEADER, MAX_SECTION};
 use crate::cpython::values::Value;
@@ -298,14 +298,6 @@ pub fn read_from<R: Read>(mut f: R, shown: &str, graph: bool) -> Result<Dump> {
     let decoded = super::decode::decode(&sections).map_err(|e| bad(e.to_string()))?;
     let (g, names) = decoded;
     Ok(Dump { path: shown, header, meta, graph: Some(g), names })
-}
-
-fn tag_name(t: &[u8; 4]) -> String {
-    String::from_utf8_lossy(t).into_owned()
-}
-
-pub(super) fn need<'a>(s: &'a HashMap<[u8; 4], Vec<u8>>, tag: &[u8; 4]) -> std::result::Result<&'a [u8], String> {
-    s.get(tag).map(|v| v.as_slice()).ok_or_else(|| format!("no section {}", tag_name(tag)))
 }
 
 /// The body of a dump (the bytes after its header, decompressed): what the fuzz target mutates.
