@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dominators::Dominators;
 use super::paths::{Paths, GARBAGE, OUTSIDE, STATIC};
+use crate::memory::fasthash::FastMap;
 use crate::walk::graph::Graph;
 pub use crate::walk::names::{Anchor, Edge, Namer};
 
@@ -63,8 +64,8 @@ fn class_anchor(mark: u32) -> Option<Anchor> {
     })
 }
 
-/// Maps keyed by node number (the address hasher: no need to resist flooding).
-type NodeMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<crate::memory::fasthash::AddrHasher>>;
+/// Maps keyed by node number.
+type NodeMap<V> = FastMap<u32, V>;
 
 const NO_SIG: u32 = u32::MAX;
 /// Type numbers of steps that reach no object.
@@ -87,7 +88,7 @@ pub struct Aggregator<'a, N: Namer> {
     anchors: NodeMap<&'a Anchor>,
     namer: N,
     sigs: Vec<Sig>,
-    interned: HashMap<(u32, u32, u32, bool), u32, std::hash::BuildHasherDefault<crate::memory::fasthash::AddrHasher>>,
+    interned: FastMap<(u32, u32, u32, bool), u32>,
     labels: Vec<String>,
     label_ids: HashMap<String, u32>,
     roots: Vec<Anchor>,
@@ -203,25 +204,22 @@ impl<'a, N: Namer> Aggregator<'a, N> {
         while let Some(c) = chain.pop() {
             let (ps, pmode) = base;
             let conservative = self.paths.parent_of(c).is_some_and(|(_, k)| k);
-            if let Some(label) = self.uniform_label(parent, c, pmode) {
-                let ty = self.ty(c);
-                base = (self.step_labelled(ps, label, ty, conservative), Mode::Normal);
-                if c != v {
-                    self.memo.insert(c, base);
-                }
-                parent = c;
-                continue;
-            }
-            let edge = self.namer.edge(parent, c);
-            base = match edge {
-                Edge::Dict => {
-                    self.collapsed.insert(c);
-                    (ps, if pmode == Mode::Globals { Mode::Globals } else { Mode::Attributes })
-                }
-                e => {
+            // A holder whose edges all read the same (a list's items) is named once.
+            base = match self.uniform_label(parent, c, pmode) {
+                Some(label) => {
                     let ty = self.ty(c);
-                    (self.step(ps, render(&e, pmode), ty, conservative), Mode::Normal)
+                    (self.step_labelled(ps, label, ty, conservative), Mode::Normal)
                 }
+                None => match self.namer.edge(parent, c) {
+                    Edge::Dict => {
+                        self.collapsed.insert(c);
+                        (ps, if pmode == Mode::Globals { Mode::Globals } else { Mode::Attributes })
+                    }
+                    e => {
+                        let ty = self.ty(c);
+                        (self.step(ps, render(&e, pmode), ty, conservative), Mode::Normal)
+                    }
+                },
             };
             // The node asked about is remembered only once it is met on another's path (most are
             // asked about once: a million instances need no million entries).

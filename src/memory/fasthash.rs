@@ -31,4 +31,6 @@ impl Hasher for AddrHasher {
 }
 
 pub type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
+/// A map with the same hasher for other small integer keys (node numbers, tuples of them).
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<AddrHasher>>;
 pub type AddrSet = HashSet<u64, BuildHasherDefault<AddrHasher>>;
