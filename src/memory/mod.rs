@@ -256,6 +256,9 @@ pub struct FakeMemory {
     /// Whether two regions overlap (so that a read the last region starting before it cannot serve may
     /// lie within an earlier, longer one).
     overlapping: bool,
+    /// `reach[i]`: the highest end among `regions[..=i]`, so that a read that misses looks back only
+    /// as far as a region could still hold it.
+    reach: Vec<u64>,
 }
 
 impl FakeMemory {
@@ -270,6 +273,12 @@ impl FakeMemory {
         self.overlapping |= before.is_some_and(|(s, b)| s.saturating_add(b.len() as u64) > addr)
             || self.regions.get(at).is_some_and(|(s, _)| *s < end);
         self.regions.insert(at, (addr, bytes));
+        self.reach.truncate(at);
+        let mut high = at.checked_sub(1).map_or(0, |i| self.reach[i]);
+        for (start, bytes) in &self.regions[at..] {
+            high = high.max(start.saturating_add(bytes.len() as u64));
+            self.reach.push(high);
+        }
     }
     pub fn put_u64(&mut self, addr: u64, v: u64) {
         self.write(addr, &v.to_le_bytes());
@@ -303,13 +312,22 @@ impl Memory for FakeMemory {
                 return Ok(());
             }
         }
-        // Overlapping regions: an earlier one may hold the bytes (sorted, disjoint ones cannot).
+        // Overlapping regions: an earlier one may hold the bytes (sorted, disjoint ones cannot), but
+        // none before the last index whose reach ends at or below the read's end.
         if !self.overlapping {
             return Err(io::Error::from_raw_os_error(libc::EFAULT));
         }
-        for (start, bytes) in &self.regions {
-            let end = *start + bytes.len() as u64;
-            if *start <= addr && addr.checked_add(buf.len() as u64).is_some_and(|e| e <= end) {
+        let Some(want) = addr.checked_add(buf.len() as u64) else {
+            return Err(io::Error::from_raw_os_error(libc::EFAULT));
+        };
+        for i in (0..at.saturating_sub(1)).rev() {
+            // (`regions` is public: were one pushed without `add`, `reach` falls short and every
+            // earlier region is looked at.)
+            if self.reach.get(i).is_some_and(|&r| r < want) {
+                break;
+            }
+            let (start, bytes) = &self.regions[i];
+            if fits(*start, bytes) {
                 let o = (addr - *start) as usize;
                 buf.copy_from_slice(&bytes[o..o + buf.len()]);
                 return Ok(());
@@ -356,6 +374,17 @@ mod tests {
         f.read(0x180c, &mut b).unwrap();
         assert_eq!(b, [1; 8]);
         assert!(f.read(0x1ffc, &mut b).is_err());
+        // Two nested regions after the longer one: a read past both goes back to it; one past every
+        // region's reach fails.
+        f.add(0x1900, vec![4; 8]);
+        f.add(0x0800, vec![5; 0x10]);
+        f.read(0x1a00, &mut b).unwrap();
+        assert_eq!(b, [1; 8]);
+        f.read(0x1900, &mut b).unwrap();
+        assert_eq!(b, [4; 8]);
+        f.read(0x0808, &mut b).unwrap();
+        assert_eq!(b, [5; 8]);
+        assert!(f.read(0x2ff8, &mut b).is_err() && f.read(0x080c, &mut b).is_err());
     }
     #[test]
     fn cstr_bounded() {
