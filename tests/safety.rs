@@ -285,6 +285,16 @@ fn moving_target_nonblocking_and_paused() {
             assert!(checked > 0 && checked * 1000 >= objects && changed <= checked, "{}: {c}", interp.label());
             eprintln!("moving target: {} nonblocking run {i}: {changed} of {checked} sampled changed", interp.label());
         }
+        // `why` without a pause says the same: approximate, and how much of its sample moved.
+        let out =
+            run_memspy(["why", pid.as_str(), "--type", "dict", "--json", "--nonblocking", "--timeout", "30"]).unwrap();
+        assert!(out.success(), "{} why --nonblocking: {} {}", interp.label(), out.describe_status(), out.stderr);
+        let a = serde_json::from_str::<Value>(&out.stdout).expect("JSON")["analysis"].clone();
+        assert_eq!((&a["approximate"], &a["pause_ms"]), (&Value::Bool(true), &Value::from(0.0)), "{}", interp.label());
+        let c = &a["changed_under_walk"];
+        assert!(c["checked"].as_u64().unwrap_or(0) > 0, "{}: why --nonblocking rechecked nothing: {a}", interp.label());
+        let out = run_memspy(["why", pid.as_str(), "--type", "dict", "--nonblocking"]).unwrap();
+        assert!(out.stdout.contains("[approximate: read without pausing; "), "{}: {}", interp.label(), out.stdout);
         for i in 0..5 {
             let out = run_memspy(["-v", "top", pid.as_str(), "--once", "--json"]).unwrap();
             assert!(out.success(), "{} paused run {i}: {} {}", interp.label(), out.describe_status(), out.stderr);

@@ -24,6 +24,10 @@ pub struct Layout {
     pub gc_head: GcHead,
     pub object: Object,
     pub refcount: RefcountScheme,
+    /// The count the runtime's statically allocated objects start at, where they have one (3.11's
+    /// deep-frozen strings, latin-1 characters, small ints and singletons: 999,999,999, before 3.12 made
+    /// them immortal): references no heap object holds. 0 when there is none.
+    pub static_refcount: u64,
     pub preheader: PreHeader,
     /// Whether `sys.getsizeof` adds the pre-header to *static* type objects (`int`, `list`, …).
     pub static_type_preheader: bool,

@@ -52,6 +52,7 @@ pub const V3_9: Layout = Layout {
     gc_head: GcHead { size: 16 },
     object: Object { ob_refcnt: 0, ob_type: 8, ob_size: 16 },
     refcount: RefcountScheme::Plain,
+    static_refcount: 0,
     preheader: PreHeader::GcOnly,
     static_type_preheader: false,
     type_: TypeObject {
@@ -208,6 +209,7 @@ pub const V3_11: Layout = Layout {
         size: 107752,
         ..V3_10.interp
     },
+    static_refcount: 999_999_999,
     preheader: PreHeader::ManagedDict,
     static_type_preheader: true,
     heap_type: HeapTypeObject { size: 904, ..V3_10.heap_type },
@@ -280,6 +282,7 @@ pub const V3_12: Layout = Layout {
         ..V3_11.interp
     },
     refcount: RefcountScheme::Immortal32,
+    static_refcount: 0,
     preheader: PreHeader::ManagedDictOrWeakref,
     type_: TypeObject { size: 416, ..V3_11.type_ },
     heap_type: HeapTypeObject { ht_qualname: 872, ht_cached_keys: 880, size: 920 },

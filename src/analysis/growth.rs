@@ -216,7 +216,14 @@ impl Growth {
         // interval) first: one object caught in flight at the last sample (a request's buffered
         // reader, owning its 8 KiB buffer) may own more than a slow leak gained, but it is no leak.
         let key = |t: &TypeGrowth| {
-            (t.delta > 0, t.monotonic, t.delta_owned.unwrap_or(0), t.delta_retained.unwrap_or(0), t.delta, t.delta_bytes)
+            (
+                t.delta > 0,
+                t.monotonic,
+                t.delta_owned.unwrap_or(0),
+                t.delta_retained.unwrap_or(0),
+                t.delta,
+                t.delta_bytes,
+            )
         };
         self.types.sort_by(|x, y| key(y).cmp(&key(x)).then_with(|| x.name.cmp(&y.name)));
     }

@@ -417,6 +417,9 @@ pub struct ObjectReport {
     pub dominator: Option<Referrer>,
     pub path: HeldPath,
     pub referrers: Vec<Referrer>,
+    /// What the analysis cost, and whether the walk was cut short or read a moving heap.
+    #[serde(default)]
+    pub analysis: Figures,
 }
 
 /// One type whose refcounts the heap does not explain (`memspy why --unexplained`).
@@ -437,6 +440,9 @@ pub struct Unexplained {
 pub struct UnexplainedReport {
     pub pid: i32,
     pub types: Vec<Unexplained>,
+    /// What the analysis cost, and whether the walk was cut short or read a moving heap.
+    #[serde(default)]
+    pub analysis: Figures,
 }
 
 /// Per type, for `memspy retained`.
@@ -495,6 +501,12 @@ pub struct Figures {
     /// Frames whose current line could not be decoded: their roots give `def_line`, no `line`.
     #[serde(default)]
     pub frames_without_line: u64,
+    /// Read without pausing the target (`--nonblocking`): paths and sizes are of a moving heap.
+    #[serde(default)]
+    pub approximate: bool,
+    /// Of such a walk's sample of objects, how many had changed once it was over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_under_walk: Option<crate::walk::recheck::Changed>,
 }
 
 /// How many frame anchors have no current line (see [`Figures::frames_without_line`]).

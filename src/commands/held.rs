@@ -168,6 +168,8 @@ impl Held {
             graph_bytes: graph.bytes(),
             partial: walked.pause_budget_spent,
             frames_without_line: crate::analysis::why::frames_without_line(anchors.values()),
+            approximate: report.approximate,
+            changed_under_walk: report.scan.changed_under_walk,
         };
         log::info!(
             "graph: {} objects, {} native blocks, {} roots, {} edges, {} MiB; walk {:.0} ms (paused {:.0} ms), \
@@ -205,6 +207,9 @@ impl Held {
         figures.dominators_ms = 0.0;
         let mut report = meta.report;
         report.file = Some(path.clone());
+        // (Dumps written before the figures said so.)
+        figures.approximate |= report.approximate;
+        figures.changed_under_walk = figures.changed_under_walk.or(report.scan.changed_under_walk);
         Ok(Held {
             pid: header.pid,
             file: Some(path),

@@ -141,6 +141,7 @@ fn object(held: &Held, addr: u64) -> Result<ObjectReport> {
         },
         path: HeldPath { root, steps },
         referrers,
+        analysis: held.figures(),
     })
 }
 
@@ -162,8 +163,15 @@ fn unexplained(held: &Held) -> UnexplainedReport {
         outside[v as usize] = true;
     }
     let indegree = crate::analysis::paths::indegree(g);
+    // 3.11's static objects count from a base no reference accounts for.
+    let base = python_bindings::Version::parse(&held.report.python.version)
+        .and_then(python_bindings::Layout::builtin)
+        .map_or(0, |l| u32::try_from(l.static_refcount).unwrap_or(0));
     for v in 0..g.objects as usize {
-        let rc = g.refcounts[v];
+        let rc = match g.refcounts[v] {
+            rc if base > 0 && rc != IMMORTAL && rc >= base => rc - base,
+            rc => rc,
+        };
         let found = indegree[v];
         if rc == IMMORTAL || rc <= found {
             continue;
@@ -180,5 +188,5 @@ fn unexplained(held: &Held) -> UnexplainedReport {
             .cmp(&(a.only_outside, a.missing_references, a.objects))
             .then_with(|| a.type_name.cmp(&b.type_name))
     });
-    UnexplainedReport { pid: held.pid, types: per }
+    UnexplainedReport { pid: held.pid, types: per, analysis: held.figures() }
 }

@@ -64,6 +64,20 @@ fn costs(f: &Figures) -> String {
     )
 }
 
+/// The line under a header that says the walk was cut short, or read a moving heap (and how much of
+/// it moved).
+fn marks(s: &mut String, f: &Figures, missing: &str) {
+    if f.partial {
+        let _ = writeln!(s, "[PARTIAL: the walk was cut short; {missing} missing]");
+    } else if f.approximate {
+        s.push_str("[approximate: read without pausing");
+        if let Some(c) = f.changed_under_walk {
+            let _ = write!(s, "; {:.1}% of the objects sampled changed under the walk", c.percent());
+        }
+        s.push_str("]\n");
+    }
+}
+
 /// The header's prefix naming the dump file a report was read from.
 fn from_file(file: &Option<String>) -> String {
     file.as_ref().map(|f| format!("{f}: ")).unwrap_or_default()
@@ -80,9 +94,7 @@ pub fn table(r: &WhyReport, f: &Figures, limit: usize) -> String {
         human_bytes(r.retained),
         costs(f)
     );
-    if r.partial {
-        s.push_str("[PARTIAL: the walk was cut short; some objects and paths are missing]\n");
-    }
+    marks(&mut s, f, "some objects and paths are");
     let _ = writeln!(s, "{:>10} {:>10} {:>10}  HELD BY", "OBJECTS", "BYTES", "RETAINED");
     for p in r.paths.iter().take(limit) {
         let _ = writeln!(
@@ -113,6 +125,7 @@ pub fn object(r: &ObjectReport) -> String {
         None => s.push_str(", immortal"),
     }
     let _ = writeln!(s, ", retains {} in {} objects", human_bytes(r.retained), r.retained_objects);
+    marks(&mut s, &r.analysis, "some referrers may be");
     let _ = writeln!(s, "held by: {}", held_path(&r.path));
     if !r.referrers.is_empty() {
         s.push_str("referenced from:\n");
@@ -126,6 +139,7 @@ pub fn object(r: &ObjectReport) -> String {
 pub fn unexplained(r: &UnexplainedReport, limit: usize) -> String {
     let mut s =
         format!("PID {}  types with references the heap does not explain (held by C code or native memory)\n", r.pid);
+    marks(&mut s, &r.analysis, "some references are");
     let _ = writeln!(s, "{:>10} {:>12} {:>12} {:>10}  TYPE", "OBJECTS", "MISSING REFS", "ONLY OUTSIDE", "BYTES");
     for u in r.types.iter().take(limit) {
         let _ = writeln!(
@@ -149,9 +163,7 @@ pub fn retained(r: &RetainedReport, f: &Figures, limit: usize) -> String {
         human_bytes(r.total_bytes),
         costs(f)
     );
-    if r.partial {
-        s.push_str("[PARTIAL: the walk was cut short; some objects are missing]\n");
-    }
+    marks(&mut s, f, "some objects are");
     s.push_str("\nLargest owners (each the innermost object holding most of what it retains):\n");
     let _ = writeln!(s, "{:>10} {:>10}  {:<24} {:<16} HELD BY", "RETAINED", "OBJECTS", "TYPE", "ADDRESS");
     for d in r.dominators.iter().take(limit) {

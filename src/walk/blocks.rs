@@ -129,11 +129,11 @@ impl Allocators {
     /// its pre-header (`sys.getsizeof` of the kinds whose data is inline), lies in memory that can hold it.
     pub fn holds<M: Memory + ?Sized>(&mut self, mem: &M, l: &Layout, addr: u64, ty: &TypeInfo, size: u64) -> Verdict {
         let pre = l.preheader_size(ty.flags);
-        let verdict = self.holds_at(mem, l, addr, ty, size, pre);
+        let verdict = self.holds_at(mem, l, addr, ty, size, pre, false);
         // A type object that is not a heap type was not allocated by its metatype (C code allocates it,
         // statically or with malloc): it has no pre-header.
         if verdict == Verdict::Invalid && pre > 0 && ty.is_metatype && !is_heap_type(mem, l, addr) {
-            return self.holds_at(mem, l, addr, ty, size, 0);
+            return self.holds_at(mem, l, addr, ty, size, 0, true);
         }
         verdict
     }
@@ -146,15 +146,27 @@ impl Allocators {
         ty: &TypeInfo,
         size: u64,
         pre: u64,
+        any_api: bool,
     ) -> Verdict {
         let Some(user) = addr.checked_sub(pre) else { return Verdict::Invalid };
+        // What the debug hooks handed out starts at `addr`: an object with a pre-header cannot (its
+        // pre-header would be where the hooks' header is: a module's state allocated with
+        // `PyMem_Malloc` whose second word points at a GC type reads as such an object).
+        if pre > 0 && debug_header(mem, addr).is_some() {
+            return Verdict::Invalid;
+        }
         // Under the debug hooks of the allocators (debug builds, PYTHONMALLOC=debug) each allocation has a
         // header of 16 bytes before what the caller got, and 8 guard bytes after it; twice when the
         // object allocator passes a large request on to the (hooked) raw one.
         let (mut block, mut overhead) = (user, 0);
-        for _ in 0..2 {
-            if debug_header(mem, block).is_none() {
-                break;
+        for i in 0..2 {
+            let Some((_, api)) = debug_header_api(mem, block) else { break };
+            // Objects come from the object allocator ('o': `PyObject_Malloc`, which `tp_alloc` and the
+            // GC use); a struct of the memory domain's ('m': a module's state) whose second word
+            // happens to point at a type is not one. (A type that C code allocated itself, `any_api`,
+            // may have come from anywhere: see `holds`.)
+            if i == 0 && !any_api && api != b'o' {
+                return Verdict::Invalid;
             }
             block -= DEBUG_HEADER;
             overhead += DEBUG_HEADER + DEBUG_TRAILER;
@@ -234,10 +246,16 @@ const FORBIDDEN: u8 = 0xfd;
 
 /// The size the caller asked for, when the bytes at `user` are an allocation under the debug hooks.
 fn debug_header<M: Memory + ?Sized>(mem: &M, user: u64) -> Option<u64> {
+    debug_header_api(mem, user).map(|(n, _)| n)
+}
+
+/// [`debug_header`], with the letter of the API that allocated the bytes.
+fn debug_header_api<M: Memory + ?Sized>(mem: &M, user: u64) -> Option<(u64, u8)> {
     let mut h = [0u8; 16];
     mem.read(user.checked_sub(DEBUG_HEADER)?, &mut h).ok()?;
     let api = matches!(h[8], b'r' | b'm' | b'o');
-    (api && h[9..].iter().all(|&b| b == FORBIDDEN)).then(|| u64::from_be_bytes(h[..8].try_into().expect("8 bytes")))
+    (api && h[9..].iter().all(|&b| b == FORBIDDEN))
+        .then(|| (u64::from_be_bytes(h[..8].try_into().expect("8 bytes")), h[8]))
 }
 
 /// Whether the type object at `addr` is a heap type.

@@ -405,18 +405,8 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
         threads: workers::threads(opts.threads),
     };
     let mut o = pause::read(target, interp, &opts.read_options(), &mut work)?;
-    if opts.nonblocking && !work.samples.is_empty() {
-        let t = std::time::Instant::now();
-        // Read one by one (a cache would read the whole heap again for heads a few KiB apart).
-        let changed = recheck::recheck(&target.memory(), &interp.layout, &mut work.samples);
-        log::info!(
-            "{} of {} objects sampled changed under the walk ({:.1}%; read again in {:?})",
-            changed.changed,
-            changed.checked,
-            changed.percent(),
-            t.elapsed()
-        );
-        o.value.changed = Some(changed);
+    if opts.nonblocking {
+        o.value.changed = rechecked(target, interp, &mut work.samples);
     }
     Ok(Walked {
         summary: o.value,
@@ -425,6 +415,25 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
         pause_budget_spent: o.cut_short,
         retries: o.retries,
     })
+}
+
+/// A walk that did not stop the target: its sample of the objects found, read again now (none when
+/// it sampled nothing).
+fn rechecked(target: &Target, interp: &Interpreter, samples: &mut Vec<(u64, u64)>) -> Option<recheck::Changed> {
+    if samples.is_empty() {
+        return None;
+    }
+    let t = std::time::Instant::now();
+    // Read one by one (a cache would read the whole heap again for heads a few KiB apart).
+    let changed = recheck::recheck(&target.memory(), &interp.layout, samples);
+    log::info!(
+        "{} of {} objects sampled changed under the walk ({:.1}%; read again in {:?})",
+        changed.changed,
+        changed.checked,
+        changed.percent(),
+        t.elapsed()
+    );
+    Some(changed)
 }
 
 /// Takes one full snapshot of the heap that records the object graph ([`graph::Graph`]), on one thread;
@@ -475,7 +484,10 @@ pub fn capture_keeping_copy(
     // of the target's RSS, not 3/8) keeps memspy's peak at 3/4 of the target's RSS at little cost in time.
     let cache_bytes = opts.cache_bytes.min((rss / 6).max(64 << 20));
     let opts = SnapshotOptions { full: true, per_object: true, cache_bytes, ..opts.clone() };
-    let o = pause::read(target, interp, &opts.read_options(), &mut work)?;
+    let mut o = pause::read(target, interp, &opts.read_options(), &mut work)?;
+    if opts.nonblocking {
+        o.value.changed = rechecked(target, interp, &mut work.samples);
+    }
     let (rec, visited) = work.recorded.take().ok_or_else(|| Error::Other("the walk recorded no graph".into()))?;
     let copy = work.copy.take();
     drop(work);
