@@ -68,6 +68,15 @@ pub enum Error {
     #[error("{path} is not a core file: {why}")]
     NotCore { path: String, why: String },
 
+    #[error("the core file {path} is {format}-compressed; decompress it first (`{command} {path}`, or `coredumpctl dump PID -o FILE`)")]
+    CorePacked { path: String, format: String, command: String },
+
+    #[error("the core file {path} is zstd-compressed and does not decompress: {detail}")]
+    CoreUnpack { path: String, detail: String },
+
+    #[error("cannot decompress the core file {path} (zstd) beside it or in {dir}: {detail}")]
+    CoreNoRoom { path: String, dir: String, detail: String },
+
     #[error("the core file {path} is truncated: {detail}")]
     CoreTruncated { path: String, detail: String },
 

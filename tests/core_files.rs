@@ -335,6 +335,34 @@ fn core_files_memspy_refuses() {
     let e = Error::CoreBinaryMissing { path: ANY.into(), disk: format!("{root}{ANY}"), error: ANY.into() };
     expect_error(&["top", "--core", &c, "--once", "--sysroot", &root], &e, &mut failures);
 
+    // Compressed as systemd-coredump keeps its cores: zstd reads as the plain core; a zstd stream cut
+    // short, and lz4 (which memspy does not decompress), are refused in one line.
+    let zst = tmp.path().join("core.zst");
+    let packed = std::fs::File::open(&core)
+        .and_then(|src| zstd::stream::copy_encode(src, std::fs::File::create(&zst)?, 1))
+        .map(|()| zst.display().to_string());
+    match packed {
+        Ok(z) => {
+            let plain = run_memspy_json(&core_args(&c, &[])).map(|(v, _)| v);
+            match (plain, run_memspy_json(&core_args(&z, &[])).map(|(v, _)| v)) {
+                (Ok(a), Ok(b)) => compare_reports("the zstd core vs the core", &a, &b, &mut failures),
+                (a, b) => failures.extend([a.err(), b.err()].into_iter().flatten()),
+            }
+            let bytes = std::fs::read(&zst).expect("zstd core");
+            let cut = tmp.path().join("cut.zst");
+            std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+            let cut = cut.display().to_string();
+            let e = Error::CoreUnpack { path: cut.clone(), detail: ANY.into() };
+            expect_error(&["top", "--core", &cut, "--once"], &e, &mut failures);
+        }
+        Err(e) => failures.push(format!("compressing the core with zstd: {e}")),
+    }
+    let lz4 = tmp.path().join("core.lz4");
+    std::fs::write(&lz4, [0x04, 0x22, 0x4d, 0x18, 0x64, 0x40, 0xa7, 0, 0, 0, 0]).expect("write");
+    let l = lz4.display().to_string();
+    let e = Error::CorePacked { path: l.clone(), format: "lz4".into(), command: "lz4 -d".into() };
+    expect_error(&["top", "--core", &l, "--once"], &e, &mut failures);
+
     // A truncated copy (gcore writes its notes last: they are gone).
     let truncated = tmp.path().join("truncated.core");
     let len = std::fs::metadata(&core).expect("core").len();

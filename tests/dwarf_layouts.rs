@@ -35,6 +35,7 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
         gc_head,
         object,
         refcount: _,
+        static_refcount: _,
         preheader: _,
         static_type_preheader: _,
         type_,
@@ -60,6 +61,7 @@ fn checks(l: &Layout, gens: [u64; 3]) -> Mapping {
     m.not_member("version", "the version discovery found");
     m.not_member("debug_build", "discovery's flag (checked against the binary's name)");
     m.not_member("refcount", "kind (RefcountScheme)");
+    m.not_member("static_refcount", "the value of 3.11's static initialiser (_PyObject_IMMORTAL_INIT)");
     m.not_member("preheader", "kind (PreHeader)");
     m.not_member("static_type_preheader", "flag of sys.getsizeof's rule");
     m.not_member("managed_dict", "kind (ManagedDict)");

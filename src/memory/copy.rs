@@ -195,21 +195,8 @@ impl<M: Memory + Clone> FileCopy<M> {
     /// A file in `dir` sized for `regions`, written through once with zeros, so that the copy made while
     /// the target is stopped overwrites page cache pages that exist rather than allocating them.
     pub fn prepare(live: M, regions: &[(u64, u64)], dir: &std::path::Path) -> io::Result<Self> {
-        use std::os::unix::fs::OpenOptionsExt;
         let t = Instant::now();
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_TMPFILE)
-            .mode(0o600)
-            .open(dir)
-            .or_else(|_| {
-                // No O_TMPFILE on this file system: a named file, unlinked at once.
-                let path = dir.join(format!(".memspy-copy-{}", std::process::id()));
-                let f = std::fs::OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path);
-                let _ = std::fs::remove_file(&path);
-                f
-            })?;
+        let file = super::unnamed::unnamed_in(dir, "copy")?;
         let mut at = 0u64;
         let regions: Vec<(u64, u64, u64)> = regions
             .iter()

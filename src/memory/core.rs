@@ -30,8 +30,12 @@ unsafe impl Sync for Mapped {}
 impl Mapped {
     /// Maps `path` read-only (an empty file maps to no bytes).
     pub fn open(path: &Path) -> std::io::Result<Mapped> {
+        Mapped::of_file(&File::open(path)?)
+    }
+
+    /// Maps an open file read-only (the mapping outlives the descriptor).
+    pub fn of_file(file: &File) -> std::io::Result<Mapped> {
         use std::os::fd::AsRawFd;
-        let file = File::open(path)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
@@ -145,8 +149,24 @@ const MAX_SEGMENTS: usize = 1 << 20;
 impl CoreFile {
     /// Opens and checks a core file: an ELF file, 64-bit, of type ET_CORE, whose notes are within it.
     pub fn open(path: &Path) -> Result<CoreFile> {
+        use super::unpack::{self, Packing, UnpackError};
         let shown = path.display().to_string();
-        let map = Mapped::open(path).map_err(|e| Error::Other(format!("cannot open core file {shown}: {e}")))?;
+        let cannot_open = |e: std::io::Error| Error::Other(format!("cannot open core file {shown}: {e}"));
+        let map = match unpack::packing_of(path).map_err(cannot_open)? {
+            Packing::Plain => Mapped::open(path).map_err(cannot_open)?,
+            // systemd-coredump's: decompressed into a file without a name, mapped like a plain core.
+            Packing::Zstd => match unpack::unzstd(path) {
+                Ok((file, _)) => Mapped::of_file(&file).map_err(cannot_open)?,
+                Err(UnpackError::Corrupt(e)) => return Err(Error::CoreUnpack { path: shown, detail: e.to_string() }),
+                Err(UnpackError::NoRoom(e) | UnpackError::Write(e)) => {
+                    let dir = std::env::temp_dir().display().to_string();
+                    return Err(Error::CoreNoRoom { path: shown, dir, detail: e.to_string() });
+                }
+            },
+            Packing::Other { format, command } => {
+                return Err(Error::CorePacked { path: shown, format: format.into(), command: command.into() })
+            }
+        };
         let core = CoreFile::parse(shown, map)?;
         Ok(core)
     }

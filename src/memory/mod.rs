@@ -20,6 +20,8 @@ pub mod fasthash;
 pub mod maps;
 pub mod readers;
 pub mod synthetic;
+pub mod unnamed;
+pub mod unpack;
 
 /// A source of target memory: the live process, a cache in front of it, or a synthetic image in tests.
 pub trait Memory {
