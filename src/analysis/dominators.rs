@@ -147,6 +147,36 @@ pub fn compute(g: &Graph, paths: &Paths) -> Dominators {
     Dominators { idom: by_node_idom, retained: by_node_retained, retained_objects: by_node_count, order }
 }
 
+/// The dominator tree kept in a dump (`idom` per node, [`TOP`] under the super root), checked to be a
+/// tree over every node, with the retained sizes and the order computed again.
+pub fn from_idom(g: &Graph, idom: Vec<u32>) -> Result<Dominators, String> {
+    let n = g.nodes() as usize;
+    if idom.len() != n {
+        return Err(format!("{} dominators for {n} nodes", idom.len()));
+    }
+    if let Some((v, &d)) = idom.iter().enumerate().find(|&(v, &d)| d != TOP && (d as usize >= n || d as usize == v)) {
+        return Err(format!("node {v}: dominator {d:#x}"));
+    }
+    let tops: Vec<u32> = (0..n as u32).filter(|&v| idom[v as usize] == TOP).collect();
+    let order =
+        crate::analysis::forest::tree_order(n, &tops, |v| (idom[v as usize] != TOP).then_some(idom[v as usize]))
+            .ok_or_else(|| "the dominators loop".to_string())?;
+    let mut retained = vec![0u64; n];
+    let mut count = vec![0u32; n];
+    for v in 0..g.objects {
+        retained[v as usize] = g.size(v);
+        count[v as usize] = 1;
+    }
+    for &v in order.iter().rev() {
+        let d = idom[v as usize];
+        if d != TOP {
+            retained[d as usize] += retained[v as usize];
+            count[d as usize] = count[d as usize].saturating_add(count[v as usize]);
+        }
+    }
+    Ok(Dominators { idom, retained, retained_objects: count, order })
+}
+
 /// Lengauer–Tarjan's EVAL with path compression, without recursion.
 #[inline]
 fn eval(v: usize, ancestor: &mut [u32], label: &mut [u32], semi: &[u32], path: &mut Vec<usize>) -> usize {

@@ -2,6 +2,7 @@
 
 pub mod diff;
 pub mod dominators;
+pub mod forest;
 pub mod growth;
 pub mod histogram;
 pub mod paths;

@@ -81,6 +81,51 @@ pub fn shortest(g: &Graph) -> Paths {
     Paths { parent, sources, outside }
 }
 
+impl Paths {
+    /// Paths kept in a dump, checked: every parent a node of the `nodes` or a start's mark, the marked
+    /// nodes exactly `sources` (each once), and the parents a forest (no chain loops).
+    pub fn from_parts(
+        parent: Vec<u32>,
+        sources: Vec<u32>,
+        outside: Vec<(u32, u32)>,
+        nodes: u32,
+    ) -> Result<Paths, String> {
+        let n = nodes as usize;
+        if parent.len() != n {
+            return Err(format!("{} parents for {n} nodes", parent.len()));
+        }
+        let mut marked = 0usize;
+        for (v, &p) in parent.iter().enumerate() {
+            if p >= GARBAGE {
+                marked += 1;
+            } else if (p & !CONSERVATIVE_EDGE) as usize >= n || (p & !CONSERVATIVE_EDGE) as usize == v {
+                return Err(format!("node {v}: parent {p:#x}"));
+            }
+        }
+        let mut seen = vec![false; n];
+        for &s in &sources {
+            let ok = (s as usize) < n && parent[s as usize] >= GARBAGE && !seen[s as usize];
+            if !ok {
+                return Err(format!("source {s} is not a start of its own, or listed twice"));
+            }
+            seen[s as usize] = true;
+        }
+        if marked != sources.len() {
+            return Err(format!("{marked} starts marked, {} listed", sources.len()));
+        }
+        if outside.iter().any(|&(v, _)| v as usize >= n || parent[v as usize] != OUTSIDE) {
+            return Err("an object held from outside that is not marked so".into());
+        }
+        let paths = Paths { parent, sources, outside };
+        // A forest: every node is reached down from the sources.
+        let reached = crate::analysis::forest::tree_order(n, &paths.sources, |v| paths.parent_of(v).map(|p| p.0));
+        match reached {
+            Some(_) => Ok(paths),
+            None => Err("the parents loop".into()),
+        }
+    }
+}
+
 /// References to each node the walk found (from objects, native blocks and roots).
 pub fn indegree(g: &Graph) -> Vec<u32> {
     let mut indegree = vec![0u32; g.nodes() as usize];

@@ -88,6 +88,13 @@ impl<T: Send + 'static> Later<T> {
         later
     }
 
+    /// A value already at hand (read from a dump), taking `took` to get.
+    fn ready(value: T, took: Duration) -> Later<T> {
+        let later = Later { done: OnceLock::new(), job: Mutex::new(None) };
+        let _ = later.done.set((value, took));
+        later
+    }
+
     fn get(&self) -> &(T, Duration) {
         self.done.get_or_init(|| {
             let h = self.job.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -195,13 +202,20 @@ impl Held {
 
     /// The graph a dump file holds, with its paths and dominators computed again.
     pub fn from_dump(d: store::Dump) -> Result<Held> {
-        let store::Dump { path, header, meta, graph, names } = d;
+        let store::Dump { path, header, meta, graph, names, held } = d;
         let graph = graph.ok_or_else(|| Error::Other(format!("{path}: the dump was read without its graph")))?;
         same_histogram(&graph, &meta.report).map_err(|detail| Error::InDump { path: path.clone(), detail })?;
         let t0 = Instant::now();
-        let paths = Arc::new(paths::shortest(&graph));
-        let graph = Arc::new(graph);
-        let dom = dominators_later(&graph, &paths);
+        // The file's own paths and dominator tree where it keeps them (read and checked with it).
+        let (paths, dom, graph) = match held {
+            Some((p, d)) => (Arc::new(p), Later::ready(d, Duration::ZERO), Arc::new(graph)),
+            None => {
+                let paths = Arc::new(paths::shortest(&graph));
+                let graph = Arc::new(graph);
+                let dom = dominators_later(&graph, &paths);
+                (paths, dom, graph)
+            }
+        };
         let mut figures = meta.figures;
         figures.paths_ms = ms(t0.elapsed());
         figures.dominators_ms = 0.0;
@@ -228,8 +242,10 @@ impl Held {
     pub fn open(name: &str, spec: &TargetSpec, opts: &SnapshotOptions) -> Result<(Held, Option<Spawned>)> {
         if let Some(path) = &spec.dump {
             let pb = progress(None, &format!("reading {}", path.display()));
+            let t = Instant::now();
             let d = store::read(path, true);
             pb.finish_and_clear();
+            log::debug!("{} read and decoded in {:?}", path.display(), t.elapsed());
             return Ok((Held::from_dump(d?)?, None));
         }
         let (session, mut spawned) = super::open_target(name, spec, opts.timeout)?;

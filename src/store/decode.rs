@@ -5,7 +5,10 @@
 use std::collections::HashMap;
 
 use super::codec::{need, unzigzag, Reader};
+use super::held;
 use super::names::StoredNames;
+use crate::analysis::dominators::Dominators;
+use crate::analysis::paths::Paths;
 use crate::cpython::types::TypeInfo;
 use crate::error::{Error, Result};
 use crate::walk::graph::{Graph, GraphParts, Root, CONSERVATIVE_EDGE, IMMORTAL};
@@ -120,8 +123,11 @@ fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
     h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
+/// What a dump's sections hold: the graph, its names, and its paths and dominator tree when kept.
+type Decoded = (Graph, StoredNames, Option<(Paths, Dominators)>);
+
 /// The graph and names of a dump's sections.
-pub(super) fn decode(s: &HashMap<[u8; 4], Vec<u8>>) -> Result<(Graph, StoredNames)> {
+pub(super) fn decode(s: &HashMap<[u8; 4], Vec<u8>>) -> Result<Decoded> {
     let sec = |t: &[u8; 4]| need(s, t).map_err(Error::BadDump);
     let type_infos: Vec<TypeInfo> =
         serde_json::from_slice(sec(b"TYPE")?).map_err(|e| Error::BadDump(format!("section TYPE: {e}")))?;
@@ -133,11 +139,17 @@ pub(super) fn decode(s: &HashMap<[u8; 4], Vec<u8>>) -> Result<(Graph, StoredName
     let n = Reader::new(objs, "OBJS").count("objects", 4)?;
     let k = Reader::new(natv, "NATV").count("native blocks", 1)?;
     let nodes = (n + k + roots.len()) as u64;
-    let (o, e, names) = std::thread::scope(|sc| {
+    let n32 = u32::try_from(nodes).map_err(|_| Error::BadDump("more nodes than a graph holds".into()))?;
+    let (path, idom) = (s.get(b"PATH"), s.get(b"IDOM"));
+    let (o, e, names, held) = std::thread::scope(|sc| {
         let e = sc.spawn(|| edges(edge, labl, nodes));
         let names = sc.spawn(|| names(strs, vals, n));
+        let held = sc.spawn(|| match (path, idom) {
+            (Some(p), Some(d)) => Some(held::decode_paths(p, n32).and_then(|p| Ok((p, held::decode_idom(d, n32)?)))),
+            _ => None,
+        });
         let o = objects(objs, natv);
-        (o, joined(e), joined(names))
+        (o, joined(e), joined(names), joined(held))
     });
     let (o, (offsets, targets, labels), mut names) = (o?, e?, names?);
     let g = Graph::from_parts(GraphParts {
@@ -155,5 +167,12 @@ pub(super) fn decode(s: &HashMap<[u8; 4], Vec<u8>>) -> Result<(Graph, StoredName
     })?;
     names.labels = labels;
     names.check(&g)?;
-    Ok((g, names))
+    let held = match held {
+        Some(raw) => {
+            let (paths, idom) = raw?;
+            Some(held::checked(&g, paths, idom)?)
+        }
+        None => None,
+    };
+    Ok((g, names, held))
 }

@@ -22,18 +22,23 @@
 //! - `LABL`: per edge its label ([`names`]); `STRS`: the strings labels name.
 //! - `VALS`: per object its short value (a str's first 64 characters, bytes, int, float, a container's
 //!   length); with `--no-values` only lengths, and keys that are not identifiers are not kept.
+//! - `PATH`, `IDOM` (optional: a reader computes them when absent): each node's parent on its shortest
+//!   path from a root, and its immediate dominator ([`held`]).
 //!
 //! Written to a temporary name beside the target and renamed once complete ([`write`]); read with
 //! every count bounded by the bytes present ([`read`]).
 
 pub mod codec;
 mod decode;
+pub mod held;
 pub mod names;
 mod sections;
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::dominators::Dominators;
 use crate::analysis::histogram::PythonInfo;
+use crate::analysis::paths::Paths;
 use crate::analysis::why::{Anchor, Figures};
 use crate::analysis::Report;
 use crate::walk::graph::Graph;
@@ -105,4 +110,6 @@ pub struct Dump {
     /// Absent when only the header and `META` were asked for.
     pub graph: Option<Graph>,
     pub names: StoredNames,
+    /// The graph's shortest paths and dominator tree, when the file keeps them (`PATH`, `IDOM`).
+    pub held: Option<(Paths, Dominators)>,
 }

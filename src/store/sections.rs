@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use super::codec::{need, put_varint, tag_name, zigzag};
 use super::names::{Labeller, StoredNames};
 use super::{Dump, Header, Meta, FORMAT, MAGIC, MAX_HEADER, MAX_SECTION};
+use crate::analysis::dominators::Dominators;
+use crate::analysis::paths::Paths;
 use crate::cpython::values::Value;
 use crate::error::{Error, Result};
 use crate::memory::Memory;
@@ -46,7 +48,14 @@ fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
 
 /// Writes the dump of graph `g` to `path`, with the edge names and values of `names` (see
 /// [`label`]).
-pub fn write(path: &Path, mut header: Header, mut meta: Meta, g: &Graph, names: Labelled) -> Result<Written> {
+pub fn write(
+    path: &Path,
+    mut header: Header,
+    mut meta: Meta,
+    g: &Graph,
+    names: Labelled,
+    held: Option<(&Paths, &Dominators)>,
+) -> Result<Written> {
     let t0 = Instant::now();
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut partial = Partial::beside(path).ok_or_else(|| cannot_write(path, "not a file name"))?;
@@ -108,6 +117,10 @@ pub fn write(path: &Path, mut header: Header, mut meta: Meta, g: &Graph, names: 
     }
     section(&mut z, b"STRS", &b).map_err(io)?;
     section(&mut z, b"VALS", &names.value_bytes).map_err(io)?;
+    if let Some((p, d)) = held {
+        section(&mut z, b"PATH", &super::held::encode_paths(p)).map_err(io)?;
+        section(&mut z, b"IDOM", &super::held::encode_idom(d)).map_err(io)?;
+    }
     section(&mut z, b"END.", &[]).map_err(io)?;
     let out = z.finish().map_err(io)?;
     let file = out.into_inner().map_err(|e| cannot_write(path, e.error()))?;
@@ -293,11 +306,11 @@ pub fn read_from<R: Read>(mut f: R, shown: &str, graph: bool) -> Result<Dump> {
     let meta: Meta = serde_json::from_slice(need(&sections, b"META").map_err(&bad)?)
         .map_err(|e| bad(format!("section META: {e}")))?;
     if !graph {
-        return Ok(Dump { path: shown, header, meta, graph: None, names: StoredNames::default() });
+        return Ok(Dump { path: shown, header, meta, graph: None, names: StoredNames::default(), held: None });
     }
     let decoded = super::decode::decode(&sections).map_err(|e| bad(e.to_string()))?;
-    let (g, names) = decoded;
-    Ok(Dump { path: shown, header, meta, graph: Some(g), names })
+    let (g, names, held) = decoded;
+    Ok(Dump { path: shown, header, meta, graph: Some(g), names, held })
 }
 
 /// The body of a dump (the bytes after its header, decompressed): what the fuzz target mutates.
@@ -358,9 +371,13 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("tiny.memspy");
         let header = Header { pid: 42, values: true, ..Header::default() };
-        let w = write(&path, header, Meta::default(), &g, names).expect("written");
+        let p = crate::analysis::paths::shortest(&g);
+        let dom = crate::analysis::dominators::compute(&g, &p);
+        let w = write(&path, header, Meta::default(), &g, names, Some((&p, &dom))).expect("written");
         assert!(w.bytes > 0);
         let d = read(&path, true).expect("read back");
+        let (kept_paths, kept_dom) = d.held.as_ref().expect("the paths and dominators kept");
+        assert_eq!((&kept_paths.parent, &kept_dom.idom, &kept_dom.retained), (&p.parent, &dom.idom, &dom.retained));
         let h = d.graph.expect("graph");
         assert_eq!((d.header.pid, d.header.objects, d.header.edges), (42, 3, 4));
         assert_eq!(h.addresses(), g.addresses());
@@ -378,6 +395,12 @@ mod tests {
         if let Ok(dir) = std::env::var("MEMSPY_WRITE_FUZZ_CORPUS") {
             std::fs::write(Path::new(&dir).join("tiny.body"), body(&bytes).expect("body")).expect("corpus");
         }
+        // Without the paths and dominators (an older memspy's file): the graph alone.
+        let names = label(&mut namer, &g, 0..g.nodes(), true, &Default::default()).expect("named");
+        write(&path, Header { pid: 42, values: true, ..Header::default() }, Meta::default(), &g, names, None)
+            .expect("written");
+        let without = read(&path, true).expect("read back");
+        assert!(without.graph.is_some() && without.held.is_none());
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }
