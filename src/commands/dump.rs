@@ -135,25 +135,28 @@ pub fn run(opts: &DumpOptions) -> Result<()> {
     }
     let pb = progress(Some(graph.nodes() as u64), &format!("naming the references, writing {}", opts.output.display()));
     let t_names = Instant::now();
+    let labelled = match copy {
+        Some(c) => name_in_parallel(c, &session.target, layout, &graph, rss, opts, &pb),
+        None => name_in_parallel(session.target.memory(), &session.target, layout, &graph, rss, opts, &pb),
+    };
+    log::debug!("references named and values read in {:?}", t_names.elapsed());
     // The shortest paths and the dominator tree, kept in the file so that every read of it starts from
-    // them: computed on a thread of their own while the references are named.
-    let (labelled, held) = std::thread::scope(|sc| {
-        let held = sc.spawn(|| {
-            let t = Instant::now();
-            let p = paths::shortest(&graph);
-            let d = dominators::compute(&graph, &p);
-            log::debug!("paths and dominators computed in {:?}", t.elapsed());
-            (p, d)
-        });
-        let labelled = match copy {
-            Some(c) => name_in_parallel(c, &session.target, layout, &graph, rss, opts, &pb),
-            None => name_in_parallel(session.target.memory(), &session.target, layout, &graph, rss, opts, &pb),
-        };
-        log::debug!("references named and values read in {:?}", t_names.elapsed());
-        (labelled, held.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    // them: computed on a thread of their own while the sections before them are compressed and
+    // written (after the naming, whose caches are gone by then: memspy's peak stays that of `why`).
+    let written = labelled.and_then(|names| {
+        std::thread::scope(|sc| {
+            let held = sc.spawn(|| {
+                let t = Instant::now();
+                let p = paths::shortest(&graph);
+                let d = dominators::compute(&graph, &p);
+                log::debug!("paths and dominators computed in {:?}", t.elapsed());
+                (p, d)
+            });
+            store::write(&opts.output, header, meta, &graph, names, move || {
+                Some(held.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            })
+        })
     });
-    let written =
-        labelled.and_then(|names| store::write(&opts.output, header, meta, &graph, names, Some((&held.0, &held.1))));
     pb.finish_and_clear();
     let w = written?;
     if w.unnamed > 0 {

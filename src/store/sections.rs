@@ -54,7 +54,7 @@ pub fn write(
     mut meta: Meta,
     g: &Graph,
     names: Labelled,
-    held: Option<(&Paths, &Dominators)>,
+    held: impl FnOnce() -> Option<(Paths, Dominators)>,
 ) -> Result<Written> {
     let t0 = Instant::now();
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -117,9 +117,10 @@ pub fn write(
     }
     section(&mut z, b"STRS", &b).map_err(io)?;
     section(&mut z, b"VALS", &names.value_bytes).map_err(io)?;
-    if let Some((p, d)) = held {
-        section(&mut z, b"PATH", &super::held::encode_paths(p)).map_err(io)?;
-        section(&mut z, b"IDOM", &super::held::encode_idom(d)).map_err(io)?;
+    // Asked for last: the caller may still be computing them.
+    if let Some((p, d)) = held() {
+        section(&mut z, b"PATH", &super::held::encode_paths(&p)).map_err(io)?;
+        section(&mut z, b"IDOM", &super::held::encode_idom(&d)).map_err(io)?;
     }
     section(&mut z, b"END.", &[]).map_err(io)?;
     let out = z.finish().map_err(io)?;
@@ -373,7 +374,8 @@ mod tests {
         let header = Header { pid: 42, values: true, ..Header::default() };
         let p = crate::analysis::paths::shortest(&g);
         let dom = crate::analysis::dominators::compute(&g, &p);
-        let w = write(&path, header, Meta::default(), &g, names, Some((&p, &dom))).expect("written");
+        let kept = (crate::analysis::paths::shortest(&g), crate::analysis::dominators::compute(&g, &p));
+        let w = write(&path, header, Meta::default(), &g, names, move || Some(kept)).expect("written");
         assert!(w.bytes > 0);
         let d = read(&path, true).expect("read back");
         let (kept_paths, kept_dom) = d.held.as_ref().expect("the paths and dominators kept");
@@ -397,7 +399,7 @@ mod tests {
         }
         // Without the paths and dominators (an older memspy's file): the graph alone.
         let names = label(&mut namer, &g, 0..g.nodes(), true, &Default::default()).expect("named");
-        write(&path, Header { pid: 42, values: true, ..Header::default() }, Meta::default(), &g, names, None)
+        write(&path, Header { pid: 42, values: true, ..Header::default() }, Meta::default(), &g, names, || None)
             .expect("written");
         let without = read(&path, true).expect("read back");
         assert!(without.graph.is_some() && without.held.is_none());
