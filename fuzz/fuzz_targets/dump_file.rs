@@ -16,6 +16,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
 
 #[cfg(not(feature = "libfuzzer"))]
 fn main() {
-    const TOKENS: &[&[u8]] = &[&[0xff, 0xff, 0xff, 0xff, 0x0f], &[0x80], &[0], &[0x7f], b"END.", b"EDGE", b"OBJS", b"PATH", b"IDOM"];
+    const TOKENS: &[&[u8]] =
+        &[&[0xff, 0xff, 0xff, 0xff, 0x0f], &[0x80], &[0], &[0x7f], b"END.", b"EDGE", b"OBJS", b"PATH", b"IDOM"];
     memspy::debug::mutate_corpus("corpus/dump", TOKENS, memspy::debug::fuzz_dump);
 }

@@ -129,11 +129,11 @@ impl Allocators {
     /// its pre-header (`sys.getsizeof` of the kinds whose data is inline), lies in memory that can hold it.
     pub fn holds<M: Memory + ?Sized>(&mut self, mem: &M, l: &Layout, addr: u64, ty: &TypeInfo, size: u64) -> Verdict {
         let pre = l.preheader_size(ty.flags);
-        let verdict = self.holds_at(mem, l, addr, ty, size, pre, false);
+        let verdict = self.holds_at(mem, l, addr, ty, size, AllocatedBy::Type { pre });
         // A type object that is not a heap type was not allocated by its metatype (C code allocates it,
         // statically or with malloc): it has no pre-header.
         if verdict == Verdict::Invalid && pre > 0 && ty.is_metatype && !is_heap_type(mem, l, addr) {
-            return self.holds_at(mem, l, addr, ty, size, 0, true);
+            return self.holds_at(mem, l, addr, ty, size, AllocatedBy::C);
         }
         verdict
     }
@@ -145,9 +145,12 @@ impl Allocators {
         addr: u64,
         ty: &TypeInfo,
         size: u64,
-        pre: u64,
-        any_api: bool,
+        by: AllocatedBy,
     ) -> Verdict {
+        let (pre, any_api) = match by {
+            AllocatedBy::Type { pre } => (pre, false),
+            AllocatedBy::C => (0, true),
+        };
         let Some(user) = addr.checked_sub(pre) else { return Verdict::Invalid };
         // What the debug hooks handed out starts at `addr`: an object with a pre-header cannot (its
         // pre-header would be where the hooks' header is: a module's state allocated with
@@ -163,8 +166,8 @@ impl Allocators {
             let Some((_, api)) = debug_header_api(mem, block) else { break };
             // Objects come from the object allocator ('o': `PyObject_Malloc`, which `tp_alloc` and the
             // GC use); a struct of the memory domain's ('m': a module's state) whose second word
-            // happens to point at a type is not one. (A type that C code allocated itself, `any_api`,
-            // may have come from anywhere: see `holds`.)
+            // happens to point at a type is not one. (A type that C code allocated itself may have
+            // come from anywhere: `AllocatedBy::C`.)
             if i == 0 && !any_api && api != b'o' {
                 return Verdict::Invalid;
             }
@@ -236,6 +239,16 @@ impl Allocators {
         }
         self.glibc.chunk(mem, addr).map(|c| c.usable)
     }
+}
+
+/// Who allocated an object a conservative scan found, as [`Allocators::holds`] checks it.
+#[derive(Clone, Copy)]
+enum AllocatedBy {
+    /// Its type's allocator, with `pre` bytes of pre-header in front (the object allocator's, 'o',
+    /// under the debug hooks).
+    Type { pre: u64 },
+    /// C code, in whatever way (a static type allocated with malloc): no pre-header, any API.
+    C,
 }
 
 /// The debug hooks' header before an allocation's bytes: the requested size (big-endian), the API's
