@@ -317,33 +317,19 @@ pub fn retained_inside(g: &Graph, d: &Dominators, marked: &[bool]) -> Vec<u64> {
 mod tests {
     use super::*;
     use crate::cpython::types::TypeInfo;
-    use crate::walk::graph::{GraphParts, Root, RootKind};
 
     /// A root holding X0 and X3; X0 → X1 → Y2, and X3 → Y2 too (a diamond: Y2 is the root's alone);
     /// X1 → X4.
     fn graph() -> Graph {
         let t = |addr, name: &str| TypeInfo::plain(addr, name, 16);
         let edges: [&[u32]; 6] = [&[1], &[2, 4], &[], &[2], &[], &[0, 3]];
-        let mut offsets = vec![0];
-        let mut targets = Vec::new();
-        for e in edges {
-            targets.extend_from_slice(e);
-            offsets.push(targets.len() as u32);
-        }
-        Graph::from_parts(GraphParts {
-            addrs: vec![0x1000, 0x1040, 0x1080, 0x10c0, 0x1100],
-            types: vec![0, 0, 1, 0, 0],
-            sizes: vec![10, 20, 30, 40, 50],
-            refcounts: vec![1, 1, 2, 1, 1],
-            type_infos: vec![t(0x9000, "m.X"), t(0x9100, "m.Y")],
-            native_addrs: vec![],
-            roots: vec![Root { kind: RootKind::Thread { thread_id: 7 }, addr: 0x8000, locals: vec![] }],
-            frame_objects: vec![],
-            offsets,
-            targets,
-            stale: 0,
-        })
-        .expect("a consistent graph")
+        Graph::of_edges(
+            &edges,
+            &[10, 20, 30, 40, 50],
+            &[1, 1, 2, 1, 1],
+            &[0, 0, 1, 0, 0],
+            vec![t(0x9000, "m.X"), t(0x9100, "m.Y")],
+        )
     }
 
     #[test]

@@ -150,32 +150,13 @@ mod tests {
     use super::*;
     use crate::analysis::paths;
     use crate::cpython::types::TypeInfo;
-    use crate::walk::graph::{GraphParts, Root, RootKind};
 
     /// A root holding objects 0 and 3; 0 → 1 → 2, 3 → 2 (a diamond), 1 → 4 over a conservative edge;
     /// object 5 held by nothing the walk saw (refcount 1).
     fn graph() -> Graph {
         let edges: [&[u32]; 7] = [&[1], &[2, 4 | CONSERVATIVE_EDGE], &[], &[2], &[], &[], &[0, 3]];
-        let mut offsets = vec![0];
-        let mut targets = Vec::new();
-        for e in edges {
-            targets.extend_from_slice(e);
-            offsets.push(targets.len() as u32);
-        }
-        Graph::from_parts(GraphParts {
-            addrs: (0..6).map(|i| 0x1000 + 16 * i).collect(),
-            types: vec![0; 6],
-            sizes: vec![10, 20, 30, 40, 50, 60],
-            refcounts: vec![1, 1, 2, 1, 1, 1],
-            type_infos: vec![TypeInfo::plain(0x9000, "m.X", 16)],
-            native_addrs: vec![],
-            roots: vec![Root { kind: RootKind::Thread { thread_id: 7 }, addr: 0x8000, locals: vec![] }],
-            frame_objects: vec![],
-            offsets,
-            targets,
-            stale: 0,
-        })
-        .unwrap()
+        let x = vec![TypeInfo::plain(0x9000, "m.X", 16)];
+        Graph::of_edges(&edges, &[10, 20, 30, 40, 50, 60], &[1, 1, 2, 1, 1, 1], &[0; 6], x)
     }
 
     #[test]

@@ -251,3 +251,37 @@ impl Graph {
         dropped
     }
 }
+
+#[cfg(test)]
+impl Graph {
+    /// A graph for tests: objects with these sizes, refcounts and type numbers (at 0x1000, 0x1040, …),
+    /// no native block, and one thread root as the last node; `edges` per node, the root's last.
+    pub fn of_edges(
+        edges: &[&[u32]],
+        sizes: &[u64],
+        refcounts: &[u32],
+        types: &[u32],
+        type_infos: Vec<TypeInfo>,
+    ) -> Graph {
+        let mut offsets = vec![0];
+        let mut targets = Vec::new();
+        for e in edges {
+            targets.extend_from_slice(e);
+            offsets.push(targets.len() as u32);
+        }
+        Graph::from_parts(GraphParts {
+            addrs: (0..sizes.len() as u64).map(|i| 0x1000 + 0x40 * i).collect(),
+            types: types.to_vec(),
+            sizes: sizes.to_vec(),
+            refcounts: refcounts.to_vec(),
+            type_infos,
+            native_addrs: vec![],
+            roots: vec![Root { kind: RootKind::Thread { thread_id: 7 }, addr: 0x8000, locals: vec![] }],
+            frame_objects: vec![],
+            offsets,
+            targets,
+            stale: 0,
+        })
+        .expect("a consistent graph")
+    }
+}
