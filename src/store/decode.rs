@@ -7,8 +7,6 @@ use std::collections::HashMap;
 use super::codec::{need, unzigzag, Reader};
 use super::held;
 use super::names::StoredNames;
-use crate::analysis::dominators::Dominators;
-use crate::analysis::paths::Paths;
 use crate::cpython::types::TypeInfo;
 use crate::error::{Error, Result};
 use crate::walk::graph::{Graph, GraphParts, Root, CONSERVATIVE_EDGE, IMMORTAL};
@@ -123,8 +121,9 @@ fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
     h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
-/// What a dump's sections hold: the graph, its names, and its paths and dominator tree when kept.
-type Decoded = (Graph, StoredNames, Option<(Paths, Dominators)>);
+/// What a dump's sections hold: the graph, its names, and its paths and dominator tree when kept (not
+/// yet checked: see [`held::checked`], called once the sections' bytes are dropped).
+type Decoded = (Graph, StoredNames, Option<held::Raw>);
 
 /// The graph and names of a dump's sections.
 pub(super) fn decode(s: &HashMap<[u8; 4], Vec<u8>>) -> Result<Decoded> {
@@ -167,12 +166,5 @@ pub(super) fn decode(s: &HashMap<[u8; 4], Vec<u8>>) -> Result<Decoded> {
     })?;
     names.labels = labels;
     names.check(&g)?;
-    let held = match held {
-        Some(raw) => {
-            let (paths, idom) = raw?;
-            Some(held::checked(&g, paths, idom)?)
-        }
-        None => None,
-    };
-    Ok((g, names, held))
+    Ok((g, names, held.transpose()?))
 }

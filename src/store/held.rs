@@ -76,6 +76,9 @@ pub fn encode_idom(d: &Dominators) -> Vec<u8> {
 /// (not yet checked to be a forest: see [`Paths::from_parts`]).
 pub type RawPaths = (Vec<u32>, Vec<u32>, Vec<(u32, u32)>);
 
+/// What the two sections held, decoded but not yet checked.
+pub type Raw = (RawPaths, Vec<u32>);
+
 pub fn decode_paths(sec: &[u8], n: u32) -> Result<RawPaths> {
     let mut r = Reader::new(sec, "PATH");
     let count = r.count("parents", 1)?;
@@ -134,7 +137,8 @@ pub fn decode_idom(sec: &[u8], n: u32) -> Result<Vec<u32>> {
 /// The paths and dominator tree of graph `g` from what the sections held, checked.
 pub fn checked(g: &Graph, paths: RawPaths, idom: Vec<u32>) -> Result<(Paths, Dominators)> {
     let (parent, sources, outside) = paths;
-    // The two checks on two threads.
+    // The two checks on two threads (their arrays, 12 bytes per node each, come after the sections'
+    // bytes are dropped).
     let (paths, dom) = std::thread::scope(|sc| {
         let dom = sc.spawn(|| dominators::from_idom(g, idom));
         let paths = Paths::from_parts(parent, sources, outside, g.nodes());

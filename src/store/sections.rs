@@ -310,7 +310,12 @@ pub fn read_from<R: Read>(mut f: R, shown: &str, graph: bool) -> Result<Dump> {
         return Ok(Dump { path: shown, header, meta, graph: None, names: StoredNames::default(), held: None });
     }
     let decoded = super::decode::decode(&sections).map_err(|e| bad(e.to_string()))?;
-    let (g, names, held) = decoded;
+    drop(sections);
+    let (g, names, raw) = decoded;
+    let held = match raw {
+        Some((paths, idom)) => Some(super::held::checked(&g, paths, idom).map_err(|e| bad(e.to_string()))?),
+        None => None,
+    };
     Ok(Dump { path: shown, header, meta, graph: Some(g), names, held })
 }
 
