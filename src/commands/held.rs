@@ -88,10 +88,10 @@ impl<T: Send + 'static> Later<T> {
         later
     }
 
-    /// A value already at hand (read from a dump), taking `took` to get.
-    fn ready(value: T, took: Duration) -> Later<T> {
+    /// A value already at hand (read from a dump): no time spent computing it.
+    fn ready(value: T) -> Later<T> {
         let later = Later { done: OnceLock::new(), job: Mutex::new(None) };
-        let _ = later.done.set((value, took));
+        let _ = later.done.set((value, Duration::ZERO));
         later
     }
 
@@ -200,7 +200,8 @@ impl Held {
         Ok(Held { pid: session.target.pid, file, names, graph, paths, dom, anchors, figures, report })
     }
 
-    /// The graph a dump file holds, with its paths and dominators computed again.
+    /// The graph a dump file holds, with the paths and dominator tree it keeps (computed again for a
+    /// file without them).
     pub fn from_dump(d: store::Dump) -> Result<Held> {
         let store::Dump { path, header, meta, graph, names, held } = d;
         let graph = graph.ok_or_else(|| Error::Other(format!("{path}: the dump was read without its graph")))?;
@@ -208,7 +209,7 @@ impl Held {
         let t0 = Instant::now();
         // The file's own paths and dominator tree where it keeps them (read and checked with it).
         let (paths, dom, graph) = match held {
-            Some((p, d)) => (Arc::new(p), Later::ready(d, Duration::ZERO), Arc::new(graph)),
+            Some((p, d)) => (Arc::new(p), Later::ready(d), Arc::new(graph)),
             None => {
                 let paths = Arc::new(paths::shortest(&graph));
                 let graph = Arc::new(graph);

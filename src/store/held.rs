@@ -34,6 +34,15 @@ fn node(from: u32, d: u64, n: u32, what: &str, section: &str) -> Result<u32> {
         .ok_or_else(|| Error::BadDump(format!("section {section}: {what} {v} is not a node")))
 }
 
+/// A section's leading count, which must be the graph's `n` nodes.
+fn one_per_node(r: &mut Reader, n: u32, what: &str, section: &str) -> Result<()> {
+    let count = r.count(what, 1)?;
+    if count != n as usize {
+        return Err(Error::BadDump(format!("section {section}: {count} {what} for {n} nodes")));
+    }
+    Ok(())
+}
+
 /// The `PATH` section of `p`.
 pub fn encode_paths(p: &Paths) -> Vec<u8> {
     let mut b = Vec::with_capacity(p.parent.len() * 2);
@@ -81,11 +90,8 @@ pub type Raw = (RawPaths, Vec<u32>);
 
 pub fn decode_paths(sec: &[u8], n: u32) -> Result<RawPaths> {
     let mut r = Reader::new(sec, "PATH");
-    let count = r.count("parents", 1)?;
-    if count != n as usize {
-        return Err(Error::BadDump(format!("section PATH: {count} parents for {n} nodes")));
-    }
-    let mut parent = Vec::with_capacity(count);
+    one_per_node(&mut r, n, "parents", "PATH")?;
+    let mut parent = Vec::with_capacity(n as usize);
     for v in 0..n {
         let c = r.varint("parent")?;
         parent.push(if c < MARKS {
@@ -119,11 +125,8 @@ pub fn decode_paths(sec: &[u8], n: u32) -> Result<RawPaths> {
 /// The dominators of an `IDOM` section, for a graph of `n` nodes (not yet checked to be a tree).
 pub fn decode_idom(sec: &[u8], n: u32) -> Result<Vec<u32>> {
     let mut r = Reader::new(sec, "IDOM");
-    let count = r.count("dominators", 1)?;
-    if count != n as usize {
-        return Err(Error::BadDump(format!("section IDOM: {count} dominators for {n} nodes")));
-    }
-    let mut idom = Vec::with_capacity(count);
+    one_per_node(&mut r, n, "dominators", "IDOM")?;
+    let mut idom = Vec::with_capacity(n as usize);
     for v in 0..n {
         let c = r.varint("dominator")?;
         idom.push(if c == 0 { TOP } else { node(v, c - 1, n, "dominator", "IDOM")? });
