@@ -2,10 +2,11 @@
 //! most (the dominator tree's heaviest nodes, each the innermost holder of most of what it retains)
 //! and the retained size per type.
 
-use crate::analysis::dominators::{self, TOP};
+use crate::analysis::dominators::{self, Dominators, TOP};
 use crate::analysis::why::{Dominator, HeldPath, RetainedReport, RetainedType};
 use crate::error::{Error, Result};
 use crate::report;
+use crate::walk::graph::Graph;
 use crate::walk::SnapshotOptions;
 
 use super::held::Held;
@@ -40,6 +41,27 @@ pub fn run(opts: &RetainedOptions) -> Result<()> {
 pub fn retained_report(held: &Held, limit: usize) -> RetainedReport {
     let g = &held.graph;
     let d = held.dom();
+    // The retained size by type (a walk down the whole dominator tree) on a thread of its own, while
+    // this one picks the top dominators and their paths.
+    std::thread::scope(|sc| {
+        let per_type = sc.spawn(|| by_type(g, d));
+        let dominators = top_dominators(held, limit);
+        RetainedReport {
+            pid: held.pid,
+            file: held.file.clone(),
+            total_bytes: g.total_bytes(),
+            by_type: per_type.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            dominators,
+            partial: held.figures().partial,
+            analysis: held.figures(),
+        }
+    })
+}
+
+/// The objects that retain the most (not those a dominated object holds most of), with their paths.
+fn top_dominators(held: &Held, limit: usize) -> Vec<Dominator> {
+    let g = &held.graph;
+    let d = held.dom();
     // Objects with a dominated object that holds most of what they retain are not listed.
     let mut heavy = vec![false; g.nodes() as usize];
     for v in 0..g.objects {
@@ -54,8 +76,7 @@ pub fn retained_report(held: &Held, limit: usize) -> RetainedReport {
     top.sort_by_key(|&v| (std::cmp::Reverse(d.retained[v as usize]), v));
     top.truncate(limit);
     let paths = held.paths_of(&top);
-    let dominators = top
-        .iter()
+    top.iter()
         .zip(paths)
         .map(|(&v, (root, steps))| Dominator {
             address: format!("{:#x}", g.addr(v)),
@@ -64,7 +85,11 @@ pub fn retained_report(held: &Held, limit: usize) -> RetainedReport {
             objects: d.retained_objects[v as usize] as u64,
             path: HeldPath { root, steps },
         })
-        .collect();
+        .collect()
+}
+
+/// Per type: count, bytes and retained bytes (see [`dominators::retained_by_type`]), largest first.
+fn by_type(g: &Graph, d: &Dominators) -> Vec<RetainedType> {
     let per = dominators::retained_by_type(g, d);
     let mut counts = vec![(0u64, 0u64); g.type_infos.len()];
     for v in 0..g.objects as usize {
@@ -87,13 +112,5 @@ pub fn retained_report(held: &Held, limit: usize) -> RetainedReport {
     by_type.sort_by(|a, b| {
         (b.retained, b.bytes, b.count).cmp(&(a.retained, a.bytes, a.count)).then_with(|| a.type_name.cmp(&b.type_name))
     });
-    RetainedReport {
-        pid: held.pid,
-        file: held.file.clone(),
-        total_bytes: g.total_bytes(),
-        by_type,
-        dominators,
-        partial: held.figures().partial,
-        analysis: held.figures(),
-    }
+    by_type
 }

@@ -1,10 +1,13 @@
 //! Reading a dump's graph sections back: the objects (`OBJS`, `NATV`), the edges and their labels
-//! (`EDGE`, `LABL`), the strings and values (`STRS`, `VALS`) are decoded on three threads at once (each
-//! section is one varint stream of its own), then checked together as one [`Graph`].
+//! (`EDGE`, `LABL`), the strings and values (`STRS`, `VALS`), the paths and dominators (`PATH`, `IDOM`)
+//! are decoded on threads of their own (each section is one varint stream of its own), each started as
+//! soon as its sections are decompressed ([`Decoding`]), then checked together as one [`Graph`].
 
 use std::collections::HashMap;
 
-use super::codec::{need, unzigzag, Reader};
+use std::thread::JoinHandle;
+
+use super::codec::{unzigzag, Reader};
 use super::held;
 use super::names::StoredNames;
 use crate::cpython::types::TypeInfo;
@@ -83,7 +86,7 @@ fn edges(edge: &[u8], labl: &[u8], nodes: u64) -> Result<(Vec<u32>, Vec<u32>, Ve
 }
 
 /// The strings, and where each of `objects` objects' value starts in the values.
-fn names(strs: &[u8], vals: &[u8], objects: usize) -> Result<StoredNames> {
+fn names(strs: &[u8], vals: Vec<u8>, objects: usize) -> Result<StoredNames> {
     let mut names = StoredNames::default();
     let mut r = Reader::new(strs, "STRS");
     let k = r.count("strings", 1)?;
@@ -93,8 +96,7 @@ fn names(strs: &[u8], vals: &[u8], objects: usize) -> Result<StoredNames> {
     if vals.len() >= u32::MAX as usize {
         return Err(Error::BadDump("a values section over 4 GiB".into()));
     }
-    names.value_bytes = vals.to_vec();
-    let mut r = Reader::new(vals, "VALS");
+    let mut r = Reader::new(&vals, "VALS");
     names.value_at.reserve(objects);
     for _ in 0..objects {
         names.value_at.push(r.position() as u32);
@@ -114,57 +116,166 @@ fn names(strs: &[u8], vals: &[u8], objects: usize) -> Result<StoredNames> {
             t => return Err(Error::BadDump(format!("section VALS: value tag {t}"))),
         }
     }
+    names.value_bytes = vals;
     Ok(names)
 }
 
-fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
-    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+type Job<T> = Option<JoinHandle<Result<T>>>;
+
+fn joined<T>(job: &mut Job<T>) -> Option<Result<T>> {
+    job.take().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
 }
 
 /// What a dump's sections hold: the graph, its names, and its paths and dominator tree when kept (not
 /// yet checked: see [`held::checked`], called once the sections' bytes are dropped).
-type Decoded = (Graph, StoredNames, Option<held::Raw>);
+pub(super) type Decoded = (Graph, StoredNames, Option<held::Raw>);
 
-/// The graph and names of a dump's sections.
-pub(super) fn decode(s: &HashMap<[u8; 4], Vec<u8>>) -> Result<Decoded> {
-    let sec = |t: &[u8; 4]| need(s, t).map_err(Error::BadDump);
-    let type_infos: Vec<TypeInfo> =
-        serde_json::from_slice(sec(b"TYPE")?).map_err(|e| Error::BadDump(format!("section TYPE: {e}")))?;
-    let (roots, frame_objects): (Vec<Root>, Vec<Root>) =
-        serde_json::from_slice(sec(b"ROOT")?).map_err(|e| Error::BadDump(format!("section ROOT: {e}")))?;
-    let (objs, natv, edge, labl, strs, vals) =
-        (sec(b"OBJS")?, sec(b"NATV")?, sec(b"EDGE")?, sec(b"LABL")?, sec(b"STRS")?, sec(b"VALS")?);
-    // The counts each stream starts with tell the others how many nodes there are.
-    let n = Reader::new(objs, "OBJS").count("objects", 4)?;
-    let k = Reader::new(natv, "NATV").count("native blocks", 1)?;
-    let nodes = (n + k + roots.len()) as u64;
-    let n32 = u32::try_from(nodes).map_err(|_| Error::BadDump("more nodes than a graph holds".into()))?;
-    let (path, idom) = (s.get(b"PATH"), s.get(b"IDOM"));
-    let (o, e, names, held) = std::thread::scope(|sc| {
-        let e = sc.spawn(|| edges(edge, labl, nodes));
-        let names = sc.spawn(|| names(strs, vals, n));
-        let held = sc.spawn(|| match (path, idom) {
-            (Some(p), Some(d)) => Some(held::decode_paths(p, n32).and_then(|p| Ok((p, held::decode_idom(d, n32)?)))),
+/// The decoding of a dump's graph sections, each started on a thread of its own as soon as the
+/// sections it needs have arrived ([`Self::add`]), so that it overlaps the decompression of the
+/// sections after them; [`Self::finish`] checks them together as one [`Graph`]. Every thread it
+/// started is joined before it is dropped, on every path.
+#[derive(Default)]
+pub(super) struct Decoding {
+    /// Sections waiting for the others their decoding needs.
+    waiting: HashMap<[u8; 4], Vec<u8>>,
+    seen: Vec<[u8; 4]>,
+    type_infos: Option<Vec<TypeInfo>>,
+    roots: Option<(Vec<Root>, Vec<Root>)>,
+    /// Objects and native blocks, from the counts their sections start with.
+    objects_count: Option<usize>,
+    natives_count: Option<usize>,
+    objects: Job<Objects>,
+    edges: Job<(Vec<u32>, Vec<u32>, Vec<u32>)>,
+    names: Job<StoredNames>,
+    paths: Job<held::RawPaths>,
+    idom: Job<Vec<u32>>,
+}
+
+/// The sections [`Decoding`] takes, in the order a missing one is named.
+pub(super) const GRAPH_SECTIONS: [&[u8; 4]; 10] =
+    [b"TYPE", b"ROOT", b"OBJS", b"NATV", b"EDGE", b"LABL", b"STRS", b"VALS", b"PATH", b"IDOM"];
+
+fn spawned<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<Job<T>> {
+    std::thread::Builder::new()
+        .name("memspy-decode".into())
+        .spawn(f)
+        .map(Some)
+        .map_err(|e| Error::Other(format!("cannot start a thread to decode a dump: {e}")))
+}
+
+impl Decoding {
+    /// Takes section `tag` (one of [`GRAPH_SECTIONS`]); starts what it completes.
+    pub fn add(&mut self, tag: [u8; 4], bytes: Vec<u8>) -> Result<()> {
+        if self.seen.contains(&tag) {
+            return Err(Error::BadDump(format!("section {} twice", String::from_utf8_lossy(&tag))));
+        }
+        self.seen.push(tag);
+        match &tag {
+            b"TYPE" => {
+                let t = serde_json::from_slice(&bytes).map_err(|e| Error::BadDump(format!("section TYPE: {e}")))?;
+                self.type_infos = Some(t);
+            }
+            b"ROOT" => {
+                let r = serde_json::from_slice(&bytes).map_err(|e| Error::BadDump(format!("section ROOT: {e}")))?;
+                self.roots = Some(r);
+            }
+            b"OBJS" => {
+                self.objects_count = Some(Reader::new(&bytes, "OBJS").count("objects", 4)?);
+                self.waiting.insert(tag, bytes);
+            }
+            b"NATV" => {
+                self.natives_count = Some(Reader::new(&bytes, "NATV").count("native blocks", 1)?);
+                self.waiting.insert(tag, bytes);
+            }
+            _ => {
+                self.waiting.insert(tag, bytes);
+            }
+        }
+        self.start_ready()
+    }
+
+    /// Nodes of the graph (objects, native blocks, roots), once the sections that count them are in.
+    fn nodes(&self) -> Result<Option<u64>> {
+        let (Some(n), Some(k), Some((roots, _))) = (self.objects_count, self.natives_count, &self.roots) else {
+            return Ok(None);
+        };
+        let nodes = (n + k + roots.len()) as u64;
+        u32::try_from(nodes).map_err(|_| Error::BadDump("more nodes than a graph holds".into()))?;
+        Ok(Some(nodes))
+    }
+
+    /// Whether every section of `tags` waits (then they are taken).
+    fn take<const N: usize>(&mut self, tags: [&[u8; 4]; N]) -> Option<[Vec<u8>; N]> {
+        if !tags.iter().all(|t| self.waiting.contains_key(*t)) {
+            return None;
+        }
+        Some(tags.map(|t| self.waiting.remove(t).expect("checked to be there")))
+    }
+
+    fn start_ready(&mut self) -> Result<()> {
+        if let Some([objs, natv]) = self.take([b"OBJS", b"NATV"]) {
+            self.objects = spawned(move || objects(&objs, &natv))?;
+        }
+        let Some(nodes) = self.nodes()? else { return Ok(()) };
+        if let Some([edge, labl]) = self.take([b"EDGE", b"LABL"]) {
+            self.edges = spawned(move || edges(&edge, &labl, nodes))?;
+        }
+        if let Some([strs, vals]) = self.take([b"STRS", b"VALS"]) {
+            let n = self.objects_count.unwrap_or(0);
+            self.names = spawned(move || names(&strs, vals, n))?;
+        }
+        // `nodes` fits in u32 (checked by `nodes()`).
+        if let Some([path]) = self.take([b"PATH"]) {
+            self.paths = spawned(move || held::decode_paths(&path, nodes as u32))?;
+        }
+        if let Some([idom]) = self.take([b"IDOM"]) {
+            self.idom = spawned(move || held::decode_idom(&idom, nodes as u32))?;
+        }
+        Ok(())
+    }
+
+    /// The graph and names the sections hold, once all have been added.
+    pub fn finish(mut self) -> Result<Decoded> {
+        if let Some(t) = GRAPH_SECTIONS[..8].iter().find(|t| !self.seen.contains(t)) {
+            return Err(Error::BadDump(format!("no section {}", String::from_utf8_lossy(*t))));
+        }
+        let missing = |what: &str| Error::BadDump(format!("the {what} could not be decoded"));
+        let o = joined(&mut self.objects).ok_or_else(|| missing("objects"))?;
+        let e = joined(&mut self.edges).ok_or_else(|| missing("edges"))?;
+        let names = joined(&mut self.names).ok_or_else(|| missing("values"));
+        let (paths, idom) = (joined(&mut self.paths), joined(&mut self.idom));
+        let (o, (offsets, targets, labels), mut names) = (o?, e?, names??);
+        let (roots, frame_objects) = self.roots.take().unwrap_or_default();
+        let g = Graph::from_parts(GraphParts {
+            addrs: o.addrs,
+            types: o.types,
+            sizes: o.sizes,
+            refcounts: o.refcounts,
+            type_infos: self.type_infos.take().unwrap_or_default(),
+            native_addrs: o.native_addrs,
+            roots,
+            frame_objects,
+            offsets,
+            targets,
+            stale: 0,
+        })?;
+        names.labels = labels;
+        names.check(&g)?;
+        let held = match (paths, idom) {
+            (Some(p), Some(d)) => Some((p?, d?)),
             _ => None,
-        });
-        let o = objects(objs, natv);
-        (o, joined(e), joined(names), joined(held))
-    });
-    let (o, (offsets, targets, labels), mut names) = (o?, e?, names?);
-    let g = Graph::from_parts(GraphParts {
-        addrs: o.addrs,
-        types: o.types,
-        sizes: o.sizes,
-        refcounts: o.refcounts,
-        type_infos,
-        native_addrs: o.native_addrs,
-        roots,
-        frame_objects,
-        offsets,
-        targets,
-        stale: 0,
-    })?;
-    names.labels = labels;
-    names.check(&g)?;
-    Ok((g, names, held.transpose()?))
+        };
+        Ok((g, names, held))
+    }
+}
+
+impl Drop for Decoding {
+    fn drop(&mut self) {
+        // A read that stopped early (a bad section, a body cut short) waits for what it started.
+        let _ = joined(&mut self.objects);
+        let _ = joined(&mut self.edges);
+        let _ = joined(&mut self.names);
+        let _ = joined(&mut self.paths);
+        let _ = joined(&mut self.idom);
+    }
 }

@@ -28,7 +28,7 @@ use crate::memory::{Memory, ReadExt};
 use crate::pause::Control;
 
 use super::blocks::{Allocators, Scanned, Verdict};
-use super::graph::{Recorder, Source};
+use super::graph::{Objects, Recorder, Source};
 use super::refs::{self, RefInfos};
 use super::shares::{owner, Part, SEND_BATCH, SENT_FILTER};
 use super::visited::Visited;
@@ -104,6 +104,11 @@ pub struct FullWalk<'a, M: Memory + ?Sized> {
     pub(super) part: Option<Part<'a>>,
     /// Set when the walk records the object graph (one thread only).
     pub graph: Option<Recorder>,
+    /// Per worker of a recording walk, made before the target was stopped (their room faulted in): its
+    /// recorder (none for the first, which continues `graph`) and its objects' arrays.
+    pub(super) spares: Vec<(Option<Recorder>, Objects)>,
+    /// The same for the two threads that walk the GC lists from both ends (see [`super::gcpar`]).
+    pub(super) direction_spares: Vec<Objects>,
     /// Without a pause: a sample of the objects found (address, type), to see afterwards how many
     /// changed under the walk ([`super::recheck`]).
     pub samples: Option<Vec<(u64, u64)>>,
@@ -171,6 +176,8 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             current: 0,
             part: None,
             graph: None,
+            spares: Vec::new(),
+            direction_spares: Vec::new(),
             samples: None,
         }
     }

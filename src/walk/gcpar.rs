@@ -15,6 +15,9 @@
 //! the backward walk visited (the head if none) and vice versa. Anything else (a cycle, another list's
 //! head, a wild pointer, halves that do not meet) is [`Error::ListCheck`], naming the check; the caller retries.
 //! Since each object of a consistent list is reached by exactly one thread, the counts are exact.
+//!
+//! A walk that records the graph (`why`, `retained`, `dump`) has each thread keep the objects it
+//! reaches (address, type, size, refcount: [`Objects`]), handed to the sink as parts of their own.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -27,6 +30,7 @@ use crate::memory::{le_u64, MAX_USER_ADDR};
 use crate::memory::{Memory, ReadExt};
 
 use super::full::{read_head, FullWalk};
+use super::graph::Objects;
 use super::shares;
 use super::{Sink, TypeTotals, WalkSummary};
 use crate::cpython::gc;
@@ -126,6 +130,10 @@ struct DirOut {
     approximate_sizes: u64,
     /// Stopped because the other direction failed.
     aborted: bool,
+    /// A recording walk's: each object reached, for the graph ([`Objects`]), and the type objects
+    /// (whose cached keys the reference walk must know: see [`FullWalk::note_type_keys`]).
+    objects: Option<Objects>,
+    metatypes: Vec<u64>,
 }
 
 /// What both directions share.
@@ -231,6 +239,12 @@ fn walk_direction<M: Memory + ?Sized>(mem: &M, ctl: &Ctl<'_>, forward: bool, out
                 Default::default()
             });
             per_list[list.min(3)].add(&rec);
+            if let Some(o) = out.objects.as_mut() {
+                o.object(&rec, info);
+                if info.is_metatype {
+                    out.metatypes.push(obj);
+                }
+            }
             addrs[shares::owner(obj, ctl.shares)].push(obj);
         }
         leg.end = node;
@@ -299,15 +313,20 @@ pub fn walk_gc_parallel<M: ThreadReaders>(
     let all_heads: Vec<u64> = lists.iter().map(|&(_, h)| h).collect();
     let abort = AtomicBool::new(false);
     let ctl = Ctl { l, lists: &lists, all_heads: &all_heads, claims: &claims, abort: &abort, control, shares };
+    // A walk that records the graph keeps each direction's objects (in arrays made before the pause,
+    // where there are).
+    let record = fw.graph.is_some() && sink.keeps_objects();
+    let mut spares = std::mem::take(&mut fw.direction_spares);
     let results: Vec<std::thread::Result<Direction<'_, M>>> = std::thread::scope(|s| {
         let handles: Vec<_> = parts
             .into_iter()
             .enumerate()
             .map(|(i, pm)| {
                 let ctl = &ctl;
+                let objects = record.then(|| spares.pop().unwrap_or_default());
                 s.spawn(move || {
                     let mut stop_other = AbortUnlessDone { abort: ctl.abort, armed: true };
-                    let mut out = DirOut::default();
+                    let mut out = DirOut { objects, ..DirOut::default() };
                     let r = walk_direction(&pm, ctl, i == 0, &mut out);
                     stop_other.armed = r.is_err();
                     (pm, out, r)
@@ -358,6 +377,14 @@ pub fn walk_gc_parallel<M: ThreadReaders>(
             summary.permanent += objects;
         } else {
             summary.generations[l.gc.reported_generation(list)] += objects;
+        }
+    }
+    for out in outs.iter_mut() {
+        if let Some(o) = out.objects.take() {
+            sink.objects(o);
+        }
+        for &t in &out.metatypes {
+            fw.note_type_keys(t);
         }
     }
     for out in &outs {

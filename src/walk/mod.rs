@@ -226,6 +226,9 @@ struct HeapWalk<'s> {
     samples: Vec<(u64, u64)>,
     /// The copy a recording walk read (a copy in a file), kept for reading the same instant again.
     copy: Option<pause::FileCopy<crate::memory::RemoteMemory>>,
+    /// What the workers of a recording walk record into, made by `prepare` (see `FullWalk::spares`).
+    spares: Vec<(Option<graph::Recorder>, graph::Objects)>,
+    direction_spares: Vec<graph::Objects>,
 }
 
 impl Work for HeapWalk<'_> {
@@ -252,6 +255,18 @@ impl Work for HeapWalk<'_> {
             if self.recorded.is_none() {
                 self.recorded = Some((graph::Recorder::with_capacity(words / self.threads), Default::default()));
             }
+            // Each worker's objects' arrays (room for one object per two words, of which half, about
+            // what a heap of small objects fills, is faulted in now rather than while the target is
+            // stopped), and the recorders of the workers after the first (faulted in).
+            let per = words / self.threads;
+            self.spares = (0..self.threads)
+                .map(|i| {
+                    let rec = (i > 0).then(|| graph::Recorder::for_worker_faulted(per));
+                    (rec, graph::Objects::faulted(per / 2, per / 4))
+                })
+                .collect();
+            // And the GC lists' objects, reached from both ends: fewer (containers only).
+            self.direction_spares = (0..2).map(|_| graph::Objects::faulted(per / 4, per / 8)).collect();
         }
     }
 
@@ -290,6 +305,8 @@ impl Work for HeapWalk<'_> {
             fw.one_thread = self.per_object && !(self.record.is_some() && sink.keeps_objects());
             fw.threads = self.threads;
             if let Some(words) = self.record {
+                fw.spares = std::mem::take(&mut self.spares);
+                fw.direction_spares = std::mem::take(&mut self.direction_spares);
                 fw.graph = Some(match self.recorded.take() {
                     Some((r, _)) => graph::Recorder::reuse(r),
                     None => graph::Recorder::with_capacity(words),
@@ -316,7 +333,9 @@ impl Work for HeapWalk<'_> {
                         sink.object(r, t)
                     },
                 ))
-            } else if strict && !self.per_object && self.threads > 1 {
+            } else if strict && !fw.one_thread && self.threads > 1 {
+                // (A walk that reports objects one by one has one thread report them, unless it records
+                // the graph: then each thread keeps its own, see `one_thread`.)
                 gcpar::walk_gc_parallel(*mem, interp, interps, &mut fw, control, summary, sink)
             } else {
                 None
@@ -402,6 +421,8 @@ pub fn snapshot(target: &Target, interp: &Interpreter, opts: &SnapshotOptions, s
         recorded: None,
         samples: Vec::new(),
         copy: None,
+        spares: Vec::new(),
+        direction_spares: Vec::new(),
         threads: workers::threads(opts.threads),
     };
     let mut o = pause::read(target, interp, &opts.read_options(), &mut work)?;
@@ -478,6 +499,8 @@ pub fn capture_keeping_copy(
         recorded: None,
         samples: Vec::new(),
         copy: None,
+        spares: Vec::new(),
+        direction_spares: Vec::new(),
         threads,
     };
     // The recording and the objects' arrays grow while the read cache is full: a smaller cache (1/6

@@ -152,6 +152,13 @@ impl Recorder {
         Recorder { words: Vec::with_capacity(words), ..Recorder::default() }
     }
 
+    /// [`Self::for_worker`] with the room faulted in (made before the target is stopped).
+    pub(super) fn for_worker_faulted(words: usize) -> Self {
+        let mut words = Vec::with_capacity(words);
+        touch(&mut words, usize::MAX);
+        Recorder { words, ..Recorder::default() }
+    }
+
     /// Takes what another worker recorded (its words; it records no roots).
     pub(super) fn absorb(&mut self, other: Recorder) {
         if !other.words.is_empty() {
@@ -232,7 +239,31 @@ pub struct Objects {
     parts: Vec<Objects>,
 }
 
+/// Faults in the pages of the first `n` items of `v`'s spare room (before the target is stopped: the
+/// kernel maps memory lazily, and a first write during the pause would cost a page fault per page).
+/// Nothing is added.
+fn touch<T: Copy + Default>(v: &mut Vec<T>, n: usize) {
+    let step = (crate::memory::PAGE as usize / std::mem::size_of::<T>().max(1)).max(1);
+    let spare = v.spare_capacity_mut();
+    for i in (0..spare.len().min(n)).step_by(step) {
+        // SAFETY: `i` is within the spare room, which the vector owns; the write (volatile, so that it is
+        // kept) stores a valid `T` in memory that stays outside the vector's length.
+        unsafe { std::ptr::write_volatile(spare.as_mut_ptr().add(i), std::mem::MaybeUninit::new(T::default())) };
+    }
+}
+
 impl Objects {
+    /// [`Self::with_capacity`] with the room of the first `faulted` objects faulted in (made before the
+    /// target is stopped).
+    pub fn faulted(n: usize, faulted: usize) -> Self {
+        let mut o = Self::with_capacity(n);
+        touch(&mut o.addrs, faulted);
+        touch(&mut o.types, faulted);
+        touch(&mut o.sizes, faulted);
+        touch(&mut o.refcounts, faulted);
+        o
+    }
+
     pub fn with_capacity(n: usize) -> Self {
         Objects {
             addrs: Vec::with_capacity(n),

@@ -98,6 +98,8 @@ impl<'a, M: Memory + ?Sized> FullWalk<'a, M> {
             current: 0,
             part: Some(part),
             graph,
+            spares: Vec::new(),
+            direction_spares: Vec::new(),
             samples: seed.sampling.then(Vec::new),
         }
     }
@@ -207,12 +209,20 @@ pub fn walk_rest<M: ThreadReaders>(
     // walk's, which holds the roots) and keeps its objects one by one for the sink.
     let recording = walk.graph.is_some() && sink.keeps_objects();
     let mut recorders: Vec<Option<Recorder>> = (0..n).map(|_| None).collect();
+    // The workers' objects' arrays and recorders made before the pause, where there are (a walk tried
+    // again makes new ones).
+    let mut spares = std::mem::take(&mut walk.spares).into_iter();
+    let mut spare_objects: Vec<Option<Objects>> = (0..n).map(|_| None).collect();
     if recording {
         let main = walk.graph.take().expect("a recorder");
         let room = main.words.capacity();
         recorders[0] = Some(main);
-        for r in recorders.iter_mut().skip(1) {
-            *r = Some(Recorder::for_worker(room));
+        for (i, r) in recorders.iter_mut().enumerate() {
+            let (rec, objects) = spares.next().unzip();
+            spare_objects[i] = objects;
+            if i > 0 {
+                *r = Some(rec.flatten().unwrap_or_else(|| Recorder::for_worker(room)));
+            }
         }
     }
     let mut stacks: Vec<Vec<u64>> = vec![Vec::new(); n];
@@ -231,8 +241,9 @@ pub fn walk_rest<M: ThreadReaders>(
             .zip(stacks)
             .zip(seeds)
             .zip(recorders)
+            .zip(spare_objects)
             .enumerate()
-            .map(|(me, ((((pm, vis), stack), seed), rec))| {
+            .map(|(me, (((((pm, vis), stack), seed), rec), spare))| {
                 let shared = &shared;
                 let mine = pending.next().unwrap_or_default();
                 s.spawn(move || {
@@ -251,7 +262,8 @@ pub fn walk_rest<M: ThreadReaders>(
                         // Room reserved (address space only, nothing faulted in) for about one object
                         // per two words, so that the arrays do not move while the target is stopped.
                         let room = w.graph.as_ref().map_or(0, |g| g.words.capacity() / 2);
-                        let mut objects = w.graph.is_some().then(|| Objects::with_capacity(room));
+                        let mut objects =
+                            w.graph.is_some().then(|| spare.unwrap_or_else(|| Objects::with_capacity(room)));
                         w.pending = vec![mine];
                         w.mark_pending();
                         let mut types = Types::new(l);
