@@ -66,26 +66,26 @@ pub fn compute(g: &Graph, paths: &Paths) -> Dominators {
         }
     }
     let m = k as usize;
-    // Predecessors (reverse CSR), by preorder number.
+    // Predecessors (reverse CSR), by preorder number: counted, summed up to the end of each range,
+    // then filled from the ends backwards (edges in reverse), which leaves each range's start in
+    // `rev_off` and its predecessors in edge order. (No second array of cursors: in this and what
+    // follows, every array that can be reused is, since fresh memory costs a page fault per page.)
     let mut rev_off = vec![0u32; m + 2];
     for &t in &g.targets {
-        let p = pre[(t & !CONSERVATIVE_EDGE) as usize] as usize;
-        rev_off[p + 1] += 1;
+        rev_off[pre[(t & !CONSERVATIVE_EDGE) as usize] as usize] += 1;
     }
     for i in 1..rev_off.len() {
         rev_off[i] += rev_off[i - 1];
     }
-    let mut fill = rev_off.clone();
     let mut preds = vec![0u32; g.targets.len()];
-    for u in 0..n {
+    for u in (0..n).rev() {
         let pu = pre[u];
-        for &t in g.edges(u as u32) {
+        for &t in g.edges(u as u32).iter().rev() {
             let p = pre[(t & !CONSERVATIVE_EDGE) as usize] as usize;
-            preds[fill[p] as usize] = pu;
-            fill[p] += 1;
+            rev_off[p] -= 1;
+            preds[rev_off[p] as usize] = pu;
         }
     }
-    drop(fill);
     let mut from_top = vec![false; m + 1];
     for &s in &paths.sources {
         from_top[pre[s as usize] as usize] = true;
@@ -108,9 +108,9 @@ pub fn compute(g: &Graph, paths: &Paths) -> Dominators {
         semi[w] = s;
         ancestor[w] = parent[w];
     }
-    drop((preds, rev_off, ancestor, label, from_top));
+    drop((preds, rev_off, from_top));
     // Immediate dominators: the nearest common ancestor of the parent and the semidominator.
-    let mut idom = vec![1u32; m + 1];
+    let mut idom = reused(label, m + 1, 1);
     for w in 2..=m {
         let mut d = parent[w];
         while d > semi[w] {
@@ -118,12 +118,12 @@ pub fn compute(g: &Graph, paths: &Paths) -> Dominators {
         }
         idom[w] = d;
     }
-    drop((semi, parent));
+    drop(parent);
     // Retained sizes, accumulated by node from the last in preorder to the first (every node after
     // its dominators).
-    let mut by_node_idom = vec![TOP; n];
+    let mut by_node_idom = reused(ancestor, n, TOP);
     let mut by_node_retained = vec![0u64; n];
-    let mut by_node_count = vec![0u32; n];
+    let mut by_node_count = reused(semi, n, 0);
     for w in 2..=m {
         let v = vertex[w];
         let d = idom[w];
@@ -145,6 +145,13 @@ pub fn compute(g: &Graph, paths: &Paths) -> Dominators {
     vertex.truncate(m + 1);
     let order = vertex.split_off(2);
     Dominators { idom: by_node_idom, retained: by_node_retained, retained_objects: by_node_count, order }
+}
+
+/// `v`'s memory as `n` times `value` (reallocated only when it is too small).
+fn reused(mut v: Vec<u32>, n: usize, value: u32) -> Vec<u32> {
+    v.clear();
+    v.resize(n, value);
+    v
 }
 
 /// The dominator tree kept in a dump (`idom` per node, [`TOP`] under the super root), checked to be a
