@@ -426,4 +426,67 @@ mod tests {
         assert!(without.graph.is_some() && without.held.is_none());
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
+
+    /// The sections of a body: (tag, payload), in file order.
+    fn sections_of(body: &[u8]) -> Vec<([u8; 4], Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 12 <= body.len() {
+            let tag: [u8; 4] = body[at..at + 4].try_into().expect("4 bytes");
+            let len = u64::from_le_bytes(body[at + 4..at + 12].try_into().expect("8 bytes")) as usize;
+            out.push((tag, body[at + 12..at + 12 + len].to_vec()));
+            at += 12 + len;
+        }
+        out
+    }
+
+    fn body_of(sections: &[([u8; 4], Vec<u8>)]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for (tag, payload) in sections {
+            b.extend_from_slice(tag);
+            b.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+            b.extend_from_slice(payload);
+        }
+        b
+    }
+
+    /// Each group of sections is decoded as soon as it is in, whatever the order; a section given
+    /// twice is refused, as is a graph section missing.
+    #[test]
+    fn sections_read_in_any_order_once_each() {
+        let g = tiny_graph();
+        let mem = FakeMemory::new();
+        let l = python_bindings::versions::V3_12;
+        let mut namer = EdgeNamer::new(&mem, &l, &g);
+        let names = label(&mut namer, &g, 0..g.nodes(), true, &Default::default()).expect("named");
+        let dir = std::env::temp_dir().join(format!("memspy-store-order-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("tiny.memspy");
+        let p = crate::analysis::paths::shortest(&g);
+        let kept = (crate::analysis::paths::shortest(&g), crate::analysis::dominators::compute(&g, &p));
+        write(&path, Header::default(), Meta::default(), &g, names, move || Some(kept)).expect("written");
+        let bytes = std::fs::read(&path).expect("file");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+        let header = Header::default();
+        let sections = sections_of(&body(&bytes).expect("body"));
+        assert_eq!(sections.last().map(|s| &s.0), Some(b"END."));
+        // Reversed (META first still, END. last).
+        let mut reordered = vec![sections[0].clone()];
+        reordered.extend(sections[1..sections.len() - 1].iter().rev().cloned());
+        reordered.push(sections[sections.len() - 1].clone());
+        let d = read_from(&assemble(&header, &body_of(&reordered))[..], "reordered", true).expect("read");
+        let h = d.graph.expect("graph");
+        assert_eq!((&h.offsets, &h.targets, h.addresses()), (&g.offsets, &g.targets, g.addresses()));
+        assert!(d.held.is_some());
+        // A section twice.
+        let mut twice = sections.clone();
+        let edge = twice.iter().position(|s| &s.0 == b"EDGE").expect("EDGE");
+        twice.insert(edge, twice[edge].clone());
+        let e = read_from(&assemble(&header, &body_of(&twice))[..], "twice", true).err().expect("refused");
+        assert!(e.to_string().contains("section EDGE twice"), "{e}");
+        // A section missing.
+        let without: Vec<_> = sections.iter().filter(|s| &s.0 != b"LABL").cloned().collect();
+        let e = read_from(&assemble(&header, &body_of(&without))[..], "without", true).err().expect("refused");
+        assert!(e.to_string().contains("no section LABL"), "{e}");
+    }
 }
