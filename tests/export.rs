@@ -10,6 +10,11 @@
 //!   of its Summary view agree with memspy's of the same walk (a dump, exported, and `top` of it): the
 //!   node count, the total self size, and per class named as a type of `memspy top` (every one but the
 //!   type objects, named each by its own name) its count and self size;
+//! - VS Code's heap snapshot viewer's parser (@vscode/v8-heap-parser, npm, beside memlab) decodes it,
+//!   on every CPython of the matrix: the node count, the total self size, per class named as a type of
+//!   `memspy top` of the same dump its count and self size, the leaks' retained size by class (the
+//!   fixture's sum) and one leak's retainers, up through a Holder to the holder list, which retains
+//!   the fixture's sum;
 //! - the HTML page renders in headless Chromium (Debian's): its script ran without an error (it
 //!   sorted the type table by retained bytes, largest first), the largest owner is the holder list,
 //!   the page fetches nothing, and a screenshot is left in the test's output folder.
@@ -289,6 +294,134 @@ fn chrome_devtools_loads_the_heapsnapshot_and_agrees_with_memspy() {
             v["self_size"],
             leak.0,
             leak.1
+        );
+        for x in &e {
+            eprintln!("    {x}");
+        }
+        failed += usize::from(!e.is_empty());
+    }
+    assert_eq!(failed, 0, "{failed} of {} interpreters differ (see above)", expected.len());
+}
+
+/// What is missing to run VS Code's heap snapshot parser, if anything.
+fn vscode_parser_missing() -> Option<String> {
+    if let Some(m) = memlab_missing().filter(|m| m.starts_with("node")) {
+        return Some(m);
+    }
+    let p = npm_dir().join("@vscode/v8-heap-parser/package.json");
+    (!p.exists()).then(|| {
+        format!(
+            "VS Code's heap snapshot parser is not installed ({} missing; scripts/install-services.sh)",
+            p.display()
+        )
+    })
+}
+
+#[test]
+fn vscode_heap_snapshot_parser_loads_the_heapsnapshot_and_agrees_with_memspy() {
+    if let Some(why) = vscode_parser_missing() {
+        return skip_or_fail(&why);
+    }
+    let d = discover_interpreters();
+    if d.interpreters.is_empty() {
+        return skip_or_fail(NO_INTERPRETER);
+    }
+    let dir = artifact_dir("export-vscode");
+    // Per interpreter: a dump of the paused fixture, its export, and `top` of the same dump (one walk).
+    let mut expected = Vec::new();
+    let (k, m, c) = (K.to_string(), M.to_string(), C.to_string());
+    for interp in &d.interpreters {
+        let mut fixture = Fixture::spawn(interp, FIXTURE, &[&k, &m, &c]).expect("fixture");
+        let truth = fixture.wait_for_truth(FIXTURE_TIMEOUT).expect("truth");
+        fixture.wait_until_paused(FIXTURE_TIMEOUT).expect("paused");
+        let pid = fixture.pid.to_string();
+        let label = sanitize(&interp.label());
+        let dump = dir.join(format!("retention-{label}.memspy")).display().to_string();
+        let out = run_memspy(["dump", pid.as_str(), "-o", dump.as_str()]).expect("memspy runs");
+        assert!(out.success(), "{}: dump: {}", interp.label(), tail(&out.stderr, 500));
+        fixture.kill();
+        let file = dir.join(format!("retention-{label}.heapsnapshot")).display().to_string();
+        let (x, _) = run_memspy_json(&["export", &dump, "--format", "heapsnapshot", "-o", &file, "--json"])
+            .unwrap_or_else(|e| panic!("{}: export: {e}", interp.label()));
+        let (top, _) = run_memspy_json(&["top", &dump, "--once", "--json"])
+            .unwrap_or_else(|e| panic!("{}: top: {e}", interp.label()));
+        let _ = std::fs::remove_file(&dump);
+        expected.push((interp.label(), file, x, top, truth));
+    }
+    let mut cmd = Command::new("node");
+    cmd.env("NODE_PATH", npm_dir())
+        .arg(repo_root().join("tests/export/vscode_view.js"))
+        .args(expected.iter().map(|e| e.1.as_str()));
+    let out = run_with_timeout(cmd, TOOL_TIMEOUT).expect("node runs");
+    assert!(out.success(), "vscode_view.js failed: {}; stderr: {}", out.describe_status(), tail(&out.stderr, 2000));
+    let seen: Vec<Value> = out.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert_eq!(seen.len(), expected.len(), "one result per snapshot: {}", tail(&out.stdout, 1000));
+    let mut failed = 0;
+    for ((label, file, x, top, truth), v) in expected.iter().zip(&seen) {
+        let mut e = Vec::new();
+        expect(&mut e, "file", v["file"].as_str(), Some(file.as_str()));
+        expect(&mut e, "node count", v["nodes"].as_u64(), x["nodes"].as_u64());
+        expect(&mut e, "total self size", v["self_size"].as_u64(), x["self_size"].as_u64());
+        let classes: std::collections::HashMap<&str, (u64, u64, u64)> = v["classes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                Some((c["name"].as_str()?, (c["count"].as_u64()?, c["self"].as_u64()?, c["retained"].as_u64()?)))
+            })
+            .collect();
+        let mut matched = 0;
+        for t in top["types"].as_array().into_iter().flatten() {
+            let name = t["type"].as_str().unwrap_or("?");
+            // Type objects are nodes named each by its own name (`type NAME`), not by their class.
+            if name == "builtins.type" {
+                continue;
+            }
+            if let Some(&(count, bytes, _)) = classes.get(name) {
+                matched += 1;
+                expect(
+                    &mut e,
+                    name,
+                    (count, bytes),
+                    (t["count"].as_u64().unwrap_or(0), t["bytes"].as_u64().unwrap_or(0)),
+                );
+            }
+        }
+        // What the leaks retain, as the viewer sums it by class (no leak holds another).
+        let leak = classes.get("__main__.Leak").copied().unwrap_or_default();
+        expect(
+            &mut e,
+            "__main__.Leak: count, retained",
+            (leak.0, leak.2),
+            (K, truth["leak_retained"].as_u64().unwrap_or(0)),
+        );
+        // One leak's retainers, up to the holder list REGISTRY['cache']: through a Holder, whose
+        // retained size is the fixture's sum.
+        let chain: Vec<(&str, u64)> = v["chain"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| (s["name"].as_str().unwrap_or("?"), s["retained"].as_u64().unwrap_or(0)))
+            .collect();
+        let want = truth["holder_list_retained"].as_u64().unwrap_or(0);
+        match chain.iter().position(|&(_, r)| r == want) {
+            Some(i) => {
+                expect(&mut e, "the holder list's class", chain[i].0, "builtins.list");
+                if !chain[1..i].iter().any(|&(n, _)| n == "__main__.Holder") {
+                    e.push(format!("no __main__.Holder between the leak and the holder list: {chain:?}"));
+                }
+            }
+            None => e.push(format!("no retainer of the leak retains {want} bytes (the holder list): {chain:?}")),
+        }
+        eprintln!(
+            "{label:<10} {}: VS Code's parser {} nodes, {} bytes, {matched} classes as memspy's types; __main__.Leak {} \
+             objects retaining {} bytes; chain {}",
+            if e.is_empty() { "ok" } else { "FAIL" },
+            v["nodes"],
+            v["self_size"],
+            leak.0,
+            leak.2,
+            chain.iter().map(|c| format!("{} ({} B)", c.0, c.1)).collect::<Vec<_>>().join(" ← ")
         );
         for x in &e {
             eprintln!("    {x}");

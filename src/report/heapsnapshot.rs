@@ -18,7 +18,7 @@
 //! - edges: `property` (an attribute, a dict's str key: the name; other keys by their repr), `element`
 //!   (an item: its index), `internal` (the rest: a `__dict__`, a dict key, a local, a C field).
 //!
-//! Ids are `2 × position + 1` (odd, as V8's ids of heap objects): stable for one file, not across
+//! The file's last node holds nothing ([`Positions`]). Ids are `2 × position + 1` (odd, as V8's ids of heap objects): stable for one file, not across
 //! files. The file is streamed through a buffer (no whole-file string) to a temporary name, renamed at
 //! the end; an error or Ctrl-C leaves no file.
 
@@ -102,9 +102,40 @@ pub fn node_id(position: u32) -> u64 {
     2 * position as u64 + 1
 }
 
-/// The position of graph node `v` in the snapshot.
-pub fn position(v: u32) -> u32 {
-    FIRST + v
+/// Where the graph's nodes are in a snapshot: after the synthetic ones, in graph order, except that the
+/// last node of the file is one that holds nothing. (VS Code's heap snapshot parser fails on a file
+/// whose last node dominates another: it keeps no count of what that node dominates. The graph's last
+/// nodes are the walk's roots, which hold a thread's locals; so the last of them trades places with
+/// the last object that holds no reference.)
+#[derive(Clone, Copy, Debug)]
+pub struct Positions {
+    /// The two graph nodes that trade places, if any.
+    swap: Option<(u32, u32)>,
+}
+
+impl Positions {
+    pub fn of_graph(g: &Graph) -> Positions {
+        let Some(last) = g.nodes().checked_sub(1) else { return Positions { swap: None } };
+        if g.edges(last).is_empty() {
+            return Positions { swap: None };
+        }
+        let leaf = (0..g.objects).rev().find(|&v| g.edges(v).is_empty());
+        Positions { swap: leaf.map(|l| (l, last)) }
+    }
+
+    /// The graph node at graph place `i` (and the place of graph node `i`: trading is its own inverse).
+    fn traded(&self, i: u32) -> u32 {
+        match self.swap {
+            Some((a, b)) if i == a => b,
+            Some((a, b)) if i == b => a,
+            _ => i,
+        }
+    }
+
+    /// The position of graph node `v` in the snapshot.
+    pub fn of(&self, v: u32) -> u32 {
+        FIRST + self.traded(v)
+    }
 }
 
 /// The strings of a snapshot, each once (one allocation each, shared by the list and the index).
@@ -270,13 +301,15 @@ pub fn write(
     let mut self_size = 0u64;
     let mut clamped = 0u64;
     let nodes = g.nodes();
-    for v in 0..nodes {
-        if v % 4096 == 0 {
+    let at = Positions::of_graph(g);
+    for i in 0..nodes {
+        if i % 4096 == 0 {
             if crate::interrupt::requested() {
                 return Err(Error::Interrupted);
             }
-            progress(v as u64, 2 * nodes as u64);
+            progress(i as u64, 2 * nodes as u64);
         }
+        let v = at.traded(i);
         let degree = g.edges(v).len();
         let (ty, name, size) = if g.is_object(v) {
             let (ty, name) = object_node(g, v, anchors, namer);
@@ -293,7 +326,7 @@ pub fn write(
             (T_SYNTHETIC, name, 0)
         };
         let name = strings.id(&name);
-        node(&mut out, ty, name, position(v), size, degree).map_err(io)?;
+        node(&mut out, ty, name, at.of(v), size, degree).map_err(io)?;
     }
     out.write_all(b"],\n\"edges\":[").map_err(io)?;
 
@@ -309,17 +342,18 @@ pub fn write(
     }
     for members in &groups {
         for (j, &s) in members.iter().enumerate() {
-            edge(&mut out, E_ELEMENT, j as u64 + 1, position(s)).map_err(io)?;
+            edge(&mut out, E_ELEMENT, j as u64 + 1, at.of(s)).map_err(io)?;
         }
     }
     let mut unnamed = 0u64;
-    for v in 0..nodes {
-        if v % 4096 == 0 {
+    for i in 0..nodes {
+        if i % 4096 == 0 {
             if crate::interrupt::requested() {
                 return Err(Error::Interrupted);
             }
-            progress(nodes as u64 + v as u64, 2 * nodes as u64);
+            progress(nodes as u64 + i as u64, 2 * nodes as u64);
         }
+        let v = at.traded(i);
         let targets = g.edges(v);
         if targets.is_empty() {
             continue;
@@ -329,7 +363,7 @@ pub fn write(
             let e = names.get(j).unwrap_or(&Edge::Unknown);
             unnamed += (*e == Edge::Unknown) as u64;
             let (ty, name) = edge_of(e, j, &mut strings);
-            edge(&mut out, ty, name, position(t & !crate::walk::graph::CONSERVATIVE_EDGE)).map_err(io)?;
+            edge(&mut out, ty, name, at.of(t & !crate::walk::graph::CONSERVATIVE_EDGE)).map_err(io)?;
         }
     }
     out.write_all(
@@ -384,7 +418,11 @@ mod tests {
     #[test]
     fn ids_are_odd_and_positions_follow_the_synthetic_nodes() {
         assert_eq!(node_id(0), 1);
-        assert_eq!(position(0), 5);
-        assert_eq!(node_id(position(0)), 11);
+        let types = vec![crate::cpython::types::TypeInfo::plain(0x9000, "builtins.list", 56)];
+        let g = Graph::of_edges(&[&[1], &[], &[0]], &[56, 56], &[1, 1], &[0, 0], types);
+        let at = Positions::of_graph(&g);
+        // The root (last) holds node 0: it trades places with node 1, the last that holds nothing.
+        assert_eq!((at.of(0), at.of(1), at.of(2)), (5, 7, 6));
+        assert_eq!(node_id(at.of(0)), 11);
     }
 }
