@@ -59,6 +59,11 @@ impl<'a> Reader<'a> {
         u32::try_from(v).map_err(|_| Error::BadDump(format!("section {}: {what} {v} out of range", self.section)))
     }
 
+    /// Bytes not read yet.
+    pub fn left(&self) -> usize {
+        self.buf.len() - self.at
+    }
+
     /// A count of items, each at least `min_bytes` long: it cannot exceed what is left.
     pub fn count(&mut self, what: &str, min_bytes: usize) -> Result<usize> {
         let n = self.varint(what)?;

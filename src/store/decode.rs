@@ -65,6 +65,15 @@ fn edges(edge: &[u8], labl: &[u8], nodes: u64) -> Result<(Vec<u32>, Vec<u32>, Ve
         }
         offsets.push(total as u32);
     }
+    // Each edge takes a byte at least, here and in the labels: a count past what is left is a bad file
+    // (checked before anything that size is allocated).
+    if total > r.left() as u64 || total > labl.len() as u64 {
+        return Err(Error::BadDump(format!(
+            "section EDGE: {total} edges in {} bytes (and {} of labels)",
+            r.left(),
+            labl.len()
+        )));
+    }
     let mut targets = Vec::with_capacity(total as usize);
     for v in 0..nodes {
         let end = offsets[v as usize + 1];
