@@ -207,6 +207,74 @@ fn node_websocket_flag() -> Option<Vec<&'static str>> {
     [vec![], vec!["--experimental-websocket"]].into_iter().find(|f| has(f))
 }
 
+/// One interpreter's fixture, dumped while paused, that dump exported, and `top` of the same dump (one
+/// walk): what the viewers' figures are checked against.
+struct Exported {
+    label: String,
+    file: String,
+    export: Value,
+    top: Value,
+    truth: Value,
+}
+
+fn exported_dumps(interpreters: &[Interpreter], dir: &Path) -> Vec<Exported> {
+    let (k, m, c) = (K.to_string(), M.to_string(), C.to_string());
+    let mut all = Vec::new();
+    for interp in interpreters {
+        let mut fixture = Fixture::spawn(interp, FIXTURE, &[&k, &m, &c]).expect("fixture");
+        let truth = fixture.wait_for_truth(FIXTURE_TIMEOUT).expect("truth");
+        fixture.wait_until_paused(FIXTURE_TIMEOUT).expect("paused");
+        let pid = fixture.pid.to_string();
+        let label = sanitize(&interp.label());
+        let dump = dir.join(format!("retention-{label}.memspy")).display().to_string();
+        let out = run_memspy(["dump", pid.as_str(), "-o", dump.as_str()]).expect("memspy runs");
+        assert!(out.success(), "{}: dump: {}", interp.label(), tail(&out.stderr, 500));
+        fixture.kill();
+        let file = dir.join(format!("retention-{label}.heapsnapshot")).display().to_string();
+        let (export, _) = run_memspy_json(&["export", &dump, "--format", "heapsnapshot", "-o", &file, "--json"])
+            .unwrap_or_else(|e| panic!("{}: export: {e}", interp.label()));
+        let (top, _) = run_memspy_json(&["top", &dump, "--once", "--json"])
+            .unwrap_or_else(|e| panic!("{}: top: {e}", interp.label()));
+        let _ = std::fs::remove_file(&dump);
+        all.push(Exported { label: interp.label(), file, export, top, truth });
+    }
+    all
+}
+
+/// A viewer's node count and total self size, and per class named as a type of `top` (every one but
+/// the type objects, each a node named by its own name) its count and self size, against memspy's;
+/// returns how many classes were compared.
+fn same_summary(
+    e: &mut Vec<String>,
+    x: &Exported,
+    v: &Value,
+    classes: &std::collections::HashMap<&str, (u64, u64)>,
+) -> usize {
+    expect(e, "file", v["file"].as_str(), Some(x.file.as_str()));
+    expect(e, "node count", v["nodes"].as_u64(), x.export["nodes"].as_u64());
+    expect(e, "total self size", v["self_size"].as_u64(), x.export["self_size"].as_u64());
+    let mut matched = 0;
+    for t in x.top["types"].as_array().into_iter().flatten() {
+        let name = t["type"].as_str().unwrap_or("?");
+        if name == "builtins.type" {
+            continue;
+        }
+        if let Some(&(count, bytes)) = classes.get(name) {
+            matched += 1;
+            expect(e, name, (count, bytes), (t["count"].as_u64().unwrap_or(0), t["bytes"].as_u64().unwrap_or(0)));
+        }
+    }
+    matched
+}
+
+/// The JSON lines a viewer script printed, one per snapshot of `all`.
+fn one_per_snapshot(out: &CmdOutput, script: &str, all: &[Exported]) -> Vec<Value> {
+    assert!(out.success(), "{script} failed: {}; stderr: {}", out.describe_status(), tail(&out.stderr, 2000));
+    let seen: Vec<Value> = out.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert_eq!(seen.len(), all.len(), "one result per snapshot: {}", tail(&out.stdout, 1000));
+    seen
+}
+
 #[test]
 fn chrome_devtools_loads_the_heapsnapshot_and_agrees_with_memspy() {
     let Some(bin) = chromium() else {
@@ -219,68 +287,26 @@ fn chrome_devtools_loads_the_heapsnapshot_and_agrees_with_memspy() {
     if d.interpreters.is_empty() {
         return skip_or_fail(NO_INTERPRETER);
     }
-    let dir = artifact_dir("export-devtools");
-    // Per interpreter: a dump of the paused fixture, its export, and `top` of the same dump (one walk).
-    let mut expected = Vec::new();
-    let (k, m, c) = (K.to_string(), M.to_string(), C.to_string());
-    for interp in &d.interpreters {
-        let mut fixture = Fixture::spawn(interp, FIXTURE, &[&k, &m, &c]).expect("fixture");
-        fixture.wait_for_truth(FIXTURE_TIMEOUT).expect("truth");
-        fixture.wait_until_paused(FIXTURE_TIMEOUT).expect("paused");
-        let pid = fixture.pid.to_string();
-        let label = sanitize(&interp.label());
-        let dump = dir.join(format!("retention-{label}.memspy")).display().to_string();
-        let out = run_memspy(["dump", pid.as_str(), "-o", dump.as_str()]).expect("memspy runs");
-        assert!(out.success(), "{}: dump: {}", interp.label(), tail(&out.stderr, 500));
-        fixture.kill();
-        let file = dir.join(format!("retention-{label}.heapsnapshot")).display().to_string();
-        let (x, _) = run_memspy_json(&["export", &dump, "--format", "heapsnapshot", "-o", &file, "--json"])
-            .unwrap_or_else(|e| panic!("{}: export: {e}", interp.label()));
-        let (top, _) = run_memspy_json(&["top", &dump, "--once", "--json"])
-            .unwrap_or_else(|e| panic!("{}: top: {e}", interp.label()));
-        let _ = std::fs::remove_file(&dump);
-        expected.push((interp.label(), file, x, top));
-    }
+    let expected = exported_dumps(&d.interpreters, &artifact_dir("export-devtools"));
     let profile = TempDir::new("devtools-profile").expect("profile dir");
     let mut cmd = Command::new("node");
     cmd.args(&flags)
         .arg(repo_root().join("tests/export/devtools_view.js"))
         .arg(&bin)
         .arg(profile.path())
-        .args(expected.iter().map(|e| e.1.as_str()));
+        .args(expected.iter().map(|x| x.file.as_str()));
     let out = run_with_timeout(cmd, TOOL_TIMEOUT).expect("node runs");
-    assert!(out.success(), "devtools_view.js failed: {}; stderr: {}", out.describe_status(), tail(&out.stderr, 2000));
-    let seen: Vec<Value> = out.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    assert_eq!(seen.len(), expected.len(), "one result per snapshot: {}", tail(&out.stdout, 1000));
+    let seen = one_per_snapshot(&out, "devtools_view.js", &expected);
     let mut failed = 0;
-    for ((label, file, x, top), v) in expected.iter().zip(&seen) {
+    for (x, v) in expected.iter().zip(&seen) {
         let mut e = Vec::new();
-        expect(&mut e, "file", v["file"].as_str(), Some(file.as_str()));
-        expect(&mut e, "node count", v["nodes"].as_u64(), x["nodes"].as_u64());
-        expect(&mut e, "total self size", v["self_size"].as_u64(), x["self_size"].as_u64());
         let classes: std::collections::HashMap<&str, (u64, u64)> = v["classes"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|c| Some((c["name"].as_str()?, (c["count"].as_u64()?, c["self"].as_u64()?))))
             .collect();
-        let mut matched = 0;
-        for t in top["types"].as_array().into_iter().flatten() {
-            let name = t["type"].as_str().unwrap_or("?");
-            // Type objects are nodes named each by its own name (`type NAME`), not by their class.
-            if name == "builtins.type" {
-                continue;
-            }
-            if let Some(&(count, bytes)) = classes.get(name) {
-                matched += 1;
-                expect(
-                    &mut e,
-                    name,
-                    (count, bytes),
-                    (t["count"].as_u64().unwrap_or(0), t["bytes"].as_u64().unwrap_or(0)),
-                );
-            }
-        }
+        let matched = same_summary(&mut e, x, v, &classes);
         for must in ["__main__.Leak", "__main__.Holder", "builtins.dict", "builtins.list"] {
             if !classes.contains_key(must) {
                 e.push(format!("no class {must} in DevTools' summary"));
@@ -288,7 +314,8 @@ fn chrome_devtools_loads_the_heapsnapshot_and_agrees_with_memspy() {
         }
         let leak = classes.get("__main__.Leak").copied().unwrap_or_default();
         eprintln!(
-            "{label:<10} {}: DevTools {} nodes, {} bytes, {matched} classes as memspy's types; __main__.Leak {} objects, {} bytes",
+            "{:<10} {}: DevTools {} nodes, {} bytes, {matched} classes as memspy's types; __main__.Leak {} objects, {} bytes",
+            x.label,
             if e.is_empty() { "ok" } else { "FAIL" },
             v["nodes"],
             v["self_size"],
@@ -326,42 +353,16 @@ fn vscode_heap_snapshot_parser_loads_the_heapsnapshot_and_agrees_with_memspy() {
     if d.interpreters.is_empty() {
         return skip_or_fail(NO_INTERPRETER);
     }
-    let dir = artifact_dir("export-vscode");
-    // Per interpreter: a dump of the paused fixture, its export, and `top` of the same dump (one walk).
-    let mut expected = Vec::new();
-    let (k, m, c) = (K.to_string(), M.to_string(), C.to_string());
-    for interp in &d.interpreters {
-        let mut fixture = Fixture::spawn(interp, FIXTURE, &[&k, &m, &c]).expect("fixture");
-        let truth = fixture.wait_for_truth(FIXTURE_TIMEOUT).expect("truth");
-        fixture.wait_until_paused(FIXTURE_TIMEOUT).expect("paused");
-        let pid = fixture.pid.to_string();
-        let label = sanitize(&interp.label());
-        let dump = dir.join(format!("retention-{label}.memspy")).display().to_string();
-        let out = run_memspy(["dump", pid.as_str(), "-o", dump.as_str()]).expect("memspy runs");
-        assert!(out.success(), "{}: dump: {}", interp.label(), tail(&out.stderr, 500));
-        fixture.kill();
-        let file = dir.join(format!("retention-{label}.heapsnapshot")).display().to_string();
-        let (x, _) = run_memspy_json(&["export", &dump, "--format", "heapsnapshot", "-o", &file, "--json"])
-            .unwrap_or_else(|e| panic!("{}: export: {e}", interp.label()));
-        let (top, _) = run_memspy_json(&["top", &dump, "--once", "--json"])
-            .unwrap_or_else(|e| panic!("{}: top: {e}", interp.label()));
-        let _ = std::fs::remove_file(&dump);
-        expected.push((interp.label(), file, x, top, truth));
-    }
+    let expected = exported_dumps(&d.interpreters, &artifact_dir("export-vscode"));
     let mut cmd = Command::new("node");
     cmd.env("NODE_PATH", npm_dir())
         .arg(repo_root().join("tests/export/vscode_view.js"))
-        .args(expected.iter().map(|e| e.1.as_str()));
+        .args(expected.iter().map(|x| x.file.as_str()));
     let out = run_with_timeout(cmd, TOOL_TIMEOUT).expect("node runs");
-    assert!(out.success(), "vscode_view.js failed: {}; stderr: {}", out.describe_status(), tail(&out.stderr, 2000));
-    let seen: Vec<Value> = out.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    assert_eq!(seen.len(), expected.len(), "one result per snapshot: {}", tail(&out.stdout, 1000));
+    let seen = one_per_snapshot(&out, "vscode_view.js", &expected);
     let mut failed = 0;
-    for ((label, file, x, top, truth), v) in expected.iter().zip(&seen) {
+    for (x, v) in expected.iter().zip(&seen) {
         let mut e = Vec::new();
-        expect(&mut e, "file", v["file"].as_str(), Some(file.as_str()));
-        expect(&mut e, "node count", v["nodes"].as_u64(), x["nodes"].as_u64());
-        expect(&mut e, "total self size", v["self_size"].as_u64(), x["self_size"].as_u64());
         let classes: std::collections::HashMap<&str, (u64, u64, u64)> = v["classes"]
             .as_array()
             .into_iter()
@@ -370,23 +371,9 @@ fn vscode_heap_snapshot_parser_loads_the_heapsnapshot_and_agrees_with_memspy() {
                 Some((c["name"].as_str()?, (c["count"].as_u64()?, c["self"].as_u64()?, c["retained"].as_u64()?)))
             })
             .collect();
-        let mut matched = 0;
-        for t in top["types"].as_array().into_iter().flatten() {
-            let name = t["type"].as_str().unwrap_or("?");
-            // Type objects are nodes named each by its own name (`type NAME`), not by their class.
-            if name == "builtins.type" {
-                continue;
-            }
-            if let Some(&(count, bytes, _)) = classes.get(name) {
-                matched += 1;
-                expect(
-                    &mut e,
-                    name,
-                    (count, bytes),
-                    (t["count"].as_u64().unwrap_or(0), t["bytes"].as_u64().unwrap_or(0)),
-                );
-            }
-        }
+        let sizes = classes.iter().map(|(&n, &(count, bytes, _))| (n, (count, bytes))).collect();
+        let matched = same_summary(&mut e, x, v, &sizes);
+        let truth = &x.truth;
         // What the leaks retain, as the viewer sums it by class (no leak holds another).
         let leak = classes.get("__main__.Leak").copied().unwrap_or_default();
         expect(
@@ -414,8 +401,9 @@ fn vscode_heap_snapshot_parser_loads_the_heapsnapshot_and_agrees_with_memspy() {
             None => e.push(format!("no retainer of the leak retains {want} bytes (the holder list): {chain:?}")),
         }
         eprintln!(
-            "{label:<10} {}: VS Code's parser {} nodes, {} bytes, {matched} classes as memspy's types; __main__.Leak {} \
+            "{:<10} {}: VS Code's parser {} nodes, {} bytes, {matched} classes as memspy's types; __main__.Leak {} \
              objects retaining {} bytes; chain {}",
+            x.label,
             if e.is_empty() { "ok" } else { "FAIL" },
             v["nodes"],
             v["self_size"],
