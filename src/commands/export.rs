@@ -64,7 +64,7 @@ pub fn run(opts: &ExportOptions) -> Result<()> {
     let written = written?;
     let largest =
         (0..g.objects).max_by_key(|&v| (held.dom().retained[v as usize], std::cmp::Reverse(v))).map(|v| Largest {
-            id: heapsnapshot::node_id(heapsnapshot::Positions::of_graph(g).of(v)),
+            id: heapsnapshot::node_id(written.positions.of(v)),
             address: format!("{:#x}", g.addr(v)),
             type_name: g.type_of(v).map_or_else(|| "?".into(), |t| t.name.clone()),
             retained: held.dom().retained[v as usize],

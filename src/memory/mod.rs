@@ -82,6 +82,18 @@ pub fn fault_in(buf: &mut [u64]) {
     }
 }
 
+/// Faults in the pages of the first `n` items of `v`'s spare room (before the target is stopped, as
+/// [`fault_in`]); nothing is added to `v`.
+pub fn fault_in_room<T: Copy + Default>(v: &mut Vec<T>, n: usize) {
+    let step = (PAGE as usize / std::mem::size_of::<T>().max(1)).max(1);
+    let spare = v.spare_capacity_mut();
+    for i in (0..spare.len().min(n)).step_by(step) {
+        // SAFETY: `i` is within the spare room, which the vector owns; the write (volatile, so that it is
+        // kept) stores a valid `T` in memory that stays outside the vector's length.
+        unsafe { std::ptr::write_volatile(spare.as_mut_ptr().add(i), std::mem::MaybeUninit::new(T::default())) };
+    }
+}
+
 /// Largest single read memspy makes. Lengths often come from the target's own (possibly corrupt or
 /// changing) data: a length past this is refused before anything is allocated.
 pub const MAX_READ: usize = 64 << 20;

@@ -95,6 +95,9 @@ pub struct Written {
     pub unnamed: u64,
     #[serde(skip)]
     pub elapsed: Duration,
+    /// Where each graph node was written (its id: [`node_id`]).
+    #[serde(skip)]
+    pub positions: Positions,
 }
 
 /// The id a node at `position` gets.
@@ -394,6 +397,7 @@ pub fn write(
         clamped,
         unnamed,
         elapsed: t0.elapsed(),
+        positions: at,
     })
 }
 

@@ -382,15 +382,26 @@ mod tests {
         .expect("a consistent graph")
     }
 
+    /// Every edge of `g` named (no target memory: the tiny graph's names come from its shape).
+    fn names_of(g: &Graph) -> Labelled {
+        let mem = FakeMemory::new();
+        let l = python_bindings::versions::V3_12;
+        let mut namer = EdgeNamer::new(&mem, &l, g);
+        label(&mut namer, g, 0..g.nodes(), true, &Default::default()).expect("named")
+    }
+
+    /// A fresh directory for one test's files.
+    fn test_dir(what: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("memspy-store-{what}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
     #[test]
     fn a_dump_reads_back_as_written() {
         let g = tiny_graph();
-        let mem = FakeMemory::new();
-        let l = python_bindings::versions::V3_12;
-        let mut namer = EdgeNamer::new(&mem, &l, &g);
-        let names = label(&mut namer, &g, 0..g.nodes(), true, &Default::default()).expect("named");
-        let dir = std::env::temp_dir().join(format!("memspy-store-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let names = names_of(&g);
+        let dir = test_dir("test");
         let path = dir.join("tiny.memspy");
         let header = Header { pid: 42, values: true, ..Header::default() };
         let p = crate::analysis::paths::shortest(&g);
@@ -419,7 +430,7 @@ mod tests {
             std::fs::write(Path::new(&dir).join("tiny.body"), body(&bytes).expect("body")).expect("corpus");
         }
         // Without the paths and dominators (an older memspy's file): the graph alone.
-        let names = label(&mut namer, &g, 0..g.nodes(), true, &Default::default()).expect("named");
+        let names = names_of(&g);
         write(&path, Header { pid: 42, values: true, ..Header::default() }, Meta::default(), &g, names, || None)
             .expect("written");
         let without = read(&path, true).expect("read back");
@@ -455,12 +466,8 @@ mod tests {
     #[test]
     fn sections_read_in_any_order_once_each() {
         let g = tiny_graph();
-        let mem = FakeMemory::new();
-        let l = python_bindings::versions::V3_12;
-        let mut namer = EdgeNamer::new(&mem, &l, &g);
-        let names = label(&mut namer, &g, 0..g.nodes(), true, &Default::default()).expect("named");
-        let dir = std::env::temp_dir().join(format!("memspy-store-order-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let names = names_of(&g);
+        let dir = test_dir("order");
         let path = dir.join("tiny.memspy");
         let p = crate::analysis::paths::shortest(&g);
         let kept = (crate::analysis::paths::shortest(&g), crate::analysis::dominators::compute(&g, &p));
@@ -488,5 +495,13 @@ mod tests {
         let without: Vec<_> = sections.iter().filter(|s| &s.0 != b"LABL").cloned().collect();
         let e = read_from(&assemble(&header, &body_of(&without))[..], "without", true).err().expect("refused");
         assert!(e.to_string().contains("no section LABL"), "{e}");
+        // What the fuzzer found (fuzz/corpus/dump/edge-count-past-the-bytes.body): an EDGE section that
+        // counts 2^31 edges in a few bytes. Refused in one line, before an array that size is allocated.
+        let mut huge = sections.clone();
+        let edge = huge.iter().position(|s| &s.0 == b"EDGE").expect("EDGE");
+        // The first node's edge count (LEB128), then a count of 0 for each of the others.
+        huge[edge].1 = [0x80, 0x80, 0x80, 0x80, 0x08].into_iter().chain([0; 1000]).collect();
+        let e = read_from(&assemble(&header, &body_of(&huge))[..], "huge", true).err().expect("refused");
+        assert!(e.to_string().contains("2147483648 edges in"), "{e}");
     }
 }

@@ -261,7 +261,7 @@ impl Work for HeapWalk<'_> {
             let per = words / self.threads;
             self.spares = (0..self.threads)
                 .map(|i| {
-                    let rec = (i > 0).then(|| graph::Recorder::for_worker_faulted(per));
+                    let rec = (i > 0).then(|| graph::Recorder::with_capacity(per));
                     (rec, graph::Objects::faulted(per / 2, per / 4))
                 })
                 .collect();

@@ -9,7 +9,7 @@ use super::refs;
 use super::{ObjectRecord, Sink, TypeTotals};
 use crate::cpython::types::TypeInfo;
 use crate::memory::fasthash::AddrMap;
-use crate::memory::{Memory, ReadExt};
+use crate::memory::{fault_in_room, Memory, ReadExt};
 use serde::{Deserialize, Serialize};
 
 /// Bit 0 of a recorded word: a header (the source of the words after it), not an edge.
@@ -81,9 +81,8 @@ pub struct Recorder {
 impl Recorder {
     /// Words of about this many edges are expected (reserved now, before the target is stopped).
     pub fn with_capacity(words: usize) -> Self {
-        let mut words = vec![0u64; words];
-        crate::memory::fault_in(&mut words);
-        words.clear();
+        let mut words = Vec::with_capacity(words);
+        fault_in_room(&mut words, usize::MAX);
         Recorder { words, ..Recorder::default() }
     }
 
@@ -150,13 +149,6 @@ impl Recorder {
     /// not faulted in).
     pub(super) fn for_worker(words: usize) -> Self {
         Recorder { words: Vec::with_capacity(words), ..Recorder::default() }
-    }
-
-    /// [`Self::for_worker`] with the room faulted in (made before the target is stopped).
-    pub(super) fn for_worker_faulted(words: usize) -> Self {
-        let mut words = Vec::with_capacity(words);
-        touch(&mut words, usize::MAX);
-        Recorder { words, ..Recorder::default() }
     }
 
     /// Takes what another worker recorded (its words; it records no roots).
@@ -239,28 +231,15 @@ pub struct Objects {
     parts: Vec<Objects>,
 }
 
-/// Faults in the pages of the first `n` items of `v`'s spare room (before the target is stopped: the
-/// kernel maps memory lazily, and a first write during the pause would cost a page fault per page).
-/// Nothing is added.
-fn touch<T: Copy + Default>(v: &mut Vec<T>, n: usize) {
-    let step = (crate::memory::PAGE as usize / std::mem::size_of::<T>().max(1)).max(1);
-    let spare = v.spare_capacity_mut();
-    for i in (0..spare.len().min(n)).step_by(step) {
-        // SAFETY: `i` is within the spare room, which the vector owns; the write (volatile, so that it is
-        // kept) stores a valid `T` in memory that stays outside the vector's length.
-        unsafe { std::ptr::write_volatile(spare.as_mut_ptr().add(i), std::mem::MaybeUninit::new(T::default())) };
-    }
-}
-
 impl Objects {
     /// [`Self::with_capacity`] with the room of the first `faulted` objects faulted in (made before the
     /// target is stopped).
     pub fn faulted(n: usize, faulted: usize) -> Self {
         let mut o = Self::with_capacity(n);
-        touch(&mut o.addrs, faulted);
-        touch(&mut o.types, faulted);
-        touch(&mut o.sizes, faulted);
-        touch(&mut o.refcounts, faulted);
+        fault_in_room(&mut o.addrs, faulted);
+        fault_in_room(&mut o.types, faulted);
+        fault_in_room(&mut o.sizes, faulted);
+        fault_in_room(&mut o.refcounts, faulted);
         o
     }
 
